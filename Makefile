@@ -1,0 +1,33 @@
+# One command to set up and run each main job on a fresh clone (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.maple-installed
+SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/ir/opcodes.py
+
+.PHONY: serve test bench check clean
+
+$(STAMP): $(SOURCES)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+## serve: build and run Maple on the reference rule pack
+serve: $(STAMP)
+	$(BIN)/maple check rules/
+	$(BIN)/maple decide --rules rules/ --profile rules/data/sample_profiles/runner.json --request rules/data/sample_requests/web_shoes.json --explain
+
+## test: build and run every test
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## bench: in-process evaluation figures (see bench/README.md)
+bench: $(STAMP)
+	$(BIN)/python bench/eval_bench.py
+
+check: $(STAMP)
+	$(BIN)/maple check rules/
+
+clean:
+	rm -rf $(VENV) build *.egg-info engine/eval/_kernel.c engine/eval/*.so engine/eval/_opcodes.pxi engine/server/pb

@@ -1,0 +1,2 @@
+"""Maple: a real-time personalization decision engine."""
+__version__ = "0.1.0"

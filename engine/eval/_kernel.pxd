@@ -1,0 +1,140 @@
+# The compiled kernel's C-level layout (see _kernel.pyx; the Python face is _kernel.pyi).
+cimport cython
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+
+
+@cython.final
+cdef class _State:
+    cdef int64_t epoch
+    cdef int n_nodes, n_slots
+    # node results (valid when n_epoch[i] == epoch)
+    cdef int64_t *n_epoch
+    cdef int8_t *n_ok
+    cdef double *n_num
+    cdef double *n_num2
+    cdef int64_t *n_sid
+    # slot values (loaded on first use in a call)
+    cdef int64_t *s_epoch
+    cdef int8_t *s_ok
+    cdef double *s_num
+    cdef double *s_num2
+    cdef int64_t *s_sid
+    cdef list s_obj
+    # scratch for the index scan and top-k
+    cdef int32_t *offsets
+    cdef uint64_t *setacc
+    cdef uint64_t *mask
+    cdef int32_t *top_rank
+    cdef double *top_score
+    # the call's inputs
+    cdef object profile
+    cdef object request
+    cdef double now
+    cdef bint has_now
+    cdef object customer_id
+    cdef dict dyn_ids
+    cdef list dyn_strs
+
+
+@cython.final
+cdef class _Decision:
+    cdef int position
+    cdef int kind              # 0 value, 1 record, 2 offer
+    cdef int policy            # 0 first, 1 best, 2 all
+    cdef int top
+    cdef int n_cands
+    cdef int32_t *cond
+    cdef int32_t *residual
+    cdef int8_t *exact
+    cdef int32_t *score
+    cdef int32_t *req_start
+    cdef int32_t *req_count
+    cdef int32_t *emit_start
+    cdef int32_t *emit_count
+    cdef int n_caps
+    cdef int32_t *caps
+    cdef int n_exps
+    cdef int32_t *exps
+    # index
+    cdef int n_words
+    cdef int n_attrs
+    cdef int32_t *attr_slot
+    cdef int8_t *attr_kind        # 0 str, 1 num, 2 bool, 3 set
+    cdef int32_t *attr_missing
+    cdef int32_t *attr_other
+    cdef int32_t *attr_cls_start  # into class_offsets
+    cdef int32_t *attr_strcls     # n_attrs * n_strings (str attrs), -1 = other
+    cdef int32_t *attr_th_start
+    cdef int32_t *attr_th_count
+    cdef int32_t *attr_base       # set attrs
+    cdef list attr_postings       # set attrs: dict str -> offset
+    cdef int32_t *class_offsets
+    cdef double *thresholds
+    cdef uint64_t *bits
+    cdef object default
+    cdef tuple names
+    cdef tuple exp_names
+
+
+@cython.final
+cdef class Kernel:
+    cdef readonly object program
+    cdef readonly bint use_index
+    cdef int n_nodes, n_slots, n_strings, n_decisions
+    cdef int32_t *op
+    cdef int32_t *a
+    cdef int32_t *b
+    cdef int32_t *c
+    cdef double *k
+    cdef int8_t *kind
+    cdef int32_t *args
+    cdef int32_t *reqs          # required / emitted node ids of every candidate
+    cdef int8_t *slot_kind
+    cdef int8_t *slot_vkind
+    cdef int8_t *slot_ts
+    cdef int8_t *slot_root
+    cdef list slot_paths
+    cdef list strings
+    cdef dict string_ids
+    cdef int64_t **list_sids
+    cdef double **list_nums
+    cdef int32_t *list_len
+    cdef int8_t *list_kind
+    cdef int n_lists
+    cdef double *geo_lat
+    cdef double *geo_lon
+    cdef list decisions
+    cdef list experiments        # (salt, holdout_bp, variants) per experiment
+    cdef object assign_variant
+    cdef object parse_time
+    cdef int max_attrs, max_words, max_top, max_set_words
+    cdef _State state
+
+    cdef _Decision _pack_decision(self, d, list reqs)
+    cdef _State _new_state(self)
+    cdef inline int64_t _sid(self, _State st, object s) except -1
+    cdef inline object _str(self, _State st, int64_t sid)
+    cdef object _walk(self, _State st, int s)
+    cdef bint _geo(self, object v, double *lat, double *lon) except -1
+    cdef inline double _time(self, object v, bint *ok) except? -1.0
+    cdef int _scalar(self, _State st, object v, int kind, bint ts, double *num, double *num2, int64_t *sid) except -1
+    cdef int _load(self, _State st, int s) except -1
+    cdef inline bint _truth(self, _State st, int n) except -1
+    cdef int _ev(self, _State st, int n) except -1
+    cdef inline int _set_bool(self, _State st, int n, bint v)
+    cdef inline int _set_num(self, _State st, int n, double v)
+    cdef int _compute(self, _State st, int n) except -1
+    cdef bint _in_list(self, _State st, int a, int li)
+    cdef object _map_get(self, _State st, int s, int key)
+    cdef object _timeline(self, _State st, int s, int key)
+    cdef double _count_since(self, object tl, double since) except? -1.0
+    cdef int _latest(self, object tl, double *out) except -1
+    cdef double _size(self, _State st, int s, int key) except? -1.0
+    cdef object _value(self, _State st, int n)
+    cdef bint _accept(self, _State st, _Decision D, int r, double *score) except -1
+    cdef int _attr_offsets(self, _State st, _Decision D) except -1
+    cdef inline uint64_t _word(self, _State st, _Decision D, int w)
+    cdef tuple _decide(self, _State st, _Decision D)
+    cdef tuple _result(self, _State st, _Decision D, list ranks, list scores, list variants)
+    cdef _State _begin(self, profile, request, now, customer_id)
+    cdef void _end(self, _State st)

@@ -1,0 +1,942 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, nonecheck=False
+"""The compiled kernel: runs a Program over a profile and a request.
+
+The program is packed into C arrays once (``Kernel.__cinit__``); a call
+loads the attributes it needs from the input dicts on first use, evaluates
+nodes at most once (results are stamped with the call's epoch), asks the rule
+index for candidates word by word, and returns the same structure as the
+pure-Python twin (``pykernel.PyKernel.run``).  Semantics mirror
+``engine/eval/values.py`` exactly; tests run both and compare.
+"""
+from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memset
+from libc.math cimport sin, cos, asin, sqrt, isfinite, M_PI
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
+from cpython.object cimport PyObject
+from cpython.dict cimport PyDict_GetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.unicode cimport PyUnicode_Tailmatch, PyUnicode_Contains
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsDouble
+
+include "_opcodes.pxi"
+
+cdef extern from *:
+    int __builtin_ctzll(unsigned long long x) nogil
+
+cdef extern from "Python.h":
+    bint PyFloat_CheckExact(object o)
+    bint PyLong_CheckExact(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyDict_CheckExact(object o)
+    bint PyList_CheckExact(object o)
+    bint PyTuple_CheckExact(object o)
+    bint PyAnySet_CheckExact(object o)
+    Py_ssize_t PY_SSIZE_T_MAX
+
+from . import values as _values
+
+DEF EARTH_RADIUS_KM = 6371.0088
+cdef double DEG2RAD = M_PI / 180.0
+
+# slot kinds (engine/ir/program.py)
+DEF S_NUM = 0
+DEF S_STR = 1
+DEF S_BOOL = 2
+DEF S_GEO = 3
+DEF S_SET = 4
+DEF S_MAP = 5
+DEF S_TIMELINE = 6
+DEF S_RECORD = 7
+# node kinds
+DEF K_BOOL = 0
+DEF K_NUM = 1
+DEF K_STR = 2
+DEF K_GEO = 3
+
+compiled = True
+
+
+cdef void* _alloc(size_t n, size_t size) except NULL:
+    cdef void* p = calloc(n if n > 0 else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef inline double _as_number(object v, bint *ok):
+    """values.to_number: exact int/float, finite."""
+    cdef double x
+    if PyFloat_CheckExact(v):
+        x = PyFloat_AS_DOUBLE(v)
+    elif PyLong_CheckExact(v):
+        try:
+            x = PyLong_AsDouble(v)
+        except OverflowError:
+            ok[0] = False
+            return 0.0
+    else:
+        ok[0] = False
+        return 0.0
+    ok[0] = isfinite(x)
+    return x
+
+
+cdef class _State:
+    def __cinit__(self, int n_nodes, int n_slots, int max_attrs, int max_words, int max_set_words,
+                  int max_top):
+        cdef int i
+        self.epoch = 0
+        self.n_nodes = n_nodes
+        self.n_slots = n_slots
+        self.n_epoch = <int64_t*>_alloc(n_nodes, sizeof(int64_t))
+        self.n_ok = <int8_t*>_alloc(n_nodes, sizeof(int8_t))
+        self.n_num = <double*>_alloc(n_nodes, sizeof(double))
+        self.n_num2 = <double*>_alloc(n_nodes, sizeof(double))
+        self.n_sid = <int64_t*>_alloc(n_nodes, sizeof(int64_t))
+        self.s_epoch = <int64_t*>_alloc(n_slots, sizeof(int64_t))
+        self.s_ok = <int8_t*>_alloc(n_slots, sizeof(int8_t))
+        self.s_num = <double*>_alloc(n_slots, sizeof(double))
+        self.s_num2 = <double*>_alloc(n_slots, sizeof(double))
+        self.s_sid = <int64_t*>_alloc(n_slots, sizeof(int64_t))
+        self.s_obj = [None] * n_slots
+        self.offsets = <int32_t*>_alloc(max_attrs, sizeof(int32_t))
+        self.setacc = <uint64_t*>_alloc(max_set_words, sizeof(uint64_t))
+        self.mask = <uint64_t*>_alloc(max_words, sizeof(uint64_t))
+        self.top_rank = <int32_t*>_alloc(max_top + 1, sizeof(int32_t))
+        self.top_score = <double*>_alloc(max_top + 1, sizeof(double))
+        for i in range(n_nodes):
+            self.n_epoch[i] = -1
+        for i in range(n_slots):
+            self.s_epoch[i] = -1
+        self.dyn_ids = {}
+        self.dyn_strs = []
+
+    def __dealloc__(self):
+        free(self.n_epoch); free(self.n_ok); free(self.n_num); free(self.n_num2); free(self.n_sid)
+        free(self.s_epoch); free(self.s_ok); free(self.s_num); free(self.s_num2); free(self.s_sid)
+        free(self.offsets); free(self.setacc); free(self.mask); free(self.top_rank); free(self.top_score)
+
+
+cdef class _Decision:
+    def __dealloc__(self):
+        free(self.cond); free(self.residual); free(self.exact); free(self.score)
+        free(self.req_start); free(self.req_count); free(self.emit_start); free(self.emit_count)
+        free(self.caps); free(self.exps)
+        free(self.attr_slot); free(self.attr_kind); free(self.attr_missing); free(self.attr_other)
+        free(self.attr_cls_start); free(self.attr_strcls); free(self.attr_th_start)
+        free(self.attr_th_count); free(self.attr_base)
+        free(self.class_offsets); free(self.thresholds); free(self.bits)
+
+
+cdef int32_t* _ints(values) except NULL:
+    cdef Py_ssize_t n = len(values)
+    cdef int32_t* p = <int32_t*>_alloc(n, sizeof(int32_t))
+    for i in range(n):
+        p[i] = values[i]
+    return p
+
+
+cdef double* _doubles(values) except NULL:
+    cdef Py_ssize_t n = len(values)
+    cdef double* p = <double*>_alloc(n, sizeof(double))
+    for i in range(n):
+        p[i] = values[i]
+    return p
+
+
+cdef class Kernel:
+    """Evaluates a Program; build once, call ``run`` many times."""
+
+    def __cinit__(self, program, bint use_index=True):
+        cdef int i, j, n
+        self.program = program
+        self.use_index = use_index
+        self.n_nodes = len(program.op)
+        self.n_slots = len(program.slots)
+        self.n_strings = len(program.strings)
+        self.op = _ints(program.op)
+        self.a = _ints(program.a)
+        self.b = _ints(program.b)
+        self.c = _ints(program.c)
+        self.k = _doubles(program.k)
+        self.kind = <int8_t*>_alloc(self.n_nodes, sizeof(int8_t))
+        for i in range(self.n_nodes):
+            self.kind[i] = program.kind[i]
+        self.args = _ints(program.args)
+        self.slot_kind = <int8_t*>_alloc(self.n_slots, sizeof(int8_t))
+        self.slot_vkind = <int8_t*>_alloc(self.n_slots, sizeof(int8_t))
+        self.slot_ts = <int8_t*>_alloc(self.n_slots, sizeof(int8_t))
+        self.slot_root = <int8_t*>_alloc(self.n_slots, sizeof(int8_t))
+        self.slot_paths = []
+        for i, s in enumerate(program.slots):
+            self.slot_kind[i] = s.kind
+            self.slot_vkind[i] = s.value_kind
+            self.slot_ts[i] = s.timestamp
+            self.slot_root[i] = 0 if s.root == "profile" else 1
+            self.slot_paths.append(tuple(s.path))
+        self.strings = list(program.strings)
+        self.string_ids = dict(program.string_ids)
+        self.n_lists = len(program.lists)
+        self.list_sids = <int64_t**>_alloc(self.n_lists, sizeof(int64_t*))
+        self.list_nums = <double**>_alloc(self.n_lists, sizeof(double*))
+        self.list_len = <int32_t*>_alloc(self.n_lists, sizeof(int32_t))
+        self.list_kind = <int8_t*>_alloc(self.n_lists, sizeof(int8_t))
+        for i, (items, lk) in enumerate(zip(program.lists, program.list_kinds)):
+            n = len(items)
+            self.list_len[i] = n
+            self.list_kind[i] = lk
+            if lk == K_STR:
+                self.list_sids[i] = <int64_t*>_alloc(n, sizeof(int64_t))
+                for j in range(n):
+                    self.list_sids[i][j] = items[j]
+            else:
+                self.list_nums[i] = <double*>_alloc(n, sizeof(double))
+                for j in range(n):
+                    self.list_nums[i][j] = items[j]
+        self.geo_lat = _doubles([g[0] for g in program.geos])
+        self.geo_lon = _doubles([g[1] for g in program.geos])
+        self.experiments = [(x.salt, x.holdout_bp, x.variants) for x in program.experiments]
+        self.assign_variant = _values.assign_variant
+        self.parse_time = _values.to_timestamp
+        reqs = []
+        self.decisions = []
+        self.max_attrs = 1
+        self.max_words = 1
+        self.max_set_words = 1
+        self.max_top = 1
+        for d in program.decisions:
+            self.decisions.append(self._pack_decision(d, reqs))
+        self.reqs = _ints(reqs)
+        self.state = self._new_state()
+
+    cdef _Decision _pack_decision(self, d, list reqs):
+        cdef _Decision D = _Decision()
+        cdef int i, n = len(d.candidates)
+        D.position = d.position
+        D.kind = {"value": 0, "record": 1, "offer": 2}[d.kind]
+        D.policy = {"first": 0, "best": 1, "all": 2}[d.policy]
+        D.top = d.top
+        D.n_cands = n
+        D.cond = _ints([x.cond for x in d.candidates])
+        D.residual = _ints([x.residual for x in d.candidates])
+        D.exact = <int8_t*>_alloc(n, sizeof(int8_t))
+        D.score = _ints([x.score for x in d.candidates])
+        D.req_start = <int32_t*>_alloc(n, sizeof(int32_t))
+        D.req_count = <int32_t*>_alloc(n, sizeof(int32_t))
+        D.emit_start = <int32_t*>_alloc(n, sizeof(int32_t))
+        D.emit_count = <int32_t*>_alloc(n, sizeof(int32_t))
+        for i, x in enumerate(d.candidates):
+            D.exact[i] = x.exact
+            D.req_start[i] = len(reqs)
+            D.req_count[i] = len(x.required)
+            reqs.extend(x.required)
+            D.emit_start[i] = len(reqs)
+            D.emit_count[i] = len(x.emits)
+            reqs.extend(x.emits)
+        D.n_caps = len(d.caps)
+        D.caps = _ints(d.caps)
+        D.n_exps = len(d.experiments)
+        D.exps = _ints([self.program.experiments[x].node for x in d.experiments])
+        D.exp_names = tuple(self.program.experiments[x].name for x in d.experiments)
+        D.default = d.default
+        D.names = tuple(x.name for x in d.candidates)
+        if d.top > self.max_top:
+            self.max_top = d.top
+        idx = d.index
+        D.n_words = idx.n_words if idx is not None else max(1, (n + 63) // 64)
+        self.max_words = max(self.max_words, D.n_words)
+        attrs = list(idx.attrs) if (idx is not None and self.use_index) else []
+        D.n_attrs = len(attrs)
+        self.max_attrs = max(self.max_attrs, D.n_attrs)
+        D.attr_slot = _ints([x.slot for x in attrs])
+        D.attr_kind = <int8_t*>_alloc(D.n_attrs, sizeof(int8_t))
+        D.attr_missing = _ints([x.missing_class for x in attrs])
+        D.attr_other = _ints([x.other_class for x in attrs])
+        cls_offsets, cls_start, th, th_start, th_count, base = [], [], [], [], [], []
+        D.attr_postings = []
+        n_set = 0
+        D.attr_strcls = <int32_t*>_alloc(D.n_attrs * self.n_strings, sizeof(int32_t))
+        for i, x in enumerate(attrs):
+            D.attr_kind[i] = {"str": 0, "num": 1, "bool": 2, "set": 3}[x.kind]
+            cls_start.append(len(cls_offsets))
+            cls_offsets.extend(x.class_offsets)
+            th_start.append(len(th))
+            th_count.append(len(x.thresholds))
+            th.extend(x.thresholds)
+            base.append(x.base_offset)
+            D.attr_postings.append(dict(x.postings) if x.kind == "set" else None)
+            if x.kind == "set":
+                n_set += 1
+            for j in range(self.n_strings):
+                D.attr_strcls[i * self.n_strings + j] = x.str_class.get(j, x.other_class) if x.kind == "str" else -1
+        self.max_set_words = max(self.max_set_words, n_set * D.n_words)
+        D.attr_cls_start = _ints(cls_start)
+        D.class_offsets = _ints(cls_offsets)
+        D.thresholds = _doubles(th)
+        D.attr_th_start = _ints(th_start)
+        D.attr_th_count = _ints(th_count)
+        D.attr_base = _ints(base)
+        words = idx.bits if idx is not None else []
+        D.bits = <uint64_t*>_alloc(len(words), sizeof(uint64_t))
+        for i in range(len(words)):
+            D.bits[i] = words[i]
+        return D
+
+    cdef _State _new_state(self):
+        return _State(self.n_nodes, self.n_slots, self.max_attrs, self.max_words,
+                      self.max_set_words, self.max_top)
+
+    def __dealloc__(self):
+        cdef int i
+        free(self.op); free(self.a); free(self.b); free(self.c); free(self.k); free(self.kind)
+        free(self.args); free(self.reqs)
+        free(self.slot_kind); free(self.slot_vkind); free(self.slot_ts); free(self.slot_root)
+        if self.list_sids != NULL:
+            for i in range(self.n_lists):
+                free(self.list_sids[i])
+                free(self.list_nums[i])
+        free(self.list_sids); free(self.list_nums); free(self.list_len); free(self.list_kind)
+        free(self.geo_lat); free(self.geo_lon)
+
+    # ================================================================ strings
+    cdef inline int64_t _sid(self, _State st, object s) except -1:
+        """The id of a string: interned by the program, else per call."""
+        cdef PyObject* p = PyDict_GetItem(self.string_ids, s)
+        if p != NULL:
+            return <int64_t>(<object>p)
+        p = PyDict_GetItem(st.dyn_ids, s)
+        if p != NULL:
+            return <int64_t>(<object>p)
+        cdef int64_t sid = self.n_strings + len(st.dyn_strs)
+        st.dyn_ids[s] = sid
+        st.dyn_strs.append(s)
+        return sid
+
+    cdef inline object _str(self, _State st, int64_t sid):
+        if sid < self.n_strings:
+            return <object>PyList_GET_ITEM(self.strings, sid)
+        return st.dyn_strs[sid - self.n_strings]
+
+    # ================================================================ inputs
+    cdef object _walk(self, _State st, int s):
+        cdef object v = st.profile if self.slot_root[s] == 0 else st.request
+        cdef PyObject* p
+        for key in <tuple>self.slot_paths[s]:
+            if not PyDict_CheckExact(v):
+                return None
+            p = PyDict_GetItem(v, key)
+            if p == NULL:
+                return None
+            v = <object>p
+        return v
+
+    cdef bint _geo(self, object v, double *lat, double *lon) except -1:
+        cdef bint ok1 = True, ok2 = True
+        cdef PyObject* p
+        cdef PyObject* q
+        if PyDict_CheckExact(v):
+            p = PyDict_GetItem(v, "lat")
+            q = PyDict_GetItem(v, "lon")
+            if p == NULL or q == NULL:
+                return False
+            lat[0] = _as_number(<object>p, &ok1)
+            lon[0] = _as_number(<object>q, &ok2)
+        elif (PyList_CheckExact(v) or PyTuple_CheckExact(v)) and len(v) == 2:
+            lat[0] = _as_number(v[0], &ok1)
+            lon[0] = _as_number(v[1], &ok2)
+        else:
+            return False
+        return ok1 and ok2 and -90.0 <= lat[0] <= 90.0 and -180.0 <= lon[0] <= 180.0
+
+    cdef inline double _time(self, object v, bint *ok) except? -1.0:
+        cdef double x
+        if PyUnicode_CheckExact(v):
+            t = self.parse_time(v)
+            if t is None:
+                ok[0] = False
+                return 0.0
+            ok[0] = True
+            return t
+        return _as_number(v, ok)
+
+    cdef int _scalar(self, _State st, object v, int kind, bint ts, double *num, double *num2,
+                     int64_t *sid) except -1:
+        """Convert a raw value to a slot/map scalar; 1 when present."""
+        cdef bint ok = True
+        if v is None:
+            return 0
+        if kind == S_NUM:
+            num[0] = self._time(v, &ok) if ts else _as_number(v, &ok)
+            return ok
+        if kind == S_STR:
+            if PyUnicode_CheckExact(v):
+                sid[0] = self._sid(st, v)
+                return 1
+            return 0
+        if kind == S_BOOL:
+            if v is True:
+                num[0] = 1.0
+                return 1
+            if v is False:
+                num[0] = 0.0
+                return 1
+            return 0
+        if kind == S_GEO:
+            return self._geo(v, num, num2)
+        return 0
+
+    cdef int _load(self, _State st, int s) except -1:
+        if st.s_epoch[s] == st.epoch:
+            return st.s_ok[s]
+        st.s_epoch[s] = st.epoch
+        cdef object v = self._walk(st, s)
+        cdef int kind = self.slot_kind[s]
+        cdef int ok = 0
+        if v is None:
+            ok = 0
+        elif kind <= S_GEO:
+            ok = self._scalar(st, v, kind, self.slot_ts[s], &st.s_num[s], &st.s_num2[s], &st.s_sid[s])
+        elif kind == S_SET or kind == S_TIMELINE:
+            ok = PyList_CheckExact(v) or PyTuple_CheckExact(v) or (kind == S_SET and PyAnySet_CheckExact(v))
+        else:  # map, record
+            ok = PyDict_CheckExact(v)
+        st.s_obj[s] = v if ok else None
+        st.s_ok[s] = ok
+        return ok
+
+    # ================================================================ nodes
+    cdef inline bint _truth(self, _State st, int n) except -1:
+        return self._ev(st, n) and st.n_num[n] != 0.0
+
+    cdef int _ev(self, _State st, int n) except -1:
+        if st.n_epoch[n] == st.epoch:
+            return st.n_ok[n]
+        cdef int ok = self._compute(st, n)
+        st.n_epoch[n] = st.epoch
+        st.n_ok[n] = ok
+        return ok
+
+    cdef inline int _set_bool(self, _State st, int n, bint v):
+        st.n_num[n] = 1.0 if v else 0.0
+        return 1
+
+    cdef inline int _set_num(self, _State st, int n, double v):
+        if not isfinite(v):
+            return 0
+        st.n_num[n] = v
+        return 1
+
+    cdef int _compute(self, _State st, int n) except -1:
+        cdef int op = self.op[n]
+        cdef int a = self.a[n]
+        cdef int b = self.b[n]
+        cdef int i, cnt
+        cdef double x = 0.0, y
+        cdef object o, m
+        if op == OP_CONST_NUM or op == OP_CONST_BOOL:
+            st.n_num[n] = self.k[n]
+            return 1
+        elif op == OP_CONST_STR:
+            st.n_sid[n] = a
+            return 1
+        elif op == OP_CONST_GEO:
+            st.n_num[n] = self.geo_lat[a]
+            st.n_num2[n] = self.geo_lon[a]
+            return 1
+        elif op == OP_MISSING:
+            return 0
+        elif op == OP_LOAD_NUM or op == OP_LOAD_BOOL:
+            if not self._load(st, a):
+                return 0
+            st.n_num[n] = st.s_num[a]
+            return 1
+        elif op == OP_LOAD_STR:
+            if not self._load(st, a):
+                return 0
+            st.n_sid[n] = st.s_sid[a]
+            return 1
+        elif op == OP_LOAD_GEO:
+            if not self._load(st, a):
+                return 0
+            st.n_num[n] = st.s_num[a]
+            st.n_num2[n] = st.s_num2[a]
+            return 1
+        elif op == OP_SLOT_PRESENT:
+            return self._set_bool(st, n, self._load(st, a))
+        elif op == OP_NOW:
+            if not st.has_now:
+                return 0
+            st.n_num[n] = st.now
+            return 1
+        elif op == OP_EXPERIMENT:
+            salt, holdout, variants = self.experiments[a]
+            name = self.assign_variant(salt, holdout, variants, st.customer_id)
+            if name is None:
+                return 0
+            st.n_sid[n] = self._sid(st, name)
+            return 1
+        elif op == OP_NOT:
+            return self._set_bool(st, n, not self._truth(st, a))
+        elif op == OP_AND:
+            for i in range(a, a + b):
+                if not self._truth(st, self.args[i]):
+                    return self._set_bool(st, n, False)
+            return self._set_bool(st, n, True)
+        elif op == OP_OR:
+            for i in range(a, a + b):
+                if self._truth(st, self.args[i]):
+                    return self._set_bool(st, n, True)
+            return self._set_bool(st, n, False)
+        elif op == OP_IS_SET:
+            return self._set_bool(st, n, self._ev(st, a))
+        elif op == OP_IS_MISSING:
+            return self._set_bool(st, n, not self._ev(st, a))
+        elif op == OP_EQ_NUM or op == OP_EQ_BOOL:
+            return self._set_bool(st, n, self._ev(st, a) and self._ev(st, b) and st.n_num[a] == st.n_num[b])
+        elif op == OP_NE_NUM or op == OP_NE_BOOL:
+            return self._set_bool(st, n, not (self._ev(st, a) and self._ev(st, b) and st.n_num[a] == st.n_num[b]))
+        elif op == OP_EQ_STR:
+            return self._set_bool(st, n, self._ev(st, a) and self._ev(st, b) and st.n_sid[a] == st.n_sid[b])
+        elif op == OP_NE_STR:
+            return self._set_bool(st, n, not (self._ev(st, a) and self._ev(st, b) and st.n_sid[a] == st.n_sid[b]))
+        elif op == OP_LT:
+            return self._set_bool(st, n, self._ev(st, a) and self._ev(st, b) and st.n_num[a] < st.n_num[b])
+        elif op == OP_LE:
+            return self._set_bool(st, n, self._ev(st, a) and self._ev(st, b) and st.n_num[a] <= st.n_num[b])
+        elif op == OP_GT:
+            return self._set_bool(st, n, self._ev(st, a) and self._ev(st, b) and st.n_num[a] > st.n_num[b])
+        elif op == OP_GE:
+            return self._set_bool(st, n, self._ev(st, a) and self._ev(st, b) and st.n_num[a] >= st.n_num[b])
+        elif op == OP_IN_LIST:
+            if not self._ev(st, a):
+                return self._set_bool(st, n, False)
+            return self._set_bool(st, n, self._in_list(st, a, b))
+        elif op == OP_IN_SET:
+            if not self._ev(st, a) or not self._load(st, b):
+                return self._set_bool(st, n, False)
+            return self._set_bool(st, n, self._str(st, st.n_sid[a]) in st.s_obj[b])
+        elif op == OP_STARTS_WITH or op == OP_ENDS_WITH:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return self._set_bool(st, n, False)
+            return self._set_bool(st, n, PyUnicode_Tailmatch(self._str(st, st.n_sid[a]), self._str(st, st.n_sid[b]),
+                                                             0, PY_SSIZE_T_MAX, -1 if op == OP_STARTS_WITH else 1) == 1)
+        elif op == OP_CONTAINS_STR:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return self._set_bool(st, n, False)
+            return self._set_bool(st, n, PyUnicode_Contains(self._str(st, st.n_sid[a]), self._str(st, st.n_sid[b])) == 1)
+        elif op == OP_ADD:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return 0
+            return self._set_num(st, n, st.n_num[a] + st.n_num[b])
+        elif op == OP_SUB:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return 0
+            return self._set_num(st, n, st.n_num[a] - st.n_num[b])
+        elif op == OP_MUL:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return 0
+            return self._set_num(st, n, st.n_num[a] * st.n_num[b])
+        elif op == OP_DIV:
+            if not (self._ev(st, a) and self._ev(st, b)) or st.n_num[b] == 0.0:
+                return 0
+            return self._set_num(st, n, st.n_num[a] / st.n_num[b])
+        elif op == OP_NEG:
+            if not self._ev(st, a):
+                return 0
+            st.n_num[n] = -st.n_num[a]
+            return 1
+        elif op == OP_ABS:
+            if not self._ev(st, a):
+                return 0
+            x = st.n_num[a]
+            st.n_num[n] = -x if x < 0 else x
+            return 1
+        elif op == OP_MIN or op == OP_MAX:
+            cnt = 0
+            for i in range(a, a + b):
+                if self._ev(st, self.args[i]):
+                    y = st.n_num[self.args[i]]
+                    if cnt == 0 or (op == OP_MIN and y < x) or (op == OP_MAX and y > x):
+                        x = y
+                    cnt += 1
+            if cnt == 0:
+                return 0
+            st.n_num[n] = x
+            return 1
+        elif op == OP_DIST:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return 0
+            st.n_num[n] = _haversine(st.n_num[a], st.n_num2[a], st.n_num[b], st.n_num2[b])
+            return 1
+        elif op == OP_GEO_MAKE:
+            if not (self._ev(st, a) and self._ev(st, b)):
+                return 0
+            x, y = st.n_num[a], st.n_num[b]
+            if not (-90.0 <= x <= 90.0 and -180.0 <= y <= 180.0):
+                return 0
+            st.n_num[n] = x
+            st.n_num2[n] = y
+            return 1
+        elif op == OP_SIZE:
+            return self._set_num(st, n, self._size(st, a, b))
+        elif op == OP_MAP_NUM or op == OP_MAP_STR or op == OP_MAP_BOOL or op == OP_MAP_GEO or op == OP_MAP_HAS:
+            o = self._map_get(st, a, b)
+            if op == OP_MAP_HAS:
+                return self._set_bool(st, n, o is not None)
+            if o is None:
+                return 0
+            return self._scalar(st, o, self.slot_vkind[a], self.slot_ts[a], &st.n_num[n], &st.n_num2[n], &st.n_sid[n])
+        elif op == OP_COUNT_TL:
+            if not self._ev(st, self.c[n]) or not st.has_now:
+                return 0
+            o = self._timeline(st, a, b)
+            if o is None:
+                st.n_num[n] = 0.0
+                return 1
+            st.n_num[n] = self._count_since(o, st.now - st.n_num[self.c[n]])
+            return 1
+        elif op == OP_LATEST_TL:
+            o = self._timeline(st, a, b)
+            if o is None:
+                return 0
+            return self._latest(o, &st.n_num[n])
+        elif op == OP_COUNT_ALL:
+            if not self._ev(st, self.c[n]) or not st.has_now:
+                return 0
+            st.n_num[n] = 0.0
+            if not self._load(st, a):
+                return 1
+            m = st.s_obj[a]
+            y = st.now - st.n_num[self.c[n]]
+            for i in range(self.list_len[b]):
+                o = (<dict>m).get(self._str(st, self.list_sids[b][i]))
+                if o is not None and (PyList_CheckExact(o) or PyTuple_CheckExact(o)):
+                    st.n_num[n] += self._count_since(o, y)
+            return 1
+        raise ValueError("unknown opcode %d" % op)
+
+    cdef bint _in_list(self, _State st, int a, int li):
+        cdef int lo = 0, hi = self.list_len[li] - 1, mid
+        cdef int64_t sx
+        cdef double x
+        if self.list_kind[li] == K_STR:
+            sx = st.n_sid[a]
+            while lo <= hi:
+                mid = (lo + hi) >> 1
+                if self.list_sids[li][mid] == sx:
+                    return True
+                if self.list_sids[li][mid] < sx:
+                    lo = mid + 1
+                else:
+                    hi = mid - 1
+            return False
+        x = st.n_num[a]
+        while lo <= hi:
+            mid = (lo + hi) >> 1
+            if self.list_nums[li][mid] == x:
+                return True
+            if self.list_nums[li][mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return False
+
+    cdef object _map_get(self, _State st, int s, int key):
+        cdef PyObject* p
+        if not self._load(st, s) or not self._ev(st, key):
+            return None
+        p = PyDict_GetItem(st.s_obj[s], self._str(st, st.n_sid[key]))
+        return None if p == NULL else <object>p
+
+    cdef object _timeline(self, _State st, int s, int key):
+        cdef object o
+        if key < 0:
+            return st.s_obj[s] if self._load(st, s) else None
+        o = self._map_get(st, s, key)
+        if o is not None and (PyList_CheckExact(o) or PyTuple_CheckExact(o)):
+            return o
+        return None
+
+    cdef double _count_since(self, object tl, double since) except? -1.0:
+        cdef double t, count = 0.0
+        cdef bint ok
+        for item in tl:
+            ok = True
+            t = self._time(item, &ok)
+            if ok and t >= since:
+                count += 1.0
+        return count
+
+    cdef int _latest(self, object tl, double *out) except -1:
+        cdef double t
+        cdef bint ok, found = False
+        for item in tl:
+            ok = True
+            t = self._time(item, &ok)
+            if ok and (not found or t > out[0]):
+                out[0] = t
+                found = True
+        return found
+
+    cdef double _size(self, _State st, int s, int key) except? -1.0:
+        cdef object o
+        cdef double count = 0.0
+        cdef bint ok
+        cdef int kind = self.slot_kind[s]
+        if key >= 0 or kind == S_TIMELINE:
+            o = self._timeline(st, s, key)
+            if o is None:
+                return 0.0
+            for item in o:
+                ok = True
+                self._time(item, &ok)
+                if ok:
+                    count += 1.0
+            return count
+        if not self._load(st, s):
+            return 0.0
+        o = st.s_obj[s]
+        if kind == S_SET:
+            return <double>len({x for x in o if PyUnicode_CheckExact(x)})
+        return <double>len(o)
+
+    cdef object _value(self, _State st, int n):
+        """A node's value as a Python object (None when missing)."""
+        if not self._ev(st, n):
+            return None
+        cdef int kind = self.kind[n]
+        if kind == K_BOOL:
+            return st.n_num[n] != 0.0
+        if kind == K_NUM:
+            return st.n_num[n]
+        if kind == K_STR:
+            return self._str(st, st.n_sid[n])
+        return (st.n_num[n], st.n_num2[n])
+
+    # ================================================================ decisions
+    cdef bint _accept(self, _State st, _Decision D, int r, double *score) except -1:
+        cdef int i
+        if not self.use_index:
+            if D.cond[r] >= 0 and not self._truth(st, D.cond[r]):
+                return False
+        elif not D.exact[r] and D.residual[r] >= 0 and not self._truth(st, D.residual[r]):
+            return False
+        for i in range(D.req_start[r], D.req_start[r] + D.req_count[r]):
+            if not self._ev(st, self.reqs[i]):
+                return False
+        if D.policy == 1:
+            if not self._ev(st, D.score[r]):
+                return False
+            score[0] = st.n_num[D.score[r]]
+        return True
+
+    cdef int _attr_offsets(self, _State st, _Decision D) except -1:
+        """Each attribute's bitset offset for this call; set attributes are
+        accumulated into st.setacc.  Returns 0 when no candidate can pass."""
+        cdef int i, j, s, cls, lo, hi, mid, nth, w, off, kind, n_set = 0
+        cdef PyObject* p
+        cdef dict postings
+        cdef double x
+        cdef int64_t sid
+        cdef uint64_t *acc
+        cdef int nw = D.n_words
+        for i in range(D.n_attrs):
+            s = D.attr_slot[i]
+            kind = D.attr_kind[i]
+            if kind == 3:
+                acc = st.setacc + n_set * nw
+                n_set += 1
+                off = D.attr_base[i]
+                for w in range(nw):
+                    acc[w] = 0 if off == -2 else (<uint64_t>0xFFFFFFFFFFFFFFFF if off == -1 else D.bits[off + w])
+                if self._load(st, s):
+                    postings = D.attr_postings[i]
+                    for member in st.s_obj[s]:
+                        p = PyDict_GetItem(postings, member) if PyUnicode_CheckExact(member) else NULL
+                        if p != NULL:
+                            off = <int>(<object>p)
+                            for w in range(nw):
+                                acc[w] |= <uint64_t>0xFFFFFFFFFFFFFFFF if off == -1 else D.bits[off + w]
+                st.offsets[i] = -3      # read st.setacc instead
+                continue
+            if not self._load(st, s):
+                cls = D.attr_missing[i]
+            elif kind == 0:
+                sid = st.s_sid[s]
+                cls = D.attr_strcls[i * self.n_strings + sid] if sid < self.n_strings else D.attr_other[i]
+            elif kind == 2:
+                cls = 1 if st.s_num[s] != 0.0 else 0
+            else:
+                x = st.s_num[s]
+                lo = D.attr_th_start[i]
+                nth = D.attr_th_count[i]
+                hi = lo + nth
+                j = lo
+                while j < hi:          # bisect_left
+                    mid = (j + hi) >> 1
+                    if D.thresholds[mid] < x:
+                        j = mid + 1
+                    else:
+                        hi = mid
+                cls = 2 * (j - lo) + (1 if (j < lo + nth and D.thresholds[j] == x) else 0)
+            st.offsets[i] = D.class_offsets[D.attr_cls_start[i] + cls]
+        return 1
+
+    cdef inline uint64_t _word(self, _State st, _Decision D, int w):
+        cdef uint64_t m = <uint64_t>0xFFFFFFFFFFFFFFFF
+        cdef int i, off, n_set = 0
+        for i in range(D.n_attrs):
+            off = st.offsets[i]
+            if off >= 0:
+                m &= D.bits[off + w]
+            elif off == -3:
+                m &= st.setacc[n_set * D.n_words + w]
+                n_set += 1
+            if m == 0:
+                break
+        if w == D.n_words - 1 and (D.n_cands & 63):
+            m &= (<uint64_t>1 << (D.n_cands & 63)) - 1
+        return m
+
+    cdef tuple _decide(self, _State st, _Decision D):
+        cdef int w, r, i, j, found = 0, t
+        cdef uint64_t m
+        cdef double score = 0.0
+        cdef list variants = []
+        cdef bint held = False
+        for i in range(D.n_exps):
+            if self._ev(st, D.exps[i]):
+                name = self._str(st, st.n_sid[D.exps[i]])
+                variants.append((D.exp_names[i], name))
+                if name == "holdout":
+                    held = True
+        if held:
+            return ((), (), (), tuple(variants))
+        for i in range(D.n_caps):
+            if not self._truth(st, D.caps[i]):
+                return ((), (), (), tuple(variants))
+        if D.n_cands == 0:
+            return ((), (), (), tuple(variants))
+        self._attr_offsets(st, D)
+        cdef int limit = D.top if D.top > 0 else D.n_cands
+        cdef list ranks = []
+        for w in range(D.n_words):
+            m = self._word(st, D, w)
+            while m:
+                r = (w << 6) + __builtin_ctzll(m)
+                m &= m - 1
+                if not self._accept(st, D, r, &score):
+                    continue
+                if D.policy == 0:
+                    return self._result(st, D, [r], None, variants)
+                if D.policy == 2:
+                    ranks.append(r)
+                    if len(ranks) >= limit:
+                        return self._result(st, D, ranks, None, variants)
+                    continue
+                # best: keep the top `limit` by (score desc, rank asc); ranks arrive ascending
+                if found < limit:
+                    j = found
+                    found += 1
+                elif score > st.top_score[found - 1]:
+                    j = found - 1
+                else:
+                    continue
+                while j > 0 and st.top_score[j - 1] < score:
+                    st.top_score[j] = st.top_score[j - 1]
+                    st.top_rank[j] = st.top_rank[j - 1]
+                    j -= 1
+                st.top_score[j] = score
+                st.top_rank[j] = r
+        if D.policy == 1:
+            return self._result(st, D, [st.top_rank[i] for i in range(found)],
+                                [st.top_score[i] for i in range(found)], variants)
+        return self._result(st, D, ranks, None, variants)
+
+    cdef tuple _result(self, _State st, _Decision D, list ranks, list scores, list variants):
+        cdef int i, r
+        outputs = []
+        for r in ranks:
+            outputs.append(tuple([self._value(st, self.reqs[i])
+                                  for i in range(D.emit_start[r], D.emit_start[r] + D.emit_count[r])]))
+        return (tuple(ranks), tuple(outputs),
+                tuple(scores) if scores is not None else (None,) * len(ranks), tuple(variants))
+
+    # ================================================================ entry points
+    cdef _State _begin(self, profile, request, now, customer_id):
+        cdef bint ok
+        cdef _State st = self.state
+        if st is None:              # a concurrent or re-entrant call: use a fresh state
+            st = self._new_state()
+        else:
+            self.state = None
+        st.epoch += 1
+        st.profile = profile if PyDict_CheckExact(profile) else {}
+        st.request = request if PyDict_CheckExact(request) else {}
+        st.has_now = False
+        if now is not None:
+            ok = True
+            st.now = _as_number(now, &ok)
+            st.has_now = ok
+        st.customer_id = customer_id
+        if st.dyn_strs:
+            st.dyn_ids.clear()
+            del st.dyn_strs[:]
+        return st
+
+    cdef void _end(self, _State st):
+        st.profile = None
+        st.request = None
+        st.customer_id = None
+        self.state = st
+
+    def run(self, profile, request, now, customer_id=None, wanted=None):
+        """See PyKernel.run: one (winners, outputs, scores, variants) per decision."""
+        cdef _State st = self._begin(profile, request, now, customer_id)
+        cdef _Decision D
+        try:
+            out = []
+            for D in self.decisions:
+                if wanted is not None and D.position not in wanted:
+                    out.append(None)
+                else:
+                    out.append(self._decide(st, D))
+            return out
+        finally:
+            self._end(st)
+
+    def run_primary(self, profile, request, now, customer_id=None):
+        """The main value of every decision, cheaply: a value decision's value
+        (its default when nothing fires; a list for pick all), the name of the
+        rule that chose a record decision, the winning offer's name; None when
+        there is none."""
+        cdef _State st = self._begin(profile, request, now, customer_id)
+        cdef _Decision D
+        cdef tuple res
+        try:
+            out = []
+            for D in self.decisions:
+                res = self._decide(st, D)
+                if D.kind != 0:
+                    out.append(D.names[res[0][0]] if res[0] else None)
+                elif D.policy == 2:
+                    out.append([o[0] for o in res[1]] if res[0] else D.default)
+                else:
+                    out.append(res[1][0][0] if res[0] else D.default)
+            return tuple(out)
+        finally:
+            self._end(st)
+
+
+cdef double _haversine(double lat1d, double lon1d, double lat2d, double lon2d):
+    """values.haversine_km, operation for operation."""
+    cdef double lat1 = lat1d * DEG2RAD, lon1 = lon1d * DEG2RAD
+    cdef double lat2 = lat2d * DEG2RAD, lon2 = lon2d * DEG2RAD
+    cdef double s1 = sin((lat2 - lat1) * 0.5)
+    cdef double s2 = sin((lon2 - lon1) * 0.5)
+    cdef double h = s1 * s1 + cos(lat1) * cos(lat2) * s2 * s2
+    if h > 1.0:
+        h = 1.0
+    return 2.0 * EARTH_RADIUS_KM * asin(sqrt(h))
