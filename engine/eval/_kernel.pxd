@@ -1,5 +1,6 @@
 # The compiled kernel's C-level layout (see _kernel.pyx; the Python face is _kernel.pyi).
 cimport cython
+from cpython.object cimport PyObject
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 
 
@@ -21,7 +22,8 @@ cdef class _State:
     cdef int64_t *s_sid
     cdef list s_obj
     # scratch for the index scan and top-k
-    cdef int32_t *offsets
+    cdef uint64_t **rows         # this call's bitset row per index attribute
+    cdef int n_rows
     cdef uint64_t *setacc
     cdef uint64_t *mask
     cdef int32_t *top_rank
@@ -29,11 +31,14 @@ cdef class _State:
     # the call's inputs
     cdef object profile
     cdef object request
+    cdef PyObject *profile_p
+    cdef PyObject *request_p
     cdef double now
     cdef bint has_now
     cdef object customer_id
     cdef dict dyn_ids
     cdef list dyn_strs
+    cdef list variants
 
 
 @cython.final
@@ -94,8 +99,13 @@ cdef class Kernel:
     cdef int8_t *slot_ts
     cdef int8_t *slot_root
     cdef list slot_paths
+    cdef list path_key_list
+    cdef PyObject **path_keys
+    cdef int32_t *path_start
+    cdef int32_t *path_len
     cdef list strings
     cdef dict string_ids
+    cdef PyObject *string_ids_p
     cdef int64_t **list_sids
     cdef double **list_nums
     cdef int32_t *list_len
@@ -114,7 +124,7 @@ cdef class Kernel:
     cdef _State _new_state(self)
     cdef inline int64_t _sid(self, _State st, object s) except -1
     cdef inline object _str(self, _State st, int64_t sid)
-    cdef object _walk(self, _State st, int s)
+    cdef PyObject* _walk(self, _State st, int s) except? NULL
     cdef bint _geo(self, object v, double *lat, double *lon) except -1
     cdef inline double _time(self, object v, bint *ok) except? -1.0
     cdef int _scalar(self, _State st, object v, int kind, bint ts, double *num, double *num2, int64_t *sid) except -1
@@ -134,7 +144,7 @@ cdef class Kernel:
     cdef bint _accept(self, _State st, _Decision D, int r, double *score) except -1
     cdef int _attr_offsets(self, _State st, _Decision D) except -1
     cdef inline uint64_t _word(self, _State st, _Decision D, int w)
-    cdef tuple _decide(self, _State st, _Decision D)
-    cdef tuple _result(self, _State st, _Decision D, list ranks, list scores, list variants)
+    cdef int _decide(self, _State st, _Decision D) except -1
+    cdef tuple _result(self, _State st, _Decision D, int n)
     cdef _State _begin(self, profile, request, now, customer_id)
     cdef void _end(self, _State st)

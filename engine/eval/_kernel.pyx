@@ -13,7 +13,6 @@ from libc.string cimport memset
 from libc.math cimport sin, cos, asin, sqrt, isfinite, M_PI
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from cpython.object cimport PyObject
-from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_Tailmatch, PyUnicode_Contains
@@ -26,6 +25,18 @@ cdef extern from *:
     int __builtin_ctzll(unsigned long long x) nogil
 
 cdef extern from "Python.h":
+    # borrowed reference; NULL without an exception when the key is absent
+    PyObject* _GetItem "PyDict_GetItemWithError" (object d, object key) except? NULL
+    PyObject* _GetItemP "PyDict_GetItemWithError" (PyObject* d, PyObject* key) except? NULL
+    bint _IsDict "PyDict_CheckExact" (PyObject* o)
+    bint _IsFloat "PyFloat_CheckExact" (PyObject* o)
+    bint _IsLong "PyLong_CheckExact" (PyObject* o)
+    bint _IsStr "PyUnicode_CheckExact" (PyObject* o)
+    double _FloatValue "PyFloat_AS_DOUBLE" (PyObject* o)
+    long long _AsLongLong "PyLong_AsLongLong" (PyObject* o) except? -1
+    PyObject* _None "Py_None"
+    PyObject* _True "Py_True"
+    PyObject* _False "Py_False"
     bint PyFloat_CheckExact(object o)
     bint PyLong_CheckExact(object o)
     bint PyUnicode_CheckExact(object o)
@@ -101,7 +112,7 @@ cdef class _State:
         self.s_num2 = <double*>_alloc(n_slots, sizeof(double))
         self.s_sid = <int64_t*>_alloc(n_slots, sizeof(int64_t))
         self.s_obj = [None] * n_slots
-        self.offsets = <int32_t*>_alloc(max_attrs, sizeof(int32_t))
+        self.rows = <uint64_t**>_alloc(max_attrs, sizeof(uint64_t*))
         self.setacc = <uint64_t*>_alloc(max_set_words, sizeof(uint64_t))
         self.mask = <uint64_t*>_alloc(max_words, sizeof(uint64_t))
         self.top_rank = <int32_t*>_alloc(max_top + 1, sizeof(int32_t))
@@ -116,7 +127,7 @@ cdef class _State:
     def __dealloc__(self):
         free(self.n_epoch); free(self.n_ok); free(self.n_num); free(self.n_num2); free(self.n_sid)
         free(self.s_epoch); free(self.s_ok); free(self.s_num); free(self.s_num2); free(self.s_sid)
-        free(self.offsets); free(self.setacc); free(self.mask); free(self.top_rank); free(self.top_score)
+        free(self.rows); free(self.setacc); free(self.mask); free(self.top_rank); free(self.top_score)
 
 
 cdef class _Decision:
@@ -170,14 +181,25 @@ cdef class Kernel:
         self.slot_ts = <int8_t*>_alloc(self.n_slots, sizeof(int8_t))
         self.slot_root = <int8_t*>_alloc(self.n_slots, sizeof(int8_t))
         self.slot_paths = []
+        keys = []
+        self.path_start = <int32_t*>_alloc(self.n_slots, sizeof(int32_t))
+        self.path_len = <int32_t*>_alloc(self.n_slots, sizeof(int32_t))
         for i, s in enumerate(program.slots):
+            self.path_start[i] = len(keys)
+            self.path_len[i] = len(s.path)
+            keys.extend(s.path)
             self.slot_kind[i] = s.kind
             self.slot_vkind[i] = s.value_kind
             self.slot_ts[i] = s.timestamp
             self.slot_root[i] = 0 if s.root == "profile" else 1
             self.slot_paths.append(tuple(s.path))
+        self.path_key_list = keys
+        self.path_keys = <PyObject**>_alloc(len(keys), sizeof(PyObject*))
+        for i in range(len(keys)):
+            self.path_keys[i] = <PyObject*>keys[i]
         self.strings = list(program.strings)
         self.string_ids = dict(program.string_ids)
+        self.string_ids_p = <PyObject*>self.string_ids
         self.n_lists = len(program.lists)
         self.list_sids = <int64_t**>_alloc(self.n_lists, sizeof(int64_t*))
         self.list_nums = <double**>_alloc(self.n_lists, sizeof(double*))
@@ -242,8 +264,8 @@ cdef class Kernel:
         D.exp_names = tuple(self.program.experiments[x].name for x in d.experiments)
         D.default = d.default
         D.names = tuple(x.name for x in d.candidates)
-        if d.top > self.max_top:
-            self.max_top = d.top
+        if n > self.max_top:      # pick all / best may keep every candidate
+            self.max_top = n
         idx = d.index
         D.n_words = idx.n_words if idx is not None else max(1, (n + 63) // 64)
         self.max_words = max(self.max_words, D.n_words)
@@ -293,6 +315,7 @@ cdef class Kernel:
         free(self.op); free(self.a); free(self.b); free(self.c); free(self.k); free(self.kind)
         free(self.args); free(self.reqs)
         free(self.slot_kind); free(self.slot_vkind); free(self.slot_ts); free(self.slot_root)
+        free(self.path_start); free(self.path_len); free(self.path_keys)
         if self.list_sids != NULL:
             for i in range(self.n_lists):
                 free(self.list_sids[i])
@@ -303,10 +326,10 @@ cdef class Kernel:
     # ================================================================ strings
     cdef inline int64_t _sid(self, _State st, object s) except -1:
         """The id of a string: interned by the program, else per call."""
-        cdef PyObject* p = PyDict_GetItem(self.string_ids, s)
+        cdef PyObject* p = _GetItem(self.string_ids, s)
         if p != NULL:
             return <int64_t>(<object>p)
-        p = PyDict_GetItem(st.dyn_ids, s)
+        p = _GetItem(st.dyn_ids, s)
         if p != NULL:
             return <int64_t>(<object>p)
         cdef int64_t sid = self.n_strings + len(st.dyn_strs)
@@ -320,16 +343,16 @@ cdef class Kernel:
         return st.dyn_strs[sid - self.n_strings]
 
     # ================================================================ inputs
-    cdef object _walk(self, _State st, int s):
-        cdef object v = st.profile if self.slot_root[s] == 0 else st.request
-        cdef PyObject* p
-        for key in <tuple>self.slot_paths[s]:
-            if not PyDict_CheckExact(v):
-                return None
-            p = PyDict_GetItem(v, key)
-            if p == NULL:
-                return None
-            v = <object>p
+    cdef PyObject* _walk(self, _State st, int s) except? NULL:
+        """The raw value at the slot's path (borrowed), or NULL."""
+        cdef PyObject* v = st.profile_p if self.slot_root[s] == 0 else st.request_p
+        cdef int i
+        for i in range(self.path_start[s], self.path_start[s] + self.path_len[s]):
+            if not _IsDict(v):
+                return NULL
+            v = _GetItemP(v, self.path_keys[i])
+            if v == NULL:
+                return NULL
         return v
 
     cdef bint _geo(self, object v, double *lat, double *lon) except -1:
@@ -337,8 +360,8 @@ cdef class Kernel:
         cdef PyObject* p
         cdef PyObject* q
         if PyDict_CheckExact(v):
-            p = PyDict_GetItem(v, "lat")
-            q = PyDict_GetItem(v, "lon")
+            p = _GetItem(v, "lat")
+            q = _GetItem(v, "lon")
             if p == NULL or q == NULL:
                 return False
             lat[0] = _as_number(<object>p, &ok1)
@@ -388,21 +411,47 @@ cdef class Kernel:
         return 0
 
     cdef int _load(self, _State st, int s) except -1:
+        """Read slot s from the inputs (once per call); 1 when it is set."""
         if st.s_epoch[s] == st.epoch:
             return st.s_ok[s]
         st.s_epoch[s] = st.epoch
-        cdef object v = self._walk(st, s)
+        st.s_ok[s] = 0
+        cdef PyObject* v = self._walk(st, s)
+        cdef PyObject* p
         cdef int kind = self.slot_kind[s]
         cdef int ok = 0
-        if v is None:
-            ok = 0
-        elif kind <= S_GEO:
-            ok = self._scalar(st, v, kind, self.slot_ts[s], &st.s_num[s], &st.s_num2[s], &st.s_sid[s])
-        elif kind == S_SET or kind == S_TIMELINE:
-            ok = PyList_CheckExact(v) or PyTuple_CheckExact(v) or (kind == S_SET and PyAnySet_CheckExact(v))
-        else:  # map, record
-            ok = PyDict_CheckExact(v)
-        st.s_obj[s] = v if ok else None
+        cdef double x
+        if v == NULL or v == _None:
+            return 0
+        if kind == S_STR:
+            if not _IsStr(v):
+                return 0
+            p = _GetItemP(self.string_ids_p, v)
+            st.s_sid[s] = _AsLongLong(p) if p != NULL else self._sid(st, <object>v)
+            ok = 1
+        elif kind == S_NUM:
+            if _IsFloat(v):
+                x = _FloatValue(v)
+                ok = isfinite(x)
+                st.s_num[s] = x
+            else:
+                ok = self._scalar(st, <object>v, kind, self.slot_ts[s], &st.s_num[s], &st.s_num2[s], &st.s_sid[s])
+        elif kind == S_BOOL:
+            if v == _True:
+                st.s_num[s] = 1.0
+                ok = 1
+            elif v == _False:
+                st.s_num[s] = 0.0
+                ok = 1
+        elif kind == S_GEO:
+            ok = self._geo(<object>v, &st.s_num[s], &st.s_num2[s])
+        else:
+            o = <object>v
+            if kind == S_SET or kind == S_TIMELINE:
+                ok = PyList_CheckExact(o) or PyTuple_CheckExact(o) or (kind == S_SET and PyAnySet_CheckExact(o))
+            else:  # map, record
+                ok = PyDict_CheckExact(o)
+            st.s_obj[s] = o if ok else None
         st.s_ok[s] = ok
         return ok
 
@@ -647,7 +696,7 @@ cdef class Kernel:
         cdef PyObject* p
         if not self._load(st, s) or not self._ev(st, key):
             return None
-        p = PyDict_GetItem(st.s_obj[s], self._str(st, st.n_sid[key]))
+        p = _GetItem(st.s_obj[s], self._str(st, st.n_sid[key]))
         return None if p == NULL else <object>p
 
     cdef object _timeline(self, _State st, int s, int key):
@@ -733,9 +782,11 @@ cdef class Kernel:
         return True
 
     cdef int _attr_offsets(self, _State st, _Decision D) except -1:
-        """Each attribute's bitset offset for this call; set attributes are
-        accumulated into st.setacc.  Returns 0 when no candidate can pass."""
-        cdef int i, j, s, cls, lo, hi, mid, nth, w, off, kind, n_set = 0
+        """Point st.rows at each attribute's bitset for this call (skipping the
+        attributes that accept every candidate); set attributes are
+        accumulated into st.setacc first."""
+        cdef int i, j, s, cls, nth, w, off, kind, ok, n_set = 0, n_rows = 0
+        cdef double *th
         cdef PyObject* p
         cdef dict postings
         cdef double x
@@ -745,23 +796,25 @@ cdef class Kernel:
         for i in range(D.n_attrs):
             s = D.attr_slot[i]
             kind = D.attr_kind[i]
+            ok = st.s_ok[s] if st.s_epoch[s] == st.epoch else self._load(st, s)
             if kind == 3:
                 acc = st.setacc + n_set * nw
                 n_set += 1
                 off = D.attr_base[i]
                 for w in range(nw):
                     acc[w] = 0 if off == -2 else (<uint64_t>0xFFFFFFFFFFFFFFFF if off == -1 else D.bits[off + w])
-                if self._load(st, s):
+                if ok:
                     postings = D.attr_postings[i]
                     for member in st.s_obj[s]:
-                        p = PyDict_GetItem(postings, member) if PyUnicode_CheckExact(member) else NULL
+                        p = _GetItem(postings, member) if PyUnicode_CheckExact(member) else NULL
                         if p != NULL:
                             off = <int>(<object>p)
                             for w in range(nw):
                                 acc[w] |= <uint64_t>0xFFFFFFFFFFFFFFFF if off == -1 else D.bits[off + w]
-                st.offsets[i] = -3      # read st.setacc instead
+                st.rows[n_rows] = acc
+                n_rows += 1
                 continue
-            if not self._load(st, s):
+            if not ok:
                 cls = D.attr_missing[i]
             elif kind == 0:
                 sid = st.s_sid[s]
@@ -770,58 +823,54 @@ cdef class Kernel:
                 cls = 1 if st.s_num[s] != 0.0 else 0
             else:
                 x = st.s_num[s]
-                lo = D.attr_th_start[i]
+                th = D.thresholds + D.attr_th_start[i]
                 nth = D.attr_th_count[i]
-                hi = lo + nth
-                j = lo
-                while j < hi:          # bisect_left
-                    mid = (j + hi) >> 1
-                    if D.thresholds[mid] < x:
-                        j = mid + 1
-                    else:
-                        hi = mid
-                cls = 2 * (j - lo) + (1 if (j < lo + nth and D.thresholds[j] == x) else 0)
-            st.offsets[i] = D.class_offsets[D.attr_cls_start[i] + cls]
+                j = _lower_bound(th, nth, x)
+                cls = 2 * j + (1 if (j < nth and th[j] == x) else 0)
+            off = D.class_offsets[D.attr_cls_start[i] + cls]
+            if off >= 0:
+                st.rows[n_rows] = D.bits + off
+                n_rows += 1
+        st.n_rows = n_rows
         return 1
 
     cdef inline uint64_t _word(self, _State st, _Decision D, int w):
         cdef uint64_t m = <uint64_t>0xFFFFFFFFFFFFFFFF
-        cdef int i, off, n_set = 0
-        for i in range(D.n_attrs):
-            off = st.offsets[i]
-            if off >= 0:
-                m &= D.bits[off + w]
-            elif off == -3:
-                m &= st.setacc[n_set * D.n_words + w]
-                n_set += 1
+        cdef int i
+        for i in range(st.n_rows):
+            m &= st.rows[i][w]
             if m == 0:
-                break
+                return 0
         if w == D.n_words - 1 and (D.n_cands & 63):
             m &= (<uint64_t>1 << (D.n_cands & 63)) - 1
         return m
 
-    cdef tuple _decide(self, _State st, _Decision D):
-        cdef int w, r, i, j, found = 0, t
+    cdef int _decide(self, _State st, _Decision D) except -1:
+        """Evaluate one decision; winners go to st.top_rank[:n] (and scores to
+        st.top_score), experiment exposures to st.variants.  Returns n."""
+        cdef int w, r, i, j, found = 0
         cdef uint64_t m
         cdef double score = 0.0
-        cdef list variants = []
         cdef bint held = False
-        for i in range(D.n_exps):
-            if self._ev(st, D.exps[i]):
-                name = self._str(st, st.n_sid[D.exps[i]])
-                variants.append((D.exp_names[i], name))
-                if name == "holdout":
-                    held = True
-        if held:
-            return ((), (), (), tuple(variants))
+        if D.n_exps:
+            st.variants = []
+            for i in range(D.n_exps):
+                if self._ev(st, D.exps[i]):
+                    name = self._str(st, st.n_sid[D.exps[i]])
+                    st.variants.append((D.exp_names[i], name))
+                    if name == "holdout":
+                        held = True
+            if held:
+                return 0
+        elif st.variants is not None:
+            st.variants = None
         for i in range(D.n_caps):
             if not self._truth(st, D.caps[i]):
-                return ((), (), (), tuple(variants))
+                return 0
         if D.n_cands == 0:
-            return ((), (), (), tuple(variants))
+            return 0
         self._attr_offsets(st, D)
         cdef int limit = D.top if D.top > 0 else D.n_cands
-        cdef list ranks = []
         for w in range(D.n_words):
             m = self._word(st, D, w)
             while m:
@@ -830,11 +879,13 @@ cdef class Kernel:
                 if not self._accept(st, D, r, &score):
                     continue
                 if D.policy == 0:
-                    return self._result(st, D, [r], None, variants)
+                    st.top_rank[0] = r
+                    return 1
                 if D.policy == 2:
-                    ranks.append(r)
-                    if len(ranks) >= limit:
-                        return self._result(st, D, ranks, None, variants)
+                    st.top_rank[found] = r
+                    found += 1
+                    if found >= limit:
+                        return found
                     continue
                 # best: keep the top `limit` by (score desc, rank asc); ranks arrive ascending
                 if found < limit:
@@ -850,19 +901,20 @@ cdef class Kernel:
                     j -= 1
                 st.top_score[j] = score
                 st.top_rank[j] = r
-        if D.policy == 1:
-            return self._result(st, D, [st.top_rank[i] for i in range(found)],
-                                [st.top_score[i] for i in range(found)], variants)
-        return self._result(st, D, ranks, None, variants)
+        return found
 
-    cdef tuple _result(self, _State st, _Decision D, list ranks, list scores, list variants):
-        cdef int i, r
-        outputs = []
-        for r in ranks:
+    cdef tuple _result(self, _State st, _Decision D, int n):
+        """The Python form of a decision's winners (see PyKernel.run)."""
+        cdef int i, k, r
+        ranks, outputs, scores = [], [], []
+        for k in range(n):
+            r = st.top_rank[k]
+            ranks.append(r)
             outputs.append(tuple([self._value(st, self.reqs[i])
                                   for i in range(D.emit_start[r], D.emit_start[r] + D.emit_count[r])]))
-        return (tuple(ranks), tuple(outputs),
-                tuple(scores) if scores is not None else (None,) * len(ranks), tuple(variants))
+            scores.append(st.top_score[k] if D.policy == 1 else None)
+        variants = tuple(st.variants) if D.n_exps and st.variants else ()
+        return (tuple(ranks), tuple(outputs), tuple(scores), variants)
 
     # ================================================================ entry points
     cdef _State _begin(self, profile, request, now, customer_id):
@@ -875,6 +927,8 @@ cdef class Kernel:
         st.epoch += 1
         st.profile = profile if PyDict_CheckExact(profile) else {}
         st.request = request if PyDict_CheckExact(request) else {}
+        st.profile_p = <PyObject*>st.profile
+        st.request_p = <PyObject*>st.request
         st.has_now = False
         if now is not None:
             ok = True
@@ -902,7 +956,7 @@ cdef class Kernel:
                 if wanted is not None and D.position not in wanted:
                     out.append(None)
                 else:
-                    out.append(self._decide(st, D))
+                    out.append(self._result(st, D, self._decide(st, D)))
             return out
         finally:
             self._end(st)
@@ -914,20 +968,36 @@ cdef class Kernel:
         there is none."""
         cdef _State st = self._begin(profile, request, now, customer_id)
         cdef _Decision D
-        cdef tuple res
+        cdef int n, k, r
+        cdef list out = []
         try:
-            out = []
             for D in self.decisions:
-                res = self._decide(st, D)
+                n = self._decide(st, D)
                 if D.kind != 0:
-                    out.append(D.names[res[0][0]] if res[0] else None)
+                    out.append(D.names[st.top_rank[0]] if n else None)
+                elif n == 0:
+                    out.append(D.default)
                 elif D.policy == 2:
-                    out.append([o[0] for o in res[1]] if res[0] else D.default)
+                    out.append([self._value(st, self.reqs[D.emit_start[st.top_rank[k]]]) for k in range(n)])
                 else:
-                    out.append(res[1][0][0] if res[0] else D.default)
+                    r = st.top_rank[0]
+                    out.append(self._value(st, self.reqs[D.emit_start[r]]))
             return tuple(out)
         finally:
             self._end(st)
+
+
+cdef inline int _lower_bound(const double *th, int n, double x) noexcept nogil:
+    """bisect_left over n sorted doubles, without unpredictable branches."""
+    cdef const double *base = th
+    cdef int half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] < x else base
+        n -= half
+    return <int>(base - th) + (1 if base[0] < x else 0)
 
 
 cdef double _haversine(double lat1d, double lon1d, double lat2d, double lon2d):
