@@ -39,6 +39,7 @@ cdef class _State:
     cdef dict dyn_ids
     cdef list dyn_strs
     cdef list variants
+    cdef int status
 
 
 @cython.final

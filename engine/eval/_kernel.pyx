@@ -68,6 +68,9 @@ DEF K_GEO = 3
 
 compiled = True
 
+#: why a decision has no winner: nothing matched, held out, capped
+_STATUS = ("", "holdout", "capped")
+
 
 cdef void* _alloc(size_t n, size_t size) except NULL:
     cdef void* p = calloc(n if n > 0 else 1, size)
@@ -852,6 +855,7 @@ cdef class Kernel:
         cdef uint64_t m
         cdef double score = 0.0
         cdef bint held = False
+        st.status = 0
         if D.n_exps:
             st.variants = []
             for i in range(D.n_exps):
@@ -861,11 +865,13 @@ cdef class Kernel:
                     if name == "holdout":
                         held = True
             if held:
+                st.status = 1
                 return 0
         elif st.variants is not None:
             st.variants = None
         for i in range(D.n_caps):
             if not self._truth(st, D.caps[i]):
+                st.status = 2
                 return 0
         if D.n_cands == 0:
             return 0
@@ -914,7 +920,7 @@ cdef class Kernel:
                                   for i in range(D.emit_start[r], D.emit_start[r] + D.emit_count[r])]))
             scores.append(st.top_score[k] if D.policy == 1 else None)
         variants = tuple(st.variants) if D.n_exps and st.variants else ()
-        return (tuple(ranks), tuple(outputs), tuple(scores), variants)
+        return (tuple(ranks), tuple(outputs), tuple(scores), variants, _STATUS[st.status])
 
     # ================================================================ entry points
     cdef _State _begin(self, profile, request, now, customer_id):
@@ -947,7 +953,7 @@ cdef class Kernel:
         self.state = st
 
     def run(self, profile, request, now, customer_id=None, wanted=None):
-        """See PyKernel.run: one (winners, outputs, scores, variants) per decision."""
+        """See PyKernel.run: one (winners, outputs, scores, variants, status) per decision."""
         cdef _State st = self._begin(profile, request, now, customer_id)
         cdef _Decision D
         try:

@@ -252,10 +252,12 @@ class PyKernel:
         """Evaluate every decision (or those whose index is in ``wanted``).
 
         Returns one entry per decision: None when not wanted, else a tuple
-        ``(winners, outputs, scores, variants)``: the ranks of the winning
-        candidates, for each winner the tuple of its emitted values, their
-        scores, and ``(experiment, variant)`` pairs for the experiments on
-        the decision (the variant is "holdout" when the decision was held out).
+        ``(winners, outputs, scores, variants, status)``: the ranks of the
+        winning candidates, for each winner the tuple of its emitted values,
+        their scores, ``(experiment, variant)`` pairs for the experiments on
+        the decision, and why there is no winner ("holdout" when an
+        experiment held the customer out, "capped" when a decision-level cap
+        was reached, else "").
         """
         env = Env(profile, request, now, customer_id)
         return [None if wanted is not None and d.position not in wanted else self._decide(d, env)
@@ -272,10 +274,10 @@ class PyKernel:
                 variants.append((x.name, v))
                 held_out = held_out or v == "holdout"
         if held_out:
-            return ((), (), (), tuple(variants))
+            return ((), (), (), tuple(variants), "holdout")
         for cap in d.caps:
             if not nodes.truth(cap, env):
-                return ((), (), (), tuple(variants))
+                return ((), (), (), tuple(variants), "capped")
         ranks = self._candidates(d, env)
         winners, outputs, scores = [], [], []
         for cand in (d.candidates[r] for r in ranks):
@@ -305,7 +307,22 @@ class PyKernel:
             scores = [scores[i] for i in order]
         elif d.policy == "all" and d.top:
             winners, outputs, scores = winners[:d.top], outputs[:d.top], scores[:d.top]
-        return (tuple(winners), tuple(outputs), tuple(scores), tuple(variants))
+        return (tuple(winners), tuple(outputs), tuple(scores), tuple(variants), "")
+
+    def run_primary(self, profile, request, now, customer_id=None):
+        """See Kernel.run_primary."""
+        out = []
+        for d, (ranks, outputs, _s, _v, _st) in zip(self.program.decisions,
+                                                     self.run(profile, request, now, customer_id)):
+            if d.kind != "value":
+                out.append(d.candidates[ranks[0]].name if ranks else None)
+            elif not ranks:
+                out.append(d.default)
+            elif d.policy == "all":
+                out.append([o[0] for o in outputs])
+            else:
+                out.append(outputs[0][0])
+        return tuple(out)
 
     def _candidates(self, d, env):
         n = len(d.candidates)

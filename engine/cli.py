@@ -1,0 +1,172 @@
+"""``maple``: the command line.
+
+    maple check RULES [--format json]          diagnostics; exit 1 on errors
+    maple compile RULES [--dis]                compile; print the IR with --dis
+    maple decide --rules RULES --profile P.json [--request R.json] [--explain]
+
+Each command is a function ``cmd_<name>(args) -> exit code``; ``main`` builds
+the parser from :data:`COMMANDS`.  Commands from other packages register
+themselves the same way in :func:`build_parser`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+from . import __version__
+from .diagnostics import Diagnostics, PackError, render_all, to_json
+
+
+def _color(stream) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("NO_COLOR") is None
+
+
+def _load_json(path: str, what: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as err:
+        raise SystemExit(f"maple: cannot read the {what} {path}: {err.strerror}")
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"maple: the {what} {path} is not valid JSON: line {err.lineno} column {err.colno}: {err.msg}")
+    if not isinstance(data, dict):
+        raise SystemExit(f"maple: the {what} {path} must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def parse_time(text: str) -> float:
+    """--now: seconds since the epoch or ISO-8601 (UTC when no zone is given)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither seconds since the epoch nor an ISO-8601 time")
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _print_diagnostics(diags, fmt: str, stream=sys.stderr) -> None:
+    diags = list(diags)
+    if fmt == "json":
+        print(to_json(diags), file=stream)
+    elif diags:
+        print(render_all(diags, color=_color(stream)), file=stream)
+
+
+# ---------------------------------------------------------------- check
+def cmd_check(args) -> int:
+    from .compile import compile_sources
+    from .ruleset import read_sources
+    diags = Diagnostics()
+    sources = read_sources(args.rules, diags)
+    if not diags.has_errors:
+        compile_sources(sources, diags)
+    shown = [d for d in diags if d.is_error or not args.no_warnings]
+    _print_diagnostics(shown, args.format)
+    if args.format == "text" and not diags.has_errors:
+        print(f"{args.rules}: ok ({len(sources)} file{'s' * (len(sources) != 1)})", file=sys.stderr)
+    return 1 if diags.has_errors else 0
+
+
+# ---------------------------------------------------------------- compile
+def cmd_compile(args) -> int:
+    from .ruleset import load
+    from .ir.dis import disassemble
+    try:
+        rs = load(args.rules)
+    except PackError as err:
+        _print_diagnostics(err.diagnostics, "text")
+        return 1
+    if args.dis:
+        sys.stdout.write(disassemble(rs.program))
+        return 0
+    counts = ", ".join(f"{v} {k}" for k, v in rs.counts.items())
+    print(f"version {rs.version}: {counts}; {rs.program.stats['nodes']} IR nodes; "
+          f"compiled in {rs.compile_seconds * 1000:.0f} ms")
+    return 0
+
+
+# ---------------------------------------------------------------- decide
+def cmd_decide(args) -> int:
+    from .ruleset import load
+    try:
+        rs = load(args.rules)
+    except PackError as err:
+        _print_diagnostics(err.diagnostics, "text")
+        return 1
+    profile = _load_json(args.profile, "profile") if args.profile else {}
+    request = _load_json(args.request, "request") if args.request else {}
+    now = args.now if args.now is not None else time.time()
+    try:
+        result = rs.decide(profile, request, now, customer_id=args.customer_id,
+                           decisions=args.decision or None, explain=args.explain)
+    except KeyError as err:
+        print(f"maple: unknown decision {err.args[0]!r}; the pack decides: {', '.join(rs.decision_names)}",
+              file=sys.stderr)
+        return 2
+    fmt = args.format or ("text" if args.explain else "json")
+    if fmt == "json":
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        from .eval.explain import render_text
+        print(render_text(result))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="maple", description="Maple: real-time personalization decisions.")
+    p.add_argument("--version", action="version", version=f"maple {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    c = sub.add_parser("check", help="check a rules directory; exit 1 on errors",
+                       description="Check every *.rules file under RULES. Diagnostics go to stderr "
+                                   "as path:line:col: error[CODE]: message. Exit 0 when there are "
+                                   "no errors (warnings allowed), 1 otherwise.")
+    c.add_argument("rules", metavar="RULES", help="rules directory (or one .rules file)")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.add_argument("--no-warnings", action="store_true", help="show errors only")
+    c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("compile", help="compile a pack; --dis prints the IR")
+    c.add_argument("rules", metavar="RULES")
+    c.add_argument("--dis", action="store_true", help="print the disassembled IR")
+    c.set_defaults(func=cmd_compile)
+
+    c = sub.add_parser("decide", help="decide for one profile and print the result",
+                       description="Evaluate the pack for one profile (and request) and print the "
+                                   "decisions as JSON; --explain adds, for each decision, the rule "
+                                   "that won and why the others did not.")
+    c.add_argument("--rules", required=True, metavar="RULES")
+    c.add_argument("--profile", metavar="PROFILE.json", help="the customer's profile (JSON object)")
+    c.add_argument("--request", metavar="REQUEST.json", help="the request context (JSON object)")
+    c.add_argument("--now", type=parse_time, help="the time to decide at (default: now)")
+    c.add_argument("--customer-id", help="for experiment assignment (default: profile.customer_id)")
+    c.add_argument("--decision", action="append", metavar="NAME", help="only this decision (repeatable)")
+    c.add_argument("--explain", action="store_true", help="explain every decision")
+    c.add_argument("--format", choices=["text", "json"], help="default: json, or text with --explain")
+    c.set_defaults(func=cmd_decide)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

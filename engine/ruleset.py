@@ -1,0 +1,291 @@
+"""A loaded rule pack: compiled once, immutable, versioned by content hash.
+
+:func:`load` reads every ``*.rules`` file of a directory (recursively, in
+path order), compiles it, and returns a :class:`Ruleset`; a pack with any
+error raises :class:`~engine.diagnostics.PackError` carrying every
+diagnostic.  :meth:`Ruleset.decide` evaluates one customer with the compiled
+kernel and returns typed outcomes that say which rule decided and why.
+Servers swap whole Ruleset objects, so a response is computed entirely by one
+version.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import limits
+from .compile import compile_sources
+from .diagnostics import Diagnostic, Diagnostics, PackError
+from .eval import load_kernel
+from .eval.values import render_value
+from .ir.program import CandidateIR, DecisionIR, Program
+from .source import SourceFile, Span
+
+
+# ---------------------------------------------------------------- outcomes
+@dataclass(frozen=True)
+class Reason:
+    """Why a candidate (rule or offer) decided: its name, text and place."""
+    name: str
+    kind: str                      # "rule" | "offer"
+    because: str | None
+    location: str                  # path:line:col
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class OfferChoice:
+    id: str
+    message: str
+    fields: dict
+    score: float
+    reason: Reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One decision's answer.
+
+    ``value``: a value decision's value (a list for ``pick all``); a record
+    decision's fields (defaults overridden by the winning rule); an offer
+    decision's offers, best first.  ``source`` is "rule" when a rule or offer
+    decided, "default" when none did, "holdout" when an experiment held the
+    customer out, "capped" when a decision-level cap was reached.
+    """
+    decision: str
+    kind: str
+    value: Any
+    source: str
+    reasons: tuple[Reason, ...] = ()
+    experiments: tuple[tuple[str, str], ...] = ()
+    explanation: Any = None
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.reasons[0] if self.reasons else None
+
+
+@dataclass(frozen=True)
+class DecisionSet:
+    version: str
+    now: float | None
+    outcomes: dict[str, Outcome]
+
+    def __getitem__(self, name: str) -> Outcome:
+        return self.outcomes[name]
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "now": self.now,
+                "decisions": {n: outcome_to_dict(o) for n, o in self.outcomes.items()}}
+
+
+def outcome_to_dict(o: Outcome) -> dict:
+    value = o.value
+    if o.kind == "offer":
+        value = [{"id": c.id, "message": c.message, "fields": c.fields, "score": c.score,
+                  "because": c.reason.because, "location": c.reason.location} for c in value]
+    d = {"value": _jsonable(value), "source": o.source,
+         "reasons": [{"name": r.name, "kind": r.kind, "because": r.because, "location": r.location,
+                      **({"score": r.score} if r.score is not None else {})} for r in o.reasons]}
+    if o.experiments:
+        d["experiments"] = [{"experiment": e, "variant": v} for e, v in o.experiments]
+    if o.explanation is not None:
+        d["explanation"] = o.explanation
+    return d
+
+
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return {"lat": v[0], "lon": v[1]}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+# ---------------------------------------------------------------- the ruleset
+@dataclass(frozen=True, eq=False)
+class Ruleset:
+    version: str
+    program: Program
+    checked: Any                          # engine.check.model.CheckedPack
+    sources: tuple[SourceFile, ...]
+    warnings: tuple[Diagnostic, ...]
+    loaded_at: float
+    compile_seconds: float
+    kernel: Any = field(repr=False)
+    _by_name: dict = field(repr=False, default_factory=dict)
+
+    # -- facts
+    @property
+    def decision_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.program.decisions)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        cands = [c for d in self.program.decisions for c in d.candidates]
+        return {"files": len(self.sources), "decisions": len(self.program.decisions),
+                "rules": sum(c.kind == "rule" for c in cands),
+                "offers": sum(c.kind == "offer" for c in cands),
+                "segments": len(self.program.segments), "experiments": len(self.program.experiments)}
+
+    # -- evaluation
+    def decide(self, profile: dict | None, request: dict | None, now: float | None = None,
+               customer_id: str | None = None, decisions: Iterable[str] | None = None,
+               explain: bool = False) -> DecisionSet:
+        """Evaluate the wanted decisions (all by default) for one customer.
+
+        ``now`` defaults to the current time; ``customer_id`` (for experiment
+        assignment) defaults to the profile's ``customer_id``.  Unknown
+        decision names raise KeyError.
+        """
+        profile = profile if isinstance(profile, dict) else {}
+        request = request if isinstance(request, dict) else {}
+        now = time.time() if now is None else now
+        if customer_id is None:
+            cid = profile.get("customer_id")
+            customer_id = cid if isinstance(cid, str) and cid else None
+        wanted = None
+        if decisions is not None:
+            wanted = {self._by_name[name].position for name in decisions}
+        raw = self.kernel.run(profile, request, now, customer_id, wanted)
+        explanations = None
+        if explain:
+            from .eval.explain import explain as explain_all
+            explanations = explain_all(self, profile, request, now, customer_id, wanted)
+        outcomes = {}
+        for d, r in zip(self.program.decisions, raw):
+            if r is None:
+                continue
+            outcomes[d.name] = self._outcome(d, r, explanations.get(d.name) if explanations else None)
+        return DecisionSet(self.version, now, outcomes)
+
+    def values(self, profile: dict, request: dict | None = None, now: float | None = None,
+               customer_id: str | None = None) -> dict[str, Any]:
+        """The main value of every decision, fast (see Kernel.run_primary)."""
+        if customer_id is None:
+            cid = profile.get("customer_id") if isinstance(profile, dict) else None
+            customer_id = cid if isinstance(cid, str) and cid else None
+        vals = self.kernel.run_primary(profile, request or {}, time.time() if now is None else now, customer_id)
+        return dict(zip(self.decision_names, vals))
+
+    def _outcome(self, d: DecisionIR, raw, explanation) -> Outcome:
+        ranks, outputs, scores, variants, status = raw
+        reasons = tuple(_reason(d.candidates[r], s) for r, s in zip(ranks, scores))
+        if d.kind == "offer":
+            offers = [self._offer(d.candidates[r], out, s, reason)
+                      for r, out, s, reason in zip(ranks, outputs, scores, reasons)]
+            source = "rule" if offers else (status or "default")
+            return Outcome(d.name, d.kind, offers, source, reasons, variants, explanation)
+        if d.kind == "record":
+            value = {f.name: f.default for f in d.fields}
+            if ranks:
+                cand = d.candidates[ranks[0]]
+                for (name, _node), v in zip(cand.outputs, outputs[0]):
+                    value[name] = v
+            return Outcome(d.name, d.kind, value, "rule" if ranks else (status or "default"),
+                           reasons, variants, explanation)
+        if d.policy == "all":
+            value = list(dict.fromkeys(out[0] for out in outputs)) if ranks else (
+                list(d.default) if d.default is not None else [])
+        else:
+            value = outputs[0][0] if ranks else d.default
+        return Outcome(d.name, d.kind, value, "rule" if ranks else (status or "default"),
+                       reasons, variants, explanation)
+
+    @staticmethod
+    def _offer(cand: CandidateIR, out: tuple, score, reason: Reason) -> OfferChoice:
+        n_fields = len(cand.outputs)
+        fields = {name: v for (name, _), v in zip(cand.outputs, out[:n_fields]) if v is not None}
+        values = iter(out[n_fields:])
+        message = "".join(p if isinstance(p, str) else render_value(next(values)) for p in cand.message)
+        return OfferChoice(cand.name, message, fields, score, reason)
+
+
+def _reason(c: CandidateIR, score) -> Reason:
+    return Reason(c.name, c.kind, c.because, c.location, score)
+
+
+# ---------------------------------------------------------------- loading
+def read_sources(path: str | os.PathLike, diags: Diagnostics) -> list[SourceFile]:
+    """Every ``*.rules`` file under ``path`` (or ``path`` itself), paths shown
+    relative to the current directory when possible."""
+    root = Path(path)
+    if root.is_file():
+        files = [root]
+    elif root.is_dir():
+        files = sorted(p for p in root.rglob("*.rules") if p.is_file())
+    else:
+        diags.add("E002", None, path=str(path), reason="no such file or directory")
+        return []
+    if not files:
+        diags.add("E001", None, path=str(path))
+        return []
+    if len(files) > limits.MAX_FILES:
+        diags.add("E504", None, what=f"rule files in {path}", count=len(files), limit=limits.MAX_FILES)
+        return []
+    sources = []
+    for f in files:
+        shown = _display_path(f)
+        try:
+            size = f.stat().st_size
+            if size > limits.MAX_FILE_BYTES:
+                diags.add("E501", Span(SourceFile(shown, ""), 0, 0), path=shown, size=size,
+                          limit=limits.MAX_FILE_BYTES)
+                continue
+            text = f.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as err:
+            diags.add("E002", None, path=shown, reason=f"not UTF-8 text ({err.reason} at byte {err.start})")
+            continue
+        except OSError as err:
+            diags.add("E002", None, path=shown, reason=err.strerror or str(err))
+            continue
+        sources.append(SourceFile(shown, text))
+    return sources
+
+
+def _display_path(p: Path) -> str:
+    try:
+        return os.path.relpath(p)
+    except ValueError:  # pragma: no cover - another drive on Windows
+        return str(p)
+
+
+def content_hash(sources: Iterable[SourceFile]) -> str:
+    """The version of a pack: sha256 over its files (relative path and text),
+    in path order; the same sources give the same version on every replica."""
+    h = hashlib.sha256()
+    srcs = sorted(sources, key=lambda s: s.path)
+    base = os.path.commonpath([s.path for s in srcs]) if len(srcs) > 1 else ""
+    for s in srcs:
+        rel = os.path.relpath(s.path, base) if base else os.path.basename(s.path)
+        h.update(rel.replace(os.sep, "/").encode("utf-8") + b"\0")
+        h.update(s.text.encode("utf-8") + b"\0")
+    return h.hexdigest()[:16]
+
+
+def build(sources: list[SourceFile], kernel: str | None = None) -> Ruleset:
+    """Compile sources into a Ruleset, or raise PackError."""
+    t0 = time.perf_counter()
+    result = compile_sources(sources)
+    if not result.ok:
+        raise PackError(result.diagnostics.sorted())
+    k = load_kernel(result.program, kernel)
+    elapsed = time.perf_counter() - t0
+    by_name = {d.name: d for d in result.program.decisions}
+    return Ruleset(content_hash(sources), result.program, result.checked, tuple(sources),
+                   tuple(result.diagnostics.warnings), time.time(), elapsed, k, by_name)
+
+
+def load(path: str | os.PathLike, kernel: str | None = None) -> Ruleset:
+    """Load a rules directory (or one file): the whole pack or a PackError."""
+    diags = Diagnostics()
+    sources = read_sources(path, diags)
+    if diags.has_errors:
+        raise PackError(diags.sorted())
+    return build(sources, kernel)
