@@ -250,10 +250,12 @@ def read_sources(path: str | os.PathLike, diags: Diagnostics) -> list[SourceFile
 
 
 def _display_path(p: Path) -> str:
+    """Relative to the current directory when below it, else absolute."""
     try:
-        return os.path.relpath(p)
+        rel = os.path.relpath(p)
     except ValueError:  # pragma: no cover - another drive on Windows
-        return str(p)
+        return str(p.resolve())
+    return str(p.resolve()) if rel.startswith("..") else rel
 
 
 def content_hash(sources: Iterable[SourceFile]) -> str:

@@ -751,20 +751,27 @@ class Checker:
         return T.TIMESTAMP
 
     def _operands(self, e) -> tuple[T.Type, T.Type]:
-        """Type both sides; a bare name on one side is resolved against the other."""
-        left_bare = isinstance(e.left, (ast.Name, ast.String, ast.ListLit))
-        if left_bare and not isinstance(e.right, (ast.Name, ast.String, ast.ListLit)):
+        """Type both sides.  For ==, != and membership, a bare name or a
+        literal on one side is resolved against an enum on the other, so
+        ``request.channel == app`` works and ``== "emial"`` is caught."""
+        enum_ops = ("==", "!=", "in", "not in", "contains")
+        bare = (ast.Name, ast.String, ast.ListLit)
+        if e.op in enum_ops and isinstance(e.left, bare) and not isinstance(e.right, bare):
             rt = self._expr(e.right)
-            lt = self._expr(e.left, rt if rt.is_enum else (rt.elem if rt.kind in ("set",) and rt.elem
-                                                            and rt.elem.is_enum else None))
-        else:
-            lt = self._expr(e.left)
+            expect = rt if rt.is_enum else None
+            if rt.kind == "set" and rt.elem is not None and rt.elem.is_enum:
+                expect = rt.elem
+            lt = self._expr(e.left, expect)
+            return lt, rt
+        lt = self._expr(e.left)
+        expect = None
+        if e.op in ("==", "!="):
             expect = lt if lt.is_enum else None
-            if e.op in ("in", "not in"):
-                expect = T.list_of(lt) if lt.is_enum else None
-            if e.op == "contains" and lt.kind == "set" and lt.elem is not None and lt.elem.is_enum:
-                expect = lt.elem
-            rt = self._expr(e.right, expect)
+        elif e.op in ("in", "not in"):
+            expect = T.list_of(lt) if lt.is_enum else None
+        elif e.op == "contains" and lt.kind == "set" and lt.elem is not None and lt.elem.is_enum:
+            expect = lt.elem
+        rt = self._expr(e.right, expect)
         return lt, rt
 
     def _x_Binary(self, e, expect):

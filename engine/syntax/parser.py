@@ -351,9 +351,8 @@ class _Builder(Transformer):
 #: Words that may never name a segment or constant: in a position where an
 #: expression starts they are read as the keyword, so ``when a and then`` is
 #: reported at ``then`` (the contextual lexer would otherwise take it as a name).
-RESERVED = DECLARATION_KEYWORDS + (
-    "pick", "default", "top", "priority", "when", "eligible", "then", "score", "because",
-    "for", "cap", "per", "channels", "message", "on", "salt", "holdout", "variant")
+RESERVED = ("schema", "decision", "rule", "segment", "offer", "const", "pick", "default", "priority",
+            "when", "eligible", "then", "score", "because", "cap", "channels", "message")
 _EXPRESSION_STARTERS = ("and", "or", "not", "in", "+", "-", "*", "/", "(", "[", "=",
                         "when", "score", "default", "per", "with", "contains", "within")
 
@@ -378,6 +377,8 @@ def _make_callbacks(grammar: str) -> dict:
         if kw is None:
             return tok
         text = getattr(_last, "text", "")
+        if text[tok.end_pos:tok.end_pos + 1] == ".":     # experiment.offer_copy: a name
+            return tok
         m = _PREVIOUS.search(text, max(0, tok.start_pos - 40), tok.start_pos)
         if m and m.group(1) in starters:
             return Token(kw, str(tok), tok.start_pos, tok.line, tok.column, tok.end_line,
