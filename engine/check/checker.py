@@ -338,6 +338,9 @@ class Checker:
         out = []
         seen: set = set()
         for a in assignments:
+            if a.target.name != info.name:      # reported as E402
+                self.expr(a.value)
+                continue
             key = a.field.name if a.field else None
             if key in seen:
                 self.d.add("E105", a.span, clause=q(a.target.name + (f".{key}" if key else "")),
@@ -494,12 +497,15 @@ class Checker:
                     self.d.add("E204", ident.span, name=q(ident.name), help=did_you_mean(ident.name, self.decisions))
             else:
                 on.append(ident.name)
-        seen = set()
+        seen: dict[str, Span] = {}
         for v in decl.variants:
-            if v.name.name in seen or v.name.name == "holdout":
+            if v.name.name == "holdout":
+                self.d.add("E412", v.name.span, what="a variant named `holdout`",
+                           why="holdout is the name of the group an experiment holds out: write holdout 10%")
+            elif v.name.name in seen:
                 self.d.add("E203", v.name.span, kind="variant", name=q(v.name.name),
-                           first="earlier in this experiment" if v.name.name in seen else "the holdout group")
-            seen.add(v.name.name)
+                           first=seen[v.name.name].location())
+            seen.setdefault(v.name.name, v.name.span)
             if not 0 <= v.percent <= 100:
                 self.d.add("E409", v.span, what="a variant's weight", low="0%", high="100%", value=f"{v.percent:g}%")
         if not decl.variants:
@@ -617,10 +623,10 @@ class Checker:
             self.d.add("E208", e.span, value=q(name), owner="this attribute", members=", ".join(expect.members),
                        help=did_you_mean(name, expect.members))
             return T.ERROR
-        candidates = list(self._segment_decls) + list(self._const_decls)
+        candidates = list(self._segment_decls) + list(self._const_decls) + list(ROOTS) + ["experiment", "now"]
         help_ = did_you_mean(name, candidates)
         if help_ is None and name in UNITS:
-            help_ = f"a unit needs a number before it: 1 {name}"
+            help_ = f"a unit needs a number before it, e.g. 14 {name}"
         if help_ is None and name in ("yes", "no", "True", "False", "null", "none", "None"):
             help_ = {"yes": "write true", "True": "write true", "no": "write false", "False": "write false"}.get(
                 name, "to test for no value, write `is missing`")
@@ -758,12 +764,16 @@ class Checker:
         bare = (ast.Name, ast.String, ast.ListLit)
         if e.op in enum_ops and isinstance(e.left, bare) and not isinstance(e.right, bare):
             rt = self._expr(e.right)
+            if rt.is_error and isinstance(e.left, ast.Name):
+                return T.ERROR, rt          # do not report the bare name as well
             expect = rt if rt.is_enum else None
             if rt.kind == "set" and rt.elem is not None and rt.elem.is_enum:
                 expect = rt.elem
             lt = self._expr(e.left, expect)
             return lt, rt
         lt = self._expr(e.left)
+        if lt.is_error and isinstance(e.right, ast.Name) and e.op in enum_ops:
+            return lt, T.ERROR              # `profile.typo == web`: one error, not two
         expect = None
         if e.op in ("==", "!="):
             expect = lt if lt.is_enum else None

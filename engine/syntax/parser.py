@@ -45,6 +45,7 @@ UNITS = {
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?|\.\d+)[ \t]*([a-z]+)")
 _ESCAPE = re.compile(r"\\(.)")
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
+_OPEN_QUOTE = re.compile(r'"[^"\n]*\b(?:then|when|because|score|and|or|priority)\b[^"\n]*"$')
 _DECL_START = re.compile(r"^(?:%s)\b" % "|".join(DECLARATION_KEYWORDS), re.M)
 
 _TERMINAL_NAMES = {
@@ -546,10 +547,14 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
         span = Span(source, base + tok.start_pos, base + tok.end_pos)
         expected, keywords = _describe_expected(parser, err.expected)
         help_ = None
-        if tok.type == "NAME":
+        before = chunk[:tok.start_pos].rstrip()
+        m = _OPEN_QUOTE.search(before)
+        if m and before.endswith('"'):
+            help_ = f"is a closing quote missing? the text {m.group(0)} runs on into the next clause"
+        elif tok.type == "NAME":
             help_ = did_you_mean(str(tok), keywords, cutoff=0.6)
             if help_ is None and str(tok) in UNITS:
-                help_ = f"a unit needs a number before it: 1 {tok}"
+                help_ = f"a unit needs a number before it, e.g. 14 {tok}"
         if label and help_ is None:
             diags.add("E106", span, message=label)
             return
@@ -589,23 +594,46 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
     try:
         decls = _run(source.text, source, 0, diags, ids, "start")
         return ast.Module(source, tuple(decls))
-    except VisitError as err:  # pragma: no cover - builder bugs are bugs
-        raise err.orig_exc
-    except UnexpectedInput:
+    except VisitError as err:
+        if not isinstance(err.orig_exc, RecursionError):  # pragma: no cover - builder bugs are bugs
+            raise err.orig_exc
+    except (UnexpectedInput, RecursionError):
         pass
     decls: list = []
     broken: list[str] = []
     for base, chunk in _chunks(source.text):
         try:
             decls.extend(_run(chunk, source, base, diags, ids, "start"))
-        except VisitError as err:  # pragma: no cover
-            raise err.orig_exc
+            continue
+        except VisitError as err:
+            if not isinstance(err.orig_exc, RecursionError):  # pragma: no cover
+                raise err.orig_exc
+            _report_too_deep(source, base, chunk, diags)
+        except RecursionError:
+            _report_too_deep(source, base, chunk, diags)
         except UnexpectedInput as err:
             _report_syntax_error(err, source, base, chunk, diags)
-            name = _chunk_name(chunk)
-            if name:
-                broken.append(name)
+        name = _chunk_name(chunk)
+        if name:
+            broken.append(name)
     return ast.Module(source, tuple(decls), tuple(broken))
+
+
+def _report_too_deep(source: SourceFile, base: int, chunk: str, diags: Diagnostics) -> None:
+    depth = max(_nesting(chunk), limits.MAX_DEPTH + 1)
+    first_line = chunk.split("\n", 1)[0]
+    diags.add("E502", Span(source, base, base + len(first_line)), depth=depth, limit=limits.MAX_DEPTH)
+
+
+def _nesting(text: str) -> int:
+    depth = best = 0
+    for ch in text:
+        if ch in "([":
+            depth += 1
+            best = max(best, depth)
+        elif ch in ")]":
+            depth -= 1
+    return best
 
 
 def parse_expression(text: str, source: SourceFile, base: int, diags: Diagnostics,

@@ -1,0 +1,104 @@
+"""The maple command line, run as a user would (a real subprocess)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SCHEMA
+
+THREE_ERRORS = """decision homepage: string pick first default "home"
+rule a when profile.lifecylce == "x" then homepage = "a"
+rule b when profile.n > "ten" then homepage = "b"
+rule c when profile.n > 1 then homepage = "c" because missing_quote
+"""
+
+
+def maple(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture
+def pack(tmp_path):
+    def write(text: str, schema: str = TEST_SCHEMA) -> Path:
+        (tmp_path / "schema.rules").write_text(schema)
+        (tmp_path / "rules.rules").write_text(text)
+        return tmp_path
+    return write
+
+
+def test_check_clean_pack_exits_0(pack):
+    d = pack('decision d: string default "x"\nrule r when profile.n > 1 then d = "y"\n')
+    r = maple("check", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "ok" in r.stderr
+
+
+def test_check_reports_three_independent_errors_with_positions_and_exits_1(pack):
+    d = pack(THREE_ERRORS)
+    r = maple("check", str(d))
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if ": error[" in l]
+    assert len(lines) == 3, r.stderr
+    assert lines[0].endswith("rules.rules:2:21: error[E202]: `profile` has no attribute `lifecylce`")
+    assert "rules.rules:3:13: error[E301]" in lines[1]
+    assert "rules.rules:4:55: error[E106]: because takes a quoted text" in lines[2]
+    assert "^" in r.stderr and "3 errors" in r.stderr
+
+
+def test_check_json_format_for_tools(pack):
+    d = pack(THREE_ERRORS)
+    r = maple("check", str(d), "--format", "json")
+    assert r.returncode == 1
+    diags = json.loads(r.stderr)
+    assert [x["code"] for x in diags] == ["E202", "E301", "E106"]
+    assert {"path", "line", "col", "end_line", "end_col", "message", "severity"} <= set(diags[0])
+
+
+def test_check_missing_directory(tmp_path):
+    r = maple("check", str(tmp_path / "nope"))
+    assert r.returncode == 1 and "E002" in r.stderr
+
+
+def test_check_empty_directory(tmp_path):
+    r = maple("check", str(tmp_path))
+    assert r.returncode == 1 and "E001" in r.stderr
+
+
+def test_decide_prints_json(pack, tmp_path):
+    d = pack('decision d: string default "x"\nrule r when profile.n > 1 then d = "big" because "n is big"\n')
+    prof = tmp_path / "p.json"
+    prof.write_text('{"n": 5}')
+    r = maple("decide", "--rules", str(d), "--profile", str(prof), "--now", "2026-01-01T00:00:00Z")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["decisions"]["d"]["value"] == "big"
+    assert out["decisions"]["d"]["reasons"][0]["because"] == "n is big"
+    assert out["decisions"]["d"]["reasons"][0]["location"].endswith("rules.rules:2:6")
+
+
+def test_decide_explain_names_the_failed_condition(pack, tmp_path):
+    d = pack('decision d: string default "x"\nrule r when profile.n > 1 then d = "big"\n')
+    prof = tmp_path / "p.json"
+    prof.write_text('{"n": 0}')
+    r = maple("decide", "--rules", str(d), "--profile", str(prof), "--explain")
+    assert r.returncode == 0, r.stderr
+    assert "false: profile.n > 1" in r.stdout and "profile.n = 0" in r.stdout and "rules.rules:2:13" in r.stdout
+
+
+def test_decide_bad_profile_file(pack, tmp_path):
+    d = pack('decision d: string default "x"\n')
+    prof = tmp_path / "p.json"
+    prof.write_text("{not json")
+    r = maple("decide", "--rules", str(d), "--profile", str(prof))
+    assert r.returncode != 0 and "not valid JSON" in r.stderr
+
+
+def test_compile_dis(pack):
+    d = pack('decision d: string\nrule r when profile.s == "a" then d = "b"\n')
+    r = maple("compile", "--dis", str(d))
+    assert r.returncode == 0
+    assert "; maple IR format 1" in r.stdout and "eq_str" in r.stdout
