@@ -64,6 +64,12 @@ def _latest(args):
     return T.TIMESTAMP
 
 
+def _calendar(args):
+    if len(args) != 1 or args[0].kind != "timestamp":
+        return "takes one timestamp, e.g. month(now)"
+    return T.NUMBER
+
+
 BUILTINS: dict[str, Builtin] = {b.name: b for b in [
     Builtin("distance", "distance(a: geo, b: geo) -> distance",
             "great-circle distance between two locations", _distance),
@@ -77,4 +83,8 @@ BUILTINS: dict[str, Builtin] = {b.name: b for b in [
             "how many times in the timeline fall within the window before now", _count),
     Builtin("latest", "latest(t: timeline) -> timestamp",
             "the most recent time in a timeline; missing when it is empty", _latest),
+    Builtin("month", "month(t: timestamp) -> number", "the month, 1 (January) to 12, in UTC", _calendar),
+    Builtin("weekday", "weekday(t: timestamp) -> number", "the day of the week, 1 (Monday) to 7, in UTC",
+            _calendar),
+    Builtin("hour", "hour(t: timestamp) -> number", "the hour of the day, 0 to 23, in UTC", _calendar),
 ]}

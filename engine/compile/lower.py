@@ -176,6 +176,9 @@ class Lowerer:
             return b.variadic(Op.MIN if name == "min" else Op.MAX, K_NUM, [self.value(a) for a in e.args])
         if name == "abs":
             return b.node(Op.ABS, K_NUM, a=self.value(e.args[0]))
+        if name in ("month", "weekday", "hour"):
+            op = {"month": Op.MONTH, "weekday": Op.WEEKDAY, "hour": Op.HOUR}[name]
+            return b.node(op, K_NUM, a=self.value(e.args[0]))
         if name in ("count", "latest"):
             x = self.expr(e.args[0])
             slot, key = (x.slot, x.key) if isinstance(x, TimelineOperand) else (x.slot, -1)

@@ -10,7 +10,7 @@ pure-Python twin (``pykernel.PyKernel.run``).  Semantics mirror
 """
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
-from libc.math cimport sin, cos, asin, sqrt, isfinite, M_PI
+from libc.math cimport sin, cos, asin, sqrt, isfinite, floor, M_PI
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -667,6 +667,10 @@ cdef class Kernel:
                 if o is not None and (PyList_CheckExact(o) or PyTuple_CheckExact(o)):
                     st.n_num[n] += self._count_since(o, y)
             return 1
+        elif op == OP_MONTH or op == OP_WEEKDAY or op == OP_HOUR:
+            if not self._ev(st, a):
+                return 0
+            return _calendar(op, st.n_num[a], &st.n_num[n])
         raise ValueError("unknown opcode %d" % op)
 
     cdef bint _in_list(self, _State st, int a, int li):
@@ -991,6 +995,46 @@ cdef class Kernel:
             return tuple(out)
         finally:
             self._end(st)
+
+
+cdef int _calendar(int op, double t, double *out) noexcept:
+    """values.month / weekday / hour, operation for operation."""
+    cdef double days_f
+    cdef long long days, z, era, doe, yoe, doy, mp
+    if not (-62135596800.0 <= t <= 253402300799.0):
+        return 0
+    days_f = floor(t / 86400.0)
+    days = <long long>days_f
+    if op == OP_WEEKDAY:
+        out[0] = <double>(_pymod(days + 3, 7) + 1)
+        return 1
+    if op == OP_HOUR:
+        out[0] = <double>_pymod(<long long>floor(t / 3600.0), 24)
+        return 1
+    z = days + 719468
+    era = _pydiv(z if z >= 0 else z - 146096, 146097)
+    doe = z - era * 146097
+    yoe = _pydiv(doe - _pydiv(doe, 1460) + _pydiv(doe, 36524) - _pydiv(doe, 146096), 365)
+    doy = doe - (365 * yoe + _pydiv(yoe, 4) - _pydiv(yoe, 100))
+    mp = _pydiv(5 * doy + 2, 153)
+    out[0] = <double>(mp + 3 if mp < 10 else mp - 9)
+    return 1
+
+
+cdef inline long long _pydiv(long long a, long long b) noexcept:
+    """Python's floor division."""
+    cdef long long q = a // b
+    if (a % b != 0) and ((a < 0) != (b < 0)):
+        q -= 1
+    return q
+
+
+cdef inline long long _pymod(long long a, long long b) noexcept:
+    """Python's modulo (the sign of the divisor)."""
+    cdef long long r = a % b
+    if r != 0 and ((r < 0) != (b < 0)):
+        r += b
+    return r
 
 
 cdef inline int _lower_bound(const double *th, int n, double x) noexcept nogil:

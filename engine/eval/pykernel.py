@@ -231,6 +231,12 @@ class NodeEvaluator:
                 if tl:
                     total += sum(1 for t in tl if t >= since)
             return float(total)
+        if op == Op.MONTH:
+            return V.month(ev(a, env))
+        if op == Op.WEEKDAY:
+            return V.weekday(ev(a, env))
+        if op == Op.HOUR:
+            return V.hour(ev(a, env))
         raise ValueError(f"unknown opcode {op}")  # pragma: no cover
 
     def _str_list(self, b):

@@ -148,6 +148,8 @@ class Context:
             return 0.0 if tl is None else float(sum(1 for t in tl if t >= self.now - window))
         if name == "latest":
             return max(args[0]) if args[0] else None
+        if name in ("month", "weekday", "hour"):
+            return getattr(V, name)(args[0])
         raise ValueError(name)  # pragma: no cover
 
     def _e_Unary(self, e):

@@ -156,6 +156,42 @@ def haversine_km(a, b):
     return 2.0 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
+# ---------------------------------------------------------------- calendar
+#: timestamps of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z
+MIN_TIME, MAX_TIME = -62135596800.0, 253402300799.0
+
+
+def _days(t):
+    return None if t is None or not (MIN_TIME <= t <= MAX_TIME) else math.floor(t / 86400.0)
+
+
+def month(t):
+    """Month 1..12 of a timestamp (UTC), by integer arithmetic (the
+    days-to-civil algorithm), so every evaluator agrees to the bit."""
+    days = _days(t)
+    if days is None:
+        return None
+    z = days + 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    return float(mp + 3 if mp < 10 else mp - 9)
+
+
+def weekday(t):
+    """ISO weekday 1 (Monday) .. 7 (Sunday) of a timestamp (UTC)."""
+    days = _days(t)
+    return None if days is None else float((days + 3) % 7 + 1)
+
+
+def hour(t):
+    """Hour 0..23 of a timestamp (UTC)."""
+    days = _days(t)
+    return None if days is None else float(math.floor(t / 3600.0) % 24)
+
+
 # ---------------------------------------------------------------- experiments
 def bucket(salt: str, customer_id: str) -> int:
     """The experiment bucket of a customer, 0..9999 (basis points).

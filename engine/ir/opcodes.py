@@ -73,6 +73,10 @@ class Op(enum.IntEnum):
                          # c = window node; how many times >= now - window
     LATEST_TL = 67       # latest time of timeline a (/ key b as above)
     COUNT_ALL = 68       # sum over keys Program.lists[b] of map<timeline> slot a, window c
+    # calendar (UTC; missing outside years 1..9999)
+    MONTH = 70           # 1..12 of timestamp a
+    WEEKDAY = 71         # 1 (Monday) .. 7 (Sunday)
+    HOUR = 72            # 0..23
 
 
 #: result kind of each opcode ("*" = the kind of the node, set at lowering)
@@ -95,6 +99,7 @@ NODE_OPERANDS = {
     Op.ADD: "ab", Op.SUB: "ab", Op.MUL: "ab", Op.DIV: "ab", Op.DIST: "ab", Op.GEO_MAKE: "ab",
     Op.MAP_NUM: "b", Op.MAP_STR: "b", Op.MAP_BOOL: "b", Op.MAP_GEO: "b", Op.MAP_HAS: "b",
     Op.COUNT_TL: "bc", Op.LATEST_TL: "b", Op.COUNT_ALL: "c", Op.SIZE: "b",
+    Op.MONTH: "a", Op.WEEKDAY: "a", Op.HOUR: "a",
 }
 #: ops whose operands are a run of the args array
 VARIADIC_OPS = frozenset({Op.AND, Op.OR, Op.MIN, Op.MAX})

@@ -38,7 +38,7 @@ def lit_num(draw):
 def num_expr(draw, depth=2):
     leaves = ["profile.n", "profile.m", "profile.rec.x", 'profile.counts["k1"]', "size(profile.tags)",
               "count(profile.visits, 3 days)", "((now - profile.t) / 1 day)", 'profile.counts[request.category]',
-              "size(profile.sizes)"]
+              "size(profile.sizes)", "month(profile.t)", "weekday(now)", "hour(profile.t)"]
     if depth <= 0 or draw(st.booleans()):
         return draw(st.sampled_from(leaves)) if draw(st.booleans()) else lit_num(draw)
     kind = draw(st.sampled_from(["+", "-", "*", "/", "neg", "abs", "min", "max"]))
