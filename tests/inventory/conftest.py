@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.inventory import load_dir
+from engine.inventory import Inventory, load_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DIR = ROOT / "rules" / "data"
@@ -51,6 +51,13 @@ def write_data(directory: Path, stores: str = STORES, catalog: str = CATALOG,
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return write_data(tmp_path)
+
+
+@pytest.fixture
+def small(data_dir: Path) -> Inventory:
+    result = load_dir(data_dir)
+    assert result.report.ok, result.report.render()
+    return Inventory(result.data)
 
 
 @pytest.fixture(scope="session")

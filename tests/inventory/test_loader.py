@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.diagnostics import render
-from engine.inventory import InventoryLoadError, OpeningHours, load_dir
+from engine.inventory import Inventory, InventoryLoadError, OpeningHours, load_dir
 from engine.inventory.loader import MAX_REPORTED
 
 from .conftest import CATALOG, INVENTORY, STORES, write_data
@@ -179,6 +179,16 @@ def test_a_file_that_is_not_utf8_rejects_the_load(tmp_path):
     (tmp_path / "catalog.csv").write_bytes(b"sku,name,category,sizes\nX,Caf\xe9,coffee-beans,one-size\n")
     with pytest.raises(InventoryLoadError, match=r"not UTF-8 text \(invalid continuation byte at byte 29\)"):
         load_dir(tmp_path)
+
+
+def test_a_rejected_reload_keeps_the_last_good_data(tmp_path, data_dir):
+    inv, _ = Inventory.from_dir(data_dir)
+    before = inv.snapshot
+    (data_dir / "inventory.csv").write_text("store,sku,quantity\n")
+    with pytest.raises(InventoryLoadError, match="lacks `size`"):
+        inv.reload(data_dir)
+    assert inv.snapshot is before
+    assert inv.quantity("s003", "RUN-001", "42") == 4
 
 
 # ------------------------------------------------------------------ opening hours
