@@ -162,7 +162,7 @@ class Inventory:
         if not by_store or limit == 0:
             return []
         hits = []
-        for d, sid in snap.geo.unsorted_within(lat, lon, radius_km):
+        for d, sid in snap.geo.unsorted_within(lat, lon, radius_km, among=by_store):
             n = by_store.get(sid, 0)
             if n >= min_quantity:
                 hits.append((d, sid, n))

@@ -18,7 +18,9 @@ rounding can never drop a store on the rim:
 * a cap that reaches a pole takes every longitude of its rows;
 * a longitude range that crosses ±180° is split in two;
 * a row with fewer filled cells than the range asks for is read whole, so
-  polar and huge queries cost at most the filled cells.
+  polar and huge queries cost at most the filled cells;
+* a candidate outside the box is dropped with four comparisons before the
+  (ten times dearer) haversine.
 """
 from __future__ import annotations
 
@@ -103,33 +105,46 @@ class GeoIndex:
         found.sort()
         return found
 
-    def unsorted_within(self, lat: float, lon: float, radius_km: float) -> list[tuple[float, str]]:
+    def unsorted_within(self, lat: float, lon: float, radius_km: float,
+                        among=None) -> list[tuple[float, str]]:
         """Like :meth:`within`, in no particular order (callers that filter
-        further sort only what they keep)."""
+        further sort only what they keep).  With ``among`` (a set or dict of
+        ids), only those points are measured."""
         check_query(lat, lon, radius_km)
         here = (lat, lon)
         out = []
-        for cell in self._cells(lat, lon, radius_km):
+        cells, (lat_lo, lat_hi, lon_lo, lon_hi) = self._cells(lat, lon, radius_km)
+        for cell in cells:
             for pos, key in cell:
+                if not (lat_lo <= pos[0] <= lat_hi and lon_lo <= pos[1] <= lon_hi):
+                    continue                                  # outside the box: cannot be within
+                if among is not None and key not in among:
+                    continue
                 d = haversine_km(here, pos)
                 if d <= radius_km:
                     out.append((d, key))
         return out
 
-    def _cells(self, lat: float, lon: float, radius_km: float) -> list[list]:
+    def _cells(self, lat: float, lon: float, radius_km: float) -> tuple[list[list], tuple]:
+        """The cells to read and the box (lat_lo, lat_hi, lon_lo, lon_hi)
+        a point must lie in to be measured (lon unbounded when the range
+        wraps or takes every longitude)."""
+        inf = math.inf
         r = radius_km / EARTH_RADIUS_KM + PAD_RAD            # angular radius, padded
         if r >= math.pi:
-            return [self._entries]
+            return [self._entries], (-inf, inf, -inf, inf)
         r_deg = math.degrees(r)
         grid = self._grid_for(r_deg)
         lat_lo, lat_hi = lat - r_deg, lat + r_deg
         if lat_lo <= -90.0 or lat_hi >= 90.0:                # the cap holds a pole
-            return grid.gather(max(lat_lo, -90.0), min(lat_hi, 90.0), None)
+            return grid.gather(max(lat_lo, -90.0), min(lat_hi, 90.0), None), (lat_lo, lat_hi, -inf, inf)
         x = math.sin(r) / math.cos(math.radians(lat))
         if x >= 1.0:
-            return grid.gather(lat_lo, lat_hi, None)
+            return grid.gather(lat_lo, lat_hi, None), (lat_lo, lat_hi, -inf, inf)
         half = math.degrees(math.asin(x) + PAD_RAD)
-        return grid.gather(lat_lo, lat_hi, _lon_ranges(lon - half, lon + half))
+        ranges = _lon_ranges(lon - half, lon + half)
+        box = (lat_lo, lat_hi, *(ranges[0] if len(ranges) == 1 else (-inf, inf)))
+        return grid.gather(lat_lo, lat_hi, ranges), box
 
     def _grid_for(self, r_deg: float) -> _Grid:
         for grid in self._grids:

@@ -48,6 +48,15 @@ def test_index_matches_scan(pts, query, radius):
     assert index.within(*query, radius) == linear_scan(named, *query, radius)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(points, max_size=60), points, radii, st.data())
+def test_among_measures_only_the_wanted_points(pts, query, radius, data):
+    named, index = _index(pts)
+    wanted = set(data.draw(st.lists(st.sampled_from([k for k, _, _ in named]), unique=True))) if named else set()
+    expected = [(d, k) for d, k in linear_scan(named, *query, radius) if k in wanted]
+    assert sorted(index.unsorted_within(*query, radius, among=wanted)) == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.data(), st.sampled_from([(51.5, -0.1), (89.5, 0.0), (-89.9, 45.0), (10.0, 179.95), (-35.0, -179.9)]),
        st.sampled_from([0.001, 0.05, 1.0, 5.0]))
