@@ -5,8 +5,9 @@ Policy: **a bad row is reported and skipped; a bad file rejects the load.**
 * A row with any problem is left out, and every problem in it (not just the
   first) becomes a :class:`DataError` naming ``file:line:col``, the column
   and the offending text.  The good rows of the same file load as usual, so
-  one typo never hides a city's stock.  Rows that refer to a skipped row
-  (stock of a store whose row was bad) are skipped too and say so.
+  one typo never hides a city's stock.  Stock rows of a store (or sku) whose
+  own row was skipped are skipped too, with one error per store saying how
+  many.
 * A file that cannot be used at all (missing, not UTF-8, no header, a
   required column missing) raises :class:`InventoryLoadError`; nothing is
   loaded and a running :class:`~engine.inventory.availability.Inventory`
@@ -214,6 +215,9 @@ class _Table:
             return None
         return _Row(self, lineno, [f.strip() for f in fields])
 
+    def skip(self, row: _Row) -> None:
+        self.report.skipped[self.name] += 1
+
     def done(self, row: _Row) -> bool:
         """Count the row as loaded (True) or skipped (False)."""
         ok = row.errors == 0
@@ -337,6 +341,7 @@ class _Loader:
             if t.done(row):
                 out[sid] = Store(sid, *vals, lat, lon, hours)
                 lines[sid] = row.line
+                self.skipped_keys[STORES].pop(sid, None)
             elif sid is not None:
                 self.skipped_keys[STORES].setdefault(sid, row.location)
         return out
@@ -351,13 +356,19 @@ class _Loader:
             if t.done(row):
                 out[sku] = CatalogItem(sku, name, category, sizes)
                 lines[sku] = row.line
+                self.skipped_keys[CATALOG].pop(sku, None)
             elif sku is not None:
                 self.skipped_keys[CATALOG].setdefault(sku, row.location)
         return out
 
     def inventory(self, t: _Table, stores: dict[str, Store], catalog: dict[str, CatalogItem]):
-        stock, lines = {}, {}
+        stock, lines, orphans = {}, {}, {}
         for row in t.rows():
+            orphan = self.orphan(row)
+            if orphan is not None:               # refers to a skipped store or sku: one error per key
+                orphans.setdefault(orphan, [row.line, 0])[1] += 1
+                t.skip(row)
+                continue
             store = row.get("store", lambda raw: self.known(raw, stores, STORES, "store"))
             sku = row.get("sku", lambda raw: self.known(raw, catalog, CATALOG, "sku"))
             size = row.get("size")
@@ -371,13 +382,23 @@ class _Loader:
             if t.done(row):
                 stock.setdefault((sku, size), {})[store] = qty
                 lines[key] = row.line
+        for (column, file, key), (line, count) in orphans.items():
+            rows = f"its {count} stock rows are" if count > 1 else "its stock row is"
+            self.report.add(DataError(
+                "D108", f"column {q(column)}: {column} {key} was skipped (its row {self.skipped_keys[file][key]} "
+                f"has errors), so {rows} skipped too", t.span(line, column), column))
         return stock
 
-    def known(self, raw: str, table: dict, file: str, what: str) -> str:
+    def orphan(self, row: _Row) -> tuple[str, str, str] | None:
+        for column, file in (("store", STORES), ("sku", CATALOG)):
+            if row.values[column] in self.skipped_keys[file]:
+                return column, file, row.values[column]
+        return None
+
+    @staticmethod
+    def known(raw: str, table: dict, file: str, what: str) -> str:
         if raw in table:
             return raw
-        if raw in self.skipped_keys[file]:
-            raise _Bad("D108", f"{what} {raw} was skipped: its row {self.skipped_keys[file][raw]} has errors")
         raise _Bad("D108", f"unknown {what} (not in {file})", did_you_mean(raw, table))
 
 
@@ -396,4 +417,6 @@ def load_dir(directory: str | os.PathLike) -> LoadResult:
     stores = loader.stores(tables[STORES])
     catalog = loader.catalog(tables[CATALOG])
     stock = loader.inventory(tables[INVENTORY], stores, catalog)
+    order = {t.source.path: i for i, t in enumerate(tables.values())}
+    loader.report.errors.sort(key=lambda e: (order.get(e.span.path, -1), e.span.start) if e.span else (-1, 0))
     return LoadResult(InventoryData(stores, catalog, stock), loader.report)

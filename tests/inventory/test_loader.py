@@ -114,14 +114,27 @@ def test_inventory_row_errors(tmp_path, row, column, code, words):
     assert result.report.rows["inventory.csv"] == 2
 
 
-def test_stock_of_a_skipped_store_says_why(tmp_path):
+def test_stock_of_a_skipped_store_is_one_error_not_one_per_row(tmp_path):
     stores = STORES.replace("s003,Borough,3 King Street,London,51.5,-0.08", "s003,Borough,3 King Street,London,x,-0.08")
-    result = load_dir(write_data(tmp_path, stores=stores))
-    inv_errors = [e for e in result.report.errors if e.span.path.endswith("inventory.csv")]
-    assert [e.column for e in inv_errors] == ["store", "store"]
-    assert f"s003 was skipped: its row {tmp_path / 'stores.csv'}:4 has errors" in inv_errors[0].message
+    inventory = INVENTORY + "s003,TEE-001,S,1\ns003,TEE-001,L,0\n"
+    result = load_dir(write_data(tmp_path, stores=stores, inventory=inventory))
+    assert [(e.span.path.rsplit("/", 1)[1], e.span.line, e.column) for e in result.report.errors] == [
+        ("stores.csv", 4, "lat"), ("inventory.csv", 4, "store")]
+    assert (f"store s003 was skipped (its row {tmp_path / 'stores.csv'}:4 has errors), so its 4 stock rows "
+            f"are skipped too") in result.report.errors[1].message
+    assert result.report.skipped["inventory.csv"] == 4
     assert "s003" not in result.data.stores
     assert result.data.quantity("s004", "RUN-001", "42") == 2
+
+
+def test_stock_of_a_skipped_sku_is_skipped_unless_a_later_row_fixes_it(tmp_path):
+    catalog = CATALOG + "SCK-001,Socks,socks,S M\nJKT-001,Jacket,Jackets,S M\nJKT-001,Jacket,jackets,S M\n"
+    catalog = catalog.replace("SCK-001,Socks,socks,S M", "SCK-001,Socks,socks,")
+    inventory = INVENTORY + "s001,SCK-001,S,1\ns001,JKT-001,M,2\n"
+    result = load_dir(write_data(tmp_path, catalog=catalog, inventory=inventory))
+    assert [(e.span.line, e.column) for e in result.report.errors] == [(5, "sizes"), (6, "category"), (9, "sku")]
+    assert "sku SCK-001 was skipped" in result.report.errors[2].message
+    assert result.data.quantity("s001", "JKT-001", "M") == 2
 
 
 def test_catalog_errors(tmp_path):
