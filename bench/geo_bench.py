@@ -8,9 +8,10 @@ nine cities) and a synthetic 10,000-store set (seeded: 150 metro clusters
 plus 10% scattered stores).  Each query point is near a random store (the
 customer is in a city), and the queries are timed on the index and on the
 scan in alternating blocks of 50 (each warm, as in a server answering many;
-the garbage collector paused as timeit does); both answers must be equal.  Figures are per query, in microseconds: p50, p99 and the
-scan/index ratio of the p50s.  One more row times the whole nearby() call
-(index + stock lookups + preferred store) on the sample data.
+the garbage collector paused as timeit does); both answers must be equal.
+Figures are per query, in microseconds: p50, p99 and the scan/index ratios.
+One more row times the whole nearby() call (index + stock lookups +
+preferred store) on the sample data.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import random
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from engine.inventory import GeoIndex, Inventory, linear_scan, load_dir
@@ -68,9 +70,9 @@ def timed(fn, *args) -> tuple[int, object]:
     return time.perf_counter_ns() - t0, out
 
 
-def run_block(fn, stores, block, radius, times, answers) -> None:
+def run_block(fn, block, radius, times, answers) -> None:
     for lat, lon in block:
-        t, out = timed(fn, lat, lon, radius) if stores is None else timed(fn, stores, lat, lon, radius)
+        t, out = timed(fn, lat, lon, radius)
         times.append(t)
         answers.append(out)
 
@@ -85,9 +87,9 @@ def side_by_side(stores, points, radius: float, block: int = 50) -> dict:
     gc.disable()
     try:
         for n, i in enumerate(range(0, len(points), block)):
-            runs = [(index.within, None, t_index, a_index), (linear_scan, stores, t_scan, a_scan)]
-            for fn, arg, times, answers in (runs if n % 2 == 0 else runs[::-1]):
-                run_block(fn, arg, points[i:i + block], radius, times, answers)
+            runs = [(index.within, t_index, a_index), (partial(linear_scan, stores), t_scan, a_scan)]
+            for fn, times, answers in (runs if n % 2 == 0 else runs[::-1]):
+                run_block(fn, points[i:i + block], radius, times, answers)
     finally:
         gc.enable()
     if a_index != a_scan:

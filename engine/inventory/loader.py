@@ -40,7 +40,8 @@ MAX_REPORTED = 200          # errors kept per load; the rest are counted
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
-#: Stable codes.  D0xx reject the whole load; D1xx skip one row.
+#: Stable codes (docs/inventory.md lists them).  D0xx reject the whole load;
+#: D1xx skip one row.  Never renumber or reuse one.
 CODES = {
     "D001": "cannot read the file",
     "D002": "no header row",
@@ -132,10 +133,10 @@ class _Bad(Exception):
 class _Row:
     """One data row: raw values by column, and where each came from."""
 
-    __slots__ = ("table", "line", "fields", "values", "errors")
+    __slots__ = ("table", "line", "values", "errors")
 
     def __init__(self, table: "_Table", line: int, fields: list[str]):
-        self.table, self.line, self.fields = table, line, fields
+        self.table, self.line = table, line
         self.values = dict(zip(table.header, fields))
         self.errors = 0
 

@@ -2,13 +2,17 @@
 column and skipped, the good rows stay; an unusable file rejects the load."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from engine.diagnostics import render
 from engine.inventory import Inventory, InventoryLoadError, OpeningHours, load_dir
+from engine.inventory import loader
 from engine.inventory.loader import MAX_REPORTED
 
-from .conftest import CATALOG, INVENTORY, STORES, write_data
+from .conftest import CATALOG, INVENTORY, ROOT, STORES, write_data
 
 HEADER = "id,name,address,city,lat,lon,hours\n"
 GOOD_STORE = "s001,Riverside,1 High Street,London,51.5,-0.1,Mo-Sa 09:00-20:00\n"
@@ -163,6 +167,13 @@ def test_errors_are_capped_and_counted(tmp_path):
     assert len(result.report.errors) == MAX_REPORTED and result.report.dropped == 50
     assert result.report.skipped["stores.csv"] == MAX_REPORTED + 50
     assert result.report.render().endswith("(50 more errors not shown)")
+
+
+def test_every_code_used_is_catalogued_and_documented():
+    source = Path(loader.__file__).read_text(encoding="utf-8")
+    assert set(re.findall(r'"(D\d{3})",', source)) == set(loader.CODES)
+    docs = (ROOT / "docs" / "inventory.md").read_text(encoding="utf-8")
+    assert [c for c in loader.CODES if f"| {c} |" not in docs] == []
 
 
 # ------------------------------------------------------------------ whole files
