@@ -115,6 +115,7 @@ class Inventory:
         return result.report
 
     def replace(self, data: InventoryData) -> None:
+        """Swap in a whole new data set (its geo index is built first)."""
         geo = GeoIndex.of_stores(data.stores.values())
         with self._write:
             self._snapshot = Snapshot(data, geo, self._snapshot.version + 1)
@@ -154,39 +155,49 @@ class Inventory:
         The preferred store comes first when it qualifies (within the radius
         and in stock), even if it is not among the ``limit`` nearest.
         ``low_stock`` is quantity < ``low_stock_below``."""
-        check_query(lat, lon, radius_km)
-        if limit < 0 or min_quantity < 1 or low_stock_below < 0:
-            raise ValueError("limit must be >= 0, min_quantity >= 1 and low_stock_below >= 0")
-        snap = self._snapshot
-        by_store = snap.data.stock.get((sku, size))
-        if not by_store or limit == 0:
-            return []
-        hits = []
-        for d, sid in snap.geo.unsorted_within(lat, lon, radius_km, among=by_store):
-            n = by_store.get(sid, 0)
-            if n >= min_quantity:
-                hits.append((d, sid, n))
-        hits.sort()
-        if preferred_store is not None:
-            first = [h for h in hits if h[1] == preferred_store]
-            hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
-        stores = snap.data.stores
-        return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
-                for d, sid, n in hits[:limit]]
+        return _nearby(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
+                       preferred_store)
 
     def locate(self, request_location, preferred_store, home) -> Location:
         """Where to search: request location, else preferred store, else home."""
         return locate(request_location, preferred_store, home, self._snapshot.data.stores)
 
     def nearby_for(self, request_location, preferred_store, home, sku: str, size: str,
-                   **options) -> NearbyAnswer:
+                   radius_km: float = 10.0, limit: int = 5, min_quantity: int = 1,
+                   low_stock_below: int = 3) -> NearbyAnswer:
         """:meth:`locate`, then :meth:`nearby` around it with the preferred
-        store first; no location means no stores, and the Location says why."""
-        where = self.locate(request_location, preferred_store, home)
+        store first, both from one snapshot; no location means no stores,
+        and the Location says why."""
+        snap = self._snapshot
+        where = locate(request_location, preferred_store, home, snap.data.stores)
         if not where.found:
             return NearbyAnswer(where, [])
         preferred = preferred_store if type(preferred_store) is str else None
-        return NearbyAnswer(where, self.nearby(*where.point, sku, size, preferred_store=preferred, **options))
+        return NearbyAnswer(where, _nearby(snap, *where.point, sku, size, radius_km, limit, min_quantity,
+                                           low_stock_below, preferred))
+
+
+def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
+            preferred_store) -> list[StoreAvailability]:
+    """:meth:`Inventory.nearby`, answered from ``snap`` alone."""
+    check_query(lat, lon, radius_km)
+    if limit < 0 or min_quantity < 1 or low_stock_below < 0:
+        raise ValueError("limit must be >= 0, min_quantity >= 1 and low_stock_below >= 0")
+    by_store = snap.data.stock.get((sku, size))
+    if not by_store or limit == 0:
+        return []
+    hits = []
+    for d, sid in snap.geo.unsorted_within(lat, lon, radius_km, among=by_store):
+        n = by_store.get(sid, 0)
+        if n >= min_quantity:
+            hits.append((d, sid, n))
+    hits.sort()
+    if preferred_store is not None:
+        first = [h for h in hits if h[1] == preferred_store]
+        hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
+    stores = snap.data.stores
+    return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
+            for d, sid, n in hits[:limit]]
 
 
 def _check(u: StockUpdate, data: InventoryData) -> tuple[str, str] | None:
