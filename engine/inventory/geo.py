@@ -155,10 +155,11 @@ class GeoIndex:
 
 def _lon_ranges(lo: float, hi: float) -> list[tuple[float, float]]:
     """[lo, hi] (at most 180° + a few metres wide) as ranges inside
-    -180..180, split where it crosses ±180."""
-    if lo < -180.0:
+    -180..180, split where it reaches ±180: -180 and 180 are one meridian,
+    and a store may be filed under either."""
+    if lo <= -180.0:
         return [(lo + 360.0, 180.0), (-180.0, hi)]
-    if hi > 180.0:
+    if hi >= 180.0:
         return [(lo, 180.0), (-180.0, hi - 360.0)]
     return [(lo, hi)]
 

@@ -107,6 +107,13 @@ def test_a_query_across_the_antimeridian():
     assert [k for _, k in index.within(0.0, -179.995, 5.0)] == ["p001", "p000"]
 
 
+def test_a_range_that_touches_180_takes_both_names_of_the_meridian():
+    assert geo._lon_ranges(179.0, 180.0) == [(179.0, 180.0), (-180.0, -180.0)]
+    assert geo._lon_ranges(-180.0, -179.0) == [(180.0, 180.0), (-180.0, -179.0)]
+    assert geo._lon_ranges(170.0, 181.0) == [(170.0, 180.0), (-180.0, -179.0)]
+    assert geo._lon_ranges(-10.0, 10.0) == [(-10.0, 10.0)]
+
+
 def test_tiny_zero_and_huge_radii():
     named, index = _index([(51.5, -0.1), (51.5, -0.1), (-33.9, 151.2)])
     assert index.within(51.5, -0.1, 0.0) == [(0.0, "p000"), (0.0, "p001")]
