@@ -1,0 +1,228 @@
+"""Live stock and the nearby-store query.
+
+:class:`Inventory` holds one immutable :class:`Snapshot` (the data, its geo
+index and a version) and replaces it whole on every change:
+
+* ``apply(updates)`` takes a batch of absolute counts and deltas, builds the
+  next snapshot copy-on-write (only the touched (sku, size) tables and the
+  top-level dict are copied; everything else is shared), then publishes it
+  with one reference assignment;
+* ``reload(directory)`` loads the data files into a new snapshot (new geo
+  index too) and publishes it the same way.
+
+Writers take a lock, so batches and reloads apply one at a time in call
+order.  Readers take no lock: each query reads ``self._snapshot`` once and
+answers from that object alone, so it sees every update of a batch or none
+of them, never half a batch, and never a store table from one load with the
+stock of another.
+
+Update semantics (docs/inventory.md):
+
+* ``quantity=n`` sets the count (n >= 0); ``delta=d`` adds d.  A delta that
+  would go below zero clamps to 0 (a sale recorded against a count that was
+  already stale must not make the item look "in stock" later) and the index
+  is reported in ``UpdateResult.clamped``.
+* A bad update (unknown store, unknown sku, a size the sku does not come in,
+  neither or both of quantity/delta, a non-integer) is reported by index in
+  ``UpdateResult.errors``; the rest of the batch is applied, as one batch.
+* Updates within a batch apply in order; a reload replaces all counts,
+  including those set by updates since the last load (the files are the
+  new truth).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .geo import GeoIndex, check_query
+from .loader import LoadReport, load_dir
+from .location import Location, locate
+from .model import InventoryData, StoreAvailability
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    data: InventoryData
+    geo: GeoIndex
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class StockUpdate:
+    """One change: ``quantity`` (an absolute count) or ``delta`` (a change)."""
+    store_id: str
+    sku: str
+    size: str
+    quantity: int | None = None
+    delta: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateError:
+    index: int          # position in the batch
+    field: str          # the field at fault
+    message: str
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    applied: int                      # updates applied
+    clamped: tuple[int, ...]          # indices of deltas that clamped at zero
+    errors: tuple[UpdateError, ...]   # updates rejected, by index
+    version: int                      # the snapshot version after the batch
+
+
+@dataclass(frozen=True)
+class NearbyAnswer:
+    location: Location
+    stores: list[StoreAvailability]
+
+
+class Inventory:
+    """Stores, catalogue and stock, updated live and queried by location."""
+
+    def __init__(self, data: InventoryData):
+        self._write = threading.Lock()
+        self._snapshot = Snapshot(data, GeoIndex.of_stores(data.stores.values()), 1)
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike) -> tuple["Inventory", LoadReport]:
+        """Load the data files; raises InventoryLoadError when a file is unusable."""
+        result = load_dir(directory)
+        return cls(result.data), result.report
+
+    # -- state
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current snapshot; keep it to answer several questions from one state."""
+        return self._snapshot
+
+    @property
+    def version(self) -> int:
+        return self._snapshot.version
+
+    def quantity(self, store_id: str, sku: str, size: str) -> int:
+        return self._snapshot.data.quantity(store_id, sku, size)
+
+    # -- writers
+    def reload(self, directory: str | os.PathLike) -> LoadReport:
+        """Load the files and swap them in whole.  When a file is unusable
+        this raises InventoryLoadError and the current data stays."""
+        result = load_dir(directory)
+        self.replace(result.data)
+        return result.report
+
+    def replace(self, data: InventoryData) -> None:
+        """Swap in a whole new data set (its geo index is built first)."""
+        geo = GeoIndex.of_stores(data.stores.values())
+        with self._write:
+            self._snapshot = Snapshot(data, geo, self._snapshot.version + 1)
+
+    def apply(self, updates: Iterable[StockUpdate]) -> UpdateResult:
+        """Apply a batch atomically (see the module docstring)."""
+        with self._write:
+            snap = self._snapshot
+            data = snap.data
+            stock = dict(data.stock)              # the next snapshot's top level
+            copied: set[tuple[str, str]] = set()
+            applied, clamped, errors = 0, [], []
+            for i, u in enumerate(updates):
+                problem = _check(u, data)
+                if problem is not None:
+                    errors.append(UpdateError(i, *problem))
+                    continue
+                key = (u.sku, u.size)
+                if key not in copied:
+                    stock[key] = dict(stock.get(key, ()))
+                    copied.add(key)
+                if _apply_one(stock[key], u):
+                    clamped.append(i)
+                applied += 1
+            version = snap.version
+            if applied:
+                version += 1
+                self._snapshot = Snapshot(InventoryData(data.stores, data.catalog, stock), snap.geo, version)
+            return UpdateResult(applied, tuple(clamped), tuple(errors), version)
+
+    # -- readers
+    def nearby(self, lat: float, lon: float, sku: str, size: str, radius_km: float = 10.0,
+               limit: int = 5, min_quantity: int = 1, low_stock_below: int = 3,
+               preferred_store: str | None = None) -> list[StoreAvailability]:
+        """Stores within ``radius_km`` holding at least ``min_quantity`` of
+        (sku, size), nearest first (ties by store id), at most ``limit``.
+        The preferred store comes first when it qualifies (within the radius
+        and in stock), even if it is not among the ``limit`` nearest.
+        ``low_stock`` is quantity < ``low_stock_below``."""
+        return _nearby(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
+                       preferred_store)
+
+    def locate(self, request_location, preferred_store, home) -> Location:
+        """Where to search: request location, else preferred store, else home."""
+        return locate(request_location, preferred_store, home, self._snapshot.data.stores)
+
+    def nearby_for(self, request_location, preferred_store, home, sku: str, size: str,
+                   radius_km: float = 10.0, limit: int = 5, min_quantity: int = 1,
+                   low_stock_below: int = 3) -> NearbyAnswer:
+        """:meth:`locate`, then :meth:`nearby` around it with the preferred
+        store first, both from one snapshot; no location means no stores,
+        and the Location says why."""
+        snap = self._snapshot
+        where = locate(request_location, preferred_store, home, snap.data.stores)
+        if not where.found:
+            return NearbyAnswer(where, [])
+        preferred = preferred_store if type(preferred_store) is str else None
+        return NearbyAnswer(where, _nearby(snap, *where.point, sku, size, radius_km, limit, min_quantity,
+                                           low_stock_below, preferred))
+
+
+def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
+            preferred_store) -> list[StoreAvailability]:
+    """:meth:`Inventory.nearby`, answered from ``snap`` alone."""
+    check_query(lat, lon, radius_km)
+    if limit < 0 or min_quantity < 1 or low_stock_below < 0:
+        raise ValueError("limit must be >= 0, min_quantity >= 1 and low_stock_below >= 0")
+    by_store = snap.data.stock.get((sku, size))
+    if not by_store or limit == 0:
+        return []
+    hits = []
+    for d, sid in snap.geo.unsorted_within(lat, lon, radius_km, among=by_store):
+        n = by_store.get(sid, 0)
+        if n >= min_quantity:
+            hits.append((d, sid, n))
+    hits.sort()
+    if preferred_store is not None:
+        first = [h for h in hits if h[1] == preferred_store]
+        hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
+    stores = snap.data.stores
+    return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
+            for d, sid, n in hits[:limit]]
+
+
+def _check(u: StockUpdate, data: InventoryData) -> tuple[str, str] | None:
+    """(field, message) when an update cannot apply, else None."""
+    if u.store_id not in data.stores:
+        return "store_id", f"unknown store {u.store_id!r}"
+    item = data.catalog.get(u.sku)
+    if item is None:
+        return "sku", f"unknown sku {u.sku!r}"
+    if u.size not in item.sizes:
+        return "size", f"{u.sku} comes in {' '.join(item.sizes)}, not {u.size!r}"
+    if (u.quantity is None) == (u.delta is None):
+        return "quantity", "give exactly one of quantity (a count) or delta (a change)"
+    if u.quantity is not None and (type(u.quantity) is not int or u.quantity < 0):
+        return "quantity", f"a quantity is a whole number >= 0, not {u.quantity!r}"
+    if u.delta is not None and type(u.delta) is not int:
+        return "delta", f"a delta is a whole number, not {u.delta!r}"
+    return None
+
+
+def _apply_one(by_store: dict[str, int], u: StockUpdate) -> bool:
+    """Apply one checked update to a private table; True when it clamped."""
+    if u.quantity is not None:
+        by_store[u.store_id] = u.quantity
+        return False
+    n = by_store.get(u.store_id, 0) + u.delta
+    by_store[u.store_id] = max(n, 0)
+    return n < 0

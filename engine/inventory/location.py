@@ -1,0 +1,66 @@
+"""Where to look for stores: the request's location, else the preferred
+store's, else the profile's home; with none of them, no stores and a reason.
+
+Inputs are the raw request and profile values: a geo is ``{"lat": .., "lon":
+..}`` or ``[lat, lon]`` (:func:`engine.eval.values.to_geo`); anything else
+counts as invalid and the next source is tried.  Every source passed over is
+listed in :attr:`Location.skipped`, so an answer can say why it used the
+home address, or why it found no stores at all.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..eval.values import to_geo
+from .model import Store
+
+# Sources, in the order they are tried.
+REQUEST, PREFERRED_STORE, HOME = "request", "preferred_store", "home"
+# Why a source was passed over.
+MISSING, INVALID, UNKNOWN_STORE = "missing", "invalid", "unknown_store"
+# Why there is no location at all.
+NO_LOCATION = "no_location"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    point: tuple[float, float] | None       # (lat, lon); None when nothing is known
+    source: str | None                      # REQUEST | PREFERRED_STORE | HOME; None when not found
+    skipped: tuple[tuple[str, str], ...] = ()   # (source, why) for each source passed over
+
+    @property
+    def found(self) -> bool:
+        return self.point is not None
+
+    @property
+    def reason(self) -> str | None:
+        """NO_LOCATION when no source gave a location, else None."""
+        return None if self.found else NO_LOCATION
+
+    def explain(self) -> str:
+        """One line for logs and --explain: where the location came from."""
+        passed = "; ".join(f"{src} {why.replace('_', ' ')}" for src, why in self.skipped)
+        if not self.found:
+            return f"{NO_LOCATION}: {passed}"
+        return f"from {self.source}" + (f" ({passed})" if passed else "")
+
+
+def locate(request_location, preferred_store, home, stores: Mapping[str, Store]) -> Location:
+    """The point to search around, by the fallback order above."""
+    skipped = []
+    point = to_geo(request_location)
+    if point is not None:
+        return Location(point, REQUEST)
+    skipped.append((REQUEST, MISSING if request_location is None else INVALID))
+    if preferred_store is None:
+        skipped.append((PREFERRED_STORE, MISSING))
+    elif type(preferred_store) is str and preferred_store in stores:
+        return Location(stores[preferred_store].position, PREFERRED_STORE, tuple(skipped))
+    else:
+        skipped.append((PREFERRED_STORE, UNKNOWN_STORE if type(preferred_store) is str else INVALID))
+    point = to_geo(home)
+    if point is not None:
+        return Location(point, HOME, tuple(skipped))
+    skipped.append((HOME, MISSING if home is None else INVALID))
+    return Location(None, None, tuple(skipped))

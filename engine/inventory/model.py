@@ -1,0 +1,157 @@
+"""The inventory's values: stores, catalogue items, stock, query answers.
+
+All are frozen; a loaded data set (:class:`InventoryData`) is never changed
+in place, so a reader holding one sees a consistent world.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
+_DAY_INDEX = {d: i for i, d in enumerate(DAYS)}
+_TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+
+
+@dataclass(frozen=True, slots=True)
+class OpeningHours:
+    """One opening range per weekday, Monday first; None when closed.
+
+    Text form (the ``hours`` column), clauses separated by ``;``::
+
+        Mo-Fr 09:00-20:00; Sa 10:00-18:00; Su closed
+        Mo 12:00-18:00; Tu-We,Fr-Sa 10:00-18:00; Th 10:00-21:00
+
+    Each clause is a day set (``Mo``, a range ``Mo-Fr`` or a comma list of
+    either) and ``HH:MM-HH:MM`` or ``closed``.  A day may appear once; days
+    not named are closed; 24:00 closes at midnight.  Times are the store's
+    local time (the files carry no time zone yet).
+    """
+
+    days: tuple[tuple[int, int] | None, ...]   # (open, close) in minutes after midnight
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> "OpeningHours":
+        """Parse the text form; ValueError says what is wrong."""
+        days: list[tuple[int, int] | None] = [None] * 7
+        seen: set[int] = set()
+        clauses = [c.strip() for c in text.split(";")]
+        if not any(clauses):
+            raise ValueError("no opening hours given (e.g. 'Mo-Sa 09:00-20:00; Su closed')")
+        for clause in clauses:
+            if not clause:
+                continue
+            parts = clause.split()
+            if len(parts) != 2:
+                raise ValueError(f"'{clause}' should be days and hours, e.g. 'Mo-Fr 09:00-20:00'")
+            for d in _day_set(parts[0]):
+                if d in seen:
+                    raise ValueError(f"{DAYS[d]} is given twice")
+                seen.add(d)
+                days[d] = _hours_range(parts[1])
+        return cls(tuple(days), text)
+
+    def open_at(self, weekday: int, minute: int) -> bool:
+        """Open on ``weekday`` (0 = Monday) at ``minute`` after midnight?"""
+        r = self.days[weekday]
+        return r is not None and r[0] <= minute < r[1]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _day_set(text: str) -> list[int]:
+    out = []
+    for item in text.split(","):
+        first, _, last = item.partition("-")
+        if first not in _DAY_INDEX or (last and last not in _DAY_INDEX):
+            raise ValueError(f"'{item}' is not a day or day range (days are {' '.join(DAYS)})")
+        a, b = _DAY_INDEX[first], _DAY_INDEX[last or first]
+        if b < a:
+            raise ValueError(f"'{item}' runs backwards; write the days Monday first")
+        out.extend(range(a, b + 1))
+    return out
+
+
+def _hours_range(text: str) -> tuple[int, int] | None:
+    if text == "closed":
+        return None
+    start, _, end = text.partition("-")
+    a, b = _minutes(start), _minutes(end)
+    if a is None or b is None:
+        raise ValueError(f"'{text}' is not HH:MM-HH:MM or closed")
+    if not a < b:
+        raise ValueError(f"'{text}' closes before it opens")
+    return a, b
+
+
+def _minutes(text: str) -> int | None:
+    m = _TIME.match(text)
+    if not m:
+        return None
+    minutes = int(m.group(1)) * 60 + int(m.group(2))
+    return minutes if minutes <= 24 * 60 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    id: str
+    name: str
+    address: str
+    city: str
+    lat: float
+    lon: float
+    hours: OpeningHours
+
+    @property
+    def position(self) -> tuple[float, float]:
+        return (self.lat, self.lon)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogItem:
+    sku: str
+    name: str
+    category: str
+    sizes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StockItem:
+    """The count of one size of one sku in one store."""
+    store_id: str
+    sku: str
+    size: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreAvailability:
+    """One line of a nearby answer: "Riverside, 1.2 km, only 1 left"."""
+    store_id: str
+    name: str
+    distance_km: float
+    quantity: int
+    low_stock: bool
+
+
+@dataclass(frozen=True, eq=False)
+class InventoryData:
+    """One loaded data set.  Never changed in place: updates build a new one
+    that shares every untouched part with the old (see availability.py)."""
+
+    stores: dict[str, Store]                        # file order
+    catalog: dict[str, CatalogItem]
+    stock: dict[tuple[str, str], dict[str, int]]    # (sku, size) -> store id -> quantity
+
+    def quantity(self, store_id: str, sku: str, size: str) -> int:
+        """The count of one size of one sku in one store; 0 when not stocked."""
+        return self.stock.get((sku, size), {}).get(store_id, 0)
+
+    def items(self):
+        """Every stock row as a StockItem, sorted by store, sku and size."""
+        rows = [StockItem(store, sku, size, n) for (sku, size), by_store in self.stock.items()
+                for store, n in by_store.items()]
+        rows.sort(key=lambda r: (r.store_id, r.sku, r.size))
+        return rows

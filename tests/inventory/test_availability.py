@@ -1,0 +1,170 @@
+"""nearby(): filtering, order, the preferred store, the low-stock flag; live
+updates (absolute, delta, clamping, bad updates by index); reload."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from engine.eval.values import haversine_km
+from engine.inventory import Inventory, InventoryData, StockUpdate, StoreAvailability, load_dir
+
+from .conftest import write_data
+
+RIVERSIDE = (51.5, -0.1)          # s001; s002..s004 lie 0.69, 1.38, 2.08 km east
+
+
+def ids(answers):
+    return [a.store_id for a in answers]
+
+
+# ------------------------------------------------------------------ nearby
+def test_nearest_first_in_stock_only(small):
+    found = small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5)
+    assert ids(found) == ["s001", "s003", "s004"]          # s002 carries it but has 0
+    assert [round(a.distance_km, 2) for a in found] == [0.0, 1.38, 2.08]
+    assert found[0] == StoreAvailability("s001", "Riverside", 0.0, 1, True)
+
+
+def test_radius_limit_and_min_quantity(small):
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=1.5)) == ["s001", "s003"]
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, limit=2)) == ["s001", "s003"]
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, min_quantity=2)) == ["s003", "s004"]
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=500)) == ["s001", "s003", "s004", "s005"]
+    assert small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, limit=0) == []
+
+
+def test_unknown_or_unstocked_items_find_nothing(small):
+    assert small.nearby(*RIVERSIDE, "RUN-001", "40", radius_km=50) == []
+    assert small.nearby(*RIVERSIDE, "NOPE", "42", radius_km=50) == []
+
+
+def test_low_stock_flag(small):
+    flags = {a.store_id: (a.quantity, a.low_stock)
+             for a in small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, low_stock_below=2)}
+    assert flags == {"s001": (1, True), "s003": (4, False), "s004": (2, False)}
+    flags = {a.store_id: a.low_stock for a in small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5)}
+    assert flags == {"s001": True, "s003": False, "s004": True}          # default: below 3
+    assert not any(a.low_stock for a in small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5,
+                                                     low_stock_below=0))
+
+
+def test_the_preferred_store_comes_first_when_it_qualifies(small):
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, preferred_store="s004")) == [
+        "s004", "s001", "s003"]
+    # first even when it is not among the `limit` nearest
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, limit=1, preferred_store="s004")) == ["s004"]
+
+
+@pytest.mark.parametrize("preferred, why", [("s002", "out of stock"), ("s005", "outside the radius"),
+                                            ("s999", "unknown")])
+def test_a_preferred_store_that_does_not_qualify_is_left_out(small, preferred, why):
+    found = small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, preferred_store=preferred)
+    assert ids(found) == ["s001", "s003", "s004"], why
+
+
+@pytest.mark.parametrize("kwargs", [dict(radius_km=-1), dict(limit=-1), dict(min_quantity=0),
+                                    dict(low_stock_below=-1), dict(radius_km=float("nan"))])
+def test_bad_arguments_are_refused(small, kwargs):
+    with pytest.raises(ValueError):
+        small.nearby(*RIVERSIDE, "RUN-001", "42", **kwargs)
+
+
+def test_nearby_matches_a_brute_force_answer_on_the_sample_data(sample_result):
+    data = sample_result.data
+    inv = Inventory(data)
+    rng = random.Random(3)
+    stores = list(data.stores.values())
+    for _ in range(200):
+        s = rng.choice(stores)
+        lat, lon = s.lat + rng.uniform(-0.05, 0.05), s.lon + rng.uniform(-0.05, 0.05)
+        item = rng.choice(list(data.catalog.values()))
+        size, radius, limit = rng.choice(item.sizes), rng.choice([1.0, 3.0, 10.0, 30.0]), rng.choice([1, 3, 10])
+        expected = sorted((haversine_km((lat, lon), t.position), t.id, data.quantity(t.id, item.sku, size))
+                          for t in stores)
+        expected = [(d, sid, n) for d, sid, n in expected if d <= radius and n >= 1][:limit]
+        got = inv.nearby(lat, lon, item.sku, size, radius_km=radius, limit=limit)
+        assert [(a.distance_km, a.store_id, a.quantity) for a in got] == expected
+
+
+# ------------------------------------------------------------------ updates
+def test_absolute_counts_and_deltas(small):
+    result = small.apply([StockUpdate("s002", "RUN-001", "42", quantity=5),
+                          StockUpdate("s001", "RUN-001", "42", delta=2),
+                          StockUpdate("s001", "RUN-001", "42", delta=-1),      # in order: 1 + 2 - 1
+                          StockUpdate("s005", "TEE-001", "S", delta=4)])        # a size not stocked before
+    assert (result.applied, result.clamped, result.errors) == (4, (), ())
+    assert small.quantity("s002", "RUN-001", "42") == 5
+    assert small.quantity("s001", "RUN-001", "42") == 2
+    assert small.quantity("s005", "TEE-001", "S") == 4
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=1)) == ["s001", "s002"]
+
+
+def test_a_delta_below_zero_clamps_and_is_reported(small):
+    result = small.apply([StockUpdate("s001", "RUN-001", "42", delta=-3),
+                          StockUpdate("s003", "RUN-001", "42", delta=-1)])
+    assert result.applied == 2 and result.clamped == (0,)
+    assert small.quantity("s001", "RUN-001", "42") == 0
+    assert small.quantity("s003", "RUN-001", "42") == 3
+
+
+def test_bad_updates_are_reported_by_index_and_the_rest_applied(small):
+    result = small.apply([
+        StockUpdate("s001", "RUN-001", "42", quantity=7),
+        StockUpdate("s999", "RUN-001", "42", quantity=1),
+        StockUpdate("s001", "RUN-009", "42", quantity=1),
+        StockUpdate("s001", "RUN-001", "39", quantity=1),
+        StockUpdate("s001", "RUN-001", "42"),
+        StockUpdate("s001", "RUN-001", "42", quantity=1, delta=1),
+        StockUpdate("s001", "RUN-001", "42", quantity=-2),
+        StockUpdate("s001", "RUN-001", "42", quantity=True),
+        StockUpdate("s001", "RUN-001", "42", delta=1.5),
+        StockUpdate("s003", "RUN-001", "42", delta=1),
+    ])
+    assert [(e.index, e.field) for e in result.errors] == [
+        (1, "store_id"), (2, "sku"), (3, "size"), (4, "quantity"), (5, "quantity"), (6, "quantity"),
+        (7, "quantity"), (8, "delta")]
+    assert "RUN-001 comes in 40 41 42 43, not '39'" in result.errors[2].message
+    assert result.applied == 2
+    assert small.quantity("s001", "RUN-001", "42") == 7 and small.quantity("s003", "RUN-001", "42") == 5
+
+
+def test_versions_and_copy_on_write(small):
+    before = small.snapshot
+    assert small.apply([StockUpdate("s999", "RUN-001", "42", quantity=1)]).version == before.version
+    assert small.snapshot is before                          # nothing applied, nothing published
+    result = small.apply([StockUpdate("s001", "RUN-001", "42", quantity=9)])
+    after = small.snapshot
+    assert result.version == after.version == before.version + 1
+    assert before.data.quantity("s001", "RUN-001", "42") == 1   # the old snapshot never changes
+    assert after.data.quantity("s001", "RUN-001", "42") == 9
+    assert after.data.stock[("TEE-001", "M")] is before.data.stock[("TEE-001", "M")]   # untouched: shared
+    assert after.geo is before.geo and after.data.stores is before.data.stores
+
+
+def test_reload_swaps_everything_and_drops_live_updates(small, tmp_path):
+    small.apply([StockUpdate("s001", "RUN-001", "42", quantity=50)])
+    held = small.snapshot
+    new_dir = tmp_path / "next"
+    new_dir.mkdir()
+    write_data(new_dir, inventory="store,sku,size,quantity\ns002,RUN-001,42,6\n",
+               stores="id,name,address,city,lat,lon,hours\n"
+                      "s002,Bankside,2 Park Lane,London,51.5,-0.09,Mo-Sa 09:00-20:00\n")
+    report = small.reload(new_dir)
+    assert report.ok and small.version == held.version + 1
+    assert ids(small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5)) == ["s002"]
+    assert small.quantity("s001", "RUN-001", "42") == 0
+    assert held.data.quantity("s001", "RUN-001", "42") == 50 and "s001" in held.data.stores
+
+
+def test_an_inventory_can_start_empty():
+    inv = Inventory(InventoryData({}, {}, {}))
+    assert inv.nearby(0.0, 0.0, "X", "M", radius_km=100) == []
+
+
+def test_from_dir_returns_the_report(tmp_path):
+    write_data(tmp_path, inventory="store,sku,size,quantity\ns001,RUN-001,42,x\n")
+    inv, report = Inventory.from_dir(tmp_path)
+    assert [e.code for e in report.errors] == ["D104"]
+    assert inv.quantity("s001", "RUN-001", "42") == 0
+    assert load_dir(tmp_path).report.skipped["inventory.csv"] == 1

@@ -1,0 +1,239 @@
+"""The loader: good files load; every bad row is named by file:line:col and
+column and skipped, the good rows stay; an unusable file rejects the load."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from engine.diagnostics import render
+from engine.inventory import Inventory, InventoryLoadError, OpeningHours, load_dir
+from engine.inventory import loader
+from engine.inventory.loader import MAX_REPORTED
+
+from .conftest import CATALOG, INVENTORY, ROOT, STORES, write_data
+
+HEADER = "id,name,address,city,lat,lon,hours\n"
+GOOD_STORE = "s001,Riverside,1 High Street,London,51.5,-0.1,Mo-Sa 09:00-20:00\n"
+
+
+def load_stores(tmp_path, rows: str, inventory: str = "store,sku,size,quantity\n"):
+    return load_dir(write_data(tmp_path, stores=HEADER + rows, inventory=inventory))
+
+
+def test_small_data_loads(data_dir):
+    result = load_dir(data_dir)
+    assert result.report.ok
+    assert result.report.rows == {"stores.csv": 5, "catalog.csv": 3, "inventory.csv": 7}
+    data = result.data
+    assert list(data.stores) == ["s001", "s002", "s003", "s004", "s005"]
+    assert data.stores["s002"].address == "2, Park Lane"
+    assert data.catalog["RUN-001"].sizes == ("40", "41", "42", "43")
+    assert data.quantity("s003", "RUN-001", "42") == 4
+    assert data.quantity("s002", "RUN-001", "42") == 0          # carried, sold out
+    assert data.quantity("s002", "TEE-001", "M") == 0           # not carried
+    assert len(data.items()) == 7
+
+
+def test_a_bad_value_names_file_line_col_and_column(tmp_path):
+    result = load_stores(tmp_path, GOOD_STORE + "s002,Soho,1 High St,London,abc,-0.1,Mo-Sa 09:00-20:00\n")
+    [err] = result.report.errors
+    path = str(tmp_path / "stores.csv")
+    assert err.code == "D103" and err.column == "lat"
+    assert err.location == f"{path}:3:28"
+    assert str(err) == f"{path}:3:28: error[D103]: column `lat`: `abc`: not a number"
+    assert list(result.data.stores) == ["s001"]                # the good row stays
+    assert result.report.skipped["stores.csv"] == 1
+
+
+def test_rendering_points_a_caret_at_the_field(tmp_path):
+    result = load_stores(tmp_path, "s002,Soho,1 High St,London,51.5,-0.1,Mo-Sa 9-20\n")
+    [err] = result.report.errors
+    lines = render(err).splitlines()
+    assert lines[1].endswith("s002,Soho,1 High St,London,51.5,-0.1,Mo-Sa 9-20")
+    caret = lines[2]
+    assert caret.index("^") == lines[1].index("Mo-Sa")
+    assert caret.strip() == "^" + "~" * (len("Mo-Sa 9-20") - 1)
+    assert "help: e.g. Mo-Fr" in render(err)
+
+
+def test_columns_after_a_quoted_comma_are_placed_right(tmp_path):
+    line = 's002,Soho,"1, High St",London,51.5,-0.1,Mo-Sa 09:00-20:00,\n'   # trailing extra field
+    result = load_stores(tmp_path, line.replace(",\n", "\n").replace("-0.1", "west"))
+    [err] = result.report.errors
+    assert err.column == "lon"
+    assert err.span.col == line.index("-0.1") + 1
+
+
+def test_every_problem_in_a_row_is_reported(tmp_path):
+    result = load_stores(tmp_path, "s 2,,1 High St,London,91,-0.1,Mo-Xx 09:00-20:00\n")
+    found = sorted((e.column, e.code) for e in result.report.errors)
+    assert found == [("hours", "D107"), ("id", "D110"), ("lat", "D105"), ("name", "D102")]
+    assert [e.span.line for e in result.report.errors] == [2, 2, 2, 2]
+    assert result.data.stores == {}
+
+
+@pytest.mark.parametrize("row, column, code, words", [
+    ("s002,Soho,1 High St,London,51.5,181,Mo-Sa 09:00-20:00", "lon", "D105", "between -180 and 180"),
+    ("s002,Soho,1 High St,London,nan,-0.1,Mo-Sa 09:00-20:00", "lat", "D105", "between -90 and 90"),
+    ("s002,Soho,1 High St,,51.5,-0.1,Mo-Sa 09:00-20:00", "city", "D102", "a value is required"),
+    ("s002,Soho,1 High St,London,51.5,-0.1,Mo-Sa 20:00-09:00", "hours", "D107", "closes before it opens"),
+    ("s002,Soho,1 High St,London,51.5,-0.1,Mo-Sa 09:00-20:00; Sa closed", "hours", "D107", "Sa is given twice"),
+    ("s001,Soho,1 High St,London,51.5,-0.1,Mo-Sa 09:00-20:00", "id", "D106", "first at line 2"),
+])
+def test_store_row_errors(tmp_path, row, column, code, words):
+    result = load_stores(tmp_path, GOOD_STORE + row + "\n")
+    [err] = result.report.errors
+    assert (err.column, err.code, err.span.line) == (column, code, 3)
+    assert words in err.message
+    assert list(result.data.stores) == ["s001"]
+
+
+def test_wrong_field_count_and_broken_quotes_name_the_line(tmp_path):
+    result = load_stores(tmp_path, GOOD_STORE + "s002,Soho,London\n" + 's003,"Soho,1 High St,London\n')
+    assert [(e.code, e.span.line, e.column) for e in result.report.errors] == [("D101", 3, None),
+                                                                             ("D111", 4, None)]
+    assert "3 fields; the header has 7" in result.report.errors[0].message
+    assert result.report.skipped["stores.csv"] == 2
+
+
+@pytest.mark.parametrize("row, column, code, words", [
+    ("s009,RUN-001,42,1", "store", "D108", "unknown store"),
+    ("s001,RUN-009,42,1", "sku", "D108", "did you mean `RUN-001`?"),
+    ("s001,RUN-001,39,1", "size", "D109", "RUN-001 comes in 40 41 42 43"),
+    ("s001,RUN-001,43,-1", "quantity", "D105", "cannot be negative"),
+    ("s001,RUN-001,43,1.5", "quantity", "D104", "whole number"),
+    ("s001,RUN-001,43,", "quantity", "D102", "a value is required"),
+    ("s001,RUN-001,42,7", "size", "D106", "first at line 2"),
+])
+def test_inventory_row_errors(tmp_path, row, column, code, words):
+    inventory = "store,sku,size,quantity\ns001,RUN-001,42,1\n" + row + "\ns002,TEE-001,M,2\n"
+    result = load_dir(write_data(tmp_path, inventory=inventory))
+    [err] = result.report.errors
+    assert (err.column, err.code, err.span.line) == (column, code, 3)
+    assert words in err.message or words in (err.help or "")
+    assert result.data.quantity("s001", "RUN-001", "42") == 1   # the first row, not the bad one
+    assert result.data.quantity("s002", "TEE-001", "M") == 2
+    assert result.report.rows["inventory.csv"] == 2
+
+
+def test_stock_of_a_skipped_store_is_one_error_not_one_per_row(tmp_path):
+    stores = STORES.replace("s003,Borough,3 King Street,London,51.5,-0.08", "s003,Borough,3 King Street,London,x,-0.08")
+    inventory = INVENTORY + "s003,TEE-001,S,1\ns003,TEE-001,L,0\n"
+    result = load_dir(write_data(tmp_path, stores=stores, inventory=inventory))
+    assert [(e.span.path.rsplit("/", 1)[1], e.span.line, e.column) for e in result.report.errors] == [
+        ("stores.csv", 4, "lat"), ("inventory.csv", 4, "store")]
+    assert (f"store s003 was skipped (its row {tmp_path / 'stores.csv'}:4 has errors), so its 4 stock rows "
+            f"are skipped too") in result.report.errors[1].message
+    assert result.report.skipped["inventory.csv"] == 4
+    assert "s003" not in result.data.stores
+    assert result.data.quantity("s004", "RUN-001", "42") == 2
+
+
+def test_stock_of_a_skipped_sku_is_skipped_unless_a_later_row_fixes_it(tmp_path):
+    catalog = CATALOG + "SCK-001,Socks,socks,S M\nJKT-001,Jacket,Jackets,S M\nJKT-001,Jacket,jackets,S M\n"
+    catalog = catalog.replace("SCK-001,Socks,socks,S M", "SCK-001,Socks,socks,")
+    inventory = INVENTORY + "s001,SCK-001,S,1\ns001,JKT-001,M,2\n"
+    result = load_dir(write_data(tmp_path, catalog=catalog, inventory=inventory))
+    assert [(e.span.line, e.column) for e in result.report.errors] == [(5, "sizes"), (6, "category"), (9, "sku")]
+    assert "sku SCK-001 was skipped" in result.report.errors[2].message
+    assert result.data.quantity("s001", "JKT-001", "M") == 2
+
+
+def test_catalog_errors(tmp_path):
+    catalog = CATALOG + "TEE-002,Pocket Tee,T-Shirts,S M M\nTEE-001,Again,t-shirts,S\n"
+    result = load_dir(write_data(tmp_path, catalog=catalog))
+    found = [(e.span.line, e.column, e.code) for e in result.report.errors]
+    assert found == [(5, "category", "D110"), (5, "sizes", "D110"), (6, "sku", "D106")]
+    assert list(result.data.catalog) == ["RUN-001", "TEE-001", "BNS-001"]
+
+
+def test_bom_crlf_and_blank_lines_are_fine(tmp_path):
+    result = load_dir(write_data(tmp_path, stores="\ufeff" + STORES.replace("\n", "\r\n") + "\r\n\r\n"))
+    assert result.report.ok and len(result.data.stores) == 5
+    assert result.data.stores["s005"].hours.text == "Mo-Sa 10:00-19:30"
+
+
+def test_extra_columns_are_ignored(tmp_path):
+    stores = "".join(line + (",notes\n" if i == 0 else ",flagship\n") for i, line in enumerate(STORES.splitlines()))
+    result = load_dir(write_data(tmp_path, stores=stores))
+    assert result.report.ok and len(result.data.stores) == 5
+
+
+def test_errors_are_capped_and_counted(tmp_path):
+    rows = "".join(f"s{i:03d},Soho,1 High St,London,bad,-0.1,Mo 09:00-10:00\n" for i in range(MAX_REPORTED + 50))
+    result = load_stores(tmp_path, rows)
+    assert len(result.report.errors) == MAX_REPORTED and result.report.dropped == 50
+    assert result.report.skipped["stores.csv"] == MAX_REPORTED + 50
+    assert result.report.render().endswith("(50 more errors not shown)")
+
+
+def test_every_code_used_is_catalogued_and_documented():
+    source = Path(loader.__file__).read_text(encoding="utf-8")
+    assert set(re.findall(r'"(D\d{3})",', source)) == set(loader.CODES)
+    docs = (ROOT / "docs" / "inventory.md").read_text(encoding="utf-8")
+    assert [c for c in loader.CODES if f"| {c} |" not in docs] == []
+
+
+# ------------------------------------------------------------------ whole files
+def test_missing_files_are_all_reported_and_nothing_loads(tmp_path):
+    write_data(tmp_path, catalog=None, inventory=None)
+    with pytest.raises(InventoryLoadError) as info:
+        load_dir(tmp_path)
+    assert [e.code for e in info.value.errors] == ["D001", "D001"]
+    assert "catalog.csv" in info.value.errors[0].message and "inventory.csv" in info.value.errors[1].message
+    assert str(info.value).endswith("(and 1 more)")
+
+
+@pytest.mark.parametrize("text, code, words", [
+    ("", "D002", "stores.csv is empty; the first line must be the header id,name,address"),
+    ("id,name,city,lat,lon,hours\n", "D003", "the header lacks `address`"),
+    ("id,name,address,city,lat,lon,hours,id\n", "D004", "column `id` is named twice"),
+])
+def test_a_bad_header_rejects_the_load(tmp_path, text, code, words):
+    with pytest.raises(InventoryLoadError) as info:
+        load_dir(write_data(tmp_path, stores=text))
+    [err] = info.value.errors
+    assert err.code == code and words in err.message
+
+
+def test_a_file_that_is_not_utf8_rejects_the_load(tmp_path):
+    write_data(tmp_path)
+    (tmp_path / "catalog.csv").write_bytes(b"sku,name,category,sizes\nX,Caf\xe9,coffee-beans,one-size\n")
+    with pytest.raises(InventoryLoadError, match=r"not UTF-8 text \(invalid continuation byte at byte 29\)"):
+        load_dir(tmp_path)
+
+
+def test_a_rejected_reload_keeps_the_last_good_data(tmp_path, data_dir):
+    inv, _ = Inventory.from_dir(data_dir)
+    before = inv.snapshot
+    (data_dir / "inventory.csv").write_text("store,sku,quantity\n")
+    with pytest.raises(InventoryLoadError, match="lacks `size`"):
+        inv.reload(data_dir)
+    assert inv.snapshot is before
+    assert inv.quantity("s003", "RUN-001", "42") == 4
+
+
+# ------------------------------------------------------------------ opening hours
+def test_opening_hours_parse():
+    h = OpeningHours.parse("Mo 12:00-18:00; Tu-We,Fr-Sa 10:00-18:00; Th 10:00-21:00; Su closed")
+    assert h.days == ((720, 1080), (600, 1080), (600, 1080), (600, 1260), (600, 1080), (600, 1080), None)
+    assert h.open_at(3, 20 * 60) and not h.open_at(4, 20 * 60) and not h.open_at(6, 12 * 60)
+    assert OpeningHours.parse("Sa 00:00-24:00").days[5] == (0, 1440)
+    assert OpeningHours.parse("Mo-Fr 09:00-17:00").days[5:] == (None, None)   # days not named are closed
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "no opening hours"),
+    ("Mo-Fr", "should be days and hours"),
+    ("Fr-Mo 09:00-17:00", "runs backwards"),
+    ("Monday 09:00-17:00", "not a day or day range"),
+    ("Mo 9:00-17:00", "is not HH:MM-HH:MM"),
+    ("Mo 09:00-24:30", "is not HH:MM-HH:MM"),
+    ("Mo 09:00-09:00", "closes before it opens"),
+    ("Mo-Fr 09:00-17:00; We closed", "We is given twice"),
+])
+def test_opening_hours_errors(text, words):
+    with pytest.raises(ValueError, match=words):
+        OpeningHours.parse(text)

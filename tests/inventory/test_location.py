@@ -1,0 +1,58 @@
+"""locate(): the request's location, else the preferred store's, else home;
+none known -> no location, and every source passed over says why."""
+from __future__ import annotations
+
+import pytest
+
+from engine.inventory.location import NO_LOCATION, Location, locate
+
+
+HERE = {"lat": 51.51, "lon": -0.12}
+HOME = [51.4, -0.3]
+
+
+@pytest.fixture
+def stores(small):
+    return small.snapshot.data.stores
+
+
+def test_the_request_location_wins(stores):
+    where = locate(HERE, "s001", HOME, stores)
+    assert where == Location((51.51, -0.12), "request")
+    assert where.found and where.reason is None and where.explain() == "from request"
+
+
+def test_then_the_preferred_store(stores):
+    where = locate(None, "s005", HOME, stores)
+    assert (where.point, where.source) == ((48.8566, 2.3522), "preferred_store")
+    assert where.skipped == (("request", "missing"),)
+
+
+def test_then_home(stores):
+    where = locate({"lat": 123, "lon": 0}, "s999", HOME, stores)
+    assert (where.point, where.source) == ((51.4, -0.3), "home")
+    assert where.skipped == (("request", "invalid"), ("preferred_store", "unknown_store"))
+    assert where.explain() == "from home (request invalid; preferred_store unknown store)"
+
+
+def test_nothing_known_means_no_location_and_a_reason(stores):
+    where = locate(None, None, None, stores)
+    assert not where.found and where.point is None and where.source is None
+    assert where.reason == NO_LOCATION
+    assert where.skipped == (("request", "missing"), ("preferred_store", "missing"), ("home", "missing"))
+    assert where.explain() == "no_location: request missing; preferred_store missing; home missing"
+
+
+def test_malformed_values_are_invalid_not_errors(stores):
+    where = locate("51.5,-0.1", 42, {"lat": "x", "lon": 0}, stores)
+    assert where.reason == NO_LOCATION
+    assert [why for _, why in where.skipped] == ["invalid", "invalid", "invalid"]
+
+
+def test_nearby_for_uses_the_fallbacks(small):
+    by_store = small.nearby_for(None, "s003", None, "RUN-001", "42", radius_km=5)
+    assert by_store.location.source == "preferred_store"
+    assert [a.store_id for a in by_store.stores] == ["s003", "s004", "s001"]
+    nothing = small.nearby_for(None, "s999", None, "RUN-001", "42")
+    assert nothing.stores == [] and nothing.location.reason == NO_LOCATION
+    assert nothing.location.skipped[1] == ("preferred_store", "unknown_store")
