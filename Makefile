@@ -16,7 +16,7 @@ $(STAMP): $(SOURCES)
 ## serve: build and run Maple on the reference rule pack
 serve: $(STAMP)
 	$(BIN)/maple check rules/
-	$(BIN)/maple decide --rules rules/ --profile rules/data/sample_profiles/runner.json --request rules/data/sample_requests/web_shoes.json --explain
+	$(BIN)/maple decide --rules rules/ --profile rules/data/sample_profiles/runner.json --request rules/data/sample_requests/web_trail_shoes.json --explain
 
 ## test: build and run every test
 test: $(STAMP)

@@ -99,6 +99,8 @@ def outcome_to_dict(o: Outcome) -> dict:
 
 
 def _jsonable(v):
+    if isinstance(v, float) and v == int(v) and abs(v) < 2 ** 53:
+        return int(v)
     if isinstance(v, tuple):
         return {"lat": v[0], "lon": v[1]}
     if isinstance(v, list):

@@ -27,10 +27,9 @@ def _show(value, type_=None):
     if value is None:
         return None
     if type_ is not None and type_.kind == "timestamp" and isinstance(value, float):
-        try:
-            return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        except (OverflowError, OSError, ValueError):
-            return value
+        return _iso(value)
+    if type_ is not None and type_.kind == "timeline" and isinstance(value, list):
+        return [_iso(t) for t in value]
     if isinstance(value, frozenset):
         return sorted(value)
     if isinstance(value, tuple):
@@ -38,6 +37,13 @@ def _show(value, type_=None):
     if isinstance(value, float) and value == int(value) and abs(value) < 1e15:
         return int(value)
     return value
+
+
+def _iso(t: float):
+    try:
+        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return t
 
 
 def _values_seen(ctx: Context, e: ast.Expr) -> dict:
