@@ -13,7 +13,8 @@ from .. import limits
 from ..diagnostics import Diagnostics, did_you_mean, q
 from ..source import Span
 from ..syntax import ast
-from ..syntax.parser import UNITS, parse_expression
+from ..syntax.builder import UNITS, unescape
+from ..syntax.parser import parse_expression
 from . import types as T
 from .builtins import BUILTINS
 from .model import (AttrRef, Candidate, CheckedPack, ConstInfo, ConstRef, DecisionInfo,
@@ -467,7 +468,6 @@ class Checker:
         base = msg.span.start + 1
         parts: list = []
         last = 0
-        from ..syntax.parser import unescape
         for m in self._PLACEHOLDER.finditer(raw):
             parts.append(unescape('"' + raw[last:m.start()] + '"'))
             last = m.end()

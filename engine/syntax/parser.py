@@ -13,13 +13,15 @@ import threading
 from importlib import resources
 from itertools import count
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from .. import limits
 from ..diagnostics import Diagnostics, did_you_mean, q
 from ..source import SourceFile, Span
 from . import ast
+from .builder import UNITS, Builder, Context, unescape
+from .lexer import MapleLexer
 
 DECLARATION_KEYWORDS = ("schema", "decision", "rule", "segment", "offer", "experiment", "const")
 
@@ -31,20 +33,6 @@ KEYWORDS = DECLARATION_KEYWORDS + (
     "within", "ago", "true", "false", "now", "enum", "map",
 )
 
-UNITS = {
-    "week": ("duration", 604800.0), "weeks": ("duration", 604800.0),
-    "day": ("duration", 86400.0), "days": ("duration", 86400.0),
-    "hour": ("duration", 3600.0), "hours": ("duration", 3600.0),
-    "minute": ("duration", 60.0), "minutes": ("duration", 60.0),
-    "min": ("duration", 60.0), "mins": ("duration", 60.0),
-    "second": ("duration", 1.0), "seconds": ("duration", 1.0),
-    "sec": ("duration", 1.0), "secs": ("duration", 1.0),
-    "km": ("distance", 1.0), "m": ("distance", 0.001), "mi": ("distance", 1.609344),
-}
-
-_QUANTITY = re.compile(r"(\d+(?:\.\d+)?|\.\d+)[ \t]*([a-z]+)")
-_ESCAPE = re.compile(r"\\(.)")
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\"}
 _OPEN_QUOTE = re.compile(r'"[^"\n]*\b(?:then|when|because|score|and|or|priority)\b[^"\n]*"$')
 _DECL_START = re.compile(r"^(?:%s)\b" % "|".join(DECLARATION_KEYWORDS), re.M)
 
@@ -55,338 +43,14 @@ _TERMINAL_NAMES = {
 }
 
 
-def unescape(raw: str) -> str:
-    """The value of a STRING token (quotes removed, escapes resolved)."""
-    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), raw[1:-1])
-
-
-class _Context:
-    """Per-parse state the embedded transformer reads (guarded by a lock)."""
-
-    def __init__(self, source: SourceFile, base: int, diags: Diagnostics, ids: count):
-        self.source, self.base, self.diags, self.ids = source, base, diags, ids
-
-    def span(self, start: int, end: int) -> Span:
-        return Span(self.source, start + self.base, end + self.base)
-
-
-_CLAUSE_TITLES = {
-    "priority": "priority", "when": "when", "then": "then", "score": "score",
-    "because": "because", "for": "for", "channels": "channels", "message": "message",
-    "pick": "pick", "default": "default", "top": "top", "on": "on", "salt": "salt",
-    "holdout": "holdout",
-}
-
-
-@v_args(meta=True)
-class _Builder(Transformer):
-    """Builds AST nodes from the parser's reductions."""
-
-    def __init__(self, ctx: _Context):
-        super().__init__()
-        self.ctx = ctx
-
-    # -- helpers
-    def _span(self, meta) -> Span:
-        return self.ctx.span(meta.start_pos, meta.end_pos)
-
-    def _tok_span(self, tok: Token) -> Span:
-        return self.ctx.span(tok.start_pos, tok.end_pos)
-
-    def _ident(self, tok: Token) -> ast.Ident:
-        return ast.Ident(str(tok), self._tok_span(tok))
-
-    def _nid(self) -> int:
-        return next(self.ctx.ids)
-
-    def _expr(self, cls, meta, *args):
-        node = cls(self._nid(), self._span(meta), *args)
-        return node
-
-    def _number(self, tok: Token, what: str, whole: bool = False) -> float:
-        value = float(tok)
-        if whole and value != int(value):
-            self.ctx.diags.add("E107", self._tok_span(tok), what=what, value=q(tok))
-        return value
-
-    def _clauses(self, kind: str, name: ast.Ident, clauses) -> dict:
-        """Clause tuples (key, value, span) -> dict; a repeated clause is E105."""
-        found: dict = {}
-        for key, value, span in clauses:
-            if key in ("then", "cap") and key in found:
-                found[key] = found[key] + value
-                continue
-            if key in found:
-                self.ctx.diags.add("E105", span, clause=q(_CLAUSE_TITLES.get(key, key)),
-                                   kind=kind, name=q(name.name))
-                continue
-            found[key] = value
-        return found
-
-    # -- file
-    def start(self, meta, decls):
-        return list(decls)
-
-    # -- schema and types
-    def schema_decl(self, meta, c):
-        return ast.SchemaDecl(self._ident(c[0]), c[1], self._span(meta))
-
-    def record_body(self, meta, fields):
-        return tuple(fields)
-
-    def field_decl(self, meta, c):
-        return ast.FieldDecl(self._ident(c[0]), c[1], None, self._span(meta))
-
-    def simple_type(self, meta, c):
-        return ast.SimpleTypeExpr(self._ident(c[0]), self._span(meta))
-
-    def enum_type(self, meta, c):
-        members = tuple(ast.Ident(unescape(t) if t.type == "STRING" else str(t), self._tok_span(t))
-                        for t in c)
-        return ast.EnumTypeExpr(members, self._span(meta))
-
-    def set_type(self, meta, c):
-        return ast.SetTypeExpr(c[0], self._span(meta))
-
-    def map_type(self, meta, c):
-        return ast.MapTypeExpr(c[0], self._span(meta))
-
-    def record_type(self, meta, c):
-        return ast.RecordTypeExpr(c[0], self._span(meta))
-
-    # -- decisions
-    def decision_decl(self, meta, c):
-        name = self._ident(c[0])
-        type_ = c[1]
-        fields = c[-1]
-        cl = self._clauses("decision", name, [x for x in c[2:-1]])
-        return ast.DecisionDecl(name, type_, cl.get("pick"), cl.get("default"), cl.get("top"),
-                                tuple(cl.get("cap", ())), fields, self._span(meta))
-
-    def pick_clause(self, meta, c):
-        return ("pick", self._ident(c[0]), self._span(meta))
-
-    def default_clause(self, meta, c):
-        return ("default", c[0], self._span(meta))
-
-    def top_clause(self, meta, c):
-        return ("top", int(self._number(c[0], "top", whole=True)), self._span(meta))
-
-    def cap_clause(self, meta, c):
-        n = int(self._number(c[0], "a cap's count", whole=True))
-        return ("cap", (ast.Cap(n, c[1], self._span(meta)),), self._span(meta))
-
-    def decision_fields(self, meta, fields):
-        return tuple(fields)
-
-    def decision_field(self, meta, c):
-        return ast.FieldDecl(self._ident(c[0]), c[1], c[2], self._span(meta))
-
-    # -- rules
-    def rule_decl(self, meta, c):
-        name = self._ident(c[0])
-        cl = self._clauses("rule", name, c[1:])
-        return ast.RuleDecl(name, int(cl.get("priority", 0)), cl.get("when"),
-                            tuple(cl.get("then", ())), cl.get("score"), cl.get("because"),
-                            self._span(meta))
-
-    def priority_clause(self, meta, c):
-        value = c[0]
-        if isinstance(value, Token):
-            value = self._number(value, "priority", whole=True)
-        if abs(value) > limits.MAX_PRIORITY:
-            self.ctx.diags.add("E409", self._span(meta), what="priority", low=-limits.MAX_PRIORITY,
-                               high=limits.MAX_PRIORITY, value=int(value))
-        return ("priority", value, self._span(meta))
-
-    def negative(self, meta, c):
-        return -self._number(c[0], "priority", whole=True)
-
-    def when_clause(self, meta, c):
-        return ("when", c[0], self._span(meta))
-
-    def then_clause(self, meta, c):
-        return ("then", tuple(c), self._span(meta))
-
-    def assignment(self, meta, c):
-        field = self._ident(c[1]) if c[1] is not None else None
-        return ast.Assignment(self._ident(c[0]), field, c[2], self._span(meta))
-
-    def score_clause(self, meta, c):
-        return ("score", c[0], self._span(meta))
-
-    def because_clause(self, meta, c):
-        return ("because", unescape(c[0]), self._span(meta))
-
-    # -- segments, constants
-    def segment_decl(self, meta, c):
-        return ast.SegmentDecl(self._ident(c[0]), c[1], self._span(meta))
-
-    def const_decl(self, meta, c):
-        return ast.ConstDecl(self._ident(c[0]), c[1], self._span(meta))
-
-    # -- offers
-    def offer_decl(self, meta, c):
-        name = self._ident(c[0])
-        cl = self._clauses("offer", name, c[1:])
-        return ast.OfferDecl(name, cl.get("for"), int(cl.get("priority", 0)), cl.get("when"),
-                             cl.get("score"), tuple(cl.get("cap", ())), cl.get("channels"),
-                             cl.get("message"), tuple(cl.get("then", ())), cl.get("because"),
-                             self._span(meta))
-
-    def for_clause(self, meta, c):
-        return ("for", self._ident(c[0]), self._span(meta))
-
-    def channels_clause(self, meta, c):
-        names = tuple(ast.Ident(unescape(t) if t.type == "STRING" else str(t), self._tok_span(t))
-                      for t in c)
-        return ("channels", names, self._span(meta))
-
-    def message_clause(self, meta, c):
-        tok = c[0]
-        return ("message", ast.String(self._nid(), self._tok_span(tok), unescape(tok)), self._span(meta))
-
-    # -- experiments
-    def experiment_decl(self, meta, c):
-        name = self._ident(c[0])
-        variants = tuple(x[1] for x in c[1:] if x[0] == "variant")
-        cl = self._clauses("experiment", name, [x for x in c[1:] if x[0] != "variant"])
-        return ast.ExperimentDecl(name, tuple(cl.get("on", ())), cl.get("salt"),
-                                  cl.get("holdout", 0.0), variants, self._span(meta))
-
-    def on_clause(self, meta, c):
-        return ("on", tuple(self._ident(t) for t in c), self._span(meta))
-
-    def salt_clause(self, meta, c):
-        return ("salt", unescape(c[0]), self._span(meta))
-
-    def holdout_clause(self, meta, c):
-        return ("holdout", float(str(c[0]).rstrip("% \t")), self._span(meta))
-
-    def variant_clause(self, meta, c):
-        span = self._span(meta)
-        return ("variant", ast.Variant(self._ident(c[0]), float(str(c[1]).rstrip("% \t")), span), span)
-
-    # -- expressions
-    def or_(self, meta, c):
-        return self._expr(ast.Logic, meta, "or", tuple(c))
-
-    def and_(self, meta, c):
-        return self._expr(ast.Logic, meta, "and", tuple(c))
-
-    def not_(self, meta, c):
-        return self._expr(ast.Unary, meta, "not", c[0])
-
-    def neg(self, meta, c):
-        return self._expr(ast.Unary, meta, "neg", c[0])
-
-    def compare(self, meta, c):
-        return self._expr(ast.Binary, meta, str(c[1]), c[0], c[2])
-
-    def _binary(op):  # noqa: N805 - a factory for the methods below
-        def method(self, meta, c):
-            return self._expr(ast.Binary, meta, op, c[0], c[1])
-        return method
-
-    in_ = _binary("in")
-    not_in = _binary("not in")
-    starts_with = _binary("starts with")
-    ends_with = _binary("ends with")
-    contains = _binary("contains")
-    within = _binary("within")
-    add = _binary("+")
-    sub = _binary("-")
-    mul = _binary("*")
-    div = _binary("/")
-    del _binary
-
-    def is_set(self, meta, c):
-        return self._expr(ast.Presence, meta, c[0], True)
-
-    def is_missing(self, meta, c):
-        return self._expr(ast.Presence, meta, c[0], False)
-
-    def attr(self, meta, c):
-        return self._expr(ast.Attr, meta, c[0], self._ident(c[1]))
-
-    def index(self, meta, c):
-        return self._expr(ast.Index, meta, c[0], c[1])
-
-    def ago(self, meta, c):
-        return self._expr(ast.Ago, meta, c[0])
-
-    def number(self, meta, c):
-        return self._expr(ast.Number, meta, float(c[0]))
-
-    def quantity(self, meta, c):
-        m = _QUANTITY.fullmatch(str(c[0]))
-        kind, factor = UNITS[m.group(2)]
-        return self._expr(ast.Quantity, meta, float(m.group(1)) * factor, kind, m.group(2))
-
-    def string(self, meta, c):
-        return self._expr(ast.String, meta, unescape(c[0]))
-
-    def true(self, meta, c):
-        return self._expr(ast.Bool, meta, True)
-
-    def false(self, meta, c):
-        return self._expr(ast.Bool, meta, False)
-
-    def now(self, meta, c):
-        return self._expr(ast.Now, meta)
-
-    def name(self, meta, c):
-        return self._expr(ast.Name, meta, str(c[0]))
-
-    def call(self, meta, c):
-        return self._expr(ast.Call, meta, self._ident(c[0]), tuple(x for x in c[1:] if x is not None))
-
-    def list(self, meta, c):
-        items = tuple(x for x in c if x is not None)
-        if len(items) > limits.MAX_LIST_ITEMS:
-            self.ctx.diags.add("E504", self._span(meta), what="items in this list",
-                               count=len(items), limit=limits.MAX_LIST_ITEMS)
-        return self._expr(ast.ListLit, meta, items)
-
-
-#: Words that may never name a segment or constant: in a position where an
-#: expression starts they are read as the keyword, so ``when a and then`` is
-#: reported at ``then`` (the contextual lexer would otherwise take it as a name).
+#: Words that may never name a segment or constant: where an expression
+#: starts they are read as the keyword (see lexer.py), so ``when a and then``
+#: is reported at ``then``.
 RESERVED = ("schema", "decision", "rule", "segment", "offer", "const", "pick", "default", "priority",
             "when", "eligible", "then", "score", "because", "cap", "channels", "message")
-_EXPRESSION_STARTERS = ("and", "or", "not", "in", "+", "-", "*", "/", "(", "[", "=",
-                        "when", "score", "default", "per", "with", "contains", "within")
 
 _lock = threading.Lock()
 _parser: Lark | None = None
-_last = threading.local()
-
-
-_PREVIOUS = re.compile(r"(==|!=|<=|>=|[-+*/(\[=<>]|[A-Za-z_][A-Za-z0-9_]*)\s*$")
-
-
-def _make_callbacks(grammar: str) -> dict:
-    """A lexer callback that reads a reserved word as its keyword where an
-    expression starts (after an operator or an opening bracket)."""
-    probe = Lark(grammar, parser="lalr", lexer="contextual", start=["start", "expr"])
-    literal = {t.pattern.value: t.name for t in probe.terminals if t.pattern.type == "str"}
-    reserved = {w: literal[w] for w in RESERVED if w in literal}
-    starters = set(_EXPRESSION_STARTERS) | {"==", "!=", "<=", ">=", "<", ">"}
-
-    def name(tok: Token) -> Token:
-        kw = reserved.get(str(tok))
-        if kw is None:
-            return tok
-        text = getattr(_last, "text", "")
-        if text[tok.end_pos:tok.end_pos + 1] == ".":     # experiment.offer_copy: a name
-            return tok
-        m = _PREVIOUS.search(text, max(0, tok.start_pos - 40), tok.start_pos)
-        if m and m.group(1) in starters:
-            return Token(kw, str(tok), tok.start_pos, tok.line, tok.column, tok.end_line,
-                         tok.end_column, tok.end_pos)
-        return tok
-
-    return {"NAME": name}
 
 
 def _get_parser() -> Lark:
@@ -394,14 +58,12 @@ def _get_parser() -> Lark:
     with _lock:
         if _parser is None:
             grammar = resources.files(__package__).joinpath("maple.lark").read_text(encoding="utf-8")
-            _parser = Lark(grammar, parser="lalr", lexer="contextual", propagate_positions=True,
-                           maybe_placeholders=True, start=["start", "expr"],
-                           lexer_callbacks=_make_callbacks(grammar))
+            MapleLexer.reserved = frozenset(RESERVED)
+            _parser = Lark(grammar, parser="lalr", lexer=MapleLexer, transformer=Builder(),
+                           keep_all_tokens=True, maybe_placeholders=False, start=["start", "expr"])
     return _parser
 
 
-# Labelled bad examples: a syntax error at the same parser state as one of
-# these gets the friendlier message (Lark's match_examples).
 _BAD_EXAMPLES = {
     "use == to compare two values (a single = assigns, in then)": [
         "rule r when profile.a = 1",
@@ -453,8 +115,7 @@ def _example_label(err: UnexpectedInput) -> str | None:
         for label, examples in _BAD_EXAMPLES.items():
             for text in examples:
                 try:
-                    _last.text = text
-                    parser.parse(text, start="start")
+                    _run(text, SourceFile("<example>", text), 0, Diagnostics(), count(), "start")
                 except UnexpectedToken as ex:
                     index.setdefault((ex.state.position, ex.token.type), label)
                     index.setdefault((ex.state.position, None), label)
@@ -564,9 +225,9 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
 
 
 def _run(text: str, source: SourceFile, base: int, diags: Diagnostics, ids: count, start: str):
-    _last.text = text
-    tree = _get_parser().parse(text, start=start)
-    return _Builder(_Context(source, base, diags, ids)).transform(tree)
+    parser = _get_parser()
+    Builder.bind(Context(source, base, diags, ids))
+    return parser.parse(text, start=start)
 
 
 def _chunks(text: str) -> list[tuple[int, str]]:
