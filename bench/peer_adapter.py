@@ -77,8 +77,14 @@ def translate(wl: dict) -> dict[str, str]:
                       f"  when {_condition(o['predicates'])}\n"
                       f"  score {o['weight']} * (10000 + profile.loyalty_points)"
                       f" + {o['boost']} * profile.orders_count * 100\n")
-    return {"schema.rules": "\n".join(schema) + "\n", "homepage.rules": "\n".join(rules),
-            "offers.rules": "\n".join(offers)}
+    files = {"schema.rules": "\n".join(schema) + "\n"}
+    # at most 1,000 declarations a file, like a pack people maintain (and
+    # below the per-file size limit); files are read in path order
+    for i in range(0, max(1, len(rules)), 1000):
+        files[f"homepage_{i // 1000:03d}.rules"] = "\n".join(rules[i:i + 1000])
+    for i in range(0, max(1, len(offers)), 1000):
+        files[f"offers_{i // 1000:03d}.rules"] = "\n".join(offers[i:i + 1000])
+    return files
 
 
 class Maple:

@@ -27,7 +27,7 @@ from .source import SourceFile, Span
 
 
 # ---------------------------------------------------------------- outcomes
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     """Why a candidate (rule or offer) decided: its name, text and place."""
     name: str
@@ -37,7 +37,7 @@ class Reason:
     score: float | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OfferChoice:
     id: str
     message: str
@@ -46,7 +46,7 @@ class OfferChoice:
     reason: Reason
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     """One decision's answer.
 
@@ -54,7 +54,9 @@ class Outcome:
     decision's fields (defaults overridden by the winning rule); an offer
     decision's offers, best first.  ``source`` is "rule" when a rule or offer
     decided, "default" when none did, "holdout" when an experiment held the
-    customer out, "capped" when a decision-level cap was reached.
+    customer out, "capped" when a decision-level cap was reached.  (Plain
+    slotted classes, not frozen ones: they are built on every call; treat
+    them as read-only.)
     """
     decision: str
     kind: str
@@ -69,7 +71,7 @@ class Outcome:
         return self.reasons[0] if self.reasons else None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DecisionSet:
     version: str
     now: float | None
@@ -122,6 +124,8 @@ class Ruleset:
     compile_seconds: float
     kernel: Any = field(repr=False)
     _by_name: dict = field(repr=False, default_factory=dict)
+    #: per decision, per candidate rank: its Reason (score-less), built once
+    _reasons: tuple = field(repr=False, default=())
 
     # -- facts
     @property
@@ -146,12 +150,15 @@ class Ruleset:
         assignment) defaults to the profile's ``customer_id``.  Unknown
         decision names raise KeyError.
         """
-        profile = profile if isinstance(profile, dict) else {}
-        request = request if isinstance(request, dict) else {}
-        now = time.time() if now is None else now
+        if type(profile) is not dict:
+            profile = {}
+        if type(request) is not dict:
+            request = {}
+        if now is None:
+            now = time.time()
         if customer_id is None:
             cid = profile.get("customer_id")
-            customer_id = cid if isinstance(cid, str) and cid else None
+            customer_id = cid if type(cid) is str and cid else None
         wanted = None
         if decisions is not None:
             wanted = {self._by_name[name].position for name in decisions}
@@ -162,9 +169,8 @@ class Ruleset:
             explanations = explain_all(self, profile, request, now, customer_id, wanted)
         outcomes = {}
         for d, r in zip(self.program.decisions, raw):
-            if r is None:
-                continue
-            outcomes[d.name] = self._outcome(d, r, explanations.get(d.name) if explanations else None)
+            if r is not None:
+                outcomes[d.name] = self._outcome(d, r, explanations.get(d.name) if explanations else None)
         return DecisionSet(self.version, now, outcomes)
 
     def values(self, profile: dict, request: dict | None = None, now: float | None = None,
@@ -178,7 +184,13 @@ class Ruleset:
 
     def _outcome(self, d: DecisionIR, raw, explanation) -> Outcome:
         ranks, outputs, scores, variants, status = raw
-        reasons = tuple(_reason(d.candidates[r], s) for r, s in zip(ranks, scores))
+        if not ranks:
+            reasons = ()
+        elif d.policy == "best":
+            reasons = tuple(_reason(d.candidates[r], s) for r, s in zip(ranks, scores))
+        else:
+            cached = self._reasons[d.position]
+            reasons = tuple(cached[r] for r in ranks)
         if d.kind == "offer":
             offers = [self._offer(d.candidates[r], out, s, reason)
                       for r, out, s, reason in zip(ranks, outputs, scores, reasons)]
@@ -282,8 +294,9 @@ def build(sources: list[SourceFile], kernel: str | None = None) -> Ruleset:
     k = load_kernel(result.program, kernel)
     elapsed = time.perf_counter() - t0
     by_name = {d.name: d for d in result.program.decisions}
+    reasons = tuple(tuple(_reason(c, None) for c in d.candidates) for d in result.program.decisions)
     return Ruleset(content_hash(sources), result.program, result.checked, tuple(sources),
-                   tuple(result.diagnostics.warnings), time.time(), elapsed, k, by_name)
+                   tuple(result.diagnostics.warnings), time.time(), elapsed, k, by_name, reasons)
 
 
 def load(path: str | os.PathLike, kernel: str | None = None) -> Ruleset:

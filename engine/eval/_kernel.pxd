@@ -116,6 +116,7 @@ cdef class Kernel:
     cdef double *geo_lon
     cdef list decisions
     cdef list experiments        # (salt, holdout_bp, variants) per experiment
+    cdef list assignments        # per experiment: customer id -> variant string id (a bounded cache)
     cdef object assign_variant
     cdef object parse_time
     cdef int max_attrs, max_words, max_top, max_set_words
@@ -135,6 +136,7 @@ cdef class Kernel:
     cdef inline int _set_bool(self, _State st, int n, bint v)
     cdef inline int _set_num(self, _State st, int n, double v)
     cdef int _compute(self, _State st, int n) except -1
+    cdef int _experiment(self, _State st, int n, int x) except -1
     cdef bint _in_list(self, _State st, int a, int li)
     cdef object _map_get(self, _State st, int s, int key)
     cdef object _timeline(self, _State st, int s, int key)

@@ -223,6 +223,7 @@ cdef class Kernel:
         self.geo_lat = _doubles([g[0] for g in program.geos])
         self.geo_lon = _doubles([g[1] for g in program.geos])
         self.experiments = [(x.salt, x.holdout_bp, x.variants) for x in program.experiments]
+        self.assignments = [{} for _ in program.experiments]
         self.assign_variant = _values.assign_variant
         self.parse_time = _values.to_timestamp
         reqs = []
@@ -523,12 +524,7 @@ cdef class Kernel:
             st.n_num[n] = st.now
             return 1
         elif op == OP_EXPERIMENT:
-            salt, holdout, variants = self.experiments[a]
-            name = self.assign_variant(salt, holdout, variants, st.customer_id)
-            if name is None:
-                return 0
-            st.n_sid[n] = self._sid(st, name)
-            return 1
+            return self._experiment(st, n, a)
         elif op == OP_NOT:
             return self._set_bool(st, n, not self._truth(st, a))
         elif op == OP_AND:
@@ -672,6 +668,28 @@ cdef class Kernel:
                 return 0
             return _calendar(op, st.n_num[a], &st.n_num[n])
         raise ValueError("unknown opcode %d" % op)
+
+    cdef int _experiment(self, _State st, int n, int x) except -1:
+        """The customer's variant (string id) of experiment x; assignments
+        are pure functions of (salt, customer), so they are cached."""
+        cid = st.customer_id
+        if cid is None:
+            return 0
+        cdef dict cache = self.assignments[x]
+        cdef PyObject* p = _GetItem(cache, cid) if PyUnicode_CheckExact(cid) else NULL
+        if p != NULL:
+            st.n_sid[n] = <int64_t>(<object>p)
+            return 1
+        salt, holdout, variants = self.experiments[x]
+        name = self.assign_variant(salt, holdout, variants, cid)
+        if name is None:
+            return 0
+        sid = self._sid(st, name)          # variant names are interned by the program
+        if len(cache) >= 100_000:
+            cache.clear()
+        cache[cid] = sid
+        st.n_sid[n] = sid
+        return 1
 
     cdef bint _in_list(self, _State st, int a, int li):
         cdef int lo = 0, hi = self.list_len[li] - 1, mid
