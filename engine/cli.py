@@ -3,6 +3,7 @@
     maple check RULES [--format json]          diagnostics; exit 1 on errors
     maple compile RULES [--dis]                compile; print the IR with --dis
     maple decide --rules RULES --profile P.json [--request R.json] [--explain]
+    maple test RULES                           rule tests (RULES/tests/*.yaml); exit 1 on failure
 
 Each command is a function ``cmd_<name>(args) -> exit code``; ``main`` builds
 the parser from :data:`COMMANDS`.  Commands from other packages register
@@ -121,6 +122,23 @@ def cmd_decide(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- test
+def cmd_test(args) -> int:
+    from . import ruletest
+    from .ruleset import load
+    try:
+        rs = load(args.rules)
+    except PackError as err:
+        _print_diagnostics(err.diagnostics, "text")
+        return 1
+    report = ruletest.run(rs, args.rules, only=args.k)
+    if not report.results and not report.errors:
+        print(f"maple: no rule tests found in {args.rules}/tests/*.yaml", file=sys.stderr)
+        return 1
+    print(ruletest.render(report, verbose=args.verbose))
+    return 0 if report.ok else 1
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maple", description="Maple: real-time personalization decisions.")
@@ -136,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.add_argument("--no-warnings", action="store_true", help="show errors only")
     c.set_defaults(func=cmd_check)
+
+    c = sub.add_parser("test", help="run the rule tests beside the rules (RULES/tests/*.yaml)",
+                       description="Run every case in RULES/tests/*.yaml against the pack; print a diff "
+                                   "and the explanation of each failure; exit 1 when any fails.")
+    c.add_argument("rules", metavar="RULES")
+    c.add_argument("-k", metavar="TEXT", help="only cases whose name contains TEXT")
+    c.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    c.set_defaults(func=cmd_test)
 
     c = sub.add_parser("compile", help="compile a pack; --dis prints the IR")
     c.add_argument("rules", metavar="RULES")
