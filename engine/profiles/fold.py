@@ -6,9 +6,10 @@ timelines are ascending lists of float seconds), plus one private key,
 ``_fold``, holding what the fold needs to stay correct; rules cannot read
 it (the checker only admits declared attributes).
 
-Every function here is pure: the input profile is never modified; the new
-profile shares the sub-objects it did not change (so treat profiles as
-immutable).  Events may arrive in any order: whatever an event decides is
+:func:`fold` is pure: the input profile is never modified.  Underneath it,
+:func:`fold_into` updates a profile *in place* and is what the stores use on
+the profiles they have just decoded (and so own): a batch of events costs no
+copying.  Events may arrive in any order: whatever an event decides is
 compared by its *stamp* ``[timestamp, event_id, item index]``, never by
 arrival, so folding a shuffled sequence gives the same profile as folding
 the sorted one (within the size bounds of :class:`FoldConfig`; past them
@@ -66,11 +67,13 @@ DEFAULT_CONFIG = FoldConfig()
 Handler = Callable[[dict, dict, Event, FoldConfig], None]
 
 
-# ---------------------------------------------------------------- copy-on-write helpers
+# ---------------------------------------------------------------- helpers (in place)
 def _sub(d: dict, key: str) -> dict:
-    """A fresh copy of ``d[key]`` (a dict), stored back into ``d``: safe to modify."""
-    new = d[key] = dict(d.get(key) or {})
-    return new
+    """``d[key]``, a dict, created empty when missing."""
+    v = d.get(key)
+    if v is None:
+        v = d[key] = {}
+    return v
 
 
 def _stamp(e: Event, idx: int = 0) -> list:
@@ -79,10 +82,11 @@ def _stamp(e: Event, idx: int = 0) -> list:
 
 def _claim(fb: dict, key: str, stamp: list) -> bool:
     """Whether ``stamp`` is the latest seen for ``key`` (recording it if so)."""
-    old = fb.get("lww", {}).get(key)
+    stamps = _sub(fb, "lww")
+    old = stamps.get(key)
     if old is not None and stamp <= old:
         return False
-    _sub(fb, "lww")[key] = stamp
+    stamps[key] = stamp
     return True
 
 
@@ -96,13 +100,25 @@ def _max(a, b):
     return b if a is None or (b is not None and b > a) else a
 
 
-def _with_member(values: list | None, item: str) -> list:
-    """A sorted string set with ``item`` (the same list if it was there)."""
-    values = values or []
+def _add_member(p: dict, key: str, item: str) -> None:
+    """Add ``item`` to the sorted string set ``p[key]``."""
+    values = p.get(key)
+    if values is None:
+        p[key] = [item]
+        return
     i = bisect.bisect_left(values, item)
-    if i < len(values) and values[i] == item:
-        return values
-    return values[:i] + [item] + values[i:]
+    if i == len(values) or values[i] != item:
+        values.insert(i, item)
+
+
+def copy_profile(v):
+    """A deep copy of a JSON-shaped value (dicts, lists, scalars)."""
+    t = type(v)
+    if t is dict:
+        return {k: copy_profile(x) for k, x in v.items()}
+    if t is list:
+        return [copy_profile(x) for x in v]
+    return v
 
 
 def add_time(timeline: list | None, t: float, max_len: int) -> list:
@@ -132,12 +148,10 @@ def add_visit(timeline: list | None, t: float, window: float, max_len: int) -> l
     return add_time(timeline, t, max_len)
 
 
-def _bounded_timelines(timelines: dict | None, key: str, t: float, cfg: FoldConfig) -> dict:
-    new = dict(timelines or {})
-    new[key] = add_time(new.get(key), t, cfg.max_offer_times)
-    if len(new) > cfg.max_offers:
-        del new[min(new, key=lambda k: (new[k][-1], k))]
-    return new
+def _add_to_timelines(timelines: dict, key: str, t: float, cfg: FoldConfig) -> None:
+    timelines[key] = add_time(timelines.get(key), t, cfg.max_offer_times)
+    if len(timelines) > cfg.max_offers:
+        del timelines[min(timelines, key=lambda k: (timelines[k][-1], k))]
 
 
 # ---------------------------------------------------------------- every event
@@ -152,14 +166,12 @@ def _presence(p: dict, fb: dict, e: Event, cfg: FoldConfig) -> None:
     t, ch = e.timestamp, e.channel
     p["first_seen_at"] = _min(p.get("first_seen_at"), t)
     p["last_seen_at"] = _max(p.get("last_seen_at"), t)
-    last_seen = p.get("last_seen") or {}
-    if last_seen.get(ch) is None or t > last_seen[ch]:
-        _sub(p, "last_seen")[ch] = t
-    p["channels"] = _with_member(p.get("channels"), ch)
-    visits = p.get("visits") or {}
-    timeline = add_visit(visits.get(ch), t, cfg.visit_window, cfg.max_visits)
-    if timeline is not visits.get(ch):
-        _sub(p, "visits")[ch] = timeline
+    last_seen = _sub(p, "last_seen")
+    if last_seen.get(ch, t) <= t:
+        last_seen[ch] = t
+    _add_member(p, "channels", ch)
+    visits = _sub(p, "visits")
+    visits[ch] = add_visit(visits.get(ch), t, cfg.visit_window, cfg.max_visits)
 
 
 # ---------------------------------------------------------------- browsing
@@ -183,12 +195,14 @@ def _search(p, fb, e, cfg):
     if category is None or size is None:
         return
     searches = _sub(fb, "searches")
-    counts = searches[category] = dict(searches.get(category) or {})
+    counts = _sub(searches, category)
     count, last = counts.get(size, (0, None))
     counts[size] = [count + 1, _max(last, e.timestamp)]
+    sizes = _sub(p, "searched_sizes")
+    sizes[category] = searched_size(counts)
     if len(searches) > cfg.max_categories:
-        del searches[min(searches, key=lambda c: (max(v[1] for v in searches[c].values()), c))]
-    p["searched_sizes"] = {c: searched_size(v) for c, v in searches.items()}
+        oldest = min(searches, key=lambda c: (max(v[1] for v in searches[c].values()), c))
+        del searches[oldest], sizes[oldest]
 
 
 # ---------------------------------------------------------------- cart
@@ -206,14 +220,16 @@ def replay_line(ops: list) -> tuple[int, float | None]:
 
 def _cart_op(fb: dict, sku: str, op: list, info: list | None, cfg: FoldConfig) -> None:
     lines = _sub(fb, "cart")
-    line = dict(lines.get(sku) or {"ops": []})
-    ops = list(line["ops"])
+    line = lines.get(sku)
+    if line is None:
+        line = lines[sku] = {"ops": []}
+    ops = line["ops"]
     bisect.insort(ops, op)
-    line["ops"] = ops[-cfg.max_cart_ops:]
-    line["qty"], line["changed"] = replay_line(line["ops"])
+    if len(ops) > cfg.max_cart_ops:
+        del ops[:len(ops) - cfg.max_cart_ops]
+    line["qty"], line["changed"] = replay_line(ops)
     if info is not None and (line.get("info") is None or info[:3] > line["info"][:3]):
         line["info"] = info
-    lines[sku] = line
     if len(lines) > cfg.max_cart_lines:
         del lines[min(lines, key=lambda s: (lines[s]["qty"] > 0, lines[s]["ops"][-1][:3]))]
 
@@ -271,20 +287,20 @@ def _count_store(p: dict, fb: dict, store: str, t: float) -> None:
 def _purchased_sku(p: dict, fb: dict, sku: str, t: float, cfg: FoldConfig) -> None:
     skus = _sub(fb, "skus")
     skus[sku] = _max(skus.get(sku), t)
-    members = _with_member(p.get("purchased_skus"), sku)
+    _add_member(p, "purchased_skus", sku)
     if len(skus) > cfg.max_purchased_skus:
         oldest = min(skus, key=lambda s: (skus[s], s))
         del skus[oldest]
-        members = [s for s in members if s != oldest]
-    p["purchased_skus"] = members
+        p["purchased_skus"].remove(oldest)
 
 
 def _purchase_item(p: dict, fb: dict, e: Event, i: int, it, cfg: FoldConfig) -> None:
     t, cat = e.timestamp, it.category
-    p["purchased_categories"] = _with_member(p.get("purchased_categories"), cat)
+    _add_member(p, "purchased_categories", cat)
     _purchased_sku(p, fb, it.sku, t, cfg)
-    if (p.get("purchased_at") or {}).get(cat, t - 1) < t:
-        _sub(p, "purchased_at")[cat] = t
+    purchased_at = _sub(p, "purchased_at")
+    if purchased_at.get(cat, t) <= t:
+        purchased_at[cat] = t
     if it.size is not None and _claim(fb, "size:" + cat, _stamp(e, i)):
         _sub(p, "sizes")[cat] = it.size
     _cart_op(fb, it.sku, _stamp(e, i) + [0], None, cfg)
@@ -312,15 +328,13 @@ def _store_visit(p, fb, e, cfg):
 
 # ---------------------------------------------------------------- messaging and offers
 def _email_open(p, fb, e, cfg):
-    email = p.get("email") or {}
-    if email.get("last_open_at") is None or e.timestamp > email["last_open_at"]:
-        _sub(p, "email")["last_open_at"] = e.timestamp
+    email = _sub(p, "email")
+    email["last_open_at"] = _max(email.get("last_open_at"), e.timestamp)
 
 
 def _email_click(p, fb, e, cfg):
-    email = p.get("email") or {}
-    if email.get("last_click_at") is None or e.timestamp > email["last_click_at"]:
-        _sub(p, "email")["last_click_at"] = e.timestamp
+    email = _sub(p, "email")
+    email["last_click_at"] = _max(email.get("last_click_at"), e.timestamp)
 
 
 def _push_open(p, fb, e, cfg):
@@ -328,13 +342,11 @@ def _push_open(p, fb, e, cfg):
 
 
 def _offer_impression(p, fb, e, cfg):
-    p["offer_impressions"] = _bounded_timelines(p.get("offer_impressions"), e.data["offer_id"],
-                                                e.timestamp, cfg)
+    _add_to_timelines(_sub(p, "offer_impressions"), e.data["offer_id"], e.timestamp, cfg)
 
 
 def _offer_redeemed(p, fb, e, cfg):
-    p["offer_redemptions"] = _bounded_timelines(p.get("offer_redemptions"), e.data["offer_id"],
-                                                e.timestamp, cfg)
+    _add_to_timelines(_sub(p, "offer_redemptions"), e.data["offer_id"], e.timestamp, cfg)
 
 
 def _consent_change(p, fb, e, cfg):
@@ -430,19 +442,27 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def fold(profile: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
-    """The profile after ``event``; ``profile`` is left as it was."""
-    handler = HANDLERS[event.type]
-    p = dict(profile)
-    fb = p["_fold"] = dict(profile.get("_fold") or {"v": FOLD_VERSION, "seq": 0})
+def fold_into(p: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
+    """Fold ``event`` into ``p`` IN PLACE and return it.  Only for a profile
+    the caller owns outright (freshly decoded, or a copy): nothing else may
+    hold ``p`` or any part of it."""
+    fb = p.get("_fold")
+    if fb is None:
+        fb = p["_fold"] = {"v": FOLD_VERSION, "seq": 0}
     _presence(p, fb, event, cfg)
-    handler(p, fb, event, cfg)
+    HANDLERS[event.type](p, fb, event, cfg)
     p["lifecycle"] = lifecycle(p, p["last_seen_at"], cfg)
     return p
 
 
+def fold(profile: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
+    """The profile after ``event``; ``profile`` is left as it was."""
+    return fold_into(copy_profile(profile), event, cfg)
+
+
 def fold_all(profile: dict, events: Iterable[Event], cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
-    return reduce(lambda p, e: fold(p, e, cfg), events, profile)
+    """The profile after ``events`` (pure: one copy, then folded in place)."""
+    return reduce(lambda p, e: fold_into(p, e, cfg), events, copy_profile(profile))
 
 
 def public(profile: dict) -> dict:

@@ -6,6 +6,8 @@ already applied (or repeated in the batch), resolve each event's customer
 The store supplies a :class:`Reader` that sees its state *inside* its
 transaction and writes the resulting :class:`Changes` in that same
 transaction; :func:`plan` itself reads nothing else and writes nothing.
+The profiles the reader returns are freshly decoded, so the plan owns them
+and folds in place (:func:`.fold.fold_into`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from .events import Event
-from .fold import FoldConfig, fold, new_profile
+from .fold import FoldConfig, fold_into, new_profile
 from .identity import merge, resolve
 
 
@@ -98,7 +100,7 @@ class _Batch:
             self.absorb(cid, loser)
         for key in r.link:
             self.point(key, cid)
-        self.profiles[cid] = self.changes.profiles[cid] = fold(self.profiles[cid], e, self.cfg)
+        self.profiles[cid] = self.changes.profiles[cid] = fold_into(self.profiles[cid], e, self.cfg)
         self.changes.applied.append((e.event_id, cid))
 
 

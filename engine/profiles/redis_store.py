@@ -2,7 +2,7 @@
 
 Keys (``maple:`` is the default prefix)::
 
-    maple:p:<customer id>      the profile, compact JSON
+    maple:p:<customer id>      the profile, MessagePack
     maple:a:<kind>:<value>     alias -> customer id ("maple:a:email_hash:ab12")
     maple:ca:<customer id>     set of the customer's alias keys (for merges)
     maple:e:<event id>         customer id; the dedupe record, expires after

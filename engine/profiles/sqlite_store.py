@@ -10,7 +10,7 @@ commit).  Readers never wait for writers (WAL).
 
 Tables::
 
-    customers(customer_id PK, profile JSON, updated_at)
+    customers(customer_id PK, profile MessagePack, updated_at)
     aliases(alias PK, customer_id)          -- "email_hash:ab12" -> customer
     events(event_id PK, customer_id, applied_at)   -- the dedupe table
     meta(key PK, value)                      -- schema version, creation counter
@@ -35,7 +35,7 @@ CHUNK = 500          # ids per IN (...) query
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
     customer_id TEXT PRIMARY KEY,
-    profile     TEXT NOT NULL,
+    profile     BLOB NOT NULL,
     updated_at  REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS aliases (

@@ -21,11 +21,12 @@ safe (event ids make it idempotent).
 from __future__ import annotations
 
 import abc
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
+
+import msgpack
 
 from .events import EventError, ValidationConfig, validate_batch
 from .fold import DEFAULT_CONFIG, FoldConfig
@@ -81,12 +82,14 @@ class Health:
 
 
 # ---------------------------------------------------------------- encoding
-def encode(profile: dict) -> str:
-    return json.dumps(profile, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def encode(profile: dict) -> bytes:
+    """A profile as stored: MessagePack (compact, and several times faster
+    than JSON both ways; ``maple profile show`` prints it as JSON)."""
+    return msgpack.packb(profile)
 
 
-def decode(text: str | bytes) -> dict:
-    return json.loads(text)
+def decode(data: bytes) -> dict:
+    return msgpack.unpackb(data)
 
 
 def safe_url(url: str) -> str:
