@@ -23,6 +23,7 @@ problem is left out, the others are kept.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import math
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -58,10 +59,19 @@ class Item:
         return (self.price or 0.0) * (self.qty or 1)
 
 
+def tie_of(event_id: str) -> int:
+    """A compact, deterministic tie-breaker for events with equal timestamps:
+    63 bits of BLAKE2b of the event id (what the fold's stamps store instead
+    of the id itself, to keep profiles small)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """A validated event.  ``data`` holds the type's fields, already typed
-    (items are :class:`Item` tuples, sizes strings, money floats)."""
+    (items are :class:`Item` tuples, sizes strings, money floats).
+    ``alias_keys`` (the identifiers as store keys, ``"email_hash:ab12"``) and
+    ``tie`` (:func:`tie_of`) are derived when not given."""
     event_id: str
     type: str
     channel: str
@@ -69,14 +79,17 @@ class Event:
     ids: tuple[tuple[str, str], ...]             # (identifier kind, value), strongest first
     data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     index: int = -1                              # position in its batch
+    alias_keys: tuple[str, ...] = ()
+    tie: int = -1
+
+    def __post_init__(self):
+        if not self.alias_keys and self.ids:
+            object.__setattr__(self, "alias_keys", tuple(f"{k}:{v}" for k, v in self.ids))
+        if self.tie < 0:
+            object.__setattr__(self, "tie", tie_of(self.event_id))
 
     def get(self, name: str, default=None):
         return self.data.get(name, default)
-
-    @property
-    def alias_keys(self) -> tuple[str, ...]:
-        """The identifiers as store keys: ``"email_hash:ab12.."``."""
-        return tuple(f"{kind}:{value}" for kind, value in self.ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +163,7 @@ Checker = Callable[[Any, _Collector, str, ValidationConfig], Any]
 
 
 def _text(raw, c, path, cfg, limit=MAX_TEXT_LENGTH, what="a non-empty string"):
-    if type(raw) is not str or not raw.strip() or len(raw) > limit:
+    if type(raw) is not str or not raw or len(raw) > limit or raw.isspace():
         c.add(path, "V103", what=f"{what} of at most {limit} characters")
         return None
     return raw
@@ -275,7 +288,7 @@ AT_LEAST_ONE = {"consent_change": ("email", "push", "sms"),
 #: Fields a channel makes required: a till always knows its store.
 REQUIRED_ON_CHANNEL = {("purchase", "pos"): "store_id"}
 
-_COMMON = ("event_id", "type", "channel", "timestamp", "meta") + IDENTIFIERS
+_COMMON = frozenset(("event_id", "type", "channel", "timestamp", "meta") + IDENTIFIERS)
 
 
 def _hint(word: str, choices) -> str:
@@ -284,22 +297,23 @@ def _hint(word: str, choices) -> str:
 
 
 def _check_fields(raw: dict, spec: Mapping[str, F], c: _Collector, prefix: str,
-                  cfg: ValidationConfig, what: str, skip=()) -> dict | None:
+                  cfg: ValidationConfig, what: str, skip: frozenset = frozenset()) -> dict | None:
     """The typed values of ``spec``'s fields in ``raw``; None if any is wrong.
     Unknown fields are errors (with a suggestion), so typos never pass silently."""
     before = len(c.errors)
     out = {}
     for name, f in spec.items():
-        if name not in raw or raw[name] is None:
+        value = raw.get(name)
+        if value is None:
             if f.required:
                 c.add(prefix + name, "V102")
             continue
-        value = f.check(raw[name], c, prefix + name, cfg)
+        value = f.check(value, c, prefix + name, cfg)
         if value is not None:
             out[name] = value
-    for name in raw:
-        if name not in spec and name not in skip:
-            c.add(prefix + str(name), "V109", type=what, hint=_hint(str(name), [*spec, *skip]))
+    extra = raw.keys() - spec.keys() - skip
+    for name in sorted(extra, key=list(raw).index) if extra else ():
+        c.add(prefix + str(name), "V109", type=what, hint=_hint(str(name), [*spec, *skip]))
     return out if len(c.errors) == before else None
 
 

@@ -10,7 +10,8 @@ it (the checker only admits declared attributes).
 :func:`fold_into` updates a profile *in place* and is what the stores use on
 the profiles they have just decoded (and so own): a batch of events costs no
 copying.  Events may arrive in any order: whatever an event decides is
-compared by its *stamp* ``[timestamp, event_id, item index]``, never by
+compared by its *stamp* ``[timestamp, tie, item index]`` (``tie`` is a hash
+of the event id, see :func:`.events.tie_of`), never by
 arrival, so folding a shuffled sequence gives the same profile as folding
 the sorted one (within the size bounds of :class:`FoldConfig`; past them
 the oldest entries are dropped first).  Duplicates are the stores' business:
@@ -56,6 +57,7 @@ class FoldConfig:
     max_offer_times: int = 50          # per offer, per timeline: enough for any sane cap
     max_offers: int = 100              # offers kept per timeline map (latest shown)
     max_cart_lines: int = 100          # skus remembered by the cart (emptied lines go first)
+    max_cart_barriers: int = 20        # emptied lines remembered (against late, older adds)
     max_cart_ops: int = 20             # operations remembered per cart line
     max_wishlist: int = 200
     max_purchased_skus: int = 500
@@ -77,7 +79,8 @@ def _sub(d: dict, key: str) -> dict:
 
 
 def _stamp(e: Event, idx: int = 0) -> list:
-    return [e.timestamp, e.event_id, idx]
+    """What orders two facts: [timestamp, tie-breaker of the event id, item index]."""
+    return [e.timestamp, e.tie, idx]
 
 
 def _claim(fb: dict, key: str, stamp: list) -> bool:
@@ -209,9 +212,9 @@ def _search(p, fb, e, cfg):
 def replay_line(ops: list) -> tuple[int, float | None]:
     """A cart line's quantity after its operations (stamp order), and the
     time of the last operation that changed it.  An op is
-    ``[t, event_id, idx, delta]``: delta > 0 adds, < 0 removes, 0 clears."""
+    ``[t, tie, idx, delta]``: delta > 0 adds, < 0 removes, 0 clears."""
     qty, changed = 0, None
-    for t, _eid, _idx, delta in ops:
+    for t, _tie, _idx, delta in ops:
         new = 0 if delta == 0 else max(0, qty + delta)
         if new != qty:
             qty, changed = new, t
@@ -230,8 +233,22 @@ def _cart_op(fb: dict, sku: str, op: list, info: list | None, cfg: FoldConfig) -
     line["qty"], line["changed"] = replay_line(ops)
     if info is not None and (line.get("info") is None or info[:3] > line["info"][:3]):
         line["info"] = info
-    if len(lines) > cfg.max_cart_lines:
-        del lines[min(lines, key=lambda s: (lines[s]["qty"] > 0, lines[s]["ops"][-1][:3]))]
+    if line["qty"] <= 0 or len(lines) > cfg.max_cart_lines:
+        prune_cart(lines, cfg)
+
+
+def prune_cart(lines: dict, cfg: FoldConfig) -> None:
+    """Bound the cart's memory.  An emptied line is kept only as a barrier
+    (an older add arriving late must not resurrect it); the latest
+    ``max_cart_barriers`` are kept, then lines beyond ``max_cart_lines``
+    go, emptied ones first, oldest first."""
+    empty = [s for s, line in lines.items() if line["qty"] <= 0]
+    if len(empty) > cfg.max_cart_barriers:
+        empty.sort(key=lambda s: (lines[s]["ops"][-1][:3], s))
+        for s in empty[:len(empty) - cfg.max_cart_barriers]:
+            del lines[s]
+    while len(lines) > cfg.max_cart_lines:
+        del lines[min(lines, key=lambda s: (lines[s]["qty"] > 0, lines[s]["ops"][-1][:3], s))]
 
 
 def cart_summary(lines: dict) -> dict:
@@ -242,7 +259,7 @@ def cart_summary(lines: dict) -> dict:
         updated = _max(updated, line.get("changed"))
         if line["qty"] <= 0:
             continue
-        _t, _eid, _idx, category, price, _size = line.get("info") or (None,) * 6
+        _t, _tie, _idx, category, price, _size = line.get("info") or (None,) * 6
         skus.append(sku)
         items += line["qty"]
         if category is not None:
@@ -260,7 +277,7 @@ def _refresh_cart(p: dict, fb: dict) -> None:
 
 def _add_to_cart(p, fb, e, cfg):
     for i, it in enumerate(e.data["items"]):
-        info = [e.timestamp, e.event_id, i, it.category, it.price, it.size]
+        info = _stamp(e, i) + [it.category, it.price, it.size]
         _cart_op(fb, it.sku, _stamp(e, i) + [it.qty or 1], info, cfg)
     _refresh_cart(p, fb)
 
@@ -357,7 +374,7 @@ def _consent_change(p, fb, e, cfg):
 
 # ---------------------------------------------------------------- wishlist and profile data
 def wishlist_summary(entries: dict) -> dict:
-    """The profile's wishlist from ``_fold.wishlist``: {sku: [t, eid, idx, in, category]}."""
+    """The profile's wishlist from ``_fold.wishlist``: {sku: [t, tie, idx, in, category]}."""
     skus = sorted(s for s, v in entries.items() if v[3])
     categories = sorted({entries[s][4] for s in skus if entries[s][4] is not None})
     wishlist = {"skus": skus, "categories": categories}
@@ -367,15 +384,26 @@ def wishlist_summary(entries: dict) -> dict:
 
 
 def _wish(p: dict, fb: dict, e: Event, present: bool, cfg: FoldConfig) -> None:
+    """Per sku, the latest add or remove wins; the summary is rebuilt only
+    when what is on the list changes."""
     entries = _sub(fb, "wishlist")
-    sku = e.data["sku"]
+    wishlist = p.get("wishlist")
+    if wishlist is None:
+        wishlist = p["wishlist"] = {"skus": [], "categories": []}
+    wishlist["updated_at"] = _max(wishlist.get("updated_at"), e.timestamp)
+    sku, stamp = e.data["sku"], _stamp(e)
     old = entries.get(sku)
-    stamp = _stamp(e)
-    if old is None or stamp > old[:3]:
-        entries[sku] = stamp + [present, e.get("category")]
+    if old is not None and stamp <= old[:3]:
+        return
+    new = entries[sku] = stamp + [present, e.get("category")]
+    changed = old is None or old[3:] != new[3:]
     if len(entries) > cfg.max_wishlist:
         del entries[min(entries, key=lambda s: (entries[s][:3], s))]
-    p["wishlist"] = wishlist_summary(entries)
+        changed = True
+    if changed:
+        skus = sorted(s for s, v in entries.items() if v[3])
+        wishlist["skus"] = skus
+        wishlist["categories"] = sorted({entries[s][4] for s in skus if entries[s][4] is not None})
 
 
 def _wishlist_add(p, fb, e, cfg):

@@ -37,8 +37,7 @@ lifecycle                      recomputed
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 from . import fold as F
 from .events import IDENTIFIERS
@@ -57,8 +56,7 @@ def mint_customer_id(ids: Sequence[tuple[str, str]]) -> str:
     return "m-" + hashlib.sha256(alias_key(kind, value).encode("utf-8")).hexdigest()[:20]
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     """Which customer an event belongs to, and what that changes."""
     customer_id: str
     new: bool                              # a customer to create
@@ -67,11 +65,15 @@ class Resolution:
 
 
 def resolve(ids: Sequence[tuple[str, str]], known: Mapping[str, str],
-            seq_of: Callable[[str], int]) -> Resolution:
-    """The customer for an event with identifiers ``ids``, given the known
-    aliases (``known``: alias key -> customer id) and each known customer's
-    creation order (``seq_of``)."""
-    keys = [alias_key(k, v) for k, v in ids]
+            seq_of: Callable[[str], int], keys: Sequence[str] | None = None) -> Resolution:
+    """The customer for an event with identifiers ``ids`` (``keys``: the same
+    as alias keys, when the caller has them), given the known aliases
+    (``known``: alias key -> customer id) and each known customer's creation
+    order (``seq_of``)."""
+    if keys is None:
+        keys = [alias_key(k, v) for k, v in ids]
+    if len(keys) == 1 and keys[0] in known:            # the common case: one known identifier
+        return Resolution(known[keys[0]], False)
     cids = list(dict.fromkeys(known[k] for k in keys if k in known))
     if not cids:
         given = dict(ids).get("customer_id")
@@ -211,8 +213,7 @@ def _merge_cart(p, f, fa, fb, cfg):
         return
     ca, cb = ca or {}, cb or {}
     lines = {sku: _merge_line(ca.get(sku), cb.get(sku), cfg) for sku in ca.keys() | cb.keys()}
-    while len(lines) > cfg.max_cart_lines:
-        del lines[min(lines, key=lambda s: (lines[s]["qty"] > 0, lines[s]["ops"][-1][:3]))]
+    F.prune_cart(lines, cfg)
     f["cart"] = lines
     p["cart"] = F.cart_summary(lines)
 

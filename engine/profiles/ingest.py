@@ -91,7 +91,7 @@ class _Batch:
         self.changes.merged.append((loser, survivor))
 
     def apply(self, e: Event) -> None:
-        r = resolve(e.ids, self.known, self.seq_of)
+        r = resolve(e.ids, self.known, self.seq_of, e.alias_keys)
         cid = r.customer_id
         if r.new:
             self.profiles[cid] = new_profile(cid, self.reader.next_seq())

@@ -11,7 +11,7 @@ from engine.profiles.fold import FoldConfig
 from profiles_support import NOW, T0, ev, item
 
 #: Bounds far above what a history here can reach: the properties hold exactly.
-ROOMY = FoldConfig(max_cart_ops=1000, max_visits=1000, max_offer_times=1000)
+ROOMY = FoldConfig(max_cart_ops=1000, max_cart_barriers=1000, max_visits=1000, max_offer_times=1000)
 
 
 def events(*raws):

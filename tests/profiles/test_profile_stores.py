@@ -13,7 +13,7 @@ from engine.profiles.events import event_to_dict
 from engine.profiles.fold import fold_all, new_profile, public
 from engine.profiles.redis_store import RedisStore
 from engine.profiles.sqlite_store import SQLiteStore
-from profiles_histories import histories
+from profiles_histories import events, histories
 from profiles_support import NOW, T0, ev, item
 
 
@@ -209,7 +209,7 @@ def test_duplicates_and_batching_do_not_change_the_profile(kind, request):
             cuts = sorted(data.draw(st.lists(st.integers(0, len(sent)), max_size=4)))
             for lo, hi in zip([0] + cuts, cuts + [len(sent)]):
                 s.apply(sent[lo:hi])
-            once = fold_all(new_profile(cid), [e for e in history])
+            once = fold_all(new_profile(cid), events(*raws))
             stored = s.get(cid)
             assert public(stored) == public(once) | {"customer_id": cid}
 
