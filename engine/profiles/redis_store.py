@@ -11,7 +11,8 @@ Keys (``maple:`` is the default prefix)::
 
 A batch is applied with optimistic locking: WATCH every key the batch reads
 (its event ids, aliases, profiles), read, fold in Python, then write
-everything in one MULTI/EXEC holding a single Lua call (WRITE_BATCH).  If another replica changed a watched key
+everything in one MULTI/EXEC holding a single Lua call (WRITE_BATCH).  If
+another replica changed a watched key
 meanwhile, EXEC fails and the batch is planned again from fresh reads, so a
 batch is applied atomically and exactly once however many replicas write.
 
@@ -46,8 +47,12 @@ SEQ_BLOCK = 100              # creation numbers reserved per INCRBY
 
 #: One planned batch's writes, run inside MULTI/EXEC (so only if no watched
 #: key changed).  Sent with EVAL, not EVALSHA: a restarted server has no
-#: script cache, and the text is small next to the batch.
+#: script cache, and the text is small next to the batch.  On Redis 7+ the
+#: ``#!lua`` line makes the server refuse the whole script up front when it
+#: is out of memory, instead of failing halfway through its writes.
 WRITE_BATCH = """
+-- KEYS: deleted | profiles | aliases | alias sets | events   (counts in ARGV[1..4])
+-- ARGV: counts, dedupe ttl | profiles | alias targets | alias names | event customers
 local nd, np, na, ne, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local k, a = 0, 5
 for i = 1, nd do redis.call('DEL', KEYS[k + i]) end
@@ -60,6 +65,7 @@ k, a = k + 2 * na, a + 2 * na
 for i = 1, ne do redis.call('SET', KEYS[k + i], ARGV[a + i], 'EX', ttl) end
 return np
 """
+
 _DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
@@ -117,6 +123,7 @@ class RedisStore(ProfileStore):
         self.client = client
         self.prefix = prefix
         self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.max_past)
+        self._script: str | None = None
         self._warn_if_not_durable()
 
     @classmethod
@@ -145,6 +152,8 @@ class RedisStore(ProfileStore):
                 continue            # another writer (or a dropped connection): plan again
             except _DOWN as err:
                 raise _unavailable(self.url, err, writing=True) from err
+            except redis.ResponseError as err:
+                raise StoreError(f"{self.url}: {err}; the batch was not acknowledged") from err
         raise StoreError(f"{self.url}: a batch kept conflicting with other writers "
                          f"({MAX_ATTEMPTS} attempts); nothing was acknowledged, retry it")
 
@@ -159,7 +168,13 @@ class RedisStore(ProfileStore):
         args = ([len(deleted), len(changes.profiles), len(aliases), len(changes.applied), self.dedupe_ttl]
                 + [encode(p) for p in changes.profiles.values()] + [cid for _, cid in aliases]
                 + [a for a, _ in aliases] + [cid for _, cid in changes.applied])
-        pipe.eval(WRITE_BATCH, len(keys), *keys, *args)
+        pipe.eval(self._write_script(), len(keys), *keys, *args)
+
+    def _write_script(self) -> str:
+        if self._script is None:
+            major = int(str(self.client.info("server").get("redis_version", "6")).split(".")[0])
+            self._script = ("#!lua\n" if major >= 7 else "") + WRITE_BATCH
+        return self._script
 
     # -- reads
     def _call(self, fn, *args):

@@ -57,6 +57,7 @@ class BatchResult:
     customers: tuple[str, ...] = ()
     merged: tuple[tuple[str, str], ...] = ()
     assigned: dict[str, str] = field(default_factory=dict)   # event id -> customer id
+    linked: tuple[str, ...] = ()                             # alias keys (re)pointed
 
     @property
     def acknowledged(self) -> tuple[str, ...]:
@@ -64,8 +65,10 @@ class BatchResult:
 
     @property
     def touched(self) -> tuple[str, ...]:
-        """Every customer id whose stored profile changed or went away."""
-        return self.customers + tuple(loser for loser, _ in self.merged)
+        """Every customer id whose stored profile changed or went away, or
+        that now names a customer (a customer id that became an alias)."""
+        named = tuple(key.split(":", 1)[1] for key in self.linked if key.startswith("customer_id:"))
+        return self.customers + tuple(loser for loser, _ in self.merged) + named
 
     def to_dict(self) -> dict:
         return {"accepted": list(self.accepted), "duplicates": list(self.duplicates),
@@ -128,7 +131,8 @@ class ProfileStore(abc.ABC):
             errors=checked.errors,
             customers=tuple(changes.profiles),
             merged=tuple(changes.merged),
-            assigned=dict(changes.applied))
+            assigned=dict(changes.applied),
+            linked=tuple(changes.aliases))
 
     @abc.abstractmethod
     def _commit(self, events) -> Changes:

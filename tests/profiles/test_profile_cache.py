@@ -75,6 +75,14 @@ def test_invalidation_reaches_aliases_and_merged_ids(sqlite_store):
     assert cache.get("B")["channels"] == ["app", "email", "web"]     # cached under the alias, dropped
 
 
+def test_a_cached_miss_is_dropped_when_the_id_starts_naming_someone(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid=None, device_id="d1")])
+    assert cache.get("C7") is None                         # cached: nobody
+    cache.apply([ev("page_view", T0 + 1, cid="C7", device_id="d1")])
+    assert cache.get("C7")["last_seen_at"] == T0 + 1      # C7 is now an alias of the device's customer
+
+
 def test_a_fetch_racing_a_local_write_is_not_cached(sqlite_store):
     cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
     cache.apply([ev("purchase", T0, items=[item("S1")])])

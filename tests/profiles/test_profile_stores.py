@@ -100,7 +100,7 @@ def test_identities_link_and_merge(store):
     # logging in on the web links the device, the loyalty card and the account
     result = store.apply([ev("page_view", T0 + 9, cid="C7", device_id="d1", loyalty_card="L1")])
     assert result.merged == ((anon_pos, anon_app),)          # the app customer was created first
-    assert set(result.touched) == {anon_app, anon_pos}
+    assert set(result.touched) == {anon_app, anon_pos, "C7"}       # C7 now names anon_app
     for kind, value in [("device_id", "d1"), ("loyalty_card", "L1"), ("customer_id", "C7"),
                         ("customer_id", anon_pos)]:
         assert store.resolve(kind, value) == anon_app
