@@ -73,6 +73,7 @@ class _Reader:
 
     def __init__(self, db: sqlite3.Connection):
         self.db = db
+        self.seq: int | None = None         # the creation counter, advanced in memory
 
     def _rows(self, sql: str, keys: Sequence[str]):
         for chunk in _chunks(keys):
@@ -92,7 +93,15 @@ class _Reader:
         return [r[0] for r in self.db.execute("SELECT alias FROM aliases WHERE customer_id = ?", (customer_id,))]
 
     def next_seq(self):
-        return self.db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value").fetchone()[0]
+        if self.seq is None:
+            self.seq = self.db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+        self.seq += 1
+        return self.seq
+
+    def write_seq(self) -> None:
+        """Store the counter (in the same transaction) if it moved."""
+        if self.seq is not None:
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (self.seq,))
 
 
 class SQLiteStore(ProfileStore):
@@ -143,7 +152,9 @@ class SQLiteStore(ProfileStore):
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    changes = plan(events, _Reader(db), self.fold_config)
+                    reader = _Reader(db)
+                    changes = plan(events, reader, self.fold_config)
+                    reader.write_seq()
                     self._write(db, changes)
                 except BaseException:
                     db.execute("ROLLBACK")

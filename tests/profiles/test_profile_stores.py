@@ -141,6 +141,9 @@ def test_data_survives_reopening(store_url):
     with open_store(store_url, clock=lambda: NOW) as s:
         assert s.get(cid)["orders_count"] == 1
         assert s.apply([ev("page_view", T0, cid=None, email_hash="h1")]).customers == (cid,)
+        s.apply([ev("page_view", T0, cid="later"), ev("page_view", T0, cid="latest")])
+        order = [s.get(c)["_fold"]["seq"] for c in (cid, "later", "latest")]
+        assert order == sorted(set(order))          # creation order survives reopening
 
 
 def test_health_reports_durability(store):
