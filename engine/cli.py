@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--explain", action="store_true", help="explain every decision")
     c.add_argument("--format", choices=["text", "json"], help="default: json, or text with --explain")
     c.set_defaults(func=cmd_decide)
+
+    from .profiles.commands import add_commands as add_profile_commands; add_profile_commands(sub)
     return p
 
 

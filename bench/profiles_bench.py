@@ -1,0 +1,274 @@
+"""Profile layer figures, in one run, side by side.
+
+1. Durable ingestion: events/s through ``ProfileStore.apply`` in batches of
+   100 (validation, dedupe, identity, fold, commit: SQLite WAL with
+   synchronous=FULL, Redis with appendonly yes + appendfsync always), and the
+   acknowledgement latency per batch.
+2. Decide latency with the profile taken from each store, through the cache
+   (hit) and past it (miss: store read + decode), beside the inline-snapshot
+   case (the profile dict already in memory), as percentiles and ratios.
+
+    .venv/bin/python bench/profiles_bench.py                  # starts its own redis-server
+    .venv/bin/python bench/profiles_bench.py --redis redis://127.0.0.1:6379/15 --events 200000
+
+The decisions come from tests/profiles/data/pack.rules over rules/schema.rules.
+The table goes to stdout, everything to bench/results/profiles.json.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import timeit
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "profiles"))     # RedisServer: the tests' real-server helper
+
+from engine.profiles import CachedStore, open_store                       # noqa: E402
+from engine.ruleset import build                                            # noqa: E402
+from engine.source import SourceFile                                        # noqa: E402
+from profiles_support import RedisServer                                    # noqa: E402
+
+DAY = 86400.0
+CATEGORIES = ["running-shoes", "trail-shoes", "shirts", "jackets", "coffee-beans", "socks"]
+SIZES = {"running-shoes": ["40", "41", "42", "43", "44"], "trail-shoes": ["41", "42", "43"],
+         "shirts": ["S", "M", "L"], "jackets": ["M", "L", "XL"], "socks": ["S", "M"], "coffee-beans": [None]}
+STORES = ["riverside", "mall", "station", "harbour"]
+CHANNELS = ["web", "app", "email", "pos"]
+MIX = [("product_view", 35), ("page_view", 18), ("search", 8), ("add_to_cart", 10), ("remove_from_cart", 3),
+       ("purchase", 6), ("store_visit", 3), ("email_open", 6), ("email_click", 2), ("offer_impression", 6),
+       ("consent_change", 1), ("wishlist_add", 2)]
+
+
+# ---------------------------------------------------------------- workload
+def _line(rnd: random.Random) -> dict:
+    cat = rnd.choice(CATEGORIES)
+    line = {"sku": f"{cat[:3].upper()}-{rnd.randrange(400)}", "category": cat,
+            "price": round(rnd.uniform(3, 180), 2), "qty": rnd.choice([1, 1, 1, 2])}
+    size = rnd.choice(SIZES[cat])
+    if size is not None:
+        line["size"] = size
+    return line
+
+
+def _fields(kind: str, rnd: random.Random) -> tuple[str, dict]:
+    """(channel, the type's fields) for one event of ``kind``."""
+    web_or_app = rnd.choice(["web", "app"])
+    if kind in ("product_view", "wishlist_add"):
+        line = _line(rnd)
+        return web_or_app, {"sku": line["sku"], "category": line["category"]}
+    if kind == "search":
+        cat = rnd.choice(CATEGORIES[:4])
+        return web_or_app, {"query": cat, "category": cat, "size": rnd.choice(SIZES[cat])}
+    if kind == "add_to_cart":
+        return web_or_app, {"items": [_line(rnd)]}
+    if kind == "remove_from_cart":
+        return web_or_app, {"items": [{"sku": _line(rnd)["sku"]}]}
+    if kind == "purchase":
+        channel = rnd.choice(["web", "app", "pos"])
+        extra = {"store_id": rnd.choice(STORES)} if channel == "pos" else {}
+        return channel, {"items": [_line(rnd) for _ in range(rnd.choice([1, 1, 2, 3]))], **extra}
+    if kind == "store_visit":
+        return "pos", {"store_id": rnd.choice(STORES)}
+    if kind in ("email_open", "email_click"):
+        return "email", {"campaign_id": "spring"}
+    if kind == "offer_impression":
+        return rnd.choice(CHANNELS[:3]), {"offer_id": rnd.choice(["free_latte_with_beans", "welcome_ten",
+                                                                  "finish_your_order"])}
+    if kind == "consent_change":
+        return web_or_app, {"email": rnd.random() < 0.7, "push": rnd.random() < 0.5}
+    return rnd.choice(CHANNELS[:2]), {"page": "home"}
+
+
+def workload(n_events: int, n_customers: int, now: float, seed: int = 1) -> list[dict]:
+    """Events of a month, most of them recent; a fifth of them from the 1%
+    most active customers."""
+    rnd = random.Random(seed)
+    hot = max(1, n_customers // 100)
+    kinds = [k for k, w in MIX for _ in range(w)]
+    out = []
+    for i in range(n_events):
+        c = rnd.randrange(hot) if rnd.random() < 0.2 else rnd.randrange(n_customers)
+        kind = rnd.choice(kinds)
+        channel, fields = _fields(kind, rnd)
+        e = {"event_id": str(uuid.UUID(int=rnd.getrandbits(128), version=4)), "type": kind, "channel": channel,
+             "timestamp": now - rnd.random() ** 2 * 30 * DAY, "customer_id": f"cust-{c}", **fields}
+        if channel == "app":
+            e["device_id"] = f"dev-{c}"
+        out.append(e)
+    return out
+
+
+# ---------------------------------------------------------------- measuring
+def percentiles(samples_ns: list[int]) -> dict:
+    s = sorted(samples_ns)
+
+    def q(p):
+        return s[min(len(s) - 1, int(p * len(s)))] / 1000.0
+    return {"p50_us": q(0.50), "p90_us": q(0.90), "p99_us": q(0.99), "p999_us": q(0.999),
+            "mean_us": statistics.fmean(s) / 1000.0, "n": len(s)}
+
+
+def ingest(store, events: list[dict], batch: int, now: float) -> dict:
+    acks = []
+    t0 = time.perf_counter()
+    for i in range(0, len(events), batch):
+        b0 = time.perf_counter_ns()
+        result = store.apply(events[i:i + batch], now)
+        acks.append(time.perf_counter_ns() - b0)
+        if result.errors:
+            raise SystemExit(f"bench workload has invalid events: {result.errors[0]}")
+    elapsed = time.perf_counter() - t0
+    health = store.health()
+    return {"events": len(events), "batch": batch, "seconds": elapsed, "events_per_s": len(events) / elapsed,
+            "ack_latency": percentiles(acks), "durable": health.durable, "store_detail": health.detail}
+
+
+def time_calls(fn, args: list, repeat: int) -> list[int]:
+    perf = time.perf_counter_ns
+    out = []
+    for k in range(repeat):
+        a = args[k % len(args)]
+        t = perf()
+        fn(a)
+        out.append(perf() - t)
+    return out
+
+
+def decide_cases(rs, stores: dict, customers: list[str], request: dict, now: float) -> dict:
+    """name -> one Decide with the profile from: memory (inline snapshot),
+    each store's cache (hit), each store past its cache (miss)."""
+    first = next(iter(stores.values()))
+    profiles = {c: first.get(c) for c in customers}
+    cases = {"inline snapshot": lambda c: rs.decide(profiles[c], request, now)}
+    for name, store in stores.items():
+        hot = CachedStore(store, ttl=3600.0, maxsize=len(customers) + 10)
+        cold = CachedStore(store, ttl=0.0, maxsize=len(customers) + 10)
+        for c in customers:
+            hot.get(c)
+        cases[f"{name} cache hit"] = lambda c, hot=hot: rs.decide(hot.get(c), request, now)
+        cases[f"{name} cache miss"] = lambda c, cold=cold: rs.decide(cold.get(c), request, now)
+    return cases
+
+
+def decide_latency(cases: dict, customers: list[str], repeat: int, rounds: int = 10) -> dict:
+    """Percentiles per case; the cases take turns, ``rounds`` times, so a
+    noisy machine slows them all alike."""
+    samples = {name: [] for name in cases}
+    for fn in cases.values():                       # warm up
+        time_calls(fn, customers, min(repeat, 2000))
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            samples[name] += time_calls(fn, customers, max(1, repeat // rounds))
+    return {name: percentiles(s) for name, s in samples.items()}
+
+
+# ---------------------------------------------------------------- the run
+def load_pack():
+    return build([SourceFile("rules/schema.rules", (ROOT / "rules/schema.rules").read_text()),
+                  SourceFile("pack.rules", (ROOT / "tests/profiles/data/pack.rules").read_text())])
+
+
+def open_stores(args, tmp: Path):
+    stores = {"sqlite": open_store(f"sqlite://{tmp / 'profiles.db'}")}
+    if args.reference:
+        # NOT a product setting: how much of SQLite ingestion is the fsync.
+        stores["sqlite, synchronous=OFF (reference, NOT durable)"] = nosync = \
+            open_store(f"sqlite://{tmp / 'nosync.db'}")
+        nosync._db.execute("PRAGMA synchronous=OFF")
+    server = None
+    if args.redis:
+        url = args.redis
+    else:
+        server = RedisServer(tmp / "redis").start()
+        url = server.url
+    import redis
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    stores["redis"] = open_store(url)
+    return stores, server
+
+
+def render(report: dict) -> str:
+    lines = ["", f"Durable ingestion, batches of {report['batch']} "
+                 f"({report['events']} events, {report['customers']} customers)", "",
+             f"{'store':48} {'events/s':>10} {'ack p50':>10} {'ack p99':>10}  durable"]
+    for name, r in report["ingest"].items():
+        a = r["ack_latency"]
+        lines.append(f"{name:48} {r['events_per_s']:>10,.0f} {a['p50_us'] / 1000:>8.2f}ms "
+                     f"{a['p99_us'] / 1000:>8.2f}ms  {r['durable']} ({r['store_detail']})")
+    lines += ["", f"Decide latency, all {report['decisions']} decisions of the pack, profile from "
+                  f"({report['repeat']} calls each, µs)", "",
+              f"{'':22} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'p50 ×inline':>12} {'p99 ×inline':>12}"]
+    base = report["decide"]["inline snapshot"]
+    for case, r in report["decide"].items():
+        lines.append(f"{case:22} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
+                     f"{r['p999_us']:>7.1f} {r['p50_us'] / base['p50_us']:>12.2f} "
+                     f"{r['p99_us'] / base['p99_us']:>12.2f}")
+    m = report["machine"]
+    lines += ["", f"machine: {m['cpus']} CPUs, Python {m['python']}, "
+                  f"sum(range(1000)) takes {m['sum_range_1000_us']:.1f} µs (a yardstick for comparing runs)"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=20_000, help="decide calls per case")
+    ap.add_argument("--redis", metavar="URL", help="use this Redis (its db is FLUSHED) instead of starting one")
+    ap.add_argument("--reference", action="store_true",
+                    help="also ingest into SQLite with synchronous=OFF (not durable) to show the fsync's share")
+    ap.add_argument("--out", default=str(ROOT / "bench/results/profiles.json"))
+    args = ap.parse_args(argv)
+
+    now = time.time()
+    events = workload(args.events, args.customers, now)
+    rs = load_pack()
+    gc.collect()
+    gc.freeze()          # the workload is the bench's, not the server's: keep it out of GC passes
+    request = {"channel": "web", "page": "product", "category": "running-shoes", "sku": "RUN-1"}
+    with tempfile.TemporaryDirectory(prefix="maple-bench-") as tmp:
+        stores, server = open_stores(args, Path(tmp))
+        try:
+            report = {"events": args.events, "customers": args.customers, "batch": args.batch,
+                      "repeat": args.repeat, "decisions": len(rs.decision_names),
+                      "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                  "platform": platform.platform(),
+                                  "sum_range_1000_us": min(timeit.repeat("sum(range(1000))", number=2000,
+                                                                         repeat=5)) / 2000 * 1e6},
+                      "ingest": {}, "decide": {}}
+            for name, store in stores.items():
+                report["ingest"][name] = ingest(store, events, args.batch, now)
+                if "NOT durable" in name:
+                    report["ingest"][name].update(durable=False, store_detail="synchronous=OFF")
+            durable = {n: s for n, s in stores.items() if "NOT durable" not in n}
+            hot = sorted({e["customer_id"] for e in events[:5000]})[:1000]
+            cases = decide_cases(rs, durable, hot, request, now)
+            report["decide"] = decide_latency(cases, hot, args.repeat)
+        finally:
+            for store in stores.values():
+                store.close()
+            if server is not None:
+                server.stop()
+    print(render(report))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""One batch of valid events -> the changes a store must write, atomically.
+
+This is the part of applying a batch that both stores share: drop event ids
+already applied (or repeated in the batch), resolve each event's customer
+(creating and merging customers, see :mod:`.identity`), fold the event in.
+The store supplies a :class:`Reader` that sees its state *inside* its
+transaction and writes the resulting :class:`Changes` in that same
+transaction; :func:`plan` itself reads nothing else and writes nothing.
+The profiles the reader returns are freshly decoded, so the plan owns them
+and folds in place (:func:`.fold.fold_into`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from .events import Event
+from .fold import FoldConfig, fold_into, new_profile
+from .identity import merge, resolve
+
+
+class Reader(Protocol):
+    """A store's state as seen by the running transaction."""
+
+    def seen(self, event_ids: Sequence[str]) -> set[str]:
+        """The ids among ``event_ids`` that were already applied."""
+
+    def aliases(self, keys: Sequence[str]) -> dict[str, str]:
+        """alias key -> customer id, for the known ones among ``keys``."""
+
+    def profiles(self, customer_ids: Sequence[str]) -> dict[str, dict]:
+        """customer id -> stored profile, for the existing ones."""
+
+    def aliases_of(self, customer_id: str) -> list[str]:
+        """Every alias key pointing at ``customer_id``."""
+
+    def next_seq(self) -> int:
+        """A creation number greater than every one handed out before."""
+
+
+@dataclass
+class Changes:
+    """What one batch changes; written by the store in one transaction."""
+    profiles: dict[str, dict] = field(default_factory=dict)       # customer id -> new profile
+    deleted: set[str] = field(default_factory=set)                # merged-away customers
+    aliases: dict[str, str] = field(default_factory=dict)         # alias key -> customer id
+    applied: list[tuple[str, str]] = field(default_factory=list)  # (event id, customer id)
+    duplicates: list[str] = field(default_factory=list)
+    merged: list[tuple[str, str]] = field(default_factory=list)   # (merged away, survivor)
+
+    def aliases_by_customer(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, cid in self.aliases.items():
+            out.setdefault(cid, []).append(key)
+        return out
+
+
+class _Batch:
+    """The working state of one plan: what the reader said, as changed so far."""
+
+    def __init__(self, reader: Reader, cfg: FoldConfig):
+        self.reader, self.cfg = reader, cfg
+        self.known: dict[str, str] = {}
+        self.profiles: dict[str, dict] = {}
+        self.changes = Changes()
+
+    def load(self, events: Sequence[Event]) -> None:
+        keys = list(dict.fromkeys(k for e in events for k in e.alias_keys))
+        self.known = dict(self.reader.aliases(keys)) if keys else {}
+        cids = list(dict.fromkeys(self.known.values()))
+        self.profiles = dict(self.reader.profiles(cids)) if cids else {}
+        for cid in cids:        # an alias without a profile (should not happen): start afresh
+            if cid not in self.profiles:
+                self.profiles[cid] = new_profile(cid, self.reader.next_seq())
+
+    def seq_of(self, cid: str) -> int:
+        return self.profiles[cid]["_fold"].get("seq", 0)
+
+    def point(self, key: str, cid: str) -> None:
+        self.known[key] = cid
+        self.changes.aliases[key] = cid
+
+    def absorb(self, survivor: str, loser: str) -> None:
+        self.profiles[survivor] = merge(self.profiles[survivor], self.profiles.pop(loser), self.cfg)
+        keys = set(self.reader.aliases_of(loser))
+        keys.update(k for k, c in self.known.items() if c == loser)
+        for key in keys:
+            self.point(key, survivor)
+        self.changes.profiles.pop(loser, None)
+        self.changes.deleted.add(loser)
+        self.changes.merged.append((loser, survivor))
+
+    def apply(self, e: Event) -> None:
+        r = resolve(e.ids, self.known, self.seq_of, e.alias_keys)
+        cid = r.customer_id
+        if r.new:
+            self.profiles[cid] = new_profile(cid, self.reader.next_seq())
+            self.changes.deleted.discard(cid)
+        for loser in r.losers:
+            self.absorb(cid, loser)
+        for key in r.link:
+            self.point(key, cid)
+        self.profiles[cid] = self.changes.profiles[cid] = fold_into(self.profiles[cid], e, self.cfg)
+        self.changes.applied.append((e.event_id, cid))
+
+
+def plan(events: Sequence[Event], reader: Reader, cfg: FoldConfig) -> Changes:
+    """The changes that apply ``events`` (in batch order) to the store behind
+    ``reader``.  Event ids already applied, or repeated within the batch,
+    are listed as duplicates and change nothing."""
+    ids = list(dict.fromkeys(e.event_id for e in events))
+    seen = set(reader.seen(ids)) if ids else set()
+    fresh = []
+    batch = _Batch(reader, cfg)
+    for e in events:
+        if e.event_id in seen:
+            batch.changes.duplicates.append(e.event_id)
+            continue
+        seen.add(e.event_id)
+        fresh.append(e)
+    if fresh:
+        batch.load(fresh)
+        for e in fresh:
+            batch.apply(e)
+    return batch.changes

@@ -1,0 +1,234 @@
+"""Profiles in Redis, shared by many replicas.
+
+Keys (``maple:`` is the default prefix)::
+
+    maple:p:<customer id>      the profile, MessagePack
+    maple:a:<kind>:<value>     alias -> customer id ("maple:a:email_hash:ab12")
+    maple:ca:<customer id>     set of the customer's alias keys (for merges)
+    maple:e:<event id>         customer id; the dedupe record, expires after
+                               ``dedupe_ttl`` (default: the validator's max_past)
+    maple:seq                  the customer creation counter
+
+A batch is applied with optimistic locking: WATCH every key the batch reads
+(its event ids, aliases, profiles), read, fold in Python, then write
+everything in one MULTI/EXEC holding a single Lua call (WRITE_BATCH).  If
+another replica changed a watched key
+meanwhile, EXEC fails and the batch is planned again from fresh reads, so a
+batch is applied atomically and exactly once however many replicas write.
+
+Dedupe window: a dedupe record lives ``dedupe_ttl`` seconds, by default as
+long as the validator's ``max_past`` (400 days).  An event applied at time
+``a`` has a timestamp ``t <= a``; a later copy is only accepted while
+``now - t <= max_past``, hence while ``now - a <= max_past``: the record is
+still there.  So the window loses no idempotency, at the price of one small
+key per event for 400 days; shorten both together if memory matters.
+
+Durability: Redis acknowledges a write before it is on disk unless it is
+configured with ``appendonly yes`` and ``appendfsync always``; with
+``everysec`` (its default) up to a second of acknowledged events can be
+lost in a crash.  :meth:`RedisStore.health` reports which it is, and
+opening a store on a server that is not fsyncing every write logs a warning.
+"""
+from __future__ import annotations
+
+import logging
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .ingest import Changes, plan
+from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 20            # optimistic-locking retries before giving up
+SEQ_BLOCK = 100              # creation numbers reserved per INCRBY
+
+#: One planned batch's writes, run inside MULTI/EXEC (so only if no watched
+#: key changed).  Sent with EVAL, not EVALSHA: a restarted server has no
+#: script cache, and the text is small next to the batch.  On Redis 7+ the
+#: ``#!lua`` line makes the server refuse the whole script up front when it
+#: is out of memory, instead of failing halfway through its writes.
+WRITE_BATCH = """
+-- KEYS: deleted | profiles | aliases | alias sets | events   (counts in ARGV[1..4])
+-- ARGV: counts, dedupe ttl | profiles | alias targets | alias names | event customers
+local nd, np, na, ne, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
+local k, a = 0, 5
+for i = 1, nd do redis.call('DEL', KEYS[k + i]) end
+k = k + nd
+for i = 1, np do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
+k, a = k + np, a + np
+for i = 1, na do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
+for i = 1, na do redis.call('SADD', KEYS[k + na + i], ARGV[a + na + i]) end
+k, a = k + 2 * na, a + 2 * na
+for i = 1, ne do redis.call('SET', KEYS[k + i], ARGV[a + i], 'EX', ttl) end
+return np
+"""
+
+_DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _unavailable(url: str, err: Exception, writing: bool = False) -> StoreUnavailable:
+    tail = ("; the batch was not acknowledged (it may or may not be stored: retrying it is safe)"
+            if writing else "")
+    return StoreUnavailable(f"{url}: {type(err).__name__}: {err}{tail}")
+
+
+class _Reader:
+    """A watched pipeline's view of the store (see ingest.Reader): every key
+    read is WATCHed first, so EXEC fails if another client changed it."""
+
+    def __init__(self, pipe, store: "RedisStore"):
+        self.pipe, self.k = pipe, store.key
+        self._seq, self._seq_end = 0, 0
+
+    def _get(self, keys: list[str]) -> list:
+        self.pipe.watch(*keys)
+        return self.pipe.mget(keys)
+
+    def seen(self, event_ids):
+        values = self._get([self.k("e", e) for e in event_ids])
+        return {e for e, v in zip(event_ids, values) if v is not None}
+
+    def aliases(self, keys):
+        values = self._get([self.k("a", a) for a in keys])
+        return {a: v.decode() for a, v in zip(keys, values) if v is not None}
+
+    def profiles(self, customer_ids):
+        values = self._get([self.k("p", c) for c in customer_ids])
+        return {c: decode(v) for c, v in zip(customer_ids, values) if v is not None}
+
+    def aliases_of(self, customer_id):
+        key = self.k("ca", customer_id)
+        self.pipe.watch(key)
+        return [m.decode() for m in self.pipe.smembers(key)]
+
+    def next_seq(self):
+        """Creation numbers are reserved SEQ_BLOCK at a time (gaps are fine:
+        only their order matters), so new customers cost no round trip each."""
+        if self._seq == self._seq_end:
+            self._seq_end = int(self.pipe.incrby(self.k("seq"), SEQ_BLOCK))
+            self._seq = self._seq_end - SEQ_BLOCK
+        self._seq += 1
+        return self._seq
+
+
+class RedisStore(ProfileStore):
+    """Profiles in Redis (see the module docstring for keys and guarantees)."""
+
+    def __init__(self, client: redis.Redis, url: str, *, prefix: str = "maple:",
+                 dedupe_ttl: float | None = None, **options):
+        super().__init__(url, **options)
+        self.client = client
+        self.prefix = prefix
+        self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.max_past)
+        self._script: str | None = None
+        self._warn_if_not_durable()
+
+    @classmethod
+    def from_url(cls, url: str, *, create: bool = True, socket_timeout: float = 2.0,
+                 connect_timeout: float = 0.5, **options) -> "RedisStore":
+        """``create`` is accepted for symmetry with SQLite and ignored."""
+        client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2))
+        return cls(client, url, **options)
+
+    def key(self, kind: str, name: str = "") -> str:
+        return f"{self.prefix}{kind}:{name}" if name else f"{self.prefix}{kind}"
+
+    # -- writes
+    def _commit(self, events) -> Changes:
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                with self.client.pipeline(transaction=True) as pipe:
+                    changes = plan(events, _Reader(pipe, self), self.fold_config)
+                    pipe.multi()
+                    self._queue(pipe, changes)
+                    pipe.execute()
+                    return changes
+            except redis.WatchError:
+                continue            # another writer (or a dropped connection): plan again
+            except _DOWN as err:
+                raise _unavailable(self.url, err, writing=True) from err
+            except redis.ResponseError as err:
+                raise StoreError(f"{self.url}: {err}; the batch was not acknowledged") from err
+        raise StoreError(f"{self.url}: a batch kept conflicting with other writers "
+                         f"({MAX_ATTEMPTS} attempts); nothing was acknowledged, retry it")
+
+    def _queue(self, pipe, changes: Changes) -> None:
+        """All of a batch's writes as ONE command (WRITE_BATCH), queued
+        between MULTI and EXEC."""
+        k = self.key
+        deleted = [key for cid in changes.deleted for key in (k("p", cid), k("ca", cid))]
+        aliases = list(changes.aliases.items())
+        keys = (deleted + [k("p", cid) for cid in changes.profiles] + [k("a", a) for a, _ in aliases]
+                + [k("ca", cid) for _, cid in aliases] + [k("e", e) for e, _ in changes.applied])
+        args = ([len(deleted), len(changes.profiles), len(aliases), len(changes.applied), self.dedupe_ttl]
+                + [encode(p) for p in changes.profiles.values()] + [cid for _, cid in aliases]
+                + [a for a, _ in aliases] + [cid for _, cid in changes.applied])
+        pipe.eval(self._write_script(), len(keys), *keys, *args)
+
+    def _write_script(self) -> str:
+        if self._script is None:
+            major = int(str(self.client.info("server").get("redis_version", "6")).split(".")[0])
+            self._script = ("#!lua\n" if major >= 7 else "") + WRITE_BATCH
+        return self._script
+
+    # -- reads
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except _DOWN as err:
+            raise _unavailable(self.url, err) from err
+
+    def get(self, customer_id: str) -> dict | None:
+        raw = self._call(self.client.get, self.key("p", customer_id))
+        if raw is None:
+            cid = self.resolve("customer_id", customer_id)
+            if cid is None or cid == customer_id:
+                return None
+            raw = self._call(self.client.get, self.key("p", cid))
+        return decode(raw) if raw is not None else None
+
+    def resolve(self, kind: str, value: str) -> str | None:
+        raw = self._call(self.client.get, self.key("a", f"{kind}:{value}"))
+        return raw.decode() if raw is not None else None
+
+    def applied(self, event_id: str) -> str | None:
+        raw = self._call(self.client.get, self.key("e", event_id))
+        return raw.decode() if raw is not None else None
+
+    # -- health
+    def durability(self) -> bool | None:
+        """True when every write is fsynced before it is acknowledged;
+        None when the server does not say (CONFIG disabled)."""
+        try:
+            conf = self.client.config_get("append*")
+        except redis.ResponseError:
+            return None
+        return conf.get("appendonly") == "yes" and conf.get("appendfsync") == "always"
+
+    def health(self) -> Health:
+        try:
+            self.client.ping()
+            durable = self.durability()
+        except _DOWN as err:
+            return Health(False, self.url, f"{type(err).__name__}: {err}", None)
+        detail = {True: "appendonly yes, appendfsync always",
+                  False: "NOT durable: set appendonly yes and appendfsync always",
+                  None: "durability unknown (CONFIG GET is disabled)"}[durable]
+        return Health(True, self.url, detail, durable)
+
+    def _warn_if_not_durable(self) -> None:
+        try:
+            durable = self.durability()
+        except _DOWN:
+            return                  # not reachable yet: health() will say so
+        if durable is False:
+            log.warning("%s does not fsync every write (needs appendonly yes, appendfsync always): "
+                        "acknowledged events can be lost if Redis crashes", self.url)
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,111 @@
+"""Shared by the profile tests and the profile bench: event builders and a
+real redis-server on a loopback port."""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+DAY = 86400.0
+NOW = 1_760_000_000.0              # the injected "now" of every test (2025-10-09)
+T0 = NOW - 30 * DAY                # events start here
+
+_ids = itertools.count(1)
+
+
+def ev(type_: str, t: float = T0, *, channel: str = "web", cid: str | None = "C1",
+       event_id: str | None = None, **fields) -> dict:
+    """A raw event: ``ev("purchase", T0 + 5, items=[item("S1")], channel="pos", store_id="s1")``."""
+    e = {"event_id": event_id or f"e{next(_ids)}", "type": type_, "channel": channel, "timestamp": t}
+    if cid is not None:
+        e["customer_id"] = cid
+    e.update(fields)
+    return e
+
+
+def item(sku: str, category: str = "shoes", price: float = 10.0, qty: int | None = None,
+         size: str | None = None) -> dict:
+    out = {"sku": sku, "category": category, "price": price}
+    if qty is not None:
+        out["qty"] = qty
+    if size is not None:
+        out["size"] = size
+    return out
+
+
+# ---------------------------------------------------------------- redis-server
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server child process with durable settings (appendonly yes,
+    appendfsync always) on a free loopback port; its data dir survives
+    stop/kill so a restart reloads the AOF."""
+
+    def __init__(self, data_dir: Path, port: int | None = None):
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--daemonize", "no", "--protected-mode", "no"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+        log = []
+        for line in self.proc.stdout:        # blocks until the server says it is ready
+            log.append(line)
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError("redis-server did not start:\n" + "".join(log))
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        return self
+
+    @staticmethod
+    def _drain(proc) -> None:
+        for _ in proc.stdout:
+            pass
+
+    def stop(self) -> None:
+        """SIGTERM and wait (Redis fsyncs and exits)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+class FakeClock:
+    """An injected clock that moves only when told."""
+
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds

@@ -1,0 +1,176 @@
+"""The cache in front of a store: freshness, invalidation, the staleness
+bound between replicas, and degraded reads while Redis is down.  Time is a
+FakeClock; nothing sleeps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.profiles import CachedStore, StoreUnavailable, open_store
+from engine.ruleset import build
+from engine.source import SourceFile
+from profiles_support import NOW, T0, FakeClock, ev, item
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Counting:
+    """A store wrapper counting reads (to see what the cache saved)."""
+
+    def __init__(self, store):
+        self.store, self.gets = store, 0
+
+    def get(self, cid):
+        self.gets += 1
+        return self.store.get(cid)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url):
+    with open_store(sqlite_url, clock=lambda: NOW) as s:
+        yield Counting(s)
+
+
+def test_fresh_entries_come_from_the_cache(sqlite_store):
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, ttl=1.0, clock=clock)
+    cache.apply([ev("page_view", T0)])
+    first = cache.read("C1")
+    assert (first.source, first.degraded) == ("store", False)
+    clock.advance(0.5)
+    second = cache.read("C1")
+    assert (second.source, second.age, second.profile) == ("cache", 0.5, first.profile)
+    assert sqlite_store.gets == 1
+    clock.advance(0.5)                       # ttl reached: back to the store
+    assert cache.read("C1").source == "store" and sqlite_store.gets == 2
+
+
+def test_missing_customers_are_cached_too(sqlite_store):
+    cache = CachedStore(sqlite_store, clock=FakeClock())
+    assert cache.read("nobody").source == "none"
+    assert cache.get("nobody") is None and sqlite_store.gets == 1
+
+
+def test_own_writes_invalidate(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("purchase", T0, items=[item("S1")])])
+    assert cache.get("C1")["orders_count"] == 1
+    cache.apply([ev("purchase", T0 + 1, items=[item("S2")])])
+    assert cache.get("C1")["orders_count"] == 2
+
+
+def test_invalidation_reaches_aliases_and_merged_ids(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid="A"), ev("page_view", T0 + 1, cid="B")])
+    cache.apply([ev("page_view", T0 + 2, cid="B", device_id="d1")])
+    assert cache.get("A")["channels"] == ["web"] and cache.get("B")["last_seen_at"] == T0 + 2
+    result = cache.apply([ev("push_open", T0 + 3, channel="app", cid="A", device_id="d1")])
+    assert result.merged == (("B", "A"),)
+    assert cache.get("B")["customer_id"] == "A" and cache.get("B")["channels"] == ["app", "web"]
+    cache.apply([ev("email_open", T0 + 4, channel="email", cid="A")])
+    assert cache.get("B")["channels"] == ["app", "email", "web"]     # cached under the alias, dropped
+
+
+def test_a_cached_miss_is_dropped_when_the_id_starts_naming_someone(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid=None, device_id="d1")])
+    assert cache.get("C7") is None                         # cached: nobody
+    cache.apply([ev("page_view", T0 + 1, cid="C7", device_id="d1")])
+    assert cache.get("C7")["last_seen_at"] == T0 + 1      # C7 is now an alias of the device's customer
+
+
+def test_a_fetch_racing_a_local_write_is_not_cached(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("purchase", T0, items=[item("S1")])])
+    real_get = sqlite_store.get
+
+    def get_then_write(cid):
+        profile = real_get(cid)               # the old profile ...
+        cache.apply([ev("purchase", T0 + 1, items=[item("S2")])])  # ... and a write lands meanwhile
+        return profile
+
+    sqlite_store.get = get_then_write
+    assert cache.get("C1")["orders_count"] == 1
+    sqlite_store.get = real_get
+    assert cache.get("C1")["orders_count"] == 2
+
+
+def test_lru_bound(sqlite_store):
+    cache = CachedStore(sqlite_store, maxsize=2, clock=FakeClock())
+    for cid in ("a", "b", "c"):
+        cache.get(cid)
+    assert len(cache) == 2
+
+
+def test_replicas_see_each_other_within_the_ttl(redis_url):
+    """The documented staleness bound: another replica's write is visible
+    once the entry is ttl seconds old, never later."""
+    clock = FakeClock()
+    a = CachedStore(open_store(redis_url, clock=lambda: NOW), ttl=1.0, clock=clock)
+    b = CachedStore(open_store(redis_url, clock=lambda: NOW), ttl=1.0, clock=clock)
+    a.apply([ev("purchase", T0, items=[item("S1")])])
+    assert a.get("C1")["orders_count"] == 1
+    b.apply([ev("purchase", T0 + 1, items=[item("S2")])])
+    assert b.get("C1")["orders_count"] == 2                # the writer reads its own write
+    clock.advance(0.999)
+    stale = a.read("C1")
+    assert stale.profile["orders_count"] == 1 and stale.age < a.ttl   # stale, within the bound
+    clock.advance(0.001)
+    assert a.get("C1")["orders_count"] == 2                # bound reached: fresh
+    a.close()
+    b.close()
+
+
+# ---------------------------------------------------------------- Redis down
+PACK = build([SourceFile("rules/schema.rules", (ROOT / "rules/schema.rules").read_text()),
+              SourceFile("pack.rules", (ROOT / "tests/profiles/data/pack.rules").read_text())])
+
+
+def test_redis_down_reads_degrade_writes_fail_and_recovery_is_automatic(own_redis):
+    clock = FakeClock()
+    cache = CachedStore(open_store(own_redis.url, clock=lambda: NOW), ttl=1.0, retry_after=5.0, clock=clock)
+    cache.apply([ev("purchase", T0, channel="pos", store_id="mall", items=[item("S1", size="42")])])
+    assert cache.read("C1").source == "store"
+
+    own_redis.stop()                                         # Redis goes away mid-run
+    clock.advance(2)                                         # the entry is past its ttl
+    down = cache.read("C1")
+    assert (down.source, down.degraded, down.profile["sizes"]) == ("cache", True, {"shoes": "42"})
+    assert "ConnectionError" in down.reason and own_redis.url.split("//")[1].split("/")[0] in down.reason
+    assert PACK.values(down.profile, {"category": "shoes"}, NOW)["prefilled_size"] == "42"
+    unknown = cache.read("C2")                               # never cached: missing, decisions use defaults
+    assert (unknown.profile, unknown.degraded) == (None, True)
+    assert PACK.values(unknown.profile or {}, {}, NOW)["homepage_category"] == "new-arrivals"
+    with pytest.raises(StoreUnavailable, match="not acknowledged"):
+        cache.apply([ev("page_view", T0 + 1)])
+    assert not cache.health().ok and cache.degraded
+
+    own_redis.start()                                        # back, from its append-only file
+    clock.advance(1)
+    assert cache.read("C1").degraded                         # within retry_after: not asked yet
+    clock.advance(5)
+    back = cache.read("C1")
+    assert (back.source, back.degraded, back.reason) == ("store", False, None)
+    assert cache.degraded is None and cache.health().ok
+    result = cache.apply([ev("page_view", T0 + 1)])          # the same connection pool, no restart
+    assert result.accepted and cache.get("C1")["channels"] == ["pos", "web"]
+    cache.close()
+
+
+def test_a_write_notices_the_outage_and_a_write_notices_the_recovery(own_redis):
+    clock = FakeClock()
+    cache = CachedStore(open_store(own_redis.url, clock=lambda: NOW), ttl=10, retry_after=60, clock=clock)
+    cache.apply([ev("page_view", T0)])
+    assert cache.read("C1").degraded is False
+    own_redis.kill()
+    with pytest.raises(StoreUnavailable):
+        cache.apply([ev("page_view", T0 + 1)])
+    assert cache.read("C1").degraded                         # fresh entry, but the store is known down
+    own_redis.start()
+    assert cache.apply([ev("page_view", T0 + 2)]).accepted
+    assert cache.read("C1").degraded is False
+    cache.close()
