@@ -139,6 +139,41 @@ def cmd_test(args) -> int:
     return 0 if report.ok else 1
 
 
+# ---------------------------------------------------------------- replay
+def cmd_replay(args) -> int:
+    from . import replay as rp
+    from .ruleset import load
+    packs = {}
+    for label, path in (("new", args.rules), ("old", args.against)):
+        try:
+            packs[label] = load(path)
+        except PackError as err:
+            print(f"maple: the {label} rules ({path}) do not compile:", file=sys.stderr)
+            _print_diagnostics(err.diagnostics, "text")
+            return 1
+    progress = None
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+            progress = tqdm(desc="replay", unit="customer", file=sys.stderr)
+        except ImportError:  # pragma: no cover
+            pass
+    try:
+        samples = rp.read_samples(args.profiles, limit=args.limit, default_now=args.now)
+        report = rp.replay(packs["old"], packs["new"], samples, examples=args.examples, progress=progress)
+    except (rp.ReplayInputError, OSError) as err:
+        print(f"maple: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(rp.render(report), end="")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="maple", description="Maple: real-time personalization decisions.")
@@ -162,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-k", metavar="TEXT", help="only cases whose name contains TEXT")
     c.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     c.set_defaults(func=cmd_test)
+
+    c = sub.add_parser("replay", help="preview how new rules change decisions on sample customers",
+                       description="Run the new and the old rules over the same customers (a JSONL "
+                                   "file: one profile, or {profile, request, now}, per line) and report "
+                                   "what changes, for whom, with examples and the latency of each.")
+    c.add_argument("--rules", required=True, metavar="NEW_RULES", help="the rules to release")
+    c.add_argument("--against", required=True, metavar="OLD_RULES", help="the rules live now")
+    c.add_argument("--profiles", required=True, metavar="FILE.jsonl")
+    c.add_argument("--now", type=parse_time, help="the time for lines that do not give one (default: now)")
+    c.add_argument("--limit", type=int, help="only the first N lines")
+    c.add_argument("--examples", type=int, default=3, help="examples per decision (default 3)")
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_replay)
 
     c = sub.add_parser("compile", help="compile a pack; --dis prints the IR")
     c.add_argument("rules", metavar="RULES")
