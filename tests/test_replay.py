@@ -28,8 +28,8 @@ def changed_rules(tmp_path):
 
 @pytest.fixture
 def customers(tmp_path):
-    lines = [{"lifecycle": "new", "customer_id": "n1"},
-             {"lifecycle": "new", "customer_id": "n2"},
+    lines = [{"profile": {"lifecycle": "new", "customer_id": "n1"}, "request": {"channel": "web"}},
+             {"profile": {"lifecycle": "new", "customer_id": "n2"}, "request": {"channel": "app"}},
              {"profile": {"lifecycle": "vip", "customer_id": "v1"}, "request": {"channel": "web"}},
              {"profile": {"lifecycle": "active"}, "request": {"channel": "pos"}, "now": NOW}]
     path = tmp_path / "c.jsonl"
