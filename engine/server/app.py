@@ -190,12 +190,13 @@ class DecisionNode:
     def start(self) -> None:
         self.server.start()
 
-    def drain(self, drain_seconds: float, grace_seconds: float, wait=time.sleep) -> None:
+    def drain(self, drain_seconds: float, grace_seconds: float, hurry: threading.Event | None = None) -> None:
         """NOT_SERVING at once; keep answering for drain_seconds (so balancers
-        see it); then refuse new calls and let in-flight ones finish."""
+        see it; a second signal cuts it short); then refuse new calls and let
+        in-flight ones finish within grace_seconds."""
         self.health.enter_graceful_shutdown()
         if drain_seconds > 0:
-            wait(drain_seconds)
+            (hurry or threading.Event()).wait(drain_seconds)
         self.server.stop(grace_seconds).wait()
 
 
@@ -208,16 +209,36 @@ def _metrics_on_result(m):
 
 
 # ---------------------------------------------------------------- signals
-def stop_event() -> threading.Event:
-    """An event set by SIGTERM or SIGINT."""
-    ev = threading.Event()
+class Stop:
+    """SIGTERM/SIGINT: the first sets ``requested`` (drain); a second one
+    sets ``hurry`` (cut the drain period short) and calls ``on_again``."""
 
-    def handler(signum, frame):
+    def __init__(self):
+        self.requested = threading.Event()
+        self.hurry = threading.Event()
+        self.on_again = None
+        signal.signal(signal.SIGTERM, self._handler)
+        signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.requested.is_set():
+            log.info("received %s again: ending the drain period", signal.Signals(signum).name)
+            self.hurry.set()
+            if self.on_again is not None:
+                self.on_again()
+            return
         log.info("received %s: draining", signal.Signals(signum).name)
-        ev.set()
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return ev
+        self.requested.set()
+
+    def is_set(self) -> bool:
+        return self.requested.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.requested.wait(timeout)
+
+
+def stop_event() -> Stop:
+    return Stop()
 
 
 def announce(**fields) -> None:
@@ -277,7 +298,7 @@ def serve_single(cfg: ServeConfig) -> int:
     stop.wait()
     if admin_health is not None:
         admin_health.enter_graceful_shutdown()
-    node.drain(cfg.drain_seconds, cfg.grace_seconds)
+    node.drain(cfg.drain_seconds, cfg.grace_seconds, stop.hurry)
     if admin_server is not None:
         admin_server.stop(1).wait()
     log.info("drained; exiting")

@@ -58,7 +58,7 @@ def worker_main(cfg: ServeConfig, address: str, payload, conn) -> None:
     conn.send(("ready", os.getpid(), _version(node)))
     threading.Thread(target=_commands, args=(node, conn, stop), daemon=True, name="maple-commands").start()
     stop.wait()
-    node.drain(cfg.drain_seconds, cfg.grace_seconds)
+    node.drain(cfg.drain_seconds, cfg.grace_seconds, stop.hurry)
 
 
 def _version(node) -> str:
@@ -72,7 +72,7 @@ def _commands(node, conn, stop: threading.Event) -> None:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            stop.set()                      # the supervisor is gone: drain and exit
+            stop.requested.set()            # the supervisor is gone: drain and exit
             return
         if msg[0] == "reload":
             try:
@@ -152,6 +152,12 @@ class FanoutRules:
 
     def sentinels(self) -> list:
         return [w.process.sentinel for w in self.workers]
+
+    def signal_all(self) -> None:
+        """Forward SIGTERM to every live worker (from a signal handler: no lock)."""
+        for w in list(self.workers):
+            if w.process.is_alive():
+                os.kill(w.pid, signal.SIGTERM)
 
     def stop(self, timeout: float) -> bool:
         """SIGTERM every worker and wait for them; True when all exited 0."""
@@ -242,6 +248,7 @@ def supervise(cfg: ServeConfig) -> int:
             on_reload = lambda result: m.RELOADS.labels(result).inc()  # noqa: E731
             m.RELOADS.labels("ok" if fan.last_error is None else "error").inc()
         fan.start(cfg.worker_count)
+        stop.on_again = fan.signal_all          # a second signal hurries the workers too
         admin_server = admin_address = admin_health = None
         if cfg.admin_listen != "off":
             admin_server = make_server(2, 16, cfg.max_message_bytes,
