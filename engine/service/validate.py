@@ -66,18 +66,20 @@ def validate_batch_size(n: int) -> None:
 
 
 def _shape_problem(value) -> str | None:
-    """Depth and size limits of a JSON-like value, checked without recursion."""
-    stack = [(value, 1)]
+    """Depth and size limits of a JSON-like value.  Only containers are
+    visited one by one (leaves are counted in bulk): this runs on every
+    request with a snapshot."""
     nodes = 0
+    stack = [(value, 1)]
     while stack:
         v, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_NODES:
-            return f"more than {MAX_NODES} values"
         if depth > MAX_DEPTH:
             return f"nested more than {MAX_DEPTH} levels deep"
-        if isinstance(v, dict):
-            stack.extend((x, depth + 1) for x in v.values())
-        elif isinstance(v, list):
-            stack.extend((x, depth + 1) for x in v)
+        items = v.values() if type(v) is dict else v
+        nodes += len(items)
+        if nodes > MAX_NODES:
+            return f"more than {MAX_NODES} values"
+        for x in items:
+            if type(x) is dict or type(x) is list:
+                stack.append((x, depth + 1))
     return None
