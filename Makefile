@@ -13,10 +13,9 @@ $(STAMP): $(SOURCES)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
-## serve: build and run Maple on the reference rule pack
+## serve: build and serve decisions on the reference rule pack (gRPC :50051, admin :50052, metrics :9464)
 serve: $(STAMP)
-	$(BIN)/maple check rules/
-	$(BIN)/maple decide --rules rules/ --profile rules/data/sample_profiles/runner.json --request rules/data/sample_requests/web_trail_shoes.json --explain
+	$(BIN)/maple serve --rules rules/ --metrics-port 9464
 
 ## test: build and run every test
 test: $(STAMP)

@@ -56,7 +56,7 @@ def generate_protos() -> None:
     packages = {p.parent.relative_to(PROTO).parts[0] for p in protos}
     for path in PB_OUT.rglob("*.py*"):
         text = path.read_text()
-        depth = len(path.relative_to(PB_OUT).parts) - 1
+        depth = len(path.relative_to(PB_OUT).parts)  # one dot per package level, plus the current one
         for pkg in packages:
             text = re.sub(rf"^from {pkg}((?:\.\w+)*) import", lambda m: "from " + "." * depth
                           + (pkg + m.group(1)) + " import", text, flags=re.M)

@@ -4,6 +4,8 @@
     maple compile RULES [--dis]                compile; print the IR with --dis
     maple decide --rules RULES --profile P.json [--request R.json] [--explain]
     maple test RULES                           rule tests (RULES/tests/*.yaml); exit 1 on failure
+    maple serve --rules RULES [--listen HOST:PORT] [--admin-listen HOST:PORT]
+                [--workers N] [--store URL] [--metrics-port P]   (docs/service.md)
 
 Each command is a function ``cmd_<name>(args) -> exit code``; ``main`` builds
 the parser from :data:`COMMANDS`.  Commands from other packages register
@@ -172,6 +174,27 @@ def cmd_replay(args) -> int:
     else:
         print(rp.render(report), end="")
     return 0
+# ---------------------------------------------------------------- serve
+def cmd_serve(args) -> int:
+    from .server.config import from_args
+    from .server.app import serve
+    return serve(from_args(args))
+
+
+def _add_serve(sub) -> None:
+    from .server.config import OPTIONS, env_name
+    c = sub.add_parser("serve", help="serve decisions over gRPC",
+                       description="Serve the DecisionService (and the AdminService on its own port) for "
+                                   "the rules in RULES. Every flag can also be set with an environment "
+                                   "variable, named after it (MAPLE_LISTEN, MAPLE_WORKERS, ...); a flag wins. "
+                                   "SIGTERM drains: health NOT_SERVING at once, in-flight calls finish, "
+                                   "exit 0. See docs/service.md.")
+    metavars = {"rules": "DIR", "listen": "HOST:PORT", "admin_listen": "HOST:PORT", "workers": "N",
+                "store": "URL", "metrics_port": "P", "metrics_host": "HOST"}
+    for field, flag, type_, text in OPTIONS:
+        c.add_argument(flag, dest=field, type=type_, default=None, metavar=metavars.get(field, field.upper()),
+                       help=f"{text} [{env_name(field)}]")
+    c.set_defaults(func=cmd_serve)
 
 
 # ---------------------------------------------------------------- parser
@@ -231,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_decide)
 
     from .profiles.commands import add_commands as add_profile_commands; add_profile_commands(sub)
+    _add_serve(sub)
     return p
 
 

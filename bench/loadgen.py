@@ -1,0 +1,423 @@
+"""Load generator for Maple's DecisionService, with an echo floor in the same run.
+
+    python -m bench.loadgen                          # start maple serve + echo here, run every phase
+    python -m bench.loadgen --target HOST:PORT --echo HOST:PORT   # measure servers running elsewhere
+
+Phases, each run against the echo floor and then against Decide with the same
+request bytes:
+
+* ``c1``     closed loop, one caller: the latency of a lone request
+* ``max``    closed loop, --concurrency callers over --procs processes: top throughput
+* ``open``   open loop at --rate-fraction x the echo's top throughput; latency is
+             measured from each request's *intended* send time, so a stall is
+             counted in full (no coordinated omission)
+* ``batch``  DecideBatch of --batch-size items, closed loop: decisions per second
+
+Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
+merged.  Results: a table on stdout, JSON and a latency-distribution PNG in --out.
+When the harness starts the server itself it also reads the server's own
+``maple_decide_seconds`` histogram (request parsed to response ready).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DECIDE = "/maple.v1.DecisionService/Decide"
+BATCH = "/maple.v1.DecisionService/DecideBatch"
+ECHO = "/maple.bench.Echo/Echo"
+LOWEST, HIGHEST, DIGITS = 1, 60_000_000, 3          # microseconds
+
+
+# ---------------------------------------------------------------- one client process
+def _hist():
+    from hdrh.histogram import HdrHistogram
+    return HdrHistogram(LOWEST, HIGHEST, DIGITS)
+
+
+def _channels(target: str, n: int):
+    import grpc
+    # a local subchannel pool per channel: n separate connections, spread over workers
+    return [grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1),
+                                                   ("grpc.max_receive_message_length", 64 << 20)])
+            for _ in range(n)]
+
+
+def client_main(spec: dict, progress, out) -> None:
+    """Run one process's share of a phase; put (histogram, count, errors) on ``out``."""
+    import grpc
+    payloads, n = spec["payloads"], len(spec["payloads"])
+    hist, lock = _hist(), threading.Lock()
+    errors: dict[str, int] = {}
+    counted = [0]
+    start = time.perf_counter() + 0.05
+    measure_from = start + spec["warmup"]
+    end = measure_from + spec["duration"]
+
+    def record(t0: float, t1: float) -> None:
+        if t0 >= measure_from:
+            with lock:
+                hist.record_value(max(LOWEST, min(HIGHEST, int((t1 - t0) * 1e6))))
+                counted[0] += 1
+
+    def fail(err) -> None:
+        code = err.code().name if isinstance(err, grpc.RpcError) else type(err).__name__
+        with lock:
+            errors[code] = errors.get(code, 0) + 1
+
+    def tick(k: int) -> None:
+        if k % 32 == 0:
+            with progress.get_lock():
+                progress.value += 32
+
+    def closed(channel, offset: int) -> None:
+        call = channel.unary_unary(spec["method"])
+        for i in itertools.count(offset):
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                call(payloads[i % n], timeout=30)
+            except Exception as err:
+                fail(err)
+            record(t0, time.perf_counter())
+            tick(i - offset + 1)
+
+    def open_loop(channels) -> None:
+        calls = [ch.unary_unary(spec["method"]) for ch in channels]
+        interval = 1.0 / spec["rate"]
+        pending = []
+        for i in itertools.count():
+            intended = start + i * interval
+            if intended >= end:
+                break
+            delay = intended - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            fut = calls[i % len(calls)].future(payloads[i % n], timeout=30)
+
+            def done(f, intended=intended):
+                if f.exception() is not None:
+                    fail(f.exception())
+                record(intended, time.perf_counter())
+            fut.add_done_callback(done)
+            pending.append(fut)
+            tick(i + 1)
+        for f in pending:
+            try:
+                f.result()
+            except Exception:
+                pass
+
+    seed = spec["index"] * 7919
+    if spec["mode"] == "open":
+        open_loop(_channels(spec["target"], 4))
+    else:
+        threads = [threading.Thread(target=closed, args=(ch, seed + k * 104729))
+                   for k, ch in enumerate(_channels(spec["target"], spec["threads"]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    out.put((hist.encode(), counted[0], errors))
+
+
+# ---------------------------------------------------------------- a phase
+@dataclass
+class Result:
+    phase: str
+    target: str                   # echo | decide | batch
+    requests: int
+    seconds: float
+    errors: dict
+    hist: object = field(repr=False)
+    items_per_request: int = 1
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, p: float) -> float:
+        return float(self.hist.get_value_at_percentile(p)) if self.requests else float("nan")
+
+    def summary(self) -> dict:
+        return {"phase": self.phase, "target": self.target, "requests": self.requests,
+                "throughput_rps": round(self.throughput, 1),
+                "decisions_per_s": round(self.throughput * self.items_per_request, 1),
+                **{f"p{p:g}_us": self.pct(p) for p in (50, 90, 99, 99.9)},
+                "max_us": float(self.hist.get_max_value()) if self.requests else None, "errors": self.errors}
+
+
+def run_phase(phase: str, name: str, target: str, method: str, payloads: list[bytes], *, mode: str,
+              procs: int, threads: int, rate: float, duration: float, warmup: float,
+              items_per_request: int = 1) -> Result:
+    from tqdm import tqdm
+    ctx = multiprocessing.get_context("spawn")
+    progress, out = ctx.Value("q", 0), ctx.Queue()
+    share = [payloads[i::procs] or payloads for i in range(procs)]
+    workers = [ctx.Process(target=client_main, args=({
+        "index": i, "target": target, "method": method, "payloads": share[i], "mode": mode, "threads": threads,
+        "rate": rate / procs, "duration": duration, "warmup": warmup}, progress, out)) for i in range(procs)]
+    for w in workers:
+        w.start()
+    label = f"{phase:>5} {name:<6}" + (f" {rate:,.0f}/s" if mode == "open" else f" c={procs * threads}")
+    with tqdm(total=None, desc=label, unit="req", leave=False, file=sys.stderr) as bar:
+        results = []
+        while len(results) < procs:
+            try:
+                results.append(out.get(timeout=0.25))
+            except Exception:
+                pass
+            bar.n = progress.value
+            bar.refresh()
+    for w in workers:
+        w.join()
+    hist, count, errors = _hist(), 0, {}
+    for encoded, n, errs in results:
+        hist.decode_and_add(encoded)
+        count += n
+        for k, v in errs.items():
+            errors[k] = errors.get(k, 0) + v
+    return Result(phase, name, count, duration, errors, hist, items_per_request)
+
+
+# ---------------------------------------------------------------- servers
+def _read_announcement(proc: subprocess.Popen, what: str) -> dict:
+    for line in proc.stdout:
+        if line.startswith("{"):
+            return json.loads(line)
+    raise SystemExit(f"loadgen: {what} did not start (exit {proc.wait()})")
+
+
+def start_maple(rules: str, workers: int, store: str | None) -> tuple[subprocess.Popen, dict]:
+    cmd = [sys.executable, "-m", "engine", "serve", "--rules", rules, "--listen", "127.0.0.1:0",
+           "--admin-listen", "off", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
+           "--workers", str(workers), "--drain-seconds", "0", "--log-level", "WARNING"]
+    if store:
+        cmd += ["--store", store]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    info = _read_announcement(proc, "maple serve")
+    _wait_serving(info["decisions"])
+    return proc, info
+
+
+def start_echo(workers: int) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--listen", "127.0.0.1:0",
+                             "--workers", str(workers)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    address = _read_announcement(proc, "the echo server")["decisions"]
+    import grpc
+    with grpc.insecure_channel(address) as ch:
+        grpc.channel_ready_future(ch).result(timeout=60)
+    return proc, address
+
+
+def _wait_serving(address: str) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    with grpc.insecure_channel(address) as ch:
+        for update in health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(), timeout=120):
+            if update.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+    raise SystemExit(f"loadgen: {address} never became SERVING")
+
+
+def default_pack() -> str:
+    """rules/ when it decides something; else rules/schema.rules + bench/pack."""
+    if any("decision" in p.read_text() for p in (ROOT / "rules").rglob("*.rules") if p.name != "schema.rules"):
+        return str(ROOT / "rules")
+    d = Path(tempfile.mkdtemp(prefix="maple-bench-pack-"))
+    (d / "schema.rules").write_text((ROOT / "rules" / "schema.rules").read_text())
+    for p in (ROOT / "bench" / "pack").glob("*.rules"):
+        (d / p.name).write_text(p.read_text())
+    return str(d)
+
+
+# ---------------------------------------------------------------- server-side histogram
+def scrape_decide_buckets(metrics_port: int | None) -> dict[float, float] | None:
+    if metrics_port is None:
+        return None
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    buckets = {}
+    for m in re.finditer(r'^maple_decide_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
+        buckets[float(m.group(1))] = float(m.group(2))
+    return buckets
+
+
+def bucket_percentiles(before: dict, after: dict) -> dict:
+    """Upper bounds of the server-side p50/p99 from the histogram's buckets."""
+    delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
+    total = delta[-1][1] if delta else 0
+    out = {"count": total}
+    for p in (50, 99, 99.9):
+        bound = next((le for le, c in delta if c >= total * p / 100), float("inf")) if total else None
+        out[f"p{p:g}_le_us"] = None if bound is None else bound * 1e6
+    return out
+
+
+# ---------------------------------------------------------------- report
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else float("nan")
+
+
+def table(results: list[Result]) -> str:
+    head = f"{'phase':<6}{'target':<8}{'requests':>10}{'req/s':>10}{'dec/s':>10}{'p50 us':>9}{'p90 us':>9}" \
+           f"{'p99 us':>9}{'p99.9 us':>10}{'max us':>9}  errors"
+    rows = [head, "-" * len(head)]
+    for r in results:
+        s = r.summary()
+        rows.append(f"{r.phase:<6}{r.target:<8}{r.requests:>10}{s['throughput_rps']:>10,.0f}"
+                    f"{s['decisions_per_s']:>10,.0f}{s['p50_us']:>9.0f}{s['p90_us']:>9.0f}{s['p99_us']:>9.0f}"
+                    f"{s['p99.9_us']:>10.0f}{s['max_us'] or 0:>9.0f}  {r.errors or ''}")
+    return "\n".join(rows)
+
+
+def ratios(results: list[Result]) -> dict:
+    by = {(r.phase, r.target): r for r in results}
+    out = {}
+    for phase in ("c1", "open"):
+        d, e = by.get((phase, "decide")), by.get((phase, "echo"))
+        if d and e:
+            out[phase] = {"p50": ratio(d.pct(50), e.pct(50)), "p99": ratio(d.pct(99), e.pct(99))}
+    d, e = by.get(("max", "decide")), by.get(("max", "echo"))
+    if d and e:
+        out["max"] = {"throughput": ratio(d.throughput, e.throughput)}
+    return out
+
+
+def plot(results: list[Result], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    phases = [p for p in ("c1", "max", "open", "batch") if any(r.phase == p for r in results)]
+    fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 4), squeeze=False)
+    pcts = [0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
+    for ax, phase in zip(axes[0], phases):
+        for r in (r for r in results if r.phase == phase and r.requests):
+            xs = [1 / (1 - p / 100) if p < 100 else 1e4 for p in pcts]
+            ax.plot(xs, [r.pct(p) / 1000 for p in pcts], marker=".", label=f"{r.target} ({r.throughput:,.0f}/s)")
+        ax.set_xscale("log")
+        ax.set_xticks([1, 2, 10, 100, 1000, 10000])
+        ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
+        ax.set_xlabel("percentile")
+        ax.set_ylabel("latency (ms)")
+        ax.set_title(phase)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle("Maple Decide vs gRPC echo floor (same server stack)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+# ---------------------------------------------------------------- main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", help="a running DecisionService (default: start maple serve here)")
+    p.add_argument("--echo", help="a running bench.echo_server (default: start one here)")
+    p.add_argument("--rules", help="rules for the maple serve it starts (default: rules/, or "
+                                   "rules/schema.rules + bench/pack while rules/ decides nothing)")
+    p.add_argument("--server-workers", type=int, default=1, help="worker processes of both servers it starts")
+    p.add_argument("--profiles", help="JSON Lines file of profiles (default: synthetic)")
+    p.add_argument("--customers", type=int, default=2000, help="synthetic profiles to make")
+    p.add_argument("--by-id", action="store_true",
+                   help="send customer ids only; the server it starts reads the profiles from --store jsonl:")
+    p.add_argument("--phases", default="c1,max,open,batch")
+    p.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase and target")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each")
+    p.add_argument("--procs", type=int, default=2, help="client processes for max, open and batch")
+    p.add_argument("--concurrency", type=int, default=16, help="callers in max (over --procs)")
+    p.add_argument("--rate", type=float, help="open-loop rate (default: --rate-fraction x echo max)")
+    p.add_argument("--rate-fraction", type=float, default=0.5)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for JSON and PNG")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from bench import profiles as prof
+    started = []
+    try:
+        people = prof.from_jsonl(args.profiles) if args.profiles else prof.synthetic(args.customers)
+        store = None
+        if args.by_id and not args.target:
+            store_file = Path(tempfile.mkdtemp(prefix="maple-bench-")) / "profiles.jsonl"
+            prof.write_jsonl(people, store_file)
+            store = f"jsonl:{store_file}"
+        metrics_port = None
+        target = args.target
+        if not target:
+            proc, info = start_maple(args.rules or default_pack(), args.server_workers, store)
+            started.append(proc)
+            target, metrics_port = info["decisions"], info["metrics"]
+        echo = args.echo
+        if not echo:
+            proc, echo = start_echo(args.server_workers)
+            started.append(proc)
+        singles = prof.decide_requests(people, args.by_id)
+        batches = prof.batch_requests(singles, args.batch_size)
+        print(f"decide {target}, echo {echo}; {len(singles)} requests of ~{sum(map(len, singles)) // len(singles)} "
+              f"bytes; {os.cpu_count()} cores", file=sys.stderr)
+        common = dict(duration=args.duration, warmup=args.warmup)
+        phases = args.phases.split(",")
+        results: list[Result] = []
+        server_side = {}
+        per_thread = max(1, args.concurrency // args.procs)
+
+        def both(phase, **kw):
+            results.append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **common))
+            before = scrape_decide_buckets(metrics_port)
+            results.append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **common))
+            after = scrape_decide_buckets(metrics_port)
+            if before is not None and after:
+                server_side[phase] = bucket_percentiles(before, after)
+
+        if "c1" in phases:
+            both("c1", mode="closed", procs=1, threads=1, rate=0)
+        if "max" in phases or "open" in phases:
+            both("max", mode="closed", procs=args.procs, threads=per_thread, rate=0)
+        if "open" in phases:
+            echo_max = next(r.throughput for r in results if r.phase == "max" and r.target == "echo")
+            rate = args.rate or args.rate_fraction * echo_max
+            both("open", mode="open", procs=args.procs, threads=1, rate=rate)
+        if "batch" in phases:
+            results.append(run_phase("batch", "batch", target, BATCH, batches, mode="closed", procs=args.procs,
+                                     threads=2, rate=0, items_per_request=args.batch_size, **common))
+        report = {"target": target, "echo": echo, "by_id": args.by_id, "cores": os.cpu_count(),
+                  "server_workers": args.server_workers, "request_bytes": sum(map(len, singles)) // len(singles),
+                  "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
+                  "server_side_decide": server_side}
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        (out / f"loadgen-{stamp}.json").write_text(json.dumps(report, indent=2))
+        plot(results, out / f"loadgen-{stamp}.png")
+        print(table(results))
+        print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
+        if server_side:
+            print("server-side Decide (maple_decide_seconds bucket bounds):", json.dumps(server_side))
+        print(f"\nwrote {out / f'loadgen-{stamp}.json'} and .png")
+        return 0
+    finally:
+        for proc in started:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

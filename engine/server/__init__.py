@@ -1,0 +1,1 @@
+"""gRPC server: generated stubs (pb/), thin servicers, bootstrap, status mapping."""

@@ -1,0 +1,305 @@
+"""Bootstrap: gRPC servers, health, reflection, metrics, graceful shutdown.
+
+One process (``--workers 1``) serves decisions, admin and metrics itself.
+With more workers, :mod:`engine.server.workers` runs a supervisor that
+serves admin and metrics and starts one decision process per worker, all
+listening on the same port with SO_REUSEPORT.  Either way a decision
+process is a :class:`DecisionNode`.
+
+Handlers take the request as raw bytes and parse it themselves, so a
+payload that is not a valid message is INVALID_ARGUMENT (grpc's own
+deserializer would answer INTERNAL), and so server time is measured from
+the request parsed to the response ready.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ..service.decide import Decider
+from ..service.rules import LocalRules, RulesetHolder
+from ..service.sources import open_profile_source
+from .config import ServeConfig
+from .pb.maple.v1 import admin_pb2 as apb
+from .pb.maple.v1 import decision_pb2 as pb
+from .servicers import AdminServicer, DecisionServicer
+
+log = logging.getLogger("maple.server")
+
+DECISION_SERVICE = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+ADMIN_SERVICE = apb.DESCRIPTOR.services_by_name["AdminService"].full_name
+
+
+# ---------------------------------------------------------------- grpc plumbing
+def grpc_options(max_message_bytes: int = 4 * 1024 * 1024) -> list[tuple[str, object]]:
+    """The server's channel options; the bench echo server uses the same."""
+    return [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        # keepalive: ping idle clients every 60 s, drop them after 20 s silence;
+        # accept client pings at most every 10 s (more is a strike, 2 strikes close)
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", 15 * 60_000),
+    ]
+
+
+def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes: int,
+                interceptors=()) -> grpc.Server:
+    return grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="maple-rpc"),
+                       options=grpc_options(max_message_bytes), maximum_concurrent_rpcs=max_concurrent_rpcs,
+                       interceptors=list(interceptors))
+
+
+def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_parsed_timer=None):
+    """A unary handler that parses the request itself (INVALID_ARGUMENT on
+    garbage) and records the RPC's status and server time."""
+    parse = request_cls.FromString
+    perf = time.perf_counter
+    what = request_cls.DESCRIPTOR.full_name
+
+    def handle(raw: bytes, context):
+        t0 = perf()
+        code = "OK"
+        try:
+            try:
+                request = parse(raw)
+            except Exception:                     # DecodeError, recursion limit, bad UTF-8
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {what}")
+            t1 = perf()
+            response = method(request, context)
+            if on_parsed_timer is not None:
+                on_parsed_timer(perf() - t1)
+            return response
+        except BaseException:
+            c = context.code()
+            code = c.name if isinstance(c, grpc.StatusCode) else "INTERNAL"
+            raise
+        finally:
+            if recorder is not None:
+                recorder.request(rpc, code, perf() - t0)
+
+    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None,
+                                               response_serializer=response_cls.SerializeToString)
+
+
+def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None) -> grpc.GenericRpcHandler:
+    return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
+        "Decide": raw_unary("Decide", pb.DecideRequest, pb.DecideResponse, servicer.Decide, recorder,
+                            decide_timer),
+        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, pb.DecideBatchResponse,
+                                 servicer.DecideBatch, recorder),
+    })
+
+
+def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:
+    methods = [("ValidateRules", apb.ValidateRulesRequest, apb.ValidateRulesResponse),
+               ("ReloadRules", apb.ReloadRulesRequest, apb.ReloadRulesResponse),
+               ("GetRuleset", apb.GetRulesetRequest, apb.GetRulesetResponse)]
+    return grpc.method_handlers_generic_handler(ADMIN_SERVICE, {
+        name: raw_unary(name, req, resp, getattr(servicer, name), recorder) for name, req, resp in methods})
+
+
+class TokenGuard(grpc.ServerInterceptor):
+    """AdminService calls need ``authorization: Bearer <token>``."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}"
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "AdminService needs authorization: Bearer <token>")
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation, details):
+        if details.method.startswith(f"/{ADMIN_SERVICE}/"):
+            md = dict(details.invocation_metadata or ())
+            if md.get("authorization") != self._expected:
+                return self._deny
+        return continuation(details)
+
+
+def add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:
+    """Standard grpc.health.v1 (every service NOT_SERVING to start) and
+    server reflection listing ``services``."""
+    h = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(h, server)
+    for name in ["", *services]:
+        h.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return h
+
+
+def set_serving(h: health.HealthServicer, services: list[str], serving: bool) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ["", *services]:
+        h.set(name, status)
+
+
+def bind(server: grpc.Server, address: str, what: str) -> str:
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as err:
+        raise SystemExit(f"maple serve: cannot listen on {address} for {what}: {err}")
+    if not port:
+        raise SystemExit(f"maple serve: cannot listen on {address} for {what}")
+    host = address.rsplit(":", 1)[0]
+    return f"{host}:{port}"
+
+
+# ---------------------------------------------------------------- one decision process
+class DecisionNode:
+    """The decision service of one process: ruleset holder, decider,
+    gRPC server with health and reflection, metrics hooks."""
+
+    def __init__(self, cfg: ServeConfig, metrics: bool):
+        self.cfg = cfg
+        self.holder = RulesetHolder()
+        self.decider = Decider(self.holder, open_profile_source(cfg.store))
+        recorder = timer = on_result = None
+        if metrics:
+            from . import metrics as m
+            recorder, timer = m.RECORDER, m.DECIDE_SECONDS.observe
+            on_result = _metrics_on_result(m)
+            self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
+        self.servicer = DecisionServicer(self.decider, on_result)
+        self.recorder = recorder
+        self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes)
+        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer),))
+        self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
+        self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
+        self.address = ""
+
+    def listen(self, address: str) -> str:
+        self.address = bind(self.server, address, "decisions")
+        return self.address
+
+    def start(self) -> None:
+        self.server.start()
+
+    def drain(self, drain_seconds: float, grace_seconds: float, hurry: threading.Event | None = None) -> None:
+        """NOT_SERVING at once; keep answering for drain_seconds (so balancers
+        see it; a second signal cuts it short); then refuse new calls and let
+        in-flight ones finish within grace_seconds."""
+        self.health.enter_graceful_shutdown()
+        if drain_seconds > 0:
+            (hurry or threading.Event()).wait(drain_seconds)
+        self.server.stop(grace_seconds).wait()
+
+
+def _metrics_on_result(m):
+    def on_result(result):
+        m.RECORDER.decided(result.decided_by)
+        if result.degraded:
+            m.DEGRADED.inc()
+    return on_result
+
+
+# ---------------------------------------------------------------- signals
+class Stop:
+    """SIGTERM/SIGINT: the first sets ``requested`` (drain); a second one
+    sets ``hurry`` (cut the drain period short) and calls ``on_again``."""
+
+    def __init__(self):
+        self.requested = threading.Event()
+        self.hurry = threading.Event()
+        self.on_again = None
+        signal.signal(signal.SIGTERM, self._handler)
+        signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame):
+        if self.requested.is_set():
+            log.info("received %s again: ending the drain period", signal.Signals(signum).name)
+            self.hurry.set()
+            if self.on_again is not None:
+                self.on_again()
+            return
+        log.info("received %s: draining", signal.Signals(signum).name)
+        self.requested.set()
+
+    def is_set(self) -> bool:
+        return self.requested.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.requested.wait(timeout)
+
+
+def stop_event() -> Stop:
+    return Stop()
+
+
+def announce(**fields) -> None:
+    """One JSON line on stdout once listening (tools and tests read it)."""
+    print(json.dumps({"event": "listening", "pid": os.getpid(), **fields}), flush=True)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+
+
+# ---------------------------------------------------------------- serve
+def serve(cfg: ServeConfig) -> int:
+    setup_logging(cfg.log_level)
+    if cfg.worker_count > 1:
+        from .workers import supervise
+        return supervise(cfg)
+    return serve_single(cfg)
+
+
+def serve_single(cfg: ServeConfig) -> int:
+    """Decisions, admin and metrics in this one process."""
+    stop = stop_event()
+    metrics_port = None
+    if cfg.metrics_port is not None:
+        from . import metrics as m
+        metrics_port = m.start_http(cfg.metrics_port, cfg.metrics_host)
+    node = DecisionNode(cfg, metrics=metrics_port is not None)
+    address = node.listen(cfg.listen)
+    rules = LocalRules(cfg.rules, node.holder)
+    admin_server = admin_address = admin_health = None
+    if cfg.admin_listen != "off":
+        on_reload = None
+        if metrics_port is not None:
+            from . import metrics as m
+            on_reload = lambda result: m.RELOADS.labels(result).inc()  # noqa: E731
+        admin_server = make_server(2, 16, cfg.max_message_bytes,
+                                   [TokenGuard(cfg.admin_token)] if cfg.admin_token else [])
+        admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(rules, on_reload)),))
+        admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE])
+        admin_address = bind(admin_server, cfg.admin_listen, "admin")
+        admin_server.start()
+        set_serving(admin_health, [ADMIN_SERVICE], True)
+    node.start()
+    announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=1)
+    rs = rules.load_initial()
+    if rs is None:
+        log.error("the rules do not compile; NOT_SERVING until a ReloadRules succeeds:\n%s",
+                  node.holder.last_error.message)
+    else:
+        log.info("serving ruleset %s from %s on %s (%s)", rs.version, cfg.rules, address,
+                 ", ".join(f"{v} {k}" for k, v in rs.counts.items()))
+    if metrics_port is not None:
+        from . import metrics as m
+        m.RELOADS.labels("ok" if rs is not None else "error").inc()
+    stop.wait()
+    if admin_health is not None:
+        admin_health.enter_graceful_shutdown()
+    node.drain(cfg.drain_seconds, cfg.grace_seconds, stop.hurry)
+    if admin_server is not None:
+        admin_server.stop(1).wait()
+    log.info("drained; exiting")
+    return 0

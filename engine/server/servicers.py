@@ -1,0 +1,129 @@
+"""Thin servicers: protobuf in, domain call, protobuf out.
+
+Nothing here decides anything; every rule of the service lives in
+``engine.service``.  Errors are domain exceptions mapped by
+``engine.server.status``.
+"""
+from __future__ import annotations
+
+import time
+
+from ..service.decide import Decider
+from ..service.errors import InvalidArgument, FieldViolation, ResourceExhausted
+from ..service.model import ItemError
+from ..service.validate import validate_batch_size
+from ..source import SourceFile
+from ..limits import MAX_FILE_BYTES, MAX_FILES
+from . import convert
+from .pb.maple.v1 import admin_pb2 as apb
+from .pb.maple.v1 import admin_pb2_grpc
+from .pb.maple.v1 import decision_pb2 as pb
+from .pb.maple.v1 import decision_pb2_grpc
+from .status import code_of, translated
+
+
+def deadline_of(context) -> float | None:
+    """The call's deadline on the monotonic clock (None: no deadline)."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > 1e9:       # grpc reports "no deadline" as a huge number
+        return None
+    return time.monotonic() + remaining
+
+
+class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
+    def __init__(self, decider: Decider, on_result=None):
+        self.decider = decider
+        self.on_result = on_result            # called with each DecideResult (metrics)
+
+    @translated
+    def Decide(self, request: pb.DecideRequest, context) -> pb.DecideResponse:
+        deadline = deadline_of(context)
+        result = self.decider.decide(convert.query_from_pb(request), deadline)
+        if self.on_result is not None:
+            self.on_result(result)
+        return convert.result_to_pb(result)
+
+    @translated
+    def DecideBatch(self, request: pb.DecideBatchRequest, context) -> pb.DecideBatchResponse:
+        deadline = deadline_of(context)
+        validate_batch_size(len(request.requests))
+        items = []
+        for i, item in enumerate(request.requests):
+            try:
+                items.append(convert.query_from_pb(item))
+            except InvalidArgument as err:
+                items.append(err)
+        version, results = self.decider.decide_batch(items, deadline)
+        out = pb.DecideBatchResponse(ruleset_version=version)
+        for r in results:
+            item = out.results.add()
+            if isinstance(r, ItemError):
+                _item_error(r.error, item.error)
+            else:
+                if self.on_result is not None:
+                    self.on_result(r)
+                convert.result_to_pb(r, item.response)
+        return out
+
+
+def _item_error(err, out: pb.ItemError) -> None:
+    out.code = code_of(err).value[0]
+    out.message = err.message
+    if isinstance(err, InvalidArgument):
+        convert.violations_to_pb(err.violations, out.field_violations)
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    """``rules`` is a rules controller: validate(sources), reload(expected), state()."""
+
+    def __init__(self, rules, on_reload=None):
+        self.rules = rules
+        self.on_reload = on_reload            # called with "ok" | "error" | "aborted"
+
+    @translated
+    def ValidateRules(self, request: apb.ValidateRulesRequest, context) -> apb.ValidateRulesResponse:
+        if len(request.sources) > MAX_FILES:
+            raise ResourceExhausted(f"sources: at most {MAX_FILES} files, got {len(request.sources)}")
+        bad = []
+        for i, s in enumerate(request.sources):
+            if not s.path:
+                bad.append(FieldViolation(f"sources[{i}].path", "a path is needed to name it in diagnostics"))
+            if len(s.text) > MAX_FILE_BYTES:
+                bad.append(FieldViolation(f"sources[{i}].text", f"at most {MAX_FILE_BYTES} characters"))
+        if not request.sources:
+            bad.append(FieldViolation("sources", "send the whole pack, schema included"))
+        if bad:
+            raise InvalidArgument(bad)
+        sources = [SourceFile(s.path, s.text) for s in request.sources]
+        return convert.validation_to_pb(self.rules.validate(sources))
+
+    @translated
+    def ReloadRules(self, request: apb.ReloadRulesRequest, context) -> apb.ReloadRulesResponse:
+        from ..service.errors import Aborted, FailedPrecondition
+        try:
+            result = self.rules.reload(request.expected_version or None)
+        except Aborted:
+            self._count("aborted")
+            raise
+        except FailedPrecondition:
+            self._count("error")
+            raise
+        self._count("ok")
+        out = apb.ReloadRulesResponse(previous_version=result.previous_version, changed=result.changed)
+        convert.ruleset_info_to_pb(self.rules.state(), out.ruleset)
+        for d in result.ruleset.warnings:
+            convert.diagnostic_to_pb(d, out.warnings.add())
+        return out
+
+    @translated
+    def GetRuleset(self, request: apb.GetRulesetRequest, context) -> apb.GetRulesetResponse:
+        state = self.rules.state()
+        out = apb.GetRulesetResponse()
+        convert.ruleset_info_to_pb(state, out.ruleset)
+        if state.last_error is not None:
+            convert.load_error_to_pb(state.last_error, out.last_error)
+        return out
+
+    def _count(self, result: str) -> None:
+        if self.on_reload is not None:
+            self.on_reload(result)

@@ -1,0 +1,183 @@
+"""Deciding for one customer, or a batch: the decision service's domain.
+
+:class:`Decider` reads the current ruleset once per request, resolves the
+profile (store, snapshot or neither), evaluates, and maps the outcomes to
+typed results.  Failures of the profile or stores source never fail the
+request: the answer is computed with what is there and marked degraded.
+
+An unknown customer (an id the store does not know) with no snapshot is
+decided on an empty profile that carries only the id: request-only rules
+still fire (channel, page, location), everything else answers its default,
+experiments still assign by the id, and the result says
+``profile_status = unknown_customer``.  It is not an error and not degraded.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+from ..ruleset import DecisionSet, Ruleset
+from . import results
+from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
+from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
+from .rules import RulesetHolder
+from .sources import NearbyQuery, NullProfiles, NullStores, ProfileSource, SourceUnavailable, StoresSource
+from .validate import validate_batch_size, validate_query
+
+log = logging.getLogger("maple.service")
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("the deadline passed before the decision was made")
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class Decider:
+    def __init__(self, holder: RulesetHolder, profiles: ProfileSource | None = None,
+                 stores: StoresSource | None = None, clock=time.time):
+        self.holder = holder
+        self.profiles = profiles or NullProfiles()
+        self.stores = stores or NullStores()
+        self.clock = clock
+
+    # -- the ruleset
+    def ruleset(self) -> Ruleset:
+        rs = self.holder.current
+        if rs is None:
+            raise FailedPrecondition("no ruleset is loaded yet (see AdminService.GetRuleset for the last error)")
+        return rs
+
+    # -- one
+    def decide(self, q: DecideQuery, deadline: float | None = None) -> DecideResult:
+        """Raise ServiceError subclasses for what the client must be told."""
+        _check_deadline(deadline)
+        rs = self.ruleset()
+        return self._decide(rs, q, deadline)
+
+    # -- many
+    def decide_batch(self, queries: Sequence[DecideQuery | ServiceError], deadline: float | None = None
+                     ) -> tuple[str, list[DecideResult | ItemError]]:
+        """Every item decided by the same ruleset version; an item's error is
+        its own (an item may already be the error its translation raised);
+        a passed deadline stops the batch (no more work)."""
+        validate_batch_size(len(queries))
+        _check_deadline(deadline)
+        rs = self.ruleset()
+        out: list[DecideResult | ItemError] = []
+        for i, q in enumerate(queries):
+            _check_deadline(deadline)
+            try:
+                if isinstance(q, ServiceError):
+                    raise q
+                out.append(self._decide(rs, q, deadline))
+            except InvalidArgument as err:
+                out.append(ItemError(err.prefixed(f"requests[{i}]")))
+            except DeadlineExceeded:
+                raise
+            except ServiceError as err:
+                out.append(ItemError(err))
+        return rs.version, out
+
+    # -- the work
+    def _decide(self, rs: Ruleset, q: DecideQuery, deadline: float | None) -> DecideResult:
+        validate_query(q, rs.decision_names)
+        profile, status, degraded = self._profile(q, deadline)
+        _check_deadline(deadline)
+        now = q.context.timestamp if q.context.timestamp is not None else self.clock()
+        wanted = self._wanted(rs, q.decisions)
+        ds = rs.decide(profile, q.context.to_request(), now, customer_id=q.customer_id or None,
+                       decisions=wanted, explain=q.explain)
+        return self._result(rs, q, ds, profile, status, degraded, deadline)
+
+    def _profile(self, q: DecideQuery, deadline) -> tuple[dict, ProfileStatus, list[str]]:
+        snapshot = q.profile
+        if not q.customer_id:
+            if snapshot is None:
+                return {}, ProfileStatus.ANONYMOUS, []
+            return snapshot, ProfileStatus.SNAPSHOT, []
+        try:
+            stored = self.profiles.get(q.customer_id, _remaining(deadline))
+        except SourceUnavailable as err:
+            base = dict(snapshot) if snapshot is not None else {}
+            base.setdefault("customer_id", q.customer_id)
+            return base, ProfileStatus.UNAVAILABLE, [f"profile store unavailable: {err}"]
+        except Exception as err:  # a broken source must not fail the request
+            log.exception("profile source failed")
+            base = dict(snapshot) if snapshot is not None else {}
+            base.setdefault("customer_id", q.customer_id)
+            return base, ProfileStatus.UNAVAILABLE, [f"profile store failed: {type(err).__name__}"]
+        if stored is None:
+            if snapshot is not None:
+                return snapshot, ProfileStatus.SNAPSHOT, []
+            return {"customer_id": q.customer_id}, ProfileStatus.UNKNOWN_CUSTOMER, []
+        if snapshot:
+            stored = {**stored, **snapshot}
+        return stored, ProfileStatus.STORED, []
+
+    @staticmethod
+    def _wanted(rs: Ruleset, names: tuple[str, ...]):
+        """The decisions to evaluate: all, or the named ones (plus
+        prefill_size when nearby_stores needs the size)."""
+        if not names:
+            return None
+        wanted = list(dict.fromkeys(names))
+        if results.NEARBY in wanted and results.SIZE not in wanted and results.SIZE in rs._by_name:
+            wanted.append(results.SIZE)
+        return wanted
+
+    def _result(self, rs: Ruleset, q: DecideQuery, ds: DecisionSet, profile: dict,
+                status: ProfileStatus, degraded: list[str], deadline) -> DecideResult:
+        asked = set(q.decisions) if q.decisions else None
+        fields: dict = {}
+        generic = {}
+        decided_by = []
+        explanation = {} if q.explain else None
+        for name, o in ds.outcomes.items():
+            if asked is not None and name not in asked:
+                continue
+            decided_by.append((name, o.reason.name if o.source == "rule" and o.reason else None))
+            if explanation is not None and o.explanation is not None:
+                explanation[name] = o.explanation
+            if name in (results.HOMEPAGE, results.SIZE) and results.is_text(o):
+                fields[name] = results.homepage(o) if name == results.HOMEPAGE else results.prefill(o)
+            elif name == results.OFFER and o.kind == "offer":
+                fields[name] = results.next_best(o)
+            elif name == results.NEARBY and o.kind == "record":
+                fields[name] = self._nearby(q, ds, o, profile, degraded, deadline)
+            else:
+                generic[name] = results.generic(o)
+        return DecideResult(ds.version, ds.now, status, decisions=generic, degraded=bool(degraded),
+                            degraded_reason="; ".join(degraded), explanation=explanation,
+                            decided_by=tuple(decided_by), **fields)
+
+    def _nearby(self, q: DecideQuery, ds: DecisionSet, o, profile: dict, degraded: list[str], deadline):
+        p = results.policy(o)
+        size_o = ds.outcomes.get(results.SIZE)
+        size = size_o.value if size_o is not None and isinstance(size_o.value, str) else None
+        location = q.context.location or _geo(profile.get("home"))
+        preferred = profile.get("preferred_store")
+        preferred = preferred if isinstance(preferred, str) else None
+        found = ()
+        if p.max_stores > 0 and p.radius_km > 0 and location is not None and q.context.sku:
+            query = NearbyQuery(q.context.sku, size, location, p.radius_km, p.max_stores, p.min_quantity)
+            try:
+                found = self.stores.nearby(query, _remaining(deadline))
+            except SourceUnavailable as err:
+                degraded.append(f"store availability unavailable: {err}")
+            except Exception as err:
+                log.exception("stores source failed")
+                degraded.append(f"store availability failed: {type(err).__name__}")
+        return results.nearby(o, found, preferred)
+
+
+def _geo(v) -> tuple[float, float] | None:
+    from ..eval.values import to_geo
+    try:
+        return to_geo(v)
+    except Exception:
+        return None

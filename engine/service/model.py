@@ -1,0 +1,159 @@
+"""Domain requests and responses of the decision service.
+
+Plain frozen dataclasses: the gRPC layer translates protobuf to these and
+back, and nothing here knows about protobuf.  Field names follow the wire
+contract (proto/maple/v1/decision.proto) so that errors can name fields the
+way the client wrote them.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ProfileStatus(str, enum.Enum):
+    STORED = "stored"                    # read from the profile store (plus any snapshot)
+    SNAPSHOT = "snapshot"                # the inline snapshot only
+    UNKNOWN_CUSTOMER = "unknown_customer"  # id unknown, no snapshot: an empty profile
+    ANONYMOUS = "anonymous"              # neither id nor snapshot
+    UNAVAILABLE = "unavailable"          # the store failed: snapshot or empty, degraded
+
+
+# ---------------------------------------------------------------- requests
+@dataclass(frozen=True)
+class RequestContext:
+    """The moment: what the frontend knows.  None means not known."""
+    channel: str | None = None
+    device: str | None = None
+    locale: str | None = None
+    page: str | None = None
+    sku: str | None = None
+    category: str | None = None
+    location: tuple[float, float] | None = None
+    store: str | None = None
+    timestamp: float | None = None       # seconds since the epoch; None: the server's clock
+    attributes: dict | None = None       # further request attributes of the pack
+
+    def to_request(self) -> dict:
+        """The ``request`` the rules read: typed fields over ``attributes``."""
+        req = dict(self.attributes) if self.attributes else {}
+        for name in ("channel", "device", "locale", "page", "sku", "category", "store"):
+            v = getattr(self, name)
+            if v is not None:
+                req[name] = v
+        if self.location is not None:
+            req["location"] = {"lat": self.location[0], "lon": self.location[1]}
+        return req
+
+
+@dataclass(frozen=True)
+class DecideQuery:
+    customer_id: str | None = None
+    profile: dict | None = None          # the inline snapshot
+    context: RequestContext = field(default_factory=RequestContext)
+    decisions: tuple[str, ...] = ()      # empty: all
+    explain: bool = False
+
+
+# ---------------------------------------------------------------- results
+@dataclass(frozen=True)
+class Reason:
+    rule: str
+    because: str | None
+    location: str
+
+
+@dataclass(frozen=True)
+class Common:
+    """What every decision result carries."""
+    source: str                                   # rule | default | holdout | capped
+    reason: Reason | None = None
+    experiments: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HomepageCategory:
+    category: str | None
+    common: Common
+
+
+@dataclass(frozen=True)
+class PrefilledSize:
+    size: str | None
+    common: Common
+
+
+@dataclass(frozen=True)
+class NearbyStoresPolicy:
+    radius_km: float = 0.0
+    max_stores: int = 0
+    min_quantity: int = 1
+    low_stock_below: int = 0
+    preferred_first: bool = False
+
+
+@dataclass(frozen=True)
+class StoreAvailability:
+    store_id: str
+    name: str
+    distance_km: float
+    quantity: int
+    low_stock: bool
+    preferred: bool
+
+
+@dataclass(frozen=True)
+class NearbyStores:
+    stores: tuple[StoreAvailability, ...]
+    policy: NearbyStoresPolicy
+    common: Common
+
+
+@dataclass(frozen=True)
+class OfferResult:
+    id: str
+    message: str
+    score: float
+    experiment: str | None
+    variant: str | None
+    reason: Reason | None
+    fields: dict
+
+
+@dataclass(frozen=True)
+class NextBestOffers:
+    offers: tuple[OfferResult, ...]
+    common: Common
+
+
+@dataclass(frozen=True)
+class GenericDecision:
+    """Any decision without a typed result: its JSON-able value."""
+    kind: str                                     # value | record | offer
+    value: Any
+    common: Common
+    offers: tuple[OfferResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecideResult:
+    ruleset_version: str
+    decided_at: float
+    profile_status: ProfileStatus
+    homepage_category: HomepageCategory | None = None
+    prefill_size: PrefilledSize | None = None
+    nearby_stores: NearbyStores | None = None
+    next_best_offer: NextBestOffers | None = None
+    decisions: dict[str, GenericDecision] = field(default_factory=dict)
+    degraded: bool = False
+    degraded_reason: str = ""
+    explanation: dict | None = None
+    # (decision, rule or None) for every decision made, for metrics
+    decided_by: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """One failed item of a batch: the error Decide would have raised."""
+    error: Exception

@@ -1,0 +1,85 @@
+"""Validation of decision requests: every bad field named, all at once.
+
+Field paths are the wire contract's (``context.location.lat``,
+``decisions[2]``), so a client can find what it sent.  Limits are generous
+for real traffic and keep a hostile request from costing more than a normal
+one.
+"""
+from __future__ import annotations
+
+import math
+
+from .errors import FieldViolation, InvalidArgument, ResourceExhausted
+from .model import DecideQuery
+
+MAX_ID = 256                 # customer_id
+MAX_TEXT = 1024              # each string of the request context
+MAX_DECISIONS = 256          # names in DecideRequest.decisions
+MAX_BATCH = 1000             # items in one DecideBatch
+MAX_DEPTH = 32               # nesting of the profile snapshot and attributes
+MAX_NODES = 100_000          # values in the profile snapshot
+# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+MIN_TIME = -62_135_596_800
+MAX_TIME = 253_402_300_799
+
+_TEXT_FIELDS = ("locale", "page", "sku", "category", "store")
+
+
+def validate_query(q: DecideQuery, decision_names) -> None:
+    """Raise InvalidArgument naming every bad field of ``q``."""
+    bad: list[FieldViolation] = []
+    if q.customer_id is not None and len(q.customer_id) > MAX_ID:
+        bad.append(FieldViolation("customer_id", f"at most {MAX_ID} characters, got {len(q.customer_id)}"))
+    ctx = q.context
+    for name in _TEXT_FIELDS:
+        v = getattr(ctx, name)
+        if v is not None and len(v) > MAX_TEXT:
+            bad.append(FieldViolation(f"context.{name}", f"at most {MAX_TEXT} characters, got {len(v)}"))
+    if ctx.location is not None:
+        lat, lon = ctx.location
+        if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+            bad.append(FieldViolation("context.location.lat", f"must be a number from -90 to 90, got {lat!r}"))
+        if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
+            bad.append(FieldViolation("context.location.lon", f"must be a number from -180 to 180, got {lon!r}"))
+    if ctx.timestamp is not None and not (MIN_TIME <= ctx.timestamp <= MAX_TIME):
+        bad.append(FieldViolation("context.timestamp", "must be between 0001-01-01 and 9999-12-31"))
+    if len(q.decisions) > MAX_DECISIONS:
+        bad.append(FieldViolation("decisions", f"at most {MAX_DECISIONS} names, got {len(q.decisions)}"))
+    else:
+        known = set(decision_names)
+        for i, name in enumerate(q.decisions):
+            if name not in known:
+                bad.append(FieldViolation(f"decisions[{i}]", f"unknown decision {name[:64]!r}; the pack decides: "
+                                          + ", ".join(sorted(known))))
+    for path, value in (("profile", q.profile), ("context.attributes", ctx.attributes)):
+        if value is not None:
+            problem = _shape_problem(value)
+            if problem:
+                bad.append(FieldViolation(path, problem))
+    if bad:
+        raise InvalidArgument(bad)
+
+
+def validate_batch_size(n: int) -> None:
+    if n > MAX_BATCH:
+        raise ResourceExhausted(f"requests: at most {MAX_BATCH} items in one DecideBatch, got {n}")
+
+
+def _shape_problem(value) -> str | None:
+    """Depth and size limits of a JSON-like value.  Only containers are
+    visited one by one (leaves are counted in bulk): this runs on every
+    request with a snapshot."""
+    nodes = 0
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} levels deep"
+        items = v.values() if type(v) is dict else v
+        nodes += len(items)
+        if nodes > MAX_NODES:
+            return f"more than {MAX_NODES} values"
+        for x in items:
+            if type(x) is dict or type(x) is list:
+                stack.append((x, depth + 1))
+    return None

@@ -1,0 +1,106 @@
+"""The service domain without gRPC: degraded answers, swaps, validation."""
+from __future__ import annotations
+
+import pytest
+
+from engine.ruleset import load
+from engine.service import Aborted, DecideQuery, Decider, InvalidArgument, ProfileStatus, RequestContext, RulesetHolder
+from engine.service.sources import SourceUnavailable, StaticProfiles, open_profile_source
+
+from .conftest import NOW, RUNNER, write_pack
+
+
+class DownStore:
+    def get(self, customer_id, timeout):
+        raise SourceUnavailable("connection refused")
+
+    def describe(self):
+        return "down"
+
+
+class BrokenStores:
+    def nearby(self, query, timeout):
+        raise RuntimeError("bug")
+
+
+@pytest.fixture(scope="module")
+def ruleset(tmp_path_factory):
+    return load(write_pack(tmp_path_factory.mktemp("pack")))
+
+
+def test_profile_store_down_decides_on_the_snapshot_marked_degraded(ruleset):
+    d = Decider(RulesetHolder(ruleset), profiles=DownStore())
+    r = d.decide(DecideQuery(customer_id="c1", profile={"lifecycle": "vip"}, context=RequestContext(timestamp=NOW)))
+    assert r.degraded and "profile store unavailable: connection refused" in r.degraded_reason
+    assert r.profile_status is ProfileStatus.UNAVAILABLE
+    assert r.decisions["banner"].value == "vip"
+
+
+def test_a_failing_stores_source_degrades_only_nearby(ruleset):
+    d = Decider(RulesetHolder(ruleset), stores=BrokenStores())
+    q = DecideQuery(profile=RUNNER, context=RequestContext(sku="sku-1", category="shoes", timestamp=NOW))
+    r = d.decide(q)
+    assert r.degraded and "store availability failed" in r.degraded_reason
+    assert r.nearby_stores.stores == () and r.prefill_size.size == "42"
+
+
+def test_snapshot_overrides_stored_profile_keys(ruleset):
+    d = Decider(RulesetHolder(ruleset), profiles=StaticProfiles({"c-runner": RUNNER}))
+    r = d.decide(DecideQuery(customer_id="c-runner", profile={"lifecycle": "new"},
+                             context=RequestContext(timestamp=NOW)))
+    assert r.profile_status is ProfileStatus.STORED
+    assert r.decisions["banner"].value == "none"      # lifecycle new now, not vip
+
+
+def test_nearby_asks_for_the_size_even_when_only_nearby_is_wanted(ruleset):
+    seen = []
+
+    class Spy:
+        def nearby(self, query, timeout):
+            seen.append(query)
+            return ()
+    d = Decider(RulesetHolder(ruleset), stores=Spy())
+    r = d.decide(DecideQuery(profile=RUNNER, decisions=("nearby_stores",),
+                             context=RequestContext(sku="sku-1", category="shoes", timestamp=NOW)))
+    assert seen[0].size == "42" and seen[0].location == (51.5, -0.12)
+    assert r.prefill_size is None                         # not asked, not returned
+
+
+def test_validation_collects_every_problem(ruleset):
+    d = Decider(RulesetHolder(ruleset))
+    q = DecideQuery(customer_id="x" * 300, decisions=("nope",),
+                    context=RequestContext(location=(95.0, float("inf")), timestamp=1e13, page="p" * 2000))
+    with pytest.raises(InvalidArgument) as e:
+        d.decide(q)
+    assert [v.field for v in e.value.violations] == [
+        "customer_id", "context.page", "context.location.lat", "context.location.lon", "context.timestamp",
+        "decisions[0]"]
+
+
+def test_deep_snapshot_is_rejected_not_recursed(ruleset):
+    deep: dict = {}
+    node = deep
+    for _ in range(40):
+        node["x"] = {}
+        node = node["x"]
+    with pytest.raises(InvalidArgument) as e:
+        Decider(RulesetHolder(ruleset)).decide(DecideQuery(profile=deep))
+    assert e.value.violations[0].field == "profile"
+
+
+def test_holder_swap_is_compare_and_swap(ruleset):
+    h = RulesetHolder()
+    assert h.swap(ruleset) == ""
+    with pytest.raises(Aborted):
+        h.swap(ruleset, expected_version="other")
+    assert h.swap(ruleset, expected_version=ruleset.version) == ruleset.version
+
+
+def test_store_urls(tmp_path):
+    assert open_profile_source("").describe() == "none"
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"customer_id": "a", "lifecycle": "vip"}\n\n{"customer_id": "b"}\n')
+    src = open_profile_source(f"jsonl:{f}")
+    assert src.get("a", None)["lifecycle"] == "vip" and src.get("zz", None) is None
+    with pytest.raises(ValueError, match="unsupported profile store"):
+        open_profile_source("redis://localhost")

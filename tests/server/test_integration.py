@@ -1,0 +1,183 @@
+"""A real `maple serve` process: health, reflection, Decide, errors, reload,
+metrics, SIGTERM drain, several workers on one port."""
+from __future__ import annotations
+
+import signal
+
+import grpc
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+from grpc_status import rpc_status
+
+from engine.server.pb.maple.v1 import admin_pb2 as apb
+from engine.server.pb.maple.v1 import admin_pb2_grpc
+from engine.server.pb.maple.v1 import decision_pb2 as pb
+from engine.server.pb.maple.v1 import decision_pb2_grpc
+
+from .conftest import NOW, RUNNER, write_pack
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def runner_request(**kw) -> pb.DecideRequest:
+    req = pb.DecideRequest(customer_id="c-runner", context=pb.RequestContext(
+        channel=pb.CHANNEL_WEB, category="shoes", sku="sku-1", timestamp=timestamp_pb2.Timestamp(seconds=NOW)), **kw)
+    req.profile.update(RUNNER)
+    return req
+
+
+def test_health_and_reflection_on_both_ports(server):
+    assert server.health() == SERVING
+    assert server.health("maple.v1.DecisionService") == SERVING
+    assert server.health(channel=server.admin_channel) == SERVING
+    services = set(ProtoReflectionDescriptorDatabase(server.channel).get_services())
+    assert {"maple.v1.DecisionService", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= services
+    assert "maple.v1.AdminService" not in services             # admin stays off the decision port
+    assert "maple.v1.AdminService" in ProtoReflectionDescriptorDatabase(server.admin_channel).get_services()
+
+
+def test_decide_and_batch_over_the_wire(server):
+    stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
+    resp = stub.Decide(runner_request(), timeout=10)
+    assert resp.homepage_category.category == "running-shoes"
+    assert resp.prefill_size.size == "42"
+    assert resp.decisions["banner"].value.string_value == "vip"
+    assert resp.profile_status == pb.PROFILE_STATUS_SNAPSHOT
+    batch = stub.DecideBatch(pb.DecideBatchRequest(requests=[runner_request(), pb.DecideRequest(decisions=["x"])]),
+                             timeout=10)
+    assert [r.WhichOneof("result") for r in batch.results] == ["response", "error"]
+    assert batch.results[0].response.prefill_size.size == "42"
+
+
+def test_errors_have_proper_codes_and_details(server):
+    stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
+    bad = pb.DecideRequest(context=pb.RequestContext(location=pb.GeoPoint(lat=float("inf"), lon=0)))
+    try:
+        stub.Decide(bad, timeout=10)
+        raise AssertionError("expected INVALID_ARGUMENT")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(err)
+        br = error_details_pb2.BadRequest()
+        status.details[0].Unpack(br)
+        assert br.field_violations[0].field == "context.location.lat"
+    raw = server.channel.unary_unary("/maple.v1.DecisionService/Decide")
+    try:
+        raw(b"\x0a\xff\xff\xff\xff", timeout=10)
+        raise AssertionError("expected INVALID_ARGUMENT")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "not a valid maple.v1.DecideRequest" in err.details()
+    huge = pb.DecideRequest(customer_id="x" * (5 * 1024 * 1024))
+    try:
+        stub.Decide(huge, timeout=10)
+        raise AssertionError("expected RESOURCE_EXHAUSTED")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert server.health() == SERVING
+
+
+def test_metrics_count_requests_decisions_and_version(server):
+    stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
+    stub.Decide(runner_request(), timeout=10)
+    text = server.metrics()
+    assert 'maple_requests_total{code="OK",rpc="Decide"}' in text
+    assert 'maple_decisions_total{decision="prefill_size",rule="size_memory"}' in text
+    assert "maple_decide_seconds_bucket" in text
+    assert 'maple_ruleset_info{version="' in text
+    assert 'maple_reloads_total{result="ok"}' in text
+
+
+def test_reload_broken_pack_keeps_serving_last_good_version(pack, start_server):
+    s = start_server(pack)
+    s.wait_health()
+    admin = admin_pb2_grpc.AdminServiceStub(s.admin_channel)
+    stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
+    v1 = admin.GetRuleset(apb.GetRulesetRequest(), timeout=10).ruleset.version
+    text = (pack / "decisions.rules").read_text()
+    line = text.count("\n") + 2
+    (pack / "decisions.rules").write_text(text + "\nrule typo when profile.lifecylce == new then banner = \"x\"\n")
+    try:
+        admin.ReloadRules(apb.ReloadRulesRequest(), timeout=30)
+        raise AssertionError("expected FAILED_PRECONDITION")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert f"decisions.rules:{line}:24: error[E202]" in err.details()
+        pf = error_details_pb2.PreconditionFailure()
+        rpc_status.from_call(err).details[0].Unpack(pf)
+        assert pf.violations[0].type == "E202" and pf.violations[0].subject.endswith(f"decisions.rules:{line}:24")
+    state = admin.GetRuleset(apb.GetRulesetRequest(), timeout=10)
+    assert state.ruleset.version == v1
+    assert (state.last_error.diagnostics[0].line, state.last_error.diagnostics[0].column) == (line, 24)
+    assert stub.Decide(runner_request(), timeout=10).ruleset_version == v1
+    assert s.health() == SERVING
+    # fix it: the new version serves; a reload expecting the old one loses
+    (pack / "decisions.rules").write_text((pack / "decisions.rules").read_text().replace("lifecylce", "lifecycle"))
+    r = admin.ReloadRules(apb.ReloadRulesRequest(expected_version=v1), timeout=30)
+    assert r.changed and r.previous_version == v1
+    assert stub.Decide(runner_request(), timeout=10).ruleset_version == r.ruleset.version != v1
+    try:
+        admin.ReloadRules(apb.ReloadRulesRequest(expected_version=v1), timeout=30)
+        raise AssertionError("expected ABORTED")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.ABORTED
+    assert s.terminate() == 0
+
+
+def test_broken_pack_at_start_is_not_serving_until_a_reload(pack, start_server):
+    good = (pack / "decisions.rules").read_text()
+    (pack / "decisions.rules").write_text("decision d: string default 1\n")
+    s = start_server(pack, "--admin-token", "s3cret")
+    stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
+    s.wait_health(NOT_SERVING)
+    try:
+        stub.Decide(pb.DecideRequest(), timeout=10)
+        raise AssertionError("expected FAILED_PRECONDITION")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.FAILED_PRECONDITION
+    admin = admin_pb2_grpc.AdminServiceStub(s.admin_channel)
+    (pack / "decisions.rules").write_text(good)
+    try:
+        admin.ReloadRules(apb.ReloadRulesRequest(), timeout=30)
+        raise AssertionError("expected UNAUTHENTICATED")
+    except grpc.RpcError as err:
+        assert err.code() is grpc.StatusCode.UNAUTHENTICATED
+    admin.ReloadRules(apb.ReloadRulesRequest(), timeout=30, metadata=[("authorization", "Bearer s3cret")])
+    s.wait_health(SERVING)
+    assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"
+    assert s.terminate() == 0
+
+
+def test_sigterm_drains_in_flight_calls_and_exits_0(pack, start_server):
+    s = start_server(pack, "--drain-seconds", "30")
+    s.wait_health()
+    stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
+    in_flight = stub.DecideBatch.future(pb.DecideBatchRequest(requests=[runner_request(explain=True)] * 200),
+                                        timeout=60)
+    s.proc.send_signal(signal.SIGTERM)
+    s.wait_health(NOT_SERVING)                       # at once, while still answering
+    assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"
+    assert len(in_flight.result().results) == 200
+    s.proc.send_signal(signal.SIGTERM)              # a second signal cuts the 30 s drain period short
+    assert s.proc.wait(60) == 0
+
+
+def test_two_workers_share_the_port_and_reload_together(pack, start_server):
+    s = start_server(pack, "--workers", "2")
+    s.wait_health()
+    admin = admin_pb2_grpc.AdminServiceStub(s.admin_channel)
+    state = admin.GetRuleset(apb.GetRulesetRequest(), timeout=30).ruleset
+    assert len(state.workers) == 2 and {w.version for w in state.workers} == {state.version}
+    (pack / "decisions.rules").write_text((pack / "decisions.rules").read_text() + "\nconst more = 2\n")
+    r = admin.ReloadRules(apb.ReloadRulesRequest(expected_version=state.version), timeout=60)
+    assert {w.version for w in r.ruleset.workers} == {r.ruleset.version} != {state.version}
+    for _ in range(4):                               # new connections land on either worker
+        with grpc.insecure_channel(s.address) as ch:
+            v = decision_pb2_grpc.DecisionServiceStub(ch).Decide(runner_request(), timeout=10).ruleset_version
+            assert v == r.ruleset.version
+    assert "maple_requests_total" in s.metrics()
+    assert s.terminate() == 0
