@@ -84,7 +84,7 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in [
     _e("E403", "{kind} {name} needs a score clause: decision {decision} picks the best score", "missing score"),
     _e("E404", "the holdout and variants of experiment {name} add up to {total}%, not 100%", "weights do not add up"),
     _e("E405", "{problem}", "offer without a decision"),
-    _e("E406", "decision {name} needs a type (decision {name}: string ...) or a field list {{ ... }}", "decision without type"),
+    _e("E406", "decision `{name}` needs a type (decision {name}: string ...) or a field list {{ ... }}", "decision without type"),
     _e("E407", "decision {name}: {problem}", "policy does not fit"),
     _e("E408", "the pack declares no schema {root} {{ ... }}; rules cannot read {root} attributes", "missing schema"),
     _e("E409", "{what} must be between {low} and {high}, got {value}", "out of range"),
@@ -101,7 +101,7 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in [
     _w("W101", "segment {name} is never used", "unused segment"),
     _w("W102", "const {name} is never used", "unused constant"),
     _w("W103", "{kind} {name} can never {verb}: {reason}", "unreachable rule"),
-    _w("W104", "decision {name} has no rules; it always answers its default", "decision without rules"),
+    _w("W104", "decision {name} has {consequence}", "decision without rules"),
     _w("W105", "{clause} of {kind} {name} is ignored: {why}", "ignored clause"),
     _w("W106", "experiment {name} is not on any decision; its variants are assigned but nothing is held out", "experiment on nothing"),
 ]}

@@ -205,8 +205,7 @@ class Ruleset:
             return Outcome(d.name, d.kind, value, "rule" if ranks else (status or "default"),
                            reasons, variants, explanation)
         if d.policy == "all":
-            value = list(dict.fromkeys(out[0] for out in outputs)) if ranks else (
-                list(d.default) if d.default is not None else [])
+            value = [out[0] for out in outputs] if ranks else (list(d.default) if d.default is not None else [])
         else:
             value = outputs[0][0] if ranks else d.default
         return Outcome(d.name, d.kind, value, "rule" if ranks else (status or "default"),

@@ -14,7 +14,7 @@ from ..diagnostics import Diagnostics, did_you_mean, q
 from ..source import Span
 from ..syntax import ast
 from ..syntax.builder import UNITS, unescape
-from ..syntax.parser import parse_expression
+from ..syntax.parser import RESERVED, parse_expression
 from . import types as T
 from .builtins import BUILTINS
 from .model import (AttrRef, Candidate, CheckedPack, ConstInfo, ConstRef, DecisionInfo,
@@ -107,6 +107,11 @@ class Checker:
         return True
 
     def _declare(self, decl) -> None:
+        if isinstance(decl, (ast.SegmentDecl, ast.ConstDecl)) and decl.name.name in RESERVED:
+            self.d.add("E412", decl.name.span, what=f"the name {q(decl.name.name)}",
+                       why=f"it is a keyword of the language; name the {decl.kind} something else")
+            self.broken.add(decl.name.name)
+            return
         if isinstance(decl, ast.SegmentDecl):
             if self._unique("value", "segment", decl.name):
                 self._segment_decls[decl.name.name] = decl
@@ -160,7 +165,7 @@ class Checker:
             elem = self._type(te.elem, where)
             if elem.kind != "string" and not elem.is_error:
                 self.d.add("E311", te.span, what="a set", needs="string values (set<string>)",
-                           got=f"a set of {elem.describe()}")
+                           got=f"a set of {T._plural(elem)}")
                 return T.ERROR
             return T.set_of(elem)
         if isinstance(te, ast.MapTypeExpr):
@@ -202,16 +207,18 @@ class Checker:
                     self.d.add("E203", f.name.span, kind="decision field", name=q(f.name.name),
                                first=fields[f.name.name].span.location())
                     continue
-                ftype = self._type(f.type, "decision")
+                ftype = self._plain_decision_type(self._type(f.type, "decision"), f.type.span, "a decision field")
                 fields[f.name.name] = FieldInfo(f.name.name, ftype, f.default, f.span)
                 self._const_expr(f.default, ftype, what=f"the default of {q(f.name.name)}")
             type_ = T.record((n, fi.type) for n, fi in fields.items())
         elif decl.type is None:
-            self.d.add("E406", decl.name.span, name=q(name))
+            self.d.add("E406", decl.name.span, name=name)
             kind, type_ = "value", T.ERROR
         else:
             type_ = self._type(decl.type, "decision")
             kind = "offer" if type_.kind == "offer" else "value"
+            if kind == "value":
+                type_ = self._plain_decision_type(type_, decl.type.span, "a decision's value")
         if kind == "offer" and policy != "best":
             if decl.policy is not None:
                 self.d.add("E407", decl.policy.span, name=q(name),
@@ -248,9 +255,17 @@ class Checker:
         self.decisions[name] = DecisionInfo(name, kind, policy, type_, decl.default, fields, top, caps,
                                             decl.span, len(self.decisions))
 
+    def _plain_decision_type(self, t: T.Type, span: Span, what: str) -> T.Type:
+        if t.is_scalar or t.is_error:
+            return t
+        self.d.add("E311", span, what=what, needs="a plain value (string, number, bool, timestamp, duration, "
+                   "distance, geo or an enum)", got=t.describe(),
+                   help="to return several values, use pick all; for several named values, a field list { ... }")
+        return T.ERROR
+
     def _cap(self, cap: ast.Cap) -> tuple[int, ast.Expr, Span]:
         if cap.count < 1:
-            self.d.add("E409", cap.span, what="a cap's count", low=1, high="any", value=cap.count)
+            self.d.add("E409", cap.span, what="a cap's count", low=1, high="1,000,000,000", value=cap.count)
         self._const_expr(cap.window, T.DURATION, what="a cap's window")
         root, path = CAP_ATTRIBUTE
         t = self._attribute_type(root, path)
@@ -400,7 +415,12 @@ class Checker:
             channels = self._channels(decl.channels)
         message = self._message(decl.message) if decl.message is not None else None
         fields = []
+        seen_fields: set[str] = set()
         for a in decl.assignments:
+            if a.target.name in seen_fields:
+                self.d.add("E105", a.target.span, clause=q(a.target.name), kind="offer", name=q(name))
+                continue
+            seen_fields.add(a.target.name)
             if a.field is not None:
                 self.d.add("E412", a.field.span, what=q(f"{a.target.name}.{a.field.name}"),
                            why="an offer's then sets its own fields: then cta = \"...\"")
@@ -474,7 +494,7 @@ class Checker:
             if m.group(0) in ("{{", "}}"):
                 parts.append(m.group(0)[0])
                 continue
-            inner = m.group(1)
+            inner = m.group(1).replace('\\"', ' "')   # an escaped quote in the message is a quote here
             e = parse_expression(inner, msg.span.source, base + m.start(1), self.d, self.ids)
             if e is not None:
                 t = self.expr(e)
@@ -597,6 +617,7 @@ class Checker:
             if name in self._segment_stack:
                 cycle = " -> ".join(self._segment_stack[self._segment_stack.index(name):] + [name])
                 self.d.add("E209", e.span, kind="segment", name=q(name), cycle=cycle)
+                self.broken.add(name)
                 return T.ERROR
             if name not in self._checked_segments:
                 self._check_segment(name)
@@ -772,7 +793,8 @@ class Checker:
             lt = self._expr(e.left, expect)
             return lt, rt
         lt = self._expr(e.left)
-        if lt.is_error and isinstance(e.right, ast.Name) and e.op in enum_ops:
+        if lt.is_error and e.op in enum_ops and (isinstance(e.right, ast.Name) or (
+                isinstance(e.right, ast.ListLit) and any(isinstance(i, ast.Name) for i in e.right.items))):
             return lt, T.ERROR              # `profile.typo == web`: one error, not two
         expect = None
         if e.op in ("==", "!="):
@@ -847,14 +869,18 @@ class Checker:
     # ================================================================ warnings
     def _warn_unused(self) -> None:
         for name, info in self.segments.items():
-            if not info.used:
+            if not info.used and name not in self.broken:
                 self.d.add("W101", self._segment_decls[name].name.span, name=q(name))
         for name, info in self.consts.items():
             if not info.used:
                 self.d.add("W102", self._const_decls[name].name.span, name=q(name))
+        if self.broken:             # declarations that failed to parse may be its rules
+            return
         for name, info in self.decisions.items():
             if not info.candidates:
-                self.d.add("W104", info.span, name=q(name))
+                self.d.add("W104", info.span, name=q(name),
+                           consequence="no offers; it never answers" if info.kind == "offer"
+                           else "no rules; it always answers its default")
 
 
 _ARITH = {

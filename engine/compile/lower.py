@@ -313,11 +313,19 @@ class Lowerer:
         return dict(cond=cond, outputs=outputs, score=score, message=message, required=required,
                     emits=emits)
 
+    def _window(self, window: ast.Expr) -> int:
+        n = self.value(window)
+        value = self.b.const_value(n)
+        if value is None or value <= 0:
+            self.d.add("E311", window.span, what="a cap's window", needs="a duration longer than zero",
+                       got=window.span.text, help="a cap counts impressions within a window: cap 1 per 7 days")
+        return n
+
     def _cap_ok(self, count_: int, window: ast.Expr, key: int) -> int:
         b = self.b
         root, path = CAP_ATTRIBUTE
         slot = b.slot(root, path, SLOT_MAP, SLOT_TIMELINE, "map<timeline>")
-        n = b.node(Op.COUNT_TL, K_NUM, a=slot, b=key, c=self.value(window))
+        n = b.node(Op.COUNT_TL, K_NUM, a=slot, b=key, c=self._window(window))
         return b.node(Op.LT, K_BOOL, a=n, b=b.const(float(count_), K_NUM))
 
     def decision_caps(self, info: DecisionInfo) -> tuple[int, ...]:
@@ -328,7 +336,7 @@ class Lowerer:
             root, path = CAP_ATTRIBUTE
             slot = b.slot(root, path, SLOT_MAP, SLOT_TIMELINE, "map<timeline>")
             n = b.node(Op.COUNT_ALL, K_NUM, a=slot, b=b.const_list(K_STR, names) if names else
-                       b.const_list(K_STR, ["\0"]), c=self.value(window))
+                       b.const_list(K_STR, ["\0"]), c=self._window(window))
             out.append(b.node(Op.LT, K_BOOL, a=n, b=b.const(float(count_), K_NUM)))
         return tuple(out)
 

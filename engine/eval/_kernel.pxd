@@ -148,6 +148,7 @@ cdef class Kernel:
     cdef int _attr_offsets(self, _State st, _Decision D) except -1
     cdef inline uint64_t _word(self, _State st, _Decision D, int w)
     cdef int _decide(self, _State st, _Decision D) except -1
+    cdef bint _seen_value(self, _State st, _Decision D, int r, int found) except -1
     cdef tuple _result(self, _State st, _Decision D, int n)
     cdef _State _begin(self, profile, request, now, customer_id)
     cdef void _end(self, _State st)

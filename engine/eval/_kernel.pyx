@@ -910,6 +910,8 @@ cdef class Kernel:
                     st.top_rank[0] = r
                     return 1
                 if D.policy == 2:
+                    if self._seen_value(st, D, r, found):
+                        continue            # pick all: each value once, from its first rule
                     st.top_rank[found] = r
                     found += 1
                     if found >= limit:
@@ -930,6 +932,20 @@ cdef class Kernel:
                 st.top_score[j] = score
                 st.top_rank[j] = r
         return found
+
+    cdef bint _seen_value(self, _State st, _Decision D, int r, int found) except -1:
+        """Whether candidate r's value equals one already collected."""
+        cdef int k, a, b = self.reqs[D.emit_start[r]]
+        cdef int kind = self.kind[b]
+        self._ev(st, b)
+        for k in range(found):
+            a = self.reqs[D.emit_start[st.top_rank[k]]]
+            if kind == K_STR:
+                if st.n_sid[a] == st.n_sid[b]:
+                    return True
+            elif st.n_num[a] == st.n_num[b] and (kind != K_GEO or st.n_num2[a] == st.n_num2[b]):
+                return True
+        return False
 
     cdef tuple _result(self, _State st, _Decision D, int n):
         """The Python form of a decision's winners (see PyKernel.run)."""

@@ -299,10 +299,12 @@ class PyKernel:
                 if score is None:
                     continue
             emitted = tuple(nodes.eval(n, env) for n in cand.emits)
+            if d.policy == "all" and any(o[0] == emitted[0] for o in outputs):
+                continue                    # pick all: each value once, from its first rule
             winners.append(cand.rank)
             outputs.append(emitted)
             scores.append(score)
-            if d.policy == "first":
+            if d.policy == "first" or (d.policy == "all" and d.top and len(winners) >= d.top):
                 break
         if d.policy == "best":
             order = sorted(range(len(winners)), key=lambda i: (-scores[i], winners[i]))
@@ -311,8 +313,6 @@ class PyKernel:
             winners = [winners[i] for i in order]
             outputs = [outputs[i] for i in order]
             scores = [scores[i] for i in order]
-        elif d.policy == "all" and d.top:
-            winners, outputs, scores = winners[:d.top], outputs[:d.top], scores[:d.top]
         return (tuple(winners), tuple(outputs), tuple(scores), tuple(variants), "")
 
     def run_primary(self, profile, request, now, customer_id=None):

@@ -278,10 +278,12 @@ class Reference:
                 if score is None:
                     continue
             message = [ctx.eval(p) for p in (cand.message or []) if not isinstance(p, str)]
+            if info.policy == "all" and any(o[0] == values[0] for o in outputs):
+                continue                    # pick all: each value once, from its first rule
             winners.append(rank)
             outputs.append(tuple(values) + tuple(message))
             scores.append(score)
-            if info.policy == "first":
+            if info.policy == "first" or (info.policy == "all" and info.top and len(winners) >= info.top):
                 break
         if info.policy == "best":
             order = sorted(range(len(winners)), key=lambda i: (-scores[i], winners[i]))
@@ -290,6 +292,4 @@ class Reference:
             winners = [winners[i] for i in order]
             outputs = [outputs[i] for i in order]
             scores = [scores[i] for i in order]
-        elif info.policy == "all" and info.top:
-            winners, outputs, scores = winners[:info.top], outputs[:info.top], scores[:info.top]
         return (tuple(winners), tuple(outputs), tuple(scores), tuple(variants), "")

@@ -160,6 +160,19 @@ def _describe_expected(parser: Lark, expected) -> tuple[str, list[str]]:
     return text, keywords
 
 
+#: clause keywords that belong to one kind of declaration only; LALR states
+#: shared by rules and offers (after `when ...`) accept both, so the
+#: reporter leaves out the other kind's clauses
+_ONLY = {"rule": {"CAP", "CHANNELS", "FOR", "MESSAGE"}, "segment": {"CAP", "CHANNELS", "FOR", "MESSAGE"},
+         "offer": set(), "decision": set()}
+
+
+def _for_declaration(expected, chunk: str):
+    kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
+    drop = _ONLY.get(kw, set())
+    return {t for t in expected if t not in drop}
+
+
 def _found(tok: Token) -> str:
     if tok.type == "$END":
         return "the end of the file"
@@ -206,12 +219,16 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
     if isinstance(err, UnexpectedToken):
         tok = err.token
         span = Span(source, base + tok.start_pos, base + tok.end_pos)
-        expected, keywords = _describe_expected(parser, err.expected)
+        expected, keywords = _describe_expected(parser, _for_declaration(err.expected, chunk))
         help_ = None
         before = chunk[:tok.start_pos].rstrip()
         m = _OPEN_QUOTE.search(before)
         if m and before.endswith('"'):
             help_ = f"is a closing quote missing? the text {m.group(0)} runs on into the next clause"
+        elif tok.type == "NAME" and str(tok) in ("month", "months", "year", "years"):
+            help_ = "months and years vary in length: write days or weeks (30 days, 52 weeks)"
+        elif tok.type == "PERCENT":
+            help_ = "percentages are for experiment weights; elsewhere write a number (0.1 or 10)"
         elif tok.type == "NAME":
             help_ = did_you_mean(str(tok), keywords, cutoff=0.6)
             if help_ is None and str(tok) in UNITS:
