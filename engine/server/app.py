@@ -27,11 +27,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..service.decide import Decider
+from ..service.inventory import InventoryHolder, InventoryStores
 from ..service.rules import LocalRules, RulesetHolder
 from ..service.sources import open_profile_source
 from .config import ServeConfig
 from .pb.maple.v1 import admin_pb2 as apb
 from .pb.maple.v1 import decision_pb2 as pb
+from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
 from .servicers import AdminServicer, DecisionServicer
 
 log = logging.getLogger("maple.server")
@@ -125,7 +127,7 @@ class TokenGuard(grpc.ServerInterceptor):
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
 
     def intercept_service(self, continuation, details):
-        if details.method.startswith(f"/{ADMIN_SERVICE}/"):
+        if details.method.startswith((f"/{ADMIN_SERVICE}/", f"/{INVENTORY_SERVICE}/")):
             md = dict(details.invocation_metadata or ())
             if md.get("authorization") != self._expected:
                 return self._deny
@@ -168,7 +170,8 @@ class DecisionNode:
     def __init__(self, cfg: ServeConfig, metrics: bool):
         self.cfg = cfg
         self.holder = RulesetHolder()
-        self.decider = Decider(self.holder, open_profile_source(cfg.store))
+        self.inventory = InventoryHolder.open(cfg.data_dir)
+        self.decider = Decider(self.holder, open_profile_source(cfg.store), InventoryStores(self.inventory))
         recorder = timer = on_result = None
         if metrics:
             from . import metrics as m
@@ -278,11 +281,12 @@ def serve_single(cfg: ServeConfig) -> int:
             on_reload = lambda result: m.RELOADS.labels(result).inc()  # noqa: E731
         admin_server = make_server(2, 16, cfg.max_message_bytes,
                                    [TokenGuard(cfg.admin_token)] if cfg.admin_token else [])
-        admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(rules, on_reload)),))
-        admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE])
+        admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(rules, on_reload)),
+                                               inventory_handler(InventoryServicer(node.inventory))))
+        admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
         admin_address = bind(admin_server, cfg.admin_listen, "admin")
         admin_server.start()
-        set_serving(admin_health, [ADMIN_SERVICE], True)
+        set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
     node.start()
     announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=1)
     rs = rules.load_initial()

@@ -17,6 +17,7 @@ class ServeConfig:
     admin_listen: str = "127.0.0.1:50052"
     workers: int = 0                     # 0: one per core
     store: str = ""                      # profile store URL ("" / none, jsonl:PATH)
+    data: str = ""                       # stores/catalogue/inventory files ("": RULES/data; "none")
     metrics_port: int | None = None      # None: no metrics endpoint
     metrics_host: str = "0.0.0.0"
     threads: int = 8                     # handler threads per worker
@@ -26,6 +27,16 @@ class ServeConfig:
     grace_seconds: float = 10.0          # then at most this long for in-flight calls
     admin_token: str = ""                # when set, AdminService needs "authorization: Bearer <token>"
     log_level: str = "INFO"
+
+    @property
+    def data_dir(self) -> str:
+        """Where the store data is: --data, else RULES/data when it exists."""
+        if self.data == "none":
+            return ""
+        if self.data:
+            return self.data
+        default = os.path.join(self.rules, "data")
+        return default if os.path.isfile(os.path.join(default, "stores.csv")) else ""
 
     @property
     def worker_count(self) -> int:
@@ -39,6 +50,7 @@ OPTIONS = [
     ("admin_listen", "--admin-listen", str, "admin service address HOST:PORT; 'off' disables it"),
     ("workers", "--workers", int, "processes sharing the decision port (SO_REUSEPORT); 0: one per core"),
     ("store", "--store", str, "profile store URL: none or jsonl:PATH"),
+    ("data", "--data", str, "directory of stores.csv, catalog.csv, inventory.csv (default RULES/data; none)"),
     ("metrics_port", "--metrics-port", int, "serve Prometheus metrics over HTTP on this port"),
     ("metrics_host", "--metrics-host", str, "address of the metrics endpoint"),
     ("threads", "--threads", int, "handler threads per worker"),

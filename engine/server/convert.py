@@ -181,6 +181,8 @@ def result_to_pb(r: DecideResult, out: pb.DecideResponse | None = None) -> pb.De
         for s in n.stores:
             m.stores.add(store_id=s.store_id, name=s.name, distance_km=s.distance_km, quantity=s.quantity,
                          low_stock=s.low_stock, preferred=s.preferred)
+        m.located_by = n.located_by or ""
+        m.empty_reason = n.empty_reason or ""
         _common(n.common, m)
     if r.next_best_offer is not None:
         _offers(r.next_best_offer.offers, out.next_best_offer.offers)

@@ -82,6 +82,17 @@ def _commands(node, conn, stop: threading.Event) -> None:
                 conn.send(("error", str(err)))
         elif msg[0] == "state":
             conn.send(("state", _version(node)))
+        elif msg[0] == "inventory":
+            try:
+                result = node.inventory.update(msg[1])
+                conn.send(("ok", result.version))
+            except Exception as err:        # the supervisor applied the same batch: unexpected
+                conn.send(("error", str(err)))
+        elif msg[0] == "inventory_reload":
+            try:
+                conn.send(("ok", node.inventory.reload().info.version))
+            except Exception as err:
+                conn.send(("error", str(err)))
 
 
 # ---------------------------------------------------------------- the supervisor
@@ -108,8 +119,9 @@ class FanoutRules:
         self.payload: list | None = None
         self.last_error: LoadError | None = None
         self.workers: list[Worker] = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._ctx = multiprocessing.get_context("spawn")
+        self.on_restart = None
 
     # -- startup and supervision
     def load_initial(self) -> None:
@@ -149,6 +161,8 @@ class FanoutRules:
                     from .metrics import mark_process_dead
                     mark_process_dead(w.pid)
                     self.workers[i] = self.start_worker()
+                    if self.on_restart is not None:
+                        self.on_restart(self.workers[i])
 
     def sentinels(self) -> list:
         return [w.process.sentinel for w in self.workers]
@@ -212,6 +226,54 @@ class FanoutRules:
             return RulesetState(self.current, self.rules_dir, self.last_error, tuple(workers))
 
 
+class FanoutInventory:
+    """InventoryService for many workers: the supervisor keeps its own copy
+    of the store data (to validate, and to answer with the result), applies
+    each change there, then sends the same batch to every worker in order.
+    A worker restarted after changes is brought up to date with the
+    supervisor's counts."""
+
+    def __init__(self, fan: FanoutRules, holder):
+        self.fan = fan
+        self.holder = holder
+        self.loaded_version = holder.inventory.version if holder.inventory is not None else 0
+
+    def apply(self, updates):
+        with self.fan._lock:
+            result = self.holder.update(updates)
+            if result.applied:
+                self._send(("inventory", list(updates)))
+            return result
+
+    def reload(self):
+        with self.fan._lock:
+            summary = self.holder.reload()
+            self._send(("inventory_reload",))
+            self.loaded_version = summary.info.version
+            return summary
+
+    def sync(self, worker: Worker) -> None:
+        """Send a (re)started worker every count changed since the files were read."""
+        inv = self.holder.inventory
+        if inv is None or inv.version == self.loaded_version:
+            return
+        from ..inventory.availability import StockUpdate
+        data = inv.snapshot.data
+        batch = [StockUpdate(store, sku, size, quantity=n)
+                 for (sku, size), by_store in data.stock.items() for store, n in by_store.items()]
+        worker.ask(("inventory", batch))
+
+    def _send(self, msg) -> None:
+        for w in self.fan.workers:
+            try:
+                reply = w.ask(msg)
+            except (OSError, EOFError, TimeoutError) as err:
+                log.error("worker %d did not take the inventory change (%s); it is restarted", w.pid, err)
+                continue
+            if reply[0] != "ok":
+                log.error("worker %d could not apply an inventory change: %s", w.pid, reply[1])
+
+
 def reserve_port(address: str) -> tuple[str, socket.socket | None]:
     """For port 0: pick a port every worker can share.  A bound (not
     listening) SO_REUSEPORT socket holds it until shutdown."""
@@ -229,6 +291,8 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
 def supervise(cfg: ServeConfig) -> int:
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
                       announce, bind, make_server, set_serving, stop_event)
+    from ..service.inventory import InventoryHolder
+    from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
     stop = stop_event()
     metrics_dir = None
     if cfg.metrics_port is not None:
@@ -247,17 +311,21 @@ def supervise(cfg: ServeConfig) -> int:
             metrics_port = m.start_http(cfg.metrics_port, cfg.metrics_host)
             on_reload = lambda result: m.RELOADS.labels(result).inc()  # noqa: E731
             m.RELOADS.labels("ok" if fan.last_error is None else "error").inc()
+        stock = FanoutInventory(fan, InventoryHolder.open(cfg.data_dir))
+        fan.on_restart = stock.sync
         fan.start(cfg.worker_count)
         stop.on_again = fan.signal_all          # a second signal hurries the workers too
         admin_server = admin_address = admin_health = None
         if cfg.admin_listen != "off":
             admin_server = make_server(2, 16, cfg.max_message_bytes,
                                        [TokenGuard(cfg.admin_token)] if cfg.admin_token else [])
-            admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(fan, on_reload)),))
-            admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE])
+            admin_server.add_generic_rpc_handlers((
+                admin_handler(AdminServicer(fan, on_reload)),
+                inventory_handler(InventoryServicer(stock.holder, stock.apply, stock.reload))))
+            admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
             admin_address = bind(admin_server, cfg.admin_listen, "admin")
             admin_server.start()
-            set_serving(admin_health, [ADMIN_SERVICE], True)
+            set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
         log.info("%d workers serving %s on %s", len(fan.workers),
                  fan.current.version if fan.current else "nothing", address)

@@ -22,7 +22,8 @@ from . import results
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
 from .rules import RulesetHolder
-from .sources import NearbyQuery, NullProfiles, NullStores, ProfileSource, SourceUnavailable, StoresSource
+from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, ProfileSource, SourceUnavailable,
+                      StoresSource)
 from .validate import validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
@@ -159,12 +160,13 @@ class Decider:
         p = results.policy(o)
         size_o = ds.outcomes.get(results.SIZE)
         size = size_o.value if size_o is not None and isinstance(size_o.value, str) else None
-        location = q.context.location or _geo(profile.get("home"))
         preferred = profile.get("preferred_store")
-        preferred = preferred if isinstance(preferred, str) else None
-        found = ()
-        if p.max_stores > 0 and p.radius_km > 0 and location is not None and q.context.sku:
-            query = NearbyQuery(q.context.sku, size, location, p.radius_km, p.max_stores, p.min_quantity)
+        preferred = preferred if isinstance(preferred, str) and preferred else None
+        found = NearbyFound((), None, "no_stock")
+        if p.max_stores > 0 and p.radius_km > 0:
+            query = NearbyQuery(q.context.sku or None, size, q.context.location, preferred,
+                                _geo(profile.get("home")), p.radius_km, p.max_stores, p.min_quantity,
+                                p.low_stock_below)
             try:
                 found = self.stores.nearby(query, _remaining(deadline))
             except SourceUnavailable as err:

@@ -108,6 +108,8 @@ class NearbyStores:
     stores: tuple[StoreAvailability, ...]
     policy: NearbyStoresPolicy
     common: Common
+    located_by: str | None = None      # request, preferred_store or home
+    empty_reason: str | None = None    # no_location, no_sku, no_size, no_stock, no_data
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ The reference pack's four decisions have typed results
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 from ..ruleset import Outcome
 from .model import (Common, GenericDecision, HomepageCategory, NearbyStores, NearbyStoresPolicy,
                     NextBestOffers, OfferResult, PrefilledSize, Reason, StoreAvailability)
-from .sources import StoreStock
+from .sources import NearbyFound
 
 HOMEPAGE, SIZE, NEARBY, OFFER = "homepage_category", "prefill_size", "nearby_stores", "next_best_offer"
 TYPED = (HOMEPAGE, SIZE, NEARBY, OFFER)
@@ -58,14 +58,17 @@ def policy(o: Outcome) -> NearbyStoresPolicy:
         preferred_first=v.get("preferred_first") is True)
 
 
-def nearby(o: Outcome, found: Sequence[StoreStock], preferred_store: str | None) -> NearbyStores:
+def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None) -> NearbyStores:
     """The policy the rules chose applied to what the stores source found."""
     p = policy(o)
     stores = [StoreAvailability(s.store_id, s.name, s.distance_km, s.quantity,
                                 s.quantity < p.low_stock_below, s.store_id == preferred_store)
-              for s in found if s.quantity >= p.min_quantity]
+              for s in found.stores if s.quantity >= p.min_quantity]
     stores.sort(key=lambda s: ((not s.preferred) if p.preferred_first else False, s.distance_km))
-    return NearbyStores(tuple(stores[:p.max_stores]), p, common(o))
+    reason = found.empty_reason if not stores else None
+    if not stores and reason is None:
+        reason = "no_stock"
+    return NearbyStores(tuple(stores[:p.max_stores]), p, common(o), found.located_by, reason)
 
 
 def generic(o: Outcome) -> GenericDecision:

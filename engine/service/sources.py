@@ -90,13 +90,19 @@ def open_profile_source(url: str | None) -> ProfileSource:
 # ---------------------------------------------------------------- stores
 @dataclass(frozen=True)
 class NearbyQuery:
-    """Which stores near ``location`` hold ``sku`` in ``size``."""
+    """Which stores near the customer hold ``sku`` in ``size``.
+
+    Where the customer is comes from the first that is known: the request's
+    location, the preferred store's location, the profile's home."""
     sku: str | None
     size: str | None
-    location: tuple[float, float] | None
+    request_location: tuple[float, float] | None
+    preferred_store: str | None
+    home: tuple[float, float] | None
     radius_km: float
     max_stores: int
     min_quantity: int
+    low_stock_below: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,19 @@ class StoreStock:
     quantity: int
 
 
+@dataclass(frozen=True)
+class NearbyFound:
+    """Stores found, nearest first, where the search was centred
+    ("request", "preferred_store", "home" or None) and, when empty, why
+    ("no_location", "no_sku", "no_size", "no_stock", "no_data")."""
+    stores: tuple[StoreStock, ...]
+    located_by: str | None
+    empty_reason: str | None = None
+
+
 @runtime_checkable
 class StoresSource(Protocol):
-    def nearby(self, query: NearbyQuery, timeout: float | None) -> Sequence[StoreStock]:
+    def nearby(self, query: NearbyQuery, timeout: float | None) -> NearbyFound:
         """Stores within the radius holding at least ``min_quantity``,
         nearest first; raise :class:`SourceUnavailable` when it cannot answer."""
 
@@ -117,8 +133,8 @@ class StoresSource(Protocol):
 class NullStores:
     """No store or inventory data: no store is ever nearby."""
 
-    def nearby(self, query: NearbyQuery, timeout: float | None) -> Sequence[StoreStock]:
-        return ()
+    def nearby(self, query: NearbyQuery, timeout: float | None) -> NearbyFound:
+        return NearbyFound((), None, "no_data")
 
 
 class StaticStores:
@@ -127,16 +143,21 @@ class StaticStores:
     def __init__(self, stores: list[tuple[str, str, float, float, dict[str, int]]]):
         self._stores = stores
 
-    def nearby(self, query: NearbyQuery, timeout: float | None) -> Sequence[StoreStock]:
+    def nearby(self, query: NearbyQuery, timeout: float | None) -> NearbyFound:
         from ..eval.values import haversine_km
-        if query.location is None or query.sku is None:
-            return ()
+        location, located_by = query.request_location, "request"
+        if location is None:
+            location, located_by = query.home, "home"
+        if location is None:
+            return NearbyFound((), None, "no_location")
+        if query.sku is None:
+            return NearbyFound((), located_by, "no_sku")
         key = f"{query.sku}/{query.size}" if query.size else query.sku
         found = []
         for sid, name, lat, lon, stock in self._stores:
-            d = haversine_km(query.location, (lat, lon))
+            d = haversine_km(location, (lat, lon))
             qty = stock.get(key, 0)
             if d <= query.radius_km and qty >= max(query.min_quantity, 1):
                 found.append(StoreStock(sid, name, d, qty))
         found.sort(key=lambda s: s.distance_km)
-        return found[:query.max_stores]
+        return NearbyFound(tuple(found[:query.max_stores]), located_by, None if found else "no_stock")

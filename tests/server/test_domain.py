@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.ruleset import load
+from engine.service.sources import NearbyFound
 from engine.service import Aborted, DecideQuery, Decider, InvalidArgument, ProfileStatus, RequestContext, RulesetHolder
 from engine.service.sources import SourceUnavailable, StaticProfiles, open_profile_source
 
@@ -58,11 +59,11 @@ def test_nearby_asks_for_the_size_even_when_only_nearby_is_wanted(ruleset):
     class Spy:
         def nearby(self, query, timeout):
             seen.append(query)
-            return ()
+            return NearbyFound((), "home", "no_stock")
     d = Decider(RulesetHolder(ruleset), stores=Spy())
     r = d.decide(DecideQuery(profile=RUNNER, decisions=("nearby_stores",),
                              context=RequestContext(sku="sku-1", category="shoes", timestamp=NOW)))
-    assert seen[0].size == "42" and seen[0].location == (51.5, -0.12)
+    assert seen[0].size == "42" and seen[0].home == (51.5, -0.12) and seen[0].request_location is None
     assert r.prefill_size is None                         # not asked, not returned
 
 

@@ -1,0 +1,128 @@
+"""Store availability for decisions, and live stock changes.
+
+:class:`InventoryHolder` owns one process's in-memory stores and stock
+(engine.inventory: data files, geo index, copy-on-write snapshots) and
+applies changes and reloads; :class:`InventoryStores` answers the decision
+service's nearby-store questions from it.  The server builds one holder per
+decision process (``--data DIR``, default ``RULES/data``); with several
+workers the supervisor sends every change to each of them in order.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..inventory import Inventory
+from ..inventory.availability import StockUpdate, UpdateResult
+from ..inventory.loader import InventoryLoadError
+from ..inventory.location import HOME, PREFERRED_STORE, REQUEST
+from .errors import FailedPrecondition, InvalidArgument
+from .sources import NearbyFound, NearbyQuery, StoreStock
+
+log = logging.getLogger("maple.inventory")
+
+MAX_CHANGES = 100_000
+
+_LOCATED_BY = {REQUEST: "request", PREFERRED_STORE: "preferred_store", HOME: "home"}
+
+
+@dataclass(frozen=True)
+class InventoryInfo:
+    directory: str
+    stores: int
+    skus: int
+    stock_rows: int
+    version: int
+    loaded_at: float
+
+
+@dataclass(frozen=True)
+class ReloadSummary:
+    info: InventoryInfo
+    problems: tuple[str, ...]
+
+
+class InventoryHolder:
+    def __init__(self, directory: str | Path, inventory: Inventory | None, loaded_at: float):
+        self.directory = str(directory)
+        self.inventory = inventory
+        self.loaded_at = loaded_at
+
+    @classmethod
+    def open(cls, directory: str | Path | None) -> "InventoryHolder":
+        """Load the data files; no directory (or no stores.csv) means no data."""
+        if not directory or not (Path(directory) / "stores.csv").exists():
+            return cls(directory or "", None, 0.0)
+        inventory, report = Inventory.from_dir(directory)
+        for err in report.errors[:20]:
+            log.warning("inventory: %s", err)
+        if report.errors:
+            log.warning("inventory: %d rows skipped (first ones above)", len(report.errors) + report.dropped)
+        return cls(directory, inventory, time.time())
+
+    # -- changes
+    def update(self, updates: Sequence[StockUpdate]) -> UpdateResult:
+        if self.inventory is None:
+            raise FailedPrecondition(f"no store data is loaded (no stores.csv in {self.directory or '--data'})")
+        if len(updates) > MAX_CHANGES:
+            raise InvalidArgument("changes", f"at most {MAX_CHANGES} changes per call, got {len(updates)}")
+        return self.inventory.apply(updates)
+
+    def reload(self) -> ReloadSummary:
+        if not self.directory:
+            raise FailedPrecondition("the server was started without a data directory (--data)")
+        try:
+            if self.inventory is None:
+                self.inventory, report = Inventory.from_dir(self.directory)
+            else:
+                report = self.inventory.reload(self.directory)
+        except InventoryLoadError as err:
+            raise FailedPrecondition("the data files cannot be used; the current data stays: "
+                                     + "; ".join(str(e) for e in err.errors[:10]))
+        self.loaded_at = time.time()
+        return ReloadSummary(self.info(), tuple(str(e) for e in report.errors[:100]))
+
+    def info(self) -> InventoryInfo:
+        if self.inventory is None:
+            return InventoryInfo(self.directory, 0, 0, 0, 0, 0.0)
+        data = self.inventory.snapshot.data
+        rows = sum(len(by_store) for by_store in data.stock.values())
+        return InventoryInfo(self.directory, len(data.stores), len(data.catalog), rows,
+                             self.inventory.version, self.loaded_at)
+
+
+class InventoryStores:
+    """The decision service's StoresSource over an InventoryHolder."""
+
+    def __init__(self, holder: InventoryHolder):
+        self.holder = holder
+
+    def nearby(self, query: NearbyQuery, timeout: float | None) -> NearbyFound:
+        inv = self.holder.inventory
+        if inv is None:
+            return NearbyFound((), None, "no_data")
+        if not query.sku:
+            where = inv.locate(query.request_location, query.preferred_store, query.home)
+            return NearbyFound((), _LOCATED_BY.get(where.source), "no_location" if not where.found else "no_sku")
+        size = query.size if query.size is not None else _one_size(inv, query.sku)
+        if size is None:
+            where = inv.locate(query.request_location, query.preferred_store, query.home)
+            return NearbyFound((), _LOCATED_BY.get(where.source), "no_location" if not where.found else "no_size")
+        answer = inv.nearby_for(query.request_location, query.preferred_store, query.home, query.sku, size,
+                                radius_km=query.radius_km, limit=query.max_stores,
+                                min_quantity=max(1, query.min_quantity),
+                                low_stock_below=max(0, query.low_stock_below))
+        if not answer.location.found:
+            return NearbyFound((), None, "no_location")
+        stores = tuple(StoreStock(s.store_id, s.name, s.distance_km, s.quantity) for s in answer.stores)
+        return NearbyFound(stores, _LOCATED_BY.get(answer.location.source), None if stores else "no_stock")
+
+
+def _one_size(inv: Inventory, sku: str) -> str | None:
+    """A product sold in a single size needs no size from the customer."""
+    item = inv.snapshot.data.catalog.get(sku)
+    sizes = getattr(item, "sizes", ()) if item is not None else ()
+    return sizes[0] if len(sizes) == 1 else None

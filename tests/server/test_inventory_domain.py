@@ -1,0 +1,66 @@
+"""The stores source over the in-memory inventory, without a server."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from engine.inventory.availability import StockUpdate
+from engine.service.errors import FailedPrecondition
+from engine.service.inventory import InventoryHolder, InventoryStores
+from engine.service.sources import NearbyQuery
+
+from .conftest import ROOT
+
+DATA = ROOT / "rules" / "data"
+NEAR = (51.5225, -0.1105)
+
+
+def q(sku="TEE-001", size="M", where=NEAR, preferred=None, home=None, radius=10.0):
+    return NearbyQuery(sku, size, where, preferred, home, radius, 5, 1, 3)
+
+
+@pytest.fixture(scope="module")
+def stores():
+    return InventoryStores(InventoryHolder.open(DATA))
+
+
+def test_found_nearest_first_with_the_centre_named(stores):
+    found = stores.nearby(q(), None)
+    assert found.located_by == "request" and found.empty_reason is None
+    assert [s.distance_km for s in found.stores] == sorted(s.distance_km for s in found.stores)
+
+
+def test_preferred_store_first_and_as_the_centre(stores):
+    found = stores.nearby(q(where=None, preferred="s016"), None)
+    assert found.located_by == "preferred_store" and found.stores[0].store_id == "s016"
+
+
+@pytest.mark.parametrize("query, reason", [
+    (q(sku=None), "no_sku"), (q(size=None), "no_size"), (q(where=None), "no_location"),
+    (q(sku="TEE-001", size="XS", radius=0.01), "no_stock")])
+def test_empty_answers_say_why(stores, query, reason):
+    found = stores.nearby(query, None)
+    assert found.stores == () and found.empty_reason == reason
+
+
+def test_one_size_products_need_no_size(stores):
+    beans = stores.nearby(q(sku="BNS-001", size=None, radius=20), None)
+    assert beans.empty_reason is None and beans.stores
+
+
+def test_no_data_directory_means_no_data():
+    found = InventoryStores(InventoryHolder.open(None)).nearby(q(), None)
+    assert found.empty_reason == "no_data"
+
+
+def test_changes_apply_and_a_broken_reload_keeps_the_data(tmp_path):
+    shutil.copytree(DATA, tmp_path / "data")
+    holder = InventoryHolder.open(tmp_path / "data")
+    result = holder.update([StockUpdate("s016", "TEE-001", "M", quantity=7)])
+    assert result.applied == 1 and holder.inventory.quantity("s016", "TEE-001", "M") == 7
+    (tmp_path / "data" / "stores.csv").write_text("not,the,right,header\n")
+    with pytest.raises(FailedPrecondition):
+        holder.reload()
+    assert holder.inventory.quantity("s016", "TEE-001", "M") == 7
+    assert holder.info().stores == 320

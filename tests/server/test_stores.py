@@ -1,0 +1,125 @@
+"""Nearby-store availability through a real `maple serve` on the reference
+pack and its sample data (rules/, rules/data/): the four decisions end to
+end, live stock changes, data reloads, and several workers kept in step."""
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from engine.server.pb.maple.v1 import decision_pb2 as pb
+from engine.server.pb.maple.v1 import decision_pb2_grpc
+from engine.server.pb.maple.v1 import inventory_pb2 as ipb
+from engine.server.pb.maple.v1 import inventory_pb2_grpc
+
+from .conftest import ROOT
+
+RULES = ROOT / "rules"
+NOW_S = 1_795_424_400            # 2026-11-23T07:00:00Z
+NEAR_RIVERSIDE = pb.GeoPoint(lat=51.5225, lon=-0.1105)
+RUNNER = {"customer_id": "c-1001", "lifecycle": "active", "preferred_store": "s016",
+          "sizes": {"running-shoes": "42", "t-shirts": "M"}, "home": {"lat": 51.5412, "lon": -0.1022}}
+TEE = dict(category="t-shirts", sku="TEE-001")       # Riverside (s016) holds one in M
+
+
+def request(profile=RUNNER, **ctx) -> pb.DecideRequest:
+    ctx.setdefault("channel", pb.CHANNEL_WEB)
+    r = pb.DecideRequest(customer_id=profile.get("customer_id", ""), context=pb.RequestContext(**ctx))
+    r.context.timestamp.seconds = NOW_S
+    r.profile.update(profile)
+    return r
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from .conftest import Server
+    s = Server(RULES)
+    s.wait_health()
+    yield s
+    s.terminate()
+
+
+def decide(server, req) -> pb.DecideResponse:
+    return decision_pb2_grpc.DecisionServiceStub(server.channel).Decide(req, timeout=10)
+
+
+def inventory(server):
+    return inventory_pb2_grpc.InventoryServiceStub(server.admin_channel)
+
+
+def test_all_four_decisions_over_the_wire(served):
+    shoes = decide(served, request(category="trail-shoes", sku="TRL-002", page="product"))
+    assert shoes.prefill_size.size == "42"                       # running-shoe size on a trail-shoe page
+    r = decide(served, request(**TEE, location=NEAR_RIVERSIDE, device=pb.DEVICE_MOBILE, page="product"))
+    assert r.prefill_size.size == "M"
+    stores = r.nearby_stores.stores
+    assert stores and stores[0].store_id == "s016" and stores[0].preferred
+    assert r.nearby_stores.located_by == "request"
+    assert r.nearby_stores.policy.radius_km == 3                # on a phone with a location
+    assert all(s.distance_km <= 3 for s in stores)
+    assert [s.distance_km for s in stores[1:]] == sorted(s.distance_km for s in stores[1:])
+    assert all(s.low_stock == (s.quantity < r.nearby_stores.policy.low_stock_below) for s in stores)
+    assert stores[0].quantity == 1 and stores[0].low_stock                # "only 1 left"
+    assert r.homepage_category.category and r.next_best_offer.offers
+
+
+def test_without_a_request_location_the_preferred_store_is_the_centre(served):
+    r = decide(served, request(**TEE))
+    assert r.nearby_stores.located_by == "preferred_store"
+    assert r.nearby_stores.stores[0].store_id == "s016" and r.nearby_stores.stores[0].distance_km == 0
+
+
+def test_no_location_known_means_no_stores_and_says_why(served):
+    r = decide(served, request(profile={"customer_id": "c-9", "sizes": {"trail-shoes": "42"}},
+                               category="trail-shoes", sku="TRL-002"))
+    assert list(r.nearby_stores.stores) == [] and r.nearby_stores.empty_reason == "no_location"
+
+
+def test_no_size_known_means_no_stores_and_says_why(served):
+    r = decide(served, request(profile={"customer_id": "c-9"}, category="trail-shoes", sku="TRL-002",
+                               location=NEAR_RIVERSIDE))
+    assert list(r.nearby_stores.stores) == [] and r.nearby_stores.empty_reason == "no_size"
+
+
+def test_a_sale_at_the_till_changes_the_answer_and_bad_changes_are_reported(served):
+    inv = inventory(served)
+    before = decide(served, request(**TEE, location=NEAR_RIVERSIDE))
+    assert "s016" in [s.store_id for s in before.nearby_stores.stores]
+    changes = [ipb.StockChange(store_id="s016", sku="TEE-001", size="M", delta=-1),
+               ipb.StockChange(store_id="s999", sku="TEE-001", size="M", delta=-1),
+               ipb.StockChange(store_id="s016", sku="TEE-001", size="99", delta=1)]
+    reply = inv.UpdateInventory(ipb.UpdateInventoryRequest(changes=changes), timeout=10)
+    assert reply.applied == 1
+    assert [(e.index, e.field) for e in reply.errors] == [(1, "changes[1].store_id"), (2, "changes[2].size")]
+    after = decide(served, request(**TEE, location=NEAR_RIVERSIDE))
+    assert "s016" not in [s.store_id for s in after.nearby_stores.stores]
+    reload = inv.ReloadInventory(ipb.ReloadInventoryRequest(), timeout=30)
+    assert reload.stores == 320
+    again = decide(served, request(**TEE, location=NEAR_RIVERSIDE))
+    assert "s016" in [s.store_id for s in again.nearby_stores.stores]
+
+
+def test_inventory_needs_the_admin_token(tmp_path, start_server):
+    s = start_server(RULES, "--admin-token", "sesame")
+    s.wait_health()
+    with pytest.raises(grpc.RpcError) as err:
+        inventory(s).GetInventory(ipb.GetInventoryRequest(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    info = inventory(s).GetInventory(ipb.GetInventoryRequest(), timeout=10,
+                                     metadata=[("authorization", "Bearer sesame")])
+    assert info.stores == 320
+
+
+def test_every_worker_sees_every_stock_change(start_server):
+    s = start_server(RULES, "--workers", "2")
+    s.wait_health()
+    reply = inventory(s).UpdateInventory(ipb.UpdateInventoryRequest(changes=[
+        ipb.StockChange(store_id="s016", sku="TEE-001", size="M", quantity=0)]), timeout=30)
+    assert reply.applied == 1
+    # new connections are spread over the workers by the kernel (SO_REUSEPORT)
+    seen = set()
+    for _ in range(12):
+        with grpc.insecure_channel(s.address) as ch:
+            r = decision_pb2_grpc.DecisionServiceStub(ch).Decide(
+                request(**TEE, location=NEAR_RIVERSIDE), timeout=10)
+            seen.add("s016" in [x.store_id for x in r.nearby_stores.stores])
+    assert seen == {False}
