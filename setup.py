@@ -86,9 +86,11 @@ def extensions():
     linetrace = os.environ.get("MAPLE_CYTHON_LINETRACE") == "1"
     macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if linetrace else []
     flags = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"]
-    ext = Extension("engine.eval._kernel", ["engine/eval/_kernel.pyx"], define_macros=macros,
-                    extra_compile_args=flags)
-    return cythonize([ext], annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
+    exts = [Extension("engine.eval._kernel", ["engine/eval/_kernel.pyx"], define_macros=macros,
+                      extra_compile_args=flags),
+            Extension("engine.inventory._nearby", ["engine/inventory/_nearby.pyx"], define_macros=macros,
+                      extra_compile_args=flags)]
+    return cythonize(exts, annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
                      compiler_directives={"language_level": 3, "linetrace": linetrace})
 
 

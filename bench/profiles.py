@@ -6,33 +6,14 @@ import json
 import random
 from pathlib import Path
 
-CATEGORIES = ["running-shoes", "shoes", "shirts", "coffee-beans", "mugs", "jackets", "socks", "bags"]
-CHANNELS = ["web", "app", "email", "pos", "kiosk"]
-NOW = 1_800_000_000
+NOW = 1_795_435_200                      # 2026-11-23T08:00:00Z, the reference pack's sample "today"
 
 
 def synthetic(n: int, seed: int = 7) -> list[dict]:
-    rnd = random.Random(seed)
-    out = []
-    for i in range(n):
-        cats = rnd.sample(CATEGORIES, 3)
-        out.append({
-            "customer_id": f"c{i:06d}",
-            "lifecycle": rnd.choice(["new", "active", "lapsed", "vip"]),
-            "channels": rnd.sample(CHANNELS, 2),
-            "last_view": {"category": cats[0], "sku": f"sku-{rnd.randrange(500)}", "channel": rnd.choice(CHANNELS),
-                          "at": NOW - rnd.randrange(30 * 86400)},
-            "sizes": {"shoes": str(rnd.randrange(36, 47)), "shirts": rnd.choice(["S", "M", "L", "XL"])},
-            "cart": {"categories": cats[1:], "skus": [f"sku-{rnd.randrange(500)}"], "items": 2,
-                     "value": round(rnd.uniform(5, 200), 2)},
-            "orders_count": rnd.randrange(20),
-            "lifetime_value": round(rnd.uniform(0, 3000), 2),
-            "loyalty_points": rnd.randrange(5000),
-            "preferred_store": f"s-{rnd.randrange(40)}",
-            "home": {"lat": 51.5 + rnd.uniform(-0.2, 0.2), "lon": -0.12 + rnd.uniform(-0.2, 0.2)},
-            "consent": {"email": rnd.random() < 0.6, "push": rnd.random() < 0.4},
-        })
-    return out
+    """Customers shaped like the event fold's profiles (bench/synth.py), so
+    every decision of the reference pack, nearby stores included, works."""
+    from bench import synth
+    return synth.customers(n, float(NOW), seed)
 
 
 def from_jsonl(path: str | Path) -> list[dict]:
@@ -49,21 +30,26 @@ def write_jsonl(profiles: list[dict], path: str | Path) -> None:
 def decide_requests(profiles: list[dict], by_id: bool, seed: int = 11) -> list[bytes]:
     """Serialized DecideRequests, one per profile: the inline snapshot, or
     only the customer id (for a server with --store holding the profiles)."""
+    from bench import synth
     from engine.server.pb.maple.v1 import decision_pb2 as pb
-    rnd = random.Random(seed)
-    channels = [pb.CHANNEL_WEB, pb.CHANNEL_APP, pb.CHANNEL_EMAIL, pb.CHANNEL_KIOSK]
+    channels = {"web": pb.CHANNEL_WEB, "app": pb.CHANNEL_APP, "email": pb.CHANNEL_EMAIL, "pos": pb.CHANNEL_POS,
+                "kiosk": pb.CHANNEL_KIOSK}
+    devices = {"desktop": pb.DEVICE_DESKTOP, "mobile": pb.DEVICE_MOBILE, "tablet": pb.DEVICE_TABLET,
+               "till": pb.DEVICE_TILL, "kiosk": pb.DEVICE_KIOSK}
     out = []
-    for p in profiles:
+    for p, r in zip(profiles, synth.requests(len(profiles), seed)):
         req = pb.DecideRequest(customer_id=str(p.get("customer_id", "")))
         c = req.context
-        c.channel = rnd.choice(channels)
-        c.page = "product"
-        c.category = rnd.choice(["shoes", "shirts"])
-        c.sku = f"sku-{rnd.randrange(500)}"
-        c.location.lat, c.location.lon = 51.5 + rnd.uniform(-0.1, 0.1), -0.12 + rnd.uniform(-0.1, 0.1)
+        c.channel = channels[r["channel"]]
+        c.device = devices[r["device"]]
+        c.page, c.category, c.sku, c.locale = r["page"], r["category"], r["sku"], r["locale"]
+        if "location" in r:
+            c.location.lat, c.location.lon = r["location"]["lat"], r["location"]["lon"]
+        if "store" in r:
+            c.store = r["store"]
         c.timestamp.seconds = NOW
         if not by_id:
-            req.profile.update(p)
+            req.profile_json = json.dumps(p).encode()     # cheaper for the server than a Struct
         out.append(req.SerializeToString())
     return out
 

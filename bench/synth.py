@@ -25,6 +25,24 @@ CITIES = [(51.5074, -0.1278), (53.4808, -2.2426), (52.52, 13.405), (48.1351, 11.
           (45.764, 4.8357), (52.3676, 4.9041), (51.9244, 4.4777), (40.7128, -74.006)]
 
 
+_CATALOG: dict[str, list[str]] | None = None
+
+
+def skus(category: str) -> list[str]:
+    """The catalogue's skus of a category (rules/data/catalog.csv)."""
+    global _CATALOG
+    if _CATALOG is None:
+        import csv
+        from pathlib import Path
+        _CATALOG = {}
+        path = Path(__file__).resolve().parents[1] / "rules" / "data" / "catalog.csv"
+        if path.exists():
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    _CATALOG.setdefault(row["category"], []).append(row["sku"])
+    return _CATALOG.get(category) or [f"{category[:3].upper()}-001"]
+
+
 def size_for(category: str, rng: random.Random) -> str:
     if category in ("running-shoes", "trail-shoes", "sneakers", "boots"):
         return rng.choice(SHOE_SIZES)
@@ -42,7 +60,7 @@ def customer(i: int, now: float, rng: random.Random) -> dict:
     p["visits"] = {c: sorted(now - rng.uniform(0, 40) * DAY for _ in range(rng.randint(0, 8))) for c in channels}
     if rng.random() < 0.8:
         cat = rng.choice(CATEGORIES)
-        p["last_view"] = {"category": cat, "sku": f"{cat[:3].upper()}-00{rng.randint(1, 5)}",
+        p["last_view"] = {"category": cat, "sku": rng.choice(skus(cat)),
                           "channel": rng.choice(channels), "at": now - rng.expovariate(1 / (6 * DAY))}
     orders = 0 if lifecycle == "new" else rng.randint(1, 6) if lifecycle != "vip" else rng.randint(15, 60)
     p["orders_count"] = orders
@@ -57,7 +75,7 @@ def customer(i: int, now: float, rng: random.Random) -> dict:
         p["preferred_store"] = rng.choice(STORES)
     if rng.random() < 0.3:
         cats = rng.sample(CATEGORIES, 2)
-        p["cart"] = {"skus": [f"{c[:3].upper()}-001" for c in cats], "categories": cats, "items": len(cats),
+        p["cart"] = {"skus": [rng.choice(skus(c)) for c in cats], "categories": cats, "items": len(cats),
                      "value": round(rng.uniform(20, 300), 2), "updated_at": now - rng.uniform(0, 9) * DAY}
     if rng.random() < 0.2:
         p["wishlist"] = {"skus": ["BOT-004"], "categories": ["boots"], "updated_at": now - rng.uniform(0, 40) * DAY}
@@ -78,7 +96,7 @@ def request(rng: random.Random) -> dict:
               "pos": "till", "kiosk": "kiosk"}[channel]
     cat = rng.choice(CATEGORIES)
     r = {"channel": channel, "device": device, "locale": "en-GB", "page": rng.choice(["home", "product", "category"]),
-         "category": cat, "sku": f"{cat[:3].upper()}-00{rng.randint(1, 5)}"}
+         "category": cat, "sku": rng.choice(skus(cat))}
     if device == "mobile" and rng.random() < 0.5:
         lat, lon = rng.choice(CITIES)
         r["location"] = {"lat": lat + rng.uniform(-0.05, 0.05), "lon": lon + rng.uniform(-0.05, 0.05)}

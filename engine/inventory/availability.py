@@ -38,6 +38,7 @@ from typing import Iterable, Sequence
 
 from .geo import GeoIndex, check_query
 from .loader import LoadReport, load_dir
+from ._nearby import ItemIndex
 from .location import Location, locate
 from .model import InventoryData, StoreAvailability
 
@@ -186,11 +187,7 @@ def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity,
     by_store = snap.data.stock.get((sku, size))
     if not by_store or limit == 0:
         return []
-    hits = []
-    for d, sid in snap.geo.unsorted_within(lat, lon, radius_km, among=by_store):
-        n = by_store.get(sid, 0)
-        if n >= min_quantity:
-            hits.append((d, sid, n))
+    hits = _item_index(snap, (sku, size), by_store).within(lat, lon, radius_km, min_quantity)
     hits.sort()
     if preferred_store is not None:
         first = [h for h in hits if h[1] == preferred_store]
@@ -198,6 +195,20 @@ def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity,
     stores = snap.data.stores
     return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
             for d, sid, n in hits[:limit]]
+
+
+def _item_index(snap: Snapshot, key: tuple[str, str], by_store: dict) -> ItemIndex:
+    """The compiled index of the stores holding one item, built on first use
+    and again when the item's stock changed (updates copy the item's dict,
+    so identity tells) or the stores did (a new snapshot.geo)."""
+    cache = snap.geo.item_indexes
+    hit = cache.get(key)
+    if hit is not None and hit[0] is by_store:
+        return hit[1]
+    stores = snap.data.stores
+    index = ItemIndex([(stores[sid].lat, stores[sid].lon, sid, n) for sid, n in by_store.items() if sid in stores])
+    cache[key] = (by_store, index)
+    return index
 
 
 def _check(u: StockUpdate, data: InventoryData) -> tuple[str, str] | None:

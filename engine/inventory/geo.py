@@ -86,6 +86,10 @@ class GeoIndex:
 
     def __init__(self, points: Iterable[tuple[str, float, float]]):
         self._entries = [((float(lat), float(lon)), key) for key, lat, lon in points]
+        #: per (sku, size): (its stock dict, its compiled ItemIndex); see
+        #: availability._item_index (lives here because it is valid exactly
+        #: as long as these store positions are)
+        self.item_indexes: dict = {}
         self._grids = [_Grid(FINEST_DEG * 2 ** k) for k in range(LEVELS)]
         for entry in self._entries:
             for grid in self._grids:

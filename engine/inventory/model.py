@@ -126,7 +126,7 @@ class StockItem:
     quantity: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoreAvailability:
     """One line of a nearby answer: "Riverside, 1.2 km, only 1 left"."""
     store_id: str

@@ -106,10 +106,30 @@ def context_from_pb(c: pb.RequestContext) -> RequestContext:
                           location, _text(c.store), timestamp, attributes)
 
 
+def _profile(r: pb.DecideRequest) -> tuple[dict | None, int]:
+    """The snapshot (from profile_json or the profile Struct) and its wire size."""
+    raw = r.profile_json
+    if raw:
+        if r.HasField("profile"):
+            raise InvalidArgument([FieldViolation("profile_json", "give profile or profile_json, not both")])
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError) as err:
+            raise InvalidArgument([FieldViolation("profile_json", f"not valid JSON: {str(err)[:200]}")])
+        if type(value) is not dict:
+            raise InvalidArgument([FieldViolation("profile_json", "must be a JSON object")])
+        return value, len(raw)
+    if r.HasField("profile"):
+        return struct_to_dict(r.profile), r.profile.ByteSize()
+    return None, 0
+
+
 def query_from_pb(r: pb.DecideRequest) -> DecideQuery:
+    profile, size = _profile(r)
     return DecideQuery(
         customer_id=r.customer_id or None,
-        profile=struct_to_dict(r.profile) if r.HasField("profile") else None,
+        profile=profile,
+        snapshot_bytes=size,
         context=context_from_pb(r.context) if r.HasField("context") else RequestContext(),
         decisions=tuple(r.decisions),
         explain=r.explain)

@@ -174,7 +174,7 @@ class Decider:
             except Exception as err:
                 log.exception("stores source failed")
                 degraded.append(f"store availability failed: {type(err).__name__}")
-        return results.nearby(o, found, preferred)
+        return results.nearby(o, found, preferred, p)
 
 
 def _geo(v) -> tuple[float, float] | None:

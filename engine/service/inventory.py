@@ -20,7 +20,7 @@ from ..inventory.availability import StockUpdate, UpdateResult
 from ..inventory.loader import InventoryLoadError
 from ..inventory.location import HOME, PREFERRED_STORE, REQUEST
 from .errors import FailedPrecondition, InvalidArgument
-from .sources import NearbyFound, NearbyQuery, StoreStock
+from .sources import NearbyFound, NearbyQuery
 
 log = logging.getLogger("maple.inventory")
 
@@ -117,7 +117,8 @@ class InventoryStores:
                                 low_stock_below=max(0, query.low_stock_below))
         if not answer.location.found:
             return NearbyFound((), None, "no_location")
-        stores = tuple(StoreStock(s.store_id, s.name, s.distance_km, s.quantity) for s in answer.stores)
+        # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
+        stores = tuple(answer.stores)
         return NearbyFound(stores, _LOCATED_BY.get(answer.location.source), None if stores else "no_stock")
 
 

@@ -1,7 +1,9 @@
 """Domain requests and responses of the decision service.
 
-Plain frozen dataclasses: the gRPC layer translates protobuf to these and
-back, and nothing here knows about protobuf.  Field names follow the wire
+Plain slotted dataclasses (built on every request: frozen ones cost five
+times as much to build, so they are read-only by convention): the gRPC
+layer translates protobuf to these and back, and nothing here knows about
+protobuf.  Field names follow the wire
 contract (proto/maple/v1/decision.proto) so that errors can name fields the
 way the client wrote them.
 """
@@ -21,7 +23,7 @@ class ProfileStatus(str, enum.Enum):
 
 
 # ---------------------------------------------------------------- requests
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestContext:
     """The moment: what the frontend knows.  None means not known."""
     channel: str | None = None
@@ -47,24 +49,25 @@ class RequestContext:
         return req
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DecideQuery:
     customer_id: str | None = None
     profile: dict | None = None          # the inline snapshot
+    snapshot_bytes: int = 0              # its size on the wire (big ones get their shape checked)
     context: RequestContext = field(default_factory=RequestContext)
     decisions: tuple[str, ...] = ()      # empty: all
     explain: bool = False
 
 
 # ---------------------------------------------------------------- results
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Reason:
     rule: str
     because: str | None
     location: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Common:
     """What every decision result carries."""
     source: str                                   # rule | default | holdout | capped
@@ -72,19 +75,19 @@ class Common:
     experiments: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class HomepageCategory:
     category: str | None
     common: Common
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PrefilledSize:
     size: str | None
     common: Common
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NearbyStoresPolicy:
     radius_km: float = 0.0
     max_stores: int = 0
@@ -93,7 +96,7 @@ class NearbyStoresPolicy:
     preferred_first: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoreAvailability:
     store_id: str
     name: str
@@ -103,7 +106,7 @@ class StoreAvailability:
     preferred: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NearbyStores:
     stores: tuple[StoreAvailability, ...]
     policy: NearbyStoresPolicy
@@ -112,7 +115,7 @@ class NearbyStores:
     empty_reason: str | None = None    # no_location, no_sku, no_size, no_stock, no_data
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OfferResult:
     id: str
     message: str
@@ -123,13 +126,13 @@ class OfferResult:
     fields: dict
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NextBestOffers:
     offers: tuple[OfferResult, ...]
     common: Common
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class GenericDecision:
     """Any decision without a typed result: its JSON-able value."""
     kind: str                                     # value | record | offer
@@ -138,7 +141,7 @@ class GenericDecision:
     offers: tuple[OfferResult, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DecideResult:
     ruleset_version: str
     decided_at: float

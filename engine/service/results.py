@@ -58,9 +58,10 @@ def policy(o: Outcome) -> NearbyStoresPolicy:
         preferred_first=v.get("preferred_first") is True)
 
 
-def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None) -> NearbyStores:
+def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,
+           p: NearbyStoresPolicy | None = None) -> NearbyStores:
     """The policy the rules chose applied to what the stores source found."""
-    p = policy(o)
+    p = p or policy(o)
     stores = [StoreAvailability(s.store_id, s.name, s.distance_km, s.quantity,
                                 s.quantity < p.low_stock_below, s.store_id == preferred_store)
               for s in found.stores if s.quantity >= p.min_quantity]

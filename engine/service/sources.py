@@ -88,7 +88,7 @@ def open_profile_source(url: str | None) -> ProfileSource:
 
 
 # ---------------------------------------------------------------- stores
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NearbyQuery:
     """Which stores near the customer hold ``sku`` in ``size``.
 
@@ -113,7 +113,7 @@ class StoreStock:
     quantity: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NearbyFound:
     """Stores found, nearest first, where the search was centred
     ("request", "preferred_store", "home" or None) and, when empty, why

@@ -18,6 +18,10 @@ MAX_DECISIONS = 256          # names in DecideRequest.decisions
 MAX_BATCH = 1000             # items in one DecideBatch
 MAX_DEPTH = 32               # nesting of the profile snapshot and attributes
 MAX_NODES = 100_000          # values in the profile snapshot
+#: snapshots smaller than this on the wire cannot break the depth or size
+#: limits in a way that matters, so they are not walked (this runs on
+#: every request); bigger ones, and snapshots of unknown size, are
+SHAPE_CHECK_BYTES = 16_384
 # google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
 MIN_TIME = -62_135_596_800
 MAX_TIME = 253_402_300_799
@@ -52,7 +56,7 @@ def validate_query(q: DecideQuery, decision_names) -> None:
                 bad.append(FieldViolation(f"decisions[{i}]", f"unknown decision {name[:64]!r}; the pack decides: "
                                           + ", ".join(sorted(known))))
     for path, value in (("profile", q.profile), ("context.attributes", ctx.attributes)):
-        if value is not None:
+        if value is not None and (path != "profile" or not 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES):
             problem = _shape_problem(value)
             if problem:
                 bad.append(FieldViolation(path, problem))

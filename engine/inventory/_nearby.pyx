@@ -1,0 +1,84 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled per-item store index: which stores holding one (sku, size) lie
+within R km.
+
+An :class:`ItemIndex` holds the stores that stock one item, sorted by
+latitude; a query reads only the latitude band the radius allows and
+measures each store there with the same great-circle distance as the rule
+kernel and :func:`engine.eval.values.haversine_km` (operation for
+operation, so answers equal the pure-Python scan's to the bit).  The
+inventory builds one per item on first use and again when that item's
+stock changes (availability.py).
+"""
+from libc.math cimport sin, cos, asin, sqrt, M_PI
+from libc.stdlib cimport malloc, free
+
+cdef double DEG2RAD = M_PI / 180.0
+cdef double EARTH_RADIUS_KM = 6371.0088
+cdef double PAD_RAD = 1e-6            # as geo.PAD_RAD: rounding never drops a store on the rim
+
+
+cdef inline double _haversine(double lat1d, double lon1d, double lat2d, double lon2d) noexcept nogil:
+    cdef double lat1 = lat1d * DEG2RAD, lon1 = lon1d * DEG2RAD
+    cdef double lat2 = lat2d * DEG2RAD, lon2 = lon2d * DEG2RAD
+    cdef double s1 = sin((lat2 - lat1) * 0.5)
+    cdef double s2 = sin((lon2 - lon1) * 0.5)
+    cdef double h = s1 * s1 + cos(lat1) * cos(lat2) * s2 * s2
+    if h > 1.0:
+        h = 1.0
+    return 2.0 * EARTH_RADIUS_KM * asin(sqrt(h))
+
+
+cdef class ItemIndex:
+    cdef int n
+    cdef double *lat
+    cdef double *lon
+    cdef long long *qty
+    cdef list ids
+
+    def __cinit__(self, entries):
+        """``entries``: (lat, lon, store id, quantity) of every store holding the item."""
+        rows = sorted(entries)
+        self.n = len(rows)
+        self.lat = <double*>malloc(max(1, self.n) * sizeof(double))
+        self.lon = <double*>malloc(max(1, self.n) * sizeof(double))
+        self.qty = <long long*>malloc(max(1, self.n) * sizeof(long long))
+        if self.lat == NULL or self.lon == NULL or self.qty == NULL:
+            raise MemoryError()
+        self.ids = []
+        cdef int i
+        for i, (la, lo, sid, q) in enumerate(rows):
+            self.lat[i] = la
+            self.lon[i] = lo
+            self.qty[i] = q
+            self.ids.append(sid)
+
+    def __dealloc__(self):
+        free(self.lat)
+        free(self.lon)
+        free(self.qty)
+
+    def __len__(self):
+        return self.n
+
+    def within(self, double lat, double lon, double radius_km, long long min_quantity):
+        """[(distance km, store id, quantity)] of the stores within the radius
+        holding at least ``min_quantity``, in no particular order."""
+        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
+        cdef double lo_lat = lat - band, hi_lat = lat + band, d
+        cdef int lo = 0, hi = self.n, mid, i
+        while lo < hi:                               # first store at or above lo_lat
+            mid = (lo + hi) >> 1
+            if self.lat[mid] < lo_lat:
+                lo = mid + 1
+            else:
+                hi = mid
+        out = []
+        i = lo
+        while i < self.n and self.lat[i] <= hi_lat:
+            if self.qty[i] >= min_quantity:
+                d = _haversine(lat, lon, self.lat[i], self.lon[i])
+                if d <= radius_km:
+                    out.append((d, self.ids[i], self.qty[i]))
+            i += 1
+        return out
