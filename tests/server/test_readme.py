@@ -15,17 +15,21 @@ from .conftest import ROOT
 README = (ROOT / "README.md").read_text()
 
 
-def test_python_client_example_runs(server):
+def test_python_client_example_runs(start_server):
+    """Against the reference rules and sample data, as `make serve` runs them."""
+    server = start_server(ROOT / "rules")
+    server.wait_health()
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
     code = code.replace("localhost:50051", server.address)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
-    version, category, size = r.stdout.split()
-    assert len(version) == 16 and category == "new-arrivals" and size == "42"
+    category, size, rest = r.stdout.split(" ", 2)
+    assert category and size == "M"                    # the t-shirt size bought before
+    assert "('Riverside', 1.2, 1, True)" in rest        # the preferred store first: "only 1 left"
 
 
 def test_grpcurl_payload_is_valid_proto_json():
     body = re.search(r"-d '(.*?)'", README, re.S).group(1)
     request = json_format.Parse(body, pb.DecideRequest())      # grpcurl uses the same JSON mapping
-    assert request.context.channel == pb.CHANNEL_WEB and request.profile["sizes"]["shoes"] == "42"
+    assert request.context.channel == pb.CHANNEL_WEB and request.profile["sizes"]["t-shirts"] == "M"
     assert json.loads(body)["customer_id"] == "c-42"
