@@ -361,12 +361,13 @@ class Lowerer:
 
 
 def make_candidate(rank: int, cand: Candidate, lowered: dict, residual: int, exact: bool,
-                   conjuncts) -> CandidateIR:
+                   conjuncts, score_template: int = -1, score_params: tuple = ()) -> CandidateIR:
     return CandidateIR(rank=rank, name=cand.name, kind=cand.kind, priority=cand.priority,
                        cond=lowered["cond"], residual=residual, exact=exact, score=lowered["score"],
                        outputs=lowered["outputs"], required=lowered["required"],
                        message=lowered["message"], emits=lowered["emits"], because=cand.because,
-                       location=cand.name_span.location(), conjuncts=tuple(conjuncts))
+                       location=cand.name_span.location(), conjuncts=tuple(conjuncts),
+                       score_template=score_template, score_params=tuple(score_params))
 
 
 def decision_ir(shell: dict, candidates, index) -> DecisionIR:

@@ -21,6 +21,7 @@ from ..ir.program import FORMAT_VERSION, DecisionIR, Program
 from ..source import SourceFile
 from ..syntax import parse
 from . import index as indexer
+from . import templates as scoring
 from .builder import Builder, TooLarge
 from .lower import Lowerer, decision_ir, make_candidate
 
@@ -78,11 +79,16 @@ def link(pack: CheckedPack, diags: Diagnostics, stage=lambda name: None) -> Prog
     segments = {name: low.value(seg.expr) for name, seg in pack.segments.items()}
     stage("lower")
     decisions: list[DecisionIR] = []
+    templates: list = []
     exact_total = 0
     for (info, shell, ranked), lowered in zip(shells, lowered_all):
         conj = [b.conjuncts(lw["cond"]) for lw in lowered]
         idx = indexer.build(b, conj, [bool(lw["required"]) for lw in lowered])
-        cands = [make_candidate(r, c, lw, idx.residual[r], idx.exact[r], conj[r])
+        tpls, per_cand = scoring.build(b, [lw["score"] for lw in lowered])
+        base = len(templates)
+        templates.extend(tpls)
+        per_cand = [(t + base if t >= 0 else -1, params) for t, params in per_cand]
+        cands = [make_candidate(r, c, lw, idx.residual[r], idx.exact[r], conj[r], *per_cand[r])
                  for r, (c, lw) in enumerate(zip(ranked, lowered))]
         exact_total += sum(idx.exact)
         _warn_unreachable(b, info, ranked, lowered, conj, diags)
@@ -90,10 +96,11 @@ def link(pack: CheckedPack, diags: Diagnostics, stage=lambda name: None) -> Prog
     stage("index")
     stats = {"nodes": len(b.op), "slots": len(b.slots), "strings": len(b.strings),
              "candidates": sum(len(d.candidates) for d in decisions), "exact": exact_total,
-             "index_words": sum(len(d.index.bits) for d in decisions if d.index is not None)}
+             "index_words": sum(len(d.index.bits) for d in decisions if d.index is not None),
+             "templates": len(templates)}
     return Program(FORMAT_VERSION, tuple(b.strings), tuple(b.slots), tuple(b.lists), tuple(b.list_kinds),
                    tuple(b.geos), b.op, b.a, b.b, b.c, b.k, b.kind, b.args, tuple(decisions),
-                   tuple(experiments), segments, stats, dict(b.string_ids))
+                   tuple(experiments), segments, stats, dict(b.string_ids), tuple(templates))
 
 
 def _warn_unreachable(b: Builder, info, ranked, lowered, conj, diags: Diagnostics) -> None:

@@ -28,6 +28,14 @@ cdef class _State:
     cdef uint64_t *mask
     cdef int32_t *top_rank
     cdef double *top_score
+    # best score: candidates collected, their scores, template batches (32 rows of max_top)
+    cdef int32_t *cand_rank
+    cdef double *cand_score
+    cdef int8_t *cand_ok
+    cdef int32_t *batch_pos
+    cdef int32_t *batch_pbase
+    cdef double *bv
+    cdef double *pv              # the template prologue's registers
     # the call's inputs
     cdef object profile
     cdef object request
@@ -53,6 +61,8 @@ cdef class _Decision:
     cdef int32_t *residual
     cdef int8_t *exact
     cdef int32_t *score
+    cdef int32_t *tpl             # score template per candidate (-1: evaluate the node)
+    cdef int32_t *tpl_params      # where its parameters start in Kernel.params
     cdef int32_t *req_start
     cdef int32_t *req_count
     cdef int32_t *emit_start
@@ -95,6 +105,17 @@ cdef class Kernel:
     cdef int8_t *kind
     cdef int32_t *args
     cdef int32_t *reqs          # required / emitted node ids of every candidate
+    cdef list param_list
+    cdef double *params         # score template parameters of every candidate
+    cdef int n_templates
+    cdef int32_t *tpl_start
+    cdef int32_t *tpl_len
+    cdef int32_t *tpl_res
+    cdef int32_t *tpl_pro
+    cdef double *tc_k
+    cdef int32_t *tc_op
+    cdef int32_t *tc_a
+    cdef int32_t *tc_b
     cdef int8_t *slot_kind
     cdef int8_t *slot_vkind
     cdef int8_t *slot_ts
@@ -145,6 +166,8 @@ cdef class Kernel:
     cdef double _size(self, _State st, int s, int key) except? -1.0
     cdef object _value(self, _State st, int n)
     cdef bint _accept(self, _State st, _Decision D, int r, double *score) except -1
+    cdef int _decide_best(self, _State st, _Decision D, int limit) except -1
+    cdef int _score_batches(self, _State st, _Decision D, int m) except -1
     cdef int _attr_offsets(self, _State st, _Decision D) except -1
     cdef inline uint64_t _word(self, _State st, _Decision D, int w)
     cdef int _decide(self, _State st, _Decision D) except -1

@@ -10,7 +10,7 @@ pure-Python twin (``pykernel.PyKernel.run``).  Semantics mirror
 """
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
-from libc.math cimport sin, cos, asin, sqrt, isfinite, floor, M_PI
+from libc.math cimport sin, cos, asin, sqrt, isfinite, isnan, floor, fabs, M_PI, NAN
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t
 from cpython.object cimport PyObject
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -23,6 +23,31 @@ include "_opcodes.pxi"
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long x) nogil
+
+cdef extern from *:
+    """
+    #include <math.h>
+    /* out[i] = a OP b over n elements, NaN-encoded (missing = NaN, a
+       non-finite result is missing); a and b are rows (va, vb) or the
+       scalars ca, cb.  Plain loops over restrict pointers so the compiler
+       vectorizes them. */
+    #define MAPLE_LOOP(EXPR) for (int i = 0; i < n; i++) { double x = (EXPR); out[i] = isfinite(x) ? x : NAN; }
+    #define MAPLE_BINOP(NAME, OP) \
+    static void NAME(double *restrict out, const double *restrict a, const double *restrict b, \
+                     int n, int va, int vb, double ca, double cb) { \
+        if (va && vb) { MAPLE_LOOP(a[i] OP b[i]) } \
+        else if (va) { MAPLE_LOOP(a[i] OP cb) } \
+        else { MAPLE_LOOP(ca OP b[i]) } \
+    }
+    MAPLE_BINOP(maple_vadd, +)
+    MAPLE_BINOP(maple_vsub, -)
+    MAPLE_BINOP(maple_vmul, *)
+    MAPLE_BINOP(maple_vdiv, /)
+    """
+    void maple_vadd(double *out, const double *a, const double *b, int n, int va, int vb, double ca, double cb) nogil
+    void maple_vsub(double *out, const double *a, const double *b, int n, int va, int vb, double ca, double cb) nogil
+    void maple_vmul(double *out, const double *a, const double *b, int n, int va, int vb, double ca, double cb) nogil
+    void maple_vdiv(double *out, const double *a, const double *b, int n, int va, int vb, double ca, double cb) nogil
 
 cdef extern from "Python.h":
     # borrowed reference; NULL without an exception when the key is absent
@@ -99,9 +124,16 @@ cdef inline double _as_number(object v, bint *ok):
 
 cdef class _State:
     def __cinit__(self, int n_nodes, int n_slots, int max_attrs, int max_words, int max_set_words,
-                  int max_top):
+                  int max_top, int n_templates=0):
         cdef int i
         self.epoch = 0
+        self.cand_rank = <int32_t*>_alloc(max_top + 1, sizeof(int32_t))
+        self.cand_score = <double*>_alloc(max_top + 1, sizeof(double))
+        self.cand_ok = <int8_t*>_alloc(max_top + 1, sizeof(int8_t))
+        self.batch_pos = <int32_t*>_alloc(max_top + 1, sizeof(int32_t))
+        self.batch_pbase = <int32_t*>_alloc(max_top + 1, sizeof(int32_t))
+        self.bv = <double*>_alloc((max_top + 1) * 32 if n_templates else 1, sizeof(double))
+        self.pv = <double*>_alloc(32, sizeof(double))
         self.n_nodes = n_nodes
         self.n_slots = n_slots
         self.n_epoch = <int64_t*>_alloc(n_nodes, sizeof(int64_t))
@@ -131,11 +163,15 @@ cdef class _State:
         free(self.n_epoch); free(self.n_ok); free(self.n_num); free(self.n_num2); free(self.n_sid)
         free(self.s_epoch); free(self.s_ok); free(self.s_num); free(self.s_num2); free(self.s_sid)
         free(self.rows); free(self.setacc); free(self.mask); free(self.top_rank); free(self.top_score)
+        free(self.cand_rank); free(self.cand_score); free(self.cand_ok); free(self.batch_pos)
+        free(self.batch_pbase)
+        free(self.bv); free(self.pv)
 
 
 cdef class _Decision:
     def __dealloc__(self):
-        free(self.cond); free(self.residual); free(self.exact); free(self.score)
+        free(self.cond); free(self.residual); free(self.exact); free(self.score); free(self.tpl)
+        free(self.tpl_params)
         free(self.req_start); free(self.req_count); free(self.emit_start); free(self.emit_count)
         free(self.caps); free(self.exps)
         free(self.attr_slot); free(self.attr_kind); free(self.attr_missing); free(self.attr_other)
@@ -227,6 +263,7 @@ cdef class Kernel:
         self.assign_variant = _values.assign_variant
         self.parse_time = _values.to_timestamp
         reqs = []
+        self.param_list = []
         self.decisions = []
         self.max_attrs = 1
         self.max_words = 1
@@ -235,6 +272,18 @@ cdef class Kernel:
         for d in program.decisions:
             self.decisions.append(self._pack_decision(d, reqs))
         self.reqs = _ints(reqs)
+        self.params = _doubles(self.param_list)
+        code = [c for t in program.templates for c in t.code]
+        self.n_templates = len(program.templates)
+        self.tpl_start = _ints([sum(len(t.code) for t in program.templates[:i])
+                                for i in range(len(program.templates))])
+        self.tpl_len = _ints([len(t.code) for t in program.templates])
+        self.tpl_res = _ints([t.result for t in program.templates])
+        self.tpl_pro = _ints([t.n_pro for t in program.templates])
+        self.tc_k = _doubles([c[3] for c in code])
+        self.tc_op = _ints([c[0] for c in code])
+        self.tc_a = _ints([c[1] for c in code])
+        self.tc_b = _ints([c[2] for c in code])
         self.state = self._new_state()
 
     cdef _Decision _pack_decision(self, d, list reqs):
@@ -249,6 +298,12 @@ cdef class Kernel:
         D.residual = _ints([x.residual for x in d.candidates])
         D.exact = <int8_t*>_alloc(n, sizeof(int8_t))
         D.score = _ints([x.score for x in d.candidates])
+        D.tpl = _ints([x.score_template for x in d.candidates])
+        pstart = []
+        for x in d.candidates:
+            pstart.append(len(self.param_list))
+            self.param_list.extend(x.score_params)
+        D.tpl_params = _ints(pstart)
         D.req_start = <int32_t*>_alloc(n, sizeof(int32_t))
         D.req_count = <int32_t*>_alloc(n, sizeof(int32_t))
         D.emit_start = <int32_t*>_alloc(n, sizeof(int32_t))
@@ -312,12 +367,15 @@ cdef class Kernel:
 
     cdef _State _new_state(self):
         return _State(self.n_nodes, self.n_slots, self.max_attrs, self.max_words,
-                      self.max_set_words, self.max_top)
+                      self.max_set_words, self.max_top, self.n_templates)
 
     def __dealloc__(self):
         cdef int i
         free(self.op); free(self.a); free(self.b); free(self.c); free(self.k); free(self.kind)
-        free(self.args); free(self.reqs)
+        free(self.args); free(self.reqs); free(self.params)
+        free(self.tpl_start); free(self.tpl_len); free(self.tpl_res); free(self.tpl_pro); free(self.tc_k); free(self.tc_op)
+        free(self.tc_a)
+        free(self.tc_b)
         free(self.slot_kind); free(self.slot_vkind); free(self.slot_ts); free(self.slot_root)
         free(self.path_start); free(self.path_len); free(self.path_keys)
         if self.list_sids != NULL:
@@ -791,6 +849,8 @@ cdef class Kernel:
 
     # ================================================================ decisions
     cdef bint _accept(self, _State st, _Decision D, int r, double *score) except -1:
+        """Whether candidate r's condition holds and its required values are
+        set (scores are the caller's: best-score decisions batch them)."""
         cdef int i
         if not self.use_index:
             if D.cond[r] >= 0 and not self._truth(st, D.cond[r]):
@@ -800,10 +860,6 @@ cdef class Kernel:
         for i in range(D.req_start[r], D.req_start[r] + D.req_count[r]):
             if not self._ev(st, self.reqs[i]):
                 return False
-        if D.policy == 1:
-            if not self._ev(st, D.score[r]):
-                return False
-            score[0] = st.n_num[D.score[r]]
         return True
 
     cdef int _attr_offsets(self, _State st, _Decision D) except -1:
@@ -899,6 +955,8 @@ cdef class Kernel:
             return 0
         self._attr_offsets(st, D)
         cdef int limit = D.top if D.top > 0 else D.n_cands
+        if D.policy == 1:
+            return self._decide_best(st, D, limit)
         for w in range(D.n_words):
             m = self._word(st, D, w)
             while m:
@@ -932,6 +990,137 @@ cdef class Kernel:
                 st.top_score[j] = score
                 st.top_rank[j] = r
         return found
+
+    cdef int _decide_best(self, _State st, _Decision D, int limit) except -1:
+        """Best score: collect the candidates whose conditions hold (in
+        evaluation order), score them (templated ones in batches, one
+        template instruction across all of them at a time), then keep the
+        top ``limit`` by (score desc, order asc)."""
+        cdef int w, r, j, k, m = 0, found = 0, t, nw = D.n_words
+        cdef uint64_t bits
+        cdef uint64_t *mask = st.mask
+        cdef const uint64_t *row
+        cdef double score
+        cdef bint batched = False
+        for w in range(nw):                              # the index, attribute by attribute (vectorizes)
+            mask[w] = <uint64_t>0xFFFFFFFFFFFFFFFF
+        for k in range(st.n_rows):
+            row = st.rows[k]
+            for w in range(nw):
+                mask[w] &= row[w]
+        if D.n_cands & 63:
+            mask[nw - 1] &= (<uint64_t>1 << (D.n_cands & 63)) - 1
+        for w in range(nw):
+            bits = mask[w]
+            while bits:
+                r = (w << 6) + __builtin_ctzll(bits)
+                bits &= bits - 1
+                if not (D.exact[r] and D.req_count[r] == 0 and self.use_index) and \
+                        not self._accept(st, D, r, NULL):
+                    continue
+                st.cand_rank[m] = r
+                if D.tpl[r] >= 0:
+                    batched = True
+                    st.cand_ok[m] = 2                   # to be scored by its template
+                else:
+                    st.cand_ok[m] = self._ev(st, D.score[r])
+                    st.cand_score[m] = st.n_num[D.score[r]]
+                m += 1
+        if batched:
+            self._score_batches(st, D, m)
+        for k in range(m):
+            if not st.cand_ok[k]:
+                continue                                # a missing score does not compete
+            score = st.cand_score[k]
+            r = st.cand_rank[k]
+            if found < limit:
+                j = found
+                found += 1
+            elif score > st.top_score[found - 1]:
+                j = found - 1
+            else:
+                continue
+            while j > 0 and st.top_score[j - 1] < score:
+                st.top_score[j] = st.top_score[j - 1]
+                st.top_rank[j] = st.top_rank[j - 1]
+                j -= 1
+            st.top_score[j] = score
+            st.top_rank[j] = r
+        return found
+
+    cdef int _score_batches(self, _State st, _Decision D, int m) except -1:
+        """Score every collected candidate marked 2, one template at a time.
+
+        Inside a batch a missing value is NaN: every present value is finite
+        (a non-finite result is missing), NaN propagates through + - * /,
+        and x / 0 is never finite, so each operator is one branch-free loop
+        with the node semantics.  The prologue runs once, as scalars."""
+        cdef int k, b, t, i, j, op, a, bb, start, n, pro
+        cdef bint va, vb
+        cdef double ca, cb
+        cdef int stride = self.max_top
+        cdef double *row
+        cdef double *ra
+        cdef double *rb
+        cdef double x, c
+        cdef double nan = NAN
+        for k in range(m):
+            if st.cand_ok[k] != 2:
+                continue
+            t = D.tpl[st.cand_rank[k]]
+            b = 0                                        # gather the batch of template t
+            for j in range(k, m):
+                if st.cand_ok[j] == 2 and D.tpl[st.cand_rank[j]] == t:
+                    st.batch_pos[b] = j
+                    st.batch_pbase[b] = D.tpl_params[st.cand_rank[j]]
+                    b += 1
+            start, n, pro = self.tpl_start[t], self.tpl_len[t], self.tpl_pro[t]
+            for i in range(pro):                         # the prologue: scalars, once
+                op, a = self.tc_op[start + i], self.tc_a[start + i]
+                if op == T_NODE:
+                    c = st.n_num[a] if self._ev(st, a) else nan
+                elif op == T_CONST:
+                    c = self.tc_k[start + i]
+                else:
+                    c = _apply(op, st.pv[a], st.pv[self.tc_b[start + i]] if self.tc_b[start + i] >= 0 else 0.0)
+                st.pv[i] = c
+            for i in range(pro, n):
+                op, a = self.tc_op[start + i], self.tc_a[start + i]
+                row = st.bv + i * stride
+                if op == T_PARAM:
+                    for j in range(b):
+                        row[j] = self.params[st.batch_pbase[j] + a]
+                    continue
+                # an operand is a prologue scalar (register < pro) or a row;
+                # the choice is loop-invariant, so the compiler unswitches it
+                va = a >= pro
+                ra = st.bv + a * stride
+                ca = st.pv[a] if not va else 0.0
+                if op == T_NEG or op == T_ABS:
+                    for j in range(b):
+                        x = ra[j] if va else ca
+                        row[j] = -x if op == T_NEG else fabs(x)
+                    continue
+                bb = self.tc_b[start + i]
+                vb = bb >= pro
+                rb = st.bv + bb * stride
+                cb = st.pv[bb] if not vb else 0.0
+                if op == T_ADD:
+                    maple_vadd(row, ra, rb, b, va, vb, ca, cb)
+                elif op == T_SUB:
+                    maple_vsub(row, ra, rb, b, va, vb, ca, cb)
+                elif op == T_MUL:
+                    maple_vmul(row, ra, rb, b, va, vb, ca, cb)
+                else:
+                    maple_vdiv(row, ra, rb, b, va, vb, ca, cb)
+            if self.tpl_res[t] < pro:                    # a score that is the same for all of them
+                for j in range(b):
+                    st.bv[self.tpl_res[t] * stride + j] = st.pv[self.tpl_res[t]]
+            row = st.bv + self.tpl_res[t] * stride
+            for j in range(b):
+                st.cand_score[st.batch_pos[j]] = row[j]
+                st.cand_ok[st.batch_pos[j]] = not isnan(row[j])
+        return 0
 
     cdef bint _seen_value(self, _State st, _Decision D, int r, int found) except -1:
         """Whether candidate r's value equals one already collected."""
@@ -1029,6 +1218,24 @@ cdef class Kernel:
             return tuple(out)
         finally:
             self._end(st)
+
+
+cdef inline double _apply(int op, double a, double b) noexcept:
+    """One template operation on NaN-encoded values (see _score_batches)."""
+    cdef double x
+    if op == T_NEG:
+        return -a
+    if op == T_ABS:
+        return fabs(a)
+    if op == T_ADD:
+        x = a + b
+    elif op == T_SUB:
+        x = a - b
+    elif op == T_MUL:
+        x = a * b
+    else:
+        x = a / b
+    return x if isfinite(x) else NAN
 
 
 cdef int _calendar(int op, double t, double *out) noexcept:

@@ -82,6 +82,17 @@ def disassemble(p: Program, index_detail: bool = True) -> str:
             bands = ", ".join(f"{v} <{u}" for v, u in x.variants)
             out.append(f"  x{x.index} {x.name} salt={x.salt!r} holdout <{x.holdout_bp}, {bands}; on "
                        f"{', '.join(x.on) or '-'}")
+    if p.templates:
+        from .opcodes import TOp
+        out.append("\nscore templates:")
+        for i, t in enumerate(p.templates):
+            parts = []
+            for j, (op, a, b, value) in enumerate(t.code):
+                name = TOp(op).name.lower()
+                arg = {TOp.PARAM: f"p{a}", TOp.NODE: f"%{a}", TOp.CONST: _fmt_num(value)}.get(
+                    TOp(op), ",".join(f"r{x}" for x in (a, b) if x >= 0))
+                parts.append(f"r{j}={name}({arg})" + (" |" if j == t.n_pro - 1 else ""))
+            out.append(f"  T{i} ({t.users} candidates, {t.n_params} params): {'; '.join(parts)} -> r{t.result}")
     for d in p.decisions:
         head = f"\ndecision {d.name}: {d.type_name} pick {d.policy}"
         if d.top:
@@ -98,7 +109,8 @@ def disassemble(p: Program, index_detail: bool = True) -> str:
             parts.append(f"cond %{c.cond}" if c.cond >= 0 else "cond always")
             parts.append("exact" if c.exact else (f"residual %{c.residual}" if c.residual >= 0 else "check outputs"))
             if c.score >= 0:
-                parts.append(f"score %{c.score}")
+                parts.append(f"score %{c.score}" + (f" = T{c.score_template}{list(c.score_params)}"
+                                                     if c.score_template >= 0 else ""))
             outs = ", ".join(f"{name or 'value'}=%{node}" for name, node in c.outputs)
             if outs:
                 parts.append(f"-> {outs}")

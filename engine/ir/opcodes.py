@@ -79,6 +79,23 @@ class Op(enum.IntEnum):
     HOUR = 72            # 0..23
 
 
+class TOp(enum.IntEnum):
+    """Instructions of a score template: a straight-line register program
+    for a score expression shape that many candidates share (their
+    constants differ, held per candidate as parameters).  Instruction i
+    writes register i; each register holds a number or missing, and the
+    arithmetic has exactly the node semantics."""
+    PARAM = 1       # r = the candidate's parameter a
+    NODE = 2        # r = the value of node a (evaluated once per call)
+    ADD = 3         # r[dst] = r[a] + r[b]
+    SUB = 4
+    MUL = 5
+    DIV = 6         # missing when r[b] == 0
+    NEG = 7         # r = -r[a]
+    ABS = 8
+    CONST = 9       # r = the instruction's value (a parameter every candidate shares)
+
+
 #: result kind of each opcode ("*" = the kind of the node, set at lowering)
 BOOL_OPS = frozenset({
     Op.CONST_BOOL, Op.LOAD_BOOL, Op.SLOT_PRESENT, Op.NOT, Op.AND, Op.OR, Op.IS_SET, Op.IS_MISSING,
@@ -110,4 +127,6 @@ def pxi_source() -> str:
     lines = ["# Generated from engine/ir/opcodes.py by setup.py: do not edit.",
              "cdef enum:"]
     lines += [f"    OP_{op.name} = {op.value}" for op in Op]
+    lines += ["", "cdef enum:"]
+    lines += [f"    T_{op.name} = {op.value}" for op in TOp]
     return "\n".join(lines) + "\n"

@@ -88,9 +88,28 @@ class CandidateIR:
     required: tuple[int, ...]   # output nodes that must be set for the rule to fire
     message: tuple = ()         # literal str parts and int node ids
     emits: tuple[int, ...] = ()  # nodes whose values the evaluator returns: outputs, then message
+    score_template: int = -1    # Program.templates index computing ``score`` (-1: evaluate the node)
+    score_params: tuple[float, ...] = ()   # the template's parameters for this candidate
     because: str | None = None
     location: str = ""          # path:line:col
     conjuncts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScoreTemplate:
+    """A score expression shape shared by candidates (compile/templates.py):
+    TOp instructions (op, a, b, value) over ``n_regs`` registers
+    (instruction i writes register i); the score is register ``result``.
+    The first ``n_pro`` instructions (the prologue) are the same for every
+    candidate and run once per call; the rest run per candidate with its
+    ``n_params`` parameters.  Together they perform exactly the arithmetic,
+    in exactly the order, of evaluating a candidate's score node."""
+    code: tuple[tuple[int, int, int, float], ...]
+    n_regs: int
+    result: int
+    n_params: int
+    users: int                  # candidates that use it
+    n_pro: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +168,7 @@ class Program:
     segments: dict              # name -> node id (for the disassembler and explain)
     stats: dict
     string_ids: dict            # str -> string id
+    templates: tuple = ()       # ScoreTemplate
 
     @property
     def n_nodes(self) -> int:
