@@ -4,6 +4,7 @@
     maple compile RULES [--dis]                compile; print the IR with --dis
     maple decide --rules RULES --profile P.json [--request R.json] [--explain]
     maple test RULES                           rule tests (RULES/tests/*.yaml); exit 1 on failure
+    maple fmt [--check] [--diff] PATH...       format rule files canonically (engine/syntax/commands.py)
 
 Each command is a function ``cmd_<name>(args) -> exit code``; ``main`` builds
 the parser from :data:`COMMANDS`.  Commands from other packages register
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_decide)
 
     from .profiles.commands import add_commands as add_profile_commands; add_profile_commands(sub)
+    from .syntax.commands import add_commands as add_syntax_commands; add_syntax_commands(sub)
     return p
 
 
