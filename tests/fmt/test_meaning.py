@@ -4,6 +4,7 @@ For every .rules file in the repository, and for random packs written with
 random spacing, line breaks and comments (the property test's generator),
 the formatted text compiles to the same IR (the disassembly, positions
 aside), parses to the same AST, keeps every comment, and formats to itself.
+The reference pack is kept in canonical form.
 """
 from __future__ import annotations
 
@@ -91,6 +92,12 @@ def test_invalid_packs_keep_their_diagnostics(path):
     except FormatError:
         return
     assert messages(out) == messages(text)
+
+
+def test_the_reference_pack_is_in_canonical_form():
+    for path in sorted(RULES.rglob("*.rules")):
+        text = path.read_text()
+        assert format_text(text, str(path)) == text, f"run: maple fmt {path.relative_to(ROOT)}"
 
 
 # ---------------------------------------------------------------- random packs, written carelessly
