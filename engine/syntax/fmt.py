@@ -8,15 +8,18 @@ of clauses and every comment, so printing it would lose what the author
 wrote.  A purely token-based formatter would have to rediscover the structure
 (which word is a keyword depends on the parser state, see lexer.py).  So the
 file is parsed by the very same LALR grammar and lexer as ``maple check``,
-minus the AST builder, which keeps every token in a tree; comments, which
-the lexer skips, are re-attached by position to the tokens around them.
+minus the AST builder, which keeps every token in a tree (a concrete tree
+for this module only: the rest of the pipeline never sees it); comments,
+which the lexer skips, are re-attached by position to the tokens around
+them.
 
 * A comment on the same line as the token before it is that token's
   *trailing* comment; any other comment *leads* the token after it.  Leading
   comments are printed on their own lines before the line their token starts;
   a comment whose token lands in the middle of a line moves to just above
   that line (a trailing one to its end), so none is ever dropped.  Trailing
-  comments of one declaration are aligned in one column.
+  comments line up in one column per declaration (and per run of one-line
+  declarations not separated by a blank line).
 * Blank lines survive between declarations and between fields (a run of them
   becomes one); a declaration of more than one line always has a blank line
   on each side.  Inside a declaration, other blank lines are removed.
@@ -28,17 +31,21 @@ The layout
   it (``priority``, an offer's ``for``, an experiment's ``on``); every other
   clause has its own line, indented 2, in the order written.  A ``decision``
   stays on one line when its clauses fit in :data:`WIDTH` columns and were
-  written on one line; otherwise each clause gets its own line.  Schema and
-  decision field lists have one field per line.
-* A ``segment`` or ``const`` stays on one line when it fits; otherwise its
-  expression moves to the next line, indented 4.
+  written on the line of its name; otherwise each clause gets its own line.
+  Schema and decision field lists have one field per line.
+* A ``segment`` or ``const`` stays on one line when it fits and its
+  condition is not broken (below); otherwise its expression moves to the
+  next line, indented 4.
 * An ``and``/``or`` chain is broken before every operator when it does not
-  fit, or when the author broke it across lines (one break is enough: once
-  broken it stays broken, so formatting is idempotent).  Continuation lines
-  line up with the start of the condition; a chain inside parentheses lines
-  up inside them, and an ``and`` chain inside an ``or`` chain is indented
-  past the ``or``.  A ``then`` list follows the same rule, one assignment a
-  line, aligned after ``then``.  Nothing else is ever broken.
+  fit, or when the author broke a line next to one of its operators (or of
+  a chain inside it: an inner break is kept only if the outer chain breaks
+  too).  One such break is enough, and once broken a chain stays broken, so
+  formatting is idempotent; a line break anywhere else is not a reason.
+  Continuation lines line up with the start of the condition; a chain
+  inside parentheses lines up inside them, and an ``and`` chain inside an
+  ``or`` chain is indented past the ``or``.  A ``then`` list follows the same
+  rule (and breaks when one of its values does), one assignment a line,
+  aligned after ``then``.  Nothing else is ever broken.
 * Single spaces around binary operators and after commas, none inside
   brackets; ``14days`` becomes ``14 days`` and ``10 %`` becomes ``10%``;
   optional commas are dropped (list and enum trailing commas, field
@@ -365,10 +372,20 @@ class _Printer:
         """Whether the source has a line break between two of these siblings."""
         return any("\n" in self.src[_last(a).end_pos:_first(b).start_pos] for a, b in zip(nodes, nodes[1:]))
 
+    def chain_broken_by_author(self, node, depth: int = 0) -> bool:
+        """Whether the author broke this and/or chain around one of its
+        operators, or a chain :meth:`expr` would lay out inside it (an
+        operand, in parentheses or after ``not``): an inner break can only be
+        kept if the chains around it break too."""
+        core = self.logic_core(node)
+        if core is None or depth >= MAX_GROUP_DEPTH:
+            return False
+        return self.broken_by_author(core.children) or any(
+            self.chain_broken_by_author(kid, depth + 1) for kid in core.children if isinstance(kid, Tree))
+
     def breaks(self, node, col: int, trail: int = 0) -> bool:
-        """An and/or chain breaks when it does not fit or the author broke it
-        around one of its operators."""
-        return col + len(self.flat(node)) + trail > WIDTH or self.broken_by_author(node.children)
+        """An and/or chain breaks when it does not fit or the author broke it."""
+        return col + len(self.flat(node)) + trail > WIDTH or self.chain_broken_by_author(node)
 
     # -- expressions
     def inline(self, node) -> None:
@@ -486,7 +503,8 @@ class _Printer:
             record = type_ is not None and any(_is(s, "record_type") for s in type_.iter_subtrees())
             width = w.col + sum(1 + len(self.flat(c)) for c in rest) + (2 if fields is not None else 0)
             written = [t.children[1]] + ([type_] if type_ is not None else []) + rest
-            one_line = not record and width <= WIDTH and not self.broken_by_author(written)
+            one_line = not record and width <= WIDTH and not self.broken_by_author(written) and not any(
+                self.chain_broken_by_author(k) for c in rest for k in c.children if isinstance(k, Tree))
         for clause in rest:
             if not one_line:
                 w.line(CLAUSE_INDENT)
@@ -515,8 +533,7 @@ class _Printer:
         self._header(t)
         w.tok(t.children[2])
         value = t.children[3]
-        core = self.logic_core(value)
-        if w.col + 1 + len(self.flat(value)) > WIDTH or (core is not None and self.broken_by_author(core.children)):
+        if w.col + 1 + len(self.flat(value)) > WIDTH or self.chain_broken_by_author(value):
             w.line(BODY_INDENT)
         self.expr(value)
 
@@ -540,7 +557,8 @@ class _Printer:
         col = w.col + 1
         assigns = [k for k in c.children[1:] if isinstance(k, Tree)]
         width = col + sum(len(self.flat(a)) + 2 for a in assigns) - 2
-        broken = len(assigns) > 1 and (width > WIDTH or self.broken_by_author(c.children[1:]))
+        broken = len(assigns) > 1 and (width > WIDTH or self.broken_by_author(c.children[1:])
+                                       or any(self.chain_broken_by_author(a.children[-1]) for a in assigns))
         comma = True
         for i, kid in enumerate(c.children[1:]):
             if isinstance(kid, Token):

@@ -108,6 +108,16 @@ def test_a_condition_the_author_broke_stays_broken():
     assert out.splitlines()[1:3] == ["  when a", "       and b"]
 
 
+def test_a_break_inside_parentheses_breaks_the_chains_around_it():
+    out = fmt("segment s = a or (b\n and c)\n")
+    assert out == "segment s =\n    a\n    or (b\n        and c)\n"
+
+
+def test_a_then_list_breaks_when_one_of_its_values_does():
+    out = fmt("rule r then d = a or\n b, e = 2\n")
+    assert out.splitlines()[1:] == ["  then d = a", "           or b,", "       e = 2"]
+
+
 def test_a_line_break_elsewhere_does_not_break_the_condition():
     assert fmt("segment s = profile.n >\n 1 and profile.b\n") == "segment s = profile.n > 1 and profile.b\n"
 
