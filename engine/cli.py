@@ -6,6 +6,7 @@
     maple test RULES                           rule tests (RULES/tests/*.yaml); exit 1 on failure
     maple serve --rules RULES [--listen HOST:PORT] [--admin-listen HOST:PORT]
                 [--workers N] [--store URL] [--metrics-port P]   (docs/service.md)
+    maple fmt [--check] [--diff] PATH...       format rule files canonically (engine/syntax/commands.py)
 
 Each command is a function ``cmd_<name>(args) -> exit code``; ``main`` builds
 the parser from :data:`COMMANDS`.  Commands from other packages register
@@ -255,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .profiles.commands import add_commands as add_profile_commands; add_profile_commands(sub)
     _add_serve(sub)
+    from .syntax.commands import add_commands as add_syntax_commands; add_syntax_commands(sub)
     return p
 
 
