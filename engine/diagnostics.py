@@ -234,6 +234,7 @@ def render(diag: Diagnostic, color: bool = False) -> str:
         end_line, end_col = src.line_col(max(diag.span.start, diag.span.end - 1))
         text = src.line_text(line).expandtabs(1)
         width = max(1, (end_col - col + 1) if end_line == line else len(text) - col + 1)
+        width = min(width, 120)             # a caret, not a wall of tildes
         gutter = f"{line:>4} | "
         lines.append(gutter + text)
         lines.append(" " * (len(gutter) + col - 1) + "^" + "~" * (width - 1))

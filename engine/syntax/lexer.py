@@ -33,6 +33,9 @@ MASTER = re.compile(
     re.X,
 )
 
+#: `score.x`, `score . x`: a reserved word followed by a dot is an attribute root
+_ATTRIBUTE = re.compile(r"[ \t]*\.")
+
 #: where an expression starts: a reserved word there is read as the keyword
 _STARTERS = frozenset({"AND", "OR", "NOT", "IN", "PLUS", "MINUS", "STAR", "SLASH", "LPAR", "LSQB",
                        "EQUAL", "WHEN", "SCORE", "DEFAULT", "PER", "WITH", "CONTAINS", "WITHIN", "COMPARE"})
@@ -74,7 +77,7 @@ class MapleLexer(Lexer):
                     if kw in accepts:
                         kind = kw
                     elif "NAME" not in accepts or (kw in reserved and prev in _STARTERS
-                                                   and text[pos:pos + 1] != "."):
+                                                   and not _ATTRIBUTE.match(text, pos)):
                         kind = kw          # the parser reports it, with the keyword's name
             elif kind == "OP":
                 if value in ("<", ">"):
