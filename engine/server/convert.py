@@ -12,6 +12,7 @@ import math
 from google.protobuf import struct_pb2
 
 from ..diagnostics import Diagnostic, render
+from ..eval.values import render_value
 from ..service.errors import FieldViolation, InvalidArgument
 from ..service.model import (Common, DecideQuery, DecideResult, GenericDecision, OfferResult,
                              ProfileStatus, RequestContext)
@@ -160,7 +161,7 @@ def _offers(offers: tuple[OfferResult, ...], repeated) -> None:
             if o.reason.because:
                 m.reason.because = o.reason.because
         if o.fields:
-            dict_to_struct(o.fields, m.fields)
+            m.fields.update({k: render_value(v) for k, v in o.fields.items()})
 
 
 def _generic(g: GenericDecision, msg: pb.DecisionResult) -> None:
