@@ -1,6 +1,7 @@
-"""The validation fast path gives exactly the answers of the full validator:
-``fast_event`` accepts only what ``validate_event`` accepts, and builds the
-same Event."""
+"""The fast paths give exactly the answers of the reference code: the
+validation fast path (``fast_event`` accepts only what ``validate_event``
+accepts, and builds the same Event) and the fold's in-place visit timeline
+(the same as ``add_visit``)."""
 from __future__ import annotations
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 from engine.profiles import ValidationConfig
 from engine.profiles.events import fast_event, validate_batch, validate_event
+from engine.profiles.fold import _add_visit_in_place, add_visit
 from profiles_support import DAY, NOW, ev, item
 from test_profile_events import BAD, GOOD
 
@@ -77,3 +79,17 @@ def test_batches_are_validated_the_same_either_way():
     slow = [validate_event(raw, i, NOW) for i, raw in enumerate(batch)]
     assert result.events == tuple(e for e, _ in slow if e is not None)
     assert result.errors == tuple(err for _, errs in slow for err in errs)
+
+
+# ---------------------------------------------------------------- the fold's in-place visit timeline
+_visit_times = st.lists(st.integers(0, 400).map(lambda k: 1_700_000_000.0 + k * 600.0), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_visit_times, st.integers(0, 6))
+def test_visits_in_place_match_add_visit(times, max_len):
+    pure, owned = None, []
+    for t in times:
+        pure = add_visit(pure, t, 1800.0, max_len)
+        _add_visit_in_place(owned, t, 1800.0, max_len)
+        assert owned == pure
