@@ -554,8 +554,12 @@ _FAST: dict[Checker, Callable[[Any, ValidationConfig], Any]] = {
 _FAST[ITEMS] = _fast_items(_LINE)
 _FAST[REMOVED_ITEMS] = _fast_items(_REMOVED)
 
-#: Per event type: (the fields an event may have, its fields' fast checks).
-_FAST_TYPES = {etype: (_COMMON | frozenset(spec), _fast_fields(spec)) for etype, spec in SPECS.items()}
+#: Per event type: (the fields an event may have, its fields' fast checks,
+#: the fields of which it needs one, channel -> the field that channel needs).
+_FAST_TYPES = {etype: (_COMMON | frozenset(spec), _fast_fields(spec), AT_LEAST_ONE.get(etype),
+                       {ch: f for (t, ch), f in REQUIRED_ON_CHANNEL.items() if t == etype})
+               for etype, spec in SPECS.items()}
+_blake2b = hashlib.blake2b
 
 
 def fast_event(raw: Any, index: int, now: float, cfg: ValidationConfig) -> Event | None:
@@ -568,7 +572,8 @@ def fast_event(raw: Any, index: int, now: float, cfg: ValidationConfig) -> Event
     if known is None or not known[0].issuperset(raw):
         return None
     event_id, channel, ts = raw.get("event_id"), raw.get("channel"), raw.get("timestamp")
-    if _fast_ident(event_id, cfg) is _BAD or type(channel) is not str or channel not in _CHANNEL_SET:
+    if (type(event_id) is not str or not event_id or len(event_id) > MAX_ID_LENGTH or event_id.isspace()
+            or type(channel) is not str or channel not in _CHANNEL_SET):
         return None
     if type(ts) is float:
         if not math.isfinite(ts):
@@ -586,21 +591,22 @@ def fast_event(raw: Any, index: int, now: float, cfg: ValidationConfig) -> Event
     for kind in IDENTIFIERS:
         value = raw.get(kind)
         if value is not None:
-            if _fast_ident(value, cfg) is _BAD:
+            if type(value) is not str or not value or len(value) > MAX_ID_LENGTH or value.isspace():
                 return None
             ids.append((kind, value))
             keys.append(kind + ":" + value)
     data = _fast_values(raw, known[1], cfg)
     if not ids or data is None:
         return None
-    needed = AT_LEAST_ONE.get(etype)
+    needed = known[2]
     if needed and not any(n in data for n in needed):
         return None
-    required = REQUIRED_ON_CHANNEL.get((etype, channel))
+    required = known[3].get(channel)
     if required and required not in data:
         return None
+    tie = int.from_bytes(_blake2b(event_id.encode("utf-8"), digest_size=8).digest(), "big") >> 1   # tie_of
     return _make_event(event_id, etype, channel, ts, tuple(ids), MappingProxyType(data), index,
-                       tuple(keys), tie_of(event_id))
+                       tuple(keys), tie)
 
 
 def validate_batch(raw_events: Sequence[Any], now: float,
