@@ -230,13 +230,21 @@ class SQLiteStore(ProfileStore):
             self._checkpointer.committed()
 
     def _plan_one(self, reader: Reader, ticket: Ticket[Changes]) -> Changes | None:
-        """One batch's plan; if planning fails (it only reads, so nothing is
-        written), that batch's caller gets the error and the group goes on."""
+        """One batch's plan.  If planning fails (a bug: it only reads, so
+        nothing was written), that batch's caller gets the error and the
+        group goes on.  A failure of SQLite itself fails the whole group: it
+        may have rolled the transaction back, and writing on would then
+        commit statement by statement."""
         try:
-            return plan(ticket.work, reader, self.fold_config)
+            changes = plan(ticket.work, reader, self.fold_config)
+        except sqlite3.Error:
+            raise
         except Exception as err:
             ticket.fail(self._failure(err))
             return None
+        if not reader.db.in_transaction:
+            raise sqlite3.OperationalError("the transaction was rolled back")
+        return changes
 
     def _failure(self, err: BaseException) -> BaseException:
         if isinstance(err, sqlite3.OperationalError):

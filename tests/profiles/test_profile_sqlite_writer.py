@@ -193,3 +193,28 @@ def test_a_file_of_an_unknown_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="schema version 99, this Maple reads version 2"):
         open_store(f"sqlite://{path}")
+
+
+def test_a_sqlite_error_while_planning_fails_the_whole_group(sqlite_url, monkeypatch):
+    """SQLite may roll the transaction back on its own errors: the other
+    batches of the group must not then be written outside a transaction."""
+    from engine.profiles import sqlite_writer
+    real_seen = sqlite_writer.Reader.seen
+
+    def seen(self, event_ids):
+        if "io-error" in event_ids:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_seen(self, event_ids)
+
+    monkeypatch.setattr(sqlite_writer.Reader, "seen", seen)
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        good, bad = Ticket([], 1), Ticket([], 1)
+        good.work = validate_batch([ev("purchase", T0, items=[item("S1", price=2)])], NOW).events
+        bad.work = validate_batch([ev("page_view", T0, event_id="io-error")], NOW).events
+        store._commit_group([good, bad])
+        for t in (good, bad):
+            with pytest.raises(StoreError, match="nothing was acknowledged"):
+                t.result()
+        assert store.get("C1") is None and store.count("events") == 0
+        assert store.apply([ev("purchase", T0, items=[item("S1", price=2)])]).accepted
+        assert store.get("C1")["orders_count"] == 1
