@@ -10,6 +10,7 @@
 
     .venv/bin/python bench/profiles_bench.py                  # starts its own redis-server
     .venv/bin/python bench/profiles_bench.py --redis redis://127.0.0.1:6379/15 --events 200000
+    .venv/bin/python bench/profiles_bench.py --writers 4      # concurrent callers (group commit)
 
 The decisions come from tests/profiles/data/pack.rules over rules/schema.rules.
 The table goes to stdout, everything to bench/results/profiles.json.
@@ -25,6 +26,7 @@ import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import timeit
 import uuid
@@ -118,19 +120,34 @@ def percentiles(samples_ns: list[int]) -> dict:
             "mean_us": statistics.fmean(s) / 1000.0, "n": len(s)}
 
 
-def ingest(store, events: list[dict], batch: int, now: float) -> dict:
-    acks = []
+def ingest(store, events: list[dict], batch: int, now: float, writers: int = 1) -> dict:
+    """Apply ``events`` in batches; with ``writers`` > 1, that many threads
+    apply the batches (round robin) at once, as a server's RPC threads would."""
+    batches = [events[i:i + batch] for i in range(0, len(events), batch)]
+    acks: list[int] = []
+
+    def writer(mine):
+        for b in mine:
+            b0 = time.perf_counter_ns()
+            result = store.apply(b, now)
+            acks.append(time.perf_counter_ns() - b0)
+            if result.errors:
+                raise SystemExit(f"bench workload has invalid events: {result.errors[0]}")
+
     t0 = time.perf_counter()
-    for i in range(0, len(events), batch):
-        b0 = time.perf_counter_ns()
-        result = store.apply(events[i:i + batch], now)
-        acks.append(time.perf_counter_ns() - b0)
-        if result.errors:
-            raise SystemExit(f"bench workload has invalid events: {result.errors[0]}")
+    if writers == 1:
+        writer(batches)
+    else:
+        threads = [threading.Thread(target=writer, args=(batches[k::writers],)) for k in range(writers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     elapsed = time.perf_counter() - t0
     health = store.health()
-    return {"events": len(events), "batch": batch, "seconds": elapsed, "events_per_s": len(events) / elapsed,
-            "ack_latency": percentiles(acks), "durable": health.durable, "store_detail": health.detail}
+    return {"events": len(events), "batch": batch, "writers": writers, "seconds": elapsed,
+            "events_per_s": len(events) / elapsed, "ack_latency": percentiles(acks),
+            "durable": health.durable, "store_detail": health.detail}
 
 
 def time_calls(fn, args: list, repeat: int) -> list[int]:
@@ -200,8 +217,10 @@ def open_stores(args, tmp: Path):
 
 
 def render(report: dict) -> str:
+    writers = report.get("writers", 1)
     lines = ["", f"Durable ingestion, batches of {report['batch']} "
-                 f"({report['events']} events, {report['customers']} customers)", "",
+                 f"({report['events']} events, {report['customers']} customers"
+                 f"{f', {writers} writer threads' if writers > 1 else ', one caller'})", "",
              f"{'store':48} {'events/s':>10} {'ack p50':>10} {'ack p99':>10}  durable"]
     for name, r in report["ingest"].items():
         a = r["ack_latency"]
@@ -226,6 +245,8 @@ def main(argv=None) -> int:
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--writers", type=int, default=1,
+                    help="threads applying batches at once (group commit); 1: one caller, batch after batch")
     ap.add_argument("--repeat", type=int, default=20_000, help="decide calls per case")
     ap.add_argument("--redis", metavar="URL", help="use this Redis (its db is FLUSHED) instead of starting one")
     ap.add_argument("--reference", action="store_true",
@@ -243,6 +264,7 @@ def main(argv=None) -> int:
         stores, server = open_stores(args, Path(tmp))
         try:
             report = {"events": args.events, "customers": args.customers, "batch": args.batch,
+                      "writers": args.writers,
                       "repeat": args.repeat, "decisions": len(rs.decision_names),
                       "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                   "platform": platform.platform(),
@@ -250,7 +272,7 @@ def main(argv=None) -> int:
                                                                          repeat=5)) / 2000 * 1e6},
                       "ingest": {}, "decide": {}}
             for name, store in stores.items():
-                report["ingest"][name] = ingest(store, events, args.batch, now)
+                report["ingest"][name] = ingest(store, events, args.batch, now, args.writers)
                 if "NOT durable" in name:
                     report["ingest"][name].update(durable=False, store_detail="synchronous=OFF")
             durable = {n: s for n, s in stores.items() if "NOT durable" not in n}

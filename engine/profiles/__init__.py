@@ -3,9 +3,10 @@
     events.py        the event model; batch validation with errors by index and field
     fold.py          fold(profile, event, config) -> profile, one function per event type
     identity.py      aliases -> one customer; merging two customers' profiles
-    ingest.py        one batch -> the changes a store writes in one transaction
+    ingest.py        one batch -> the changes a store writes in one transaction; group commit
     store.py         the ProfileStore interface, results, open_store(url)
-    sqlite_store.py  the default store: one SQLite file (WAL, synchronous=FULL)
+    sqlite_store.py  the default store: one SQLite file (WAL, synchronous=FULL), its tables
+    sqlite_writer.py its writer: state kept between transactions, reads, background checkpoints
     redis_store.py   the shared store: Redis, optimistic MULTI/EXEC batches
     cache.py         hot profiles cached in front of a store; degraded reads
     commands.py      maple profile show

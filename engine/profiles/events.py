@@ -92,6 +92,27 @@ class Event:
         return self.data.get(name, default)
 
 
+def _event_maker() -> Callable[..., Event]:
+    """``make(event_id, type, channel, timestamp, ids, data, index, alias_keys, tie)``:
+    an :class:`Event` with every field given, built through its slots
+    (the dataclass's frozen ``__init__`` costs ~4 µs, this ~0.6 µs)."""
+    names = [f.name for f in fields(Event)]
+    setters = [Event.__dict__[name].__set__ for name in names]
+    new = object.__new__
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = setters
+    assert names == ["event_id", "type", "channel", "timestamp", "ids", "data", "index", "alias_keys", "tie"]
+
+    def make(event_id, type_, channel, timestamp, ids, data, index, alias_keys, tie):
+        e = new(Event)
+        s0(e, event_id), s1(e, type_), s2(e, channel), s3(e, timestamp), s4(e, ids)
+        s5(e, data), s6(e, index), s7(e, alias_keys), s8(e, tie)
+        return e
+    return make
+
+
+_make_event = _event_maker()
+
+
 @dataclass(frozen=True, slots=True)
 class EventError:
     """One problem with one event: ``events[index].field: message``."""
@@ -425,6 +446,169 @@ def validate_event(raw: Any, index: int, now: float, cfg: ValidationConfig = Val
     return Event(event_id, etype, channel, ts, ids, MappingProxyType(data), index), []
 
 
+# ---------------------------------------------------------------- the fast path
+# Nearly every event a channel sends is well-formed.  fast_event() checks
+# such an event in one pass with no error bookkeeping: the same checks as
+# validate_event(), written as "is this value exactly right?".  At the first
+# doubt it answers None and validate_batch() runs validate_event(), which
+# stays the one definition of every answer (and of every error message).
+# So the fast path may refuse more than it must, never accept more, and an
+# event it accepts equals the one validate_event() would build (a test
+# checks both on random and malformed events).
+
+_BAD = object()          # a fast checker's "not exactly right"
+_CHANNEL_SET = frozenset(CHANNELS)
+
+
+def _fast_text(raw, cfg, limit=MAX_TEXT_LENGTH):
+    if type(raw) is not str or not raw or len(raw) > limit or raw.isspace():
+        return _BAD
+    return raw
+
+
+def _fast_ident(raw, cfg):
+    if type(raw) is not str or not raw or len(raw) > MAX_ID_LENGTH or raw.isspace():
+        return _BAD
+    return raw
+
+
+def _fast_money(raw, cfg):
+    t = type(raw)
+    if t is float:
+        return raw if 0.0 <= raw < math.inf else _BAD       # NaN fails the comparison
+    if t is int and 0 <= raw <= 2 ** 53:
+        return float(raw)
+    return _BAD
+
+
+def _fast_quantity(raw, cfg):
+    if type(raw) is float and raw.is_integer():
+        raw = int(raw)
+    return raw if type(raw) is int and 1 <= raw <= MAX_QTY else _BAD
+
+
+def _fast_size(raw, cfg):
+    if type(raw) in (int, float):
+        return _size(raw, None, "", cfg) if math.isfinite(raw) else _BAD
+    return _fast_text(raw, cfg, 32)
+
+
+def _fast_flag(raw, cfg):
+    return raw if type(raw) is bool else _BAD
+
+
+def _fast_store(raw, cfg):
+    store = _fast_ident(raw, cfg)
+    if store is not _BAD and cfg.known_stores is not None and store not in cfg.known_stores:
+        return _BAD
+    return store
+
+
+def _fast_geo(raw, cfg):
+    c = _Collector(-1)
+    value = _geo(raw, c, "", cfg)
+    return _BAD if c.errors else value
+
+
+def _fast_fields(spec: Mapping[str, F]) -> tuple:
+    """(name, fast checker, required) for each field of ``spec``."""
+    return tuple((name, _FAST[f.check], f.required) for name, f in spec.items())
+
+
+def _fast_values(raw: dict, plan: tuple, cfg: ValidationConfig) -> dict | None:
+    out = {}
+    for name, check, required in plan:
+        value = raw.get(name)
+        if value is None:
+            if required:
+                return None
+            continue
+        value = check(value, cfg)
+        if value is _BAD:
+            return None
+        out[name] = value
+    return out
+
+
+def _fast_items(spec: Mapping[str, F]):
+    plan, allowed = _fast_fields(spec), frozenset(spec)
+
+    def check(raw, cfg):
+        if type(raw) is not list or not raw or len(raw) > MAX_ITEMS:
+            return _BAD
+        items = []
+        for x in raw:
+            if type(x) is not dict or not allowed.issuperset(x):
+                return _BAD
+            values = _fast_values(x, plan, cfg)
+            if values is None:
+                return _BAD
+            items.append(Item(**values))
+        return tuple(items)
+    return check
+
+
+_FAST: dict[Checker, Callable[[Any, ValidationConfig], Any]] = {
+    _text: _fast_text, _ident: _fast_ident, _money: _fast_money, _quantity: _fast_quantity,
+    _size: _fast_size, _flag: _fast_flag, _store: _fast_store, _geo: _fast_geo}
+_FAST[ITEMS] = _fast_items(_LINE)
+_FAST[REMOVED_ITEMS] = _fast_items(_REMOVED)
+
+#: Per event type: (the fields an event may have, its fields' fast checks,
+#: the fields of which it needs one, channel -> the field that channel needs).
+_FAST_TYPES = {etype: (_COMMON | frozenset(spec), _fast_fields(spec), AT_LEAST_ONE.get(etype),
+                       {ch: f for (t, ch), f in REQUIRED_ON_CHANNEL.items() if t == etype})
+               for etype, spec in SPECS.items()}
+_blake2b = hashlib.blake2b
+
+
+def fast_event(raw: Any, index: int, now: float, cfg: ValidationConfig) -> Event | None:
+    """The event, if ``raw`` is well-formed beyond doubt; otherwise None
+    (then :func:`validate_event` decides)."""
+    if type(raw) is not dict:
+        return None
+    etype = raw.get("type")
+    known = _FAST_TYPES.get(etype) if type(etype) is str else None
+    if known is None or not known[0].issuperset(raw):
+        return None
+    event_id, channel, ts = raw.get("event_id"), raw.get("channel"), raw.get("timestamp")
+    if (type(event_id) is not str or not event_id or len(event_id) > MAX_ID_LENGTH or event_id.isspace()
+            or type(channel) is not str or channel not in _CHANNEL_SET):
+        return None
+    if type(ts) is float:
+        if not math.isfinite(ts):
+            return None
+    elif type(ts) is int and abs(ts) <= 2 ** 53:
+        ts = float(ts)
+    else:
+        return None          # ISO text and the rest: validate_event parses it
+    if ts - now > cfg.max_future or now - ts > cfg.max_past:
+        return None
+    meta = raw.get("meta")
+    if meta is not None and type(meta) is not dict:
+        return None
+    ids, keys = [], []
+    for kind in IDENTIFIERS:
+        value = raw.get(kind)
+        if value is not None:
+            if type(value) is not str or not value or len(value) > MAX_ID_LENGTH or value.isspace():
+                return None
+            ids.append((kind, value))
+            keys.append(kind + ":" + value)
+    data = _fast_values(raw, known[1], cfg)
+    if not ids or data is None:
+        return None
+    needed = known[2]
+    if needed and not any(n in data for n in needed):
+        return None
+    required = known[3].get(channel)
+    if required and required not in data:
+        return None
+    tie = int.from_bytes(_blake2b(event_id.encode("utf-8"), digest_size=8).digest(), "big") >> 1   # tie_of
+    return _make_event(event_id, etype, channel, ts, tuple(ids), MappingProxyType(data), index,
+                       tuple(keys), tie)
+
+
 def validate_batch(raw_events: Sequence[Any], now: float,
                    cfg: ValidationConfig = ValidationConfig()) -> Validated:
     """Check every event of a batch.  ``now`` is injected (seconds since the
@@ -434,10 +618,12 @@ def validate_batch(raw_events: Sequence[Any], now: float,
         return Validated((), (err,))
     good, errors = [], []
     for i, raw in enumerate(raw_events):
-        event, errs = validate_event(raw, i, now, cfg)
+        event = fast_event(raw, i, now, cfg)
+        if event is None:
+            event, errs = validate_event(raw, i, now, cfg)
+            errors.extend(errs)
         if event is not None:
             good.append(event)
-        errors.extend(errs)
     return Validated(tuple(good), tuple(errors))
 
 

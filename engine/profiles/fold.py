@@ -166,15 +166,52 @@ def new_profile(customer_id: str, seq: int = 0) -> dict:
 
 
 def _presence(p: dict, fb: dict, e: Event, cfg: FoldConfig) -> None:
+    """first/last seen, last seen per channel, channels, visits: every event
+    runs this, so it is written out flat (what :func:`_min`, :func:`_max`,
+    :func:`_add_member` and :func:`add_visit` would do)."""
     t, ch = e.timestamp, e.channel
-    p["first_seen_at"] = _min(p.get("first_seen_at"), t)
-    p["last_seen_at"] = _max(p.get("last_seen_at"), t)
-    last_seen = _sub(p, "last_seen")
-    if last_seen.get(ch, t) <= t:
+    first = p.get("first_seen_at")
+    if first is None or t < first:
+        p["first_seen_at"] = t
+    last = p.get("last_seen_at")
+    if last is None or t > last:
+        p["last_seen_at"] = t
+    last_seen = p.get("last_seen")
+    if last_seen is None:
+        p["last_seen"] = {ch: t}
+    elif last_seen.get(ch, t) <= t:
         last_seen[ch] = t
-    _add_member(p, "channels", ch)
-    visits = _sub(p, "visits")
-    visits[ch] = add_visit(visits.get(ch), t, cfg.visit_window, cfg.max_visits)
+    channels = p.get("channels")
+    if channels is None:
+        p["channels"] = [ch]
+    elif ch not in channels:
+        bisect.insort(channels, ch)
+    visits = p.get("visits")
+    if visits is None:
+        p["visits"] = {ch: [t]}
+    else:
+        timeline = visits.get(ch)
+        if timeline is None:
+            visits[ch] = [t]
+        else:
+            _add_visit_in_place(timeline, t, cfg.visit_window, cfg.max_visits)
+
+
+def _add_visit_in_place(timeline: list, t: float, window: float, max_len: int) -> None:
+    """:func:`add_visit` on a timeline the caller owns, changed in place."""
+    slot = t // window
+    for i in range(len(timeline) - 1, -1, -1):
+        v = timeline[i]
+        v_slot = v // window
+        if v_slot == slot:
+            if t < v:
+                timeline[i] = t
+            return
+        if v_slot < slot:
+            break
+    bisect.insort(timeline, t)
+    if 0 < max_len < len(timeline):           # (add_time's [-max_len:] keeps all for 0)
+        del timeline[:len(timeline) - max_len]
 
 
 # ---------------------------------------------------------------- browsing

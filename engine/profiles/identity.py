@@ -72,8 +72,13 @@ def resolve(ids: Sequence[tuple[str, str]], known: Mapping[str, str],
     order (``seq_of``)."""
     if keys is None:
         keys = [alias_key(k, v) for k, v in ids]
-    if len(keys) == 1 and keys[0] in known:            # the common case: one known identifier
-        return Resolution(known[keys[0]], False)
+    first = known.get(keys[0]) if keys else None
+    if first is not None:                              # the common case: every identifier known,
+        for key in keys[1:]:                           # all of one customer
+            if known.get(key) != first:
+                break
+        else:
+            return Resolution(first, False)
     cids = list(dict.fromkeys(known[k] for k in keys if k in known))
     if not cids:
         given = dict(ids).get("customer_id")

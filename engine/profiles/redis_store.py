@@ -32,13 +32,14 @@ opening a store on a server that is not fsyncing every write logs a warning.
 from __future__ import annotations
 
 import logging
+import threading
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .ingest import Changes, plan
-from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
+from .store import Encoder, Health, ProfileStore, StoreError, StoreUnavailable, decode
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class RedisStore(ProfileStore):
         self.prefix = prefix
         self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.max_past)
         self._script: str | None = None
+        self._write_lock = threading.Lock()
         self._warn_if_not_durable()
 
     @classmethod
@@ -140,27 +142,33 @@ class RedisStore(ProfileStore):
 
     # -- writes
     def _commit(self, events) -> Changes:
-        for _attempt in range(MAX_ATTEMPTS):
-            try:
-                with self.client.pipeline(transaction=True) as pipe:
-                    changes = plan(events, _Reader(pipe, self), self.fold_config)
-                    pipe.multi()
-                    self._queue(pipe, changes)
-                    pipe.execute()
-                    return changes
-            except redis.WatchError:
-                continue            # another writer (or a dropped connection): plan again
-            except _DOWN as err:
-                raise _unavailable(self.url, err, writing=True) from err
-            except redis.ResponseError as err:
-                raise StoreError(f"{self.url}: {err}; the batch was not acknowledged") from err
+        """One batch at a time per store object: threads of one process (the
+        server's RPC threads) would only make each other's WATCHes fail on
+        the busy customers and plan again (measured with 4 threads: 1,700
+        events/s instead of ~6,000).  Other replicas are still kept apart by
+        WATCH."""
+        with self._write_lock:
+            for _attempt in range(MAX_ATTEMPTS):
+                try:
+                    with self.client.pipeline(transaction=True) as pipe:
+                        changes = plan(events, _Reader(pipe, self), self.fold_config)
+                        pipe.multi()
+                        self._queue(pipe, changes)
+                        pipe.execute()
+                        return changes
+                except redis.WatchError:
+                    continue            # another writer (or a dropped connection): plan again
+                except _DOWN as err:
+                    raise _unavailable(self.url, err, writing=True) from err
+                except redis.ResponseError as err:
+                    raise StoreError(f"{self.url}: {err}; the batch was not acknowledged") from err
         raise StoreError(f"{self.url}: a batch kept conflicting with other writers "
                          f"({MAX_ATTEMPTS} attempts); nothing was acknowledged, retry it")
 
     def _queue(self, pipe, changes: Changes) -> None:
         """All of a batch's writes as ONE command (WRITE_BATCH), queued
         between MULTI and EXEC."""
-        k = self.key
+        k, encode = self.key, Encoder()
         deleted = [key for cid in changes.deleted for key in (k("p", cid), k("ca", cid))]
         aliases = list(changes.aliases.items())
         keys = (deleted + [k("p", cid) for cid in changes.profiles] + [k("a", a) for a, _ in aliases]

@@ -1,0 +1,238 @@
+"""The SQLite store's writer: what it remembers between transactions, how
+a transaction reads the store, and the checkpoints it leaves to a thread.
+
+**Writer state** (:class:`WriterState`).  Most of a batch's reads ask about customers the writer itself touched a
+moment ago: the same shopper's next click, the busy customers.
+:class:`WriterState` keeps, per writer, the store's current answers for
+what it read or wrote last, so a batch asks the store only about the rest:
+alias key -> customer id (or "no such alias"), customer id -> the stored
+profile bytes (an LRU of ``max_profiles``), and the creation counter.
+
+Profiles are kept encoded, as stored, and decoded again for each batch.
+Keeping the decoded dicts would save the decoding too, but tens of
+thousands of long-lived dicts and lists make every full pass of Python's
+garbage collector slow: measured, that cost more than the decoding saved.
+Bytes and strings are not tracked by the collector.
+
+It may only be used while nobody else has written to the store: the store
+checks that at the start of each transaction (SQLite: ``PRAGMA
+data_version`` of the writing connection, which changes exactly when
+another connection has committed) and calls :meth:`WriterState.check`,
+which forgets everything if the store moved.  :meth:`wrote` records each
+batch's writes as soon as they are made, so the next batch of the same
+transaction reads them; a transaction that then does not commit leaves
+the state wrong, so the store calls :meth:`forget` on every failure.
+
+**Reads** (:class:`Reader`, the :class:`.ingest.Reader` of a transaction):
+one ``IN (...)`` query each for the event ids of a batch, for the aliases
+and for the profiles the writer's state does not know.
+
+**Checkpoints** (:class:`Checkpointer`): see the class.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import OrderedDict
+from typing import Iterable, Iterator, Sequence
+
+from .ingest import Changes
+from .store import decode
+
+CHUNK = 500                  # ids per IN (...) query
+
+
+# ---------------------------------------------------------------- writer state
+#: An alias key the store does not have (cached like a known one).
+MISSING = None
+
+
+class WriterState:
+    """The store's state as last read or written by this writer."""
+
+    def __init__(self, max_profiles: int = 10_000, max_aliases: int = 200_000):
+        self.max_profiles, self.max_aliases = max_profiles, max_aliases
+        self.version: object = None
+        self.profiles: OrderedDict[str, bytes] = OrderedDict()      # least recently written first
+        self.aliases: OrderedDict[str, str | None] = OrderedDict()  # alias key -> customer id, or MISSING
+        self.seq: int | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_profiles > 0
+
+    def check(self, version: object) -> None:
+        """Start of a transaction: ``version`` identifies the store's state
+        as others left it; if it is not the one we last saw, forget all."""
+        if version != self.version:
+            self.forget()
+            self.version = version
+
+    def forget(self) -> None:
+        self.profiles.clear()
+        self.aliases.clear()
+        self.seq = None
+        self.version = None
+
+    # -- reads inside a transaction
+    def split_aliases(self, keys: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+        """(the known aliases among ``keys``, the keys to ask the store about)."""
+        known, ask = {}, []
+        cache = self.aliases
+        for key in keys:
+            if key in cache:
+                cid = cache[key]
+                if cid is not MISSING:
+                    known[key] = cid
+            else:
+                ask.append(key)
+        return known, ask
+
+    def read_aliases(self, asked: Iterable[str], found: dict[str, str]) -> None:
+        """Remember the store's answer about ``asked`` keys (``found``: the known ones)."""
+        if not self.enabled:
+            return
+        cache = self.aliases
+        for key in asked:
+            cache[key] = found.get(key, MISSING)
+
+    def split_profiles(self, customer_ids: Iterable[str]) -> tuple[dict[str, bytes], list[str]]:
+        """(the stored bytes of the kept profiles among ``customer_ids``, the ids to read)."""
+        have, ask = {}, []
+        blobs = self.profiles
+        for cid in customer_ids:
+            blob = blobs.get(cid)
+            if blob is None:
+                ask.append(cid)
+            else:
+                have[cid] = blob
+        return have, ask
+
+    # -- writes
+    def wrote(self, changes: Changes, stored: dict[str, bytes], seq: int | None) -> None:
+        """Record what the running transaction wrote (``stored``: customer id
+        -> the profile bytes written).  The state then describes the store
+        inside the transaction: if it does not commit, call :meth:`forget`."""
+        if not self.enabled:
+            return
+        profiles = self.profiles
+        for cid in changes.deleted:
+            profiles.pop(cid, None)
+        for cid, blob in stored.items():
+            profiles[cid] = blob
+            profiles.move_to_end(cid)
+        while len(profiles) > self.max_profiles:
+            profiles.popitem(last=False)
+        aliases = self.aliases
+        aliases.update(changes.aliases)
+        while len(aliases) > self.max_aliases:
+            aliases.popitem(last=False)
+        if seq is not None:
+            self.seq = seq
+
+
+# ---------------------------------------------------------------- reads
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i:i + CHUNK]
+
+
+def _in(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class Reader:
+    """The store as the running transaction sees it (see ingest.Reader),
+    answered from the writer's :class:`WriterState` where it can."""
+
+    def __init__(self, db: sqlite3.Connection, state: WriterState):
+        self.db, self.state = db, state
+        self.seq: int | None = state.seq    # the creation counter, advanced in memory
+        self.seq_moved = False
+
+    def _rows(self, sql: str, keys: Sequence[str]):
+        for chunk in _chunks(keys):
+            yield from self.db.execute(sql.format(_in(len(chunk))), chunk)
+
+    def seen(self, event_ids):
+        return {r[0] for r in self._rows("SELECT event_id FROM events WHERE event_id IN ({})", event_ids)}
+
+    def aliases(self, keys):
+        known, ask = self.state.split_aliases(keys)
+        if ask:
+            found = dict(self._rows("SELECT alias, customer_id FROM aliases WHERE alias IN ({})", ask))
+            self.state.read_aliases(ask, found)
+            known.update(found)
+        return known
+
+    def profiles(self, customer_ids):
+        have, ask = self.state.split_profiles(customer_ids)
+        if ask:
+            sql = "SELECT customer_id, profile FROM customers WHERE customer_id IN ({})"
+            have.update(self._rows(sql, ask))
+        return {cid: decode(blob) for cid, blob in have.items()}
+
+    def aliases_of(self, customer_id):
+        return [r[0] for r in self.db.execute("SELECT alias FROM aliases WHERE customer_id = ?", (customer_id,))]
+
+    def next_seq(self):
+        if self.seq is None:
+            self.seq = self.db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+        self.seq += 1
+        self.seq_moved = True
+        return self.seq
+
+    def write_seq(self) -> None:
+        """Store the counter (in the same transaction) if it moved."""
+        if self.seq_moved:
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (self.seq,))
+
+
+# ---------------------------------------------------------------- checkpoints
+class Checkpointer:
+    """Copies the WAL back into the database file on a thread of its own.
+
+    A checkpoint writes every page changed since the last one back to the
+    database file and fsyncs it: tens of milliseconds.  Run by the writer
+    (SQLite's auto-checkpoint) it lands on the acknowledgement of whichever
+    batch crosses the threshold.  Here a PASSIVE checkpoint, which never
+    blocks the writer, runs every ``every`` commits on its own connection
+    and thread (the sqlite3 module releases the GIL while SQLite works), so
+    no batch waits for it.  Durability does not depend on it: a committed
+    transaction is already fsynced in the WAL.  If the thread falls behind,
+    the writer's own auto-checkpoint (at a higher threshold) still bounds
+    the WAL."""
+
+    def __init__(self, db: sqlite3.Connection, every: int):
+        self.every, self._db = every, db
+        self._commits = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="maple-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        self._commits += 1
+        if self._commits >= self.every:
+            self._commits = 0
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                break
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:
+                pass            # busy or failing: the next round (or the writer's backstop) catches up
+        self._db.close()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+
+
+__all__ = ["WriterState", "Reader", "Checkpointer", "MISSING"]

@@ -1,0 +1,95 @@
+"""The fast paths give exactly the answers of the reference code: the
+validation fast path (``fast_event`` accepts only what ``validate_event``
+accepts, and builds the same Event) and the fold's in-place visit timeline
+(the same as ``add_visit``)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine.profiles import ValidationConfig
+from engine.profiles.events import fast_event, validate_batch, validate_event
+from engine.profiles.fold import _add_visit_in_place, add_visit
+from profiles_support import DAY, NOW, ev, item
+from test_profile_events import BAD, GOOD
+
+
+# ---------------------------------------------------------------- validation
+def _agree(raw, cfg=ValidationConfig()):
+    fast = fast_event(raw, 3, NOW, cfg)
+    slow, errors = validate_event(raw, 3, NOW, cfg)
+    if errors:
+        assert fast is None, (raw, errors)
+    elif fast is not None:
+        assert fast == slow
+        assert (fast.alias_keys, fast.tie, dict(fast.data)) == (slow.alias_keys, slow.tie, dict(slow.data))
+    return fast
+
+
+@pytest.mark.parametrize("raw", GOOD, ids=lambda e: e["type"])
+def test_fast_path_accepts_the_good_events(raw):
+    fast = _agree(raw)
+    if isinstance(raw["timestamp"], (int, float)):      # ISO text is left to the full validator
+        assert fast is not None
+
+
+@pytest.mark.parametrize("raw, mutate, expected", BAD, ids=[b[2].split(": ", 1)[-1][:40] for b in BAD])
+def test_fast_path_refuses_the_bad_events(raw, mutate, expected):
+    raw = dict(raw) if isinstance(raw, dict) else raw
+    if mutate:
+        mutate(raw)
+    assert _agree(raw) is None
+
+
+def test_fast_path_checks_the_known_stores():
+    raw = ev("store_visit", channel="pos", store_id="mars")
+    assert _agree(raw, ValidationConfig(known_stores=frozenset({"riverside"}))) is None
+    assert _agree(raw, ValidationConfig(known_stores=frozenset({"mars"}))) is not None
+
+
+_odd_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.integers(9_999, 10_001), st.just(2 ** 60),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(["", " ", "x", "42", "S1", "web", "pos"]),
+    st.text(max_size=3), st.lists(st.integers(0, 2), max_size=2), st.just({"lat": 1, "lon": 2}),
+    st.just({"lat": 100, "lon": 2}), st.just([{"sku": "S1", "category": "c", "price": 1}]),
+    st.just([{"sku": "S1", "category": "c", "price": -1}]), st.just([{"sku": "S1", "qty": 2.0}]),
+    st.just({}), st.just(NOW - 401 * DAY), st.just(NOW + 2 * DAY), st.just("2025-10-01T10:00:00Z"))
+_field_names = st.sampled_from(
+    ["event_id", "type", "channel", "timestamp", "customer_id", "device_id", "email_hash", "loyalty_card", "meta",
+     "sku", "category", "price", "size", "qty", "items", "store_id", "total", "order_id", "offer_id", "email",
+     "push", "sms", "home", "loyalty_points", "page", "url", "query", "campaign_id", "placement", "colour"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(GOOD), st.lists(st.tuples(_field_names, _odd_values | st.just(...)), max_size=3))
+def test_fast_path_agrees_with_the_full_validator(good, edits):
+    raw = dict(good)
+    for name, value in edits:
+        if value is ...:
+            raw.pop(name, None)
+        else:
+            raw[name] = value
+    _agree(raw)
+
+
+def test_batches_are_validated_the_same_either_way():
+    batch = GOOD + [ev("purchase", items=[item("S1", price=-1)]), "junk", ev("page_view", cid=None)]
+    result = validate_batch(batch, NOW)
+    slow = [validate_event(raw, i, NOW) for i, raw in enumerate(batch)]
+    assert result.events == tuple(e for e, _ in slow if e is not None)
+    assert result.errors == tuple(err for _, errs in slow for err in errs)
+
+
+# ---------------------------------------------------------------- the fold's in-place visit timeline
+_visit_times = st.lists(st.integers(0, 400).map(lambda k: 1_700_000_000.0 + k * 600.0), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_visit_times, st.integers(0, 6))
+def test_visits_in_place_match_add_visit(times, max_len):
+    pure, owned = None, []
+    for t in times:
+        pure = add_visit(pure, t, 1800.0, max_len)
+        _add_visit_in_place(owned, t, 1800.0, max_len)
+        assert owned == pure

@@ -1,0 +1,220 @@
+"""The SQLite writer's shortcuts never change what is stored.
+
+* ``Encoder`` (one strict Packer per batch) writes the bytes ``encode`` writes;
+* the writer's state (aliases and profile bytes kept between batches) is
+  forgotten whenever another connection commits, and matches a store
+  without it;
+* group commit: concurrent callers share transactions, each gets its own
+  acknowledgement, a batch whose plan fails is left out alone, a failed
+  commit acknowledges nothing;
+* a version 1 file is upgraded in place.
+"""
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import msgpack
+import pytest
+from hypothesis import given
+
+from engine.profiles import StoreError, open_store
+from engine.profiles.events import validate_batch
+from engine.profiles.fold import fold_all, new_profile
+from engine.profiles.ingest import Ticket
+from engine.profiles.sqlite_store import SCHEMA_VERSION
+from engine.profiles.store import Encoder, encode
+from profiles_histories import PROPERTY, ROOMY, histories
+from profiles_support import NOW, T0, ev, item
+
+
+# ---------------------------------------------------------------- encoding
+@PROPERTY
+@given(histories)
+def test_encoder_writes_the_same_bytes(history):
+    p = fold_all(new_profile("C1"), history, ROOMY)
+    encoder = Encoder()
+    assert encoder(p) == encode(p) and msgpack.unpackb(encoder(p)) == p
+
+
+def test_encoder_falls_back_on_what_strict_packing_refuses():
+    class Sub(dict):
+        pass
+    encoder = Encoder()
+    odd = {"a": (1, 2), "b": Sub(x=[1.5, None, True])}
+    assert encoder(odd) == encode(odd)
+    assert encoder({"c": [1]}) == encode({"c": [1]})      # and carries on after it
+
+
+# ---------------------------------------------------------------- the SQLite writer
+def test_a_store_sees_what_another_writer_wrote(sqlite_url):
+    """Each writer keeps the aliases and profiles it last saw; a commit by
+    another connection must make it read them again."""
+    a, b = (open_store(sqlite_url, clock=lambda: NOW) for _ in range(2))
+    try:
+        for k in range(6):
+            writer = (a, b)[k % 2]
+            writer.apply([ev("purchase", T0 + k, items=[item(f"S{k}", price=1)]),
+                          ev("page_view", T0 + k, cid=None, device_id=f"d{k}", loyalty_card="L1")])
+        for s in (a, b):
+            p = s.get("C1")
+            assert p["orders_count"] == 6 and p["purchased_skus"] == [f"S{k}" for k in range(6)]
+            anon = s.resolve("loyalty_card", "L1")
+            assert all(s.resolve("device_id", f"d{k}") == anon for k in range(6))
+        # a merge made by one writer is seen by the other's next batch
+        a.apply([ev("page_view", T0 + 10, device_id="d0")])             # links C1 and the anonymous one
+        merged = b.apply([ev("purchase", T0 + 11, cid=None, device_id="d3", items=[item("S9", price=1)])])
+        assert merged.customers == (a.resolve("customer_id", "C1"),)
+        assert b.get("C1")["orders_count"] == 7
+    finally:
+        a.close()
+        b.close()
+
+
+def test_writer_state_matches_a_store_without_it(tmp_path):
+    """The same batches give the same profiles with the writer's state kept
+    between batches and without (writer_cache=0)."""
+    batches = [[ev("purchase", T0 + k, cid=f"C{k % 3}", items=[item(f"S{k}", price=k)]),
+                ev("page_view", T0 + k, cid=None, device_id=f"d{k % 4}", loyalty_card=f"L{k % 2}"),
+                ev("page_view", T0 + k, cid=f"C{k % 3}", device_id=f"d{(k + 1) % 4}")] for k in range(12)]
+    results = []
+    for cache in (0, 10_000):
+        with open_store(f"sqlite://{tmp_path / f'w{cache}.db'}", clock=lambda: NOW, writer_cache=cache) as s:
+            acks = [s.apply(b) for b in batches]
+            aliases = {f"{kind}:{v}": s.resolve(kind, v)
+                       for kind, values in (("device_id", "d0 d1 d2 d3"), ("loyalty_card", "L0 L1"))
+                       for v in values.split()}
+            results.append(([(r.customers, r.merged) for r in acks],
+                            {c: s.get(c) for c in ("C0", "C1", "C2")}, aliases))
+    assert results[0] == results[1]
+
+
+def test_group_commit_gives_every_caller_its_own_result(sqlite_url):
+    """Threads applying at once share transactions; each gets its own
+    acknowledgement and everything is applied exactly once."""
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        results: dict[int, list] = {}
+
+        def writer(w):
+            results[w] = [store.apply([ev("purchase", T0 + b, cid=f"P{k}", event_id=f"w{w}-b{b}-k{k}",
+                                          items=[item(f"S{w}-{b}", price=1)]) for k in range(5)]
+                                      + [ev("page_view", T0, cid=None, device_id=f"shared{b}")])
+                          for b in range(20)]
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for w, acks in results.items():
+            for b, r in enumerate(acks):
+                assert set(r.accepted) >= {f"w{w}-b{b}-k{k}" for k in range(5)} and r.errors == ()
+        for k in range(5):
+            p = store.get(f"P{k}")
+            assert p["orders_count"] == 80 and len(p["purchased_skus"]) == 80
+        assert store.count("events") == 4 * 20 * 6
+
+
+def test_a_failing_batch_does_not_take_its_group_down(sqlite_url, monkeypatch):
+    from engine.profiles import sqlite_store
+    real_plan = sqlite_store.plan
+
+    def plan(events, reader, cfg):
+        if any(e.event_id == "boom" for e in events):
+            raise RuntimeError("a bug in planning")
+        return real_plan(events, reader, cfg)
+
+    monkeypatch.setattr(sqlite_store, "plan", plan)
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        good, bad = Ticket([], 1), Ticket([], 1)
+        good.work = validate_batch([ev("purchase", T0, items=[item("S1", price=2)])], NOW).events
+        bad.work = validate_batch([ev("page_view", T0, event_id="boom")], NOW).events
+        store._commit_group([bad, good])
+        assert isinstance(bad.error, RuntimeError) and good.result().applied
+        assert store.get("C1")["orders_count"] == 1 and store.applied("boom") is None
+        # the writer's state is still right afterwards
+        store.apply([ev("purchase", T0 + 1, items=[item("S2", price=3)])])
+        assert store.get("C1")["lifetime_value"] == 5.0
+
+
+def test_a_failed_commit_leaves_nothing_acknowledged_and_the_state_forgotten(sqlite_url):
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        store.apply([ev("purchase", T0, items=[item("S1", price=2)])])
+        blocker = sqlite3.connect(sqlite_url[len("sqlite://"):], timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")              # another process holds the write lock
+        store._db.execute("PRAGMA busy_timeout = 50")
+        try:
+            with pytest.raises(Exception, match="nothing was acknowledged"):
+                store.apply([ev("purchase", T0 + 1, items=[item("S2", price=3)])])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert store.apply([ev("purchase", T0 + 2, items=[item("S3", price=4)])]).accepted
+        assert store.get("C1")["orders_count"] == 2 and store.get("C1")["lifetime_value"] == 6.0
+
+
+# ---------------------------------------------------------------- the SQLite schema
+V1 = """
+CREATE TABLE customers (customer_id TEXT PRIMARY KEY, profile BLOB NOT NULL, updated_at REAL NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE aliases (alias TEXT PRIMARY KEY, customer_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX aliases_by_customer ON aliases (customer_id);
+CREATE TABLE events (event_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, applied_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema_version', 1), ('seq', 2);
+"""
+
+
+def test_a_version_1_file_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(V1)
+    bought = validate_batch([ev("purchase", T0, cid="OLD", items=[item("S1")])], NOW).events
+    p = fold_all(new_profile("OLD", 2), bought)
+    old.execute("INSERT INTO customers VALUES ('OLD', ?, 1.0)", (encode(p),))
+    old.execute("INSERT INTO aliases VALUES ('customer_id:OLD', 'OLD'), ('device_id:d', 'OLD')")
+    old.execute("INSERT INTO events VALUES ('e-old', 'OLD', 1.0)")
+    old.commit()
+    old.close()
+    with open_store(f"sqlite://{path}", clock=lambda: NOW) as s:
+        assert s.get("OLD") == p and s.resolve("device_id", "d") == "OLD" and s.applied("e-old") == "OLD"
+        r = s.apply([ev("page_view", T0, cid=None, device_id="d"), ev("page_view", T0, cid="NEW")])
+        assert r.customers == ("OLD", "NEW") and s.get("NEW")["_fold"]["seq"] == 3
+        assert s.apply([ev("page_view", T0, cid="OLD", event_id="e-old")]).duplicates == ("e-old",)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (SCHEMA_VERSION,)
+    db.close()
+
+
+def test_a_file_of_an_unknown_version_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    db = sqlite3.connect(path)
+    db.executescript(V1.replace("('schema_version', 1)", "('schema_version', 99)"))
+    db.close()
+    with pytest.raises(StoreError, match="schema version 99, this Maple reads version 2"):
+        open_store(f"sqlite://{path}")
+
+
+def test_a_sqlite_error_while_planning_fails_the_whole_group(sqlite_url, monkeypatch):
+    """SQLite may roll the transaction back on its own errors: the other
+    batches of the group must not then be written outside a transaction."""
+    from engine.profiles import sqlite_writer
+    real_seen = sqlite_writer.Reader.seen
+
+    def seen(self, event_ids):
+        if "io-error" in event_ids:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_seen(self, event_ids)
+
+    monkeypatch.setattr(sqlite_writer.Reader, "seen", seen)
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        good, bad = Ticket([], 1), Ticket([], 1)
+        good.work = validate_batch([ev("purchase", T0, items=[item("S1", price=2)])], NOW).events
+        bad.work = validate_batch([ev("page_view", T0, event_id="io-error")], NOW).events
+        store._commit_group([good, bad])
+        for t in (good, bad):
+            with pytest.raises(StoreError, match="nothing was acknowledged"):
+                t.result()
+        assert store.get("C1") is None and store.count("events") == 0
+        assert store.apply([ev("purchase", T0, items=[item("S1", price=2)])]).accepted
+        assert store.get("C1")["orders_count"] == 1
