@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maple-installed
-SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx proto/maple/v1/*.proto
+SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/eval/_geo.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx proto/maple/v1/*.proto
 
 .PHONY: serve test bench check clean
 

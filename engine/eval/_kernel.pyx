@@ -73,8 +73,7 @@ cdef extern from "Python.h":
 
 from . import values as _values
 
-DEF EARTH_RADIUS_KM = 6371.0088
-cdef double DEG2RAD = M_PI / 180.0
+from ._geo cimport haversine_km
 
 # slot kinds (engine/ir/program.py)
 DEF S_NUM = 0
@@ -674,7 +673,7 @@ cdef class Kernel:
         elif op == OP_DIST:
             if not (self._ev(st, a) and self._ev(st, b)):
                 return 0
-            st.n_num[n] = _haversine(st.n_num[a], st.n_num2[a], st.n_num[b], st.n_num2[b])
+            st.n_num[n] = haversine_km(st.n_num[a], st.n_num2[a], st.n_num[b], st.n_num2[b])
             return 1
         elif op == OP_GEO_MAKE:
             if not (self._ev(st, a) and self._ev(st, b)):
@@ -1289,15 +1288,3 @@ cdef inline int _lower_bound(const double *th, int n, double x) noexcept nogil:
         base = base + half if base[half] < x else base
         n -= half
     return <int>(base - th) + (1 if base[0] < x else 0)
-
-
-cdef double _haversine(double lat1d, double lon1d, double lat2d, double lon2d):
-    """values.haversine_km, operation for operation."""
-    cdef double lat1 = lat1d * DEG2RAD, lon1 = lon1d * DEG2RAD
-    cdef double lat2 = lat2d * DEG2RAD, lon2 = lon2d * DEG2RAD
-    cdef double s1 = sin((lat2 - lat1) * 0.5)
-    cdef double s2 = sin((lon2 - lon1) * 0.5)
-    cdef double h = s1 * s1 + cos(lat1) * cos(lat2) * s2 * s2
-    if h > 1.0:
-        h = 1.0
-    return 2.0 * EARTH_RADIUS_KM * asin(sqrt(h))

@@ -10,23 +10,13 @@ operation, so answers equal the pure-Python scan's to the bit).  The
 inventory builds one per item on first use and again when that item's
 stock changes (availability.py).
 """
-from libc.math cimport sin, cos, asin, sqrt, M_PI
+from libc.math cimport M_PI
+from engine.eval._geo cimport haversine_km
 from libc.stdlib cimport malloc, free
 
 cdef double DEG2RAD = M_PI / 180.0
 cdef double EARTH_RADIUS_KM = 6371.0088
 cdef double PAD_RAD = 1e-6            # as geo.PAD_RAD: rounding never drops a store on the rim
-
-
-cdef inline double _haversine(double lat1d, double lon1d, double lat2d, double lon2d) noexcept nogil:
-    cdef double lat1 = lat1d * DEG2RAD, lon1 = lon1d * DEG2RAD
-    cdef double lat2 = lat2d * DEG2RAD, lon2 = lon2d * DEG2RAD
-    cdef double s1 = sin((lat2 - lat1) * 0.5)
-    cdef double s2 = sin((lon2 - lon1) * 0.5)
-    cdef double h = s1 * s1 + cos(lat1) * cos(lat2) * s2 * s2
-    if h > 1.0:
-        h = 1.0
-    return 2.0 * EARTH_RADIUS_KM * asin(sqrt(h))
 
 
 cdef class ItemIndex:
@@ -77,7 +67,7 @@ cdef class ItemIndex:
         i = lo
         while i < self.n and self.lat[i] <= hi_lat:
             if self.qty[i] >= min_quantity:
-                d = _haversine(lat, lon, self.lat[i], self.lon[i])
+                d = haversine_km(lat, lon, self.lat[i], self.lon[i])
                 if d <= radius_km:
                     out.append((d, self.ids[i], self.qty[i]))
             i += 1
