@@ -26,6 +26,9 @@ class ServeConfig:
     grace_seconds: float = 10.0          # then at most this long for in-flight calls
     admin_token: str = ""                # when set, AdminService needs "authorization: Bearer <token>"
     log_level: str = "INFO"
+    state: str = ".maple/state"          # every live version kept here (rollback, restart fallback)
+    watch: str = "on"                    # reload when the rules directory changes: on, poll or off
+    watch_debounce_ms: int = 300         # group a burst of edits for at most this long
 
     @property
     def worker_count(self) -> int:
@@ -49,6 +52,9 @@ OPTIONS = [
     ("grace_seconds", "--grace-seconds", float, "then wait at most this long for in-flight calls"),
     ("admin_token", "--admin-token", str, "bearer token AdminService requires (default: none)"),
     ("log_level", "--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("state", "--state", str, "state directory: every live ruleset version, for rollback and restarts"),
+    ("watch", "--watch", str, "reload when the rules directory changes: on (file events), poll, or off"),
+    ("watch_debounce_ms", "--watch-debounce-ms", int, "group a burst of edits for at most this many ms"),
 ]
 
 
@@ -72,4 +78,6 @@ def from_args(args, environ=os.environ) -> ServeConfig:
                 raise SystemExit(f"maple serve: {env_name(f.name)}={raw!r} is not a valid {types[f.name].__name__}")
     if "rules" not in values:
         raise SystemExit("maple serve: --rules DIR (or MAPLE_RULES) is required")
+    if values.get("watch", "on") not in ("on", "poll", "off"):
+        raise SystemExit(f"maple serve: --watch must be on, poll or off, not {values['watch']!r}")
     return ServeConfig(**values)
