@@ -186,6 +186,11 @@ class DecisionNode:
         self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer),))
         self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
         self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
+        self.decision_log = None
+        if cfg.decision_log:
+            from ..service.decision_log import open_decision_log
+            self.decision_log = self.decider.decision_log = open_decision_log(
+                cfg.decision_log, cfg.decision_log_rate, None if cfg.state == "off" else cfg.state)
         self.address = ""
 
     def listen(self, address: str) -> str:
@@ -203,6 +208,8 @@ class DecisionNode:
         if drain_seconds > 0:
             (hurry or threading.Event()).wait(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        if self.decision_log is not None:
+            self.decision_log.close()
 
 
 def _metrics_on_result(m):
@@ -281,7 +288,7 @@ def start_watcher(cfg: ServeConfig, rules: RulesManager):
     background; changes under RULES/data/ go to the data listeners."""
     from .watch import PackWatcher
     watcher = PackWatcher(cfg.rules, rules.request_reload, mode=cfg.watch, debounce_ms=cfg.watch_debounce_ms,
-                          ignore_paths=[cfg.state] if cfg.state != "off" else [])
+                          ignore_paths=[p for p in (cfg.state, cfg.decision_log) if p and p != "off"])
     watcher.start()
     return watcher
 

@@ -29,6 +29,8 @@ class ServeConfig:
     state: str = ".maple/state"          # every live version kept here (rollback, restart fallback)
     watch: str = "on"                    # reload when the rules directory changes: on, poll or off
     watch_debounce_ms: int = 300         # group a burst of edits for at most this long
+    decision_log: str = ""               # sampled, masked decision log (JSON Lines); "" = none
+    decision_log_rate: float = 0.01      # fraction of decisions logged
 
     @property
     def worker_count(self) -> int:
@@ -55,6 +57,8 @@ OPTIONS = [
     ("state", "--state", str, "state directory: every live ruleset version, for rollback and restarts"),
     ("watch", "--watch", str, "reload when the rules directory changes: on (file events), poll, or off"),
     ("watch_debounce_ms", "--watch-debounce-ms", int, "group a burst of edits for at most this many ms"),
+    ("decision_log", "--decision-log", str, "append a sampled decision log (JSON Lines, personal fields masked)"),
+    ("decision_log_rate", "--decision-log-rate", float, "fraction of decisions the decision log keeps"),
 ]
 
 
@@ -80,4 +84,6 @@ def from_args(args, environ=os.environ) -> ServeConfig:
         raise SystemExit("maple serve: --rules DIR (or MAPLE_RULES) is required")
     if values.get("watch", "on") not in ("on", "poll", "off"):
         raise SystemExit(f"maple serve: --watch must be on, poll or off, not {values['watch']!r}")
+    if not 0.0 <= values.get("decision_log_rate", 0.01) <= 1.0:
+        raise SystemExit("maple serve: --decision-log-rate must be from 0 to 1")
     return ServeConfig(**values)

@@ -235,6 +235,9 @@ def supervise(cfg: ServeConfig) -> int:
             from . import metrics as m
             metrics_port = m.start_http(cfg.metrics_port, cfg.metrics_host)
             listener = m.ReloadMetrics()
+        if cfg.decision_log and cfg.state != "off":
+            from ..service.decision_log import load_key
+            load_key(cfg.state)                 # made once here, read by every worker
         # the supervisor serves no decisions: it compiles in its own threads
         rules = RulesManager(cfg.rules, fan, store=open_state(cfg), compiler=InlineCompiler(), listener=listener,
                              watch=cfg.watch)
