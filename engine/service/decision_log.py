@@ -153,7 +153,7 @@ def load_key(state_dir: str | os.PathLike) -> bytes:
     root.mkdir(parents=True, exist_ok=True)
     path = root / KEY_FILE
     if not path.exists():
-        tmp = root / f".{KEY_FILE}.{os.getpid()}"
+        tmp = root / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, secrets.token_hex(32).encode())

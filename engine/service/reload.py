@@ -389,6 +389,11 @@ class RulesManager:
         FailedPrecondition (diagnostics or test failures; nothing changes)."""
         return self._reload(expected_version, trigger, force=True)
 
+    def reload_if_changed(self) -> ReloadResult | None:
+        """The watcher's reload: None when the directory (pack and rule
+        tests) is what was last acted on, a rejected edit included."""
+        return self._reload(None, "watch", force=False)
+
     def _reload(self, expected_version: str | None, trigger: str, force: bool) -> ReloadResult | None:
         t0 = time.perf_counter()
         with self._lock:
@@ -429,13 +434,13 @@ class RulesManager:
         t_swap = time.perf_counter()
         previous = self._swap(bundle, rs, expected_version, trigger)
         swap_ms = (time.perf_counter() - t_swap) * 1000
-        self.last_error = None
-        self._save(rs, trigger, key)
         seconds = time.perf_counter() - t0
         if trigger == "rollback":
             self.listener.rolled_back(seconds)
         else:
             self.listener.reloaded("ok", None, seconds)
+        self.last_error = None                       # after the metrics: GetRuleset never runs ahead of them
+        self._save(rs, trigger, key)
         log.info("%s: serving %s (was %s): compiled in %.0f ms, %d rule tests passed, swapped in %.1f ms, "
                  "%.0f ms in all", trigger, rs.version, previous or "nothing", bundle.compile_seconds * 1000,
                  bundle.tests_passed, swap_ms, seconds * 1000)
@@ -464,16 +469,15 @@ class RulesManager:
 
     def _consistent(self, t0: float) -> None:
         """The directory holds the live version (again)."""
+        self.listener.reloaded("ok", None, time.perf_counter() - t0)
         if self.last_error is not None:
             log.info("%s holds the live version %s again; the last reload error is cleared",
                      self.rules_dir, self.current.version)
             self.last_error = None
-        self.listener.reloaded("ok", None, time.perf_counter() - t0)
 
     def _refuse(self, err: LoadError, t0: float) -> FailedPrecondition:
         """Remember and report a pack that was not loaded; the caller raises
         the returned status (ReloadRules) or swallows it (watcher)."""
-        self.last_error = err
         if err.diagnostics:
             lines = [render_one_line(d) for d in err.diagnostics if d.is_error]
         else:
@@ -489,6 +493,7 @@ class RulesManager:
             except OSError:
                 pass
         self.listener.reloaded("error", err.failure, time.perf_counter() - t0)
+        self.last_error = err                        # after the metrics: GetRuleset never runs ahead of them
         return refusal(err, self.current is not None)
 
     # ------------------------------------------------------------ the watcher's side
@@ -512,7 +517,7 @@ class RulesManager:
                     return
                 self._dirty = False
             try:
-                self._reload(None, "watch", force=False)
+                self.reload_if_changed()
             except (FailedPrecondition, Aborted):
                 pass                                   # logged, and kept in last_error
             except Exception:
