@@ -276,6 +276,10 @@ def open_state(cfg: ServeConfig):
     """The version store of ``--state`` (None for ``--state off``)."""
     if cfg.state == "off":
         return None
+    state, rules = os.path.abspath(cfg.state), os.path.abspath(cfg.rules)
+    if state == rules or state.startswith(rules.rstrip(os.sep) + os.sep):
+        raise SystemExit(f"maple serve: the state directory {cfg.state} is inside the rules directory "
+                         f"{cfg.rules}: the versions it keeps would be read as rules; use --state elsewhere")
     from ..versions import VersionStore
     try:
         return VersionStore(cfg.state)

@@ -47,7 +47,9 @@ class PackWatcher:
                  mode: str = "on", debounce_ms: int = 300, step_ms: int = 50, ignore_paths=()):
         if mode not in MODES:
             raise ValueError(f"--watch must be one of {', '.join(MODES)}, not {mode!r}")
-        self.root = Path(rules_dir).resolve()
+        self.path = Path(rules_dir)                 # resolved again at each (re)start: it may be a symlink
+        self.root = self.path.resolve()
+        self._data_dir = data_dir
         self.data_dir = Path(data_dir).resolve() if data_dir else self.root / "data"
         self.on_rules_change = on_rules_change
         self.mode = mode
@@ -77,16 +79,22 @@ class PackWatcher:
 
     # ------------------------------------------------------------ the loop
     def _run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 self._watch_once()
+                failing = False
             except Exception as err:             # the directory vanished, too many watches, ...
-                log.warning("watching %s failed (%s); trying again in a second", self.root, err)
+                (log.debug if failing else log.warning)(
+                    "cannot watch %s (%s); trying again every second", self.path, err)
+                failing = True
             self._stop.wait(1.0)
 
     def _watch_once(self) -> None:
         from watchfiles import watch
-        inode = os.stat(self.root).st_ino
+        self.root = self.path.resolve()
+        self.data_dir = Path(self._data_dir).resolve() if self._data_dir else self.root / "data"
+        inode = os.stat(self.path).st_ino
         first = True
         for changes in watch(self.root, watch_filter=pack_filter(self.ignore_paths), debounce=self.debounce_ms,
                              step=self.step_ms, stop_event=self._stop, rust_timeout=1000, yield_on_timeout=True,
@@ -100,8 +108,9 @@ class PackWatcher:
                 self.on_rules_change()
             if changes:
                 self._dispatch(changes)
-            elif _inode(self.root) != inode:     # replaced or gone: watch the new one
-                log.info("%s was replaced; watching the new directory", self.root)
+            elif _inode(self.path) != inode:     # replaced, re-pointed or gone: watch what is there now
+                log.info("%s was replaced; watching it again", self.path)
+                self.on_rules_change()
                 return
 
     def _dispatch(self, changes) -> None:

@@ -141,3 +141,11 @@ def test_the_live_sources_come_back_relative_to_the_pack(pack, tmp_path):
     assert version == v1 and dict(files).keys() == {"schema.rules", "decisions.rules"}
     shutil.rmtree(pack)
     assert m.sources(v1[:8])[0] == v1
+
+
+def test_a_state_directory_inside_the_rules_directory_is_refused(pack):
+    from engine.server.app import open_state
+    from engine.server.config import ServeConfig
+    with pytest.raises(SystemExit, match="inside the rules directory"):
+        open_state(ServeConfig(rules=str(pack), state=str(pack / ".maple" / "state")))
+    assert open_state(ServeConfig(rules=str(pack), state="off")) is None

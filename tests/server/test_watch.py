@@ -60,3 +60,27 @@ def test_off_watches_nothing(tmp_path):
     w.stop()
     with pytest.raises(ValueError):
         PackWatcher(str(tmp_path), Pokes(), mode="sometimes")
+
+
+def test_a_directory_swapped_behind_a_symlink_is_watched_again(tmp_path):
+    """Deploys that switch a symlink to a new directory (as Kubernetes does
+    for mounted ConfigMaps) still reload."""
+    for v in ("v1", "v2"):
+        (tmp_path / v).mkdir()
+        (tmp_path / v / "a.rules").write_text(f"const a = \"{v}\"\n")
+    link = tmp_path / "rules"
+    link.symlink_to(tmp_path / "v1")
+    pokes = Pokes()
+    w = PackWatcher(str(link), pokes, mode="on", debounce_ms=50)
+    w.start()
+    try:
+        assert w.ready.wait(DEADLINE) and pokes.wait(1)
+        tmp = tmp_path / "rules.new"
+        tmp.symlink_to(tmp_path / "v2")
+        tmp.replace(link)                                           # atomic switch
+        assert pokes.wait(2)                                        # noticed, and the new one read
+        before = pokes.n
+        (tmp_path / "v2" / "a.rules").write_text("const a = 3\n")    # edits in the new directory count
+        assert pokes.wait(before + 1)
+    finally:
+        w.stop()
