@@ -8,7 +8,8 @@ over them.  A reload is compiled (and its rule tests run) once, in the
 supervisor, by the rules manager (engine.service.reload); :class:`FanoutRules`
 is its target: the compiled Bundle (sources and Program) goes to every worker
 over its pipe, and each worker only loads the kernel, so all workers serve
-the same version and no worker spends its GIL compiling.  A worker that dies
+the same version and no worker spends its GIL compiling (the supervisor's
+compiles run in its compiler process, at a lower priority).  A worker that dies
 is restarted with the current bundle.  SIGTERM: admin NOT_SERVING, every
 worker drains (see DecisionNode.drain), exit 0 when they all did.
 """
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 
-from ..service.reload import Bundle, InlineCompiler, RulesManager
+from ..service.reload import Bundle, ProcessCompiler, RulesManager
 from .config import ServeConfig
 
 log = logging.getLogger("maple.supervisor")
@@ -238,8 +239,7 @@ def supervise(cfg: ServeConfig) -> int:
         if cfg.decision_log and cfg.state != "off":
             from ..service.decision_log import load_key
             load_key(cfg.state)                 # made once here, read by every worker
-        # the supervisor serves no decisions: it compiles in its own threads
-        rules = RulesManager(cfg.rules, fan, store=open_state(cfg), compiler=InlineCompiler(), listener=listener,
+        rules = RulesManager(cfg.rules, fan, store=open_state(cfg), compiler=ProcessCompiler(), listener=listener,
                              watch=cfg.watch)
         rules.load_initial()                    # before the workers start: they start serving it
         fan.start(cfg.worker_count)
@@ -255,6 +255,7 @@ def supervise(cfg: ServeConfig) -> int:
             set_serving(admin_health, [ADMIN_SERVICE], True)
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
         log_loaded(rules, f"{address} ({len(fan.workers)} workers)")
+        rules.compiler.start()
         watcher = start_watcher(cfg, rules)
         while not stop.is_set():
             multiprocessing.connection.wait(fan.sentinels(), timeout=0.5)

@@ -173,8 +173,16 @@ class InlineCompiler:
         pass
 
 
+#: the compiler process's niceness: decisions come first, a reload waits for spare CPU
+COMPILER_NICE = 10
+
+
 def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the server's to handle
+    try:
+        os.nice(COMPILER_NICE)
+    except OSError:                                  # not allowed here: compile at normal priority
+        pass
 
 
 def _warm() -> bool:
@@ -183,9 +191,11 @@ def _warm() -> bool:
 
 class ProcessCompiler:
     """Compile in one long-lived child process (spawned, never forked: gRPC
-    does not survive a fork).  A single-process server answers decisions in
-    this process; compiling here would hold its GIL for the whole compile
-    (tens of ms for the reference pack, about a second for 1,000 rules)."""
+    does not survive a fork), at a lower CPU priority (:data:`COMPILER_NICE`).
+    A single-process server answers decisions in this process; compiling here
+    would hold its GIL for the whole compile (tens of ms for the reference
+    pack, about a second for 1,000 rules); the supervisor of ``--workers N``
+    keeps its admin and health threads responsive the same way."""
 
     def __init__(self):
         self._lock = threading.Lock()
