@@ -287,12 +287,15 @@ def open_state(cfg: ServeConfig):
         raise SystemExit(f"maple serve: cannot use the state directory {cfg.state}: {err.strerror or err}")
 
 
-def start_watcher(cfg: ServeConfig, rules: RulesManager):
+def start_watcher(cfg: ServeConfig, rules: RulesManager, data_listeners=()):
     """Watch ``--rules`` (unless ``--watch off``): edits reload in the
-    background; changes under RULES/data/ go to the data listeners."""
+    background; changes under RULES/data/ go to ``data_listeners`` (each
+    called with the changed paths)."""
     from .watch import PackWatcher
     watcher = PackWatcher(cfg.rules, rules.request_reload, mode=cfg.watch, debounce_ms=cfg.watch_debounce_ms,
                           ignore_paths=[p for p in (cfg.state, cfg.decision_log) if p and p != "off"])
+    for listener in data_listeners:
+        watcher.on_data_change(listener)
     watcher.start()
     return watcher
 
