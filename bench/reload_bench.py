@@ -156,6 +156,64 @@ def run_load(target: str, payloads: list[bytes], rate: float, duration: float, p
     return records
 
 
+# ---------------------------------------------------------------- CPU per role (Linux /proc)
+def _children(pid: int) -> list[int]:
+    try:
+        out = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            out += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+        return out
+    except OSError:
+        return []
+
+
+def cpu_by_role(root: int) -> dict[str, float]:
+    """CPU seconds so far of the server's processes: "decisions" (the
+    process(es) answering Decide), "supervisor", "compiler" (niced)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    roles: dict[str, float] = {}
+    todo = [(root, True)]
+    while todo:
+        pid, is_root = todo.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick          # utime + stime
+        nice = int(fields[16])
+        if b"resource_tracker" in cmd:
+            role = "other"
+        elif nice > 0:
+            role = "compiler"
+        elif is_root:
+            role = "decisions" if not _children_are_workers(pid) else "supervisor"
+        else:
+            role = "decisions"
+        roles[role] = roles.get(role, 0.0) + seconds
+        todo += [(c, False) for c in _children(pid)]
+    return roles
+
+
+def _children_are_workers(pid: int) -> bool:
+    for c in _children(pid):
+        try:
+            fields = Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[16]) == 0 and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def cpu_during(root: int, phase) -> tuple[list, dict]:
+    """Run ``phase()``; return its result and the CPU each role used per second."""
+    t0, c0 = time.monotonic(), cpu_by_role(root)
+    result = phase()
+    t1, c1 = time.monotonic(), cpu_by_role(root)
+    return result, {k: (c1.get(k, 0.0) - c0.get(k, 0.0)) / (t1 - t0) for k in c1 if k != "other"}
+
+
 # ---------------------------------------------------------------- the server and its rules
 def start_server(rules: Path, state: Path, workers: int, watch: bool) -> tuple[subprocess.Popen, dict]:
     cmd = [sys.executable, "-m", "engine", "serve", "--rules", str(rules), "--listen", "127.0.0.1:0",
@@ -212,16 +270,18 @@ class Driver:
 
     def apply(self, apb, stub, kind: str, gen: int) -> Reload:
         import grpc
-        before = stub.GetRuleset(apb.GetRulesetRequest(), timeout=30)
-        began = time.monotonic()
-        write_atomically(self.rules / MARKER_FILE, marker(gen, kind))
         if self.via == "reload":
+            began = time.monotonic()
+            write_atomically(self.rules / MARKER_FILE, marker(gen, kind))
             try:
                 r = stub.ReloadRules(apb.ReloadRulesRequest(), timeout=60)
                 return Reload(kind, gen, began, time.monotonic(), True, r.ruleset.version)
             except grpc.RpcError as err:
                 return Reload(kind, gen, began, time.monotonic(), False, detail=err.code().name)
         # the watcher: wait until GetRuleset shows the edit's outcome
+        before = stub.GetRuleset(apb.GetRulesetRequest(), timeout=30)
+        began = time.monotonic()
+        write_atomically(self.rules / MARKER_FILE, marker(gen, kind))
         deadline = began + 30
         seen_error = before.last_error.at.ToNanoseconds() if before.HasField("last_error") else 0
         while time.monotonic() < deadline:
@@ -425,10 +485,13 @@ def main(argv=None) -> int:
         steady, reloading, rounds = [], [], []
         for rnd in range(args.rounds):
             print(f"round {rnd + 1}/{args.rounds}: steady", file=sys.stderr)
-            a = run_load(info["decisions"], payloads, args.rate, args.duration, args.procs)
+            a, ca = cpu_during(proc.pid, lambda: run_load(info["decisions"], payloads, args.rate, args.duration,
+                                                          args.procs))
             print(f"round {rnd + 1}/{args.rounds}: reloading", file=sys.stderr)
-            b = run_load(info["decisions"], payloads, args.rate, args.duration, args.procs, driver.run)
-            rounds.append({"steady_p99_us": latency(a)["p99_us"], "reload_p99_us": latency(b)["p99_us"]})
+            b, cb = cpu_during(proc.pid, lambda: run_load(info["decisions"], payloads, args.rate, args.duration,
+                                                          args.procs, driver.run))
+            rounds.append({"steady_p99_us": latency(a)["p99_us"], "reload_p99_us": latency(b)["p99_us"],
+                           "steady_cpu": ca, "reload_cpu": cb})
             steady, reloading = steady + a, reloading + b
         windows = live_windows(v0, driver.reloads)
         gens = {v0: 0, **{r.version: r.gen for r in driver.reloads if r.ok}}
@@ -499,6 +562,11 @@ def render(rep: dict) -> str:
     lines.append(f"p99 during reloads / p99 steady: {rep['latency']['p99_ratio']:.2f}x (target <= 1.2x); per round "
                  "(steady -> reload): " + ", ".join(f"{r['steady_p99_us'] / 1000:.1f} -> {r['reload_p99_us'] / 1000:.1f} ms"
                                                     for r in rep.get("rounds", [])))
+    rounds = rep.get("rounds") or []
+    for phase in ("steady", "reload"):
+        roles = sorted({k for r in rounds for k in r[f"{phase}_cpu"]})
+        mean = {k: statistics.mean(r[f"{phase}_cpu"].get(k, 0.0) for r in rounds) for k in roles}
+        lines.append(f"server CPU, {phase:<6} (cores busy): " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()))
     edits = ", ".join(f"{k}: {v['edits']} edits, {v['went_live']} live, {v['refused']} refused"
                       for k, v in rep["edits"].items())
     lines.append(f"edits: {edits}; versions live: {rep['versions_live']}")
