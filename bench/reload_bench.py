@@ -5,19 +5,21 @@ many times, valid and invalid edits alternating; then a 1,000-rule pack.
     python -m bench.reload_bench --via watch          # edits picked up by the watcher
     python -m bench.reload_bench --workers 2
 
-What it runs (each phase an open loop at --rate, latency measured from each
-request's intended send time, as bench/loadgen.py does):
+What it runs: one open loop at --rate for --duration seconds (latency from
+each request's intended send time, as bench/loadgen.py measures it), cut
+into --window-second windows that alternate quiet and reloading.  In a
+reloading window an edit starts every --reload-every seconds, cycling valid,
+syntax error, valid, failing rule test, applied by ReloadRules or, with
+``--via watch``, found by the server's watcher.  A response counts for the
+window its intended send time falls in.  Alternating short windows, rather
+than a quiet phase then a reloading one, lets the swings of a shared
+machine fall on both sides alike.  CPU per server process role (decision
+processes, compiler) is read from /proc at every window boundary.
 
-* ``steady``  no reloads;
-* ``reload``  an edit every --reload-every seconds, cycling valid, syntax
-  error, valid, failing rule test; each applied by ReloadRules or, with
-  ``--via watch``, by the server's watcher;
-
-alternated --rounds times (steady, reload, steady, reload, ...) so drift
-on a shared machine falls on both; then ``big``: a generated 1,000-rule
-pack (bench/peer_adapter.translate over ../shared/peers/gen_workload.py,
-or a generator here when that is absent) reloaded --big-reloads times,
-under the same load, timing compile + swap.
+Then ``big``: a generated 1,000-rule pack (bench/peer_adapter.translate over
+../shared/peers/gen_workload.py, or a generator here when that is absent)
+reloaded --big-reloads times with no load, then as many times under load,
+timing ReloadRules (read, compile, rule tests, swap, keep).
 
 Checks, over every response:
 
@@ -206,14 +208,6 @@ def _children_are_workers(pid: int) -> bool:
     return False
 
 
-def cpu_during(root: int, phase) -> tuple[list, dict]:
-    """Run ``phase()``; return its result and the CPU each role used per second."""
-    t0, c0 = time.monotonic(), cpu_by_role(root)
-    result = phase()
-    t1, c1 = time.monotonic(), cpu_by_role(root)
-    return result, {k: (c1.get(k, 0.0) - c0.get(k, 0.0)) / (t1 - t0) for k in c1 if k != "other"}
-
-
 # ---------------------------------------------------------------- the server and its rules
 def start_server(rules: Path, state: Path, workers: int, watch: bool) -> tuple[subprocess.Popen, dict]:
     cmd = [sys.executable, "-m", "engine", "serve", "--rules", str(rules), "--listen", "127.0.0.1:0",
@@ -244,8 +238,14 @@ class Driver:
     admin: str
     via: str
     every: float
+    window: float
+    server_pid: int
+    margin: float = 0.4
     gen: int = 0
     reloads: list = field(default_factory=list)
+    cpu: dict = field(default_factory=dict)          # steady|reload -> {seconds, role: cpu seconds}
+    _n: int = 0
+    _last: tuple | None = None
 
     def _stubs(self):
         import grpc
@@ -254,19 +254,46 @@ class Driver:
         return apb, admin_pb2_grpc.AdminServiceStub(channel)
 
     def run(self, start: float, end: float) -> None:
+        """Quiet and reloading windows alternate (quiet first); in a
+        reloading window an edit starts every ``every`` seconds, the last
+        one at least ``margin`` before the window ends, so reloads do not
+        spill into the next quiet window.  CPU per role is sampled at every
+        window boundary."""
         apb, stub = self._stubs()
-        while time.monotonic() < start:
-            time.sleep(0.005)
         k = 0
-        while time.monotonic() < end - self.every / 2:
-            t_next = time.monotonic() + self.every
-            self.gen += 1
-            kind = KINDS[k % len(KINDS)]
+        while True:
+            w0 = start + k * self.window
+            if w0 >= end:
+                break
+            while time.monotonic() < w0:
+                time.sleep(0.002)
+            self._sample(k - 1)
+            w1 = min(end, w0 + self.window)
+            if k % 2 == 1:
+                while time.monotonic() < w1 - self.margin:
+                    t_next = time.monotonic() + self.every
+                    self.gen += 1
+                    kind = KINDS[self._n % len(KINDS)]
+                    self._n += 1
+                    self.reloads.append(self.apply(apb, stub, kind, self.gen))
+                    delay = min(t_next, w1) - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
             k += 1
-            self.reloads.append(self.apply(apb, stub, kind, self.gen))
-            delay = t_next - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        while time.monotonic() < end:
+            time.sleep(0.002)
+        self._sample(k - 1)
+
+    def _sample(self, finished_window: int) -> None:
+        now, cpu = time.monotonic(), cpu_by_role(self.server_pid)
+        if finished_window >= 0 and self._last is not None:
+            t, before = self._last
+            kind = "reload" if finished_window % 2 == 1 else "steady"
+            acc = self.cpu.setdefault(kind, {"seconds": 0.0})
+            acc["seconds"] += now - t
+            for role, v in cpu.items():
+                acc[role] = acc.get(role, 0.0) + v - before.get(role, 0.0)
+        self._last = (now, cpu)
 
     def apply(self, apb, stub, kind: str, gen: int) -> Reload:
         import grpc
@@ -454,9 +481,9 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=1, help="server worker processes")
     p.add_argument("--rate", type=float, default=300.0, help="Decide requests per second (open loop)")
     p.add_argument("--procs", type=int, default=2, help="client processes")
-    p.add_argument("--duration", type=float, default=8.0, help="seconds per phase")
-    p.add_argument("--rounds", type=int, default=2, help="steady/reload pairs")
-    p.add_argument("--reload-every", type=float, default=0.25, help="seconds between edits")
+    p.add_argument("--duration", type=float, default=48.0, help="seconds of load in all")
+    p.add_argument("--window", type=float, default=2.0, help="seconds per window; quiet and reloading alternate")
+    p.add_argument("--reload-every", type=float, default=0.25, help="seconds between edits in a reloading window")
     p.add_argument("--customers", type=int, default=1000)
     p.add_argument("--big-rules", type=int, default=1000, help="rules in the generated pack (0: skip)")
     p.add_argument("--big-reloads", type=int, default=5)
@@ -481,18 +508,19 @@ def main(argv=None) -> int:
               f"{args.procs} processes; an edit every {args.reload_every}s via {args.via}; {os.cpu_count()} cores",
               file=sys.stderr)
         run_load(info["decisions"], payloads, args.rate, 2.0, args.procs)            # warm up
-        driver = Driver(rules, info["admin"], args.via, args.reload_every)
-        steady, reloading, rounds = [], [], []
-        for rnd in range(args.rounds):
-            print(f"round {rnd + 1}/{args.rounds}: steady", file=sys.stderr)
-            a, ca = cpu_during(proc.pid, lambda: run_load(info["decisions"], payloads, args.rate, args.duration,
-                                                          args.procs))
-            print(f"round {rnd + 1}/{args.rounds}: reloading", file=sys.stderr)
-            b, cb = cpu_during(proc.pid, lambda: run_load(info["decisions"], payloads, args.rate, args.duration,
-                                                          args.procs, driver.run))
-            rounds.append({"steady_p99_us": latency(a)["p99_us"], "reload_p99_us": latency(b)["p99_us"],
-                           "steady_cpu": ca, "reload_cpu": cb})
-            steady, reloading = steady + a, reloading + b
+        driver = Driver(rules, info["admin"], args.via, args.reload_every, args.window, proc.pid)
+        starts = []
+        print(f"{args.duration:.0f} s of load, {args.window:.0f} s windows alternating quiet and reloading",
+              file=sys.stderr)
+        records = run_load(info["decisions"], payloads, args.rate, args.duration, args.procs,
+                           lambda start, end: (starts.append(start), driver.run(start, end)))
+        steady, reloading, by_window = [], [], {}
+        for rec in records:
+            k = int((rec[0] - starts[0]) // args.window)
+            (reloading if k % 2 else steady).append(rec)
+            by_window.setdefault(k, []).append(rec)
+        rounds = [{"window": k, "kind": "reload" if k % 2 else "steady", "p99_us": latency(v)["p99_us"]}
+                  for k, v in sorted(by_window.items())]
         windows = live_windows(v0, driver.reloads)
         gens = {v0: 0, **{r.version: r.gen for r in driver.reloads if r.ok}}
         proc.terminate()
@@ -500,7 +528,10 @@ def main(argv=None) -> int:
         proc = None
         big = big_phase(args, work) if args.big_rules else None
         report = build_report(args, steady, reloading, driver.reloads, windows, gens, big)
-        report["rounds"] = rounds
+        report["windows"] = rounds
+        report["server_cpu_cores"] = {kind: {role: round(v / acc["seconds"], 3) for role, v in acc.items()
+                                             if role not in ("seconds", "other")}
+                                      for kind, acc in driver.cpu.items()}
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"reload-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -559,14 +590,15 @@ def render(rep: dict) -> str:
                      f"{ch['outside_live_window']:>8}{lat['p50_us']:>9.0f}{lat['p90_us']:>9.0f}{lat['p99_us']:>9.0f}"
                      f"{lat['p99.9_us']:>10.0f}{lat['max_us']:>9.0f}")
     lines.append("")
-    lines.append(f"p99 during reloads / p99 steady: {rep['latency']['p99_ratio']:.2f}x (target <= 1.2x); per round "
-                 "(steady -> reload): " + ", ".join(f"{r['steady_p99_us'] / 1000:.1f} -> {r['reload_p99_us'] / 1000:.1f} ms"
-                                                    for r in rep.get("rounds", [])))
-    rounds = rep.get("rounds") or []
-    for phase in ("steady", "reload"):
-        roles = sorted({k for r in rounds for k in r[f"{phase}_cpu"]})
-        mean = {k: statistics.mean(r[f"{phase}_cpu"].get(k, 0.0) for r in rounds) for k in roles}
-        lines.append(f"server CPU, {phase:<6} (cores busy): " + ", ".join(f"{k} {v:.2f}" for k, v in mean.items()))
+    lines.append(f"p99 during reloads / p99 steady: {rep['latency']['p99_ratio']:.2f}x (target <= 1.2x)")
+    per = {kind: [w["p99_us"] for w in rep.get("windows", []) if w["kind"] == kind] for kind in ("steady", "reload")}
+    if per["steady"] and per["reload"]:
+        lines.append(f"median of per-window p99 ({len(per['steady'])} + {len(per['reload'])} windows of "
+                     f"{rep['config']['window']:.0f} s): steady {statistics.median(per['steady']) / 1000:.1f} ms, "
+                     f"reload {statistics.median(per['reload']) / 1000:.1f} ms")
+    for kind, roles in rep.get("server_cpu_cores", {}).items():
+        lines.append(f"server CPU in {kind} windows (cores busy): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in sorted(roles.items())))
     edits = ", ".join(f"{k}: {v['edits']} edits, {v['went_live']} live, {v['refused']} refused"
                       for k, v in rep["edits"].items())
     lines.append(f"edits: {edits}; versions live: {rep['versions_live']}")
