@@ -48,6 +48,15 @@ class VersionStore:
     def save(self, ruleset, origin: str, **extra) -> VersionInfo:
         """Keep a ruleset's sources (idempotent) and record it as live;
         ``extra`` fields go into the history line (e.g. the trigger)."""
+        info = self.keep(ruleset, origin)
+        with self._lock:
+            self._append({"event": "live", "version": info.version, "origin": origin, "at": time.time(), **extra})
+        return info
+
+    def keep(self, ruleset, origin: str) -> VersionInfo:
+        """Write a version's directory unless it is there (no history line).
+        Live reload calls it in the compiler process, so the serving process
+        only appends to the history."""
         info = VersionInfo(ruleset.version, ruleset.loaded_at, dict(ruleset.counts),
                            tuple(relative_names(ruleset.sources)), origin)
         target = self.versions / info.version
@@ -62,8 +71,12 @@ class VersionStore:
                 _fsync_tree(tmp)
                 if target.exists():         # a half-written leftover from a crash
                     shutil.rmtree(target)
-                os.replace(tmp, target)
-            self._append({"event": "live", "version": info.version, "origin": origin, "at": time.time(), **extra})
+                try:
+                    os.replace(tmp, target)
+                except OSError:             # another process kept the same version meanwhile
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    if not (target / "meta.json").exists():
+                        raise
         return info
 
     def record_rejected(self, diagnostics: list[str], origin: str) -> None:

@@ -7,7 +7,8 @@ on its rule tests, swap it in atomically, keep every version for rollback.
                             │
                             ▼ compiler: another process, so that no decision
                               thread waits on the GIL while a pack compiles
-                          build + rule tests (RULES/tests/*.yaml)
+                          build + rule tests (RULES/tests/*.yaml), and the version's
+                          files written to the state dir (VersionStore.keep)
                             │ errors or failing tests ─▶ LoadError kept and logged;
                             │                            the last good version serves on
                             ▼
@@ -15,7 +16,7 @@ on its rule tests, swap it in atomically, keep every version for rollback.
                             (LocalTarget: this process's RulesetHolder;
                              engine.server.workers.FanoutRules: every worker)
                             ▼
-                          VersionStore.save   (state dir: sources + history)
+                          VersionStore.save   (the history line: live)
 
 :class:`RulesManager` is the rules controller the admin service calls
 (validate, reload, rollback, sources, state) and the one the watcher pokes
@@ -121,9 +122,11 @@ class Compiled:
     error: LoadError | None
 
 
-def compile_pack(payload: Payload, rules_dir: str | None, run_tests: bool) -> Compiled:
+def compile_pack(payload: Payload, rules_dir: str | None, run_tests: bool, keep_in: str | None = None) -> Compiled:
     """Compile one pack and, with ``run_tests``, run the rule tests of
-    ``rules_dir`` on it.  Runs in the compiler process."""
+    ``rules_dir`` on it; a pack that passes is written to the version store
+    ``keep_in`` (its files, not yet its history line).  Runs in the compiler
+    process."""
     try:
         rs = build(sources_of(payload))
     except PackError as err:
@@ -134,6 +137,11 @@ def compile_pack(payload: Payload, rules_dir: str | None, run_tests: bool) -> Co
         if not report.ok:
             return Compiled(None, tests_error(report, rs.version))
         passed = report.passed
+    if keep_in is not None:
+        try:
+            VersionStore(keep_in).keep(rs, os.path.abspath(rules_dir) if rules_dir else "")
+        except OSError as err:                      # the serving process tries again when it records it
+            log.warning("could not keep version %s in %s: %s", rs.version, keep_in, err)
     return Compiled(Bundle(rs.version, rs.sources, rs.program, rs.warnings, rs.compile_seconds, rs.counts,
                            passed), None)
 
@@ -163,8 +171,9 @@ class InlineCompiler:
     """Compile in the calling thread: at startup (nothing is served yet), in
     the supervisor of ``--workers N`` (which serves no decisions), in tests."""
 
-    def compile(self, payload: Payload, rules_dir: str | None, run_tests: bool) -> Compiled:
-        return compile_pack(payload, rules_dir, run_tests)
+    def compile(self, payload: Payload, rules_dir: str | None, run_tests: bool, keep_in: str | None = None
+                ) -> Compiled:
+        return compile_pack(payload, rules_dir, run_tests, keep_in)
 
     def start(self) -> None:
         pass
@@ -212,11 +221,12 @@ class ProcessCompiler:
         """Start the child now rather than on the first edit."""
         self._executor().submit(_warm)
 
-    def compile(self, payload: Payload, rules_dir: str | None, run_tests: bool) -> Compiled:
+    def compile(self, payload: Payload, rules_dir: str | None, run_tests: bool, keep_in: str | None = None
+                ) -> Compiled:
         for _attempt in range(2):
             pool = self._executor()
             try:
-                return pool.submit(compile_pack, payload, rules_dir, run_tests).result()
+                return pool.submit(compile_pack, payload, rules_dir, run_tests, keep_in).result()
             except concurrent.futures.process.BrokenProcessPool:
                 log.error("the compiler process died; starting another")
                 with self._lock:
@@ -425,7 +435,8 @@ class RulesManager:
             if current is not None and version == current.version:
                 self._consistent(t0)
                 return ReloadResult(version, current, False)
-            compiled = self.compiler.compile(payload_of(sources), self.rules_dir, self.run_tests)
+            compiled = self.compiler.compile(payload_of(sources), self.rules_dir, self.run_tests,
+                                             str(self.store.root) if self.store is not None else None)
             if compiled.error is not None:
                 raise self._refuse(dataclasses.replace(compiled.error, trigger=trigger), t0)
             return self._install(compiled.bundle, expected_version, trigger, key, t0)
