@@ -428,9 +428,12 @@ def big_phase(args, work: Path) -> dict:
             i = next(edits)            # one rule's output changes: a new version of the whole pack
             first.write_text(re.sub(r'then homepage = "[^"]*"', f'then homepage = "edit-{i}"', first.read_text(),
                                     count=1))
-            t0 = time.monotonic()
+            c0, t0 = cpu_by_role(proc.pid), time.monotonic()
             r = stub.ReloadRules(apb.ReloadRulesRequest(), timeout=120)
-            into.append({"rpc_s": time.monotonic() - t0, "compile_s": r.ruleset.compile_seconds,
+            t1, c1 = time.monotonic(), cpu_by_role(proc.pid)
+            into.append({"rpc_s": t1 - t0, "compile_s": r.ruleset.compile_seconds,
+                         "compiler_cpu_s": c1.get("compiler", 0) - c0.get("compiler", 0),
+                         "serving_cpu_s": sum(c1.get(k, 0) - c0.get(k, 0) for k in ("decisions", "supervisor")),
                          "changed": r.changed, "version": r.ruleset.version})
 
         for _ in range(args.big_reloads):
@@ -459,7 +462,8 @@ def big_phase(args, work: Path) -> dict:
     return {"counts": counts, "source": "gen_workload.py" if PEERS.exists() else "bench generator",
             "reloads_idle": idle, "reloads_under_load": loaded,
             "all_changed": all(t["changed"] for t in idle + loaded),
-            "idle": {"compile_swap_s": stats(idle, "rpc_s"), "compile_s": stats(idle, "compile_s")},
+            "idle": {"compile_swap_s": stats(idle, "rpc_s"), "compile_s": stats(idle, "compile_s"),
+                     "compiler_cpu_s": stats(idle, "compiler_cpu_s"), "serving_cpu_s": stats(idle, "serving_cpu_s")},
             "under_load": {"compile_swap_s": stats(loaded, "rpc_s"), "compile_s": stats(loaded, "compile_s")},
             "responses": len(records), "failed": failed, "latency": latency(records)}
 
@@ -617,6 +621,9 @@ def render(rep: dict) -> str:
             cs, cc = b[label]["compile_swap_s"], b[label]["compile_s"]
             lines.append(f"  {label:<11} median {cs['median'] * 1000:.0f} ms (min {cs['min'] * 1000:.0f}, max "
                          f"{cs['max'] * 1000:.0f}); of which compile: median {cc['median'] * 1000:.0f} ms")
+        cpu, srv = b["idle"]["compiler_cpu_s"], b["idle"]["serving_cpu_s"]
+        lines.append(f"  idle, CPU per reload: compiler median {cpu['median'] * 1000:.0f} ms, serving processes "
+                     f"median {srv['median'] * 1000:.0f} ms")
         lines.append(f"  load meanwhile: {b['responses']} responses, failed {sum(b['failed'].values())}, "
                      f"p99 {b['latency']['p99_us']:.0f} us")
     lines.append("")
