@@ -40,6 +40,7 @@ Prints a table and writes JSON to --out.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import multiprocessing
 import os
@@ -551,8 +552,21 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def split_by_reload(records: list[tuple], reloads: list[Reload]) -> tuple[list, list]:
+    """Responses sent while a reload was in progress (from its start to
+    its end), and the others."""
+    spans = sorted((x.began, x.ended) for x in reloads)
+    starts = [a for a, _ in spans]
+    during, between = [], []
+    for rec in records:
+        i = bisect.bisect_right(starts, rec[0]) - 1
+        (during if i >= 0 and rec[0] <= spans[i][1] else between).append(rec)
+    return during, between
+
+
 def build_report(args, steady, reloading, reloads, windows, gens, big) -> dict:
     s, r = latency(steady), latency(reloading)
+    during, between = split_by_reload(reloading, reloads)
     checks = {"steady": check(steady, windows, gens), "reload": check(reloading, windows, gens)}
     by_kind = {}
     for x in reloads:
@@ -565,7 +579,9 @@ def build_report(args, steady, reloading, reloads, windows, gens, big) -> dict:
     ratio = r["p99_us"] / s["p99_us"] if s["p99_us"] else float("nan")
     return {
         "config": {k: v for k, v in vars(args).items() if k != "out"}, "cores": os.cpu_count(),
-        "latency": {"steady": s, "reload": r, "p99_ratio": round(ratio, 3)},
+        "latency": {"steady": s, "reload": r, "p99_ratio": round(ratio, 3),
+                    "reload_windows_while_reloading": latency(during) if during else None,
+                    "reload_windows_between_reloads": latency(between) if between else None},
         "checks": checks, "edits": by_kind, "edits_with_unexpected_outcome": wrong,
         "versions_live": len(windows),
         "reload_seconds": summarize([x.ended - x.began for x in reloads if x.ok]),
@@ -595,6 +611,11 @@ def render(rep: dict) -> str:
                      f"{lat['p99.9_us']:>10.0f}{lat['max_us']:>9.0f}")
     lines.append("")
     lines.append(f"p99 during reloads / p99 steady: {rep['latency']['p99_ratio']:.2f}x (target <= 1.2x)")
+    d, b = rep["latency"]["reload_windows_while_reloading"], rep["latency"]["reload_windows_between_reloads"]
+    if d and b:
+        lines.append(f"in reloading windows: sent while a reload ran {d['count']} (p50 {d['p50_us'] / 1000:.1f} ms, "
+                     f"p99 {d['p99_us'] / 1000:.1f} ms), sent between reloads {b['count']} (p50 "
+                     f"{b['p50_us'] / 1000:.1f} ms, p99 {b['p99_us'] / 1000:.1f} ms)")
     per = {kind: [w["p99_us"] for w in rep.get("windows", []) if w["kind"] == kind] for kind in ("steady", "reload")}
     if per["steady"] and per["reload"]:
         lines.append(f"median of per-window p99 ({len(per['steady'])} + {len(per['reload'])} windows of "
