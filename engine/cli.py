@@ -4,9 +4,11 @@
     maple compile RULES [--dis]                compile; print the IR with --dis
     maple decide --rules RULES --profile P.json [--request R.json] [--explain]
     maple test RULES                           rule tests (RULES/tests/*.yaml); exit 1 on failure
+    maple replay --rules NEW (--against OLD | --against-server HOST:PORT) --profiles FILE.jsonl
     maple serve --rules RULES [--listen HOST:PORT] [--admin-listen HOST:PORT]
                 [--workers N] [--store URL] [--metrics-port P]   (docs/service.md)
     maple fmt [--check] [--diff] PATH...       format rule files canonically (engine/syntax/commands.py)
+    maple rollback [--admin HOST:PORT] [--to VERSION]   a running server back one version
 
 Each command is a function ``cmd_<name>(args) -> exit code``; ``main`` builds
 the parser from :data:`COMMANDS`.  Commands from other packages register
@@ -148,10 +150,23 @@ def cmd_replay(args) -> int:
     from .ruleset import load
     packs = {}
     for label, path in (("new", args.rules), ("old", args.against)):
+        if path is None:
+            continue
         try:
             packs[label] = load(path)
         except PackError as err:
             print(f"maple: the {label} rules ({path}) do not compile:", file=sys.stderr)
+            _print_diagnostics(err.diagnostics, "text")
+            return 1
+    if args.against_server:
+        from .server.commands import AdminError, load_server_version
+        try:
+            packs["old"] = load_server_version(args.against_server, args.admin_token)
+        except AdminError as err:
+            print(f"maple: cannot get the running version from {args.against_server}: {err}", file=sys.stderr)
+            return 2
+        except PackError as err:
+            print(f"maple: the running version of {args.against_server} does not compile here:", file=sys.stderr)
             _print_diagnostics(err.diagnostics, "text")
             return 1
     progress = None
@@ -224,10 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("replay", help="preview how new rules change decisions on sample customers",
                        description="Run the new and the old rules over the same customers (a JSONL "
-                                   "file: one profile, or {profile, request, now}, per line) and report "
-                                   "what changes, for whom, with examples and the latency of each.")
+                                   "file: one profile, or {profile, request, now}, per line, such as a "
+                                   "server's --decision-log) and report what changes, for whom, with "
+                                   "examples and the latency of each.")
     c.add_argument("--rules", required=True, metavar="NEW_RULES", help="the rules to release")
-    c.add_argument("--against", required=True, metavar="OLD_RULES", help="the rules live now")
+    old = c.add_mutually_exclusive_group(required=True)
+    old.add_argument("--against", metavar="OLD_RULES", help="the rules live now (a directory)")
+    old.add_argument("--against-server", metavar="HOST:PORT",
+                     help="the version a running server serves (its admin address; GetRulesetSources)")
+    c.add_argument("--admin-token", help="admin bearer token for --against-server (default: $MAPLE_ADMIN_TOKEN)")
     c.add_argument("--profiles", required=True, metavar="FILE.jsonl")
     c.add_argument("--now", type=parse_time, help="the time for lines that do not give one (default: now)")
     c.add_argument("--limit", type=int, help="only the first N lines")
@@ -257,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .profiles.commands import add_commands as add_profile_commands; add_profile_commands(sub)
     _add_serve(sub)
     from .syntax.commands import add_commands as add_syntax_commands; add_syntax_commands(sub)
+    from .server.commands import add_commands as add_admin_commands; add_admin_commands(sub)
     return p
 
 

@@ -290,12 +290,19 @@ def build(sources: list[SourceFile], kernel: str | None = None) -> Ruleset:
     result = compile_sources(sources)
     if not result.ok:
         raise PackError(result.diagnostics.sorted())
-    k = load_kernel(result.program, kernel)
-    elapsed = time.perf_counter() - t0
-    by_name = {d.name: d for d in result.program.decisions}
-    reasons = tuple(tuple(_reason(c, None) for c in d.candidates) for d in result.program.decisions)
-    return Ruleset(content_hash(sources), result.program, result.checked, tuple(sources),
-                   tuple(result.diagnostics.warnings), time.time(), elapsed, k, by_name, reasons)
+    return assemble(content_hash(sources), result.program, result.checked, sources,
+                    result.diagnostics.warnings, time.perf_counter() - t0, kernel)
+
+
+def assemble(version: str, program: Program, checked: Any, sources: Iterable[SourceFile],
+             warnings: Iterable[Diagnostic], compile_seconds: float, kernel: str | None = None) -> Ruleset:
+    """A Ruleset from a program compiled elsewhere (live reload compiles in
+    another process and ships the Program): loads the kernel, nothing more."""
+    k = load_kernel(program, kernel)
+    by_name = {d.name: d for d in program.decisions}
+    reasons = tuple(tuple(_reason(c, None) for c in d.candidates) for d in program.decisions)
+    return Ruleset(version, program, checked, tuple(sources), tuple(warnings), time.time(), compile_seconds,
+                   k, by_name, reasons)
 
 
 def load(path: str | os.PathLike, kernel: str | None = None) -> Ruleset:

@@ -45,10 +45,20 @@ class VersionStore:
         self.versions.mkdir(parents=True, exist_ok=True)
 
     # ---------------------------------------------------------------- writing
-    def save(self, ruleset, origin: str) -> VersionInfo:
-        """Keep a ruleset's sources (idempotent) and record it as live."""
+    def save(self, ruleset, origin: str, **extra) -> VersionInfo:
+        """Keep a ruleset's sources (idempotent) and record it as live;
+        ``extra`` fields go into the history line (e.g. the trigger)."""
+        info = self.keep(ruleset, origin)
+        with self._lock:
+            self._append({"event": "live", "version": info.version, "origin": origin, "at": time.time(), **extra})
+        return info
+
+    def keep(self, ruleset, origin: str) -> VersionInfo:
+        """Write a version's directory unless it is there (no history line).
+        Live reload calls it in the compiler process, so the serving process
+        only appends to the history."""
         info = VersionInfo(ruleset.version, ruleset.loaded_at, dict(ruleset.counts),
-                           tuple(_relative_names(ruleset.sources)), origin)
+                           tuple(relative_names(ruleset.sources)), origin)
         target = self.versions / info.version
         with self._lock:
             if not (target / "meta.json").exists():
@@ -61,8 +71,12 @@ class VersionStore:
                 _fsync_tree(tmp)
                 if target.exists():         # a half-written leftover from a crash
                     shutil.rmtree(target)
-                os.replace(tmp, target)
-            self._append({"event": "live", "version": info.version, "origin": origin, "at": time.time()})
+                try:
+                    os.replace(tmp, target)
+                except OSError:             # another process kept the same version meanwhile
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    if not (target / "meta.json").exists():
+                        raise
         return info
 
     def record_rejected(self, diagnostics: list[str], origin: str) -> None:
@@ -94,6 +108,13 @@ class VersionStore:
             if e.get("event") == "live" and (not seq or seq[-1] != e["version"]):
                 seq.append(e["version"])
         return seq
+
+    def last_live(self) -> dict | None:
+        """The history line of the version made live last (with its extras)."""
+        for e in reversed(self.history()):
+            if e.get("event") == "live":
+                return e
+        return None
 
     def current(self) -> str | None:
         seq = self.live_sequence()
@@ -137,7 +158,7 @@ class VersionStore:
         return matches[0]
 
 
-def _relative_names(sources) -> list[str]:
+def relative_names(sources) -> list[str]:
     paths = [s.path for s in sources]
     base = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0]) if paths else ""
     return [os.path.relpath(p, base) if base else os.path.basename(p) for p in paths]

@@ -28,7 +28,8 @@ from grpc_reflection.v1alpha import reflection
 
 from ..service.decide import Decider
 from ..service.inventory import InventoryHolder, InventoryStores
-from ..service.rules import LocalRules, RulesetHolder
+from ..service.reload import LocalTarget, ProcessCompiler, RulesManager
+from ..service.rules import RulesetHolder
 from ..service.sources import open_profile_source
 from .config import ServeConfig
 from .pb.maple.v1 import admin_pb2 as apb
@@ -111,7 +112,9 @@ def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=Non
 def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:
     methods = [("ValidateRules", apb.ValidateRulesRequest, apb.ValidateRulesResponse),
                ("ReloadRules", apb.ReloadRulesRequest, apb.ReloadRulesResponse),
-               ("GetRuleset", apb.GetRulesetRequest, apb.GetRulesetResponse)]
+               ("GetRuleset", apb.GetRulesetRequest, apb.GetRulesetResponse),
+               ("RollbackRules", apb.RollbackRulesRequest, apb.RollbackRulesResponse),
+               ("GetRulesetSources", apb.GetRulesetSourcesRequest, apb.GetRulesetSourcesResponse)]
     return grpc.method_handlers_generic_handler(ADMIN_SERVICE, {
         name: raw_unary(name, req, resp, getattr(servicer, name), recorder) for name, req, resp in methods})
 
@@ -146,8 +149,10 @@ def add_health_and_reflection(server: grpc.Server, services: list[str]) -> healt
 
 
 def set_serving(h: health.HealthServicer, services: list[str], serving: bool) -> None:
+    """The overall status ("") turns SERVING last and NOT_SERVING first, so a
+    client that saw it SERVING finds every service SERVING too."""
     status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ["", *services]:
+    for name in ([*services, ""] if serving else ["", *services]):
         h.set(name, status)
 
 
@@ -184,6 +189,11 @@ class DecisionNode:
         self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer),))
         self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
         self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
+        self.decision_log = None
+        if cfg.decision_log:
+            from ..service.decision_log import open_decision_log
+            self.decision_log = self.decider.decision_log = open_decision_log(
+                cfg.decision_log, cfg.decision_log_rate, None if cfg.state == "off" else cfg.state)
         self.address = ""
 
     def listen(self, address: str) -> str:
@@ -201,6 +211,8 @@ class DecisionNode:
         if drain_seconds > 0:
             (hurry or threading.Event()).wait(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        if self.decision_log is not None:
+            self.decision_log.close()
 
 
 def _metrics_on_result(m):
@@ -263,25 +275,62 @@ def serve(cfg: ServeConfig) -> int:
     return serve_single(cfg)
 
 
+def open_state(cfg: ServeConfig):
+    """The version store of ``--state`` (None for ``--state off``)."""
+    if cfg.state == "off":
+        return None
+    state, rules = os.path.abspath(cfg.state), os.path.abspath(cfg.rules)
+    if state == rules or state.startswith(rules.rstrip(os.sep) + os.sep):
+        raise SystemExit(f"maple serve: the state directory {cfg.state} is inside the rules directory "
+                         f"{cfg.rules}: the versions it keeps would be read as rules; use --state elsewhere")
+    from ..versions import VersionStore
+    try:
+        return VersionStore(cfg.state)
+    except OSError as err:
+        raise SystemExit(f"maple serve: cannot use the state directory {cfg.state}: {err.strerror or err}")
+
+
+def start_watcher(cfg: ServeConfig, rules: RulesManager, data_listeners=()):
+    """Watch ``--rules`` (unless ``--watch off``): edits reload in the
+    background; changes under RULES/data/ go to ``data_listeners`` (each
+    called with the changed paths)."""
+    from .watch import PackWatcher
+    watcher = PackWatcher(cfg.rules, rules.request_reload, mode=cfg.watch, debounce_ms=cfg.watch_debounce_ms,
+                          ignore_paths=[p for p in (cfg.state, cfg.decision_log) if p and p != "off"])
+    for listener in data_listeners:
+        watcher.on_data_change(listener)
+    watcher.start()
+    return watcher
+
+
+def log_loaded(rules: RulesManager, where: str) -> None:
+    rs = rules.current
+    if rs is None:
+        log.error("no ruleset is loaded: NOT_SERVING until the rules in %s load (fix them: the watcher "
+                  "reloads them, or call ReloadRules)", rules.rules_dir)
+    else:
+        log.info("serving ruleset %s (%s) from %s on %s (%s)", rs.version, rules.origin, rules.rules_dir, where,
+                 ", ".join(f"{v} {k}" for k, v in rs.counts.items()))
+
+
 def serve_single(cfg: ServeConfig) -> int:
     """Decisions, admin and metrics in this one process."""
     stop = stop_event()
-    metrics_port = None
+    metrics_port = listener = None
     if cfg.metrics_port is not None:
         from . import metrics as m
         metrics_port = m.start_http(cfg.metrics_port, cfg.metrics_host)
+        listener = m.ReloadMetrics()
     node = DecisionNode(cfg, metrics=metrics_port is not None)
     address = node.listen(cfg.listen)
-    rules = LocalRules(cfg.rules, node.holder)
+    # reloads compile in a child process: this one answers decisions
+    rules = RulesManager(cfg.rules, LocalTarget(node.holder), store=open_state(cfg), compiler=ProcessCompiler(),
+                         listener=listener, watch=cfg.watch)
     admin_server = admin_address = admin_health = None
     if cfg.admin_listen != "off":
-        on_reload = None
-        if metrics_port is not None:
-            from . import metrics as m
-            on_reload = lambda result: m.RELOADS.labels(result).inc()  # noqa: E731
         admin_server = make_server(2, 16, cfg.max_message_bytes,
                                    [TokenGuard(cfg.admin_token)] if cfg.admin_token else [])
-        admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(rules, on_reload)),
+        admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(rules)),
                                                inventory_handler(InventoryServicer(node.inventory))))
         admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
         admin_address = bind(admin_server, cfg.admin_listen, "admin")
@@ -289,21 +338,17 @@ def serve_single(cfg: ServeConfig) -> int:
         set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
     node.start()
     announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=1)
-    rs = rules.load_initial()
-    if rs is None:
-        log.error("the rules do not compile; NOT_SERVING until a ReloadRules succeeds:\n%s",
-                  node.holder.last_error.message)
-    else:
-        log.info("serving ruleset %s from %s on %s (%s)", rs.version, cfg.rules, address,
-                 ", ".join(f"{v} {k}" for k, v in rs.counts.items()))
-    if metrics_port is not None:
-        from . import metrics as m
-        m.RELOADS.labels("ok" if rs is not None else "error").inc()
+    rules.load_initial()
+    log_loaded(rules, address)
+    rules.compiler.start()
+    watcher = start_watcher(cfg, rules)
     stop.wait()
+    watcher.stop()
     if admin_health is not None:
         admin_health.enter_graceful_shutdown()
     node.drain(cfg.drain_seconds, cfg.grace_seconds, stop.hurry)
     if admin_server is not None:
         admin_server.stop(1).wait()
+    rules.close()
     log.info("drained; exiting")
     return 0

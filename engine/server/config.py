@@ -27,6 +27,11 @@ class ServeConfig:
     grace_seconds: float = 10.0          # then at most this long for in-flight calls
     admin_token: str = ""                # when set, AdminService needs "authorization: Bearer <token>"
     log_level: str = "INFO"
+    state: str = ".maple/state"          # every live version kept here (rollback, restart fallback)
+    watch: str = "on"                    # reload when the rules directory changes: on, poll or off
+    watch_debounce_ms: int = 300         # group a burst of edits for at most this long
+    decision_log: str = ""               # sampled, masked decision log (JSON Lines); "" = none
+    decision_log_rate: float = 0.01      # fraction of decisions logged
 
     @property
     def data_dir(self) -> str:
@@ -61,6 +66,11 @@ OPTIONS = [
     ("grace_seconds", "--grace-seconds", float, "then wait at most this long for in-flight calls"),
     ("admin_token", "--admin-token", str, "bearer token AdminService requires (default: none)"),
     ("log_level", "--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("state", "--state", str, "state directory: every live ruleset version, for rollback and restarts"),
+    ("watch", "--watch", str, "reload when the rules directory changes: on (file events), poll, or off"),
+    ("watch_debounce_ms", "--watch-debounce-ms", int, "group a burst of edits for at most this many ms"),
+    ("decision_log", "--decision-log", str, "append a sampled decision log (JSON Lines, personal fields masked)"),
+    ("decision_log_rate", "--decision-log-rate", float, "fraction of decisions the decision log keeps"),
 ]
 
 
@@ -84,4 +94,8 @@ def from_args(args, environ=os.environ) -> ServeConfig:
                 raise SystemExit(f"maple serve: {env_name(f.name)}={raw!r} is not a valid {types[f.name].__name__}")
     if "rules" not in values:
         raise SystemExit("maple serve: --rules DIR (or MAPLE_RULES) is required")
+    if values.get("watch", "on") not in ("on", "poll", "off"):
+        raise SystemExit(f"maple serve: --watch must be on, poll or off, not {values['watch']!r}")
+    if not 0.0 <= values.get("decision_log_rate", 0.01) <= 1.0:
+        raise SystemExit("maple serve: --decision-log-rate must be from 0 to 1")
     return ServeConfig(**values)

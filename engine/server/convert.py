@@ -252,6 +252,7 @@ def validation_to_pb(v: Validation) -> apb.ValidateRulesResponse:
 
 def ruleset_info_to_pb(state: RulesetState, out: apb.RulesetInfo) -> None:
     out.rules_dir = state.rules_dir
+    out.origin, out.state_dir, out.watch = state.origin, state.state_dir, state.watch
     for pid, version in state.workers:
         out.workers.add(pid=pid, version=version)
     rs = state.ruleset
@@ -266,8 +267,17 @@ def ruleset_info_to_pb(state: RulesetState, out: apb.RulesetInfo) -> None:
     out.compile_seconds = rs.compile_seconds
 
 
+FAILURES = {"compile": apb.RELOAD_FAILURE_COMPILE, "tests": apb.RELOAD_FAILURE_TESTS,
+            "read": apb.RELOAD_FAILURE_READ}
+
+
 def load_error_to_pb(err: LoadError, out: apb.ReloadError) -> None:
     out.at.FromNanoseconds(int(err.at * 1e9))
     out.message = err.message
     for d in err.diagnostics:
         diagnostic_to_pb(d, out.diagnostics.add())
+    out.failure = FAILURES.get(err.failure, apb.RELOAD_FAILURE_UNSPECIFIED)
+    for f in err.test_failures:
+        out.test_failures.add(location=f.location, name=f.name, message=f.message)
+    out.trigger = err.trigger
+    out.rejected_version = err.rejected_version

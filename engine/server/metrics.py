@@ -34,8 +34,19 @@ RULESET = Gauge("maple_ruleset_info", "The ruleset version being served (1) and 
                 ["version"], **({"multiprocess_mode": "max"} if _MULTI else {}))
 RULESET_LOADED_AT = Gauge("maple_ruleset_loaded_timestamp_seconds", "When the current ruleset was loaded",
                           **({"multiprocess_mode": "max"} if _MULTI else {}))
-RELOADS = Counter("maple_reloads", "ReloadRules calls and startup loads, by result (ok, error, aborted)",
+RELOADS = Counter("maple_reloads", "Rule loads (startup, watcher, ReloadRules), by result (ok, error, aborted)",
                   ["result"])
+RELOAD_FAILURES = Counter("maple_ruleset_reload_failures",
+                          "Rule loads refused (the last good version kept serving), by failure: "
+                          "compile (diagnostics), tests (rule tests fail), read (directory unreadable)",
+                          ["failure"])
+LAST_RELOAD_OK = Gauge("maple_ruleset_last_reload_ok",
+                       "1 when the last rule load succeeded (or found nothing to change), 0 when it was refused",
+                       **({"multiprocess_mode": "max"} if _MULTI else {}))
+RELOAD_SECONDS = Histogram("maple_ruleset_reload_seconds",
+                           "A successful reload: reading the directory, compiling, rule tests and the swap",
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
 
 
 class Recorder:
@@ -76,6 +87,22 @@ class Recorder:
 
 
 RECORDER = Recorder()
+
+
+class ReloadMetrics:
+    """The rules manager's listener (engine.service.reload.ReloadListener)."""
+
+    def reloaded(self, result: str, failure: str | None, seconds: float) -> None:
+        RELOADS.labels(result).inc()
+        if result == "ok":
+            LAST_RELOAD_OK.set(1)
+            RELOAD_SECONDS.observe(seconds)
+        elif result == "error":
+            LAST_RELOAD_OK.set(0)
+            RELOAD_FAILURES.labels(failure or "compile").inc()
+
+    def rolled_back(self, seconds: float) -> None:
+        ROLLBACKS.inc()
 
 
 def start_http(port: int, host: str = "0.0.0.0"):

@@ -74,7 +74,8 @@ def _item_error(err, out: pb.ItemError) -> None:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    """``rules`` is a rules controller: validate(sources), reload(expected), state()."""
+    """``rules`` is a rules controller (engine.service.reload.RulesManager):
+    validate(sources), reload(expected), rollback(to, expected), sources(version), state()."""
 
     def __init__(self, rules, on_reload=None):
         self.rules = rules
@@ -122,6 +123,21 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         convert.ruleset_info_to_pb(state, out.ruleset)
         if state.last_error is not None:
             convert.load_error_to_pb(state.last_error, out.last_error)
+        return out
+
+    @translated
+    def RollbackRules(self, request: apb.RollbackRulesRequest, context) -> apb.RollbackRulesResponse:
+        result = self.rules.rollback(request.to_version or None, request.expected_version or None)
+        out = apb.RollbackRulesResponse(previous_version=result.previous_version, changed=result.changed)
+        convert.ruleset_info_to_pb(self.rules.state(), out.ruleset)
+        return out
+
+    @translated
+    def GetRulesetSources(self, request: apb.GetRulesetSourcesRequest, context) -> apb.GetRulesetSourcesResponse:
+        version, files = self.rules.sources(request.version or None)
+        out = apb.GetRulesetSourcesResponse(version=version)
+        for path, text in files:
+            out.sources.add(path=path, text=text)
         return out
 
     def _count(self, result: str) -> None:

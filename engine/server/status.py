@@ -40,11 +40,13 @@ def to_status(err: ServiceError) -> grpc.Status:
         for v in err.violations[:MAX_DETAILS]:
             br.field_violations.add(field=_clip(v.field, 200), description=_clip(v.description, 300))
         details.append(br)
-    elif isinstance(err, FailedPrecondition) and err.diagnostics:
+    elif isinstance(err, FailedPrecondition) and (err.diagnostics or err.violations):
         pf = error_details_pb2.PreconditionFailure()
         for d in [d for d in err.diagnostics if d.is_error][:MAX_DETAILS]:
             pf.violations.add(type=d.code, subject=d.span.location() if d.span is not None else "",
                               description=_clip(d.message, 300))
+        for kind, subject, description in err.violations[:MAX_DETAILS]:
+            pf.violations.add(type=kind, subject=_clip(subject, 200), description=_clip(description, 300))
         details.append(pf)
     packed = []
     for d in details:

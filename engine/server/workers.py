@@ -2,12 +2,16 @@
 
 The supervisor (the ``maple serve`` process) compiles the pack, starts N
 worker processes (spawned, never forked: gRPC does not survive a fork), and
-serves the admin service and the metrics endpoint.  Every worker listens on
-the same decision port; the kernel spreads connections over them.  A reload
-is compiled once in the supervisor and the same sources are sent to every
-worker over its pipe, so all workers serve the same version.  A worker that
-dies is restarted with the current sources.  SIGTERM: admin NOT_SERVING,
-every worker drains (see DecisionNode.drain), exit 0 when they all did.
+serves the admin service, the metrics endpoint and the rules watcher.  Every
+worker listens on the same decision port; the kernel spreads connections
+over them.  A reload is compiled (and its rule tests run) once, in the
+supervisor, by the rules manager (engine.service.reload); :class:`FanoutRules`
+is its target: the compiled Bundle (sources and Program) goes to every worker
+over its pipe, and each worker only loads the kernel, so all workers serve
+the same version and no worker spends its GIL compiling (the supervisor's
+compiles run in its compiler process, at a lower priority).  A worker that dies
+is restarted with the current bundle.  SIGTERM: admin NOT_SERVING, every
+worker drains (see DecisionNode.drain), exit 0 when they all did.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -22,27 +27,20 @@ import tempfile
 import threading
 import time
 
-from ..diagnostics import PackError
-from ..ruleset import build
-from ..service.errors import Aborted
-from ..service.rules import ReloadResult, RulesetState, precondition_from, read_pack, validate_sources, LoadError
-from ..source import SourceFile
+from ..service.reload import Bundle, ProcessCompiler, RulesManager
 from .config import ServeConfig
 
 log = logging.getLogger("maple.supervisor")
 REPLY_TIMEOUT = 60.0
 
 
-def _payload(sources) -> list[tuple[str, str]]:
-    return [(s.path, s.text) for s in sources]
-
-
-def _sources(payload) -> list[SourceFile]:
-    return [SourceFile(p, t) for p, t in payload]
+def _load(node, blob: bytes) -> None:
+    bundle: Bundle = pickle.loads(blob)
+    node.holder.swap(bundle.ruleset())
 
 
 # ---------------------------------------------------------------- the worker
-def worker_main(cfg: ServeConfig, address: str, payload, conn) -> None:
+def worker_main(cfg: ServeConfig, address: str, blob, conn) -> None:
     from .app import DecisionNode, setup_logging, stop_event
     setup_logging(cfg.log_level)
     stop = stop_event()
@@ -53,8 +51,8 @@ def worker_main(cfg: ServeConfig, address: str, payload, conn) -> None:
         conn.send(("failed", os.getpid(), str(err)))
         return
     node.start()
-    if payload:
-        node.holder.swap(build(_sources(payload)))
+    if blob:
+        _load(node, blob)
     conn.send(("ready", os.getpid(), _version(node)))
     threading.Thread(target=_commands, args=(node, conn, stop), daemon=True, name="maple-commands").start()
     stop.wait()
@@ -74,11 +72,12 @@ def _commands(node, conn, stop: threading.Event) -> None:
         except (EOFError, OSError):
             stop.requested.set()            # the supervisor is gone: drain and exit
             return
-        if msg[0] == "reload":
+        if msg[0] == "install":
             try:
-                node.holder.swap(build(_sources(msg[1])))
+                _load(node, msg[1])
                 conn.send(("ok", _version(node)))
-            except Exception as err:        # the supervisor compiled the same sources: unexpected
+            except Exception as err:        # the supervisor compiled it: unexpected
+                log.exception("could not load the version the supervisor sent")
                 conn.send(("error", str(err)))
         elif msg[0] == "state":
             conn.send(("state", _version(node)))
@@ -102,39 +101,31 @@ class Worker:
 
     def ask(self, msg) -> tuple:
         self.conn.send(msg)
+        return self.reply()
+
+    def reply(self) -> tuple:
         if not self.conn.poll(REPLY_TIMEOUT):
             raise TimeoutError(f"worker {self.pid} did not answer")
         return self.conn.recv()
 
 
 class FanoutRules:
-    """The admin operations for many workers (the rules controller of
-    AdminServicer)."""
+    """The worker processes; the target the rules manager installs into."""
 
     def __init__(self, cfg: ServeConfig, address: str):
         self.cfg = cfg
-        self.rules_dir = cfg.rules
         self.address = address
-        self.current = None
-        self.payload: list | None = None
-        self.last_error: LoadError | None = None
+        self.blob: bytes | None = None        # the pickled Bundle every worker serves
+        self.version = ""
         self.workers: list[Worker] = []
         self._lock = threading.RLock()
         self._ctx = multiprocessing.get_context("spawn")
         self.on_restart = None
 
     # -- startup and supervision
-    def load_initial(self) -> None:
-        try:
-            sources = read_pack(self.rules_dir)
-            self.current = build(sources)
-            self.payload = _payload(sources)
-        except PackError as err:
-            self.last_error = LoadError.of(err)
-
     def start_worker(self) -> Worker:
         parent, child = self._ctx.Pipe()
-        p = self._ctx.Process(target=worker_main, args=(self.cfg, self.address, self.payload, child),
+        p = self._ctx.Process(target=worker_main, args=(self.cfg, self.address, self.blob, child),
                               name="maple-worker", daemon=False)
         p.start()
         child.close()
@@ -190,40 +181,42 @@ class FanoutRules:
                 ok = ok and w.process.exitcode == 0
             return ok
 
-    # -- the rules controller
-    def validate(self, sources):
-        return validate_sources(sources)
-
-    def reload(self, expected_version: str | None = None) -> ReloadResult:
+    # -- the rules manager's target
+    def install(self, bundle: Bundle, ruleset, expected_version: str | None = None) -> str:
+        """Send the bundle to every worker (all at once: they load in
+        parallel) and wait until each serves it; return the version before."""
+        blob = pickle.dumps(bundle, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
-            previous = self.current.version if self.current is not None else ""
-            if expected_version and expected_version != previous:
-                raise Aborted(f"expected version {expected_version} but {previous or 'none'} is current")
-            try:
-                sources = read_pack(self.rules_dir)
-                rs = build(sources)
-            except PackError as err:
-                self.last_error = LoadError.of(err)
-                raise precondition_from(self.last_error) from None
-            payload = _payload(sources)
+            previous, self.blob, self.version = self.version, blob, bundle.version   # restarts get it too
+            sent = []
             for w in self.workers:
-                reply = w.ask(("reload", payload))
-                if reply[0] != "ok":
-                    log.error("worker %d could not load %s: %s", w.pid, rs.version, reply[1])
-                w.version = reply[1] if reply[0] == "ok" else w.version
-            self.current, self.payload, self.last_error = rs, payload, None
-            return ReloadResult(previous, rs, previous != rs.version)
+                try:
+                    w.conn.send(("install", blob))
+                    sent.append(w)
+                except OSError as err:
+                    log.error("could not send %s to worker %d: %s", bundle.version, w.pid, err)
+            for w in sent:
+                try:
+                    reply = w.reply()
+                except (OSError, EOFError, TimeoutError) as err:
+                    log.error("worker %d did not confirm %s: %s", w.pid, bundle.version, err)
+                    continue
+                if reply[0] == "ok":
+                    w.version = reply[1]
+                else:
+                    log.error("worker %d could not load %s: %s", w.pid, bundle.version, reply[1])
+        return previous
 
-    def state(self) -> RulesetState:
+    def serving(self) -> tuple[tuple[int, str], ...]:
         with self._lock:
-            workers = []
+            out = []
             for w in self.workers:
                 try:
                     w.version = w.ask(("state",))[1]
                 except (OSError, EOFError, TimeoutError):
                     pass
-                workers.append((w.pid, w.version))
-            return RulesetState(self.current, self.rules_dir, self.last_error, tuple(workers))
+                out.append((w.pid, w.version))
+            return tuple(out)
 
 
 class FanoutInventory:
@@ -290,7 +283,8 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
 
 def supervise(cfg: ServeConfig) -> int:
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
-                      announce, bind, make_server, set_serving, stop_event)
+                      announce, bind, log_loaded, make_server, open_state, set_serving, start_watcher,
+                      stop_event)
     from ..service.inventory import InventoryHolder
     from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
     stop = stop_event()
@@ -301,18 +295,19 @@ def supervise(cfg: ServeConfig) -> int:
     try:
         address, holder_socket = reserve_port(cfg.listen)
         fan = FanoutRules(cfg, address)
-        fan.load_initial()
-        if fan.last_error is not None:
-            log.error("the rules do not compile; NOT_SERVING until a ReloadRules succeeds:\n%s",
-                      fan.last_error.message)
-        metrics_port = on_reload = None
+        metrics_port = listener = None
         if cfg.metrics_port is not None:
             from . import metrics as m
             metrics_port = m.start_http(cfg.metrics_port, cfg.metrics_host)
-            on_reload = lambda result: m.RELOADS.labels(result).inc()  # noqa: E731
-            m.RELOADS.labels("ok" if fan.last_error is None else "error").inc()
+            listener = m.ReloadMetrics()
+        if cfg.decision_log and cfg.state != "off":
+            from ..service.decision_log import load_key
+            load_key(cfg.state)                 # made once here, read by every worker
+        rules = RulesManager(cfg.rules, fan, store=open_state(cfg), compiler=ProcessCompiler(), listener=listener,
+                             watch=cfg.watch)
         stock = FanoutInventory(fan, InventoryHolder.open(cfg.data_dir))
         fan.on_restart = stock.sync
+        rules.load_initial()                    # before the workers start: they start serving it
         fan.start(cfg.worker_count)
         stop.on_again = fan.signal_all          # a second signal hurries the workers too
         admin_server = admin_address = admin_health = None
@@ -320,19 +315,22 @@ def supervise(cfg: ServeConfig) -> int:
             admin_server = make_server(2, 16, cfg.max_message_bytes,
                                        [TokenGuard(cfg.admin_token)] if cfg.admin_token else [])
             admin_server.add_generic_rpc_handlers((
-                admin_handler(AdminServicer(fan, on_reload)),
+                admin_handler(AdminServicer(rules)),
                 inventory_handler(InventoryServicer(stock.holder, stock.apply, stock.reload))))
             admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
             admin_address = bind(admin_server, cfg.admin_listen, "admin")
             admin_server.start()
             set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
-        log.info("%d workers serving %s on %s", len(fan.workers),
-                 fan.current.version if fan.current else "nothing", address)
+        log_loaded(rules, f"{address} ({len(fan.workers)} workers)")
+        rules.compiler.start()
+        watcher = start_watcher(cfg, rules)
         while not stop.is_set():
             multiprocessing.connection.wait(fan.sentinels(), timeout=0.5)
             if not stop.is_set():
                 fan.restart_dead()
+        watcher.stop()
+        rules.close()
         if admin_health is not None:
             admin_health.enter_graceful_shutdown()
         ok = fan.stop(cfg.drain_seconds + cfg.grace_seconds + 10)

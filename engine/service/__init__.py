@@ -15,8 +15,10 @@ from .decide import Decider
 from .errors import (Aborted, DeadlineExceeded, FailedPrecondition, FieldViolation, InvalidArgument,
                      ResourceExhausted, ServiceError, Unavailable)
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus, RequestContext
-from .rules import LocalRules, RulesetHolder
+from .reload import LocalRules, RulesManager
+from .rules import RulesetHolder
 
 __all__ = ["Decider", "Aborted", "DeadlineExceeded", "FailedPrecondition", "FieldViolation",
            "InvalidArgument", "ResourceExhausted", "ServiceError", "Unavailable", "DecideQuery",
-           "DecideResult", "ItemError", "ProfileStatus", "RequestContext", "LocalRules", "RulesetHolder"]
+           "DecideResult", "ItemError", "ProfileStatus", "RequestContext", "LocalRules", "RulesManager",
+           "RulesetHolder"]

@@ -45,6 +45,7 @@ class Decider:
         self.profiles = profiles or NullProfiles()
         self.stores = stores or NullStores()
         self.clock = clock
+        self.decision_log = None               # engine.service.decision_log.DecisionLog, when sampling
 
     # -- the ruleset
     def ruleset(self) -> Ruleset:
@@ -91,8 +92,11 @@ class Decider:
         _check_deadline(deadline)
         now = q.context.timestamp if q.context.timestamp is not None else self.clock()
         wanted = self._wanted(rs, q.decisions)
-        ds = rs.decide(profile, q.context.to_request(), now, customer_id=q.customer_id or None,
+        request = q.context.to_request()
+        ds = rs.decide(profile, request, now, customer_id=q.customer_id or None,
                        decisions=wanted, explain=q.explain)
+        if self.decision_log is not None:
+            self.decision_log.offer(rs.version, q.customer_id, profile, request, ds, status)
         return self._result(rs, q, ds, profile, status, degraded, deadline)
 
     def _profile(self, q: DecideQuery, deadline) -> tuple[dict, ProfileStatus, list[str]]:

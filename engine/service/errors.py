@@ -48,9 +48,16 @@ class FailedPrecondition(ServiceError):
     do not compile (``diagnostics`` says where)."""
     code = "FAILED_PRECONDITION"
 
-    def __init__(self, message: str, diagnostics: tuple = ()):
+    def __init__(self, message: str, diagnostics: tuple = (), violations: tuple = ()):
         super().__init__(message)
         self.diagnostics = tuple(diagnostics)
+        #: other failed conditions as (type, subject, description), e.g. rule tests
+        self.violations = tuple(violations)
+
+
+class NotFound(ServiceError):
+    """The thing named does not exist (e.g. a ruleset version that is not kept)."""
+    code = "NOT_FOUND"
 
 
 class ResourceExhausted(ServiceError):

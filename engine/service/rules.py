@@ -4,9 +4,8 @@
 a request reads ``holder.current`` once and is computed entirely by that
 version, so a reload never mixes two versions in one response.  A failed
 load leaves the last good ruleset in place and is remembered as
-``last_error``.  :class:`LocalRules` is the admin side for a single process:
-validate sources, reload the rules directory with compare-and-swap on the
-version.
+``last_error``.  The admin side (validate, reload with compare-and-swap,
+rollback, the live-reload gate) is :mod:`engine.service.reload`.
 """
 from __future__ import annotations
 
@@ -14,10 +13,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from ..diagnostics import Diagnostic, Diagnostics, PackError, render_one_line
-from ..ruleset import Ruleset, build, read_sources
+from ..diagnostics import Diagnostic, Diagnostics, PackError
+from ..ruleset import Ruleset, read_sources
 from ..source import SourceFile
-from .errors import Aborted, FailedPrecondition
+from .errors import Aborted
+
+
+@dataclass(frozen=True)
+class TestFailure:
+    """One rule test case that failed (live reload refuses the pack)."""
+    location: str        # rules/tests/offers.yaml:12
+    name: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -25,10 +32,14 @@ class LoadError:
     at: float
     message: str
     diagnostics: tuple[Diagnostic, ...]
+    failure: str = "compile"                      # "compile" | "tests" | "read"
+    test_failures: tuple[TestFailure, ...] = ()
+    trigger: str = ""                             # "startup" | "watch" | "reload"
+    rejected_version: str = ""                    # the refused version, when it compiled
 
     @classmethod
-    def of(cls, err: PackError) -> "LoadError":
-        return cls(time.time(), str(err), tuple(err.diagnostics))
+    def of(cls, err: PackError, failure: str = "compile", trigger: str = "") -> "LoadError":
+        return cls(time.time(), str(err), tuple(err.diagnostics), failure, (), trigger)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ class RulesetState:
     rules_dir: str
     last_error: LoadError | None
     workers: tuple[tuple[int, str], ...] = ()     # (pid, version) of each serving process
+    origin: str = ""                              # how the version became live (RulesetInfo.origin)
+    state_dir: str = ""
+    watch: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,61 +106,3 @@ def read_pack(rules_dir: str) -> list[SourceFile]:
     if diags.has_errors:
         raise PackError(diags.sorted())
     return sources
-
-
-def validate_sources(sources: list[SourceFile]) -> Validation:
-    """Compile without installing: diagnostics, and the version when ok."""
-    try:
-        rs = build(sources)
-    except PackError as err:
-        return Validation(False, tuple(err.diagnostics))
-    return Validation(True, tuple(rs.warnings), rs.version, rs.counts)
-
-
-def precondition_from(err: LoadError) -> FailedPrecondition:
-    errors = [d for d in err.diagnostics if d.is_error]
-    msg = "the rules do not compile; still serving the last good version: " + (
-        render_one_line(errors[0]) if errors else err.message)
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more)"
-    return FailedPrecondition(msg, err.diagnostics)
-
-
-class LocalRules:
-    """Admin operations on the rules of this process (``--workers 1``)."""
-
-    def __init__(self, rules_dir: str, holder: RulesetHolder):
-        self.rules_dir = rules_dir
-        self.holder = holder
-        self._reload_lock = threading.Lock()
-
-    def load_initial(self) -> Ruleset | None:
-        try:
-            rs = build(read_pack(self.rules_dir))
-        except PackError as err:
-            self.holder.fail(err)
-            return None
-        self.holder.swap(rs)
-        return rs
-
-    def validate(self, sources: list[SourceFile]) -> Validation:
-        return validate_sources(sources)
-
-    def reload(self, expected_version: str | None = None) -> ReloadResult:
-        with self._reload_lock:     # one compile at a time; the swap itself is atomic
-            current = self.holder.current
-            if expected_version and (current is None or current.version != expected_version):
-                raise Aborted(f"expected version {expected_version} but "
-                              f"{current.version if current else 'none'} is current")
-            try:
-                rs = build(read_pack(self.rules_dir))
-            except PackError as err:
-                raise precondition_from(self.holder.fail(err)) from None
-            previous = self.holder.swap(rs, expected_version)
-            return ReloadResult(previous, rs, previous != rs.version)
-
-    def state(self) -> RulesetState:
-        import os
-        rs = self.holder.current
-        return RulesetState(rs, self.rules_dir, self.holder.last_error,
-                            ((os.getpid(), rs.version if rs else ""),))

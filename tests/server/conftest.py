@@ -15,8 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+import weakref
 from pathlib import Path
 
 import grpc
@@ -110,9 +112,16 @@ class Server:
     """`maple serve` in a subprocess on free loopback ports."""
 
     def __init__(self, rules: Path, *args: str, env: dict | None = None):
+        defaults = []
+        if "--state" not in args:                 # never the repository's .maple/state
+            self.state = Path(tempfile.mkdtemp(prefix="maple-state-"))
+            weakref.finalize(self, shutil.rmtree, self.state, True)
+            defaults += ["--state", str(self.state)]
+        if "--watch" not in args:                 # tests that reload by RPC must not race the watcher
+            defaults += ["--watch", "off"]
         cmd = [sys.executable, "-m", "engine", "serve", "--rules", str(rules), "--listen", "127.0.0.1:0",
                "--admin-listen", "127.0.0.1:0", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
-               "--workers", "1", "--drain-seconds", "0", *args]
+               "--workers", "1", "--drain-seconds", "0", *defaults, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})}, cwd=ROOT)
         info = self._read_announcement(deadline=time.monotonic() + 60)
