@@ -39,6 +39,7 @@ import hashlib
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import threading
@@ -188,10 +189,21 @@ COMPILER_NICE = 10
 
 def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the server's to handle
+    # A server killed outright (kill -9, OOM) cannot shut its pool down, and a
+    # pool worker waiting for work never notices: leave with the parent.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="maple-parent-watch",
+                         daemon=True).start()
     try:
         os.nice(COMPILER_NICE)
     except OSError:                                  # not allowed here: compile at normal priority
         pass
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 def _warm() -> bool:

@@ -121,6 +121,40 @@ def test_the_compiler_process_gives_the_same_version(pack):
         compiler.close()
 
 
+KILLED_PARENT = """
+import os, signal, sys
+from engine.service.reload import ProcessCompiler
+c = ProcessCompiler()
+c.start()
+c.compile([("x.rules", "decision d: string default \\"a\\"\\n")], None, False)
+print(next(iter(c._pool._processes)), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_compiler_process_leaves_when_its_server_is_killed():
+    """kill -9 of a server must not leave its compiler process behind."""
+    import os
+    import subprocess
+    import sys
+    import time
+    out = subprocess.run([sys.executable, "-c", KILLED_PARENT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -9, out.stderr
+    child = int(out.stdout.strip())
+    deadline = time.monotonic() + 30
+    while _alive(child):
+        assert time.monotonic() < deadline, f"compiler process {child} outlived its killed parent"
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_request_reload_swaps_in_the_background(pack, tmp_path):
     m = manager(pack, tmp_path / "state", compiler=InlineCompiler())
     v1 = m.load_initial().version
