@@ -41,7 +41,7 @@ def _load(node, blob: bytes) -> None:
 
 # ---------------------------------------------------------------- the worker
 def worker_main(cfg: ServeConfig, address: str, blob, conn) -> None:
-    from .app import DecisionNode, setup_logging, stop_event
+    from .app import DecisionNode, settle_heap, setup_logging, stop_event
     setup_logging(cfg.log_level)
     stop = stop_event()
     node = DecisionNode(cfg, metrics=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
@@ -53,6 +53,7 @@ def worker_main(cfg: ServeConfig, address: str, blob, conn) -> None:
     node.start()
     if blob:
         _load(node, blob)
+    settle_heap()
     conn.send(("ready", os.getpid(), _version(node)))
     threading.Thread(target=_commands, args=(node, conn, stop), daemon=True, name="maple-commands").start()
     stop.wait()
