@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Sequence
 
+from ..eval.values import to_geo
 from ..ruleset import DecisionSet, Ruleset
 from . import results
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
@@ -182,7 +183,8 @@ class Decider:
 
 
 def _geo(v) -> tuple[float, float] | None:
-    from ..eval.values import to_geo
+    if v is None:
+        return None
     try:
         return to_geo(v)
     except Exception:
