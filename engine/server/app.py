@@ -28,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ..service.decide import Decider
+from ..service.events import EventRecorder
 from ..service.inventory import InventoryHolder, InventoryStores
 from ..service.reload import LocalTarget, ProcessCompiler, RulesManager
 from ..service.rules import RulesetHolder
@@ -35,7 +36,9 @@ from ..service.sources import open_profile_source
 from .config import ServeConfig
 from .pb.maple.v1 import admin_pb2 as apb
 from .pb.maple.v1 import decision_pb2 as pb
+from .pb.maple.v1 import events_pb2 as epb
 from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
+from .events import EventsServicer
 from .servicers import AdminServicer, DecisionServicer
 
 log = logging.getLogger("maple.server")
@@ -110,6 +113,14 @@ def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=Non
     })
 
 
+def events_handler(servicer: EventsServicer, recorder=None) -> grpc.GenericRpcHandler:
+    """DecisionService.RecordEvents: a second handler for the same service
+    (gRPC asks each generic handler in turn for a method)."""
+    return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
+        "RecordEvents": raw_unary("RecordEvents", epb.RecordEventsRequest, epb.RecordEventsResponse,
+                                  servicer.RecordEvents, recorder)})
+
+
 def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:
     methods = [("ValidateRules", apb.ValidateRulesRequest, apb.ValidateRulesResponse),
                ("ReloadRules", apb.ReloadRulesRequest, apb.ReloadRulesResponse),
@@ -177,7 +188,8 @@ class DecisionNode:
         self.cfg = cfg
         self.holder = RulesetHolder()
         self.inventory = InventoryHolder.open(cfg.data_dir)
-        self.decider = Decider(self.holder, open_profile_source(cfg.store), InventoryStores(self.inventory))
+        self.profiles = open_store_or_exit(cfg)
+        self.decider = Decider(self.holder, self.profiles, InventoryStores(self.inventory))
         recorder = timer = on_result = None
         if metrics:
             from . import metrics as m
@@ -187,7 +199,9 @@ class DecisionNode:
         self.servicer = DecisionServicer(self.decider, on_result)
         self.recorder = recorder
         self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes)
-        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer),))
+        self.events = EventsServicer(EventRecorder.for_source(self.profiles))
+        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer),
+                                              events_handler(self.events, recorder)))
         self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
         self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
         self.decision_log = None
@@ -214,6 +228,20 @@ class DecisionNode:
         self.server.stop(grace_seconds).wait()
         if self.decision_log is not None:
             self.decision_log.close()
+        close = getattr(self.profiles, "close", None)
+        if close is not None:
+            close()
+
+
+def open_store_or_exit(cfg: ServeConfig):
+    """This process's own profile source (every worker opens its own)."""
+    try:
+        profiles = open_profile_source(cfg.store, cache_ttl=cfg.profile_cache_ttl,
+                                       cache_size=cfg.profile_cache_size)
+    except (ValueError, OSError) as err:
+        raise SystemExit(f"maple serve: --store: {err}")
+    log.info("profiles from %s", profiles.describe())
+    return profiles
 
 
 def _metrics_on_result(m):

@@ -16,7 +16,9 @@ class ServeConfig:
     listen: str = "0.0.0.0:50051"
     admin_listen: str = "127.0.0.1:50052"
     workers: int = 0                     # 0: one per core
-    store: str = ""                      # profile store URL ("" / none, jsonl:PATH)
+    store: str = ""                      # profile store URL ("" / none, sqlite:///PATH, redis://..., jsonl:PATH)
+    profile_cache_ttl: float = 1.0       # seconds a cached profile is served: the staleness bound
+    profile_cache_size: int = 100_000    # profiles cached per worker
     data: str = ""                       # stores/catalogue/inventory files ("": RULES/data; "none")
     metrics_port: int | None = None      # None: no metrics endpoint
     metrics_host: str = "0.0.0.0"
@@ -54,7 +56,10 @@ OPTIONS = [
     ("listen", "--listen", str, "decision service address HOST:PORT (port 0: any free port)"),
     ("admin_listen", "--admin-listen", str, "admin service address HOST:PORT; 'off' disables it"),
     ("workers", "--workers", int, "processes sharing the decision port (SO_REUSEPORT); 0: one per core"),
-    ("store", "--store", str, "profile store URL: none or jsonl:PATH"),
+    ("store", "--store", str, "profile store URL: sqlite:///PATH, redis://HOST:PORT/DB, jsonl:PATH or none"),
+    ("profile_cache_ttl", "--profile-cache-ttl", float,
+     "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),
+    ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
     ("data", "--data", str, "directory of stores.csv, catalog.csv, inventory.csv (default RULES/data; none)"),
     ("metrics_port", "--metrics-port", int, "serve Prometheus metrics over HTTP on this port"),
     ("metrics_host", "--metrics-host", str, "address of the metrics endpoint"),

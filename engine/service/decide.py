@@ -24,7 +24,7 @@ from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Servi
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
 from .rules import RulesetHolder
 from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, ProfileSource, SourceUnavailable,
-                      StoresSource)
+                      StoresSource, lookup_profile)
 from .validate import validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
@@ -89,9 +89,9 @@ class Decider:
     # -- the work
     def _decide(self, rs: Ruleset, q: DecideQuery, deadline: float | None) -> DecideResult:
         validate_query(q, rs.decision_names)
-        profile, status, degraded = self._profile(q, deadline)
-        _check_deadline(deadline)
         now = q.context.timestamp if q.context.timestamp is not None else self.clock()
+        profile, status, degraded = self._profile(q, deadline, now)
+        _check_deadline(deadline)
         wanted = self._wanted(rs, q.decisions)
         request = q.context.to_request()
         ds = rs.decide(profile, request, now, customer_id=q.customer_id or None,
@@ -100,14 +100,14 @@ class Decider:
             self.decision_log.offer(rs.version, q.customer_id, profile, request, ds, status)
         return self._result(rs, q, ds, profile, status, degraded, deadline)
 
-    def _profile(self, q: DecideQuery, deadline) -> tuple[dict, ProfileStatus, list[str]]:
+    def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:
         snapshot = q.profile
         if not q.customer_id:
             if snapshot is None:
                 return {}, ProfileStatus.ANONYMOUS, []
             return snapshot, ProfileStatus.SNAPSHOT, []
         try:
-            stored = self.profiles.get(q.customer_id, _remaining(deadline))
+            found = lookup_profile(self.profiles, q.customer_id, _remaining(deadline), now)
         except SourceUnavailable as err:
             base = dict(snapshot) if snapshot is not None else {}
             base.setdefault("customer_id", q.customer_id)
@@ -117,13 +117,15 @@ class Decider:
             base = dict(snapshot) if snapshot is not None else {}
             base.setdefault("customer_id", q.customer_id)
             return base, ProfileStatus.UNAVAILABLE, [f"profile store failed: {type(err).__name__}"]
+        stored = found.profile
         if stored is None:
             if snapshot is not None:
                 return snapshot, ProfileStatus.SNAPSHOT, []
             return {"customer_id": q.customer_id}, ProfileStatus.UNKNOWN_CUSTOMER, []
         if snapshot:
             stored = {**stored, **snapshot}
-        return stored, ProfileStatus.STORED, []
+        # a cached copy while the store is down: still STORED, but degraded
+        return stored, ProfileStatus.STORED, [found.degraded] if found.degraded else []
 
     @staticmethod
     def _wanted(rs: Ruleset, names: tuple[str, ...]):

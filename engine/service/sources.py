@@ -2,10 +2,11 @@
 
 The profile store (SQLite, Redis, cache) and the inventory/geo index are
 built by other parts of the engine; they plug in by implementing
-:class:`ProfileSource` and :class:`StoresSource`.  Until then the service
-runs with the null implementations (no stored profiles, no store data), or
-with :class:`StaticProfiles` loaded from a JSON Lines file
-(``maple serve --store jsonl:PATH``).
+:class:`ProfileSource` and :class:`StoresSource`.  ``maple serve --store
+sqlite:///PATH`` or ``redis://HOST:PORT/DB`` reads the profile store
+(:class:`.stored.StoredProfiles`); ``jsonl:PATH`` serves
+:class:`StaticProfiles` from a JSON Lines file; without ``--store`` the
+null implementations answer (no stored profiles, no store data).
 """
 from __future__ import annotations
 
@@ -17,6 +18,25 @@ from typing import Protocol, Sequence, runtime_checkable
 
 class SourceUnavailable(Exception):
     """A source could not answer (down, timed out): the decision is degraded."""
+
+
+@dataclass(frozen=True)
+class ProfileLookup:
+    """A profile (None: unknown customer) and, when it may be stale (the
+    store is down and this is a cached copy), why: the decision is then
+    marked degraded with that reason."""
+    profile: dict | None
+    degraded: str | None = None
+
+
+def lookup_profile(source, customer_id: str, timeout: float | None, now: float) -> ProfileLookup:
+    """Ask ``source`` for a profile as of ``now``: through its ``lookup``
+    when it has one (stored profiles: lifecycle refreshed, stale copies
+    flagged), else through ``get``."""
+    lookup = getattr(source, "lookup", None)
+    if lookup is not None:
+        return lookup(customer_id, timeout, now)
+    return ProfileLookup(source.get(customer_id, timeout))
 
 
 # ---------------------------------------------------------------- profiles
@@ -74,17 +94,22 @@ class StaticProfiles:
         return self._origin
 
 
-def open_profile_source(url: str | None) -> ProfileSource:
+def open_profile_source(url: str | None, **store_options) -> ProfileSource:
     """``--store URL``: empty or ``none`` for no store, ``jsonl:PATH`` for a
-    file of profiles.  Other schemes (sqlite:, redis:) arrive with the
-    profile store; until then they are refused with a clear message."""
+    file of profiles (read-only), ``sqlite:///PATH`` or
+    ``redis://HOST:PORT/DB`` for the profile store behind a cache
+    (:class:`.stored.StoredProfiles`; ``store_options``: cache_ttl,
+    cache_size).  ValueError says what is wrong with the URL."""
     if not url or url == "none":
         return NullProfiles()
     scheme, _, rest = url.partition(":")
     if scheme == "jsonl" and rest:
         return StaticProfiles.from_jsonl(rest)
-    raise ValueError(f"unsupported profile store {url!r}: use jsonl:PATH or none "
-                     "(sqlite: and redis: come with the profile store)")
+    from .stored import SCHEMES, StoredProfiles
+    if scheme in SCHEMES:
+        return StoredProfiles.open(url, **store_options)
+    raise ValueError(f"unsupported profile store {url!r}: use sqlite:///PATH, redis://HOST:PORT/DB, "
+                     "jsonl:PATH or none")
 
 
 # ---------------------------------------------------------------- stores

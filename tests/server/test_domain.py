@@ -104,4 +104,4 @@ def test_store_urls(tmp_path):
     src = open_profile_source(f"jsonl:{f}")
     assert src.get("a", None)["lifecycle"] == "vip" and src.get("zz", None) is None
     with pytest.raises(ValueError, match="unsupported profile store"):
-        open_profile_source("redis://localhost")
+        open_profile_source("mysql://localhost/profiles")

@@ -1,0 +1,101 @@
+"""Profiles from the profile store: the decision path's view of it.
+
+:class:`StoredProfiles` is the :class:`~.sources.ProfileSource` of
+``maple serve --store sqlite:///PATH`` and ``--store redis://HOST:PORT/DB``.
+It reads through a :class:`~engine.profiles.CachedStore` (hot profiles in
+memory for ``cache_ttl`` seconds: the staleness bound across replicas) and
+it is also where RecordEvents writes (:class:`~.events.EventSink`), through
+the same cache, so a process reads its own writes at once.
+
+Store down: reads keep answering from the cache, expired entries included,
+and say so (:attr:`ProfileLookup.degraded`); a customer the cache does not
+hold raises :class:`~.sources.SourceUnavailable`, so the decision falls back
+to the inline snapshot or defaults.  Recovery needs no restart: the cache
+tries the store again ``retry_after`` seconds after a failure.
+
+The stored lifecycle is as of the customer's latest event;
+:meth:`StoredProfiles.lookup` brings it up to the decision's "now"
+(:func:`engine.profiles.fold.refresh`), so a customer who stopped buying is
+lapsed when decided for, not when they next send an event.
+
+Every process (each ``--workers`` worker) opens its own store connections.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Sequence
+from urllib.parse import urlsplit
+
+from ..profiles.cache import CachedStore
+from ..profiles.fold import refresh
+from ..profiles.store import BatchResult, ProfileStore, StoreError, open_store
+from .sources import ProfileLookup, SourceUnavailable
+
+log = logging.getLogger("maple.service")
+
+SCHEMES = ("sqlite", "redis", "rediss", "unix")
+
+
+class StoredProfiles:
+    """A profile store behind a cache, as a profile source and event sink."""
+
+    def __init__(self, store: ProfileStore, *, cache_ttl: float = 1.0, cache_size: int = 100_000,
+                 retry_after: float = 1.0):
+        self.cache = CachedStore(store, ttl=cache_ttl, maxsize=cache_size, retry_after=retry_after)
+        self.store = store
+        self.fold_config = store.fold_config
+
+    @classmethod
+    def open(cls, url: str, **options) -> "StoredProfiles":
+        """Open the store a URL names.  A SQLite file's directory is created
+        when missing (``sqlite://.maple/profiles.db`` works on a fresh clone).
+        Raises ValueError with a message for the operator."""
+        if urlsplit(url).scheme == "sqlite":
+            parent = os.path.dirname(url[len("sqlite://"):])
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+        try:
+            store = open_store(url)
+        except StoreError as err:           # StoreUnavailable included: a file that cannot be opened
+            raise ValueError(f"cannot open the profile store {url!r}: {err}") from None
+        except OSError as err:
+            raise ValueError(f"cannot open the profile store {url!r}: {err}") from None
+        h = store.health()
+        if h.ok and h.durable is False:
+            log.warning("profile store %s is NOT durable (%s): acknowledged events can be lost", h.store, h.detail)
+        elif not h.ok:
+            log.warning("profile store %s is not reachable yet (%s): decisions are degraded until it is",
+                        h.store, h.detail)
+        return cls(store, **options)
+
+    # -- ProfileSource
+    def get(self, customer_id: str, timeout: float | None) -> dict | None:
+        return self.lookup(customer_id, timeout, None).profile
+
+    def lookup(self, customer_id: str, timeout: float | None, now: float | None) -> ProfileLookup:
+        """The profile (lifecycle as of ``now``), and why it may be stale.
+
+        ``timeout`` is not enforced per call: a read gives up after the
+        store's own socket timeouts, and after a failure the cache does not
+        try the store again for ``retry_after`` seconds."""
+        read = self.cache.read(customer_id)
+        profile = read.profile
+        if read.degraded and profile is None:
+            raise SourceUnavailable(read.reason or "the profile store did not answer")
+        if profile is not None and now is not None:
+            profile = refresh(profile, now, self.fold_config)
+        if not read.degraded:
+            return ProfileLookup(profile)
+        age = f" {read.age:.1f} s old" if read.age is not None else ""
+        return ProfileLookup(profile, f"profile store unavailable, using a cached profile{age}: {read.reason}")
+
+    def describe(self) -> str:
+        return f"{self.store.url} (cache ttl {self.cache.ttl:g} s)"
+
+    # -- EventSink
+    def apply(self, raw_events: Sequence[Any]) -> BatchResult:
+        return self.cache.apply(raw_events)
+
+    def close(self) -> None:
+        self.cache.close()

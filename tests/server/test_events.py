@@ -1,0 +1,207 @@
+"""RecordEvents and Decide over a profile store, against real `maple serve`
+processes, a real SQLite file and a real redis-server: per-event answers,
+the prefill that a till purchase makes on the web, kill -9 durability for
+both stores, Redis stopped mid-run, and two servers sharing one Redis."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engine.server.events import event_from_pb, wire_field
+from engine.server.pb.maple.v1 import decision_pb2 as pb
+from engine.server.pb.maple.v1 import decision_pb2_grpc
+from engine.server.pb.maple.v1 import events_pb2 as epb
+from engine.service.events import EventRecorder, Rejected
+from engine.service.errors import FailedPrecondition, ResourceExhausted
+from engine.service.sources import StaticProfiles
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "profiles"))
+from profiles_support import RedisServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "rules"
+
+
+def now_ts(offset: float = 0.0) -> Timestamp:
+    t = Timestamp()
+    t.FromNanoseconds(int((time.time() + offset) * 1e9))
+    return t
+
+
+_n = iter(range(1, 1_000_000))
+
+
+def till_purchase(customer: str, size: str = "44", sku: str = "TRL-002", event_id: str | None = None) -> epb.Event:
+    return epb.Event(event_id=event_id or f"{customer}-{next(_n)}", type=epb.EVENT_TYPE_PURCHASE,
+                     channel=epb.EVENT_CHANNEL_POS, timestamp=now_ts(-3600), customer_id=customer,
+                     store_id="st-001",
+                     items=[epb.EventItem(sku=sku, category="trail-shoes", size=size, price=149.0)])
+
+
+def record(server, events) -> epb.RecordEventsResponse:
+    call = server.channel.unary_unary("/maple.v1.DecisionService/RecordEvents",
+                                      request_serializer=epb.RecordEventsRequest.SerializeToString,
+                                      response_deserializer=epb.RecordEventsResponse.FromString)
+    return call(epb.RecordEventsRequest(events=events), timeout=30)
+
+
+def decide(server, customer: str) -> pb.DecideResponse:
+    stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
+    return stub.Decide(pb.DecideRequest(customer_id=customer, context=pb.RequestContext(
+        channel=pb.CHANNEL_WEB, page="product", sku="TRL-002", category="trail-shoes")), timeout=30)
+
+
+def until(predicate, what: str, timeout: float = 30.0):
+    """Poll a condition (a cache expiring, a store coming back) up to a
+    deadline; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- units
+def test_wire_events_become_the_models_raw_events():
+    e = till_purchase("c1", event_id="e1")
+    e.consent.email = True
+    raw = event_from_pb(e)
+    assert raw["type"] == "purchase" and raw["channel"] == "pos" and raw["store_id"] == "st-001"
+    assert raw["items"] == [{"sku": "TRL-002", "category": "trail-shoes", "size": "44", "price": 149.0}]
+    assert raw["email"] is True and "push" not in raw            # only the consent topics set
+    assert "sku" not in raw and "price" not in raw               # unset means "not given"
+    assert event_from_pb(epb.Event(type=99))["type"] == 99       # unknown enum: left for the validator
+    bad = epb.Event(event_id="e2", timestamp=Timestamp(seconds=1, nanos=-1))
+    assert isinstance(event_from_pb(bad), Rejected)
+    assert wire_field("email", "V110") == "consent.email" and wire_field("items[0].price", "V107") == "items[0].price"
+
+
+def test_recording_needs_a_store_and_a_bounded_batch():
+    with pytest.raises(FailedPrecondition, match="--store sqlite"):
+        EventRecorder.for_source(StaticProfiles({})).record([{"event_id": "x"}])
+    with pytest.raises(ResourceExhausted, match="at most 1000"):
+        EventRecorder(sink=None).record([{}] * 1001)
+
+
+# ---------------------------------------------------------------- one server
+def test_a_batch_stores_the_good_events_and_names_each_bad_one(start_server, tmp_path):
+    s = start_server(RULES, "--store", f"sqlite://{tmp_path / 'p.db'}")
+    s.wait_health()
+    good = till_purchase("c-good", event_id="ok-1")
+    negative = till_purchase("c-bad", event_id="neg-1")
+    negative.items[0].price = -5
+    anonymous = epb.Event(event_id="anon-1", type=epb.EVENT_TYPE_PAGE_VIEW, channel=epb.EVENT_CHANNEL_WEB,
+                          timestamp=now_ts(), page="home")
+    future = epb.Event(event_id="fut-1", type=epb.EVENT_TYPE_PAGE_VIEW, channel=epb.EVENT_CHANNEL_WEB,
+                       timestamp=now_ts(30 * 86400), customer_id="c-good", page="home")
+    unknown_type = epb.Event(event_id="typ-1", type=77, channel=epb.EVENT_CHANNEL_WEB, timestamp=now_ts(),
+                             customer_id="c-good")
+    r = record(s, [good, negative, anonymous, future, unknown_type, good])
+    statuses = [x.status for x in r.results]
+    assert statuses == [epb.EVENT_STATUS_STORED] + [epb.EVENT_STATUS_REJECTED] * 4 + [epb.EVENT_STATUS_DUPLICATE]
+    assert (r.stored, r.rejected, r.duplicates) == (1, 4, 1)
+    fields = [[v.field for v in x.violations] for x in r.results[1:5]]
+    assert fields[0] == ["events[1].items[0].price"]
+    assert all(f and f[0].startswith(f"events[{i + 1}]") for i, f in enumerate(fields))
+    assert all(v.description for x in r.results[1:5] for v in x.violations)
+    again = record(s, [good])                                   # a retry is acknowledged, applied once
+    assert again.results[0].status == epb.EVENT_STATUS_DUPLICATE
+    d = decide(s, "c-good")
+    assert d.profile_status == pb.PROFILE_STATUS_STORED and not d.degraded
+
+
+def test_no_store_means_failed_precondition(server):
+    with pytest.raises(grpc.RpcError) as err:
+        record(server, [till_purchase("c1")])
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "--store" in err.value.details()
+
+
+# ---------------------------------------------------------------- durability
+def test_sqlite_an_acknowledged_event_survives_kill_9(start_server, tmp_path):
+    db = f"sqlite://{tmp_path / 'profiles.db'}"
+    s = start_server(RULES, "--store", db)
+    s.wait_health()
+    assert decide(s, "c-till").prefill_size.size == ""            # unknown: no prefill
+    r = record(s, [till_purchase("c-till", size="44")])
+    assert r.results[0].status == epb.EVENT_STATUS_STORED
+    s.proc.send_signal(signal.SIGKILL)                            # right after the acknowledgement
+    s.proc.wait()
+    again = start_server(RULES, "--store", db)
+    again.wait_health()
+    d = decide(again, "c-till")
+    assert d.profile_status == pb.PROFILE_STATUS_STORED
+    assert d.prefill_size.size == "44"                            # a till purchase prefills the web page
+
+
+def test_redis_an_acknowledged_event_survives_kill_9_of_maple_and_redis(start_server, tmp_path):
+    redis = RedisServer(tmp_path / "redis").start()                # appendonly yes, appendfsync always
+    try:
+        s = start_server(RULES, "--store", redis.url)
+        s.wait_health()
+        assert record(s, [till_purchase("c-r", size="45")]).results[0].status == epb.EVENT_STATUS_STORED
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+        redis.kill()                                              # the store crashes too
+        redis.start()
+        again = start_server(RULES, "--store", redis.url)
+        again.wait_health()
+        assert decide(again, "c-r").prefill_size.size == "45"
+    finally:
+        redis.stop()
+
+
+def test_redis_down_degrades_decisions_refuses_events_and_recovers(start_server, tmp_path):
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        s = start_server(RULES, "--store", redis.url, "--profile-cache-ttl", "60")
+        s.wait_health()
+        record(s, [till_purchase("c-cached", size="43")])
+        assert decide(s, "c-cached").prefill_size.size == "43"     # now in this server's cache
+        redis.stop()
+        with pytest.raises(grpc.RpcError) as err:
+            record(s, [till_purchase("c-cached")])
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE     # never acknowledged and dropped
+        cached = decide(s, "c-cached")
+        assert cached.prefill_size.size == "43"                    # the cached profile still decides
+        unknown = decide(s, "c-never-seen")
+        assert unknown.degraded and "profile store" in unknown.degraded_reason
+        assert unknown.profile_status == pb.PROFILE_STATUS_UNAVAILABLE
+        assert unknown.homepage_category.category                   # defaults still answer
+        redis.start()                                              # same port, same data
+        r = until(lambda: _try_record(s, till_purchase("c-back", size="41")), "RecordEvents to recover")
+        assert r.results[0].status == epb.EVENT_STATUS_STORED
+        assert until(lambda: not decide(s, "c-never-seen").degraded, "Decide to recover")
+    finally:
+        redis.stop()
+
+
+def _try_record(server, event):
+    try:
+        return record(server, [event])
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        return None
+
+
+def test_two_servers_share_one_redis(start_server, tmp_path):
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        a = start_server(RULES, "--store", redis.url, "--profile-cache-ttl", "0.5")
+        b = start_server(RULES, "--store", redis.url, "--profile-cache-ttl", "0.5")
+        a.wait_health()
+        b.wait_health()
+        assert decide(b, "c-both").prefill_size.size == ""
+        assert record(a, [till_purchase("c-both", size="46")]).results[0].status == epb.EVENT_STATUS_STORED
+        # b may serve its cached copy for at most --profile-cache-ttl
+        assert until(lambda: decide(b, "c-both").prefill_size.size == "46", "the other server to see it")
+    finally:
+        redis.stop()
