@@ -188,7 +188,7 @@ class DecisionNode:
         self.cfg = cfg
         self.holder = RulesetHolder()
         self.inventory = InventoryHolder.open(cfg.data_dir)
-        self.profiles = open_store_or_exit(cfg)
+        self.profiles = open_store_or_exit(cfg, self.inventory.known_stores())
         self.decider = Decider(self.holder, self.profiles, InventoryStores(self.inventory))
         recorder = timer = on_result = None
         if metrics:
@@ -233,11 +233,12 @@ class DecisionNode:
             close()
 
 
-def open_store_or_exit(cfg: ServeConfig):
-    """This process's own profile source (every worker opens its own)."""
+def open_store_or_exit(cfg: ServeConfig, known_stores=None):
+    """This process's own profile source (every worker opens its own).
+    ``known_stores``: the store ids events may name (the store data's)."""
     try:
         profiles = open_profile_source(cfg.store, cache_ttl=cfg.profile_cache_ttl,
-                                       cache_size=cfg.profile_cache_size)
+                                       cache_size=cfg.profile_cache_size, known_stores=known_stores)
     except (ValueError, OSError) as err:
         raise SystemExit(f"maple serve: --store: {err}")
     log.info("profiles from %s", profiles.describe())

@@ -63,6 +63,11 @@ class InventoryHolder:
             log.warning("inventory: %d rows skipped (first ones above)", len(report.errors) + report.dropped)
         return cls(directory, inventory, time.time())
 
+    def known_stores(self) -> "KnownStores | None":
+        """The store ids events may name, following reloads of the data
+        (None without store data: any id is accepted)."""
+        return KnownStores(self) if self.inventory is not None else None
+
     # -- changes
     def update(self, updates: Sequence[StockUpdate]) -> UpdateResult:
         if self.inventory is None:
@@ -127,3 +132,15 @@ def _one_size(inv: Inventory, sku: str) -> str | None:
     item = inv.snapshot.data.catalog.get(sku)
     sizes = getattr(item, "sizes", ()) if item is not None else ()
     return sizes[0] if len(sizes) == 1 else None
+
+
+class KnownStores:
+    """``store_id in known``: the stores of the inventory loaded now (the
+    event validator's ``known_stores``)."""
+
+    def __init__(self, holder: InventoryHolder):
+        self.holder = holder
+
+    def __contains__(self, store_id) -> bool:
+        inv = self.holder.inventory
+        return inv is None or store_id in inv.snapshot.data.stores

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 from urllib.parse import urlsplit
 
 from ..profiles.cache import CachedStore
+from ..profiles.events import ValidationConfig
 from ..profiles.fold import refresh
 from ..profiles.store import BatchResult, ProfileStore, StoreError, open_store
 from .sources import ProfileLookup, SourceUnavailable
@@ -47,16 +48,18 @@ class StoredProfiles:
         self.fold_config = store.fold_config
 
     @classmethod
-    def open(cls, url: str, **options) -> "StoredProfiles":
+    def open(cls, url: str, known_stores=None, **options) -> "StoredProfiles":
         """Open the store a URL names.  A SQLite file's directory is created
         when missing (``sqlite://.maple/profiles.db`` works on a fresh clone).
-        Raises ValueError with a message for the operator."""
+        ``known_stores``: a container of the store ids events may name
+        (``None``: any).  Raises ValueError with a message for the operator."""
         if urlsplit(url).scheme == "sqlite":
             parent = os.path.dirname(url[len("sqlite://"):])
             if parent:
                 os.makedirs(parent, exist_ok=True)
         try:
-            store = open_store(url)
+            store = open_store(url, **({"validation": ValidationConfig(known_stores=known_stores)}
+                                       if known_stores is not None else {}))
         except StoreError as err:           # StoreUnavailable included: a file that cannot be opened
             raise ValueError(f"cannot open the profile store {url!r}: {err}") from None
         except OSError as err:

@@ -40,7 +40,7 @@ _n = iter(range(1, 1_000_000))
 def till_purchase(customer: str, size: str = "44", sku: str = "TRL-002", event_id: str | None = None) -> epb.Event:
     return epb.Event(event_id=event_id or f"{customer}-{next(_n)}", type=epb.EVENT_TYPE_PURCHASE,
                      channel=epb.EVENT_CHANNEL_POS, timestamp=now_ts(-3600), customer_id=customer,
-                     store_id="st-001",
+                     store_id="s001",
                      items=[epb.EventItem(sku=sku, category="trail-shoes", size=size, price=149.0)])
 
 
@@ -74,7 +74,7 @@ def test_wire_events_become_the_models_raw_events():
     e = till_purchase("c1", event_id="e1")
     e.consent.email = True
     raw = event_from_pb(e)
-    assert raw["type"] == "purchase" and raw["channel"] == "pos" and raw["store_id"] == "st-001"
+    assert raw["type"] == "purchase" and raw["channel"] == "pos" and raw["store_id"] == "s001"
     assert raw["items"] == [{"sku": "TRL-002", "category": "trail-shoes", "size": "44", "price": 149.0}]
     assert raw["email"] is True and "push" not in raw            # only the consent topics set
     assert "sku" not in raw and "price" not in raw               # unset means "not given"
@@ -104,14 +104,18 @@ def test_a_batch_stores_the_good_events_and_names_each_bad_one(start_server, tmp
                        timestamp=now_ts(30 * 86400), customer_id="c-good", page="home")
     unknown_type = epb.Event(event_id="typ-1", type=77, channel=epb.EVENT_CHANNEL_WEB, timestamp=now_ts(),
                              customer_id="c-good")
-    r = record(s, [good, negative, anonymous, future, unknown_type, good])
+    mars = epb.Event(event_id="mars-1", type=epb.EVENT_TYPE_STORE_VISIT, channel=epb.EVENT_CHANNEL_POS,
+                     timestamp=now_ts(), customer_id="c-good", store_id="mars")
+    r = record(s, [good, negative, anonymous, future, unknown_type, mars, good])
     statuses = [x.status for x in r.results]
-    assert statuses == [epb.EVENT_STATUS_STORED] + [epb.EVENT_STATUS_REJECTED] * 4 + [epb.EVENT_STATUS_DUPLICATE]
-    assert (r.stored, r.rejected, r.duplicates) == (1, 4, 1)
-    fields = [[v.field for v in x.violations] for x in r.results[1:5]]
+    assert statuses == [epb.EVENT_STATUS_STORED] + [epb.EVENT_STATUS_REJECTED] * 5 + [epb.EVENT_STATUS_DUPLICATE]
+    assert (r.stored, r.rejected, r.duplicates) == (1, 5, 1)
+    fields = [[v.field for v in x.violations] for x in r.results[1:6]]
     assert fields[0] == ["events[1].items[0].price"]
+    assert fields[4] == ["events[5].store_id"]                   # not a store of the server's store data
+    assert "unknown store 'mars'" in r.results[5].violations[0].description
     assert all(f and f[0].startswith(f"events[{i + 1}]") for i, f in enumerate(fields))
-    assert all(v.description for x in r.results[1:5] for v in x.violations)
+    assert all(v.description and v.code for x in r.results[1:6] for v in x.violations)
     again = record(s, [good])                                   # a retry is acknowledged, applied once
     assert again.results[0].status == epb.EVENT_STATUS_DUPLICATE
     d = decide(s, "c-good")
