@@ -13,9 +13,13 @@ $(STAMP): $(SOURCES)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(STAMP)
 
-## serve: build and serve decisions on the reference rule pack (gRPC :50051, admin :50052, metrics :9464)
+STORE ?= sqlite://.maple/profiles.db
+
+## serve: build, load the sample customers' events, serve the reference rule pack
+##        (gRPC :50051, admin :50052, metrics :9464; profiles in .maple/profiles.db)
 serve: $(STAMP)
-	$(BIN)/maple serve --rules rules/ --metrics-port 9464
+	$(BIN)/maple profile import rules/data/sample_events.jsonl --store $(STORE) --rebase
+	$(BIN)/maple serve --rules rules/ --store $(STORE) --metrics-port 9464
 
 ## test: build and run every test
 test: $(STAMP)
