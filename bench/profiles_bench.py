@@ -6,7 +6,9 @@
    acknowledgement latency per batch.
 2. Decide latency with the profile taken from each store, through the cache
    (hit) and past it (miss: store read + decode), beside the inline-snapshot
-   case (the profile dict already in memory), as percentiles and ratios.
+   case (the profile dict already in memory), as percentiles and ratios:
+   the rules alone, then the whole Decide as the server runs it (request
+   bytes to response bytes; inline means the profile travels as JSON).
 
     .venv/bin/python bench/profiles_bench.py                  # starts its own redis-server
     .venv/bin/python bench/profiles_bench.py --redis redis://127.0.0.1:6379/15 --events 200000
@@ -163,17 +165,63 @@ def time_calls(fn, args: list, repeat: int) -> list[int]:
 
 def decide_cases(rs, stores: dict, customers: list[str], request: dict, now: float) -> dict:
     """name -> one Decide with the profile from: memory (inline snapshot),
-    each store's cache (hit), each store past its cache (miss)."""
+    each store's cache (hit), each store past its cache (miss).  Stored
+    profiles are read the way ``maple serve --store`` reads them
+    (:class:`engine.service.stored.StoredProfiles`: the cache, then the
+    lifecycle brought up to "now")."""
+    from engine.service.stored import StoredProfiles
     first = next(iter(stores.values()))
     profiles = {c: first.get(c) for c in customers}
     cases = {"inline snapshot": lambda c: rs.decide(profiles[c], request, now)}
     for name, store in stores.items():
-        hot = CachedStore(store, ttl=3600.0, maxsize=len(customers) + 10)
-        cold = CachedStore(store, ttl=0.0, maxsize=len(customers) + 10)
+        hot = StoredProfiles(store, cache_ttl=3600.0, cache_size=len(customers) + 10)
+        cold = StoredProfiles(store, cache_ttl=0.0, cache_size=len(customers) + 10)
         for c in customers:
-            hot.get(c)
-        cases[f"{name} cache hit"] = lambda c, hot=hot: rs.decide(hot.get(c), request, now)
-        cases[f"{name} cache miss"] = lambda c, cold=cold: rs.decide(cold.get(c), request, now)
+            hot.lookup(c, None, now)
+        cases[f"{name} cache hit"] = lambda c, hot=hot: rs.decide(hot.lookup(c, None, now).profile, request, now)
+        cases[f"{name} cache miss"] = lambda c, cold=cold: rs.decide(cold.lookup(c, None, now).profile,
+                                                                     request, now)
+    return cases
+
+
+def service_cases(rs, stores: dict, customers: list[str], request: dict, now: float) -> dict:
+    """The same comparison one level up, as ``maple serve`` does it: request
+    bytes in, response bytes out (parse, translate, Decide, translate,
+    serialize; no transport).  Inline: the profile travels as
+    ``profile_json``; stored: only the customer id does, and the profile
+    comes from the store's cache (hit) or the store (miss)."""
+    from engine.profiles.fold import public
+    from engine.server import convert
+    from engine.server.pb.maple.v1 import decision_pb2 as pb
+    from engine.service.decide import Decider
+    from engine.service.rules import RulesetHolder
+    from engine.service.stored import StoredProfiles
+    holder = RulesetHolder()
+    holder.swap(rs)
+    first = next(iter(stores.values()))
+
+    def wire(c: str, inline: bool) -> bytes:
+        r = pb.DecideRequest(customer_id=c, context=pb.RequestContext(
+            channel=pb.CHANNEL_WEB, page=request["page"], category=request["category"], sku=request["sku"]))
+        r.context.timestamp.FromNanoseconds(int(now * 1e9))
+        if inline:
+            r.customer_id = ""
+            r.profile_json = json.dumps(public(first.get(c))).encode()
+        return r.SerializeToString()
+
+    def call(decider: Decider, payloads: dict):
+        parse, query, to_pb = pb.DecideRequest.FromString, convert.query_from_pb, convert.result_to_pb
+        return lambda c: to_pb(decider.decide(query(parse(payloads[c])), None)).SerializeToString()
+
+    inline, by_id = {c: wire(c, True) for c in customers}, {c: wire(c, False) for c in customers}
+    cases = {"inline snapshot": call(Decider(holder), inline)}
+    for name, store in stores.items():
+        hot = StoredProfiles(store, cache_ttl=3600.0, cache_size=len(customers) + 10)
+        cold = StoredProfiles(store, cache_ttl=0.0, cache_size=len(customers) + 10)
+        for c in customers:
+            hot.lookup(c, None, now)
+        cases[f"{name} cache hit"] = call(Decider(holder, hot), by_id)
+        cases[f"{name} cache miss"] = call(Decider(holder, cold), by_id)
     return cases
 
 
@@ -234,6 +282,15 @@ def render(report: dict) -> str:
         lines.append(f"{case:22} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
                      f"{r['p999_us']:>7.1f} {r['p50_us'] / base['p50_us']:>12.2f} "
                      f"{r['p99_us'] / base['p99_us']:>12.2f}")
+    if report.get("service"):
+        lines += ["", "The whole Decide as the server runs it (request bytes -> response bytes, "
+                      "no transport), µs", "",
+                  f"{'':22} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'p50 ×inline':>12} {'p99 ×inline':>12}"]
+        base = report["service"]["inline snapshot"]
+        for case, r in report["service"].items():
+            lines.append(f"{case:22} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
+                         f"{r['p999_us']:>7.1f} {r['p50_us'] / base['p50_us']:>12.2f} "
+                         f"{r['p99_us'] / base['p99_us']:>12.2f}")
     m = report["machine"]
     lines += ["", f"machine: {m['cpus']} CPUs, Python {m['python']}, "
                   f"sum(range(1000)) takes {m['sum_range_1000_us']:.1f} µs (a yardstick for comparing runs)"]
@@ -279,6 +336,7 @@ def main(argv=None) -> int:
             hot = sorted({e["customer_id"] for e in events[:5000]})[:1000]
             cases = decide_cases(rs, durable, hot, request, now)
             report["decide"] = decide_latency(cases, hot, args.repeat)
+            report["service"] = decide_latency(service_cases(rs, durable, hot, request, now), hot, args.repeat)
         finally:
             for store in stores.values():
                 store.close()

@@ -37,6 +37,9 @@ from cachetools import LRUCache
 from .store import BatchResult, Health, ProfileStore, StoreUnavailable
 
 
+STALE = object()        # CachedStore.fresh: not answerable from the cache alone
+
+
 @dataclass(frozen=True)
 class ProfileRead:
     """A profile and where it came from."""
@@ -121,6 +124,16 @@ class CachedStore:
 
     def get(self, customer_id: str) -> dict | None:
         return self.read(customer_id).profile
+
+    def fresh(self, customer_id: str):
+        """The decision path's fast case: the cached profile (None: a known
+        miss) when an entry younger than ``ttl`` is held and the store is not
+        marked down; else :data:`STALE` (call :meth:`read`)."""
+        with self._lock:
+            cached = self._entries.get(customer_id)
+            if cached is not None and self._down_until is None and self.clock() - cached[1] < self.ttl:
+                return cached[0]
+        return STALE
 
     def _from_cache(self, cached, now: float, fresh: bool) -> ProfileRead:
         profile, at = cached

@@ -13,18 +13,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
 
 class SourceUnavailable(Exception):
     """A source could not answer (down, timed out): the decision is degraded."""
 
 
-@dataclass(frozen=True)
-class ProfileLookup:
+class ProfileLookup(NamedTuple):
     """A profile (None: unknown customer) and, when it may be stale (the
     store is down and this is a cached copy), why: the decision is then
-    marked degraded with that reason."""
+    marked degraded with that reason.  (A tuple: made on every Decide.)"""
     profile: dict | None
     degraded: str | None = None
 

@@ -27,7 +27,7 @@ import os
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from ..profiles.cache import CachedStore
+from ..profiles.cache import STALE, CachedStore
 from ..profiles.events import ValidationConfig
 from ..profiles.fold import refresh
 from ..profiles.store import BatchResult, ProfileStore, StoreError, open_store
@@ -82,6 +82,10 @@ class StoredProfiles:
         ``timeout`` is not enforced per call: a read gives up after the
         store's own socket timeouts, and after a failure the cache does not
         try the store again for ``retry_after`` seconds."""
+        hit = self.cache.fresh(customer_id)
+        if hit is not STALE:
+            return ProfileLookup(refresh(hit, now, self.fold_config) if hit is not None and now is not None
+                                 else hit)
         read = self.cache.read(customer_id)
         profile = read.profile
         if read.degraded and profile is None:
