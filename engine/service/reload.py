@@ -199,6 +199,14 @@ def _child_init() -> None:
         os.nice(COMPILER_NICE)
     except OSError:                                  # not allowed here: compile at normal priority
         pass
+    # SCHED_IDLE (Linux): the compiler runs only on a core nothing else wants,
+    # and a waking decision thread preempts it at once; a nice value alone
+    # still lets it hold a core for a few ms against the server's threads.
+    if os.environ.get("MAPLE_COMPILER_SCHED", "idle") == "idle" and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:
+            pass
 
 
 def _exit_with(sentinel: int) -> None:
