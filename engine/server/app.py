@@ -351,6 +351,27 @@ def start_watcher(cfg: ServeConfig, rules: RulesManager, data_listeners=()):
     return watcher
 
 
+def inventory_listener(cfg: ServeConfig, holder, reload):
+    """A watcher data listener: when the store-data files (``holder``'s)
+    differ from those last read, ``reload()`` them (as ReloadInventory
+    does).  Files that cannot be used keep the current data."""
+    from ..service.errors import ServiceError
+
+    def on_change(paths) -> None:
+        if holder.inventory is None or not holder.changed_on_disk():
+            return
+        try:
+            summary = reload()
+        except ServiceError as err:
+            log.error("data: the store data was not reloaded; the current data keeps serving: %s", err)
+            return
+        info = summary.info
+        log.info("data: store data reloaded from %s: %d stores, %d skus, %d stock rows (version %d)%s",
+                 info.directory, info.stores, info.skus, info.stock_rows, info.version,
+                 f"; {len(summary.problems)} rows skipped" if summary.problems else "")
+    return on_change
+
+
 def log_loaded(rules: RulesManager, where: str) -> None:
     rs = rules.current
     if rs is None:
@@ -390,7 +411,7 @@ def serve_single(cfg: ServeConfig) -> int:
     settle_heap()
     log_loaded(rules, address)
     rules.compiler.start()
-    watcher = start_watcher(cfg, rules)
+    watcher = start_watcher(cfg, rules, [inventory_listener(cfg, node.inventory, node.inventory.reload)])
     stop.wait()
     watcher.stop()
     if admin_health is not None:

@@ -106,12 +106,21 @@ class PackWatcher:
                     log.info("watching %s again", self.root)
                 self.ready.set()
                 self.on_rules_change()
+                self._catch_up_data()
             if changes:
                 self._dispatch(changes)
             elif _inode(self.path) != inode:     # replaced, re-pointed or gone: watch what is there now
                 log.info("%s was replaced; watching it again", self.path)
                 self.on_rules_change()
                 return
+
+    def _catch_up_data(self) -> None:
+        """The watch is in place: a data file changed since it was read (and
+        before the watch began) would otherwise go unnoticed.  Listeners are
+        given every data file and decide themselves whether anything changed."""
+        if not self._data_listeners or not self.data_dir.is_dir():
+            return
+        self._dispatch([(None, str(p)) for p in sorted(self.data_dir.iterdir()) if p.is_file()])
 
     def _dispatch(self, changes) -> None:
         data, rules = set(), set()

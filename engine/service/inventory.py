@@ -10,6 +10,7 @@ workers the supervisor sends every change to each of them in order.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,22 +47,29 @@ class ReloadSummary:
 
 
 class InventoryHolder:
-    def __init__(self, directory: str | Path, inventory: Inventory | None, loaded_at: float):
+    def __init__(self, directory: str | Path, inventory: Inventory | None, loaded_at: float,
+                 signature: tuple = ()):
         self.directory = str(directory)
         self.inventory = inventory
         self.loaded_at = loaded_at
+        self.signature = signature          # the data files as they were when last read
+
+    def changed_on_disk(self) -> bool:
+        """Whether the data files differ (size, mtime) from those last read."""
+        return bool(self.directory) and files_signature(self.directory) != self.signature
 
     @classmethod
     def open(cls, directory: str | Path | None) -> "InventoryHolder":
         """Load the data files; no directory (or no stores.csv) means no data."""
         if not directory or not (Path(directory) / "stores.csv").exists():
             return cls(directory or "", None, 0.0)
+        signature = files_signature(directory)      # before reading: a later edit is then seen as one
         inventory, report = Inventory.from_dir(directory)
         for err in report.errors[:20]:
             log.warning("inventory: %s", err)
         if report.errors:
             log.warning("inventory: %d rows skipped (first ones above)", len(report.errors) + report.dropped)
-        return cls(directory, inventory, time.time())
+        return cls(directory, inventory, time.time(), signature)
 
     def known_stores(self) -> "KnownStores | None":
         """The store ids events may name, following reloads of the data
@@ -79,6 +87,7 @@ class InventoryHolder:
     def reload(self) -> ReloadSummary:
         if not self.directory:
             raise FailedPrecondition("the server was started without a data directory (--data)")
+        signature = files_signature(self.directory)
         try:
             if self.inventory is None:
                 self.inventory, report = Inventory.from_dir(self.directory)
@@ -88,6 +97,7 @@ class InventoryHolder:
             raise FailedPrecondition("the data files cannot be used; the current data stays: "
                                      + "; ".join(str(e) for e in err.errors[:10]))
         self.loaded_at = time.time()
+        self.signature = signature
         return ReloadSummary(self.info(), tuple(str(e) for e in report.errors[:100]))
 
     def info(self) -> InventoryInfo:
@@ -132,6 +142,20 @@ def _one_size(inv: Inventory, sku: str) -> str | None:
     item = inv.snapshot.data.catalog.get(sku)
     sizes = getattr(item, "sizes", ()) if item is not None else ()
     return sizes[0] if len(sizes) == 1 else None
+
+
+DATA_FILES = ("stores.csv", "catalog.csv", "inventory.csv")
+
+
+def files_signature(directory: str | Path) -> tuple:
+    out = []
+    for name in DATA_FILES:
+        try:
+            st = os.stat(os.path.join(directory, name))
+            out.append((name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((name, None, None))
+    return tuple(out)
 
 
 class KnownStores:

@@ -123,3 +123,28 @@ def test_every_worker_sees_every_stock_change(start_server):
                 request(**TEE, location=NEAR_RIVERSIDE), timeout=10)
             seen.add("s016" in [x.store_id for x in r.nearby_stores.stores])
     assert seen == {False}
+
+
+def test_an_edited_stock_file_is_picked_up_by_the_watcher(start_server, tmp_path):
+    import shutil
+    import time
+    pack = tmp_path / "rules"
+    shutil.copytree(RULES, pack)
+    s = start_server(pack, "--watch", "poll", "--watch-debounce-ms", "50")
+    s.wait_health()
+
+    def riverside_holds_it() -> bool:
+        r = decide(s, request(**TEE, location=NEAR_RIVERSIDE))
+        return "s016" in [x.store_id for x in r.nearby_stores.stores]
+
+    assert riverside_holds_it()
+    stock = pack / "data" / "inventory.csv"
+    lines = stock.read_text().splitlines()
+    edited = [("s016,TEE-001,M,0" if line.startswith("s016,TEE-001,M,") else line) for line in lines]
+    assert edited != lines
+    stock.write_text("\n".join(edited) + "\n")
+    deadline = time.monotonic() + 60
+    while riverside_holds_it():                      # the watcher polls; no fixed sleep
+        assert time.monotonic() < deadline, "the edited stock file was never reloaded"
+        time.sleep(0.05)
+    assert inventory(s).GetInventory(ipb.GetInventoryRequest(), timeout=10).inventory_version > 1
