@@ -7,7 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2
 
+import pytest
+
 from engine.server.pb.maple.v1 import decision_pb2 as pb
+from engine.server.pb.maple.v1 import events_pb2 as epb
 
 #: what a client may be told; anything else (UNKNOWN, INTERNAL) is a bug
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -81,6 +84,81 @@ def test_any_batch_gets_a_proper_answer(server, reqs):
 def test_garbage_bytes_on_the_wire(server, payload, method):
     raw = server.channel.unary_unary(method)         # identity serializers: the bytes go out as they are
     assert _code(lambda: raw(payload, timeout=10)) in ALLOWED
+
+
+@pytest.fixture(scope="module")
+def stored_server(tmp_path_factory):
+    """The reference pack with a real SQLite profile store."""
+    from .conftest import ROOT, Server
+    s = Server(ROOT / "rules", "--store", f"sqlite://{tmp_path_factory.mktemp('store') / 'p.db'}")
+    s.wait_health()
+    yield s
+    s.terminate()
+
+
+event_types = st.one_of(st.integers(0, 17), st.integers(-2**31, 2**31 - 1))
+numbers = st.one_of(floats, st.sampled_from([-1.0, 0.0, 1e9]))
+
+
+@st.composite
+def events(draw) -> epb.Event:
+    e = epb.Event(event_id=draw(st.one_of(texts, st.sampled_from(["dup-1", "dup-2"]))), type=draw(event_types),
+                  channel=draw(enum_numbers), customer_id=draw(texts), email_hash=draw(texts),
+                  device_id=draw(st.one_of(st.just(""), texts)), sku=draw(texts), category=draw(texts),
+                  size=draw(texts), store_id=draw(st.sampled_from(["", "s001", "mars", "\x00"])),
+                  offer_id=draw(texts), query=draw(texts))
+    if draw(st.booleans()):
+        e.timestamp.seconds = draw(st.one_of(st.integers(-2**63, 2**63 - 1), st.just(1_795_000_000)))
+        e.timestamp.nanos = draw(st.integers(-2**31, 2**31 - 1))
+    for _ in range(draw(st.integers(0, 3))):
+        it = e.items.add(sku=draw(texts), category=draw(texts), size=draw(texts))
+        if draw(st.booleans()):
+            it.price = draw(numbers)
+        if draw(st.booleans()):
+            it.qty = draw(st.integers(-2**31, 2**31 - 1))
+    for name in ("price", "total", "loyalty_points"):
+        if draw(st.booleans()):
+            setattr(e, name, draw(numbers))
+    if draw(st.booleans()):
+        e.consent.email = draw(st.booleans())
+    if draw(st.booleans()):
+        e.home.lat, e.home.lon = draw(floats), draw(floats)
+    if draw(st.booleans()):
+        e.meta.update(draw(st.dictionaries(st.text(max_size=8), json_values, max_size=3)))
+    return e
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(batch=st.lists(events(), max_size=6))
+def test_any_event_batch_gets_an_answer_per_event(stored_server, batch):
+    record = stored_server.channel.unary_unary("/maple.v1.DecisionService/RecordEvents",
+                                               request_serializer=epb.RecordEventsRequest.SerializeToString,
+                                               response_deserializer=epb.RecordEventsResponse.FromString)
+    out = {}
+
+    def call():
+        out["r"] = record(epb.RecordEventsRequest(events=batch), timeout=30)
+    assert _code(call) in ALLOWED
+    if "r" in out:
+        r = out["r"]
+        assert len(r.results) == len(batch)
+        assert all(x.status in (epb.EVENT_STATUS_STORED, epb.EVENT_STATUS_DUPLICATE, epb.EVENT_STATUS_REJECTED)
+                   for x in r.results)
+        assert all(x.violations for x in r.results if x.status == epb.EVENT_STATUS_REJECTED)
+        assert r.stored + r.duplicates + r.rejected == len(batch)
+
+
+@FUZZ
+@given(payload=st.binary(max_size=2000))
+def test_garbage_bytes_as_events(stored_server, payload):
+    raw = stored_server.channel.unary_unary("/maple.v1.DecisionService/RecordEvents")
+    assert _code(lambda: raw(payload, timeout=10)) in ALLOWED
+
+
+def test_the_stored_server_is_still_serving(stored_server):
+    assert stored_server.health() == health_pb2.HealthCheckResponse.SERVING
+    assert stored_server.proc.poll() is None
 
 
 def test_still_serving_after_the_fuzzing(server):
