@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from ..profiles.store import BatchResult, StoreUnavailable
+from ..profiles.store import BatchResult, StoreError, StoreUnavailable
 from .errors import DeadlineExceeded, FailedPrecondition, ResourceExhausted, Unavailable
 
 MAX_EVENTS = 1000          # events in one RecordEvents call
@@ -117,6 +117,9 @@ class EventRecorder:
             result = self.sink.apply(raw) if raw else BatchResult()
         except StoreUnavailable as err:
             raise Unavailable(f"the profile store is unavailable; no event was acknowledged "
+                              f"(retrying the batch is safe: event ids are applied once): {err}") from None
+        except StoreError as err:           # e.g. SQLite: disk full, I/O error: the batch was rolled back
+            raise Unavailable(f"the profile store failed; no event was acknowledged "
                               f"(retrying the batch is safe: event ids are applied once): {err}") from None
         return RecordResult(outcomes(events, positions, result))
 

@@ -209,3 +209,15 @@ def test_two_servers_share_one_redis(start_server, tmp_path):
         assert until(lambda: decide(b, "c-both").prefill_size.size == "46", "the other server to see it")
     finally:
         redis.stop()
+
+
+def test_a_failing_store_acknowledges_nothing_and_says_unavailable():
+    from engine.profiles.store import StoreError
+    from engine.service.errors import Unavailable
+
+    class Broken:
+        def apply(self, raw_events):
+            raise StoreError("disk I/O error; nothing was acknowledged")
+
+    with pytest.raises(Unavailable, match="no event was acknowledged"):
+        EventRecorder(Broken()).record([{"event_id": "e1"}])
