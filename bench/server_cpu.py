@@ -1,0 +1,87 @@
+"""Server CPU per request: Decide beside the echo floor, in one run.
+
+    python -m bench.server_cpu [--requests 4000] [--rounds 3]
+
+Starts ``maple serve`` (one worker, the reference pack) and the echo server
+(one worker) on loopback, sends the same request bytes to each in a closed
+loop from this process, and reads each server's CPU time (user + system,
+every thread) from /proc before and after.  The difference is what Decide
+costs the server beyond gRPC's own work; wall time per call is printed
+beside it.  The servers take turns for ``--rounds`` rounds so drift on a
+shared machine falls on both.  Linux only (/proc).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import loadgen                        # noqa: E402
+from bench import profiles as bench_profiles     # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(call, pid: int, payloads: list[bytes], n: int) -> tuple[float, float]:
+    """(server CPU µs per request, wall µs per request)."""
+    c0, t0 = cpu_seconds(pid), time.perf_counter()
+    for i in range(n):
+        call(payloads[i % len(payloads)], timeout=10)
+    wall = time.perf_counter() - t0
+    return (cpu_seconds(pid) - c0) / n * 1e6, wall / n * 1e6
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=4000, help="requests per server per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rules", default=str(ROOT / "rules"))
+    args = ap.parse_args(argv)
+    import grpc
+    payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
+    maple, info = loadgen.start_maple(args.rules, 1, None)
+    echo, echo_address = loadgen.start_echo(1)
+    targets = {"echo": (echo.pid, echo_address, "/maple.bench.Echo/Echo"),
+               "decide": (info["pid"], info["decisions"], "/maple.v1.DecisionService/Decide")}
+    channels, calls = [], {}
+    try:
+        for name, (pid, address, method) in targets.items():
+            ch = grpc.insecure_channel(address)
+            channels.append(ch)
+            calls[name] = ch.unary_unary(method)
+            for p in payloads[:500]:                    # warm up
+                calls[name](p, timeout=10)
+        seen = {name: [] for name in targets}
+        for _ in range(args.rounds):
+            for name, (pid, _address, _method) in targets.items():
+                seen[name].append(measure(calls[name], pid, payloads, args.requests))
+    finally:
+        for ch in channels:
+            ch.close()
+        for proc in (maple, echo):
+            proc.terminate()
+            proc.wait()
+    print(f"server CPU per request, {args.rounds} rounds of {args.requests} closed-loop calls "
+          f"({sum(map(len, payloads)) // len(payloads)}-byte requests, {os.cpu_count()} cores)\n")
+    print(f"{'':8} {'CPU µs (median round)':>22} {'wall µs':>9}")
+    med = {}
+    for name, rounds in seen.items():
+        cpu = sorted(r[0] for r in rounds)[len(rounds) // 2]
+        wall = sorted(r[1] for r in rounds)[len(rounds) // 2]
+        med[name] = (cpu, wall)
+        print(f"{name:8} {cpu:>22.0f} {wall:>9.0f}")
+    print(f"\nDecide costs the server {med['decide'][0] - med['echo'][0]:.0f} µs of CPU beyond the echo "
+          f"({med['decide'][0] / med['echo'][0]:.2f}x); wall {med['decide'][1] / med['echo'][1]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
