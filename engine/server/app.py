@@ -351,7 +351,7 @@ def start_watcher(cfg: ServeConfig, rules: RulesManager, data_listeners=()):
     return watcher
 
 
-def inventory_listener(cfg: ServeConfig, holder, reload):
+def inventory_listener(holder, reload):
     """A watcher data listener: when the store-data files (``holder``'s)
     differ from those last read, ``reload()`` them (as ReloadInventory
     does).  Files that cannot be used keep the current data."""
@@ -411,7 +411,7 @@ def serve_single(cfg: ServeConfig) -> int:
     settle_heap()
     log_loaded(rules, address)
     rules.compiler.start()
-    watcher = start_watcher(cfg, rules, [inventory_listener(cfg, node.inventory, node.inventory.reload)])
+    watcher = start_watcher(cfg, rules, [inventory_listener(node.inventory, node.inventory.reload)])
     stop.wait()
     watcher.stop()
     if admin_health is not None:

@@ -51,6 +51,8 @@ class ServeConfig:
 
 
 #: (field, flag, type, help); the environment variable is MAPLE_<FIELD>.
+STORE_SCHEMES = ("jsonl", "sqlite", "redis", "rediss", "unix")
+
 OPTIONS = [
     ("rules", "--rules", str, "rules directory (required)"),
     ("listen", "--listen", str, "decision service address HOST:PORT (port 0: any free port)"),
@@ -103,4 +105,10 @@ def from_args(args, environ=os.environ) -> ServeConfig:
         raise SystemExit(f"maple serve: --watch must be on, poll or off, not {values['watch']!r}")
     if not 0.0 <= values.get("decision_log_rate", 0.01) <= 1.0:
         raise SystemExit("maple serve: --decision-log-rate must be from 0 to 1")
+    store = values.get("store", "")
+    if store and store != "none" and store.partition(":")[0] not in STORE_SCHEMES:
+        raise SystemExit(f"maple serve: --store {store!r}: use sqlite://PATH, redis://HOST:PORT/DB, "
+                         "jsonl:PATH or none")
+    if values.get("profile_cache_ttl", 1.0) < 0 or values.get("profile_cache_size", 1) < 1:
+        raise SystemExit("maple serve: --profile-cache-ttl must be >= 0 and --profile-cache-size >= 1")
     return ServeConfig(**values)

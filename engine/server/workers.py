@@ -284,8 +284,8 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
 
 def supervise(cfg: ServeConfig) -> int:
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
-                      announce, bind, inventory_listener, log_loaded, make_server, open_state, set_serving, start_watcher,
-                      stop_event)
+                      announce, bind, inventory_listener, log_loaded, make_server, open_state, set_serving,
+                      start_watcher, stop_event)
     from ..service.inventory import InventoryHolder
     from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
     stop = stop_event()
@@ -325,7 +325,7 @@ def supervise(cfg: ServeConfig) -> int:
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
         log_loaded(rules, f"{address} ({len(fan.workers)} workers)")
         rules.compiler.start()
-        watcher = start_watcher(cfg, rules, [inventory_listener(cfg, stock.holder, stock.reload)])
+        watcher = start_watcher(cfg, rules, [inventory_listener(stock.holder, stock.reload)])
         while not stop.is_set():
             multiprocessing.connection.wait(fan.sentinels(), timeout=0.5)
             if not stop.is_set():

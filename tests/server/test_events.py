@@ -221,3 +221,14 @@ def test_a_failing_store_acknowledges_nothing_and_says_unavailable():
 
     with pytest.raises(Unavailable, match="no event was acknowledged"):
         EventRecorder(Broken()).record([{"event_id": "e1"}])
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"store": "mysql://x"}, "use sqlite://PATH, redis://HOST:PORT/DB"),
+    ({"store": "sqlite://p.db", "profile_cache_ttl": -1.0}, "--profile-cache-ttl must be >= 0"),
+])
+def test_a_bad_store_option_stops_serve_before_anything_starts(options, message):
+    import argparse
+    from engine.server.config import from_args
+    with pytest.raises(SystemExit, match=message):
+        from_args(argparse.Namespace(rules="rules", **options), environ={})
