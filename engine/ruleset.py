@@ -10,6 +10,8 @@ version.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import time
@@ -287,11 +289,27 @@ def content_hash(sources: Iterable[SourceFile]) -> str:
 def build(sources: list[SourceFile], kernel: str | None = None) -> Ruleset:
     """Compile sources into a Ruleset, or raise PackError."""
     t0 = time.perf_counter()
-    result = compile_sources(sources)
+    with _collector_paused():
+        result = compile_sources(sources)
     if not result.ok:
         raise PackError(result.diagnostics.sorted())
     return assemble(content_hash(sources), result.program, result.checked, sources,
                     result.diagnostics.warnings, time.perf_counter() - t0, kernel)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """A compile builds a large, acyclic, short-lived object graph (tokens,
+    AST, types, IR); the cyclic collector walking it again and again as it
+    grows was ~20% of compiling 1,000 rules.  Nothing a compile makes needs
+    the collector: pause it, and leave it as it was."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def assemble(version: str, program: Program, checked: Any, sources: Iterable[SourceFile],
