@@ -264,6 +264,18 @@ def open_stores(args, tmp: Path):
     return stores, server
 
 
+def _ratio_table(title: str, cases: dict) -> list[str]:
+    """Percentiles per case and their ratios to the inline-snapshot case."""
+    lines = ["", title, "",
+             f"{'':22} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'p50 ×inline':>12} {'p99 ×inline':>12}"]
+    base = cases["inline snapshot"]
+    for case, r in cases.items():
+        lines.append(f"{case:22} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
+                     f"{r['p999_us']:>7.1f} {r['p50_us'] / base['p50_us']:>12.2f} "
+                     f"{r['p99_us'] / base['p99_us']:>12.2f}")
+    return lines
+
+
 def render(report: dict) -> str:
     writers = report.get("writers", 1)
     lines = ["", f"Durable ingestion, batches of {report['batch']} "
@@ -274,23 +286,11 @@ def render(report: dict) -> str:
         a = r["ack_latency"]
         lines.append(f"{name:48} {r['events_per_s']:>10,.0f} {a['p50_us'] / 1000:>8.2f}ms "
                      f"{a['p99_us'] / 1000:>8.2f}ms  {r['durable']} ({r['store_detail']})")
-    lines += ["", f"Decide latency, all {report['decisions']} decisions of the pack, profile from "
-                  f"({report['repeat']} calls each, µs)", "",
-              f"{'':22} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'p50 ×inline':>12} {'p99 ×inline':>12}"]
-    base = report["decide"]["inline snapshot"]
-    for case, r in report["decide"].items():
-        lines.append(f"{case:22} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
-                     f"{r['p999_us']:>7.1f} {r['p50_us'] / base['p50_us']:>12.2f} "
-                     f"{r['p99_us'] / base['p99_us']:>12.2f}")
+    lines += _ratio_table(f"Decide latency, all {report['decisions']} decisions of the pack, profile from "
+                          f"({report['repeat']} calls each, µs)", report["decide"])
     if report.get("service"):
-        lines += ["", "The whole Decide as the server runs it (request bytes -> response bytes, "
-                      "no transport), µs", "",
-                  f"{'':22} {'p50':>7} {'p90':>7} {'p99':>7} {'p99.9':>7} {'p50 ×inline':>12} {'p99 ×inline':>12}"]
-        base = report["service"]["inline snapshot"]
-        for case, r in report["service"].items():
-            lines.append(f"{case:22} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
-                         f"{r['p999_us']:>7.1f} {r['p50_us'] / base['p50_us']:>12.2f} "
-                         f"{r['p99_us'] / base['p99_us']:>12.2f}")
+        lines += _ratio_table("The whole Decide as the server runs it (request bytes -> response bytes, "
+                              "no transport), µs", report["service"])
     m = report["machine"]
     lines += ["", f"machine: {m['cpus']} CPUs, Python {m['python']}, "
                   f"sum(range(1000)) takes {m['sum_range_1000_us']:.1f} µs (a yardstick for comparing runs)"]
