@@ -11,6 +11,7 @@ version.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import os
@@ -130,7 +131,7 @@ class Ruleset:
     _reasons: tuple = field(repr=False, default=())
 
     # -- facts
-    @property
+    @functools.cached_property
     def decision_names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.program.decisions)
 

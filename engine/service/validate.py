@@ -49,7 +49,7 @@ def validate_query(q: DecideQuery, decision_names) -> None:
         bad.append(FieldViolation("context.timestamp", "must be between 0001-01-01 and 9999-12-31"))
     if len(q.decisions) > MAX_DECISIONS:
         bad.append(FieldViolation("decisions", f"at most {MAX_DECISIONS} names, got {len(q.decisions)}"))
-    else:
+    elif q.decisions:
         known = set(decision_names)
         for i, name in enumerate(q.decisions):
             if name not in known:
