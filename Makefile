@@ -23,6 +23,7 @@ serve: $(STAMP)
 
 ## test: build and run every test
 test: $(STAMP)
+	bash .ci/ensure-redis
 	$(BIN)/python -m pytest -q
 
 ## bench: in-process evaluation figures (see bench/README.md)
