@@ -74,7 +74,9 @@ def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes
 
 def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_parsed_timer=None):
     """A unary handler that parses the request itself (INVALID_ARGUMENT on
-    garbage) and records the RPC's status and server time."""
+    garbage) and records the RPC's status and server time.  With
+    ``response_cls`` None, ``method`` returns the response's wire bytes
+    (engine.server.wire) and gRPC sends them as they are."""
     parse = request_cls.FromString
     perf = time.perf_counter
     what = request_cls.DESCRIPTOR.full_name
@@ -100,16 +102,16 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_par
             if recorder is not None:
                 recorder.request(rpc, code, perf() - t0)
 
-    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None,
-                                               response_serializer=response_cls.SerializeToString)
+    # response_cls None: the method returns the response's wire bytes itself
+    serialize = response_cls.SerializeToString if response_cls is not None else None
+    return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None, response_serializer=serialize)
 
 
 def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-        "Decide": raw_unary("Decide", pb.DecideRequest, pb.DecideResponse, servicer.Decide, recorder,
-                            decide_timer),
-        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, pb.DecideBatchResponse,
-                                 servicer.DecideBatch, recorder),
+        "Decide": raw_unary("Decide", pb.DecideRequest, None, servicer.decide_bytes, recorder, decide_timer),
+        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, None, servicer.decide_batch_bytes,
+                                 recorder),
     })
 
 

@@ -24,7 +24,6 @@ REQUEST_SECONDS = Histogram("maple_request_seconds",
 DECIDE_SECONDS = Histogram("maple_decide_seconds",
                            "Decide server-side time from request parsed to response ready",
                            buckets=FAST_BUCKETS)
-BATCH_ITEMS = Counter("maple_batch_items", "DecideBatch items, by outcome (ok or the error code)", ["code"])
 DECISIONS = Counter("maple_decisions", "Decisions made, by decision and the rule that decided "
                     "(the source when no rule did)", ["decision", "rule"])
 DEGRADED = Counter("maple_degraded_responses", "Decide answers marked degraded")

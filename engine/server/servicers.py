@@ -14,7 +14,7 @@ from ..service.model import ItemError
 from ..service.validate import validate_batch_size
 from ..source import SourceFile
 from ..limits import MAX_FILE_BYTES, MAX_FILES
-from . import convert
+from . import convert, wire
 from .pb.maple.v1 import admin_pb2 as apb
 from .pb.maple.v1 import admin_pb2_grpc
 from .pb.maple.v1 import decision_pb2 as pb
@@ -31,39 +31,69 @@ def deadline_of(context) -> float | None:
 
 
 class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
+    """``Decide``/``DecideBatch`` answer messages (grpcio-testing, or a
+    server built from the generated ``add_..._to_server``); ``maple serve``
+    registers ``decide_bytes``/``decide_batch_bytes``, the same answers
+    written straight to wire bytes by ``engine.server.wire``."""
+
     def __init__(self, decider: Decider, on_result=None):
         self.decider = decider
         self.on_result = on_result            # called with each DecideResult (metrics)
 
-    @translated
-    def Decide(self, request: pb.DecideRequest, context) -> pb.DecideResponse:
-        deadline = deadline_of(context)
-        result = self.decider.decide(convert.query_from_pb(request), deadline)
+    def _decide(self, request: pb.DecideRequest, context):
+        result = self.decider.decide(convert.query_from_pb(request), deadline_of(context))
         if self.on_result is not None:
             self.on_result(result)
-        return convert.result_to_pb(result)
+        return result
 
-    @translated
-    def DecideBatch(self, request: pb.DecideBatchRequest, context) -> pb.DecideBatchResponse:
+    def _decide_batch(self, request: pb.DecideBatchRequest, context):
         deadline = deadline_of(context)
         validate_batch_size(len(request.requests))
         items = []
-        for i, item in enumerate(request.requests):
+        for item in request.requests:
             try:
                 items.append(convert.query_from_pb(item))
             except InvalidArgument as err:
                 items.append(err)
         version, results = self.decider.decide_batch(items, deadline)
+        if self.on_result is not None:
+            for r in results:
+                if not isinstance(r, ItemError):
+                    self.on_result(r)
+        return version, results
+
+    @translated
+    def Decide(self, request: pb.DecideRequest, context) -> pb.DecideResponse:
+        return convert.result_to_pb(self._decide(request, context))
+
+    @translated
+    def decide_bytes(self, request: pb.DecideRequest, context) -> bytes:
+        return wire.encode_result(self._decide(request, context))
+
+    @translated
+    def DecideBatch(self, request: pb.DecideBatchRequest, context) -> pb.DecideBatchResponse:
+        version, results = self._decide_batch(request, context)
         out = pb.DecideBatchResponse(ruleset_version=version)
         for r in results:
             item = out.results.add()
             if isinstance(r, ItemError):
                 _item_error(r.error, item.error)
             else:
-                if self.on_result is not None:
-                    self.on_result(r)
                 convert.result_to_pb(r, item.response)
         return out
+
+    @translated
+    def decide_batch_bytes(self, request: pb.DecideBatchRequest, context) -> bytes:
+        version, results = self._decide_batch(request, context)
+        items = []
+        for r in results:
+            if isinstance(r, ItemError):
+                err = pb.ItemError()
+                _item_error(r.error, err)
+                items.append(err)
+            else:
+                items.append(wire.encode_result(r))
+        return wire.encode_batch(version, items)
 
 
 def _item_error(err, out: pb.ItemError) -> None:

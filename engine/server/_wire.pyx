@@ -1,0 +1,370 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""DecideResponse as protobuf wire bytes, written in C: see engine/server/wire.py.
+
+Every function mirrors a part of ``convert.result_to_pb``; the field numbers
+are the ones wire.py checks against the generated descriptors at import.
+Strings are written from CPython's cached UTF-8 (no copy for ASCII text),
+sub-messages in place: a one-byte length is reserved and the body moved
+when its length needs more.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.math cimport isfinite, signbit
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove
+
+import math
+
+cdef enum:
+    VARINT = 0
+    I64 = 1
+    LEN = 2
+
+
+cdef struct Buf:
+    char *data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int _reserve(Buf *b, Py_ssize_t n) except -1:
+    cdef Py_ssize_t cap
+    cdef char *p
+    if b.len + n <= b.cap:
+        return 0
+    cap = b.cap * 2
+    if cap < b.len + n + 256:
+        cap = b.len + n + 256
+    p = <char *> realloc(b.data, cap)
+    if p == NULL:
+        raise MemoryError()
+    b.data = p
+    b.cap = cap
+    return 0
+
+
+cdef inline int _raw(Buf *b, const char *p, Py_ssize_t n) except -1:
+    _reserve(b, n)
+    memcpy(b.data + b.len, p, n)
+    b.len += n
+    return 0
+
+
+cdef inline int _varint_size(uint64_t v) noexcept:
+    cdef int n = 1
+    while v > 0x7F:
+        v >>= 7
+        n += 1
+    return n
+
+
+cdef int _varint(Buf *b, uint64_t v) except -1:
+    _reserve(b, 10)
+    while v > 0x7F:
+        b.data[b.len] = <char> ((v & 0x7F) | 0x80)
+        b.len += 1
+        v >>= 7
+    b.data[b.len] = <char> v
+    b.len += 1
+    return 0
+
+
+cdef inline int _tag(Buf *b, int field, int wire_type) except -1:
+    return _varint(b, <uint64_t> ((field << 3) | wire_type))
+
+
+cdef int _str(Buf *b, int field, object s) except -1:
+    """A string field; nothing for "" (proto3 leaves defaults out).  Not a
+    str: TypeError, as the protobuf runtime would refuse it."""
+    cdef Py_ssize_t n
+    cdef const char *p
+    if type(s) is not str:
+        raise TypeError(f"expected str for field {field}, got {type(s).__name__}")
+    p = PyUnicode_AsUTF8AndSize(s, &n)
+    if n == 0:
+        return 0
+    _tag(b, field, LEN)
+    _varint(b, <uint64_t> n)
+    return _raw(b, p, n)
+
+
+cdef int _str_always(Buf *b, int field, object s) except -1:
+    """A string member of a oneof: written even when empty."""
+    cdef Py_ssize_t n
+    cdef const char *p = PyUnicode_AsUTF8AndSize(s, &n)
+    _tag(b, field, LEN)
+    _varint(b, <uint64_t> n)
+    return _raw(b, p, n)
+
+
+cdef int _double_always(Buf *b, int field, double v) except -1:
+    _tag(b, field, I64)
+    _reserve(b, 8)
+    memcpy(b.data + b.len, &v, 8)           # little-endian on every platform CPython wheels target
+    b.len += 8
+    return 0
+
+
+cdef inline int _double(Buf *b, int field, double v) except -1:
+    """A double field; proto3 leaves +0.0 out (and writes -0.0)."""
+    if v == 0.0 and not signbit(v):
+        return 0
+    return _double_always(b, field, v)
+
+
+cdef int _int32(Buf *b, int field, object v) except -1:
+    cdef int64_t x = v
+    if x == 0:
+        return 0
+    if x < -2147483648 or x > 2147483647:
+        raise ValueError(f"Value out of range: {x}")
+    _tag(b, field, VARINT)
+    return _varint(b, <uint64_t> x)          # negative: ten bytes, two's complement
+
+
+cdef inline int _bool(Buf *b, int field, object v) except -1:
+    if v:
+        _tag(b, field, VARINT)
+        _varint(b, 1)
+    return 0
+
+
+cdef inline int _enum(Buf *b, int field, long v) except -1:
+    if v:
+        _tag(b, field, VARINT)
+        _varint(b, <uint64_t> v)
+    return 0
+
+
+cdef Py_ssize_t _open(Buf *b, int field) except -1:
+    """Start a sub-message: its tag and one byte for its length; returns
+    where its body starts."""
+    _tag(b, field, LEN)
+    _reserve(b, 1)
+    b.len += 1
+    return b.len
+
+
+cdef int _close(Buf *b, Py_ssize_t start) except -1:
+    """End the sub-message begun at ``start``: write its length, moving the
+    body when the length needs more than the byte reserved."""
+    cdef Py_ssize_t n = b.len - start
+    cdef int size = _varint_size(<uint64_t> n)
+    cdef Py_ssize_t at = start - 1
+    cdef uint64_t v = <uint64_t> n
+    if size > 1:
+        _reserve(b, size - 1)
+        memmove(b.data + start + size - 1, b.data + start, n)
+        b.len += size - 1
+    while v > 0x7F:
+        b.data[at] = <char> ((v & 0x7F) | 0x80)
+        at += 1
+        v >>= 7
+    b.data[at] = <char> v
+    return 0
+
+
+# ---------------------------------------------------------------- the parts
+cdef object SOURCES = None           # source name -> enum number (convert.SOURCES)
+cdef object PROFILE_STATUS = None    # ProfileStatus -> enum number (convert.PROFILE_STATUS)
+cdef object RENDER = None            # engine.eval.values.render_value
+cdef object PLAIN = None             # convert._plain
+cdef object FALLBACK = None          # convert.result_to_pb(r).SerializeToString
+
+
+def configure(sources, profile_status, render_value, plain, fallback):
+    global SOURCES, PROFILE_STATUS, RENDER, PLAIN, FALLBACK
+    SOURCES, PROFILE_STATUS, RENDER, PLAIN, FALLBACK = sources, profile_status, render_value, plain, fallback
+
+
+cdef int _reason(Buf *b, int field, object r) except -1:
+    cdef Py_ssize_t at = _open(b, field)
+    _str(b, 1, r.rule)
+    because = r.because
+    if because:
+        _str(b, 2, because)
+    _str(b, 3, r.location)
+    return _close(b, at)
+
+
+cdef int _common(Buf *b, object c, int source_field, int reason_field, int experiments_field) except -1:
+    cdef Py_ssize_t at
+    _enum(b, source_field, SOURCES.get(c.source, 0))
+    if reason_field:
+        r = c.reason
+        if r is not None:
+            _reason(b, reason_field, r)
+    for e, v in c.experiments:
+        at = _open(b, experiments_field)
+        _str(b, 1, e)
+        _str(b, 2, v)
+        _close(b, at)
+    return 0
+
+
+cdef int _offer(Buf *b, int field, object o) except -1:
+    cdef Py_ssize_t at = _open(b, field), entry
+    _str(b, 1, o.id)
+    _str(b, 2, o.message)
+    _double(b, 3, o.score)
+    experiment = o.experiment
+    if experiment:
+        _str(b, 4, experiment)
+        _str(b, 5, o.variant or "")
+    r = o.reason
+    if r is not None:
+        _reason(b, 6, r)
+    fields = o.fields
+    if fields:
+        for k, v in fields.items():
+            entry = _open(b, 7)
+            _str(b, 1, k)
+            _str(b, 2, RENDER(v))
+            _close(b, entry)
+    return _close(b, at)
+
+
+cdef int _nearby(Buf *b, object n) except -1:
+    cdef Py_ssize_t at
+    for s in n.stores:
+        at = _open(b, 1)
+        _str(b, 1, s.store_id)
+        _str(b, 2, s.name)
+        _double(b, 3, s.distance_km)
+        _int32(b, 4, s.quantity)
+        _bool(b, 5, s.low_stock)
+        _bool(b, 6, s.preferred)
+        _close(b, at)
+    p = n.policy
+    at = _open(b, 2)
+    _double(b, 1, p.radius_km)
+    _int32(b, 2, p.max_stores)
+    _int32(b, 3, p.min_quantity)
+    _int32(b, 4, p.low_stock_below)
+    _bool(b, 5, p.preferred_first)
+    _close(b, at)
+    _common(b, n.common, 3, 4, 5)
+    _str(b, 6, n.located_by or "")
+    _str(b, 7, n.empty_reason or "")
+    return 0
+
+
+cdef int _value(Buf *b, object v) except -1:
+    """A google.protobuf.Value's fields (v already through convert._plain)."""
+    cdef Py_ssize_t at, entry, inner
+    if v is None:
+        _tag(b, 1, VARINT)                   # null_value: a oneof member, written even as 0
+        return _varint(b, 0)
+    if v is True or v is False:
+        _tag(b, 4, VARINT)
+        return _varint(b, 1 if v else 0)
+    if type(v) is float:
+        return _double_always(b, 2, v)
+    if type(v) is str:
+        return _str_always(b, 3, v)
+    if type(v) is dict:
+        at = _open(b, 5)                     # Struct
+        for k, x in v.items():
+            entry = _open(b, 1)              # fields: map<string, Value>
+            _str(b, 1, k)
+            inner = _open(b, 2)
+            _value(b, x)
+            _close(b, inner)
+            _close(b, entry)
+        return _close(b, at)
+    at = _open(b, 6)                         # ListValue
+    for x in v:
+        inner = _open(b, 1)
+        _value(b, x)
+        _close(b, inner)
+    return _close(b, at)
+
+
+cdef int _generic(Buf *b, object g) except -1:
+    cdef Py_ssize_t at
+    kind = g.kind
+    _str(b, 6, kind)
+    _common(b, g.common, 2, 3, 4)
+    if kind == "offer":
+        for o in g.offers:
+            _offer(b, 5, o)
+    else:
+        at = _open(b, 1)
+        _value(b, PLAIN(g.value))
+        _close(b, at)
+    return 0
+
+
+cdef int _result(Buf *b, object r) except -1:
+    cdef Py_ssize_t at, entry
+    _str(b, 1, r.ruleset_version)
+    _enum(b, 9, PROFILE_STATUS[r.profile_status])
+    decided_at = r.decided_at
+    if decided_at is not None and isfinite(decided_at):
+        whole = math.floor(decided_at)
+        nanos = int((decided_at - whole) * 1e9)
+        if not -9223372036854775808 <= whole <= 9223372036854775807:
+            raise ValueError(f"Value out of range: {whole}")
+        at = _open(b, 11)
+        if whole:
+            _tag(b, 1, VARINT)
+            _varint(b, <uint64_t> <int64_t> whole)
+        if nanos:
+            _tag(b, 2, VARINT)
+            _varint(b, <uint64_t> <int64_t> nanos)
+        _close(b, at)
+    h = r.homepage_category
+    if h is not None:
+        at = _open(b, 2)
+        _str(b, 1, h.category or "")
+        _common(b, h.common, 2, 3, 4)
+        _close(b, at)
+    s = r.prefill_size
+    if s is not None:
+        at = _open(b, 3)
+        _str(b, 1, s.size or "")
+        _common(b, s.common, 2, 3, 4)
+        _close(b, at)
+    n = r.nearby_stores
+    if n is not None:
+        at = _open(b, 4)
+        _nearby(b, n)
+        _close(b, at)
+    o = r.next_best_offer
+    if o is not None:
+        at = _open(b, 5)
+        for x in o.offers:
+            _offer(b, 1, x)
+        _common(b, o.common, 2, 0, 3)        # each offer has its own reason
+        _close(b, at)
+    for name, g in r.decisions.items():
+        entry = _open(b, 6)
+        _str(b, 1, name)
+        at = _open(b, 2)
+        _generic(b, g)
+        _close(b, at)
+        _close(b, entry)
+    if r.degraded:
+        _tag(b, 7, VARINT)
+        _varint(b, 1)
+        _str(b, 8, r.degraded_reason)
+    return 0
+
+
+def encode_result(r):
+    """The bytes of ``convert.result_to_pb(r)``; an answer carrying an
+    explanation (a Struct) is left to ``result_to_pb``."""
+    if r.explanation is not None:
+        return FALLBACK(r)
+    cdef Buf b
+    b.data = <char *> malloc(1024)
+    if b.data == NULL:
+        raise MemoryError()
+    b.len = 0
+    b.cap = 1024
+    try:
+        _result(&b, r)
+        return PyBytes_FromStringAndSize(b.data, b.len)
+    finally:
+        free(b.data)

@@ -1,0 +1,88 @@
+"""DecideResponse straight to protobuf wire bytes: the hot path's encoder.
+
+``convert.result_to_pb`` builds a ``DecideResponse`` field by field through
+the protobuf runtime, and gRPC then serializes it: some 60 attribute stores
+and a dozen message objects per answer, a fifth of Decide's instructions in
+the server.  ``encode_result`` (C, from ``_wire.pyx``) writes the same
+message as bytes in one pass: the protobuf encoding is stable and simple (a
+tag, then a varint, eight bytes, or a length and that many bytes).
+
+It is the fast twin of ``result_to_pb``, not a second contract:
+``tests/server/test_wire.py`` checks, over generated results and the
+reference pack's answers, that the bytes parse to exactly the message
+``result_to_pb`` builds.  The field numbers it writes are checked here
+against the generated descriptors at import, so a renumbered field in
+``decision.proto`` stops the server at start-up instead of garbling answers.
+
+An answer with an explanation (``explain``, a debugging aid) goes through
+``result_to_pb``.
+"""
+from __future__ import annotations
+
+from ..eval.values import render_value
+from ..service.model import ItemError
+from . import _wire
+from .convert import PROFILE_STATUS, SOURCES, _plain, result_to_pb
+from .pb.maple.v1 import decision_pb2 as pb
+
+#: message -> {field: number} as _wire.pyx writes them
+LAYOUT = {
+    pb.DecideResponse: dict(ruleset_version=1, homepage_category=2, prefill_size=3, nearby_stores=4,
+                            next_best_offer=5, decisions=6, degraded=7, degraded_reason=8, profile_status=9,
+                            explanation=10, decided_at=11),
+    pb.Reason: dict(rule=1, because=2, location=3),
+    pb.ExperimentAssignment: dict(experiment=1, variant=2),
+    pb.HomepageCategory: dict(category=1, source=2, reason=3, experiments=4),
+    pb.PrefilledSize: dict(size=1, source=2, reason=3, experiments=4),
+    pb.NearbyStoresPolicy: dict(radius_km=1, max_stores=2, min_quantity=3, low_stock_below=4, preferred_first=5),
+    pb.StoreAvailability: dict(store_id=1, name=2, distance_km=3, quantity=4, low_stock=5, preferred=6),
+    pb.NearbyStores: dict(stores=1, policy=2, source=3, reason=4, experiments=5, located_by=6, empty_reason=7),
+    pb.Offer: dict(id=1, message=2, score=3, experiment=4, variant=5, reason=6, fields=7),
+    pb.NextBestOffers: dict(offers=1, source=2, experiments=3),
+    pb.DecisionResult: dict(value=1, source=2, reason=3, experiments=4, offers=5, kind=6),
+    pb.DecideBatchItem: dict(response=1, error=2),
+    pb.DecideBatchResponse: dict(results=1, ruleset_version=2),
+}
+
+
+def check_layout() -> None:
+    """Raise ImportError when decision.proto numbers a field differently
+    from what the encoder writes (or dropped it)."""
+    for cls, fields in LAYOUT.items():
+        numbers = {f.name: f.number for f in cls.DESCRIPTOR.fields}
+        for name, number in fields.items():
+            if numbers.get(name) != number:
+                raise ImportError(f"engine.server.wire: {cls.DESCRIPTOR.full_name}.{name} is field "
+                                  f"{numbers.get(name)} in decision.proto but _wire.pyx writes {number}")
+
+
+check_layout()
+_wire.configure(SOURCES, PROFILE_STATUS, render_value, _plain, lambda r: result_to_pb(r).SerializeToString())
+
+encode_result = _wire.encode_result
+
+
+def _framed(field: int, body: bytes) -> bytes:
+    n, head = len(body), bytearray([field << 3 | 2])
+    while n > 0x7F:
+        head.append(n & 0x7F | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + body
+
+
+def encode_batch(version: str, items: list) -> bytes:
+    """A DecideBatchResponse from its items: each the bytes of a
+    DecideResponse, or an ItemError message."""
+    out = []
+    for item in items:
+        if isinstance(item, bytes):
+            out.append(_framed(1, _framed(1, item)))
+        else:
+            out.append(_framed(1, _framed(2, item.SerializeToString())))
+    if version:
+        out.append(_framed(2, version.encode("utf-8")))
+    return b"".join(out)
+
+
+__all__ = ["encode_result", "encode_batch", "check_layout", "ItemError"]
