@@ -129,6 +129,8 @@ class Ruleset:
     _by_name: dict = field(repr=False, default_factory=dict)
     #: per decision, per candidate rank: its Reason (score-less), built once
     _reasons: tuple = field(repr=False, default=())
+    #: per decision, per candidate rank: an offer's (field names, static message or None)
+    _shapes: tuple = field(repr=False, default=())
 
     # -- facts
     @functools.cached_property
@@ -195,7 +197,8 @@ class Ruleset:
             cached = self._reasons[d.position]
             reasons = tuple(cached[r] for r in ranks)
         if d.kind == "offer":
-            offers = [self._offer(d.candidates[r], out, s, reason)
+            shapes = self._shapes[d.position]
+            offers = [self._offer(d.candidates[r], shapes[r], out, s, reason)
                       for r, out, s, reason in zip(ranks, outputs, scores, reasons)]
             source = "rule" if offers else (status or "default")
             return Outcome(d.name, d.kind, offers, source, reasons, variants, explanation)
@@ -215,12 +218,23 @@ class Ruleset:
                        reasons, variants, explanation)
 
     @staticmethod
-    def _offer(cand: CandidateIR, out: tuple, score, reason: Reason) -> OfferChoice:
-        n_fields = len(cand.outputs)
-        fields = {name: v for (name, _), v in zip(cand.outputs, out[:n_fields]) if v is not None}
-        values = iter(out[n_fields:])
-        message = "".join(p if isinstance(p, str) else render_value(next(values)) for p in cand.message)
+    def _offer(cand: CandidateIR, shape: tuple, out: tuple, score, reason: Reason) -> OfferChoice:
+        names, static = shape
+        fields = {name: v for name, v in zip(names, out) if v is not None}
+        if static is not None:
+            message = static
+        else:
+            values = iter(out[len(names):])
+            message = "".join(p if isinstance(p, str) else render_value(next(values)) for p in cand.message)
         return OfferChoice(cand.name, message, fields, score, reason)
+
+
+def _offer_shape(cand: CandidateIR) -> tuple[tuple[str, ...], str | None]:
+    """An offer's output field names, and its message when it interpolates
+    nothing (most do not): worked out once per candidate, not per call."""
+    names = tuple(name for name, _ in cand.outputs)
+    static = "".join(cand.message) if all(isinstance(p, str) for p in cand.message) else None
+    return names, static
 
 
 def _reason(c: CandidateIR, score) -> Reason:
@@ -320,8 +334,9 @@ def assemble(version: str, program: Program, checked: Any, sources: Iterable[Sou
     k = load_kernel(program, kernel)
     by_name = {d.name: d for d in program.decisions}
     reasons = tuple(tuple(_reason(c, None) for c in d.candidates) for d in program.decisions)
+    shapes = tuple(tuple(_offer_shape(c) for c in d.candidates) for d in program.decisions)
     return Ruleset(version, program, checked, tuple(sources), tuple(warnings), time.time(), compile_seconds,
-                   k, by_name, reasons)
+                   k, by_name, reasons, shapes)
 
 
 def load(path: str | os.PathLike, kernel: str | None = None) -> Ruleset:

@@ -19,10 +19,39 @@ HOMEPAGE, SIZE, NEARBY, OFFER = "homepage_category", "prefill_size", "nearby_sto
 TYPED = (HOMEPAGE, SIZE, NEARBY, OFFER)
 
 
+class _Memo(dict):
+    """Answers that repeat from customer to customer (one per rule, or per
+    policy a pack writes), kept instead of built again on every Decide.
+    Forgets everything past ``limit`` entries (reloaded packs, offers' fresh
+    reasons). What it hands out is shared: read-only, as every result is."""
+
+    def __init__(self, limit: int = 10_000):
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key, value):
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_COMMONS = _Memo()
+_POLICIES = _Memo()
+
+
 def common(o: Outcome) -> Common:
     r = o.reason if o.source == "rule" else None
+    if r is not None and r.score is not None:        # a scored offer's reason: made for this call
+        return Common(o.source, Reason(r.name, r.because, r.location), tuple(o.experiments))
+    # keyed by the reason's identity (the ruleset keeps one per rule; the
+    # entry holds it, so the id cannot be reused while the entry lives)
+    key = (o.source, o.experiments, id(r))
+    hit = _COMMONS.get(key)
+    if hit is not None and hit[0] is r:
+        return hit[1]
     reason = Reason(r.name, r.because, r.location) if r is not None else None
-    return Common(o.source, reason, tuple(o.experiments))
+    return _COMMONS.put(key, (r, Common(o.source, reason, tuple(o.experiments))))[1]
 
 
 def is_text(o: Outcome) -> bool:
@@ -50,6 +79,15 @@ def next_best(o: Outcome) -> NextBestOffers:
 
 def policy(o: Outcome) -> NearbyStoresPolicy:
     v = o.value if isinstance(o.value, dict) else {}
+    try:
+        key = tuple((k, x, x.__class__) for k, x in v.items())   # the class too: True == 1 == 1.0
+        hit = _POLICIES.get(key)
+    except TypeError:                                            # an unhashable field value
+        return _policy(v)
+    return hit if hit is not None else _POLICIES.put(key, _policy(v))
+
+
+def _policy(v: dict) -> NearbyStoresPolicy:
     return NearbyStoresPolicy(
         radius_km=_number(v.get("radius")),
         max_stores=_count(v.get("max_stores")),
