@@ -81,36 +81,33 @@ def _plain(v):
 
 
 # ---------------------------------------------------------------- requests
-def _text(s: str) -> str | None:
-    return s or None
-
-
-def _enum(value: int, table: dict, field: str, bad: list) -> str | None:
-    if value == 0:
-        return None
-    name = table.get(value)
-    if name is None:
-        bad.append(FieldViolation(field, f"unknown enum value {value}"))
-    return name
-
-
 def context_from_pb(c: pb.RequestContext) -> RequestContext:
+    # on every request's path: the common case inline, no helper calls
     bad: list[FieldViolation] = []
-    channel = _enum(c.channel, CHANNELS, "context.channel", bad)
-    device = _enum(c.device, DEVICES, "context.device", bad)
-    location = (c.location.lat, c.location.lon) if c.HasField("location") else None
+    channel = CHANNELS.get(c.channel) if c.channel else None
+    if channel is None and c.channel:
+        bad.append(FieldViolation("context.channel", f"unknown enum value {c.channel}"))
+    device = DEVICES.get(c.device) if c.device else None
+    if device is None and c.device:
+        bad.append(FieldViolation("context.device", f"unknown enum value {c.device}"))
+    has = c.HasField
+    location = None
+    if has("location"):
+        where = c.location
+        location = (where.lat, where.lon)
     timestamp = None
-    if c.HasField("timestamp"):
+    if has("timestamp"):
         ts = c.timestamp
-        if not 0 <= ts.nanos < 1_000_000_000:
-            bad.append(FieldViolation("context.timestamp.nanos", f"must be from 0 to 999999999, got {ts.nanos}"))
+        nanos = ts.nanos
+        if not 0 <= nanos < 1_000_000_000:
+            bad.append(FieldViolation("context.timestamp.nanos", f"must be from 0 to 999999999, got {nanos}"))
         else:
-            timestamp = ts.seconds + ts.nanos / 1e9
-    attributes = struct_to_dict(c.attributes) if c.HasField("attributes") else None
+            timestamp = ts.seconds + nanos / 1e9
+    attributes = struct_to_dict(c.attributes) if has("attributes") else None
     if bad:
         raise InvalidArgument(bad)
-    return RequestContext(channel, device, _text(c.locale), _text(c.page), _text(c.sku), _text(c.category),
-                          location, _text(c.store), timestamp, attributes)
+    return RequestContext(channel, device, c.locale or None, c.page or None, c.sku or None, c.category or None,
+                          location, c.store or None, timestamp, attributes)
 
 
 def _profile(r: pb.DecideRequest) -> tuple[dict | None, int]:

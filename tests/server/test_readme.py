@@ -33,3 +33,24 @@ def test_grpcurl_payload_is_valid_proto_json():
     request = json_format.Parse(body, pb.DecideRequest())      # grpcurl uses the same JSON mapping
     assert request.context.channel == pb.CHANNEL_WEB and request.profile["sizes"]["t-shirts"] == "M"
     assert json.loads(body)["customer_id"] == "c-42"
+
+
+def test_record_events_grpcurl_example_is_accepted_as_written():
+    """docs/service.md's RecordEvents example, expanded by the shell as a
+    reader's would be, is valid proto JSON and an event the validator takes
+    (its timestamp is now, not a date that ages out)."""
+    import time
+
+    from engine.profiles.events import validate_event
+    from engine.server.events import events_from_pb
+    from engine.server.pb.maple.v1 import events_pb2 as epb
+    from engine.service.events import Rejected
+
+    doc = (ROOT / "docs" / "service.md").read_text()
+    heredoc = re.search(r"RecordEvents <<EOF\n(.*?)\nEOF\n", doc, re.S).group(1)
+    body = subprocess.run(["bash", "-c", f"cat <<EOF\n{heredoc}\nEOF\n"], capture_output=True, text=True,
+                          check=True).stdout
+    events = events_from_pb(json_format.Parse(body, epb.RecordEventsRequest()))
+    assert len(events) == 1 and not isinstance(events[0], Rejected)
+    _, problems = validate_event(events[0], 0, time.time())
+    assert not problems
