@@ -42,16 +42,21 @@ _POLICIES = _Memo()
 
 def common(o: Outcome) -> Common:
     r = o.reason if o.source == "rule" else None
-    if r is not None and r.score is not None:        # a scored offer's reason: made for this call
-        return Common(o.source, Reason(r.name, r.because, r.location), tuple(o.experiments))
+    if (r is not None and r.score is not None) or type(o.experiments) is not tuple:
+        # a scored offer's reason is made for this call; a list cannot be a key
+        return _common(o.source, r, o.experiments)
     # keyed by the reason's identity (the ruleset keeps one per rule; the
     # entry holds it, so the id cannot be reused while the entry lives)
     key = (o.source, o.experiments, id(r))
     hit = _COMMONS.get(key)
     if hit is not None and hit[0] is r:
         return hit[1]
+    return _COMMONS.put(key, (r, _common(o.source, r, o.experiments)))[1]
+
+
+def _common(source: str, r, experiments) -> Common:
     reason = Reason(r.name, r.because, r.location) if r is not None else None
-    return _COMMONS.put(key, (r, Common(o.source, reason, tuple(o.experiments))))[1]
+    return Common(source, reason, tuple(experiments))
 
 
 def is_text(o: Outcome) -> bool:

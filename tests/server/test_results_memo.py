@@ -44,3 +44,11 @@ def test_a_scored_offer_reason_is_made_afresh():
     c = results.common(Outcome("next_best_offer", "offer", [], "rule", (scored,)))
     assert c.reason.rule == "latte"
     assert all(hit[0] is not scored for hit in results._COMMONS.values())
+
+
+def test_experiments_given_as_a_list_are_not_a_memo_key():
+    r = Reason("vip_home", "rule", None, "homepage.rules:3:1")
+    c = results.common(Outcome("homepage_category", "value", "x", "rule", (r,), [("exp", "a")]))
+    assert c.experiments == (("exp", "a"),)
+    d = results.common(Outcome("homepage_category", "value", "x", "holdout", (), [("exp", "holdout")]))
+    assert d.reason is None and d.source == "holdout"
