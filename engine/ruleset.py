@@ -30,9 +30,12 @@ from .source import SourceFile, Span
 
 
 # ---------------------------------------------------------------- outcomes
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reason:
-    """Why a candidate (rule or offer) decided: its name, text and place."""
+    """Why a candidate (rule or offer) decided: its name, text and place.
+    (Not frozen, like Outcome: a scored offer's reason is built on every
+    call, and a frozen class costs three times as much to build; the
+    ruleset shares one per rule, so treat them as read-only.)"""
     name: str
     kind: str                      # "rule" | "offer"
     because: str | None
@@ -129,8 +132,10 @@ class Ruleset:
     _by_name: dict = field(repr=False, default_factory=dict)
     #: per decision, per candidate rank: its Reason (score-less), built once
     _reasons: tuple = field(repr=False, default=())
-    #: per decision, per candidate rank: an offer's (field names, static message or None)
+    #: per decision, per candidate rank: (output field names, an offer's static message or None)
     _shapes: tuple = field(repr=False, default=())
+    #: per decision: a record decision's field defaults (copied per call), else None
+    _defaults: tuple = field(repr=False, default=())
 
     # -- facts
     @functools.cached_property
@@ -193,6 +198,8 @@ class Ruleset:
             reasons = ()
         elif d.policy == "best":
             reasons = tuple(_reason(d.candidates[r], s) for r, s in zip(ranks, scores))
+        elif len(ranks) == 1:
+            reasons = (self._reasons[d.position][ranks[0]],)
         else:
             cached = self._reasons[d.position]
             reasons = tuple(cached[r] for r in ranks)
@@ -203,11 +210,9 @@ class Ruleset:
             source = "rule" if offers else (status or "default")
             return Outcome(d.name, d.kind, offers, source, reasons, variants, explanation)
         if d.kind == "record":
-            value = {f.name: f.default for f in d.fields}
+            value = self._defaults[d.position].copy()
             if ranks:
-                cand = d.candidates[ranks[0]]
-                for (name, _node), v in zip(cand.outputs, outputs[0]):
-                    value[name] = v
+                value.update(zip(self._shapes[d.position][ranks[0]][0], outputs[0]))
             return Outcome(d.name, d.kind, value, "rule" if ranks else (status or "default"),
                            reasons, variants, explanation)
         if d.policy == "all":
@@ -230,8 +235,8 @@ class Ruleset:
 
 
 def _offer_shape(cand: CandidateIR) -> tuple[tuple[str, ...], str | None]:
-    """An offer's output field names, and its message when it interpolates
-    nothing (most do not): worked out once per candidate, not per call."""
+    """A candidate's output field names, and an offer's message when it
+    interpolates nothing (most do not): worked out once, not per call."""
     names = tuple(name for name, _ in cand.outputs)
     static = "".join(cand.message) if all(isinstance(p, str) for p in cand.message) else None
     return names, static
@@ -335,8 +340,10 @@ def assemble(version: str, program: Program, checked: Any, sources: Iterable[Sou
     by_name = {d.name: d for d in program.decisions}
     reasons = tuple(tuple(_reason(c, None) for c in d.candidates) for d in program.decisions)
     shapes = tuple(tuple(_offer_shape(c) for c in d.candidates) for d in program.decisions)
+    defaults = tuple({f.name: f.default for f in d.fields} if d.kind == "record" else None
+                     for d in program.decisions)
     return Ruleset(version, program, checked, tuple(sources), tuple(warnings), time.time(), compile_seconds,
-                   k, by_name, reasons, shapes)
+                   k, by_name, reasons, shapes, defaults)
 
 
 def load(path: str | os.PathLike, kernel: str | None = None) -> Ruleset:

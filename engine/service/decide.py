@@ -28,6 +28,7 @@ from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, Profil
 from .validate import validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
+_HOMEPAGE, _SIZE = results.HOMEPAGE, results.SIZE
 
 
 def _check_deadline(deadline: float | None) -> None:
@@ -148,11 +149,13 @@ class Decider:
         for name, o in ds.outcomes.items():
             if asked is not None and name not in asked:
                 continue
-            decided_by.append((name, o.reason.name if o.source == "rule" and o.reason else None))
+            reasons = o.reasons
+            decided_by.append((name, reasons[0].name if reasons and o.source == "rule" else None))
             if explanation is not None and o.explanation is not None:
                 explanation[name] = o.explanation
-            if name in (results.HOMEPAGE, results.SIZE) and results.is_text(o):
-                fields[name] = results.homepage(o) if name == results.HOMEPAGE else results.prefill(o)
+            if ((name == _HOMEPAGE or name == _SIZE) and o.kind == "value"
+                    and (o.value is None or isinstance(o.value, str))):          # results.is_text, inline
+                fields[name] = results.homepage(o) if name == _HOMEPAGE else results.prefill(o)
             elif name == results.OFFER and o.kind == "offer":
                 fields[name] = results.next_best(o)
             elif name == results.NEARBY and o.kind == "record":
@@ -171,9 +174,10 @@ class Decider:
         preferred = preferred if isinstance(preferred, str) and preferred else None
         found = NearbyFound((), None, "no_stock")
         if p.max_stores > 0 and p.radius_km > 0:
+            home = profile.get("home")
             query = NearbyQuery(q.context.sku or None, size, q.context.location, preferred,
-                                _geo(profile.get("home")), p.radius_km, p.max_stores, p.min_quantity,
-                                p.low_stock_below)
+                                _geo(home) if home is not None else None, p.radius_km, p.max_stores,
+                                p.min_quantity, p.low_stock_below)
             try:
                 found = self.stores.nearby(query, _remaining(deadline))
             except SourceUnavailable as err:
