@@ -202,13 +202,15 @@ def _read_announcement(proc: subprocess.Popen, what: str) -> dict:
     raise SystemExit(f"loadgen: {what} did not start (exit {proc.wait()})")
 
 
-def start_maple(rules: str, workers: int, store: str | None) -> tuple[subprocess.Popen, dict]:
+def start_maple(rules: str, workers: int, store: str | None, env: dict | None = None
+                ) -> tuple[subprocess.Popen, dict]:
     cmd = [sys.executable, "-m", "engine", "serve", "--rules", rules, "--listen", "127.0.0.1:0",
            "--admin-listen", "off", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
            "--workers", str(workers), "--drain-seconds", "0", "--log-level", "WARNING"]
     if store:
         cmd += ["--store", store]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, **env} if env else None)
     info = _read_announcement(proc, "maple serve")
     _wait_serving(info["decisions"])
     return proc, info

@@ -1,6 +1,6 @@
 """Server CPU per request: Decide beside the echo floor, in one run.
 
-    python -m bench.server_cpu [--requests 4000] [--rounds 3]
+    python -m bench.server_cpu [--requests 4000] [--rounds 3] [--runtime]
 
 Starts ``maple serve`` (one worker, the reference pack) and the echo server
 (one worker) on loopback, sends the same request bytes to each in a closed
@@ -44,13 +44,22 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=4000, help="requests per server per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rules", default=str(ROOT / "rules"))
+    ap.add_argument("--runtime", action="store_true",
+                    help="also a maple serve with MAPLE_ENCODER=runtime (answers built by the protobuf "
+                         "runtime): the baseline of the wire encoder, in the same rounds")
     args = ap.parse_args(argv)
     import grpc
     payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
     maple, info = loadgen.start_maple(args.rules, 1, None)
+    started = [maple]
+    targets = {"decide": (info["pid"], info["decisions"], "/maple.v1.DecisionService/Decide")}
+    if args.runtime:
+        runtime, rinfo = loadgen.start_maple(args.rules, 1, None, env={"MAPLE_ENCODER": "runtime"})
+        started.append(runtime)
+        targets["runtime"] = (rinfo["pid"], rinfo["decisions"], "/maple.v1.DecisionService/Decide")
     echo, echo_address = loadgen.start_echo(1)
-    targets = {"echo": (echo.pid, echo_address, "/maple.bench.Echo/Echo"),
-               "decide": (info["pid"], info["decisions"], "/maple.v1.DecisionService/Decide")}
+    started.append(echo)
+    targets = {"echo": (echo.pid, echo_address, "/maple.bench.Echo/Echo"), **targets}
     channels, calls = [], {}
     try:
         for name, (pid, address, method) in targets.items():
@@ -66,7 +75,7 @@ def main(argv=None) -> int:
     finally:
         for ch in channels:
             ch.close()
-        for proc in (maple, echo):
+        for proc in started:
             proc.terminate()
             proc.wait()
     print(f"server CPU per request, {args.rounds} rounds of {args.requests} closed-loop calls "
@@ -80,6 +89,11 @@ def main(argv=None) -> int:
         print(f"{name:8} {cpu:>22.0f} {wall:>9.0f}")
     print(f"\nDecide costs the server {med['decide'][0] - med['echo'][0]:.0f} µs of CPU beyond the echo "
           f"({med['decide'][0] / med['echo'][0]:.2f}x); wall {med['decide'][1] / med['echo'][1]:.2f}x")
+    if "runtime" in med:
+        extra, base = med["decide"][0] - med["echo"][0], med["runtime"][0] - med["echo"][0]
+        print(f"with the protobuf runtime's encoder: {base:.0f} µs beyond the echo "
+              f"({med['runtime'][0] / med['echo'][0]:.2f}x); the wire encoder's extra is "
+              f"{extra / base:.2f}x the runtime's")
     return 0
 
 

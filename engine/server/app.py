@@ -107,7 +107,29 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_par
     return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None, response_serializer=serialize)
 
 
-def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None) -> grpc.GenericRpcHandler:
+ENCODERS = ("wire", "runtime")
+
+
+def encoder_from_env() -> str:
+    """MAPLE_ENCODER: ``wire`` (the default: answers written by
+    engine.server.wire) or ``runtime`` (built as protobuf messages by
+    convert.result_to_pb and serialized by the protobuf runtime: the same
+    bytes' meaning, slower; a baseline for benchmarks and a way around a
+    suspected encoder bug without a deploy)."""
+    name = os.environ.get("MAPLE_ENCODER", "wire") or "wire"
+    if name not in ENCODERS:
+        raise SystemExit(f"maple serve: MAPLE_ENCODER={name!r}: use one of {', '.join(ENCODERS)}")
+    return name
+
+
+def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None,
+                     encoder: str = "wire") -> grpc.GenericRpcHandler:
+    if encoder == "runtime":
+        return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
+            "Decide": raw_unary("Decide", pb.DecideRequest, pb.DecideResponse, servicer.Decide, recorder,
+                                decide_timer),
+            "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, pb.DecideBatchResponse,
+                                     servicer.DecideBatch, recorder)})
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
         "Decide": raw_unary("Decide", pb.DecideRequest, None, servicer.decide_bytes, recorder, decide_timer),
         "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, None, servicer.decide_batch_bytes,
@@ -202,7 +224,7 @@ class DecisionNode:
         self.recorder = recorder
         self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes)
         self.events = EventsServicer(EventRecorder.for_source(self.profiles))
-        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer),
+        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer, encoder_from_env()),
                                               events_handler(self.events, recorder)))
         self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
         self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
@@ -319,6 +341,8 @@ def setup_logging(level: str) -> None:
 # ---------------------------------------------------------------- serve
 def serve(cfg: ServeConfig) -> int:
     setup_logging(cfg.log_level)
+    if encoder_from_env() != "wire":               # checked before any worker starts
+        log.warning("MAPLE_ENCODER=runtime: answers are built by the protobuf runtime (slower)")
     if cfg.worker_count > 1:
         from .workers import supervise
         return supervise(cfg)

@@ -171,3 +171,34 @@ def test_any_batch_encodes_as_the_runtime_does(items, version):
             convert.result_to_pb(r, item.response)
             fast_items.append(wire.encode_result(r))
     assert canonical(pb.DecideBatchResponse.FromString(wire.encode_batch(version, fast_items))) == canonical(slow)
+
+
+# ---------------------------------------------------------------- over the wire
+def test_maple_encoder_must_be_wire_or_runtime(monkeypatch):
+    from engine.server.app import encoder_from_env
+    monkeypatch.setenv("MAPLE_ENCODER", "runtime")
+    assert encoder_from_env() == "runtime"
+    monkeypatch.delenv("MAPLE_ENCODER")
+    assert encoder_from_env() == "wire"
+    monkeypatch.setenv("MAPLE_ENCODER", "fast")
+    with pytest.raises(SystemExit, match="MAPLE_ENCODER='fast': use one of wire, runtime"):
+        encoder_from_env()
+
+
+def test_a_served_answer_is_the_same_from_either_encoder(start_server, reference):
+    """Two real servers on the reference pack, one per MAPLE_ENCODER: the
+    same requests (single and batched) get the same answers."""
+    import grpc
+    from engine.server.pb.maple.v1 import decision_pb2_grpc
+
+    _, requests = reference
+    answers = []
+    for encoder in ("wire", "runtime"):
+        s = start_server(ROOT / "rules", env={"MAPLE_ENCODER": encoder})
+        s.wait_health()
+        with grpc.insecure_channel(s.address) as ch:
+            stub = decision_pb2_grpc.DecisionServiceStub(ch)
+            singles = [canonical(stub.Decide(r, timeout=10)) for r in requests[:30]]
+            batch = canonical(stub.DecideBatch(pb.DecideBatchRequest(requests=requests[30:60]), timeout=10))
+        answers.append((singles, batch))
+    assert answers[0] == answers[1]
