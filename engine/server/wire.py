@@ -20,7 +20,6 @@ An answer with an explanation (``explain``, a debugging aid) goes through
 from __future__ import annotations
 
 from ..eval.values import render_value
-from ..service.model import ItemError
 from . import _wire
 from .convert import PROFILE_STATUS, SOURCES, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
@@ -85,4 +84,4 @@ def encode_batch(version: str, items: list) -> bytes:
     return b"".join(out)
 
 
-__all__ = ["encode_result", "encode_batch", "check_layout", "ItemError"]
+__all__ = ["encode_result", "encode_batch", "check_layout"]
