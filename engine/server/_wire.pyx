@@ -296,6 +296,15 @@ cdef int _generic(Buf *b, object g) except -1:
     return 0
 
 
+cdef int _text_decision(Buf *b, int field, object text, object common) except -1:
+    """HomepageCategory and PrefilledSize: the text (1), then source,
+    reason and experiments (2, 3, 4)."""
+    cdef Py_ssize_t at = _open(b, field)
+    _str(b, 1, text or "")
+    _common(b, common, 2, 3, 4)
+    return _close(b, at)
+
+
 cdef int _result(Buf *b, object r) except -1:
     cdef Py_ssize_t at, entry
     _str(b, 1, r.ruleset_version)
@@ -316,16 +325,10 @@ cdef int _result(Buf *b, object r) except -1:
         _close(b, at)
     h = r.homepage_category
     if h is not None:
-        at = _open(b, 2)
-        _str(b, 1, h.category or "")
-        _common(b, h.common, 2, 3, 4)
-        _close(b, at)
+        _text_decision(b, 2, h.category, h.common)
     s = r.prefill_size
     if s is not None:
-        at = _open(b, 3)
-        _str(b, 1, s.size or "")
-        _common(b, s.common, 2, 3, 4)
-        _close(b, at)
+        _text_decision(b, 3, s.size, s.common)
     n = r.nearby_stores
     if n is not None:
         at = _open(b, 4)

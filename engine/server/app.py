@@ -124,16 +124,13 @@ def encoder_from_env() -> str:
 
 def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None,
                      encoder: str = "wire") -> grpc.GenericRpcHandler:
-    if encoder == "runtime":
-        return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-            "Decide": raw_unary("Decide", pb.DecideRequest, pb.DecideResponse, servicer.Decide, recorder,
-                                decide_timer),
-            "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, pb.DecideBatchResponse,
-                                     servicer.DecideBatch, recorder)})
+    if encoder == "runtime":      # messages, serialized by gRPC
+        decide, batch = (pb.DecideResponse, servicer.Decide), (pb.DecideBatchResponse, servicer.DecideBatch)
+    else:                         # the bytes themselves
+        decide, batch = (None, servicer.decide_bytes), (None, servicer.decide_batch_bytes)
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-        "Decide": raw_unary("Decide", pb.DecideRequest, None, servicer.decide_bytes, recorder, decide_timer),
-        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, None, servicer.decide_batch_bytes,
-                                 recorder),
+        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, decide_timer),
+        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, *batch, recorder),
     })
 
 
