@@ -39,7 +39,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .ingest import Changes, plan
-from .store import Encoder, Health, ProfileStore, StoreError, StoreUnavailable, decode
+from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class RedisStore(ProfileStore):
     def _queue(self, pipe, changes: Changes) -> None:
         """All of a batch's writes as ONE command (WRITE_BATCH), queued
         between MULTI and EXEC."""
-        k, encode = self.key, Encoder()
+        k = self.key
         deleted = [key for cid in changes.deleted for key in (k("p", cid), k("ca", cid))]
         aliases = list(changes.aliases.items())
         keys = (deleted + [k("p", cid) for cid in changes.profiles] + [k("a", a) for a, _ in aliases]

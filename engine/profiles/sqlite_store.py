@@ -51,7 +51,7 @@ from typing import Sequence
 
 from .ingest import Changes, GroupCommit, Ticket, plan
 from .sqlite_writer import Checkpointer, Reader, WriterState
-from .store import Encoder, Health, ProfileStore, StoreError, StoreUnavailable, decode
+from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
 
 CACHE_KIB = 64 * 1024        # page cache per connection
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
@@ -256,7 +256,6 @@ class SQLiteStore(ProfileStore):
         now = self.clock()
         if changes.deleted:
             db.executemany("DELETE FROM customers WHERE customer_id = ?", [(c,) for c in changes.deleted])
-        encode = Encoder()
         stored = {cid: encode(p) for cid, p in changes.profiles.items()}
         db.executemany(UPSERT_PROFILE, [(cid, blob, now) for cid, blob in stored.items()])
         db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", list(changes.aliases.items()))
