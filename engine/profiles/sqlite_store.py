@@ -55,6 +55,8 @@ from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, e
 
 CACHE_KIB = 64 * 1024        # page cache per connection
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
+WRITER_DECODED = 1_000       # of those, the big ones (>= DECODED_MIN_BYTES stored) it keeps decoded:
+DECODED_MIN_BYTES = 1_024   # ~11 KiB of memory each on average, ~40 KiB at most
 GROUP_EVENTS = 1_000         # events of concurrent callers committed in one transaction, at most
 CHECKPOINT_EVERY = 32        # commits between two background checkpoints (Checkpointer); 0: none
 CHECKPOINT_PAGES = 10_000    # WAL pages (~40 MB) before a checkpoint by the writer itself: without
@@ -149,10 +151,13 @@ class SQLiteStore(ProfileStore):
     """Profiles in one SQLite file (WAL, synchronous=FULL)."""
 
     def __init__(self, path: str, *, create: bool = True, timeout: float = 10.0,
-                 writer_cache: int = WRITER_CACHE, checkpoint_every: int = CHECKPOINT_EVERY, **options):
+                 writer_cache: int = WRITER_CACHE, writer_decoded: int = WRITER_DECODED,
+                 decoded_min_bytes: int = DECODED_MIN_BYTES, checkpoint_every: int = CHECKPOINT_EVERY,
+                 **options):
         super().__init__(f"sqlite://{path}", **options)
         self.path = path
-        self._state = WriterState(max_profiles=writer_cache)
+        self._state = WriterState(max_profiles=writer_cache, max_decoded=writer_decoded,
+                                  decoded_min_bytes=decoded_min_bytes)
         if not create and not os.path.exists(path):
             raise StoreError(f"no profile store at {self.url} (the file does not exist)")
         self._write_lock = threading.Lock()
@@ -240,6 +245,7 @@ class SQLiteStore(ProfileStore):
         except sqlite3.Error:
             raise
         except Exception as err:
+            self._state.forget()    # the plan may have folded into profiles the state hands out
             ticket.fail(self._failure(err))
             return None
         if not reader.db.in_transaction:

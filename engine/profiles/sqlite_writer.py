@@ -1,18 +1,28 @@
 """The SQLite store's writer: what it remembers between transactions, how
 a transaction reads the store, and the checkpoints it leaves to a thread.
 
-**Writer state** (:class:`WriterState`).  Most of a batch's reads ask about customers the writer itself touched a
-moment ago: the same shopper's next click, the busy customers.
-:class:`WriterState` keeps, per writer, the store's current answers for
-what it read or wrote last, so a batch asks the store only about the rest:
+**Writer state** (:class:`WriterState`).  Most of a batch's reads ask
+about customers the writer itself touched a moment ago: the same
+shopper's next click, the busy customers.  :class:`WriterState` keeps,
+per writer, the store's current answers for what it read or wrote last,
+so a batch asks the store only about the rest:
 alias key -> customer id (or "no such alias"), customer id -> the stored
 profile bytes (an LRU of ``max_profiles``), and the creation counter.
 
-Profiles are kept encoded, as stored, and decoded again for each batch.
-Keeping the decoded dicts would save the decoding too, but tens of
-thousands of long-lived dicts and lists make every full pass of Python's
-garbage collector slow: measured, that cost more than the decoding saved.
-Bytes and strings are not tracked by the collector.
+Profiles are kept encoded, as stored, and decoded again for each batch,
+except the big ones (``decoded_min_bytes`` stored, 1 KiB by default):
+the last ``max_decoded`` of those written are also kept decoded and
+handed to the next plan as they are, which folds into them in place.
+Those are the busy customers, whose profiles grow largest, and decoding
+costs with the size: keeping them cut a bench batch's instructions by a
+fifth (23.0 -> 18.8 M, docs/profiles.md).  Only the big ones, and only a
+thousand, because tens of thousands of long-lived dicts and lists make
+every full pass of Python's garbage collector slow (measured: that cost
+more than the decoding saved); bytes and strings are not tracked by the
+collector.  A decoded profile is only right while the plan that got it
+either gets written (then :meth:`wrote` keeps the new state) or causes
+:meth:`forget`: the store calls :meth:`forget` when a plan or a
+transaction fails.
 
 It may only be used while nobody else has written to the store: the store
 checks that at the start of each transaction (SQLite: ``PRAGMA
@@ -50,10 +60,13 @@ MISSING = None
 class WriterState:
     """The store's state as last read or written by this writer."""
 
-    def __init__(self, max_profiles: int = 10_000, max_aliases: int = 200_000):
+    def __init__(self, max_profiles: int = 10_000, max_aliases: int = 200_000,
+                 max_decoded: int = 1_000, decoded_min_bytes: int = 1_024):
         self.max_profiles, self.max_aliases = max_profiles, max_aliases
+        self.max_decoded, self.decoded_min_bytes = max_decoded, decoded_min_bytes
         self.version: object = None
         self.profiles: OrderedDict[str, bytes] = OrderedDict()      # least recently written first
+        self.decoded: OrderedDict[str, dict] = OrderedDict()        # the big ones, decoded (see wrote)
         self.aliases: OrderedDict[str, str | None] = OrderedDict()  # alias key -> customer id, or MISSING
         self.seq: int | None = None
 
@@ -70,6 +83,7 @@ class WriterState:
 
     def forget(self) -> None:
         self.profiles.clear()
+        self.decoded.clear()
         self.aliases.clear()
         self.seq = None
         self.version = None
@@ -96,17 +110,24 @@ class WriterState:
         for key in asked:
             cache[key] = found.get(key, MISSING)
 
-    def split_profiles(self, customer_ids: Iterable[str]) -> tuple[dict[str, bytes], list[str]]:
-        """(the stored bytes of the kept profiles among ``customer_ids``, the ids to read)."""
-        have, ask = {}, []
-        blobs = self.profiles
+    def split_profiles(self, customer_ids: Iterable[str]) -> tuple[dict[str, dict], dict[str, bytes], list[str]]:
+        """(the kept decoded profiles among ``customer_ids``, the stored bytes
+        of the other kept ones, the ids to read).  A decoded profile is handed
+        out, not copied: the plan folds into it, and the store calls
+        :meth:`wrote` (or :meth:`forget`) before it is handed out again."""
+        decoded, have, ask = {}, {}, []
+        dicts, blobs = self.decoded, self.profiles
         for cid in customer_ids:
+            profile = dicts.get(cid)
+            if profile is not None:
+                decoded[cid] = profile
+                continue
             blob = blobs.get(cid)
             if blob is None:
                 ask.append(cid)
             else:
                 have[cid] = blob
-        return have, ask
+        return decoded, have, ask
 
     # -- writes
     def wrote(self, changes: Changes, stored: dict[str, bytes], seq: int | None) -> None:
@@ -115,14 +136,23 @@ class WriterState:
         inside the transaction: if it does not commit, call :meth:`forget`."""
         if not self.enabled:
             return
-        profiles = self.profiles
+        profiles, dicts = self.profiles, self.decoded
         for cid in changes.deleted:
             profiles.pop(cid, None)
+            dicts.pop(cid, None)
+        big, new = self.decoded_min_bytes, changes.profiles
         for cid, blob in stored.items():
             profiles[cid] = blob
             profiles.move_to_end(cid)
+            if len(blob) >= big and self.max_decoded:
+                dicts[cid] = new[cid]
+                dicts.move_to_end(cid)
+            else:
+                dicts.pop(cid, None)
         while len(profiles) > self.max_profiles:
             profiles.popitem(last=False)
+        while len(dicts) > self.max_decoded:
+            dicts.popitem(last=False)
         aliases = self.aliases
         aliases.update(changes.aliases)
         while len(aliases) > self.max_aliases:
@@ -166,11 +196,13 @@ class Reader:
         return known
 
     def profiles(self, customer_ids):
-        have, ask = self.state.split_profiles(customer_ids)
+        decoded, have, ask = self.state.split_profiles(customer_ids)
         if ask:
             sql = "SELECT customer_id, profile FROM customers WHERE customer_id IN ({})"
             have.update(self._rows(sql, ask))
-        return {cid: decode(blob) for cid, blob in have.items()}
+        for cid, blob in have.items():
+            decoded[cid] = decode(blob)
+        return decoded
 
     def aliases_of(self, customer_id):
         return [r[0] for r in self.db.execute("SELECT alias FROM aliases WHERE customer_id = ?", (customer_id,))]

@@ -80,20 +80,22 @@ def test_a_store_sees_what_another_writer_wrote(sqlite_url):
 
 def test_writer_state_matches_a_store_without_it(tmp_path):
     """The same batches give the same profiles with the writer's state kept
-    between batches and without (writer_cache=0)."""
+    between batches (profiles as bytes, or decoded) and without."""
     batches = [[ev("purchase", T0 + k, cid=f"C{k % 3}", items=[item(f"S{k}", price=k)]),
                 ev("page_view", T0 + k, cid=None, device_id=f"d{k % 4}", loyalty_card=f"L{k % 2}"),
                 ev("page_view", T0 + k, cid=f"C{k % 3}", device_id=f"d{(k + 1) % 4}")] for k in range(12)]
     results = []
-    for cache in (0, 10_000):
-        with open_store(f"sqlite://{tmp_path / f'w{cache}.db'}", clock=lambda: NOW, writer_cache=cache) as s:
+    configs = ({"writer_cache": 0}, {"writer_decoded": 0},          # none; profiles kept as bytes only
+               {"decoded_min_bytes": 0})                            # every profile written kept decoded
+    for k, options in enumerate(configs):
+        with open_store(f"sqlite://{tmp_path / f'w{k}.db'}", clock=lambda: NOW, **options) as s:
             acks = [s.apply(b) for b in batches]
             aliases = {f"{kind}:{v}": s.resolve(kind, v)
                        for kind, values in (("device_id", "d0 d1 d2 d3"), ("loyalty_card", "L0 L1"))
                        for v in values.split()}
             results.append(([(r.customers, r.merged) for r in acks],
                             {c: s.get(c) for c in ("C0", "C1", "C2")}, aliases))
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
 
 
 def test_group_commit_gives_every_caller_its_own_result(sqlite_url):
@@ -132,7 +134,7 @@ def test_a_failing_batch_does_not_take_its_group_down(sqlite_url, monkeypatch):
         return real_plan(events, reader, cfg)
 
     monkeypatch.setattr(sqlite_store, "plan", plan)
-    with open_store(sqlite_url, clock=lambda: NOW) as store:
+    with open_store(sqlite_url, clock=lambda: NOW, decoded_min_bytes=0) as store:
         good, bad = Ticket([], 1), Ticket([], 1)
         good.work = validate_batch([ev("purchase", T0, items=[item("S1", price=2)])], NOW).events
         bad.work = validate_batch([ev("page_view", T0, event_id="boom")], NOW).events
@@ -144,8 +146,31 @@ def test_a_failing_batch_does_not_take_its_group_down(sqlite_url, monkeypatch):
         assert store.get("C1")["lifetime_value"] == 5.0
 
 
-def test_a_failed_commit_leaves_nothing_acknowledged_and_the_state_forgotten(sqlite_url):
-    with open_store(sqlite_url, clock=lambda: NOW) as store:
+def test_a_plan_that_fails_after_folding_leaves_no_trace(sqlite_url, monkeypatch):
+    """Plans fold into the profiles the writer keeps decoded; a plan that
+    fails after folding must not leave its half-work there."""
+    from engine.profiles import sqlite_store
+    real_plan = sqlite_store.plan
+
+    def plan(events, reader, cfg):
+        changes = real_plan(events, reader, cfg)          # folded into the kept profile...
+        if any(e.event_id == "boom" for e in events):
+            raise RuntimeError("a bug after folding")     # ...and then failed
+        return changes
+
+    monkeypatch.setattr(sqlite_store, "plan", plan)
+    with open_store(sqlite_url, clock=lambda: NOW, decoded_min_bytes=0) as store:
+        store.apply([ev("purchase", T0, items=[item("S1", price=2)])])
+        with pytest.raises(RuntimeError):
+            store.apply([ev("purchase", T0 + 1, event_id="boom", items=[item("S2", price=3)])])
+        store.apply([ev("purchase", T0 + 2, items=[item("S3", price=4)])])
+        p = store.get("C1")
+        assert p["orders_count"] == 2 and p["purchased_skus"] == ["S1", "S3"] and p["lifetime_value"] == 6.0
+
+
+@pytest.mark.parametrize("decoded_min_bytes", [0, 1024])
+def test_a_failed_commit_leaves_nothing_acknowledged_and_the_state_forgotten(sqlite_url, decoded_min_bytes):
+    with open_store(sqlite_url, clock=lambda: NOW, decoded_min_bytes=decoded_min_bytes) as store:
         store.apply([ev("purchase", T0, items=[item("S1", price=2)])])
         blocker = sqlite3.connect(sqlite_url[len("sqlite://"):], timeout=0)
         blocker.execute("BEGIN IMMEDIATE")              # another process holds the write lock
@@ -225,3 +250,21 @@ def test_a_sqlite_error_while_planning_fails_the_whole_group(sqlite_url, monkeyp
         assert store.get("C1") is None and store.count("events") == 0
         assert store.apply([ev("purchase", T0, items=[item("S1", price=2)])]).accepted
         assert store.get("C1")["orders_count"] == 1
+
+
+def test_the_writer_keeps_only_the_last_big_profiles_decoded():
+    from engine.profiles.ingest import Changes
+    from engine.profiles.sqlite_writer import WriterState
+    state = WriterState(max_profiles=100, max_decoded=2, decoded_min_bytes=10)
+    profiles = {c: {"customer_id": c} for c in ("A", "B", "C", "D")}
+    stored = {"A": b"x" * 10, "B": b"x" * 9, "C": b"x" * 50, "D": b"x" * 10}
+    state.wrote(Changes(profiles=profiles), stored, None)
+    assert list(state.decoded) == ["C", "D"]                   # B is small, A the oldest of three
+    decoded, have, ask = state.split_profiles(["A", "B", "D", "E"])
+    assert decoded == {"D": profiles["D"]} and decoded["D"] is profiles["D"]    # handed out, not copied
+    assert have == {"A": stored["A"], "B": stored["B"]} and ask == ["E"]
+    state.wrote(Changes(profiles={"C": {"customer_id": "C"}}, deleted={"D"}), {"C": b"x" * 3}, None)
+    assert list(state.decoded) == [] and "D" not in state.profiles   # C shrank below, D merged away
+    state.wrote(Changes(profiles=profiles), stored, None)
+    state.forget()
+    assert not state.decoded and not state.profiles
