@@ -55,8 +55,8 @@ from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, e
 
 CACHE_KIB = 64 * 1024        # page cache per connection
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
-WRITER_DECODED = 1_000       # of those, the big ones (>= DECODED_MIN_BYTES stored) it keeps decoded:
-DECODED_MIN_BYTES = 1_024   # ~11 KiB of memory each on average, ~40 KiB at most
+WRITER_DECODED = 100         # of those, the big ones (>= DECODED_MIN_BYTES stored) it keeps decoded:
+DECODED_MIN_BYTES = 3_072    # ~30 KiB of memory each; each adds to a full GC pass (sqlite_writer)
 GROUP_EVENTS = 1_000         # events of concurrent callers committed in one transaction, at most
 CHECKPOINT_EVERY = 32        # commits between two background checkpoints (Checkpointer); 0: none
 CHECKPOINT_PAGES = 10_000    # WAL pages (~40 MB) before a checkpoint by the writer itself: without

@@ -10,19 +10,20 @@ alias key -> customer id (or "no such alias"), customer id -> the stored
 profile bytes (an LRU of ``max_profiles``), and the creation counter.
 
 Profiles are kept encoded, as stored, and decoded again for each batch,
-except the big ones (``decoded_min_bytes`` stored, 1 KiB by default):
-the last ``max_decoded`` of those written are also kept decoded and
-handed to the next plan as they are, which folds into them in place.
-Those are the busy customers, whose profiles grow largest, and decoding
-costs with the size: keeping them cut a bench batch's instructions by a
-fifth (23.0 -> 18.8 M, docs/profiles.md).  Only the big ones, and only a
-thousand, because tens of thousands of long-lived dicts and lists make
-every full pass of Python's garbage collector slow (measured: that cost
-more than the decoding saved); bytes and strings are not tracked by the
-collector.  A decoded profile is only right while the plan that got it
-either gets written (then :meth:`wrote` keeps the new state) or causes
-:meth:`forget`: the store calls :meth:`forget` when a plan or a
-transaction fails.
+except the biggest (``decoded_min_bytes`` stored, 3 KiB as the store
+sets it): the last ``max_decoded`` (100) of those written are also kept
+decoded and handed to the next plan as they are, which folds into them in
+place.  They are the busiest customers', whose visits, cart history and
+timelines grow them to ~6 KB, and decoding costs with the size: in the
+bench's month these 100 save 17 % of a batch's instructions (23.0 ->
+19.2 M; keeping 1,000 of 1 KiB and up, 18.8 M).  Why so few: every full
+pass of Python's garbage collector visits each float and string a kept
+profile holds, at a cache miss each -- measured, 526 kept profiles made a
+full pass 50-70 ms longer, 100 of the biggest ~8 ms.  Bytes and strings
+alone are not tracked by the collector.  A decoded profile is only right
+while the plan that got it either gets written (then :meth:`wrote` keeps
+the new state) or causes :meth:`forget`: the store calls :meth:`forget`
+when a plan or a transaction fails.
 
 It may only be used while nobody else has written to the store: the store
 checks that at the start of each transaction (SQLite: ``PRAGMA
@@ -61,7 +62,7 @@ class WriterState:
     """The store's state as last read or written by this writer."""
 
     def __init__(self, max_profiles: int = 10_000, max_aliases: int = 200_000,
-                 max_decoded: int = 1_000, decoded_min_bytes: int = 1_024):
+                 max_decoded: int = 100, decoded_min_bytes: int = 3_072):
         self.max_profiles, self.max_aliases = max_profiles, max_aliases
         self.max_decoded, self.decoded_min_bytes = max_decoded, decoded_min_bytes
         self.version: object = None
