@@ -268,3 +268,23 @@ def test_the_writer_keeps_only_the_last_big_profiles_decoded():
     state.wrote(Changes(profiles=profiles), stored, None)
     state.forget()
     assert not state.decoded and not state.profiles
+
+
+def test_the_writer_maps_are_invisible_to_the_garbage_collector_and_bounded():
+    """Its alias and profile-bytes maps hold only text and bytes: plain dicts
+    the collector does not track (a full pass would visit every entry), kept
+    newest-last and cut to three quarters of their bound when they pass it."""
+    import gc
+    from engine.profiles.ingest import Changes
+    from engine.profiles.sqlite_writer import WriterState
+    state = WriterState(max_profiles=8, max_aliases=8)
+    state.read_aliases(["device_id:x"], {})                     # a known miss is kept too (None)
+    for k in range(20):
+        state.wrote(Changes(profiles={f"C{k}": {}}, aliases={f"device_id:d{k}": f"C{k}"}), {f"C{k}": b"p"}, k)
+        state.wrote(Changes(profiles={"C0": {}}), {"C0": b"again"}, k)      # rewritten: the newest again
+        assert len(state.profiles) <= 8 and len(state.aliases) <= 8
+    assert not gc.is_tracked(state.profiles) and not gc.is_tracked(state.aliases)
+    assert list(state.profiles)[-2:] == ["C19", "C0"] and state.profiles["C0"] == b"again"
+    assert "C1" not in state.profiles and "device_id:x" not in state.aliases
+    assert list(state.aliases)[-1] == "device_id:d19"
+    assert state.split_aliases(["device_id:d19", "device_id:d0"]) == ({"device_id:d19": "C19"}, ["device_id:d0"])
