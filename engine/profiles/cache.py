@@ -22,6 +22,16 @@ store is down.
   the cache is healthy again: recovery needs no restart.  Writes always go to
   the store and raise StoreUnavailable while it is down.
 
+**Memory the garbage collector does not walk.**  A decoded profile is a
+few dozen containers holding hundreds of floats and strings, and every full
+pass of Python's collector visits each of them (a cache of 20k decoded
+profiles made one pass take ~0.4 s here, a pause for whichever request
+triggered it).  An entry past ``ttl`` only serves the store-down fallback,
+so each fetch also re-holds the decoded profiles fetched more than ``ttl``
+ago as their encoded bytes (:meth:`_Entries.settle`), which the collector
+does not track; the fallback decodes them again.  Decoded entries are thus
+bounded by the fetches of one ``ttl`` (and by ``maxsize``).
+
 The clock is injected (``clock``, monotonic seconds), so expiry and
 recovery are tested without sleeping.
 """
@@ -29,12 +39,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from cachetools import LRUCache
+from cachetools import Cache, LRUCache
 
-from .store import BatchResult, Health, ProfileStore, StoreUnavailable
+from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode
 
 
 STALE = object()        # CachedStore.fresh: not answerable from the cache alone
@@ -50,38 +61,62 @@ class ProfileRead:
     age: float | None = None        # seconds since the profile was read from the store
 
 
+def _profile(held) -> dict | None:
+    """A cached profile as held (a dict, None, or encoded bytes) -> the profile."""
+    return decode(held) if type(held) is bytes else held
+
+
 class _Entries(LRUCache):
-    """The LRU cache of (profile, fetched_at) plus an index from each
-    profile's customer id to the keys it is cached under (ids and aliases)."""
+    """The LRU cache of (profile, fetched_at, its customer id) plus an index
+    from each profile's customer id to the keys it is cached under (ids and
+    aliases).  The profile is held decoded while young and as its encoded
+    bytes once :meth:`settle` has seen it pass ``ttl`` (see CachedStore)."""
 
     def __init__(self, maxsize: int):
         super().__init__(maxsize)
         self.keys_of: dict[str, set[str]] = {}
+        self.young: deque[tuple[str, float]] = deque()     # (key, fetched_at) of decoded entries, oldest first
 
     def put(self, key: str, profile: dict | None, at: float) -> None:
-        self[key] = (profile, at)
+        cid = profile.get("customer_id", key) if profile is not None else key
+        self[key] = (profile, at, cid)
         if profile is not None:
-            self.keys_of.setdefault(profile.get("customer_id", key), set()).add(key)
+            self.keys_of.setdefault(cid, set()).add(key)
+            self.young.append((key, at))
+
+    def settle(self, before: float) -> None:
+        """Encode the decoded profiles fetched before ``before`` (and the
+        oldest, past ``maxsize`` young ones): they stay for the store-down
+        fallback, but as bytes, which the garbage collector does not track.
+        Touches no LRU order."""
+        young = self.young
+        while young and (young[0][1] < before or len(young) > self.maxsize):
+            key, at = young.popleft()
+            if not Cache.__contains__(self, key):
+                continue
+            value = Cache.__getitem__(self, key)    # the base class's: no LRU update
+            if value[1] == at and type(value[0]) is dict:
+                Cache.__setitem__(self, key, (encode(value[0]), at, value[2]))
 
     def popitem(self):
         key, value = super().popitem()
-        self._unindex(key, value[0])
+        self._unindex(key, value)
         return key, value
 
     def drop(self, customer_id: str) -> None:
         for key in self.keys_of.pop(customer_id, set()) | {customer_id}:
             value = self.pop(key, None)
             if value is not None:
-                self._unindex(key, value[0])
+                self._unindex(key, value)
 
-    def _unindex(self, key: str, profile: dict | None) -> None:
-        if profile is None:
+    def _unindex(self, key: str, value: tuple) -> None:
+        if value[0] is None:
             return
-        keys = self.keys_of.get(profile.get("customer_id", key))
+        keys = self.keys_of.get(value[2])
         if keys is not None:
             keys.discard(key)
             if not keys:
-                del self.keys_of[profile.get("customer_id", key)]
+                del self.keys_of[value[2]]
 
 
 class CachedStore:
@@ -120,6 +155,7 @@ class CachedStore:
             self._down_until = self._down_reason = None
             if generation == self._generation:
                 self._entries.put(customer_id, profile, now)
+            self._entries.settle(now - self.ttl)
         return ProfileRead(profile, "store" if profile is not None else "none", age=0.0)
 
     def get(self, customer_id: str) -> dict | None:
@@ -132,11 +168,11 @@ class CachedStore:
         with self._lock:
             cached = self._entries.get(customer_id)
             if cached is not None and self._down_until is None and self.clock() - cached[1] < self.ttl:
-                return cached[0]
+                return _profile(cached[0])
         return STALE
 
     def _from_cache(self, cached, now: float, fresh: bool) -> ProfileRead:
-        profile, at = cached
+        profile, at = _profile(cached[0]), cached[1]
         degraded = not fresh or self._down_until is not None
         return ProfileRead(profile, "cache" if profile is not None else "none", degraded,
                            self._down_reason if degraded else None, now - at)
@@ -176,6 +212,7 @@ class CachedStore:
             self._generation += 1
             self._entries.clear()
             self._entries.keys_of.clear()
+            self._entries.young.clear()
 
     # -- state
     @property

@@ -3,9 +3,11 @@ bound between replicas, and degraded reads while Redis is down.  Time is a
 FakeClock; nothing sleeps."""
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
+from cachetools import Cache
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
 from engine.ruleset import build
@@ -19,10 +21,12 @@ class Counting:
     """A store wrapper counting reads (to see what the cache saved)."""
 
     def __init__(self, store):
-        self.store, self.gets = store, 0
+        self.store, self.gets, self.down = store, 0, False
 
     def get(self, cid):
         self.gets += 1
+        if self.down:
+            raise StoreUnavailable("test: the store is down")
         return self.store.get(cid)
 
     def __getattr__(self, name):
@@ -104,6 +108,53 @@ def test_lru_bound(sqlite_store):
     for cid in ("a", "b", "c"):
         cache.get(cid)
     assert len(cache) == 2
+
+
+def _held(cache, cid):
+    """How the cache holds a customer's profile (no LRU update)."""
+    return Cache.__getitem__(cache._entries, cid)[0]
+
+
+def test_entries_past_the_ttl_are_held_encoded_and_still_serve_an_outage(sqlite_store):
+    """Decoded profiles are what Python's garbage collector visits on every
+    full pass (a cache of 20k made one take ~0.4 s); an entry past its ttl
+    only serves the store-down fallback, so a later fetch re-holds it as
+    bytes, which the collector does not track."""
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, ttl=1.0, clock=clock)
+    cache.apply([ev("purchase", T0, items=[item("S1", size="42")]), ev("page_view", T0, cid="C2")])
+    original = cache.get("C1")
+    assert type(_held(cache, "C1")) is dict
+    clock.advance(1.5)
+    assert type(_held(cache, "C1")) is dict                  # nothing fetched since: unchanged
+    cache.get("C2")                                          # a fetch settles what passed the ttl
+    assert type(_held(cache, "C1")) is bytes and not gc.is_tracked(_held(cache, "C1"))
+    assert type(_held(cache, "C2")) is dict and cache.fresh("C2") == cache.store.get("C2")
+    sqlite_store.down = True
+    down = cache.read("C1")
+    assert (down.source, down.degraded, down.profile) == ("cache", True, original)
+    assert down.profile["sizes"] == {"shoes": "42"}
+
+
+def test_the_young_list_stays_bounded_and_every_entry_answers_right(sqlite_store):
+    """Fetches, invalidations and re-fetches within one ttl: the list of
+    decoded entries to settle never outgrows the cache; an entry encoded
+    early (to keep that bound) still answers fresh reads, decoded."""
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, maxsize=3, ttl=60, clock=clock)
+    ids = ["a", "b", "c", "d"]
+    cache.apply([ev("page_view", T0, cid=c) for c in ids])
+    encoded_early = 0
+    for k in range(40):
+        cid = ids[k * 7 % 4]
+        if k % 3 == 0:
+            cache.invalidate([cid])
+        cache.get(cid)
+        assert len(cache._entries.young) <= 3 and len(cache) <= 3
+        for live in [c for c in ids if Cache.__contains__(cache._entries, c)]:
+            encoded_early += type(_held(cache, live)) is bytes
+            assert cache.fresh(live) == sqlite_store.store.get(live)
+    assert encoded_early        # the sequence does reach the early case
 
 
 def test_replicas_see_each_other_within_the_ttl(redis_url):
