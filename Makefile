@@ -18,7 +18,7 @@ STORE ?= sqlite://.maple/profiles.db
 ## serve: build, load the sample customers' events, serve the reference rule pack
 ##        (gRPC :50051, admin :50052, metrics :9464; profiles in .maple/profiles.db)
 serve: $(STAMP)
-	$(BIN)/maple profile import rules/data/sample_events.jsonl --store $(STORE) --rebase
+	$(BIN)/maple profile import rules/data/sample_events.jsonl --store $(STORE) --rebase --data rules/data
 	$(BIN)/maple serve --rules rules/ --store $(STORE) --metrics-port 9464
 
 ## test: build and run every test

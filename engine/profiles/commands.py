@@ -1,7 +1,7 @@
 """``maple profile ...``: look into a profile store from the command line.
 
     maple profile show ID --store URL [--by KIND] [--internal] [--now T]
-    maple profile import FILE.jsonl --store URL [--rebase] [--batch N]
+    maple profile import FILE.jsonl --store URL [--rebase] [--batch N] [--data DIR]
 
 Registered by :func:`add_commands` from engine/cli.py's ``build_parser``;
 each command is a function ``cmd_<name>(args) -> exit code``, as there.
@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from .events import IDENTIFIERS, parse_timestamp
+from .events import IDENTIFIERS, ValidationConfig, parse_timestamp
 
 
 def _time(text: str) -> float:
@@ -75,6 +75,20 @@ def rebase(events: list[tuple[int, object]], now: float) -> None:
             e["timestamp"] = t + shift
 
 
+def known_store_ids(data_dir: str) -> frozenset[str] | None:
+    """The store ids of the store data in ``data_dir`` (stores.csv and the
+    rest, as ``maple serve --data`` reads them), so an import refuses the
+    events naming an unknown store exactly as the server does; None (after
+    saying why) when the data cannot be read."""
+    from ..inventory.loader import InventoryLoadError, load_dir
+    try:
+        loaded = load_dir(data_dir)
+    except (InventoryLoadError, OSError) as err:
+        print(f"maple: cannot read the store data in {data_dir}: {err}", file=sys.stderr)
+        return None
+    return frozenset(loaded.data.stores)
+
+
 def cmd_profile_import(args) -> int:
     """Apply a JSON Lines file of events (the format of docs/profiles.md) to
     a store, in batches; rejected events are reported as FILE:LINE: field:
@@ -89,13 +103,19 @@ def cmd_profile_import(args) -> int:
         return 2
     if args.rebase:
         rebase(events, time.time())
+    options = {}
+    if args.data:
+        known = known_store_ids(args.data)
+        if known is None:
+            return 2
+        options["validation"] = ValidationConfig(known_stores=known)
     if args.store.startswith("sqlite://"):
         parent = os.path.dirname(args.store[len("sqlite://"):])
         if parent:
             os.makedirs(parent, exist_ok=True)
     stored = duplicates = 0
     try:
-        with open_store(args.store) as store:
+        with open_store(args.store, **options) as store:
             for start in range(0, len(events), args.batch):
                 chunk = events[start:start + args.batch]
                 result = store.apply([e for _, e in chunk])
@@ -148,4 +168,7 @@ def add_commands(subparsers) -> None:
     c.add_argument("--rebase", action="store_true",
                    help="shift all timestamps so the newest event is a minute ago (sample data)")
     c.add_argument("--batch", type=int, default=500, help="events per durable batch (default 500)")
+    c.add_argument("--data", metavar="DIR",
+                   help="store data (stores.csv, ...) to check store ids against, as `maple serve` does "
+                        "(e.g. rules/data); without it any store id is accepted")
     c.set_defaults(func=cmd_profile_import)

@@ -50,9 +50,29 @@ def test_rebase_moves_old_sample_data_to_now(tmp_path, capsys):
     assert time.time() - 120 < seen <= time.time()
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_with_store_data_unknown_store_ids_are_refused_as_the_server_does(tmp_path, capsys):
+    t = time.time() - 3600
+    f = write(tmp_path / "visits.jsonl", [
+        json.dumps(ev("store_visit", t, cid="C1", channel="pos", store_id="s001")),
+        json.dumps(ev("store_visit", t, cid="C1", channel="pos", store_id="nowhere")),
+    ])
+    url = f"sqlite://{tmp_path / 'p.db'}"
+    assert main(["profile", "import", f, "--store", url, "--data", str(ROOT / "rules/data")]) == 1
+    out, err = capsys.readouterr()
+    assert "1 stored, 0 already there, 1 rejected" in out
+    assert f"{f}:2: store_id: unknown store 'nowhere' [V108]" in err
+    assert main(["profile", "import", f, "--store", url]) == 0        # without --data: any id (the second)
+    assert main(["profile", "import", f, "--store", url, "--data", str(tmp_path / "none")]) == 2
+    assert "cannot read the store data" in capsys.readouterr().err
+
+
 def test_the_sample_events_import_cleanly(tmp_path, capsys):
     url = f"sqlite://{tmp_path / 'p.db'}"
-    assert main(["profile", "import", str(Path(__file__).resolve().parents[2] / "rules/data/sample_events.jsonl"), "--store", url, "--rebase"]) == 0
+    assert main(["profile", "import", str(ROOT / "rules/data/sample_events.jsonl"), "--store", url, "--rebase",
+                 "--data", str(ROOT / "rules/data")]) == 0
     assert ", 0 rejected" in capsys.readouterr().out
     with open_store(url) as store:
         runner = store.get("c-1001")
