@@ -40,7 +40,7 @@ from .geo import GeoIndex, check_query
 from .loader import LoadReport, load_dir
 from ._nearby import ItemIndex
 from .location import Location, locate
-from .model import InventoryData, StoreAvailability
+from .model import InventoryData, StoreAvailability, local_weekday_minute
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,14 +150,17 @@ class Inventory:
     # -- readers
     def nearby(self, lat: float, lon: float, sku: str, size: str, radius_km: float = 10.0,
                limit: int = 5, min_quantity: int = 1, low_stock_below: int = 3,
-               preferred_store: str | None = None) -> list[StoreAvailability]:
+               preferred_store: str | None = None, open_at: float | None = None) -> list[StoreAvailability]:
         """Stores within ``radius_km`` holding at least ``min_quantity`` of
         (sku, size), nearest first (ties by store id), at most ``limit``.
         The preferred store comes first when it qualifies (within the radius
         and in stock), even if it is not among the ``limit`` nearest.
-        ``low_stock`` is quantity < ``low_stock_below``."""
+        ``low_stock`` is quantity < ``low_stock_below``.  With ``open_at``
+        (seconds since the epoch) only stores open then count, by their
+        hours in their time zone; a store without a time zone is kept (its
+        hours cannot be placed in time)."""
         return _nearby(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
-                       preferred_store)
+                       preferred_store, open_at)
 
     def locate(self, request_location, preferred_store, home) -> Location:
         """Where to search: request location, else preferred store, else home."""
@@ -165,7 +168,7 @@ class Inventory:
 
     def nearby_for(self, request_location, preferred_store, home, sku: str, size: str,
                    radius_km: float = 10.0, limit: int = 5, min_quantity: int = 1,
-                   low_stock_below: int = 3) -> NearbyAnswer:
+                   low_stock_below: int = 3, open_at: float | None = None) -> NearbyAnswer:
         """:meth:`locate`, then :meth:`nearby` around it with the preferred
         store first, both from one snapshot; no location means no stores,
         and the Location says why."""
@@ -175,11 +178,11 @@ class Inventory:
             return NearbyAnswer(where, [])
         preferred = preferred_store if type(preferred_store) is str else None
         return NearbyAnswer(where, _nearby(snap, *where.point, sku, size, radius_km, limit, min_quantity,
-                                           low_stock_below, preferred))
+                                           low_stock_below, preferred, open_at))
 
 
 def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
-            preferred_store) -> list[StoreAvailability]:
+            preferred_store, open_at=None) -> list[StoreAvailability]:
     """:meth:`Inventory.nearby`, answered from ``snap`` alone."""
     check_query(lat, lon, radius_km)
     if limit < 0 or min_quantity < 1 or low_stock_below < 0:
@@ -188,13 +191,35 @@ def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity,
     if not by_store or limit == 0:
         return []
     hits = _item_index(snap, (sku, size), by_store).within(lat, lon, radius_km, min_quantity)
+    stores = snap.data.stores
+    if open_at is not None:             # before the limit: a closed store leaves room for the next
+        hits = _open_only(hits, stores, open_at)
     hits.sort()
     if preferred_store is not None:
         first = [h for h in hits if h[1] == preferred_store]
         hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
-    stores = snap.data.stores
     return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
             for d, sid, n in hits[:limit]]
+
+
+def _open_only(hits: list, stores: dict, t: float) -> list:
+    """The hits (distance, store id, quantity) whose store is open at ``t``
+    (:meth:`Store.open_at_time`, inlined: this runs per candidate), or has
+    no time zone."""
+    local: dict = {}                    # zone -> (weekday, minute) at t
+    out = []
+    for h in hits:
+        store = stores[h[1]]
+        tz = store.tz
+        if tz is not None:
+            wm = local.get(tz)
+            if wm is None:
+                wm = local[tz] = local_weekday_minute(tz, t)
+            r = store.hours.days[wm[0]]
+            if r is None or not r[0] <= wm[1] < r[1]:
+                continue
+        out.append(h)
+    return out
 
 
 def _item_index(snap: Snapshot, key: tuple[str, str], by_store: dict) -> ItemIndex:

@@ -25,14 +25,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
+from zoneinfo import ZoneInfoNotFoundError, available_timezones
 
 from ..diagnostics import Severity, did_you_mean, q, render_all, render_one_line
 from ..source import SourceFile, Span
-from .model import CatalogItem, InventoryData, OpeningHours, Store
+from .model import CatalogItem, InventoryData, OpeningHours, Store, zone
 
 STORES, CATALOG, INVENTORY = "stores.csv", "catalog.csv", "inventory.csv"
 COLUMNS = {
-    STORES: ("id", "name", "address", "city", "lat", "lon", "hours"),
+    STORES: ("id", "name", "address", "city", "lat", "lon", "hours"),       # and optionally tz
     CATALOG: ("sku", "name", "category", "sizes"),
     INVENTORY: ("store", "sku", "size", "quantity"),
 }
@@ -58,6 +59,7 @@ CODES = {
     "D109": "size not offered",
     "D110": "malformed value",
     "D111": "malformed CSV line",
+    "D112": "unknown time zone",
 }
 
 
@@ -306,6 +308,17 @@ def _hours(raw: str) -> OpeningHours:
         raise _Bad("D107", str(err), help="e.g. Mo-Fr 09:00-20:00; Sa 10:00-18:00; Su closed") from None
 
 
+def _tz(raw: str) -> str:
+    """An IANA time zone name, checked against the time zone database."""
+    try:
+        zone(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Bad("D112", "not a time zone name",
+                   help=did_you_mean(raw, available_timezones())
+                   or "an IANA name such as Europe/London or America/New_York") from None
+    return raw
+
+
 def _sizes(raw: str) -> tuple[str, ...]:
     sizes = tuple(raw.split())
     dup = next((s for i, s in enumerate(sizes) if s in sizes[:i]), None)
@@ -337,10 +350,11 @@ class _Loader:
             sid = row.get("id", _ident)
             vals = [row.get(c) for c in ("name", "address", "city")]
             lat, lon, hours = row.get("lat", lat_of), row.get("lon", lon_of), row.get("hours", _hours)
+            tz = row.get("tz", _tz) if row.values.get("tz") else None      # optional column, may be empty
             if sid is not None and not self.unique(row, "id", sid, lines, "store"):
                 sid = None
             if t.done(row):
-                out[sid] = Store(sid, *vals, lat, lon, hours)
+                out[sid] = Store(sid, *vals, lat, lon, hours, tz)
                 lines[sid] = row.line
                 self.skipped_keys[STORES].pop(sid, None)
             elif sid is not None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
 _DAY_INDEX = {d: i for i, d in enumerate(DAYS)}
@@ -25,7 +28,7 @@ class OpeningHours:
     Each clause is a day set (``Mo``, a range ``Mo-Fr`` or a comma list of
     either) and ``HH:MM-HH:MM`` or ``closed``.  A day may appear once; days
     not named are closed; 24:00 closes at midnight.  Times are the store's
-    local time (the files carry no time zone yet).
+    local time, in its ``tz`` (:meth:`Store.open_at_time`).
     """
 
     days: tuple[tuple[int, int] | None, ...]   # (open, close) in minutes after midnight
@@ -103,10 +106,50 @@ class Store:
     lat: float
     lon: float
     hours: OpeningHours
+    tz: str | None = None           # IANA time zone of the hours ("Europe/London"); None: not known
 
     @property
     def position(self) -> tuple[float, float]:
         return (self.lat, self.lon)
+
+    def open_at_time(self, t: float, local: dict | None = None) -> bool | None:
+        """Open at ``t`` (seconds since the epoch), by its hours in its time
+        zone; None when the store has no time zone (its hours cannot be
+        placed in time).  ``local`` memoises (weekday, minute) per zone for
+        one ``t`` across the stores of one query."""
+        if self.tz is None:
+            return None
+        wm = local.get(self.tz) if local is not None else None
+        if wm is None:
+            wm = local_weekday_minute(self.tz, t)
+            if local is not None:
+                local[self.tz] = wm
+        return self.hours.open_at(*wm)
+
+
+_LOCAL: dict[tuple[str, int], tuple[int, int]] = {}
+
+
+def local_weekday_minute(tz: str, t: float) -> tuple[int, int]:
+    """(weekday with 0 = Monday, minute after midnight) at ``t`` in zone
+    ``tz``.  Remembered per (zone, minute since the epoch): exact, since
+    zone offsets change on whole minutes, and the requests of one minute
+    share it (the conversion is ~2 us; a lookup ~0.1)."""
+    key = (tz, int(t // 60))
+    hit = _LOCAL.get(key)
+    if hit is None:
+        d = datetime.fromtimestamp(key[1] * 60, zone(tz))
+        hit = d.weekday(), d.hour * 60 + d.minute
+        if len(_LOCAL) >= 4096:
+            _LOCAL.clear()
+        _LOCAL[key] = hit
+    return hit
+
+
+@lru_cache(maxsize=None)
+def zone(name: str) -> ZoneInfo:
+    """The time zone ``name`` (ZoneInfo caches too; this skips its key checks)."""
+    return ZoneInfo(name)
 
 
 @dataclass(frozen=True, slots=True)

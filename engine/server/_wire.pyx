@@ -243,6 +243,7 @@ cdef int _nearby(Buf *b, object n) except -1:
     _int32(b, 3, p.min_quantity)
     _int32(b, 4, p.low_stock_below)
     _bool(b, 5, p.preferred_first)
+    _bool(b, 6, p.open_now)
     _close(b, at)
     _common(b, n.common, 3, 4, 5)
     _str(b, 6, n.located_by or "")

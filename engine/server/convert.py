@@ -202,6 +202,7 @@ def result_to_pb(r: DecideResult, out: pb.DecideResponse | None = None) -> pb.De
         m.policy.min_quantity = p.min_quantity
         m.policy.low_stock_below = p.low_stock_below
         m.policy.preferred_first = p.preferred_first
+        m.policy.open_now = p.open_now
         for s in n.stores:
             m.stores.add(store_id=s.store_id, name=s.name, distance_km=s.distance_km, quantity=s.quantity,
                          low_stock=s.low_stock, preferred=s.preferred)

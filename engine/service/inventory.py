@@ -129,12 +129,17 @@ class InventoryStores:
         answer = inv.nearby_for(query.request_location, query.preferred_store, query.home, query.sku, size,
                                 radius_km=query.radius_km, limit=query.max_stores,
                                 min_quantity=max(1, query.min_quantity),
-                                low_stock_below=max(0, query.low_stock_below))
+                                low_stock_below=max(0, query.low_stock_below), open_at=query.open_at)
         if not answer.location.found:
             return NearbyFound((), None, "no_location")
         # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
         stores = tuple(answer.stores)
-        return NearbyFound(stores, _LOCATED_BY.get(answer.location.source), None if stores else "no_stock")
+        reason = None if stores else "no_stock"
+        if not stores and query.open_at is not None and inv.nearby_for(
+                query.request_location, query.preferred_store, query.home, query.sku, size,
+                radius_km=query.radius_km, limit=1, min_quantity=max(1, query.min_quantity)).stores:
+            reason = "none_open"            # in stock nearby, but every such store is closed now
+        return NearbyFound(stores, _LOCATED_BY.get(answer.location.source), reason)
 
 
 def _one_size(inv: Inventory, sku: str) -> str | None:

@@ -94,6 +94,7 @@ class NearbyStoresPolicy:
     min_quantity: int = 1
     low_stock_below: int = 0
     preferred_first: bool = False
+    open_now: bool = False          # only stores open at the decision's time (their hours, their zone)
 
 
 @dataclass(slots=True)
@@ -112,7 +113,7 @@ class NearbyStores:
     policy: NearbyStoresPolicy
     common: Common
     located_by: str | None = None      # request, preferred_store or home
-    empty_reason: str | None = None    # no_location, no_sku, no_size, no_stock, no_data
+    empty_reason: str | None = None    # no_location, no_sku, no_size, no_stock, none_open, no_data
 
 
 @dataclass(slots=True)

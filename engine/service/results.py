@@ -98,7 +98,8 @@ def _policy(v: dict) -> NearbyStoresPolicy:
         max_stores=_count(v.get("max_stores")),
         min_quantity=_count(v.get("min_quantity"), 1),
         low_stock_below=_count(v.get("low_stock_below")),
-        preferred_first=v.get("preferred_first") is True)
+        preferred_first=v.get("preferred_first") is True,
+        open_now=v.get("open_now") is True)
 
 
 def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,

@@ -127,6 +127,7 @@ class NearbyQuery:
     max_stores: int
     min_quantity: int
     low_stock_below: int = 0
+    open_at: float | None = None        # only stores open at this time (seconds since the epoch)
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class StoreStock:
 class NearbyFound:
     """Stores found, nearest first, where the search was centred
     ("request", "preferred_store", "home" or None) and, when empty, why
-    ("no_location", "no_sku", "no_size", "no_stock", "no_data")."""
+    ("no_location", "no_sku", "no_size", "no_stock", "none_open", "no_data")."""
     stores: tuple[StoreStock, ...]
     located_by: str | None
     empty_reason: str | None = None
@@ -162,7 +163,8 @@ class NullStores:
 
 
 class StaticStores:
-    """A fixed list of stores for tests: (store_id, name, lat, lon, {sku/size: qty})."""
+    """A fixed list of stores for tests: (store_id, name, lat, lon, {sku/size: qty}).
+    They have no opening hours: ``open_at`` is ignored (every store counts as open)."""
 
     def __init__(self, stores: list[tuple[str, str, float, float, dict[str, int]]]):
         self._stores = stores

@@ -187,6 +187,12 @@ def pick_format(rng: random.Random) -> str:
     return FORMATS[-1][0]
 
 
+#: The time zone each city's opening hours are in (the stores.csv tz column).
+CITY_TZ = {"London": "Europe/London", "Manchester": "Europe/London", "Berlin": "Europe/Berlin",
+           "Munich": "Europe/Berlin", "Paris": "Europe/Paris", "Lyon": "Europe/Paris",
+           "Amsterdam": "Europe/Amsterdam", "Rotterdam": "Europe/Amsterdam", "New York": "America/New_York"}
+
+
 def make_stores(rng: random.Random) -> list[dict]:
     stores = []
     for city, country, lat, lon, count, sigma, max_km, hoods in CITIES:
@@ -200,7 +206,7 @@ def make_stores(rng: random.Random) -> list[dict]:
             address = street_address(country, rng.randint(1, 240), rng.choice(STREETS[country]))
             stores.append({"id": f"s{len(stores) + 1:03d}", "name": name, "address": address, "city": city,
                            "lat": f"{slat:.5f}", "lon": f"{slon:.5f}", "hours": HOURS[(country, fmt)],
-                           "_format": fmt})
+                           "tz": CITY_TZ[city], "_format": fmt})
     return stores
 
 
@@ -272,7 +278,7 @@ def generate() -> dict[str, str]:
     catalog = make_catalog()
     inventory = make_inventory(rng, stores, catalog)
     return {
-        "stores.csv": to_csv(["id", "name", "address", "city", "lat", "lon", "hours"], stores),
+        "stores.csv": to_csv(["id", "name", "address", "city", "lat", "lon", "hours", "tz"], stores),
         "catalog.csv": to_csv(["sku", "name", "category", "sizes"], catalog),
         "inventory.csv": to_csv(["store", "sku", "size", "quantity"], inventory),
     }

@@ -9,7 +9,7 @@ import pytest
 from engine.eval.values import haversine_km
 from engine.inventory import Inventory, InventoryData, StockUpdate, StoreAvailability, load_dir
 
-from .conftest import write_data
+from .conftest import STORES, write_data
 
 RIVERSIDE = (51.5, -0.1)          # s001; s002..s004 lie 0.69, 1.38, 2.08 km east
 
@@ -168,3 +168,69 @@ def test_from_dir_returns_the_report(tmp_path):
     assert [e.code for e in report.errors] == ["D104"]
     assert inv.quantity("s001", "RUN-001", "42") == 0
     assert load_dir(tmp_path).report.skipped["inventory.csv"] == 1
+
+
+# ------------------------------------------------------------------ open now
+def _utc(text: str) -> float:
+    from datetime import datetime, timezone
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture
+def zoned(tmp_path):
+    """The small data set with time zones: the London stores in Europe/London,
+    Borough (s003) without one."""
+    lines = STORES.splitlines()
+    zones = {"s003": ""}
+    rows = [lines[0] + ",tz"] + [f"{line},{zones.get(line.split(',')[0], 'Europe/London')}" for line in lines[1:]]
+    result = load_dir(write_data(tmp_path, stores="\n".join(rows) + "\n"))
+    assert result.report.ok, result.report.render()
+    return Inventory(result.data)
+
+
+def test_open_now_leaves_out_closed_stores_before_the_limit(zoned):
+    sunday_morning = _utc("2026-11-22T10:00:00")          # Sunday, 10:00 in London (UTC+0 in winter)
+    found = zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, limit=2, open_at=sunday_morning)
+    # Riverside opens at 11:00 on Sundays: left out, and the limit of 2 reaches past it;
+    # Borough has no time zone, so its hours cannot be placed: kept
+    assert ids(found) == ["s003", "s004"]
+    assert ids(zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, limit=2)) == ["s001", "s003"]
+    noon = _utc("2026-11-22T12:00:00")
+    assert ids(zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, open_at=noon)) == ["s001", "s003", "s004"]
+
+
+def test_open_now_follows_the_stores_zone_and_summer_time(zoned):
+    riverside = zoned.snapshot.data.stores["s001"]
+    # Mo-Sa 09:00-20:00 in London: 08:30 UTC is 08:30 in winter (closed), 09:30 in summer (BST: open)
+    assert riverside.open_at_time(_utc("2026-01-14T08:30:00")) is False
+    assert riverside.open_at_time(_utc("2026-07-15T08:30:00")) is True
+    assert riverside.open_at_time(_utc("2026-07-15T19:30:00")) is False      # 20:30 BST
+    assert zoned.snapshot.data.stores["s003"].open_at_time(_utc("2026-07-15T12:00:00")) is None
+
+
+def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result):
+    """Every sample store has a time zone; the filter agrees with each store's
+    hours read in its zone with the standard library, whatever the hour."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    data = sample_result.data
+    inv = Inventory(data)
+    rng = random.Random(5)
+    stores = list(data.stores.values())
+    assert all(s.tz for s in stores)
+    for _ in range(150):
+        s = rng.choice(stores)
+        lat, lon = s.lat + rng.uniform(-0.05, 0.05), s.lon + rng.uniform(-0.05, 0.05)
+        item = rng.choice(list(data.catalog.values()))
+        size, radius, limit = rng.choice(item.sizes), rng.choice([3.0, 10.0, 30.0]), rng.choice([1, 3, 10])
+        t = _utc("2026-01-01T00:00:00") + rng.uniform(0, 365 * 86400)
+
+        def is_open(store):
+            local = datetime.fromtimestamp(t, ZoneInfo(store.tz))
+            r = store.hours.days[local.weekday()]
+            return r is not None and r[0] <= local.hour * 60 + local.minute < r[1]
+        expected = sorted((haversine_km((lat, lon), u.position), u.id, data.quantity(u.id, item.sku, size))
+                          for u in stores if is_open(u))
+        expected = [(d, sid, n) for d, sid, n in expected if d <= radius and n >= 1][:limit]
+        got = inv.nearby(lat, lon, item.sku, size, radius_km=radius, limit=limit, open_at=t)
+        assert [(a.distance_km, a.store_id, a.quantity) for a in got] == expected

@@ -237,3 +237,17 @@ def test_opening_hours_parse():
 def test_opening_hours_errors(text, words):
     with pytest.raises(ValueError, match=words):
         OpeningHours.parse(text)
+
+
+def test_the_time_zone_column_is_optional_and_checked(tmp_path):
+    header = "id,name,address,city,lat,lon,hours,tz\n"
+    rows = ("s001,Soho,1 High St,London,51.5,-0.1,Mo-Sa 09:00-20:00,Europe/London\n"
+            "s002,Marais,2 rue,Paris,48.85,2.35,Mo-Sa 09:00-20:00,\n"
+            "s003,Mitte,3 Str,Berlin,52.5,13.4,Mo-Sa 09:00-20:00,Europe/Berlinn\n")
+    result = load_dir(write_data(tmp_path, stores=header + rows, inventory="store,sku,size,quantity\n"))
+    [err] = result.report.errors
+    assert (err.code, err.column, err.span.line) == ("D112", "tz", 4)
+    assert "`Europe/Berlinn`: not a time zone name" in err.message and err.help == "did you mean `Europe/Berlin`?"
+    stores = result.data.stores
+    assert list(stores) == ["s001", "s002"] and stores["s001"].tz == "Europe/London" and stores["s002"].tz is None
+    assert load_stores(tmp_path, GOOD_STORE).data.stores["s001"].tz is None   # no tz column at all

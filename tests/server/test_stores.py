@@ -148,3 +148,37 @@ def test_an_edited_stock_file_is_picked_up_by_the_watcher(start_server, tmp_path
         assert time.monotonic() < deadline, "the edited stock file was never reloaded"
         time.sleep(0.05)
     assert inventory(s).GetInventory(ipb.GetInventoryRequest(), timeout=10).inventory_version > 1
+
+
+def _open_by_hours(store, t: float) -> bool:
+    """A sample store open at t, read from rules/data/stores.csv with the standard library."""
+    import csv
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    from engine.inventory.model import OpeningHours
+    row = next(r for r in csv.DictReader((RULES / "data" / "stores.csv").open(encoding="utf-8"))
+               if r["id"] == store)
+    local = datetime.fromtimestamp(t, ZoneInfo(row["tz"]))
+    return OpeningHours.parse(row["hours"]).open_at(local.weekday(), local.hour * 60 + local.minute)
+
+
+@pytest.mark.parametrize("hour", [3, 7, 9, 12, 19, 22])
+def test_at_the_till_only_stores_open_now_are_offered(served, hour):
+    """The reference pack's till rule asks for stores open now (open_now):
+    every store offered is open at decided_at by its hours in its zone; at
+    night, none is, and the answer says so (none_open) rather than no_stock.
+    A phone request at the same moment is not filtered."""
+    t = NOW_S - 7 * 3600 + hour * 3600                       # Monday 2026-11-23, hour:00 in London (UTC+0)
+    till = request(**TEE, channel=pb.CHANNEL_POS, device=pb.DEVICE_TILL, store="s016")
+    till.context.timestamp.seconds = t
+    r = decide(served, till).nearby_stores
+    assert r.policy.open_now and r.policy.radius_km == 25
+    assert all(_open_by_hours(s.store_id, t) for s in r.stores)
+    phone = request(**TEE, location=NEAR_RIVERSIDE, device=pb.DEVICE_MOBILE)
+    phone.context.timestamp.seconds = t
+    p = decide(served, phone).nearby_stores
+    assert not p.policy.open_now and p.stores                 # Riverside holds one, open or not
+    if hour == 3:
+        assert list(r.stores) == [] and r.empty_reason == "none_open"
+    if hour == 12:
+        assert len(r.stores) == 5 and r.empty_reason == ""
