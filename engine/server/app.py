@@ -363,10 +363,12 @@ def open_state(cfg: ServeConfig):
 
 def start_watcher(cfg: ServeConfig, rules: RulesManager, data_listeners=()):
     """Watch ``--rules`` (unless ``--watch off``): edits reload in the
-    background; changes under RULES/data/ go to ``data_listeners`` (each
-    called with the changed paths)."""
+    background; changes under the store-data directory (``--data``, else
+    RULES/data/; watched too when it lies outside the rules) go to
+    ``data_listeners`` (each called with the changed paths)."""
     from .watch import PackWatcher
     watcher = PackWatcher(cfg.rules, rules.request_reload, mode=cfg.watch, debounce_ms=cfg.watch_debounce_ms,
+                          data_dir=cfg.data_dir or None,
                           ignore_paths=[p for p in (cfg.state, cfg.decision_log) if p and p != "off"])
     for listener in data_listeners:
         watcher.on_data_change(listener)

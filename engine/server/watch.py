@@ -9,7 +9,8 @@ debounced by watchfiles: a batch is delivered once no change arrived for
 save (temporary file, rename, chmod) or a ``git checkout`` is one batch.
 
 A batch under the data directory (``RULES/data/`` by default: stores,
-inventory, sample profiles) goes to every listener added with
+inventory, sample profiles; ``maple serve --data DIR`` elsewhere, which is
+then watched too) goes to every listener added with
 :meth:`PackWatcher.on_data_change` as a sorted list of paths; anything else
 asks the rules manager for a reload (:meth:`RulesManager.request_reload`,
 which compiles in the background, coalesces bursts, and does nothing when
@@ -95,8 +96,14 @@ class PackWatcher:
         self.root = self.path.resolve()
         self.data_dir = Path(self._data_dir).resolve() if self._data_dir else self.root / "data"
         inode = os.stat(self.path).st_ino
+        paths = [self.root]
+        if self._data_dir and not _under(self.data_dir, self.root):
+            if self.data_dir.is_dir():
+                paths.append(self.data_dir)
+            else:                               # the rules are watched all the same
+                log.warning("the data directory %s does not exist: not watched", self.data_dir)
         first = True
-        for changes in watch(self.root, watch_filter=pack_filter(self.ignore_paths), debounce=self.debounce_ms,
+        for changes in watch(*paths, watch_filter=pack_filter(self.ignore_paths), debounce=self.debounce_ms,
                              step=self.step_ms, stop_event=self._stop, rust_timeout=1000, yield_on_timeout=True,
                              force_polling=self.mode == "poll", poll_delay_ms=max(50, self.step_ms),
                              raise_interrupt=False):

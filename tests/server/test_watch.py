@@ -84,3 +84,27 @@ def test_a_directory_swapped_behind_a_symlink_is_watched_again(tmp_path):
         assert pokes.wait(before + 1)
     finally:
         w.stop()
+
+
+@pytest.mark.parametrize("mode", ["on", "poll"])
+def test_a_data_directory_outside_the_rules_is_watched_too(tmp_path, mode):
+    """maple serve --data DIR with DIR elsewhere: its edits reach the data
+    listeners; rule edits still poke the manager."""
+    root, data_dir = tmp_path / "rules", tmp_path / "store-data"
+    root.mkdir()
+    data_dir.mkdir()
+    (root / "a.rules").write_text("const a = 1\n")
+    pokes, data, got_data = Pokes(), [], threading.Event()
+    w = PackWatcher(str(root), pokes, data_dir=str(data_dir), mode=mode, debounce_ms=50)
+    w.on_data_change(lambda paths: (data.append(paths), got_data.set()))
+    w.start()
+    try:
+        assert w.ready.wait(DEADLINE) and pokes.wait(1)
+        (data_dir / "stores.csv").write_text("id,name\n")
+        assert got_data.wait(DEADLINE)
+        assert any(str((data_dir / "stores.csv").resolve()) in paths for paths in data)
+        before = pokes.n
+        (root / "a.rules").write_text("const a = 2\n")
+        assert pokes.wait(before + 1)
+    finally:
+        w.stop()
