@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from .geo import GeoIndex, check_query
 from .loader import LoadReport, load_dir
