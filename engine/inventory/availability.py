@@ -150,7 +150,8 @@ class Inventory:
     # -- readers
     def nearby(self, lat: float, lon: float, sku: str, size: str, radius_km: float = 10.0,
                limit: int = 5, min_quantity: int = 1, low_stock_below: int = 3,
-               preferred_store: str | None = None, open_at: float | None = None) -> list[StoreAvailability]:
+               preferred_store: str | None = None, open_at: float | None = None,
+               at: float | None = None) -> list[StoreAvailability]:
         """Stores within ``radius_km`` holding at least ``min_quantity`` of
         (sku, size), nearest first (ties by store id), at most ``limit``.
         The preferred store comes first when it qualifies (within the radius
@@ -158,9 +159,10 @@ class Inventory:
         ``low_stock`` is quantity < ``low_stock_below``.  With ``open_at``
         (seconds since the epoch) only stores open then count, by their
         hours in their time zone; a store without a time zone is kept (its
-        hours cannot be placed in time)."""
+        hours cannot be placed in time).  With ``at``, each store found says
+        whether it is open then (``open_now``; None without a time zone)."""
         return _nearby(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
-                       preferred_store, open_at)
+                       preferred_store, open_at, at)
 
     def locate(self, request_location, preferred_store, home) -> Location:
         """Where to search: request location, else preferred store, else home."""
@@ -168,7 +170,8 @@ class Inventory:
 
     def nearby_for(self, request_location, preferred_store, home, sku: str, size: str,
                    radius_km: float = 10.0, limit: int = 5, min_quantity: int = 1,
-                   low_stock_below: int = 3, open_at: float | None = None) -> NearbyAnswer:
+                   low_stock_below: int = 3, open_at: float | None = None,
+                   at: float | None = None) -> NearbyAnswer:
         """:meth:`locate`, then :meth:`nearby` around it with the preferred
         store first, both from one snapshot; no location means no stores,
         and the Location says why."""
@@ -178,11 +181,11 @@ class Inventory:
             return NearbyAnswer(where, [])
         preferred = preferred_store if type(preferred_store) is str else None
         return NearbyAnswer(where, _nearby(snap, *where.point, sku, size, radius_km, limit, min_quantity,
-                                           low_stock_below, preferred, open_at))
+                                           low_stock_below, preferred, open_at, at))
 
 
 def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
-            preferred_store, open_at=None) -> list[StoreAvailability]:
+            preferred_store, open_at=None, at=None) -> list[StoreAvailability]:
     """:meth:`Inventory.nearby`, answered from ``snap`` alone."""
     check_query(lat, lon, radius_km)
     if limit < 0 or min_quantity < 1 or low_stock_below < 0:
@@ -198,7 +201,12 @@ def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity,
     if preferred_store is not None:
         first = [h for h in hits if h[1] == preferred_store]
         hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
-    return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
+    if at is None:
+        return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
+                for d, sid, n in hits[:limit]]
+    local: dict = {}
+    return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below,
+                              stores[sid].open_at_time(at, local))
             for d, sid, n in hits[:limit]]
 
 

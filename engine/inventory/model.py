@@ -177,6 +177,7 @@ class StoreAvailability:
     distance_km: float
     quantity: int
     low_stock: bool
+    open_now: bool | None = None    # open at the query's time (None: not asked, or the store has no tz)
 
 
 @dataclass(frozen=True, eq=False)

@@ -130,6 +130,14 @@ cdef inline int _bool(Buf *b, int field, object v) except -1:
     return 0
 
 
+cdef inline int _optional_bool(Buf *b, int field, object v) except -1:
+    """An ``optional bool``: written when not None, False included (presence)."""
+    if v is not None:
+        _tag(b, field, VARINT)
+        _varint(b, 1 if v else 0)
+    return 0
+
+
 cdef inline int _enum(Buf *b, int field, long v) except -1:
     if v:
         _tag(b, field, VARINT)
@@ -235,6 +243,7 @@ cdef int _nearby(Buf *b, object n) except -1:
         _int32(b, 4, s.quantity)
         _bool(b, 5, s.low_stock)
         _bool(b, 6, s.preferred)
+        _optional_bool(b, 7, s.open_now)
         _close(b, at)
     p = n.policy
     at = _open(b, 2)

@@ -204,8 +204,10 @@ def result_to_pb(r: DecideResult, out: pb.DecideResponse | None = None) -> pb.De
         m.policy.preferred_first = p.preferred_first
         m.policy.open_now = p.open_now
         for s in n.stores:
-            m.stores.add(store_id=s.store_id, name=s.name, distance_km=s.distance_km, quantity=s.quantity,
-                         low_stock=s.low_stock, preferred=s.preferred)
+            line = m.stores.add(store_id=s.store_id, name=s.name, distance_km=s.distance_km, quantity=s.quantity,
+                                low_stock=s.low_stock, preferred=s.preferred)
+            if s.open_now is not None:
+                line.open_now = s.open_now
         m.located_by = n.located_by or ""
         m.empty_reason = n.empty_reason or ""
         _common(n.common, m)

@@ -177,7 +177,7 @@ class Decider:
             home = profile.get("home")
             query = NearbyQuery(q.context.sku or None, size, q.context.location, preferred,
                                 _geo(home) if home is not None else None, p.radius_km, p.max_stores,
-                                p.min_quantity, p.low_stock_below, ds.now if p.open_now else None)
+                                p.min_quantity, p.low_stock_below, ds.now if p.open_now else None, ds.now)
             try:
                 found = self.stores.nearby(query, _remaining(deadline))
             except SourceUnavailable as err:

@@ -129,7 +129,8 @@ class InventoryStores:
         answer = inv.nearby_for(query.request_location, query.preferred_store, query.home, query.sku, size,
                                 radius_km=query.radius_km, limit=query.max_stores,
                                 min_quantity=max(1, query.min_quantity),
-                                low_stock_below=max(0, query.low_stock_below), open_at=query.open_at)
+                                low_stock_below=max(0, query.low_stock_below), open_at=query.open_at,
+                                at=query.at)
         if not answer.location.found:
             return NearbyFound((), None, "no_location")
         # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are

@@ -105,6 +105,7 @@ class StoreAvailability:
     quantity: int
     low_stock: bool
     preferred: bool
+    open_now: bool | None = None    # open at decided_at by its hours and zone; None: not known
 
 
 @dataclass(slots=True)

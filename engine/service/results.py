@@ -107,7 +107,7 @@ def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,
     """The policy the rules chose applied to what the stores source found."""
     p = p or policy(o)
     stores = [StoreAvailability(s.store_id, s.name, s.distance_km, s.quantity,
-                                s.quantity < p.low_stock_below, s.store_id == preferred_store)
+                                s.quantity < p.low_stock_below, s.store_id == preferred_store, s.open_now)
               for s in found.stores if s.quantity >= p.min_quantity]
     stores.sort(key=lambda s: ((not s.preferred) if p.preferred_first else False, s.distance_km))
     reason = found.empty_reason if not stores else None

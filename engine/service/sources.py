@@ -128,6 +128,7 @@ class NearbyQuery:
     min_quantity: int
     low_stock_below: int = 0
     open_at: float | None = None        # only stores open at this time (seconds since the epoch)
+    at: float | None = None             # the decision's time: each store found says if it is open then
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ class StoreStock:
     name: str
     distance_km: float
     quantity: int
+    open_now: bool | None = None        # at NearbyQuery.at; None: not known
 
 
 @dataclass(slots=True)

@@ -234,3 +234,10 @@ def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result)
         expected = [(d, sid, n) for d, sid, n in expected if d <= radius and n >= 1][:limit]
         got = inv.nearby(lat, lon, item.sku, size, radius_km=radius, limit=limit, open_at=t)
         assert [(a.distance_km, a.store_id, a.quantity) for a in got] == expected
+
+
+def test_with_a_time_each_store_says_whether_it_is_open(zoned):
+    sunday_morning = _utc("2026-11-22T10:00:00")
+    found = zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, at=sunday_morning)
+    assert [(a.store_id, a.open_now) for a in found] == [("s001", False), ("s003", None), ("s004", True)]
+    assert all(a.open_now is None for a in zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5))

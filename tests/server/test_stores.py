@@ -167,17 +167,21 @@ def test_at_the_till_only_stores_open_now_are_offered(served, hour):
     """The reference pack's till rule asks for stores open now (open_now):
     every store offered is open at decided_at by its hours in its zone; at
     night, none is, and the answer says so (none_open) rather than no_stock.
-    A phone request at the same moment is not filtered."""
+    A phone request at the same moment is not filtered, and every store in
+    it says whether it is open."""
     t = NOW_S - 7 * 3600 + hour * 3600                       # Monday 2026-11-23, hour:00 in London (UTC+0)
     till = request(**TEE, channel=pb.CHANNEL_POS, device=pb.DEVICE_TILL, store="s016")
     till.context.timestamp.seconds = t
     r = decide(served, till).nearby_stores
     assert r.policy.open_now and r.policy.radius_km == 25
     assert all(_open_by_hours(s.store_id, t) for s in r.stores)
+    assert all(s.HasField("open_now") and s.open_now for s in r.stores)
     phone = request(**TEE, location=NEAR_RIVERSIDE, device=pb.DEVICE_MOBILE)
     phone.context.timestamp.seconds = t
     p = decide(served, phone).nearby_stores
     assert not p.policy.open_now and p.stores                 # Riverside holds one, open or not
+    # ...and each store says whether it is open (False is sent, not left out)
+    assert all(s.HasField("open_now") and s.open_now == _open_by_hours(s.store_id, t) for s in p.stores)
     if hour == 3:
         assert list(r.stores) == [] and r.empty_reason == "none_open"
     if hour == 12:

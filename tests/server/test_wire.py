@@ -129,7 +129,8 @@ json_values = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
 field_values = st.none() | st.booleans() | doubles | text | st.tuples(doubles, doubles)
 offers = st.builds(OfferResult, text, text, doubles, opt_text, opt_text, st.none() | reasons,
                    st.dictionaries(text, field_values, max_size=3))
-stores = st.builds(StoreAvailability, text, text, doubles, int32, st.booleans(), st.booleans())
+stores = st.builds(StoreAvailability, text, text, doubles, int32, st.booleans(), st.booleans(),
+                   st.none() | st.booleans())
 policies = st.builds(NearbyStoresPolicy, doubles, int32, int32, int32, st.booleans(), st.booleans())
 generic = st.one_of(
     st.builds(GenericDecision, st.sampled_from(["value", "record"]), json_values, commons),
