@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from bench.callgrind import instructions, require_valgrind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,15 +90,9 @@ def child(stage: str, customers: int) -> None:
 
 def measure(stage: str, customers: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-m", "bench.decide_cost",
-             "--child", stage, "--customers", str(customers)],
-            cwd=ROOT, capture_output=True, text=True)
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode != 0 or not m:
-        raise SystemExit(f"decide_cost: callgrind failed on {stage}:\n{out.stderr[-2000:]}")
-    return int(m.group(1)) / customers
+        n = instructions(["bench.decide_cost", "--child", stage, "--customers", str(customers)], tmp,
+                         f"decide_cost {stage}")
+    return n / customers
 
 
 def main(argv=None) -> int:
@@ -112,8 +105,7 @@ def main(argv=None) -> int:
     if args.child:
         child(args.child, args.customers)
         return 0
-    if not shutil.which("valgrind"):
-        raise SystemExit("decide_cost: needs valgrind (apt-get install valgrind)")
+    require_valgrind("decide_cost")
     stages = args.stages.split(",")
     print(f"callgrind: instructions per call, reference pack, {args.customers} customers (hot, in process)",
           file=sys.stderr)

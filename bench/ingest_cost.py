@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import re
-import shutil
-import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from bench.callgrind import instructions, require_valgrind
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = 1.8e9
@@ -60,16 +59,10 @@ def child(code_root: str, events: int, customers: int, warm: int, batches: int, 
 
 def measure(code_root: Path, args) -> float:
     with tempfile.TemporaryDirectory(prefix="maple-ingest-cost-") as tmp:
-        out = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce",
-             f"--callgrind-out-file={tmp}/cg.out", sys.executable, "-m", "bench.ingest_cost",
-             "--child", str(code_root), "--tmp", tmp, "--events", str(args.events),
-             "--customers", str(args.customers), "--warm", str(args.warm), "--batches", str(args.batches)],
-            cwd=ROOT, capture_output=True, text=True)
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode != 0 or not m:
-        raise SystemExit(f"ingest_cost: callgrind failed for {code_root}:\n{out.stderr[-2000:]}")
-    return int(m.group(1)) / args.batches
+        n = instructions(["bench.ingest_cost", "--child", str(code_root), "--tmp", tmp, "--events", str(args.events),
+                          "--customers", str(args.customers), "--warm", str(args.warm),
+                          "--batches", str(args.batches)], tmp, f"ingest_cost for {code_root}")
+    return n / args.batches
 
 
 def main(argv=None) -> int:
@@ -85,8 +78,7 @@ def main(argv=None) -> int:
     if args.child:
         child(args.child, args.events, args.customers, args.warm, args.batches, args.tmp)
         return 0
-    if not shutil.which("valgrind"):
-        raise SystemExit("ingest_cost: needs valgrind (apt-get install valgrind)")
+    require_valgrind("ingest_cost")
     print(f"callgrind: instructions per batch of {BATCH}, SQLite, {args.events} events / {args.customers} "
           f"customers, batches {args.warm + 1}-{args.warm + args.batches}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="maple-ingest-base-") as base_dir:
