@@ -160,23 +160,41 @@ class Ruleset:
         assignment) defaults to the profile's ``customer_id``.  Unknown
         decision names raise KeyError.
         """
-        if type(profile) is not dict:
-            profile = {}
-        if type(request) is not dict:
-            request = {}
         if now is None:
             now = time.time()
+        raw = self.run(profile, request, now, customer_id, decisions)
+        explanations = self.explain(profile, request, now, customer_id, decisions) if explain else None
+        return self.decision_set(raw, now, explanations)
+
+    def run(self, profile: dict | None, request: dict | None, now: float, customer_id: str | None = None,
+            decisions: Iterable[str] | None = None) -> list:
+        """The kernel's raw answers, one per decision (None for one not
+        wanted): what :meth:`decide` makes its outcomes of, and what
+        ``engine.service.assemble`` maps to typed results directly."""
+        if type(profile) is not dict:
+            profile = {}
         if customer_id is None:
             cid = profile.get("customer_id")
             customer_id = cid if type(cid) is str and cid else None
         wanted = None
         if decisions is not None:
             wanted = {self._by_name[name].position for name in decisions}
-        raw = self.kernel.run(profile, request, now, customer_id, wanted)
-        explanations = None
-        if explain:
-            from .eval.explain import explain as explain_all
-            explanations = explain_all(self, profile, request, now, customer_id, wanted)
+        return self.kernel.run(profile, request if type(request) is dict else {}, now, customer_id, wanted)
+
+    def explain(self, profile: dict | None, request: dict | None, now: float, customer_id: str | None = None,
+                decisions: Iterable[str] | None = None) -> dict:
+        """Per wanted decision name: the winner and why the others lost."""
+        from .eval.explain import explain as explain_all
+        if type(profile) is not dict:
+            profile = {}
+        if customer_id is None:
+            cid = profile.get("customer_id")
+            customer_id = cid if type(cid) is str and cid else None
+        wanted = None if decisions is None else {self._by_name[name].position for name in decisions}
+        return explain_all(self, profile, request if type(request) is dict else {}, now, customer_id, wanted)
+
+    def decision_set(self, raw: list, now: float, explanations: dict | None = None) -> DecisionSet:
+        """The outcomes of :meth:`run`'s raw answers."""
         outcomes = {}
         for d, r in zip(self.program.decisions, raw):
             if r is not None:

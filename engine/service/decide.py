@@ -1,8 +1,8 @@
 """Deciding for one customer, or a batch: the decision service's domain.
 
 :class:`Decider` reads the current ruleset once per request, resolves the
-profile (store, snapshot or neither), evaluates, and maps the outcomes to
-typed results.  Failures of the profile or stores source never fail the
+profile (store, snapshot or neither), evaluates, and maps the kernel's
+answers to typed results (:mod:`.assemble`).  Failures of the profile or stores source never fail the
 request: the answer is computed with what is there and marked degraded.
 
 An unknown customer (an id the store does not know) with no snapshot is
@@ -13,22 +13,23 @@ experiments still assign by the id, and the result says
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Sequence
 
 from ..eval.values import to_geo
-from ..ruleset import DecisionSet, Ruleset
+from ..ruleset import Ruleset
 from . import results
+from .assemble import Plan
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
-from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
+from .model import Common, DecideQuery, DecideResult, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus
 from .rules import RulesetHolder
 from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, ProfileSource, SourceUnavailable,
                       StoresSource, lookup_profile)
 from .validate import validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
-_HOMEPAGE, _SIZE = results.HOMEPAGE, results.SIZE
 
 
 def _check_deadline(deadline: float | None) -> None:
@@ -48,6 +49,7 @@ class Decider:
         self.stores = stores or NullStores()
         self.clock = clock
         self.decision_log = None               # engine.service.decision_log.DecisionLog, when sampling
+        self._plan: Plan | None = None         # the current ruleset's (engine.service.assemble)
 
     # -- the ruleset
     def ruleset(self) -> Ruleset:
@@ -95,11 +97,27 @@ class Decider:
         _check_deadline(deadline)
         wanted = self._wanted(rs, q.decisions)
         request = q.context.to_request()
-        ds = rs.decide(profile, request, now, customer_id=q.customer_id or None,
-                       decisions=wanted, explain=q.explain)
-        if self.decision_log is not None:
-            self.decision_log.offer(rs.version, q.customer_id, profile, request, ds, status)
-        return self._result(rs, q, ds, profile, status, degraded, deadline)
+        cid = q.customer_id or None
+        raw = rs.run(profile, request, now, cid, wanted)
+        if self.decision_log is not None:          # the outcomes are made on the log's thread, if sampled
+            self.decision_log.offer(rs.version, q.customer_id, profile, request,
+                                    functools.partial(rs.decision_set, raw, now), status)
+        plan = self._plan
+        if plan is None or plan.ruleset is not rs:
+            plan = self._plan = Plan(rs)
+        asked = set(q.decisions) if q.decisions else None
+        fields, generic, decided_by, nearby = plan.map(raw, asked)
+        if nearby is not None:
+            fields[results.NEARBY] = self._nearby(q, plan.size(raw), nearby[0], nearby[1], profile, degraded,
+                                                  deadline, now)
+        explanation = None
+        if q.explain:
+            explained = rs.explain(profile, request, now, cid, wanted)
+            explanation = {name: e for name, e in explained.items()
+                           if e is not None and (asked is None or name in asked)}
+        return DecideResult(rs.version, now, status, decisions=generic, degraded=bool(degraded),
+                            degraded_reason="; ".join(degraded), explanation=explanation,
+                            decided_by=tuple(decided_by), **fields)
 
     def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:
         snapshot = q.profile
@@ -139,37 +157,10 @@ class Decider:
             wanted.append(results.SIZE)
         return wanted
 
-    def _result(self, rs: Ruleset, q: DecideQuery, ds: DecisionSet, profile: dict,
-                status: ProfileStatus, degraded: list[str], deadline) -> DecideResult:
-        asked = set(q.decisions) if q.decisions else None
-        fields: dict = {}
-        generic = {}
-        decided_by = []
-        explanation = {} if q.explain else None
-        for name, o in ds.outcomes.items():
-            if asked is not None and name not in asked:
-                continue
-            reasons = o.reasons
-            decided_by.append((name, reasons[0].name if reasons and o.source == "rule" else None))
-            if explanation is not None and o.explanation is not None:
-                explanation[name] = o.explanation
-            if ((name == _HOMEPAGE or name == _SIZE) and o.kind == "value"
-                    and (o.value is None or isinstance(o.value, str))):          # results.is_text, inline
-                fields[name] = results.homepage(o) if name == _HOMEPAGE else results.prefill(o)
-            elif name == results.OFFER and o.kind == "offer":
-                fields[name] = results.next_best(o)
-            elif name == results.NEARBY and o.kind == "record":
-                fields[name] = self._nearby(q, ds, o, profile, degraded, deadline)
-            else:
-                generic[name] = results.generic(o)
-        return DecideResult(ds.version, ds.now, status, decisions=generic, degraded=bool(degraded),
-                            degraded_reason="; ".join(degraded), explanation=explanation,
-                            decided_by=tuple(decided_by), **fields)
-
-    def _nearby(self, q: DecideQuery, ds: DecisionSet, o, profile: dict, degraded: list[str], deadline):
-        p = results.policy(o)
-        size_o = ds.outcomes.get(results.SIZE)
-        size = size_o.value if size_o is not None and isinstance(size_o.value, str) else None
+    def _nearby(self, q: DecideQuery, size: str | None, p: NearbyStoresPolicy, common: Common, profile: dict,
+                degraded: list[str], deadline, now: float) -> NearbyStores:
+        """The stores near the customer holding the viewed item in ``size``,
+        by the policy the rules chose."""
         preferred = profile.get("preferred_store")
         preferred = preferred if isinstance(preferred, str) and preferred else None
         found = NearbyFound((), None, "no_stock")
@@ -177,7 +168,7 @@ class Decider:
             home = profile.get("home")
             query = NearbyQuery(q.context.sku or None, size, q.context.location, preferred,
                                 _geo(home) if home is not None else None, p.radius_km, p.max_stores,
-                                p.min_quantity, p.low_stock_below, ds.now if p.open_now else None, ds.now)
+                                p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
             try:
                 found = self.stores.nearby(query, _remaining(deadline))
             except SourceUnavailable as err:
@@ -185,8 +176,7 @@ class Decider:
             except Exception as err:
                 log.exception("stores source failed")
                 degraded.append(f"store availability failed: {type(err).__name__}")
-        return results.nearby(o, found, preferred, p)
-
+        return results.nearby_answer(p, common, found, preferred)
 
 def _geo(v) -> tuple[float, float] | None:
     if v is None:

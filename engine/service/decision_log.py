@@ -198,7 +198,11 @@ class DecisionLog:
             self.dropped += 1
 
     def record(self, at, version, customer_id, profile, request, ds, status) -> dict:
-        """One log line, masked."""
+        """One log line, masked.  ``ds``: the DecisionSet, or a function
+        making it (the decision path hands the kernel's answers over as
+        they are; the outcomes are made here, off that path, if sampled)."""
+        if callable(ds):
+            ds = ds()
         cid = customer_id or (profile.get("customer_id") if isinstance(profile, dict) else None)
         return {"at": round(at, 3), "version": version, "customer_id": self._pseudonym(cid),
                 "profile": mask(profile or {}, self._pseudonym), "request": mask(request or {}, self._pseudonym),

@@ -83,7 +83,11 @@ def next_best(o: Outcome) -> NextBestOffers:
 
 
 def policy(o: Outcome) -> NearbyStoresPolicy:
-    v = o.value if isinstance(o.value, dict) else {}
+    return policy_of(o.value if isinstance(o.value, dict) else {})
+
+
+def policy_of(v: dict) -> NearbyStoresPolicy:
+    """The policy a nearby_stores record's fields say (shared per value)."""
     try:
         key = tuple((k, x, x.__class__) for k, x in v.items())   # the class too: True == 1 == 1.0
         hit = _POLICIES.get(key)
@@ -105,7 +109,10 @@ def _policy(v: dict) -> NearbyStoresPolicy:
 def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,
            p: NearbyStoresPolicy | None = None) -> NearbyStores:
     """The policy the rules chose applied to what the stores source found."""
-    p = p or policy(o)
+    return nearby_answer(p or policy(o), common(o), found, preferred_store)
+
+
+def nearby_answer(p: NearbyStoresPolicy, c: Common, found: NearbyFound, preferred_store: str | None) -> NearbyStores:
     stores = [StoreAvailability(s.store_id, s.name, s.distance_km, s.quantity,
                                 s.quantity < p.low_stock_below, s.store_id == preferred_store, s.open_now)
               for s in found.stores if s.quantity >= p.min_quantity]
@@ -113,7 +120,7 @@ def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,
     reason = found.empty_reason if not stores else None
     if not stores and reason is None:
         reason = "no_stock"
-    return NearbyStores(tuple(stores[:p.max_stores]), p, common(o), found.located_by, reason)
+    return NearbyStores(tuple(stores[:p.max_stores]), p, c, found.located_by, reason)
 
 
 def generic(o: Outcome) -> GenericDecision:
@@ -152,3 +159,27 @@ def _count(x, default: int = 0) -> int:
     if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
         return max(0, min(int(x), 1_000_000))
     return default
+
+
+def from_outcomes(ds, asked: set | None) -> tuple[dict, dict, list, tuple | None]:
+    """The reference for ``assemble.Plan.map``: the same (typed fields,
+    generic decisions, decided_by, nearby) made from a DecisionSet's
+    outcomes, one outcome at a time, as Decide did before the plan."""
+    fields: dict = {}
+    others: dict = {}
+    decided_by: list = []
+    nearby_ = None
+    for name, o in ds.outcomes.items():
+        if asked is not None and name not in asked:
+            continue
+        reasons = o.reasons
+        decided_by.append((name, reasons[0].name if reasons and o.source == "rule" else None))
+        if name in (HOMEPAGE, SIZE) and is_text(o):
+            fields[name] = homepage(o) if name == HOMEPAGE else prefill(o)
+        elif name == OFFER and o.kind == "offer":
+            fields[name] = next_best(o)
+        elif name == NEARBY and o.kind == "record":
+            nearby_ = (policy(o), common(o))
+        else:
+            others[name] = generic(o)
+    return fields, others, decided_by, nearby_

@@ -1,0 +1,186 @@
+"""The kernel's raw answers straight to the service's typed results.
+
+``Ruleset.decide`` turns the kernel's raw tuples into an ``Outcome`` per
+decision (the engine's answer, read by rule tests, replay, explain and the
+decision log), and ``Decider`` then maps each ``Outcome`` to a typed result.
+On the served path that double step cost as many instructions as the rules
+themselves.  A :class:`Plan`, built once per ruleset, maps the raw tuples to
+the very same typed results in one step, with what repeats from customer to
+customer (a rule's ``Common``, an offer's id, reason and static message)
+made once.  It is the fast twin of the two steps, not a second contract:
+tests/server/test_assemble.py holds the two equal on generated customers
+and on every reference-pack answer.
+
+What the plan does not know how to map in one step (a decision of a typed
+name but another shape, a ``pick all`` list, any generic decision) it maps
+through ``Ruleset._outcome`` and :mod:`.results`, as before.
+"""
+from __future__ import annotations
+
+from ..ruleset import Ruleset
+from ..eval.values import render_value
+from . import results
+from .model import Common, HomepageCategory, NextBestOffers, OfferResult, PrefilledSize, Reason
+
+# what a decision's raw tuple becomes
+GENERIC, TEXT, OFFERS, RECORD = 0, 1, 2, 3
+
+
+class _Decision:
+    __slots__ = ("ir", "name", "how", "rules", "reasons", "commons", "shared", "default", "shapes",
+                 "templates", "defaults", "policies")
+
+    def __init__(self, rs: Ruleset, d):
+        self.ir = d
+        self.name = d.name
+        self.rules = tuple(c.name for c in d.candidates)
+        # a rule's Common when no experiment assigned a variant: the same object every call
+        self.reasons = tuple(Reason(c.name, c.because, c.location) for c in d.candidates)
+        self.commons = tuple(Common("rule", r) for r in self.reasons)
+        self.shared: dict = {}          # (rank or source, variants) -> Common, for the other cases
+        self.default = d.default
+        self.shapes = rs._shapes[d.position]
+        self.defaults = rs._defaults[d.position]
+        self.templates = tuple(_template(c.message) for c in d.candidates)
+        # nearby_stores: (rank, the rule's outputs) -> the policy they say.  Safe
+        # as a key although True == 1: a field's values all have the field's type.
+        self.policies = results._Memo(1_000)
+        if d.name in (results.HOMEPAGE, results.SIZE) and d.kind == "value" and d.policy != "all":
+            self.how = TEXT
+        elif d.name == results.OFFER and d.kind == "offer":
+            self.how = OFFERS
+        elif d.name == results.NEARBY and d.kind == "record":
+            self.how = RECORD
+        else:
+            self.how = GENERIC
+
+
+    def common(self, key, variants: tuple) -> Common:
+        """A rule's Common with experiment variants (``key`` its rank), or a
+        default's (``key`` its source): one object per distinct value, as
+        the ruleset's ranks, sources and variants are few."""
+        hit = self.shared.get((key, variants))
+        if hit is None:
+            reason = self.reasons[key] if type(key) is int else None
+            hit = self.shared[key, variants] = Common("rule" if reason is not None else key, reason, variants)
+        return hit
+
+
+class Plan:
+    """How one ruleset's raw answers become typed results."""
+
+    def __init__(self, rs: Ruleset):
+        self.ruleset = rs
+        self.decisions = tuple(_Decision(rs, d) for d in rs.program.decisions)
+        size = rs._by_name.get(results.SIZE)
+        # only a single value can be a size (a pick-all list, a record or offers never are)
+        self.size_position = size.position if size is not None and size.kind == "value" and size.policy != "all" else -1
+
+    def size(self, raw: list) -> str | None:
+        """The prefilled size the nearby-stores query needs (None: none)."""
+        at = self.size_position
+        if at < 0 or raw[at] is None:
+            return None
+        ranks, outputs, _, _, _ = raw[at]
+        value = outputs[0][0] if ranks else self.ruleset.program.decisions[at].default
+        return value if isinstance(value, str) else None
+
+    def map(self, raw: list, asked) -> tuple[dict, dict, list, tuple | None]:
+        """(typed fields, generic decisions, decided_by, nearby) from the
+        kernel's raw answers; ``nearby`` is (policy, common) for the caller
+        to query the stores with, or None."""
+        fields: dict = {}
+        generic: dict = {}
+        decided_by: list = []
+        nearby = None
+        for D, r in zip(self.decisions, raw):
+            if r is None:
+                continue
+            name = D.name
+            if asked is not None and name not in asked:
+                continue
+            ranks, outputs, scores, variants, status = r
+            how = D.how
+            if how == TEXT:
+                if ranks:
+                    rank = ranks[0]
+                    value = outputs[0][0]
+                    common = D.commons[rank] if not variants else D.common(rank, variants)
+                    decided_by.append((name, D.rules[rank]))
+                else:
+                    value = D.default
+                    common = D.common(status or "default", variants)
+                    decided_by.append((name, None))
+                if value is None or isinstance(value, str):
+                    fields[name] = (HomepageCategory(value, common) if name == results.HOMEPAGE
+                                    else PrefilledSize(value, common))
+                    continue
+                generic[name] = results.generic(self.ruleset._outcome(D.ir, r, None))
+            elif how == OFFERS:
+                offers = self._offers(D, ranks, outputs, scores, variants)
+                if ranks:
+                    rank = ranks[0]
+                    common = D.commons[rank] if not variants else D.common(rank, variants)
+                    decided_by.append((name, D.rules[rank]))
+                else:
+                    common = D.common(status or "default", variants)
+                    decided_by.append((name, None))
+                fields[name] = NextBestOffers(offers, common)
+            elif how == RECORD:
+                if ranks:
+                    rank = ranks[0]
+                    common = D.commons[rank] if not variants else D.common(rank, variants)
+                    decided_by.append((name, D.rules[rank]))
+                    key = (rank, outputs[0])
+                else:
+                    common = D.common(status or "default", variants)
+                    decided_by.append((name, None))
+                    key = None
+                try:
+                    policy = D.policies.get(key)
+                except TypeError:                         # an unhashable output: worked out, not kept
+                    policy, key = None, ()
+                if policy is None:
+                    value = D.defaults.copy()
+                    if ranks:
+                        value.update(zip(D.shapes[ranks[0]][0], outputs[0]))
+                    policy = results.policy_of(value)
+                    if key != ():
+                        D.policies.put(key, policy)
+                nearby = (policy, common)
+            else:
+                o = self.ruleset._outcome(D.ir, r, None)
+                reasons = o.reasons
+                decided_by.append((name, reasons[0].name if reasons and o.source == "rule" else None))
+                generic[name] = results.generic(o)
+        return fields, generic, decided_by, nearby
+
+    @staticmethod
+    def _offers(D: _Decision, ranks, outputs, scores, variants) -> tuple[OfferResult, ...]:
+        exp, variant = variants[0] if variants else (None, None)
+        out = []
+        for rank, values, score in zip(ranks, outputs, scores):
+            names, static = D.shapes[rank]
+            fields = {}
+            for k, v in zip(names, values):
+                if v is not None:
+                    fields[k] = results.jsonable(v)
+            if static is not None:
+                message = static
+            else:
+                parts, holes = D.templates[rank]
+                parts = parts.copy()
+                at = len(names)
+                for i, hole in enumerate(holes):
+                    parts[hole] = render_value(values[at + i])
+                message = "".join(parts)
+            out.append(OfferResult(D.rules[rank], message, results._finite(score), exp, variant,
+                                   D.reasons[rank], fields))
+        return tuple(out)
+
+
+def _template(message: tuple) -> tuple[list, tuple[int, ...]]:
+    """An offer's message: its parts (the literal text, "" where a value
+    goes) and where the values go, in order."""
+    parts = [p if isinstance(p, str) else "" for p in message]
+    return parts, tuple(i for i, p in enumerate(message) if not isinstance(p, str))
