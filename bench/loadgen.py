@@ -202,15 +202,19 @@ def _read_announcement(proc: subprocess.Popen, what: str) -> dict:
     raise SystemExit(f"loadgen: {what} did not start (exit {proc.wait()})")
 
 
-def start_maple(rules: str, workers: int, store: str | None, env: dict | None = None
-                ) -> tuple[subprocess.Popen, dict]:
+def start_maple(rules: str, workers: int, store: str | None, env: dict | None = None,
+                code: Path | None = None) -> tuple[subprocess.Popen, dict]:
+    """``maple serve`` on a free loopback port; ``code``: a directory holding
+    another ``engine`` package to run instead of this checkout's."""
     cmd = [sys.executable, "-m", "engine", "serve", "--rules", rules, "--listen", "127.0.0.1:0",
            "--admin-listen", "off", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
            "--workers", str(workers), "--drain-seconds", "0", "--log-level", "WARNING"]
     if store:
         cmd += ["--store", store]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, **env} if env else None)
+    env = {**os.environ, **(env or {})}
+    if code is not None:                       # first on the path, for the workers and compiler too
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=code or ROOT, env=env)
     info = _read_announcement(proc, "maple serve")
     _wait_serving(info["decisions"])
     return proc, info

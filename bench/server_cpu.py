@@ -1,6 +1,6 @@
 """Server CPU per request: Decide beside the echo floor, in one run.
 
-    python -m bench.server_cpu [--requests 4000] [--rounds 3] [--runtime]
+    python -m bench.server_cpu [--requests 4000] [--rounds 3] [--runtime] [--base REF]
 
 Starts ``maple serve`` (one worker, the reference pack) and the echo server
 (one worker) on loopback, sends the same request bytes to each in a closed
@@ -9,12 +9,22 @@ every thread) from /proc before and after.  The difference is what Decide
 costs the server beyond gRPC's own work; wall time per call is printed
 beside it.  The servers take turns for ``--rounds`` rounds so drift on a
 shared machine falls on both.  Linux only (/proc).
+
+``--base REF`` adds a third server: this checkout's ``engine`` with every
+``.py`` file of ``engine/`` as of REF laid over it (the compiled parts stay
+this checkout's), so a change to the Python of the decision path is
+measured against its parent in the same rounds.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +38,17 @@ from bench import profiles as bench_profiles     # noqa: E402
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def base_code(ref: str, into: Path) -> Path:
+    """A directory holding this checkout's ``engine`` (extensions and stubs
+    included) with the Python files of ``engine/`` as of ``ref`` over it."""
+    shutil.copytree(ROOT / "engine", into / "engine", ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "engine"], check=True,
+                         capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(into, members=[m for m in t.getmembers() if m.name.endswith(".py")], filter="data")
+    return into
 
 
 def measure(call, pid: int, payloads: list[bytes], n: int) -> tuple[float, float]:
@@ -47,12 +68,18 @@ def main(argv=None) -> int:
     ap.add_argument("--runtime", action="store_true",
                     help="also a maple serve with MAPLE_ENCODER=runtime (answers built by the protobuf "
                          "runtime): the baseline of the wire encoder, in the same rounds")
+    ap.add_argument("--base", help="also a maple serve running the engine's Python files of this git ref")
     args = ap.parse_args(argv)
     import grpc
     payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
     maple, info = loadgen.start_maple(args.rules, 1, None)
     started = [maple]
     targets = {"decide": (info["pid"], info["decisions"], "/maple.v1.DecisionService/Decide")}
+    tmp = tempfile.TemporaryDirectory(prefix="maple-server-cpu-")
+    if args.base:
+        based, binfo = loadgen.start_maple(args.rules, 1, None, code=base_code(args.base, Path(tmp.name)))
+        started.append(based)
+        targets["base"] = (binfo["pid"], binfo["decisions"], "/maple.v1.DecisionService/Decide")
     if args.runtime:
         runtime, rinfo = loadgen.start_maple(args.rules, 1, None, env={"MAPLE_ENCODER": "runtime"})
         started.append(runtime)
@@ -78,6 +105,7 @@ def main(argv=None) -> int:
         for proc in started:
             proc.terminate()
             proc.wait()
+        tmp.cleanup()
     print(f"server CPU per request, {args.rounds} rounds of {args.requests} closed-loop calls "
           f"({sum(map(len, payloads)) // len(payloads)}-byte requests, {os.cpu_count()} cores)\n")
     print(f"{'':8} {'CPU µs (median round)':>22} {'wall µs':>9}")
@@ -89,6 +117,11 @@ def main(argv=None) -> int:
         print(f"{name:8} {cpu:>22.0f} {wall:>9.0f}")
     print(f"\nDecide costs the server {med['decide'][0] - med['echo'][0]:.0f} µs of CPU beyond the echo "
           f"({med['decide'][0] / med['echo'][0]:.2f}x); wall {med['decide'][1] / med['echo'][1]:.2f}x")
+    if "base" in med:
+        extra, base = med["decide"][0] - med["echo"][0], med["base"][0] - med["echo"][0]
+        print(f"{args.base} (base): {base:.0f} µs beyond the echo ({med['base'][0] / med['echo'][0]:.2f}x), "
+              f"wall {med['base'][1] / med['echo'][1]:.2f}x; this checkout's extra is {extra / base:.2f}x "
+              f"the base's, its CPU per Decide {med['decide'][0] / med['base'][0]:.2f}x")
     if "runtime" in med:
         extra, base = med["decide"][0] - med["echo"][0], med["runtime"][0] - med["echo"][0]
         print(f"with the protobuf runtime's encoder: {base:.0f} µs beyond the echo "
