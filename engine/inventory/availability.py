@@ -161,8 +161,8 @@ class Inventory:
         hours in their time zone; a store without a time zone is kept (its
         hours cannot be placed in time).  With ``at``, each store found says
         whether it is open then (``open_now``; None without a time zone)."""
-        return _nearby(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
-                       preferred_store, open_at, at)
+        return nearby_in(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
+                         preferred_store, open_at, at)
 
     def locate(self, request_location, preferred_store, home) -> Location:
         """Where to search: request location, else preferred store, else home."""
@@ -180,13 +180,14 @@ class Inventory:
         if not where.found:
             return NearbyAnswer(where, [])
         preferred = preferred_store if type(preferred_store) is str else None
-        return NearbyAnswer(where, _nearby(snap, *where.point, sku, size, radius_km, limit, min_quantity,
-                                           low_stock_below, preferred, open_at, at))
+        return NearbyAnswer(where, nearby_in(snap, *where.point, sku, size, radius_km, limit, min_quantity,
+                                             low_stock_below, preferred, open_at, at))
 
 
-def _nearby(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
-            preferred_store, open_at=None, at=None) -> list[StoreAvailability]:
-    """:meth:`Inventory.nearby`, answered from ``snap`` alone."""
+def nearby_in(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
+              preferred_store, open_at=None, at=None) -> list[StoreAvailability]:
+    """:meth:`Inventory.nearby`, answered from ``snap`` alone (positional:
+    the decision path calls it on every Decide that shows stores)."""
     check_query(lat, lon, radius_km)
     if limit < 0 or min_quantity < 1 or low_stock_below < 0:
         raise ValueError("limit must be >= 0, min_quantity >= 1 and low_stock_below >= 0")

@@ -46,6 +46,22 @@ class Location:
         return f"from {self.source}" + (f" ({passed})" if passed else "")
 
 
+def locate_point(request_location, preferred_store, home, stores: Mapping[str, Store]
+                 ) -> tuple[tuple[float, float] | None, str | None]:
+    """(point, source) by the same order as :func:`locate`, without the
+    account of what was passed over: the decision path's (it runs on every
+    Decide that shows stores)."""
+    point = to_geo(request_location)
+    if point is not None:
+        return point, REQUEST
+    if type(preferred_store) is str and preferred_store in stores:
+        return stores[preferred_store].position, PREFERRED_STORE
+    point = to_geo(home)
+    if point is not None:
+        return point, HOME
+    return None, None
+
+
 def locate(request_location, preferred_store, home, stores: Mapping[str, Store]) -> Location:
     """The point to search around, by the fallback order above."""
     skipped = []

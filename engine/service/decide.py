@@ -163,20 +163,23 @@ class Decider:
         by the policy the rules chose."""
         preferred = profile.get("preferred_store")
         preferred = preferred if isinstance(preferred, str) and preferred else None
-        found = NearbyFound((), None, "no_stock")
+        found = _NO_STOCK
         if p.max_stores > 0 and p.radius_km > 0:
             home = profile.get("home")
             query = NearbyQuery(q.context.sku or None, size, q.context.location, preferred,
                                 _geo(home) if home is not None else None, p.radius_km, p.max_stores,
                                 p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
             try:
-                found = self.stores.nearby(query, _remaining(deadline))
+                found = self.stores.nearby(query, None if deadline is None else _remaining(deadline))
             except SourceUnavailable as err:
                 degraded.append(f"store availability unavailable: {err}")
             except Exception as err:
                 log.exception("stores source failed")
                 degraded.append(f"store availability failed: {type(err).__name__}")
         return results.nearby_answer(p, common, found, preferred)
+
+_NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
+
 
 def _geo(v) -> tuple[float, float] | None:
     if v is None:

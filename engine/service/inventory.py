@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..inventory import Inventory
-from ..inventory.availability import StockUpdate, UpdateResult
+from ..inventory.availability import Snapshot, StockUpdate, UpdateResult, nearby_in
 from ..inventory.loader import InventoryLoadError
-from ..inventory.location import HOME, PREFERRED_STORE, REQUEST
+from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, locate_point
 from .errors import FailedPrecondition, InvalidArgument
 from .sources import NearbyFound, NearbyQuery
 
@@ -119,33 +119,34 @@ class InventoryStores:
         inv = self.holder.inventory
         if inv is None:
             return NearbyFound((), None, "no_data")
-        if not query.sku:
-            where = inv.locate(query.request_location, query.preferred_store, query.home)
-            return NearbyFound((), _LOCATED_BY.get(where.source), "no_location" if not where.found else "no_sku")
-        size = query.size if query.size is not None else _one_size(inv, query.sku)
-        if size is None:
-            where = inv.locate(query.request_location, query.preferred_store, query.home)
-            return NearbyFound((), _LOCATED_BY.get(where.source), "no_location" if not where.found else "no_size")
-        answer = inv.nearby_for(query.request_location, query.preferred_store, query.home, query.sku, size,
-                                radius_km=query.radius_km, limit=query.max_stores,
-                                min_quantity=max(1, query.min_quantity),
-                                low_stock_below=max(0, query.low_stock_below), open_at=query.open_at,
-                                at=query.at)
-        if not answer.location.found:
+        snap = inv.snapshot                          # one state for every step
+        stores = snap.data.stores
+        point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
+        if point is None:
             return NearbyFound((), None, "no_location")
+        located_by = _LOCATED_BY[source]
+        sku = query.sku
+        if not sku:
+            return NearbyFound((), located_by, "no_sku")
+        size = query.size if query.size is not None else _one_size(snap, sku)
+        if size is None:
+            return NearbyFound((), located_by, "no_size")
+        preferred = query.preferred_store if type(query.preferred_store) is str else None
+        min_quantity = max(1, query.min_quantity)
         # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
-        stores = tuple(answer.stores)
-        reason = None if stores else "no_stock"
-        if not stores and query.open_at is not None and inv.nearby_for(
-                query.request_location, query.preferred_store, query.home, query.sku, size,
-                radius_km=query.radius_km, limit=1, min_quantity=max(1, query.min_quantity)).stores:
-            reason = "none_open"            # in stock nearby, but every such store is closed now
-        return NearbyFound(stores, _LOCATED_BY.get(answer.location.source), reason)
+        found = nearby_in(snap, point[0], point[1], sku, size, query.radius_km, query.max_stores, min_quantity,
+                          max(0, query.low_stock_below), preferred, query.open_at, query.at)
+        if found:
+            return NearbyFound(tuple(found), located_by, None)
+        if query.open_at is not None and nearby_in(snap, point[0], point[1], sku, size, query.radius_km, 1,
+                                                   min_quantity, 0, preferred):
+            return NearbyFound((), located_by, "none_open")   # in stock nearby, but every such store is closed now
+        return NearbyFound((), located_by, "no_stock")
 
 
-def _one_size(inv: Inventory, sku: str) -> str | None:
+def _one_size(snap: Snapshot, sku: str) -> str | None:
     """A product sold in a single size needs no size from the customer."""
-    item = inv.snapshot.data.catalog.get(sku)
+    item = snap.data.catalog.get(sku)
     sizes = getattr(item, "sizes", ()) if item is not None else ()
     return sizes[0] if len(sizes) == 1 else None
 

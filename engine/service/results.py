@@ -113,14 +113,26 @@ def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,
 
 
 def nearby_answer(p: NearbyStoresPolicy, c: Common, found: NearbyFound, preferred_store: str | None) -> NearbyStores:
+    if not found.stores:
+        reason = found.empty_reason
+        return NearbyStores((), p, c, found.located_by, reason if reason is not None else "no_stock")
     stores = [StoreAvailability(s.store_id, s.name, s.distance_km, s.quantity,
                                 s.quantity < p.low_stock_below, s.store_id == preferred_store, s.open_now)
               for s in found.stores if s.quantity >= p.min_quantity]
-    stores.sort(key=lambda s: ((not s.preferred) if p.preferred_first else False, s.distance_km))
+    if len(stores) > 1:
+        stores.sort(key=_preferred_then_nearest if p.preferred_first else _nearest)
     reason = found.empty_reason if not stores else None
     if not stores and reason is None:
         reason = "no_stock"
     return NearbyStores(tuple(stores[:p.max_stores]), p, c, found.located_by, reason)
+
+
+def _nearest(s: StoreAvailability):
+    return s.distance_km
+
+
+def _preferred_then_nearest(s: StoreAvailability):
+    return (not s.preferred, s.distance_km)
 
 
 def generic(o: Outcome) -> GenericDecision:
