@@ -214,7 +214,7 @@ class DecisionNode:
         recorder = timer = on_result = None
         if metrics:
             from . import metrics as m
-            recorder, timer = m.RECORDER, m.DECIDE_SECONDS.observe
+            recorder, timer = m.RECORDER, m.RECORDER.decide_seconds
             on_result = _metrics_on_result(m)
             self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
         self.servicer = DecisionServicer(self.decider, on_result)
@@ -247,6 +247,8 @@ class DecisionNode:
         if drain_seconds > 0:
             (hurry or threading.Event()).wait(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        if self.recorder is not None:
+            self.recorder.flush()                  # the last requests' counts (metrics are batched)
         if self.decision_log is not None:
             self.decision_log.close()
         close = getattr(self.profiles, "close", None)
@@ -268,9 +270,7 @@ def open_store_or_exit(cfg: ServeConfig, known_stores=None):
 
 def _metrics_on_result(m):
     def on_result(result):
-        m.RECORDER.decided(result.decided_by)
-        if result.degraded:
-            m.DEGRADED.inc()
+        m.RECORDER.decided(result.decided_by, result.degraded)
     return on_result
 
 

@@ -2,16 +2,43 @@
 
 With ``--workers N > 1`` every process writes to PROMETHEUS_MULTIPROC_DIR
 (set by ``maple serve`` before this module is imported) and the supervisor
-serves the sum over workers.  Labelled children are cached: a request pays a
-dict lookup and an increment per metric, not a labels() call.
+serves the sum over workers.
+
+The per-request metrics (requests, their latency, Decide's latency,
+decisions per rule, degraded answers) are batched: a request adds to plain
+counts under one lock, and :meth:`Recorder.flush` moves them into the
+prometheus-client metrics -- before every scrape of this process's
+registry, every ``FLUSH_SECONDS`` on a background thread (what the
+supervisor of several workers reads), and when a server drains.  Recording
+them one by one through prometheus-client cost ~51,000 instructions per
+Decide (two histograms, five counters, each behind its own lock): a fifth
+of the whole Decide.  A batched request costs ~3,000.
 """
 from __future__ import annotations
 
 import os
+import threading
+from bisect import bisect_left
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 _MULTI = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+FLUSH_SECONDS = 0.25
+
+
+class _FlushFirst:
+    """Registered before every metric below: a scrape of this process's
+    registry first flushes the batched counts, so it sees every request."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        RECORDER.flush()
+        return []
+
+
+REGISTRY.register(_FlushFirst())
 
 #: server-side latency buckets, fine below a millisecond where Decide lives
 FAST_BUCKETS = (0.00001, 0.00002, 0.00003, 0.00004, 0.00005, 0.000075, 0.0001, 0.00015, 0.0002,
@@ -48,34 +75,112 @@ RELOAD_SECONDS = Histogram("maple_ruleset_reload_seconds",
 ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
 
 
-class Recorder:
-    """Per-process cache of labelled children for the hot path."""
+class _Timings:
+    """A histogram's observations since the last flush: their sum and how
+    many fell in each bucket (prometheus-client's buckets: the first upper
+    bound >= the value)."""
+    __slots__ = ("sum", "buckets")
 
-    def __init__(self):
-        self._req: dict = {}
-        self._dec: dict = {}
+    def __init__(self, n: int):
+        self.sum = 0.0
+        self.buckets = [0] * n
+
+
+class Recorder:
+    """Per process: the hot path's metrics, batched (see the module doc).
+
+    ``requests``/``request_seconds``/``decide_seconds``/``decisions``/
+    ``degraded`` are the prometheus-client metrics it flushes into (the
+    module's by default; tests pass their own)."""
+
+    def __init__(self, requests=None, request_seconds=None, decide_seconds=None, decisions=None, degraded=None,
+                 buckets=FAST_BUCKETS, flush_seconds: float = FLUSH_SECONDS):
+        self._metrics = (requests or REQUESTS, request_seconds or REQUEST_SECONDS,
+                         decide_seconds or DECIDE_SECONDS, decisions or DECISIONS, degraded or DEGRADED)
+        self._bounds = tuple(buckets) + (float("inf"),)
+        self._lock = threading.Lock()
+        self._requests: dict = {}           # (rpc, code) -> _Timings
+        self._decide = _Timings(len(self._bounds))
+        self._decisions: dict = {}          # (decision, rule or None) -> count
+        self._degraded = 0
+        self._children: dict = {}           # labelled children, made once
         self._inflight: dict = {}
         self._version: str | None = None
+        self._flush_seconds = flush_seconds
+        self._flusher: threading.Thread | None = None
 
+    # -- the hot path
     def request(self, rpc: str, code: str, seconds: float) -> None:
-        pair = self._req.get((rpc, code))
-        if pair is None:
-            pair = self._req[(rpc, code)] = (REQUESTS.labels(rpc, code), REQUEST_SECONDS.labels(rpc, code))
-        pair[0].inc()
-        pair[1].observe(seconds)
+        i = bisect_left(self._bounds, seconds)
+        with self._lock:
+            t = self._requests.get((rpc, code))
+            if t is None:
+                t = self._requests[(rpc, code)] = _Timings(len(self._bounds))
+            t.sum += seconds
+            t.buckets[i] += 1
+        if self._flusher is None:
+            self._start_flusher()
 
+    def decide_seconds(self, seconds: float) -> None:
+        i = bisect_left(self._bounds, seconds)
+        with self._lock:
+            t = self._decide
+            t.sum += seconds
+            t.buckets[i] += 1
+
+    def decided(self, decided_by, degraded: bool = False) -> None:
+        with self._lock:
+            counts = self._decisions
+            for key in decided_by:
+                counts[key] = counts.get(key, 0) + 1
+            if degraded:
+                self._degraded += 1
+
+    # -- into prometheus-client
+    def flush(self) -> None:
+        """Move what was recorded since the last flush into the metrics."""
+        n = len(self._bounds)
+        with self._lock:
+            requests, self._requests = self._requests, {}
+            decide, self._decide = self._decide, _Timings(n)
+            decisions, self._decisions = self._decisions, {}
+            degraded, self._degraded = self._degraded, 0
+        counter, histogram, decide_histogram, decision_counter, degraded_counter = self._metrics
+        for key, t in requests.items():
+            c, h = self._child(("r",) + key, lambda: (counter.labels(*key), histogram.labels(*key)))
+            c.inc(sum(t.buckets))
+            _add(h, t)
+        if decide.sum or any(decide.buckets):
+            _add(decide_histogram, decide)
+        for key, count in decisions.items():
+            self._child(("d",) + key, lambda: decision_counter.labels(key[0], key[1] or "(none)")).inc(count)
+        if degraded:
+            degraded_counter.inc(degraded)
+
+    def _child(self, key, make):
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = make()
+        return c
+
+    def _start_flusher(self) -> None:
+        with self._lock:
+            if self._flusher is not None:
+                return
+            self._flusher = threading.Thread(target=self._flush_forever, name="maple-metrics-flush", daemon=True)
+        self._flusher.start()
+
+    def _flush_forever(self) -> None:
+        wake = threading.Event()
+        while not wake.wait(self._flush_seconds):
+            self.flush()
+
+    # -- the rest (not per request)
     def inflight(self, rpc: str):
         g = self._inflight.get(rpc)
         if g is None:
             g = self._inflight[rpc] = INFLIGHT.labels(rpc)
         return g
-
-    def decided(self, decided_by) -> None:
-        for key in decided_by:
-            c = self._dec.get(key)
-            if c is None:
-                c = self._dec[key] = DECISIONS.labels(key[0], key[1] or "(none)")
-            c.inc()
 
     def ruleset(self, version: str, loaded_at: float) -> None:
         if self._version is not None and self._version != version:
@@ -83,6 +188,16 @@ class Recorder:
         RULESET.labels(version).set(1)
         RULESET_LOADED_AT.set(loaded_at)
         self._version = version
+
+
+def _add(histogram, t: _Timings) -> None:
+    """What ``histogram.observe`` would have done for each observation in
+    ``t`` (prometheus-client keeps a sum and per-bucket counts; the tests
+    hold the exposition equal to observing one by one)."""
+    histogram._sum.inc(t.sum)
+    for i, count in enumerate(t.buckets):
+        if count:
+            histogram._buckets[i].inc(count)
 
 
 RECORDER = Recorder()

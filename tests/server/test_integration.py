@@ -3,6 +3,7 @@ metrics, SIGTERM drain, several workers on one port."""
 from __future__ import annotations
 
 import signal
+import time
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -179,5 +180,9 @@ def test_two_workers_share_the_port_and_reload_together(pack, start_server):
         with grpc.insecure_channel(s.address) as ch:
             v = decision_pb2_grpc.DecisionServiceStub(ch).Decide(runner_request(), timeout=10).ruleset_version
             assert v == r.ruleset.version
-    assert "maple_requests_total" in s.metrics()
+    # workers flush their batched request metrics every FLUSH_SECONDS: polled, never a fixed sleep
+    deadline = time.monotonic() + 30
+    while 'maple_requests_total{code="OK",rpc="Decide"} 4.0' not in s.metrics():
+        assert time.monotonic() < deadline, "the workers' Decide counts never reached /metrics"
+        time.sleep(0.05)
     assert s.terminate() == 0
