@@ -6,9 +6,10 @@ Runs the served Decide path in process (the reference pack, its store data,
 synthetic customers with inline profiles, hot) under ``valgrind --tool=
 callgrind`` and counts the instructions per call of each stage: parsing the
 request, translating it, deciding, encoding the answer, and the whole of
-what ``maple serve`` runs for one Decide -- beside the same whole path
-answering through the protobuf runtime (``result_to_pb`` +
-``SerializeToString``), the baseline the wire encoder replaced.
+what ``maple serve`` runs for one Decide (``served``; ``handled`` adds the
+handler's metrics) -- beside the same whole path answering through the
+protobuf runtime (``result_to_pb`` + ``SerializeToString``), the baseline
+the wire encoder replaced.
 
 Instruction counts are what this shared, noisy machine cannot disturb: the
 same code and inputs give the same count whatever else runs, so two
@@ -37,6 +38,7 @@ STAGES = {
     "encode": "wire.encode_result (C encoder)",
     "encode_runtime": "result_to_pb + SerializeToString (baseline)",
     "served": "the whole Decide as served: parse, decide_bytes",
+    "handled": "served + what maple serve's handler adds: metrics (engine.server.app.raw_unary)",
     "served_runtime": "the whole Decide through the protobuf runtime (baseline)",
 }
 
@@ -52,7 +54,8 @@ def _stage_calls(stage: str, customers: int):
     from bench import profiles as bench_profiles
     from engine.ruleset import load
     from engine.server import convert, wire
-    from engine.server.app import settle_heap
+    from engine.server import metrics
+    from engine.server.app import _metrics_on_result, raw_unary, settle_heap
     from engine.server.pb.maple.v1 import decision_pb2 as pb
     from engine.server.servicers import DecisionServicer
     from engine.service import Decider, RulesetHolder
@@ -61,6 +64,9 @@ def _stage_calls(stage: str, customers: int):
     decider = Decider(RulesetHolder(load(ROOT / "rules")),
                       stores=InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
     servicer, ctx = DecisionServicer(decider), _NoDeadline()
+    measured = DecisionServicer(decider, _metrics_on_result(metrics))
+    handle = raw_unary("Decide", pb.DecideRequest, None, measured.decide_bytes, metrics.RECORDER,
+                       metrics.RECORDER.decide_seconds).unary_unary
     raw = bench_profiles.decide_requests(bench_profiles.synthetic(customers), by_id=False)
     requests = [pb.DecideRequest.FromString(b) for b in raw]
     queries = [convert.query_from_pb(r) for r in requests]
@@ -75,6 +81,7 @@ def _stage_calls(stage: str, customers: int):
         "encode_runtime": (lambda r: convert.result_to_pb(r).SerializeToString(), results),
         "served": (lambda b: servicer.decide_bytes(parse(b), ctx), raw),
         "served_runtime": (lambda b: servicer.Decide(parse(b), ctx).SerializeToString(), raw),
+        "handled": (lambda b: handle(b, ctx), raw),
     }
     fn, inputs = table[stage]
     for x in inputs:
