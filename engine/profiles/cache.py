@@ -43,7 +43,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from cachetools import Cache, LRUCache
+from cachetools import Cache
 
 from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode
 
@@ -66,35 +66,55 @@ def _profile(held) -> dict | None:
     return decode(held) if type(held) is bytes else held
 
 
-class _Entries(LRUCache):
-    """The LRU cache of (profile, fetched_at, its customer id) plus an index
-    from each profile's customer id to the keys it is cached under (ids and
-    aliases).  The profile is held decoded while young and as its encoded
-    bytes once :meth:`settle` has seen it pass ``ttl`` (see CachedStore)."""
+class _Entries(Cache):
+    """The cache of (profile, fetched_at, its customer id), evicting the
+    least recently *fetched* entry, plus an index from each profile's
+    customer id to the keys it is cached under (ids and aliases).  The
+    profile is held decoded while young and as its encoded bytes once
+    :meth:`settle` has seen it pass ``ttl`` (see CachedStore).
+
+    Not cachetools' LRUCache: its order is an OrderedDict, whose linked
+    nodes every full pass of the garbage collector walks one by one (20k
+    entries: ~13 ms of each pass, ~65 ms at the default 100k).  Here the
+    order is the insertion order of cachetools' plain dict: a fetch puts its
+    entry last, and :meth:`popitem` (MutableMapping's) takes the first.  A
+    read of a young entry does not move it, but a customer still being read
+    is fetched again every ``ttl`` and so stays near the end: least recently
+    used, to within one ``ttl``.  The index holds one key as a plain string
+    and a set only for a customer cached under several (sets are objects
+    the collector visits too)."""
 
     def __init__(self, maxsize: int):
         super().__init__(maxsize)
-        self.keys_of: dict[str, set[str]] = {}
+        self.keys_of: dict[str, str | set[str]] = {}
         self.young: deque[tuple[str, float]] = deque()     # (key, fetched_at) of decoded entries, oldest first
 
     def put(self, key: str, profile: dict | None, at: float) -> None:
         cid = profile.get("customer_id", key) if profile is not None else key
+        if Cache.__contains__(self, key):
+            Cache.__delitem__(self, key)              # last in the order again: fetched just now
         self[key] = (profile, at, cid)
         if profile is not None:
-            self.keys_of.setdefault(cid, set()).add(key)
+            keys = self.keys_of.get(cid)
+            if keys is None or keys == key:
+                self.keys_of[cid] = key
+            elif type(keys) is str:
+                self.keys_of[cid] = {keys, key}
+            else:
+                keys.add(key)
             self.young.append((key, at))
 
     def settle(self, before: float) -> None:
         """Encode the decoded profiles fetched before ``before`` (and the
         oldest, past ``maxsize`` young ones): they stay for the store-down
         fallback, but as bytes, which the garbage collector does not track.
-        Touches no LRU order."""
+        Keeps the order (a dict keeps a key's place when its value changes)."""
         young = self.young
         while young and (young[0][1] < before or len(young) > self.maxsize):
             key, at = young.popleft()
             if not Cache.__contains__(self, key):
                 continue
-            value = Cache.__getitem__(self, key)    # the base class's: no LRU update
+            value = Cache.__getitem__(self, key)
             if value[1] == at and type(value[0]) is dict:
                 Cache.__setitem__(self, key, (encode(value[0]), at, value[2]))
 
@@ -104,7 +124,8 @@ class _Entries(LRUCache):
         return key, value
 
     def drop(self, customer_id: str) -> None:
-        for key in self.keys_of.pop(customer_id, set()) | {customer_id}:
+        keys = self.keys_of.pop(customer_id, None)
+        for key in _keys(keys) | {customer_id}:
             value = self.pop(key, None)
             if value is not None:
                 self._unindex(key, value)
@@ -112,11 +133,25 @@ class _Entries(LRUCache):
     def _unindex(self, key: str, value: tuple) -> None:
         if value[0] is None:
             return
-        keys = self.keys_of.get(value[2])
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self.keys_of[value[2]]
+        cid = value[2]
+        keys = self.keys_of.get(cid)
+        if keys is None:
+            return
+        if type(keys) is str:
+            if keys == key:
+                del self.keys_of[cid]
+            return
+        keys.discard(key)
+        if len(keys) == 1:
+            self.keys_of[cid] = next(iter(keys))
+        elif not keys:
+            del self.keys_of[cid]
+
+
+def _keys(keys: str | set[str] | None) -> set[str]:
+    if keys is None:
+        return set()
+    return {keys} if type(keys) is str else set(keys)
 
 
 class CachedStore:
