@@ -3,7 +3,6 @@ or profiles read from a JSON Lines file (one profile object per line)."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 NOW = 1_795_435_200                      # 2026-11-23T08:00:00Z, the reference pack's sample "today"

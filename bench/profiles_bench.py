@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "profiles"))     # RedisServer: the tests' real-server helper
 
-from engine.profiles import CachedStore, open_store                       # noqa: E402
+from engine.profiles import open_store                                    # noqa: E402
 from engine.ruleset import build                                            # noqa: E402
 from engine.source import SourceFile                                        # noqa: E402
 from profiles_support import RedisServer                                    # noqa: E402

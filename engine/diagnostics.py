@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import enum
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .source import Span

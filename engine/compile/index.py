@@ -23,7 +23,7 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass
 
-from ..ir.opcodes import VARIADIC_OPS, Op
+from ..ir.opcodes import Op
 from ..ir.program import IndexAttr, IndexIR
 from .builder import Builder
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 
 from ..ir.opcodes import Op
-from ..ir.program import (K_BOOL, K_GEO, K_NUM, K_STR, SLOT_BOOL, SLOT_GEO, SLOT_MAP, SLOT_NUM,
+from ..ir.program import (K_STR, SLOT_BOOL, SLOT_GEO, SLOT_MAP, SLOT_NUM,
                           SLOT_RECORD, SLOT_SET, SLOT_STR, SLOT_TIMELINE, Program)
 from . import values as V
 

@@ -20,7 +20,7 @@ from .. import limits
 from ..diagnostics import Diagnostics, did_you_mean, q
 from ..source import SourceFile, Span
 from . import ast
-from .builder import UNITS, Builder, Context, unescape
+from .builder import UNITS, Builder, Context
 from .lexer import MapleLexer
 
 DECLARATION_KEYWORDS = ("schema", "decision", "rule", "segment", "offer", "experiment", "const")
@@ -109,7 +109,6 @@ def _example_label(err: UnexpectedInput) -> str | None:
     """The label of the bad example that fails in the same parser state (and,
     preferably, on the same kind of token) as ``err``."""
     global _example_index
-    parser = _get_parser()
     if _example_index is None:
         index: dict = {}
         for label, examples in _BAD_EXAMPLES.items():

@@ -17,7 +17,7 @@ from engine.server.pb.maple.v1 import admin_pb2_grpc
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.server.pb.maple.v1 import decision_pb2_grpc
 
-from .conftest import NOW, RUNNER, write_pack
+from .conftest import NOW, RUNNER
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -134,7 +134,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 def test_the_compiler_process_leaves_when_its_server_is_killed():
     """kill -9 of a server must not leave its compiler process behind."""
-    import os
     import subprocess
     import sys
     import time
