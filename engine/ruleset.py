@@ -171,27 +171,26 @@ class Ruleset:
         """The kernel's raw answers, one per decision (None for one not
         wanted): what :meth:`decide` makes its outcomes of, and what
         ``engine.service.assemble`` maps to typed results directly."""
-        if type(profile) is not dict:
-            profile = {}
-        if customer_id is None:
-            cid = profile.get("customer_id")
-            customer_id = cid if type(cid) is str and cid else None
-        wanted = None
-        if decisions is not None:
-            wanted = {self._by_name[name].position for name in decisions}
-        return self.kernel.run(profile, request if type(request) is dict else {}, now, customer_id, wanted)
+        profile, request, customer_id, wanted = self._inputs(profile, request, customer_id, decisions)
+        return self.kernel.run(profile, request, now, customer_id, wanted)
 
     def explain(self, profile: dict | None, request: dict | None, now: float, customer_id: str | None = None,
                 decisions: Iterable[str] | None = None) -> dict:
         """Per wanted decision name: the winner and why the others lost."""
         from .eval.explain import explain as explain_all
+        profile, request, customer_id, wanted = self._inputs(profile, request, customer_id, decisions)
+        return explain_all(self, profile, request, now, customer_id, wanted)
+
+    def _inputs(self, profile, request, customer_id, decisions):
+        """What the evaluators take: dicts for profile and request, the
+        customer id (the profile's by default), the wanted positions."""
         if type(profile) is not dict:
             profile = {}
         if customer_id is None:
             cid = profile.get("customer_id")
             customer_id = cid if type(cid) is str and cid else None
         wanted = None if decisions is None else {self._by_name[name].position for name in decisions}
-        return explain_all(self, profile, request if type(request) is dict else {}, now, customer_id, wanted)
+        return profile, request if type(request) is dict else {}, customer_id, wanted
 
     def decision_set(self, raw: list, now: float, explanations: dict | None = None) -> DecisionSet:
         """The outcomes of :meth:`run`'s raw answers."""

@@ -54,7 +54,6 @@ class _Decision:
         else:
             self.how = GENERIC
 
-
     def common(self, key, variants: tuple) -> Common:
         """A rule's Common with experiment variants (``key`` its rank), or a
         default's (``key`` its source): one object per distinct value, as
@@ -74,7 +73,8 @@ class Plan:
         self.decisions = tuple(_Decision(rs, d) for d in rs.program.decisions)
         size = rs._by_name.get(results.SIZE)
         # only a single value can be a size (a pick-all list, a record or offers never are)
-        self.size_position = size.position if size is not None and size.kind == "value" and size.policy != "all" else -1
+        single = size is not None and size.kind == "value" and size.policy != "all"
+        self.size_position = size.position if single else -1
 
     def size(self, raw: list) -> str | None:
         """The prefilled size the nearby-stores query needs (None: none)."""

@@ -2,8 +2,9 @@
 
 :class:`Decider` reads the current ruleset once per request, resolves the
 profile (store, snapshot or neither), evaluates, and maps the kernel's
-answers to typed results (:mod:`.assemble`).  Failures of the profile or stores source never fail the
-request: the answer is computed with what is there and marked degraded.
+answers to typed results (:mod:`.assemble`).  Failures of the profile or
+stores source never fail the request: the answer is computed with what is
+there and marked degraded.
 
 An unknown customer (an id the store does not know) with no snapshot is
 decided on an empty profile that carries only the id: request-only rules

@@ -106,13 +106,8 @@ def _policy(v: dict) -> NearbyStoresPolicy:
         open_now=v.get("open_now") is True)
 
 
-def nearby(o: Outcome, found: NearbyFound, preferred_store: str | None,
-           p: NearbyStoresPolicy | None = None) -> NearbyStores:
-    """The policy the rules chose applied to what the stores source found."""
-    return nearby_answer(p or policy(o), common(o), found, preferred_store)
-
-
 def nearby_answer(p: NearbyStoresPolicy, c: Common, found: NearbyFound, preferred_store: str | None) -> NearbyStores:
+    """The policy the rules chose applied to what the stores source found."""
     if not found.stores:
         reason = found.empty_reason
         return NearbyStores((), p, c, found.located_by, reason if reason is not None else "no_stock")
