@@ -17,6 +17,8 @@ through ``Ruleset._outcome`` and :mod:`.results`, as before.
 """
 from __future__ import annotations
 
+from math import isfinite
+
 from ..ruleset import Ruleset
 from ..eval.values import render_value
 from . import results
@@ -164,7 +166,7 @@ class Plan:
             fields = {}
             for k, v in zip(names, values):
                 if v is not None:
-                    fields[k] = results.jsonable(v)
+                    fields[k] = v if type(v) is str else results.jsonable(v)     # text, the common case, as is
             if static is not None:
                 message = static
             else:
@@ -174,8 +176,9 @@ class Plan:
                 for i, hole in enumerate(holes):
                     parts[hole] = render_value(values[at + i])
                 message = "".join(parts)
-            out.append(OfferResult(D.rules[rank], message, results._finite(score), exp, variant,
-                                   D.reasons[rank], fields))
+            if type(score) is not float or not isfinite(score):
+                score = results._finite(score)
+            out.append(OfferResult(D.rules[rank], message, score, exp, variant, D.reasons[rank], fields))
         return tuple(out)
 
 
