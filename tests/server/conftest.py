@@ -201,3 +201,15 @@ def server(module_pack):
     s.wait_health()
     yield s
     s.terminate()
+
+
+def until(predicate, what: str, timeout: float = 30.0):
+    """Poll a condition (a cache expiring, a store coming back) up to a
+    deadline; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

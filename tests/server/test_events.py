@@ -21,6 +21,8 @@ from engine.service.events import EventRecorder, Rejected
 from engine.service.errors import FailedPrecondition, ResourceExhausted
 from engine.service.sources import StaticProfiles
 
+from .conftest import until
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "profiles"))
 from profiles_support import RedisServer  # noqa: E402
 
@@ -55,18 +57,6 @@ def decide(server, customer: str) -> pb.DecideResponse:
     stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
     return stub.Decide(pb.DecideRequest(customer_id=customer, context=pb.RequestContext(
         channel=pb.CHANNEL_WEB, page="product", sku="TRL-002", category="trail-shoes")), timeout=30)
-
-
-def until(predicate, what: str, timeout: float = 30.0):
-    """Poll a condition (a cache expiring, a store coming back) up to a
-    deadline; never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- units
