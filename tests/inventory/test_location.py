@@ -1,10 +1,13 @@
 """locate(): the request's location, else the preferred store's, else home;
-none known -> no location, and every source passed over says why."""
+none known -> no location, and every source passed over says why.  And
+locate_point, its account-free twin on the decision path, agrees."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from engine.inventory.location import NO_LOCATION, Location, locate
+from engine.inventory.location import NO_LOCATION, Location, locate, locate_point
 
 
 HERE = {"lat": 51.51, "lon": -0.12}
@@ -56,3 +59,16 @@ def test_nearby_for_uses_the_fallbacks(small):
     nothing = small.nearby_for(None, "s999", None, "RUN-001", "42")
     assert nothing.stores == [] and nothing.location.reason == NO_LOCATION
     assert nothing.location.skipped[1] == ("preferred_store", "unknown_store")
+
+
+geo_values = st.one_of(st.none(), st.just(HERE), st.just(HOME), st.just({"lat": 123, "lon": 0}), st.just("x"),
+                       st.tuples(st.floats(-100, 100), st.floats(-200, 200)).map(list))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(request=geo_values, preferred=st.sampled_from([None, "s001", "s005", "s999", 7]), home=geo_values)
+def test_locate_point_is_locate_without_the_account(small, request, preferred, home):
+    """The decision path's locate_point keeps locate's order exactly."""
+    stores = small.snapshot.data.stores
+    where = locate(request, preferred, home, stores)
+    assert locate_point(request, preferred, home, stores) == (where.point, where.source)
