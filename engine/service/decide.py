@@ -50,9 +50,15 @@ class Decider:
         self.stores = stores or NullStores()
         self.clock = clock
         self.decision_log = None               # engine.service.decision_log.DecisionLog, when sampling
-        self._plan: Plan | None = None         # the current ruleset's (engine.service.assemble)
+        # the current ruleset's plan (engine.service.assemble), made when a ruleset
+        # is swapped in, not by the first Decide after a reload
+        self._plan: Plan | None = Plan(holder.current) if holder.current is not None else None
+        holder.on_swap(self._prepare)
 
     # -- the ruleset
+    def _prepare(self, rs: Ruleset) -> None:
+        self._plan = Plan(rs)
+
     def ruleset(self) -> Ruleset:
         rs = self.holder.current
         if rs is None:
@@ -104,8 +110,8 @@ class Decider:
             self.decision_log.offer(rs.version, q.customer_id, profile, request,
                                     functools.partial(rs.decision_set, raw, now), status)
         plan = self._plan
-        if plan is None or plan.ruleset is not rs:
-            plan = self._plan = Plan(rs)
+        if plan is None or plan.ruleset is not rs:   # a swap this request raced with
+            plan = Plan(rs)
         asked = set(q.decisions) if q.decisions else None
         fields, generic, decided_by, nearby = plan.map(raw, asked)
         if nearby is not None:

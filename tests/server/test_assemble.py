@@ -164,5 +164,6 @@ def test_a_reload_gets_a_new_plan(reference_pack):
     other = build([SourceFile("schema.rules", TEST_SCHEMA),
                    SourceFile("a.rules", 'decision homepage_category: string pick first default "other"\n')])
     holder.swap(other)
+    assert decider._plan.ruleset is other         # made at the swap, not by the next Decide
     result = decider.decide(DecideQuery(context=RequestContext()))
     assert result.homepage_category.category == "other" and result.ruleset_version == other.version
