@@ -32,12 +32,13 @@ from bench.callgrind import instructions, require_valgrind
 ROOT = Path(__file__).resolve().parents[1]
 
 STAGES = {
-    "parse": "DecideRequest.FromString",
-    "query": "convert.query_from_pb (request -> DecideQuery, profile JSON included)",
+    "read": "wire.decide_request (C: request bytes -> DecideQuery, profile JSON included)",
+    "parse": "DecideRequest.FromString (the runtime's path, for what the C reader hands back)",
+    "query": "convert.query_from_pb (parsed request -> DecideQuery, profile JSON included)",
     "decide": "Decider.decide (rules, typed results, nearby stores)",
     "encode": "wire.encode_result (C encoder)",
     "encode_runtime": "result_to_pb + SerializeToString (baseline)",
-    "served": "the whole Decide as served: parse, decide_bytes",
+    "served": "the whole Decide as served: wire.decide_request, decide_bytes",
     "handled": "served + what maple serve's handler adds: metrics (engine.server.app.raw_unary)",
     "served_runtime": "the whole Decide through the protobuf runtime (baseline)",
 }
@@ -66,20 +67,22 @@ def _stage_calls(stage: str, customers: int):
     servicer, ctx = DecisionServicer(decider), _NoDeadline()
     measured = DecisionServicer(decider, _metrics_on_result(metrics))
     handle = raw_unary("Decide", pb.DecideRequest, None, measured.decide_bytes, metrics.RECORDER,
-                       metrics.RECORDER.decide_seconds).unary_unary
+                       metrics.RECORDER.decide_seconds, wire.decide_request).unary_unary
     raw = bench_profiles.decide_requests(bench_profiles.synthetic(customers), by_id=False)
     requests = [pb.DecideRequest.FromString(b) for b in raw]
     queries = [convert.query_from_pb(r) for r in requests]
     results = [decider.decide(q) for q in queries]
     settle_heap()
     parse = pb.DecideRequest.FromString
+    read = wire.decide_request
     table = {
+        "read": (read, raw),
         "parse": (parse, raw),
         "query": (convert.query_from_pb, requests),
         "decide": (decider.decide, queries),
         "encode": (wire.encode_result, results),
         "encode_runtime": (lambda r: convert.result_to_pb(r).SerializeToString(), results),
-        "served": (lambda b: servicer.decide_bytes(parse(b), ctx), raw),
+        "served": (lambda b: servicer.decide_bytes(read(b), ctx), raw),
         "served_runtime": (lambda b: servicer.Decide(parse(b), ctx).SerializeToString(), raw),
         "handled": (lambda b: handle(b, ctx), raw),
     }

@@ -1,16 +1,23 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""DecideResponse as protobuf wire bytes, written in C: see engine/server/wire.py.
+"""Decide's protobuf wire format, in C: see engine/server/wire.py.
 
-Every function mirrors a part of ``convert.result_to_pb``; the field numbers
-are the ones wire.py checks against the generated descriptors at import.
-Strings are written from CPython's cached UTF-8 (no copy for ASCII text),
-sub-messages in place: a one-byte length is reserved and the body moved
-when its length needs more.
+Encoding: every function mirrors a part of ``convert.result_to_pb``; the
+field numbers are the ones wire.py checks against the generated descriptors
+at import.  Strings are written from CPython's cached UTF-8 (no copy for
+ASCII text), sub-messages in place: a one-byte length is reserved and the
+body moved when its length needs more.
+
+Decoding (``decide_query``, ``batch_queries``): the common DecideRequest
+straight to a DecideQuery, as ``convert.query_from_pb`` makes it from the
+parsed message.  Anything it does not read exactly as the protobuf runtime
+would (a Struct, an unknown field or enum number, a repeated sub-message,
+bad UTF-8, a truncated field, JSON that does not parse) makes it answer
+None, and the caller takes the runtime's path, errors included.
 """
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.math cimport isfinite, signbit
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
@@ -381,3 +388,219 @@ def encode_result(r):
         return PyBytes_FromStringAndSize(b.data, b.len)
     finally:
         free(b.data)
+
+
+# ---------------------------------------------------------------- decoding
+cdef object CHANNELS = None          # enum number -> channel name (convert.CHANNELS)
+cdef object DEVICES = None           # enum number -> device name (convert.DEVICES)
+cdef object DECODE_JSON = None       # convert._decode_json
+cdef object QUERY = None             # engine.service.model.DecideQuery
+cdef object CONTEXT = None           # engine.service.model.RequestContext
+
+
+def configure_decoding(channels, devices, decode_json, query_cls, context_cls):
+    global CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT
+    CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT = channels, devices, decode_json, query_cls, context_cls
+
+
+class _Fallback(Exception):
+    """What the decoder does not read as the protobuf runtime would."""
+
+
+cdef struct Reader:
+    const unsigned char *p
+    const unsigned char *end
+
+
+cdef uint64_t _read_varint(Reader *r) except? 0xFFFFFFFFFFFFFFFF:
+    """A varint of at most ten bytes; truncated or longer: _Fallback."""
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef unsigned char c
+    while r.p < r.end:
+        c = r.p[0]
+        r.p += 1
+        v |= (<uint64_t> (c & 0x7F)) << shift
+        if c < 0x80:
+            return v
+        shift += 7
+        if shift >= 70:
+            break
+    raise _Fallback()
+
+
+cdef Reader _sub(Reader *r) except *:
+    """A length-delimited field's body, stepped over in ``r``."""
+    cdef uint64_t n = _read_varint(r)
+    cdef Reader body
+    if n > <uint64_t> (r.end - r.p):
+        raise _Fallback()
+    body.p = r.p
+    body.end = r.p + n
+    r.p += n
+    return body
+
+
+cdef object _text(Reader *r):
+    """A string field; bad UTF-8 is the runtime's to refuse."""
+    cdef Reader body = _sub(r)
+    try:
+        return PyUnicode_DecodeUTF8(<const char *> body.p, body.end - body.p, NULL)
+    except UnicodeDecodeError:
+        raise _Fallback()
+
+
+cdef double _fixed64_double(Reader *r) except? -1.0:
+    cdef double v
+    if r.end - r.p < 8:
+        raise _Fallback()
+    memcpy(&v, r.p, 8)                       # little-endian, as the encoder assumes
+    r.p += 8
+    return v
+
+
+cdef object _enum_name(uint64_t v, object names):
+    """An open proto3 enum (int32): 0 is None; a number the table does not
+    know is the runtime path's to report."""
+    cdef int32_t n = <int32_t> v
+    if n == 0:
+        return None
+    name = names.get(n)
+    if name is None:
+        raise _Fallback()
+    return name
+
+
+cdef object _location(Reader *r):
+    cdef Reader m = _sub(r)
+    cdef double lat = 0.0, lon = 0.0
+    cdef uint64_t key
+    while m.p < m.end:
+        key = _read_varint(&m)
+        if key == (1 << 3 | I64):
+            lat = _fixed64_double(&m)
+        elif key == (2 << 3 | I64):
+            lon = _fixed64_double(&m)
+        else:
+            raise _Fallback()
+    return (lat, lon)
+
+
+cdef object _timestamp(Reader *r):
+    cdef Reader m = _sub(r)
+    cdef int64_t seconds = 0
+    cdef int32_t nanos = 0
+    cdef uint64_t key
+    while m.p < m.end:
+        key = _read_varint(&m)
+        if key == (1 << 3 | VARINT):
+            seconds = <int64_t> _read_varint(&m)
+        elif key == (2 << 3 | VARINT):
+            nanos = <int32_t> _read_varint(&m)
+        else:
+            raise _Fallback()
+    if not 0 <= nanos < 1000000000:
+        raise _Fallback()                    # the runtime path names context.timestamp.nanos
+    return seconds + nanos / 1e9             # as convert.context_from_pb: int + float
+
+
+cdef object _context(Reader *r):
+    cdef Reader m = _sub(r)
+    cdef uint64_t key
+    cdef bint seen_location = False, seen_timestamp = False
+    channel = device = locale = page = sku = category = location = store = timestamp = None
+    while m.p < m.end:
+        key = _read_varint(&m)
+        if key == (1 << 3 | VARINT):
+            channel = _enum_name(_read_varint(&m), CHANNELS)
+        elif key == (2 << 3 | VARINT):
+            device = _enum_name(_read_varint(&m), DEVICES)
+        elif key == (3 << 3 | LEN):
+            locale = _text(&m) or None
+        elif key == (4 << 3 | LEN):
+            page = _text(&m) or None
+        elif key == (5 << 3 | LEN):
+            sku = _text(&m) or None
+        elif key == (6 << 3 | LEN):
+            category = _text(&m) or None
+        elif key == (7 << 3 | LEN) and not seen_location:     # a second one merges: the runtime's
+            location = _location(&m)
+            seen_location = True
+        elif key == (8 << 3 | LEN):
+            store = _text(&m) or None
+        elif key == (9 << 3 | LEN) and not seen_timestamp:
+            timestamp = _timestamp(&m)
+            seen_timestamp = True
+        else:                                # attributes (a Struct), unknown fields
+            raise _Fallback()
+    return CONTEXT(channel, device, locale, page, sku, category, location, store, timestamp, None)
+
+
+cdef object _query(Reader *r):
+    cdef uint64_t key
+    cdef Reader body
+    cdef bint explain = False, seen_context = False
+    customer_id = None
+    context = None
+    decisions = []
+    raw_json = None
+    while r.p < r.end:
+        key = _read_varint(r)
+        if key == (1 << 3 | LEN):
+            customer_id = _text(r) or None
+        elif key == (3 << 3 | LEN) and not seen_context:
+            context = _context(r)
+            seen_context = True
+        elif key == (4 << 3 | LEN):
+            decisions.append(_text(r))
+        elif key == (5 << 3 | VARINT):
+            explain = _read_varint(r) != 0
+        elif key == (10 << 3 | LEN):
+            body = _sub(r)
+            raw_json = PyBytes_FromStringAndSize(<const char *> body.p, body.end - body.p)
+        else:                                # profile (a Struct), unknown fields
+            raise _Fallback()
+    profile = None
+    size = 0
+    if raw_json:
+        try:
+            profile = DECODE_JSON(raw_json)
+        except (ValueError, RecursionError):
+            raise _Fallback()                # the runtime path says what is wrong with it
+        if type(profile) is not dict:
+            raise _Fallback()
+        size = len(raw_json)
+    return QUERY(customer_id, profile, size, context if context is not None else CONTEXT(),
+                 tuple(decisions), explain)
+
+
+def decide_query(bytes raw):
+    """The DecideQuery ``convert.query_from_pb`` makes of this DecideRequest,
+    or None: parse it with the runtime (see the module's docstring)."""
+    cdef Reader r
+    r.p = <const unsigned char *> PyBytes_AS_STRING(raw)
+    r.end = r.p + PyBytes_GET_SIZE(raw)
+    try:
+        return _query(&r)
+    except _Fallback:
+        return None
+
+
+def batch_queries(bytes raw):
+    """A DecideBatchRequest's items as DecideQuery objects, or None if any
+    of them (or the batch) is not for this decoder."""
+    cdef Reader r, item
+    cdef uint64_t key
+    r.p = <const unsigned char *> PyBytes_AS_STRING(raw)
+    r.end = r.p + PyBytes_GET_SIZE(raw)
+    out = []
+    try:
+        while r.p < r.end:
+            key = _read_varint(&r)
+            if key != (1 << 3 | LEN):
+                return None
+            item = _sub(&r)
+            out.append(_query(&item))
+    except _Fallback:
+        return None
+    return out

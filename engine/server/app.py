@@ -39,6 +39,7 @@ from .pb.maple.v1 import decision_pb2 as pb
 from .pb.maple.v1 import events_pb2 as epb
 from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
 from .events import EventsServicer
+from . import wire
 from .servicers import AdminServicer, DecisionServicer
 
 log = logging.getLogger("maple.server")
@@ -72,12 +73,14 @@ def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes
                        interceptors=list(interceptors))
 
 
-def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_parsed_timer=None):
+def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_parsed_timer=None, parse=None):
     """A unary handler that parses the request itself (INVALID_ARGUMENT on
     garbage) and records the RPC's status and server time.  With
     ``response_cls`` None, ``method`` returns the response's wire bytes
-    (engine.server.wire) and gRPC sends them as they are."""
-    parse = request_cls.FromString
+    (engine.server.wire) and gRPC sends them as they are.  ``parse`` reads
+    the request's bytes for ``method`` (default ``request_cls.FromString``;
+    it raises on bytes that are not a ``request_cls``)."""
+    parse = parse or request_cls.FromString
     perf = time.perf_counter
     what = request_cls.DESCRIPTOR.full_name
 
@@ -124,13 +127,15 @@ def encoder_from_env() -> str:
 
 def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None,
                      encoder: str = "wire") -> grpc.GenericRpcHandler:
-    if encoder == "runtime":      # messages, serialized by gRPC
+    if encoder == "runtime":      # messages both ways, through the protobuf runtime
         decide, batch = (pb.DecideResponse, servicer.Decide), (pb.DecideBatchResponse, servicer.DecideBatch)
-    else:                         # the bytes themselves
+        parse_decide = parse_batch = None
+    else:                         # requests read and answers written by engine.server.wire
         decide, batch = (None, servicer.decide_bytes), (None, servicer.decide_batch_bytes)
+        parse_decide, parse_batch = wire.decide_request, wire.batch_request
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, decide_timer),
-        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, *batch, recorder),
+        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, decide_timer, parse_decide),
+        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, *batch, recorder, parse=parse_batch),
     })
 
 

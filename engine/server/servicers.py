@@ -10,7 +10,7 @@ import time
 
 from ..service.decide import Decider
 from ..service.errors import InvalidArgument, FieldViolation, ResourceExhausted
-from ..service.model import ItemError
+from ..service.model import DecideQuery, ItemError
 from ..service.validate import validate_batch_size
 from ..source import SourceFile
 from ..limits import MAX_FILE_BYTES, MAX_FILES
@@ -34,27 +34,35 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     """``Decide``/``DecideBatch`` answer messages (grpcio-testing, or a
     server built from the generated ``add_..._to_server``); ``maple serve``
     registers ``decide_bytes``/``decide_batch_bytes``, the same answers
-    written straight to wire bytes by ``engine.server.wire``."""
+    written straight to wire bytes by ``engine.server.wire``, which take the
+    request as ``engine.server.wire`` read it: a DecideQuery (a list of them
+    for a batch) or, for what only the protobuf runtime reads, the message."""
 
     def __init__(self, decider: Decider, on_result=None):
         self.decider = decider
         self.on_result = on_result            # called with each DecideResult (metrics)
 
-    def _decide(self, request: pb.DecideRequest, context):
-        result = self.decider.decide(convert.query_from_pb(request), deadline_of(context))
+    def _decide(self, request: pb.DecideRequest | DecideQuery, context):
+        # maple serve's handler hands over a DecideQuery its C decoder read (engine.server.wire)
+        q = request if type(request) is DecideQuery else convert.query_from_pb(request)
+        result = self.decider.decide(q, deadline_of(context))
         if self.on_result is not None:
             self.on_result(result)
         return result
 
-    def _decide_batch(self, request: pb.DecideBatchRequest, context):
+    def _decide_batch(self, request: pb.DecideBatchRequest | list[DecideQuery], context):
         deadline = deadline_of(context)
-        validate_batch_size(len(request.requests))
-        items = []
-        for item in request.requests:
-            try:
-                items.append(convert.query_from_pb(item))
-            except InvalidArgument as err:
-                items.append(err)
+        if type(request) is list:             # read by the C decoder (engine.server.wire.batch_request)
+            validate_batch_size(len(request))
+            items = request
+        else:
+            validate_batch_size(len(request.requests))
+            items = []
+            for item in request.requests:
+                try:
+                    items.append(convert.query_from_pb(item))
+                except InvalidArgument as err:
+                    items.append(err)
         version, results = self.decider.decide_batch(items, deadline)
         if self.on_result is not None:
             for r in results:
@@ -67,7 +75,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return convert.result_to_pb(self._decide(request, context))
 
     @translated
-    def decide_bytes(self, request: pb.DecideRequest, context) -> bytes:
+    def decide_bytes(self, request: pb.DecideRequest | DecideQuery, context) -> bytes:
         return wire.encode_result(self._decide(request, context))
 
     @translated
@@ -83,7 +91,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
         return out
 
     @translated
-    def decide_batch_bytes(self, request: pb.DecideBatchRequest, context) -> bytes:
+    def decide_batch_bytes(self, request: pb.DecideBatchRequest | list[DecideQuery], context) -> bytes:
         version, results = self._decide_batch(request, context)
         items = []
         for r in results:

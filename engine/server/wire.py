@@ -16,12 +16,24 @@ against the generated descriptors at import, so a renumbered field in
 
 An answer with an explanation (``explain``, a debugging aid) goes through
 ``result_to_pb``.
+
+The requests come the other way the same way: ``decide_request`` reads a
+DecideRequest's bytes straight into the ``DecideQuery`` that
+``convert.query_from_pb`` would make of the parsed message (the runtime
+parse, the message's attribute reads and the context's translation were a
+sixth of a Decide's instructions).  What the C decoder does not read as the
+runtime would (a Struct profile or attributes, an unknown field or enum
+number, a repeated sub-message, bad UTF-8, JSON that does not parse) it
+hands back, and the request takes the runtime's path, with the runtime's
+errors.  ``tests/server/test_wire.py`` holds the two equal on generated
+requests and on garbage.
 """
 from __future__ import annotations
 
 from ..eval.values import render_value
 from . import _wire
-from .convert import PROFILE_STATUS, SOURCES, _plain, result_to_pb
+from ..service.model import DecideQuery, RequestContext
+from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _decode_json, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
 
 #: message -> {field: number} as _wire.pyx writes them
@@ -60,7 +72,29 @@ def check_layout() -> None:
 check_layout()
 _wire.configure(SOURCES, PROFILE_STATUS, render_value, _plain, lambda r: result_to_pb(r).SerializeToString())
 
+_wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext)
+
 encode_result = _wire.encode_result
+
+_parse_request = pb.DecideRequest.FromString
+_parse_batch = pb.DecideBatchRequest.FromString
+_decide_query = _wire.decide_query
+_batch_queries = _wire.batch_queries
+
+
+def decide_request(raw: bytes):
+    """A DecideRequest's bytes as the DecideQuery ``convert.query_from_pb``
+    makes of them, or, for what only the runtime reads, the parsed
+    message (raises as ``DecideRequest.FromString`` does)."""
+    q = _decide_query(raw)
+    return q if q is not None else _parse_request(raw)
+
+
+def batch_request(raw: bytes):
+    """A DecideBatchRequest's bytes as a list of DecideQuery, or the parsed
+    message (as ``decide_request``)."""
+    items = _batch_queries(raw)
+    return items if items is not None else _parse_batch(raw)
 
 
 def _framed(field: int, body: bytes) -> bytes:
@@ -86,4 +120,4 @@ def encode_batch(version: str, items: list) -> bytes:
     return b"".join(out)
 
 
-__all__ = ["encode_result", "encode_batch", "check_layout"]
+__all__ = ["encode_result", "encode_batch", "check_layout", "decide_request", "batch_request"]

@@ -1,0 +1,229 @@
+"""engine.server.wire's request reader (C) against the protobuf runtime.
+
+``maple serve`` reads a DecideRequest's bytes with ``wire.decide_request``:
+a DecideQuery straight from the bytes, or for what only the runtime reads,
+the parsed message (then ``convert.query_from_pb``).  For any bytes a client
+can send, that must come to what the runtime path gives: the same query
+(compared by ``repr``, so NaN, -0.0 and dict order count), the same
+INVALID_ARGUMENT violations, or bytes refused as not a DecideRequest.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench import profiles as bench_profiles
+from engine.server import _wire, convert, wire
+from engine.server.pb.maple.v1 import decision_pb2 as pb
+from engine.service.errors import InvalidArgument
+from engine.service.model import DecideQuery
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _answer(make):
+    try:
+        return "query", repr(make())
+    except InvalidArgument as err:
+        return "invalid", [(v.field, v.description) for v in err.violations]
+
+
+def runtime(raw: bytes):
+    """What the protobuf runtime makes of ``raw``."""
+    try:
+        message = pb.DecideRequest.FromString(raw)
+    except Exception:
+        return "not a DecideRequest"
+    return _answer(lambda: convert.query_from_pb(message))
+
+
+def served(raw: bytes):
+    """What maple serve makes of ``raw`` (engine.server.app.raw_unary)."""
+    try:
+        read = wire.decide_request(raw)
+    except Exception:
+        return "not a DecideRequest"
+    return _answer(lambda: read if type(read) is DecideQuery else convert.query_from_pb(read))
+
+
+def batch_answers(parsed):
+    if type(parsed) is list:
+        return [("query", repr(q)) for q in parsed]
+    return [_answer(lambda item=item: convert.query_from_pb(item)) for item in parsed.requests]
+
+
+def runtime_batch(raw: bytes):
+    try:
+        return batch_answers(pb.DecideBatchRequest.FromString(raw))
+    except Exception:
+        return "not a DecideBatchRequest"
+
+
+def served_batch(raw: bytes):
+    try:
+        parsed = wire.batch_request(raw)
+    except Exception:
+        return "not a DecideBatchRequest"
+    return batch_answers(parsed)
+
+
+# ---------------------------------------------------------------- requests
+text = st.text(max_size=10)
+extreme_floats = st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, -0.0, 5e-324, 1e308])
+json_leaf = st.none() | st.booleans() | st.integers(-10 ** 20, 10 ** 20) | st.floats(allow_nan=False,
+                                                                                     allow_infinity=False) | text
+json_values = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(text, inner, max_size=3), max_leaves=10)
+object_json = st.dictionaries(text, json_values, max_size=5).map(lambda d: json.dumps(d).encode())
+odd_json = st.sampled_from([b"", b"{}", b"[1, 2]", b"null", b'{"a": ', b'{"a": 1} x', b"\xff{}",
+                            b'{"a": NaN}']) | st.binary(max_size=20)
+
+
+def _mostly(draw, usual, odd, plain: bool):
+    """``usual``, or now and then (never when ``plain``) ``odd``."""
+    if plain or draw(st.integers(0, 4)):
+        return draw(usual)
+    return draw(odd)
+
+
+@st.composite
+def contexts(draw, plain: bool):
+    c = pb.RequestContext()
+    any_int32 = st.integers(-2 ** 31, 2 ** 31 - 1)
+    c.channel = _mostly(draw, st.sampled_from([0, *sorted(convert.CHANNELS)]), any_int32, plain)
+    c.device = _mostly(draw, st.sampled_from([0, *sorted(convert.DEVICES)]), any_int32, plain)
+    c.locale, c.page, c.sku, c.category, c.store = (draw(text) for _ in range(5))
+    if draw(st.booleans()):
+        c.location.lat, c.location.lon = draw(extreme_floats), draw(extreme_floats)
+    if draw(st.booleans()):
+        c.timestamp.seconds = draw(st.integers(-2 ** 63, 2 ** 63 - 1) | st.integers(0, 4_000_000_000))
+        c.timestamp.nanos = _mostly(draw, st.integers(0, 999_999_999), any_int32, plain)
+    if _mostly(draw, st.just(False), st.booleans(), plain):
+        c.attributes.update(draw(st.dictionaries(text, json_leaf, max_size=2)))
+    return c
+
+
+@st.composite
+def requests(draw, plain: bool = False):
+    """DecideRequests; ``plain`` ones hold nothing the C reader hands back
+    (no Struct, known enum numbers, valid nanos, a JSON object or none)."""
+    r = pb.DecideRequest(customer_id=draw(text), decisions=draw(st.lists(text, max_size=3)),
+                         explain=draw(st.booleans()))
+    if draw(st.booleans()):
+        r.context.CopyFrom(draw(contexts(plain)))
+    if plain:
+        r.profile_json = draw(st.none() | object_json) or b""
+    else:
+        choice = _mostly(draw, st.sampled_from(["none", "json"]), st.sampled_from(["struct", "both"]), plain)
+        if choice in ("json", "both"):
+            r.profile_json = _mostly(draw, object_json, odd_json, plain)
+        if choice in ("struct", "both"):
+            r.profile.update(draw(st.dictionaries(text, json_leaf, max_size=3)))
+    return r
+
+
+@settings(max_examples=500, deadline=None)
+@given(requests())
+def test_any_request_reads_as_the_runtime_reads_it(request):
+    raw = request.SerializeToString()
+    assert served(raw) == runtime(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests(plain=True))
+def test_a_plain_request_is_read_in_c(request):
+    raw = request.SerializeToString()
+    assert type(_wire.decide_query(raw)) is DecideQuery
+    assert served(raw) == runtime(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests(plain=True) | requests(), requests(plain=True) | requests())
+def test_two_requests_back_to_back_merge_as_the_runtime_merges_them(first, second):
+    """The wire lets a field come twice: scalars, the last one; messages merge
+    (the C reader hands those back); repeated fields add up."""
+    raw = first.SerializeToString() + second.SerializeToString()
+    assert served(raw) == runtime(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests(), st.data())
+def test_damaged_requests_read_as_the_runtime_reads_them(request, data):
+    raw = bytearray(request.SerializeToString())
+    how = data.draw(st.sampled_from(["truncate", "flip", "insert", "unknown field"]))
+    if how == "truncate" and raw:
+        del raw[data.draw(st.integers(0, len(raw) - 1)):]
+    elif how == "flip" and raw:
+        raw[data.draw(st.integers(0, len(raw) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "insert":
+        at = data.draw(st.integers(0, len(raw)))
+        raw[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    else:
+        raw += bytes([0x30 | 0x00, 0x01])     # field 6, a varint: reserved, so unknown here
+    raw = bytes(raw)
+    assert served(raw) == runtime(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_garbage_reads_as_the_runtime_reads_it(raw):
+    assert served(raw) == runtime(raw)
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"\x0a\x02\xc3\x28", "customer_id is not UTF-8"),
+    (b"\x0a\x03\xed\xa0\x80", "a UTF-16 surrogate in UTF-8"),
+    (b"\x0a\x02\xc0\x80", "an overlong encoding"),
+    (b"\x0a\x05abc", "a string longer than the message"),
+    (b"\x1a\x02\x08", "a context whose varint stops"),
+    (b"\x1a\x0b\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "a channel of -1 in ten bytes"),
+    (b"\x1a\x04\x4a\x02\x10\x7f", "nanos 127 without seconds"),
+    (b"\x1a\x0d\x4a\x0b\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "negative nanos"),
+    (b"\x1a\x0b\x3a\x09\x09\x00\x00\x00\x00\x00\x00\xf8\x7f", "a NaN latitude"),
+    (b"\x1a\x05\x3a\x03\x09\x00\x00", "a latitude cut short"),
+    (b"\x28\x02", "explain as 2"),
+    (b"\x28\x01\x28\x00", "explain set, then cleared"),
+    (b"\x0a\x01a\x0a\x01b", "customer_id twice: the last one"),
+    (b"\x1a\x02\x08\x01\x1a\x02\x10\x02", "context twice: merged"),
+    (b"\x52\x00", "an empty profile_json"),
+    (b"\x52\x02{}\x52\x02[]", "profile_json twice: the last one, not an object"),
+    (b"\x12\x00\x52\x02{}", "both profile and profile_json"),
+    (b"\x0b\x0c", "a group"),
+    (b"\x00", "field number 0"),
+    (b"\x08\x01", "customer_id as a varint"),
+    (b"\xf8\xff\xff\xff\x0f\x01", "the highest field number"),
+])
+def test_edge_cases_read_as_the_runtime_reads_them(raw, why):
+    assert served(raw) == runtime(raw), why
+
+
+def test_the_bench_requests_are_read_in_c():
+    raws = bench_profiles.decide_requests(bench_profiles.synthetic(200), by_id=False)
+    raws += bench_profiles.decide_requests(bench_profiles.synthetic(50), by_id=True)
+    for raw in raws:
+        q = _wire.decide_query(raw)
+        assert type(q) is DecideQuery
+        assert repr(q) == repr(convert.query_from_pb(pb.DecideRequest.FromString(raw)))
+
+
+# ---------------------------------------------------------------- batches
+@settings(max_examples=150, deadline=None)
+@given(st.lists(requests(plain=True) | requests(), max_size=4), st.sampled_from(["", "unknown", "garbage"]))
+def test_any_batch_reads_as_the_runtime_reads_it(items, tail):
+    raw = pb.DecideBatchRequest(requests=items).SerializeToString()
+    raw += {"": b"", "unknown": b"\x10\x01", "garbage": b"\x0a\x05\x0a"}[tail]
+    assert served_batch(raw) == runtime_batch(raw)
+
+
+def test_a_plain_batch_is_read_in_c():
+    raws = bench_profiles.decide_requests(bench_profiles.synthetic(20), by_id=False)
+    batch = pb.DecideBatchRequest(requests=[pb.DecideRequest.FromString(b) for b in raws]).SerializeToString()
+    items = _wire.batch_queries(batch)
+    assert type(items) is list and len(items) == 20
+    assert served_batch(batch) == runtime_batch(batch)
+    assert _wire.batch_queries(b"") == []
