@@ -122,9 +122,10 @@ class Decider:
             explained = rs.explain(profile, request, now, cid, wanted)
             explanation = {name: e for name, e in explained.items()
                            if e is not None and (asked is None or name in asked)}
-        return DecideResult(rs.version, now, status, decisions=generic, degraded=bool(degraded),
-                            degraded_reason="; ".join(degraded), explanation=explanation,
-                            decided_by=tuple(decided_by), **fields)
+        get = fields.get
+        return DecideResult(rs.version, now, status, get(results.HOMEPAGE), get(results.SIZE), get(results.NEARBY),
+                            get(results.OFFER), generic, bool(degraded), "; ".join(degraded) if degraded else "",
+                            explanation, tuple(decided_by))
 
     def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:
         snapshot = q.profile
@@ -132,6 +133,10 @@ class Decider:
             if snapshot is None:
                 return {}, ProfileStatus.ANONYMOUS, []
             return snapshot, ProfileStatus.SNAPSHOT, []
+        if type(self.profiles) is NullProfiles:      # no store: every id unknown (as NullProfiles.get says)
+            if snapshot is not None:
+                return snapshot, ProfileStatus.SNAPSHOT, []
+            return {"customer_id": q.customer_id}, ProfileStatus.UNKNOWN_CUSTOMER, []
         try:
             found = lookup_profile(self.profiles, q.customer_id, _remaining(deadline), now)
         except SourceUnavailable as err:

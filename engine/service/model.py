@@ -39,13 +39,25 @@ class RequestContext:
 
     def to_request(self) -> dict:
         """The ``request`` the rules read: typed fields over ``attributes``."""
+        # on every request's path: field by field, no getattr loop
         req = dict(self.attributes) if self.attributes else {}
-        for name in ("channel", "device", "locale", "page", "sku", "category", "store"):
-            v = getattr(self, name)
-            if v is not None:
-                req[name] = v
-        if self.location is not None:
-            req["location"] = {"lat": self.location[0], "lon": self.location[1]}
+        if self.channel is not None:
+            req["channel"] = self.channel
+        if self.device is not None:
+            req["device"] = self.device
+        if self.locale is not None:
+            req["locale"] = self.locale
+        if self.page is not None:
+            req["page"] = self.page
+        if self.sku is not None:
+            req["sku"] = self.sku
+        if self.category is not None:
+            req["category"] = self.category
+        if self.store is not None:
+            req["store"] = self.store
+        location = self.location
+        if location is not None:
+            req["location"] = {"lat": location[0], "lon": location[1]}
         return req
 
 

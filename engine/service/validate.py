@@ -7,8 +7,6 @@ one.
 """
 from __future__ import annotations
 
-import math
-
 from .errors import FieldViolation, InvalidArgument, ResourceExhausted
 from .model import DecideQuery
 
@@ -31,19 +29,40 @@ _TEXT_FIELDS = ("locale", "page", "sku", "category", "store")
 
 def validate_query(q: DecideQuery, decision_names) -> None:
     """Raise InvalidArgument naming every bad field of ``q``."""
-    bad: list[FieldViolation] = []
-    if q.customer_id is not None and len(q.customer_id) > MAX_ID:
-        bad.append(FieldViolation("customer_id", f"at most {MAX_ID} characters, got {len(q.customer_id)}"))
+    # on every request's path: the common case (short texts, a valid point, no
+    # names, a small snapshot, no attributes) passes in one expression
     ctx = q.context
+    cid, loc, ts = q.customer_id, ctx.location, ctx.timestamp
+    if ((cid is None or len(cid) <= MAX_ID)
+            and (ctx.sku is None or len(ctx.sku) <= MAX_TEXT) and (ctx.page is None or len(ctx.page) <= MAX_TEXT)
+            and (ctx.category is None or len(ctx.category) <= MAX_TEXT)
+            and (ctx.locale is None or len(ctx.locale) <= MAX_TEXT)
+            and (ctx.store is None or len(ctx.store) <= MAX_TEXT)
+            and (loc is None or (-90.0 <= loc[0] <= 90.0 and -180.0 <= loc[1] <= 180.0))
+            and (ts is None or MIN_TIME <= ts <= MAX_TIME) and not q.decisions
+            and (q.profile is None or 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES) and ctx.attributes is None):
+        return
+    bad = violations(q, decision_names)
+    if bad:
+        raise InvalidArgument(bad)
+
+
+def violations(q: DecideQuery, decision_names) -> list[FieldViolation]:
+    """Every bad field of ``q``, one by one (validate_query's reference)."""
+    ctx = q.context
+    cid = q.customer_id
+    bad: list[FieldViolation] = []
+    if cid is not None and len(cid) > MAX_ID:
+        bad.append(FieldViolation("customer_id", f"at most {MAX_ID} characters, got {len(cid)}"))
     for name in _TEXT_FIELDS:
         v = getattr(ctx, name)
         if v is not None and len(v) > MAX_TEXT:
             bad.append(FieldViolation(f"context.{name}", f"at most {MAX_TEXT} characters, got {len(v)}"))
     if ctx.location is not None:
         lat, lon = ctx.location
-        if not (math.isfinite(lat) and -90.0 <= lat <= 90.0):
+        if not -90.0 <= lat <= 90.0:                 # NaN fails it too
             bad.append(FieldViolation("context.location.lat", f"must be a number from -90 to 90, got {lat!r}"))
-        if not (math.isfinite(lon) and -180.0 <= lon <= 180.0):
+        if not -180.0 <= lon <= 180.0:
             bad.append(FieldViolation("context.location.lon", f"must be a number from -180 to 180, got {lon!r}"))
     if ctx.timestamp is not None and not (MIN_TIME <= ctx.timestamp <= MAX_TIME):
         bad.append(FieldViolation("context.timestamp", "must be between 0001-01-01 and 9999-12-31"))
@@ -60,8 +79,7 @@ def validate_query(q: DecideQuery, decision_names) -> None:
             problem = _shape_problem(value)
             if problem:
                 bad.append(FieldViolation(path, problem))
-    if bad:
-        raise InvalidArgument(bad)
+    return bad
 
 
 def validate_batch_size(n: int) -> None:
