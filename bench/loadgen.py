@@ -16,7 +16,7 @@ request bytes:
 Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
 merged.  Results: a table on stdout, JSON and a latency-distribution PNG in --out.
 When the harness starts the server itself it also reads the server's own
-``maple_decide_seconds`` histogram (request parsed to response ready).
+``maple_decide_seconds`` histogram (request bytes to response ready).
 """
 from __future__ import annotations
 

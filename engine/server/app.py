@@ -9,7 +9,7 @@ process is a :class:`DecisionNode`.
 Handlers take the request as raw bytes and parse it themselves, so a
 payload that is not a valid message is INVALID_ARGUMENT (grpc's own
 deserializer would answer INTERNAL), and so server time is measured from
-the request parsed to the response ready.
+the request's bytes to the response ready.
 """
 from __future__ import annotations
 
@@ -73,13 +73,15 @@ def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes
                        interceptors=list(interceptors))
 
 
-def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_parsed_timer=None, parse=None):
+def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, timer=None, parse=None):
     """A unary handler that parses the request itself (INVALID_ARGUMENT on
     garbage) and records the RPC's status and server time.  With
     ``response_cls`` None, ``method`` returns the response's wire bytes
     (engine.server.wire) and gRPC sends them as they are.  ``parse`` reads
     the request's bytes for ``method`` (default ``request_cls.FromString``;
-    it raises on bytes that are not a ``request_cls``)."""
+    it raises on bytes that are not a ``request_cls``).  ``timer`` is given
+    the seconds from the request's bytes to the response, for an answered
+    call (maple_decide_seconds)."""
     parse = parse or request_cls.FromString
     perf = time.perf_counter
     what = request_cls.DESCRIPTOR.full_name
@@ -92,10 +94,9 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, on_par
                 request = parse(raw)
             except Exception:                     # DecodeError, recursion limit, bad UTF-8
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {what}")
-            t1 = perf()
             response = method(request, context)
-            if on_parsed_timer is not None:
-                on_parsed_timer(perf() - t1)
+            if timer is not None:
+                timer(perf() - t0)
             return response
         except BaseException:
             c = context.code()

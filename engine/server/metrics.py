@@ -49,7 +49,7 @@ REQUEST_SECONDS = Histogram("maple_request_seconds",
                             "Server time per RPC (handler entered to response ready), by method and code",
                             ["rpc", "code"], buckets=FAST_BUCKETS)
 DECIDE_SECONDS = Histogram("maple_decide_seconds",
-                           "Decide server-side time from request parsed to response ready",
+                           "Decide server-side time from the request's bytes to the response ready",
                            buckets=FAST_BUCKETS)
 DECISIONS = Counter("maple_decisions", "Decisions made, by decision and the rule that decided "
                     "(the source when no rule did)", ["decision", "rule"])
