@@ -69,6 +69,10 @@ def to_timestamp(v):
 
 
 def to_geo(v):
+    if type(v) is tuple and len(v) == 2:         # the common case, a request's point: as it is
+        lat, lon = v
+        if type(lat) is float and type(lon) is float and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0:
+            return v
     if type(v) is dict:
         lat, lon = to_number(v.get("lat")), to_number(v.get("lon"))
     elif type(v) in (list, tuple) and len(v) == 2:

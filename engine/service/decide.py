@@ -177,8 +177,10 @@ class Decider:
         preferred = preferred if isinstance(preferred, str) and preferred else None
         found = _NO_STOCK
         if p.max_stores > 0 and p.radius_km > 0:
-            home = profile.get("home")
-            query = NearbyQuery(q.context.sku or None, size, q.context.location, preferred,
+            where = q.context.location
+            # the home is only the last fallback: a request's location (validated) comes first
+            home = profile.get("home") if where is None else None
+            query = NearbyQuery(q.context.sku or None, size, where, preferred,
                                 _geo(home) if home is not None else None, p.radius_km, p.max_stores,
                                 p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
             try:

@@ -72,3 +72,18 @@ def test_locate_point_is_locate_without_the_account(small, request, preferred, h
     stores = small.snapshot.data.stores
     where = locate(request, preferred, home, stores)
     assert locate_point(request, preferred, home, stores) == (where.point, where.source)
+
+
+coordinate = (st.floats() | st.sampled_from([90.0, -90.0, 180.0, -180.0, -0.0, 90.0000001]) | st.integers(-200, 200)
+              | st.booleans() | st.none() | st.just("51.5"))
+
+
+@settings(max_examples=500)
+@given(coordinate, coordinate)
+def test_a_point_reads_the_same_as_a_tuple_a_list_or_a_dict(lat, lon):
+    """to_geo takes a (float, float) tuple as it is (the request's point, on
+    every Decide); it must read it as it reads the same point in any form."""
+    from engine.eval.values import to_geo
+    point = to_geo((lat, lon))
+    assert point == to_geo([lat, lon]) == to_geo({"lat": lat, "lon": lon})
+    assert point is None or (type(point) is tuple and all(type(x) is float for x in point))

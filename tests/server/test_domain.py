@@ -65,6 +65,10 @@ def test_nearby_asks_for_the_size_even_when_only_nearby_is_wanted(ruleset):
                              context=RequestContext(sku="sku-1", category="shoes", timestamp=NOW)))
     assert seen[0].size == "42" and seen[0].home == (51.5, -0.12) and seen[0].request_location is None
     assert r.prefill_size is None                         # not asked, not returned
+    # with the request's own point the home, only the last fallback, is not asked for
+    d.decide(DecideQuery(profile=RUNNER, context=RequestContext(sku="sku-1", category="shoes", timestamp=NOW,
+                                                                location=(48.85, 2.35))))
+    assert seen[1].request_location == (48.85, 2.35) and seen[1].home is None
 
 
 def test_validation_collects_every_problem(ruleset):
