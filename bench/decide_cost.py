@@ -66,8 +66,8 @@ def _stage_calls(stage: str, customers: int):
                       stores=InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
     servicer, ctx = DecisionServicer(decider), _NoDeadline()
     measured = DecisionServicer(decider, _metrics_on_result(metrics))
-    handle = raw_unary("Decide", pb.DecideRequest, None, measured.decide_bytes, metrics.RECORDER,
-                       metrics.RECORDER.decide_seconds, wire.decide_request).unary_unary
+    handle = raw_unary("Decide", pb.DecideRequest, None, measured.decide_bytes, metrics.RECORDER, True,
+                       wire.decide_request).unary_unary
     raw = bench_profiles.decide_requests(bench_profiles.synthetic(customers), by_id=False)
     requests = [pb.DecideRequest.FromString(b) for b in raw]
     queries = [convert.query_from_pb(r) for r in requests]

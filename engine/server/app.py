@@ -73,15 +73,15 @@ def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes
                        interceptors=list(interceptors))
 
 
-def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, timer=None, parse=None):
+def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide: bool = False, parse=None):
     """A unary handler that parses the request itself (INVALID_ARGUMENT on
     garbage) and records the RPC's status and server time.  With
     ``response_cls`` None, ``method`` returns the response's wire bytes
     (engine.server.wire) and gRPC sends them as they are.  ``parse`` reads
     the request's bytes for ``method`` (default ``request_cls.FromString``;
-    it raises on bytes that are not a ``request_cls``).  ``timer`` is given
-    the seconds from the request's bytes to the response, for an answered
-    call (maple_decide_seconds)."""
+    it raises on bytes that are not a ``request_cls``).  ``decide``: an
+    answered call's time, from the request's bytes to the response, is also
+    recorded as a Decide's (maple_decide_seconds)."""
     parse = parse or request_cls.FromString
     perf = time.perf_counter
     what = request_cls.DESCRIPTOR.full_name
@@ -94,17 +94,14 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, timer=
                 request = parse(raw)
             except Exception:                     # DecodeError, recursion limit, bad UTF-8
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {what}")
-            response = method(request, context)
-            if timer is not None:
-                timer(perf() - t0)
-            return response
+            return method(request, context)
         except BaseException:
             c = context.code()
             code = c.name if isinstance(c, grpc.StatusCode) else "INTERNAL"
             raise
         finally:
             if recorder is not None:
-                recorder.request(rpc, code, perf() - t0)
+                recorder.request(rpc, code, perf() - t0, decide and code == "OK")
 
     # response_cls None: the method returns the response's wire bytes itself
     serialize = response_cls.SerializeToString if response_cls is not None else None
@@ -126,8 +123,7 @@ def encoder_from_env() -> str:
     return name
 
 
-def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=None,
-                     encoder: str = "wire") -> grpc.GenericRpcHandler:
+def decision_handler(servicer: DecisionServicer, recorder=None, encoder: str = "wire") -> grpc.GenericRpcHandler:
     if encoder == "runtime":      # messages both ways, through the protobuf runtime
         decide, batch = (pb.DecideResponse, servicer.Decide), (pb.DecideBatchResponse, servicer.DecideBatch)
         parse_decide = parse_batch = None
@@ -135,7 +131,7 @@ def decision_handler(servicer: DecisionServicer, recorder=None, decide_timer=Non
         decide, batch = (None, servicer.decide_bytes), (None, servicer.decide_batch_bytes)
         parse_decide, parse_batch = wire.decide_request, wire.batch_request
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, decide_timer, parse_decide),
+        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, True, parse_decide),
         "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, *batch, recorder, parse=parse_batch),
     })
 
@@ -217,17 +213,17 @@ class DecisionNode:
         self.inventory = InventoryHolder.open(cfg.data_dir)
         self.profiles = open_store_or_exit(cfg, self.inventory.known_stores())
         self.decider = Decider(self.holder, self.profiles, InventoryStores(self.inventory))
-        recorder = timer = on_result = None
+        recorder = on_result = None
         if metrics:
             from . import metrics as m
-            recorder, timer = m.RECORDER, m.RECORDER.decide_seconds
+            recorder = m.RECORDER
             on_result = _metrics_on_result(m)
             self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
         self.servicer = DecisionServicer(self.decider, on_result)
         self.recorder = recorder
         self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes)
         self.events = EventsServicer(EventRecorder.for_source(self.profiles))
-        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, timer, encoder_from_env()),
+        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, encoder_from_env()),
                                               events_handler(self.events, recorder)))
         self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
         self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
