@@ -14,7 +14,10 @@
     .venv/bin/python bench/profiles_bench.py --redis redis://127.0.0.1:6379/15 --events 200000
     .venv/bin/python bench/profiles_bench.py --writers 4      # concurrent callers (group commit)
 
-The decisions come from tests/profiles/data/pack.rules over rules/schema.rules.
+The decisions come from tests/profiles/data/pack.rules over rules/schema.rules,
+or with ``--pack reference`` from the reference pack (rules/) with its store
+and inventory data (rules/data): its four decisions together, nearby stores
+included, for a product page in London -- issue 5's in-process figure.
 The table goes to stdout, everything to bench/results/profiles.json.
 """
 from __future__ import annotations
@@ -184,15 +187,18 @@ def decide_cases(rs, stores: dict, customers: list[str], request: dict, now: flo
     return cases
 
 
-def service_cases(rs, stores: dict, customers: list[str], request: dict, now: float) -> dict:
+def service_cases(rs, stores: dict, customers: list[str], request: dict, now: float,
+                  nearby=None) -> dict:
     """The same comparison one level up, as ``maple serve`` does it: request
-    bytes in, response bytes out (parse, translate, Decide, translate,
-    serialize; no transport).  Inline: the profile travels as
-    ``profile_json``; stored: only the customer id does, and the profile
-    comes from the store's cache (hit) or the store (miss)."""
+    bytes in, response bytes out (the C reader, Decide with typed results
+    and nearby stores, the C encoder; no transport).  Inline: the profile
+    travels as ``profile_json``; stored: only the customer id does, and the
+    profile comes from the store's cache (hit) or the store (miss).
+    ``nearby``: the stores source (None: no store data)."""
     from engine.profiles.fold import public
-    from engine.server import convert
+    from engine.server import wire
     from engine.server.pb.maple.v1 import decision_pb2 as pb
+    from engine.server.servicers import DecisionServicer
     from engine.service.decide import Decider
     from engine.service.rules import RulesetHolder
     from engine.service.stored import StoredProfiles
@@ -200,28 +206,34 @@ def service_cases(rs, stores: dict, customers: list[str], request: dict, now: fl
     holder.swap(rs)
     first = next(iter(stores.values()))
 
-    def wire(c: str, inline: bool) -> bytes:
+    def payload(c: str, inline: bool) -> bytes:
         r = pb.DecideRequest(customer_id=c, context=pb.RequestContext(
             channel=pb.CHANNEL_WEB, page=request["page"], category=request["category"], sku=request["sku"]))
         r.context.timestamp.FromNanoseconds(int(now * 1e9))
+        if "location" in request:
+            r.context.location.lat, r.context.location.lon = request["location"]["lat"], request["location"]["lon"]
         if inline:
             r.customer_id = ""
             r.profile_json = json.dumps(public(first.get(c))).encode()
         return r.SerializeToString()
 
-    def call(decider: Decider, payloads: dict):
-        parse, query, to_pb = pb.DecideRequest.FromString, convert.query_from_pb, convert.result_to_pb
-        return lambda c: to_pb(decider.decide(query(parse(payloads[c])), None)).SerializeToString()
+    class NoDeadline:
+        def time_remaining(self):
+            return None
 
-    inline, by_id = {c: wire(c, True) for c in customers}, {c: wire(c, False) for c in customers}
-    cases = {"inline snapshot": call(Decider(holder), inline)}
+    def call(decider: Decider, payloads: dict):
+        served, read, ctx = DecisionServicer(decider).decide_bytes, wire.decide_request, NoDeadline()
+        return lambda c: served(read(payloads[c]), ctx)
+
+    inline, by_id = {c: payload(c, True) for c in customers}, {c: payload(c, False) for c in customers}
+    cases = {"inline snapshot": call(Decider(holder, stores=nearby), inline)}
     for name, store in stores.items():
         hot = StoredProfiles(store, cache_ttl=3600.0, cache_size=len(customers) + 10)
         cold = StoredProfiles(store, cache_ttl=0.0, cache_size=len(customers) + 10)
         for c in customers:
             hot.lookup(c, None, now)
-        cases[f"{name} cache hit"] = call(Decider(holder, hot), by_id)
-        cases[f"{name} cache miss"] = call(Decider(holder, cold), by_id)
+        cases[f"{name} cache hit"] = call(Decider(holder, hot, nearby), by_id)
+        cases[f"{name} cache miss"] = call(Decider(holder, cold, nearby), by_id)
     return cases
 
 
@@ -238,9 +250,17 @@ def decide_latency(cases: dict, customers: list[str], repeat: int, rounds: int =
 
 
 # ---------------------------------------------------------------- the run
-def load_pack():
+def load_pack(which: str = "small"):
+    """(ruleset, stores source or None, the request the Decides are for)."""
+    if which == "reference":
+        from engine.ruleset import load
+        from engine.service.inventory import InventoryHolder, InventoryStores
+        request = {"channel": "web", "page": "product", "category": "running-shoes", "sku": "RUN-001",
+                   "location": {"lat": 51.5072, "lon": -0.1276}}
+        return load(ROOT / "rules"), InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")), request
+    request = {"channel": "web", "page": "product", "category": "running-shoes", "sku": "RUN-1"}
     return build([SourceFile("rules/schema.rules", (ROOT / "rules/schema.rules").read_text()),
-                  SourceFile("pack.rules", (ROOT / "tests/profiles/data/pack.rules").read_text())])
+                  SourceFile("pack.rules", (ROOT / "tests/profiles/data/pack.rules").read_text())]), None, request
 
 
 def open_stores(args, tmp: Path):
@@ -286,11 +306,12 @@ def render(report: dict) -> str:
         a = r["ack_latency"]
         lines.append(f"{name:48} {r['events_per_s']:>10,.0f} {a['p50_us'] / 1000:>8.2f}ms "
                      f"{a['p99_us'] / 1000:>8.2f}ms  {r['durable']} ({r['store_detail']})")
-    lines += _ratio_table(f"Decide latency, all {report['decisions']} decisions of the pack, profile from "
-                          f"({report['repeat']} calls each, µs)", report["decide"])
+    pack = report.get("pack", "small")
+    lines += _ratio_table(f"Decide latency, the rules alone: all {report['decisions']} decisions of the "
+                          f"{pack} pack, profile from ({report['repeat']} calls each, µs)", report["decide"])
     if report.get("service"):
         lines += _ratio_table("The whole Decide as the server runs it (request bytes -> response bytes, "
-                              "no transport), µs", report["service"])
+                              f"no transport; {pack} pack), µs", report["service"])
     m = report["machine"]
     lines += ["", f"machine: {m['cpus']} CPUs, Python {m['python']}, "
                   f"sum(range(1000)) takes {m['sum_range_1000_us']:.1f} µs (a yardstick for comparing runs)"]
@@ -308,21 +329,22 @@ def main(argv=None) -> int:
     ap.add_argument("--redis", metavar="URL", help="use this Redis (its db is FLUSHED) instead of starting one")
     ap.add_argument("--reference", action="store_true",
                     help="also ingest into SQLite with synchronous=OFF (not durable) to show the fsync's share")
+    ap.add_argument("--pack", choices=("small", "reference"), default="small",
+                    help="the rules Decide runs: tests/profiles/data/pack.rules, or rules/ with its store data")
     ap.add_argument("--out", default=str(ROOT / "bench/results/profiles.json"))
     args = ap.parse_args(argv)
 
     now = time.time()
     events = workload(args.events, args.customers, now)
-    rs = load_pack()
+    rs, nearby, request = load_pack(args.pack)
     gc.collect()
     gc.freeze()          # the workload is the bench's, not the server's: keep it out of GC passes
-    request = {"channel": "web", "page": "product", "category": "running-shoes", "sku": "RUN-1"}
     with tempfile.TemporaryDirectory(prefix="maple-bench-") as tmp:
         stores, server = open_stores(args, Path(tmp))
         try:
             report = {"events": args.events, "customers": args.customers, "batch": args.batch,
                       "writers": args.writers,
-                      "repeat": args.repeat, "decisions": len(rs.decision_names),
+                      "repeat": args.repeat, "decisions": len(rs.decision_names), "pack": args.pack,
                       "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                   "platform": platform.platform(),
                                   "sum_range_1000_us": min(timeit.repeat("sum(range(1000))", number=2000,
@@ -336,7 +358,8 @@ def main(argv=None) -> int:
             hot = sorted({e["customer_id"] for e in events[:5000]})[:1000]
             cases = decide_cases(rs, durable, hot, request, now)
             report["decide"] = decide_latency(cases, hot, args.repeat)
-            report["service"] = decide_latency(service_cases(rs, durable, hot, request, now), hot, args.repeat)
+            report["service"] = decide_latency(service_cases(rs, durable, hot, request, now, nearby), hot,
+                                               args.repeat)
         finally:
             for store in stores.values():
                 store.close()
