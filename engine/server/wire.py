@@ -10,9 +10,11 @@ tag, then a varint, eight bytes, or a length and that many bytes).
 It is the fast twin of ``result_to_pb``, not a second contract:
 ``tests/server/test_wire.py`` checks, over generated results and the
 reference pack's answers, that the bytes parse to exactly the message
-``result_to_pb`` builds.  The field numbers it writes are checked here
-against the generated descriptors at import, so a renumbered field in
-``decision.proto`` stops the server at start-up instead of garbling answers.
+``result_to_pb`` builds.  The field numbers it writes and reads (and the
+types of those it reads) are checked here against the generated
+descriptors at import, so a renumbered or retyped field in
+``decision.proto`` stops the server at start-up instead of garbling
+answers or misreading requests.
 
 An answer with an explanation (``explain``, a debugging aid) goes through
 ``result_to_pb``.
@@ -30,14 +32,20 @@ requests and on garbage.
 """
 from __future__ import annotations
 
+from google.protobuf.descriptor import FieldDescriptor
+
 from ..eval.values import render_value
 from . import _wire
 from ..service.model import DecideQuery, RequestContext
 from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _decode_json, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
 
-#: message -> {field: number} as _wire.pyx writes them
+#: message -> {field: number} as _wire.pyx writes (answers) or reads (requests) them
 LAYOUT = {
+    pb.DecideRequest: dict(customer_id=1, profile=2, context=3, decisions=4, explain=5, profile_json=10),
+    pb.RequestContext: dict(channel=1, device=2, locale=3, page=4, sku=5, category=6, location=7, store=8,
+                            timestamp=9, attributes=10),
+    pb.GeoPoint: dict(lat=1, lon=2),
     pb.DecideResponse: dict(ruleset_version=1, homepage_category=2, prefill_size=3, nearby_stores=4,
                             next_best_offer=5, decisions=6, degraded=7, degraded_reason=8, profile_status=9,
                             explanation=10, decided_at=11),
@@ -58,15 +66,45 @@ LAYOUT = {
 }
 
 
+_F = FieldDescriptor
+#: message -> {field: type} of what _wire.pyx reads (a string is checked as
+#: UTF-8, bytes are not; a repeated field's items are appended)
+READ_TYPES = {
+    pb.DecideRequest: dict(customer_id=(_F.TYPE_STRING, False), profile=(_F.TYPE_MESSAGE, False),
+                           context=(_F.TYPE_MESSAGE, False), decisions=(_F.TYPE_STRING, True),
+                           explain=(_F.TYPE_BOOL, False), profile_json=(_F.TYPE_BYTES, False)),
+    pb.RequestContext: dict(channel=(_F.TYPE_ENUM, False), device=(_F.TYPE_ENUM, False),
+                            locale=(_F.TYPE_STRING, False), page=(_F.TYPE_STRING, False),
+                            sku=(_F.TYPE_STRING, False), category=(_F.TYPE_STRING, False),
+                            location=(_F.TYPE_MESSAGE, False), store=(_F.TYPE_STRING, False),
+                            timestamp=(_F.TYPE_MESSAGE, False), attributes=(_F.TYPE_MESSAGE, False)),
+    pb.GeoPoint: dict(lat=(_F.TYPE_DOUBLE, False), lon=(_F.TYPE_DOUBLE, False)),
+}
+
+
 def check_layout() -> None:
     """Raise ImportError when decision.proto numbers a field differently
-    from what the encoder writes (or dropped it)."""
+    from what the encoder writes or the reader reads (or dropped it), or
+    gives a field the reader reads another type."""
     for cls, fields in LAYOUT.items():
         numbers = {f.name: f.number for f in cls.DESCRIPTOR.fields}
         for name, number in fields.items():
             if numbers.get(name) != number:
                 raise ImportError(f"engine.server.wire: {cls.DESCRIPTOR.full_name}.{name} is field "
-                                  f"{numbers.get(name)} in decision.proto but _wire.pyx writes {number}")
+                                  f"{numbers.get(name)} in decision.proto but _wire.pyx uses {number}")
+    for cls, fields in READ_TYPES.items():
+        by_name = cls.DESCRIPTOR.fields_by_name
+        for name, (kind, repeated) in fields.items():
+            f = by_name[name]
+            is_repeated = f.is_repeated if hasattr(f, "is_repeated") else f.label == _F.LABEL_REPEATED
+            if f.type != kind or is_repeated != repeated:
+                raise ImportError(f"engine.server.wire: {cls.DESCRIPTOR.full_name}.{name} changed type in "
+                                  "decision.proto; _wire.pyx reads it as it was")
+    context = pb.RequestContext.DESCRIPTOR.fields_by_name
+    if (context["timestamp"].message_type.full_name != "google.protobuf.Timestamp"
+            or context["location"].message_type is not pb.GeoPoint.DESCRIPTOR):
+        raise ImportError("engine.server.wire: RequestContext.timestamp or .location changed type in "
+                          "decision.proto; _wire.pyx reads them as they were")
 
 
 check_layout()

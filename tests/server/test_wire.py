@@ -99,7 +99,22 @@ def test_an_explanation_goes_through_the_runtime(reference):
 
 def test_a_renumbered_field_stops_the_import(monkeypatch):
     monkeypatch.setitem(wire.LAYOUT, pb.Offer, dict(wire.LAYOUT[pb.Offer], score=4))
-    with pytest.raises(ImportError, match=r"maple.v1.Offer.score is field 3 in decision.proto but _wire.pyx writes 4"):
+    with pytest.raises(ImportError, match=r"maple.v1.Offer.score is field 3 in decision.proto but _wire.pyx uses 4"):
+        wire.check_layout()
+
+
+def test_a_renumbered_request_field_stops_the_import(monkeypatch):
+    monkeypatch.setitem(wire.LAYOUT, pb.RequestContext, dict(wire.LAYOUT[pb.RequestContext], sku=6))
+    with pytest.raises(ImportError, match=r"maple.v1.RequestContext.sku is field 5 in decision.proto"):
+        wire.check_layout()
+
+
+def test_a_retyped_request_field_stops_the_import(monkeypatch):
+    from google.protobuf.descriptor import FieldDescriptor as F
+    wire.check_layout()
+    monkeypatch.setitem(wire.READ_TYPES, pb.DecideRequest,
+                        dict(wire.READ_TYPES[pb.DecideRequest], profile_json=(F.TYPE_STRING, False)))
+    with pytest.raises(ImportError, match=r"maple.v1.DecideRequest.profile_json changed type"):
         wire.check_layout()
 
 
