@@ -16,7 +16,7 @@ None, and the caller takes the runtime's path, errors included.
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
-from libc.math cimport isfinite, signbit
+from libc.math cimport floor, isfinite, signbit
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
@@ -235,7 +235,7 @@ cdef int _offer(Buf *b, int field, object o) except -1:
         for k, v in fields.items():
             entry = _open(b, 7)
             _str(b, 1, k)
-            _str(b, 2, RENDER(v))
+            _str(b, 2, v if type(v) is str else RENDER(v))     # render_value gives text as it is
             _close(b, entry)
     return _close(b, at)
 
@@ -327,18 +327,22 @@ cdef int _result(Buf *b, object r) except -1:
     _str(b, 1, r.ruleset_version)
     _enum(b, 9, PROFILE_STATUS[r.profile_status])
     decided_at = r.decided_at
+    cdef double t, whole
+    cdef int64_t nanos
     if decided_at is not None and isfinite(decided_at):
-        whole = math.floor(decided_at)
-        nanos = int((decided_at - whole) * 1e9)
-        if not -9223372036854775808 <= whole <= 9223372036854775807:
-            raise ValueError(f"Value out of range: {whole}")
+        # as result_to_pb: math.floor, then int((t - whole) * 1e9), in C doubles
+        t = decided_at
+        whole = floor(t)
+        if not -9223372036854775808.0 <= whole < 9223372036854775808.0:
+            raise ValueError(f"Value out of range: {math.floor(decided_at)}")
+        nanos = <int64_t> ((t - whole) * 1e9)
         at = _open(b, 11)
-        if whole:
+        if whole != 0.0:
             _tag(b, 1, VARINT)
             _varint(b, <uint64_t> <int64_t> whole)
         if nanos:
             _tag(b, 2, VARINT)
-            _varint(b, <uint64_t> <int64_t> nanos)
+            _varint(b, <uint64_t> nanos)
         _close(b, at)
     h = r.homepage_category
     if h is not None:

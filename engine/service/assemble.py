@@ -29,13 +29,16 @@ GENERIC, TEXT, OFFERS, RECORD = 0, 1, 2, 3
 
 
 class _Decision:
-    __slots__ = ("ir", "name", "how", "rules", "reasons", "commons", "shared", "default", "shapes",
-                 "templates", "defaults", "policies")
+    __slots__ = ("ir", "name", "how", "rules", "decided", "undecided", "reasons", "commons", "shared", "default",
+                 "shapes", "templates", "defaults", "policies")
 
     def __init__(self, rs: Ruleset, d):
         self.ir = d
         self.name = d.name
         self.rules = tuple(c.name for c in d.candidates)
+        # decided_by's pairs, made once: (decision, rule) per rank, (decision, None)
+        self.decided = tuple((d.name, rule) for rule in self.rules)
+        self.undecided = (d.name, None)
         # a rule's Common when no experiment assigned a variant: the same object every call
         self.reasons = tuple(Reason(c.name, c.because, c.location) for c in d.candidates)
         self.commons = tuple(Common("rule", r) for r in self.reasons)
@@ -108,11 +111,11 @@ class Plan:
                     rank = ranks[0]
                     value = outputs[0][0]
                     common = D.commons[rank] if not variants else D.common(rank, variants)
-                    decided_by.append((name, D.rules[rank]))
+                    decided_by.append(D.decided[rank])
                 else:
                     value = D.default
                     common = D.common(status or "default", variants)
-                    decided_by.append((name, None))
+                    decided_by.append(D.undecided)
                 if value is None or isinstance(value, str):
                     fields[name] = (HomepageCategory(value, common) if name == results.HOMEPAGE
                                     else PrefilledSize(value, common))
@@ -123,20 +126,20 @@ class Plan:
                 if ranks:
                     rank = ranks[0]
                     common = D.commons[rank] if not variants else D.common(rank, variants)
-                    decided_by.append((name, D.rules[rank]))
+                    decided_by.append(D.decided[rank])
                 else:
                     common = D.common(status or "default", variants)
-                    decided_by.append((name, None))
+                    decided_by.append(D.undecided)
                 fields[name] = NextBestOffers(offers, common)
             elif how == RECORD:
                 if ranks:
                     rank = ranks[0]
                     common = D.commons[rank] if not variants else D.common(rank, variants)
-                    decided_by.append((name, D.rules[rank]))
+                    decided_by.append(D.decided[rank])
                     key = (rank, outputs[0])
                 else:
                     common = D.common(status or "default", variants)
-                    decided_by.append((name, None))
+                    decided_by.append(D.undecided)
                     key = None
                 try:
                     policy = D.policies.get(key)

@@ -127,6 +127,14 @@ def test_out_of_range_numbers_fail_as_the_runtime_does():
         convert.result_to_pb(result)
     with pytest.raises(ValueError):
         wire.encode_result(result)
+    for when in (2.0 ** 63, -2.0 ** 63 - 4096.0, 1e19):       # decided_at past a Timestamp's int64 seconds
+        late = DecideResult("v1", when, ProfileStatus.STORED)
+        with pytest.raises(ValueError):
+            convert.result_to_pb(late)
+        with pytest.raises(ValueError):
+            wire.encode_result(late)
+    for when in (2.0 ** 62, -2.0 ** 63, -0.25, 1_795_435_200.999999999):  # at the edges, still written
+        assert_same(DecideResult("v1", when, ProfileStatus.STORED))
 
 
 # ---------------------------------------------------------------- generated results
