@@ -157,9 +157,9 @@ class Recorder:
             answers, self._answers = self._answers, {}
             degraded, self._degraded = self._degraded, 0
         decisions: dict = {}
-        for decided_by, n in answers.items():
+        for decided_by, times in answers.items():
             for key in decided_by:
-                decisions[key] = decisions.get(key, 0) + n
+                decisions[key] = decisions.get(key, 0) + times
         counter, histogram, decide_histogram, decision_counter, degraded_counter = self._metrics
         for key, t in requests.items():
             c, h = self._child(("r",) + key, lambda: (counter.labels(*key), histogram.labels(*key)))
