@@ -231,3 +231,42 @@ def test_a_plain_batch_is_read_in_c():
     assert type(items) is list and len(items) == 20
     assert served_batch(batch) == runtime_batch(batch)
     assert _wire.batch_queries(b"") == []
+
+
+# ---------------------------------------------------------------- in the handler
+class _Context:
+    """The little of grpc.ServicerContext the handler uses on success."""
+
+    def time_remaining(self):
+        return None
+
+    def code(self):
+        return None
+
+
+@pytest.mark.parametrize("encoder, read_in_c", [("wire", True), ("runtime", False)])
+def test_maple_serves_decide_through_the_reader_its_encoder_says(monkeypatch, encoder, read_in_c):
+    """The handlers maple serve registers read Decide and DecideBatch with
+    the C reader (MAPLE_ENCODER=wire, the default), or with the runtime."""
+    import collections
+
+    from engine.ruleset import load
+    from engine.server import app
+    from engine.server.servicers import DecisionServicer
+    from engine.service import Decider, RulesetHolder
+
+    seen = []
+    monkeypatch.setattr(wire, "_decide_query", lambda raw: seen.append("one") or _wire.decide_query(raw))
+    monkeypatch.setattr(wire, "_batch_queries", lambda raw: seen.append("batch") or _wire.batch_queries(raw))
+    handler = app.decision_handler(DecisionServicer(Decider(RulesetHolder(load(ROOT / "rules")))), None, encoder)
+    Details = collections.namedtuple("Details", "method invocation_metadata")
+    one = bench_profiles.decide_requests(bench_profiles.synthetic(2), by_id=False)
+    batch = pb.DecideBatchRequest(requests=[pb.DecideRequest.FromString(b) for b in one]).SerializeToString()
+    answers = []
+    for method, raw in (("Decide", one[0]), ("DecideBatch", batch)):
+        h = handler.service(Details(f"/maple.v1.DecisionService/{method}", ()))
+        out = h.unary_unary(raw, _Context())
+        answers.append(out if h.response_serializer is None else h.response_serializer(out))
+    assert seen == (["one", "batch"] if read_in_c else [])
+    assert pb.DecideResponse.FromString(answers[0]).homepage_category.category
+    assert len(pb.DecideBatchResponse.FromString(answers[1]).results) == 2
