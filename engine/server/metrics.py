@@ -128,13 +128,6 @@ class Recorder:
         if self._flusher is None:
             self._start_flusher()
 
-    def decide_seconds(self, seconds: float) -> None:
-        i = bisect_left(self._bounds, seconds)
-        with self._lock:
-            t = self._decide
-            t.sum += seconds
-            t.buckets[i] += 1
-
     def decided(self, decided_by, degraded: bool = False) -> None:
         """A Decide's answers: ``decided_by`` is its (decision, rule or None)
         pairs.  Counted whole (one dict update; a pack's rules make few

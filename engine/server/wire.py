@@ -27,8 +27,8 @@ sixth of a Decide's instructions).  What the C decoder does not read as the
 runtime would (a Struct profile or attributes, an unknown field or enum
 number, a repeated sub-message, bad UTF-8, JSON that does not parse) it
 hands back, and the request takes the runtime's path, with the runtime's
-errors.  ``tests/server/test_wire.py`` holds the two equal on generated
-requests and on garbage.
+errors.  ``tests/server/test_wire_read.py`` holds the two equal on
+generated requests and on garbage.
 """
 from __future__ import annotations
 

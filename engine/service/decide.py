@@ -26,8 +26,8 @@ from .assemble import Plan
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
 from .model import Common, DecideQuery, DecideResult, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus
 from .rules import RulesetHolder
-from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, ProfileSource, SourceUnavailable,
-                      StoresSource, lookup_profile)
+from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, ProfileLookup, ProfileSource,
+                      SourceUnavailable, StoresSource, lookup_profile)
 from .validate import validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
@@ -133,12 +133,10 @@ class Decider:
             if snapshot is None:
                 return {}, ProfileStatus.ANONYMOUS, []
             return snapshot, ProfileStatus.SNAPSHOT, []
-        if type(self.profiles) is NullProfiles:      # no store: every id unknown (as NullProfiles.get says)
-            if snapshot is not None:
-                return snapshot, ProfileStatus.SNAPSHOT, []
-            return {"customer_id": q.customer_id}, ProfileStatus.UNKNOWN_CUSTOMER, []
         try:
-            found = lookup_profile(self.profiles, q.customer_id, _remaining(deadline), now)
+            # no store: every id unknown, as NullProfiles.get says (not asked: this is every request's path)
+            found = (_UNKNOWN if type(self.profiles) is NullProfiles
+                     else lookup_profile(self.profiles, q.customer_id, _remaining(deadline), now))
         except SourceUnavailable as err:
             base = dict(snapshot) if snapshot is not None else {}
             base.setdefault("customer_id", q.customer_id)
@@ -181,7 +179,7 @@ class Decider:
             # the home is only the last fallback: a request's location (validated) comes first
             home = profile.get("home") if where is None else None
             query = NearbyQuery(q.context.sku or None, size, where, preferred,
-                                _geo(home) if home is not None else None, p.radius_km, p.max_stores,
+                                to_geo(home), p.radius_km, p.max_stores,
                                 p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
             try:
                 found = self.stores.nearby(query, None if deadline is None else _remaining(deadline))
@@ -193,12 +191,4 @@ class Decider:
         return results.nearby_answer(p, common, found, preferred)
 
 _NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
-
-
-def _geo(v) -> tuple[float, float] | None:
-    if v is None:
-        return None
-    try:
-        return to_geo(v)
-    except Exception:
-        return None
+_UNKNOWN = ProfileLookup(None)                        # what NullProfiles answers (read-only, shared)

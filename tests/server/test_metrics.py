@@ -32,10 +32,10 @@ def exposition(registry: CollectorRegistry, prefix: str) -> dict[str, float]:
 
 seconds = st.one_of(st.sampled_from(m.FAST_BUCKETS), st.floats(0, 3, allow_nan=False), st.just(0.0))
 requests = st.lists(st.tuples(st.sampled_from(["Decide", "DecideBatch", "RecordEvents"]),
-                              st.sampled_from(["OK", "INVALID_ARGUMENT"]), seconds, seconds,
+                              st.sampled_from(["OK", "INVALID_ARGUMENT"]), seconds,
                               st.lists(st.tuples(st.sampled_from(["homepage_category", "nearby_stores"]),
                                                  st.sampled_from(["vip", "on_the_move", None])), max_size=4),
-                              st.booleans(), st.booleans()), max_size=40)
+                              st.booleans()), max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
@@ -44,18 +44,12 @@ def test_batched_metrics_expose_what_one_by_one_observation_would(requests, flus
     registry = CollectorRegistry()
     direct, batched = metric_set(registry, "direct"), metric_set(registry, "batched")
     recorder = m.Recorder(*batched)
-    for i, (rpc, code, took, decide_took, decided_by, degraded, together) in enumerate(requests):
+    for i, (rpc, code, took, decided_by, degraded) in enumerate(requests):
         direct[0].labels(rpc, code).inc()
         direct[1].labels(rpc, code).observe(took)
-        if rpc == "Decide" and together:        # as maple serve's handler records a Decide
-            recorder.request(rpc, code, took, True)
-            direct[2].observe(took)
-        else:
-            recorder.request(rpc, code, took)
+        recorder.request(rpc, code, took, rpc == "Decide")     # as maple serve's handler records them
         if rpc == "Decide":
-            if not together:
-                direct[2].observe(decide_took)
-                recorder.decide_seconds(decide_took)
+            direct[2].observe(took)
             for d, rule in decided_by:
                 direct[3].labels(d, rule or "(none)").inc()
             if degraded:
