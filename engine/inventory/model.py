@@ -11,6 +11,8 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
 _DAY_INDEX = {d: i for i, d in enumerate(DAYS)}
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
@@ -169,8 +171,7 @@ class StockItem:
     quantity: int
 
 
-@dataclass(slots=True)
-class StoreAvailability:
+class StoreAvailability(msgspec.Struct):
     """One line of a nearby answer: "Riverside, 1.2 km, only 1 left"."""
     store_id: str
     name: str

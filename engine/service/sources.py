@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
+import msgspec
+
 
 class SourceUnavailable(Exception):
     """A source could not answer (down, timed out): the decision is degraded."""
@@ -112,8 +114,7 @@ def open_profile_source(url: str | None, **store_options) -> ProfileSource:
 
 
 # ---------------------------------------------------------------- stores
-@dataclass(slots=True)
-class NearbyQuery:
+class NearbyQuery(msgspec.Struct):
     """Which stores near the customer hold ``sku`` in ``size``.
 
     Where the customer is comes from the first that is known: the request's
@@ -140,8 +141,7 @@ class StoreStock:
     open_now: bool | None = None        # at NearbyQuery.at; None: not known
 
 
-@dataclass(slots=True)
-class NearbyFound:
+class NearbyFound(msgspec.Struct):
     """Stores found, nearest first, where the search was centred
     ("request", "preferred_store", "home" or None) and, when empty, why
     ("no_location", "no_sku", "no_size", "no_stock", "none_open", "no_data")."""

@@ -2,7 +2,7 @@
 results) against results.from_outcomes (the same made from the ruleset's
 Outcomes, one at a time: the reference).
 
-Equal means equal field for field (the results are dataclasses), for every
+Equal means equal field for field (the results are msgspec Structs), for every
 customer, every subset of decisions, with experiments, holdouts and caps.
 """
 from __future__ import annotations
