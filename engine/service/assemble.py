@@ -14,23 +14,25 @@ and on every reference-pack answer.
 What the plan does not know how to map in one step (a decision of a typed
 name but another shape, a ``pick all`` list, any generic decision) it maps
 through ``Ruleset._outcome`` and :mod:`.results`, as before.
+
+The plan is made here, in Python, once per ruleset; its per-request loop,
+:meth:`Plan.map`, is compiled (``_assemble.pyx``: the interpreter spent
+~28,000 instructions a Decide on it, the C loop ~13,000).
 """
 from __future__ import annotations
 
-from math import isfinite
-
 from ..ruleset import Ruleset
-from ..eval.values import render_value
 from . import results
-from .model import Common, HomepageCategory, NextBestOffers, OfferResult, PrefilledSize, Reason
+from ._assemble import HOWS, DecisionMap, map_raw
+from .model import Common, Reason
 
-# what a decision's raw tuple becomes
-GENERIC, TEXT, OFFERS, RECORD = 0, 1, 2, 3
+# what a decision's raw tuple becomes (the compiled mapper's numbers)
+GENERIC, TEXT, OFFERS, RECORD = HOWS
 
 
-class _Decision:
-    __slots__ = ("ir", "name", "how", "rules", "decided", "undecided", "reasons", "commons", "shared", "default",
-                 "shapes", "templates", "defaults", "policies")
+class _Decision(DecisionMap):
+    """One decision's part of the plan (its fields are DecisionMap's, in C)."""
+    __slots__ = ()
 
     def __init__(self, rs: Ruleset, d):
         self.ir = d
@@ -93,96 +95,8 @@ class Plan:
     def map(self, raw: list, asked) -> tuple[dict, dict, list, tuple | None]:
         """(typed fields, generic decisions, decided_by, nearby) from the
         kernel's raw answers; ``nearby`` is (policy, common) for the caller
-        to query the stores with, or None."""
-        fields: dict = {}
-        generic: dict = {}
-        decided_by: list = []
-        nearby = None
-        for D, r in zip(self.decisions, raw):
-            if r is None:
-                continue
-            name = D.name
-            if asked is not None and name not in asked:
-                continue
-            ranks, outputs, scores, variants, status = r
-            how = D.how
-            if how == TEXT:
-                if ranks:
-                    rank = ranks[0]
-                    value = outputs[0][0]
-                    common = D.commons[rank] if not variants else D.common(rank, variants)
-                    decided_by.append(D.decided[rank])
-                else:
-                    value = D.default
-                    common = D.common(status or "default", variants)
-                    decided_by.append(D.undecided)
-                if value is None or isinstance(value, str):
-                    fields[name] = (HomepageCategory(value, common) if name == results.HOMEPAGE
-                                    else PrefilledSize(value, common))
-                    continue
-                generic[name] = results.generic(self.ruleset._outcome(D.ir, r, None))
-            elif how == OFFERS:
-                offers = self._offers(D, ranks, outputs, scores, variants)
-                if ranks:
-                    rank = ranks[0]
-                    common = D.commons[rank] if not variants else D.common(rank, variants)
-                    decided_by.append(D.decided[rank])
-                else:
-                    common = D.common(status or "default", variants)
-                    decided_by.append(D.undecided)
-                fields[name] = NextBestOffers(offers, common)
-            elif how == RECORD:
-                if ranks:
-                    rank = ranks[0]
-                    common = D.commons[rank] if not variants else D.common(rank, variants)
-                    decided_by.append(D.decided[rank])
-                    key = (rank, outputs[0])
-                else:
-                    common = D.common(status or "default", variants)
-                    decided_by.append(D.undecided)
-                    key = None
-                try:
-                    policy = D.policies.get(key)
-                except TypeError:                         # an unhashable output: worked out, not kept
-                    policy, key = None, ()
-                if policy is None:
-                    value = D.defaults.copy()
-                    if ranks:
-                        value.update(zip(D.shapes[ranks[0]][0], outputs[0]))
-                    policy = results.policy_of(value)
-                    if key != ():
-                        D.policies.put(key, policy)
-                nearby = (policy, common)
-            else:
-                o = self.ruleset._outcome(D.ir, r, None)
-                reasons = o.reasons
-                decided_by.append((name, reasons[0].name if reasons and o.source == "rule" else None))
-                generic[name] = results.generic(o)
-        return fields, generic, decided_by, nearby
-
-    @staticmethod
-    def _offers(D: _Decision, ranks, outputs, scores, variants) -> tuple[OfferResult, ...]:
-        exp, variant = variants[0] if variants else (None, None)
-        out = []
-        for rank, values, score in zip(ranks, outputs, scores):
-            names, static = D.shapes[rank]
-            fields = {}
-            for k, v in zip(names, values):
-                if v is not None:
-                    fields[k] = v if type(v) is str else results.jsonable(v)     # text, the common case, as is
-            if static is not None:
-                message = static
-            else:
-                parts, holes = D.templates[rank]
-                parts = parts.copy()
-                at = len(names)
-                for i, hole in enumerate(holes):
-                    parts[hole] = render_value(values[at + i])
-                message = "".join(parts)
-            if type(score) is not float or not isfinite(score):
-                score = results._finite(score)
-            out.append(OfferResult(D.rules[rank], message, score, exp, variant, D.reasons[rank], fields))
-        return tuple(out)
+        to query the stores with, or None.  Compiled: _assemble.map_raw."""
+        return map_raw(self, self.decisions, raw, asked)
 
 
 def _template(message: tuple) -> tuple[list, tuple[int, ...]]:
