@@ -72,3 +72,71 @@ cdef class ItemIndex:
                     out.append((d, self.ids[i], self.qty[i]))
             i += 1
         return out
+
+    def nearest(self, double lat, double lon, double radius_km, long long min_quantity, Py_ssize_t limit,
+                preferred=None):
+        """What :meth:`within` finds, as the decision path wants it: nearest
+        first (equal distances by store id, then quantity, as sorting the
+        tuples does), the ``preferred`` store first when it is among them,
+        at most ``limit``.  Equal to ``sorted(within(...))`` with the
+        preferred hit moved to the front, cut at ``limit``, without building
+        and sorting a tuple for every store in the radius."""
+        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
+        cdef double lo_lat = lat - band, hi_lat = lat + band, d
+        cdef int lo = 0, hi = self.n, mid, i, j, k, best, m = 0, pref = -1
+        cdef double *dist
+        cdef int *at
+        if limit <= 0:
+            return []
+        while lo < hi:                               # first store at or above lo_lat
+            mid = (lo + hi) >> 1
+            if self.lat[mid] < lo_lat:
+                lo = mid + 1
+            else:
+                hi = mid
+        dist = <double*>malloc(max(1, self.n - lo) * sizeof(double))
+        at = <int*>malloc(max(1, self.n - lo) * sizeof(int))
+        if dist == NULL or at == NULL:
+            free(dist)
+            free(at)
+            raise MemoryError()
+        out = []
+        try:
+            i = lo
+            while i < self.n and self.lat[i] <= hi_lat:
+                if self.qty[i] >= min_quantity:
+                    d = haversine_km(lat, lon, self.lat[i], self.lon[i])
+                    if d <= radius_km:
+                        if pref < 0 and preferred is not None and self.ids[i] == preferred:
+                            pref = i
+                            out.append((d, self.ids[i], self.qty[i]))
+                        else:
+                            dist[m] = d
+                            at[m] = i
+                            m += 1
+                i += 1
+            # selection of the nearest: limit is a handful, the hits a few dozen
+            while len(out) < limit and m > 0:
+                best = 0
+                for k in range(1, m):
+                    if _before(self, dist[k], at[k], dist[best], at[best]):
+                        best = k
+                j = at[best]
+                out.append((dist[best], self.ids[j], self.qty[j]))
+                m -= 1
+                dist[best] = dist[m]
+                at[best] = at[m]
+            return out
+        finally:
+            free(dist)
+            free(at)
+
+
+cdef bint _before(ItemIndex index, double d1, int i1, double d2, int i2) except -1:
+    """(d1, id, qty) < (d2, id, qty) as tuples compare."""
+    if d1 != d2:
+        return d1 < d2
+    a, b = index.ids[i1], index.ids[i2]
+    if a != b:
+        return a < b
+    return index.qty[i1] < index.qty[i2]

@@ -195,21 +195,30 @@ def nearby_in(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantit
     by_store = snap.data.stock.get((sku, size))
     if not by_store or limit == 0:
         return []
-    hits = _item_index(snap, (sku, size), by_store).within(lat, lon, radius_km, min_quantity)
+    index = _item_index(snap, (sku, size), by_store)
     stores = snap.data.stores
-    if open_at is not None:             # before the limit: a closed store leaves room for the next
-        hits = _open_only(hits, stores, open_at)
-    hits.sort()
-    if preferred_store is not None:
-        first = [h for h in hits if h[1] == preferred_store]
-        hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
+    if open_at is None:                 # nearest first, the preferred store first, cut: in C
+        hits = index.nearest(lat, lon, radius_km, min_quantity, limit, preferred_store)
+    else:
+        hits = ranked(_open_only(index.within(lat, lon, radius_km, min_quantity), stores, open_at),
+                      preferred_store)[:limit]     # before the limit: a closed store leaves room for the next
     if at is None:
         return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below)
-                for d, sid, n in hits[:limit]]
+                for d, sid, n in hits]
     local: dict = {}
     return [StoreAvailability(sid, stores[sid].name, d, n, n < low_stock_below,
                               stores[sid].open_at_time(at, local))
-            for d, sid, n in hits[:limit]]
+            for d, sid, n in hits]
+
+
+def ranked(hits: list, preferred_store) -> list:
+    """Hits (distance, store id, quantity) nearest first, the preferred
+    store's first when it is among them (``ItemIndex.nearest``'s order)."""
+    hits = sorted(hits)
+    if preferred_store is not None:
+        first = [h for h in hits if h[1] == preferred_store]
+        hits = first + [h for h in hits if h[1] != preferred_store] if first else hits
+    return hits
 
 
 def _open_only(hits: list, stores: dict, t: float) -> list:
