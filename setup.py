@@ -93,6 +93,8 @@ def extensions():
             Extension("engine.server._wire", ["engine/server/_wire.pyx"], define_macros=macros,
                       extra_compile_args=flags),
             Extension("engine.service._assemble", ["engine/service/_assemble.pyx"], define_macros=macros,
+                      extra_compile_args=flags),
+            Extension("engine.service._decide", ["engine/service/_decide.pyx"], define_macros=macros,
                       extra_compile_args=flags)]
     return cythonize(exts, annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
                      compiler_directives={"language_level": 3, "linetrace": linetrace})

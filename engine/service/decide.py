@@ -14,21 +14,20 @@ experiments still assign by the id, and the result says
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import Sequence
 
-from ..eval.values import to_geo
 from ..ruleset import Ruleset
 from . import results
+from ._decide import decide_one
 from .assemble import Plan
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
-from .model import Common, DecideQuery, DecideResult, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus
+from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
 from .rules import RulesetHolder
-from .sources import (NearbyFound, NearbyQuery, NullProfiles, NullStores, ProfileLookup, ProfileSource,
-                      SourceUnavailable, StoresSource, lookup_profile)
-from .validate import validate_batch_size, validate_query
+from .sources import (NullProfiles, NullStores, ProfileLookup, ProfileSource, SourceUnavailable, StoresSource,
+                      lookup_profile)
+from .validate import validate_batch_size
 
 log = logging.getLogger("maple.service")
 
@@ -98,34 +97,13 @@ class Decider:
 
     # -- the work
     def _decide(self, rs: Ruleset, q: DecideQuery, deadline: float | None) -> DecideResult:
-        validate_query(q, rs.decision_names)
-        now = q.context.timestamp if q.context.timestamp is not None else self.clock()
-        profile, status, degraded = self._profile(q, deadline, now)
-        _check_deadline(deadline)
-        wanted = self._wanted(rs, q.decisions)
-        request = q.context.to_request()
-        cid = q.customer_id or None
-        raw = rs.run(profile, request, now, cid, wanted)
-        if self.decision_log is not None:          # the outcomes are made on the log's thread, if sampled
-            self.decision_log.offer(rs.version, q.customer_id, profile, request,
-                                    functools.partial(rs.decision_set, raw, now), status)
+        """One query by ``rs``: compiled (``_decide.decide_one``: validate, the
+        profile by :meth:`_profile`, the rules, the typed results, the nearby
+        stores, the ``DecideResult``)."""
         plan = self._plan
         if plan is None or plan.ruleset is not rs:   # a swap this request raced with
             plan = Plan(rs)
-        asked = set(q.decisions) if q.decisions else None
-        fields, generic, decided_by, nearby = plan.map(raw, asked)
-        if nearby is not None:
-            fields[results.NEARBY] = self._nearby(q, plan.size(raw), nearby[0], nearby[1], profile, degraded,
-                                                  deadline, now)
-        explanation = None
-        if q.explain:
-            explained = rs.explain(profile, request, now, cid, wanted)
-            explanation = {name: e for name, e in explained.items()
-                           if e is not None and (asked is None or name in asked)}
-        get = fields.get
-        return DecideResult(rs.version, now, status, get(results.HOMEPAGE), get(results.SIZE), get(results.NEARBY),
-                            get(results.OFFER), generic, bool(degraded), "; ".join(degraded) if degraded else "",
-                            explanation, tuple(decided_by))
+        return decide_one(self, rs, plan, q, deadline)
 
     def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:
         snapshot = q.profile
@@ -167,28 +145,5 @@ class Decider:
             wanted.append(results.SIZE)
         return wanted
 
-    def _nearby(self, q: DecideQuery, size: str | None, p: NearbyStoresPolicy, common: Common, profile: dict,
-                degraded: list[str], deadline, now: float) -> NearbyStores:
-        """The stores near the customer holding the viewed item in ``size``,
-        by the policy the rules chose."""
-        preferred = profile.get("preferred_store")
-        preferred = preferred if isinstance(preferred, str) and preferred else None
-        found = _NO_STOCK
-        if p.max_stores > 0 and p.radius_km > 0:
-            where = q.context.location
-            # the home is only the last fallback: a request's location (validated) comes first
-            home = profile.get("home") if where is None else None
-            query = NearbyQuery(q.context.sku or None, size, where, preferred,
-                                to_geo(home), p.radius_km, p.max_stores,
-                                p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
-            try:
-                found = self.stores.nearby(query, None if deadline is None else _remaining(deadline))
-            except SourceUnavailable as err:
-                degraded.append(f"store availability unavailable: {err}")
-            except Exception as err:
-                log.exception("stores source failed")
-                degraded.append(f"store availability failed: {type(err).__name__}")
-        return results.nearby_answer(p, common, found, preferred)
 
-_NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
 _UNKNOWN = ProfileLookup(None)                        # what NullProfiles answers (read-only, shared)

@@ -20,14 +20,13 @@ from ..inventory import Inventory
 from ..inventory.availability import Snapshot, StockUpdate, UpdateResult, nearby_in
 from ..inventory.loader import InventoryLoadError
 from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, locate_point
+from ._decide import inventory_nearby
 from .errors import FailedPrecondition, InvalidArgument
 from .sources import NearbyFound, NearbyQuery
 
 log = logging.getLogger("maple.inventory")
 
 MAX_CHANGES = 100_000
-
-_LOCATED_BY = {REQUEST: "request", PREFERRED_STORE: "preferred_store", HOME: "home"}
 
 
 @dataclass(frozen=True)
@@ -116,32 +115,43 @@ class InventoryStores:
         self.holder = holder
 
     def nearby(self, query: NearbyQuery, timeout: float | None) -> NearbyFound:
-        inv = self.holder.inventory
-        if inv is None:
-            return NearbyFound((), None, "no_data")
-        snap = inv.snapshot                          # one state for every step
-        stores = snap.data.stores
-        point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
-        if point is None:
-            return NearbyFound((), None, "no_location")
-        located_by = _LOCATED_BY[source]
-        sku = query.sku
-        if not sku:
-            return NearbyFound((), located_by, "no_sku")
-        size = query.size if query.size is not None else _one_size(snap, sku)
-        if size is None:
-            return NearbyFound((), located_by, "no_size")
-        preferred = query.preferred_store if type(query.preferred_store) is str else None
-        min_quantity = max(1, query.min_quantity)
-        # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
-        found = nearby_in(snap, point[0], point[1], sku, size, query.radius_km, query.max_stores, min_quantity,
-                          max(0, query.low_stock_below), preferred, query.open_at, query.at)
-        if found:
-            return NearbyFound(tuple(found), located_by, None)
-        if query.open_at is not None and nearby_in(snap, point[0], point[1], sku, size, query.radius_km, 1,
-                                                   min_quantity, 0, preferred):
-            return NearbyFound((), located_by, "none_open")   # in stock nearby, but every such store is closed now
-        return NearbyFound((), located_by, "no_stock")
+        """Where the customer is (request, preferred store, home), then the
+        stores there holding the item: compiled (``_decide.inventory_nearby``)."""
+        return inventory_nearby(self.holder, query)
+
+
+def reference_nearby(holder: InventoryHolder, query: NearbyQuery) -> NearbyFound:
+    """:meth:`InventoryStores.nearby` in Python, step by step through
+    ``locate_point`` and ``nearby_in``: the reference the compiled one is
+    held to (tests/server/test_inventory_domain.py)."""
+    inv = holder.inventory
+    if inv is None:
+        return NearbyFound((), None, "no_data")
+    snap = inv.snapshot                          # one state for every step
+    stores = snap.data.stores
+    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
+    if point is None:
+        return NearbyFound((), None, "no_location")
+    located_by = _LOCATED_BY[source]
+    sku = query.sku
+    if not sku:
+        return NearbyFound((), located_by, "no_sku")
+    size = query.size if query.size is not None else _one_size(snap, sku)
+    if size is None:
+        return NearbyFound((), located_by, "no_size")
+    preferred = query.preferred_store if type(query.preferred_store) is str else None
+    min_quantity = max(1, query.min_quantity)
+    found = nearby_in(snap, point[0], point[1], sku, size, query.radius_km, query.max_stores, min_quantity,
+                      max(0, query.low_stock_below), preferred, query.open_at, query.at)
+    if found:
+        return NearbyFound(tuple(found), located_by, None)
+    if query.open_at is not None and nearby_in(snap, point[0], point[1], sku, size, query.radius_km, 1,
+                                               min_quantity, 0, preferred):
+        return NearbyFound((), located_by, "none_open")   # in stock nearby, but every such store is closed now
+    return NearbyFound((), located_by, "no_stock")
+
+
+_LOCATED_BY = {REQUEST: "request", PREFERRED_STORE: "preferred_store", HOME: "home"}
 
 
 def _one_size(snap: Snapshot, sku: str) -> str | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.inventory.availability import StockUpdate
 from engine.service.errors import FailedPrecondition
-from engine.service.inventory import InventoryHolder, InventoryStores
+from engine.service._decide import inventory_nearby as nearby_compiled
+from engine.service.inventory import InventoryHolder, InventoryStores, reference_nearby
 from engine.service.sources import NearbyQuery
 
 from .conftest import ROOT
@@ -64,3 +66,41 @@ def test_changes_apply_and_a_broken_reload_keeps_the_data(tmp_path):
         holder.reload()
     assert holder.inventory.quantity("s016", "TEE-001", "M") == 7
     assert holder.info().stores == 320
+
+
+# ---------------------------------------------------------------- the compiled answer against the reference
+@pytest.fixture(scope="module")
+def sample():
+    holder = InventoryHolder.open(DATA)
+    data = holder.inventory.snapshot.data
+    items = sorted(data.stock)
+    positions = [(s.lat, s.lon) for s in data.stores.values()]
+    return holder, items, sorted(data.stores), positions
+
+
+def _answer(fn, holder, query):
+    try:
+        return fn(holder, query)
+    except ValueError as err:                   # a query nearby_in refuses: refused alike
+        return ("ValueError", str(err))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_the_compiled_nearby_is_the_reference(sample, data):
+    holder, items, store_ids, positions = sample
+    draw = data.draw
+    sku, size = draw(st.sampled_from(items) | st.tuples(st.sampled_from(["TEE-001", "NOPE", ""]) | st.none(),
+                                                         st.none() | st.just("M")))
+    def near():
+        lat, lon = draw(st.sampled_from(positions))
+        return (lat + draw(st.floats(-0.2, 0.2)), lon + draw(st.floats(-0.2, 0.2)))
+    where = draw(st.none() | st.builds(near))
+    home = draw(st.none() | st.builds(near) | st.just({"lat": 51.5, "lon": -0.1}) | st.just("garbage"))
+    preferred = draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown") | st.just(5))
+    t = draw(st.none() | st.floats(1.7e9, 1.9e9))
+    query = NearbyQuery(sku, size, where, preferred, home,
+                        draw(st.sampled_from([0.0, 0.5, 2.0, 10.0, 50.0, -1.0, float("nan")])),
+                        draw(st.integers(-1, 6)), draw(st.integers(-1, 4)), draw(st.integers(-1, 4)),
+                        draw(st.none() | st.just(t)), t)
+    assert _answer(nearby_compiled, holder, query) == _answer(reference_nearby, holder, query)

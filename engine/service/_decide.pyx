@@ -1,0 +1,241 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""One Decide's path through the decision service, compiled.
+
+:func:`decide_one` is ``Decider._decide``: validate, the profile, the
+rules, the typed results (``_assemble.map_raw``), the nearby stores and
+the ``DecideResult``.  :func:`nearby` is the stores' part of it and
+:func:`nearby_answer` the policy applied to what the stores source found;
+:func:`inventory_nearby` is ``InventoryStores.nearby`` (the in-memory
+stock's answer).  In the interpreter this glue cost ~19,000 instructions a
+Decide besides the parts it calls (frames, locals, a dozen small calls).
+There is no Python twin: the Decider, the servicers and every test of
+them run this code (tests/server: Decider and servicer tests, the
+reference pack's answers, test_assemble; tests/inventory).
+"""
+import functools
+import logging
+import time
+
+from ..eval.values import to_geo
+from ..inventory.availability import _item_index, nearby_in
+from ..inventory.model import StoreAvailability as FoundStore, local_weekday_minute
+from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, locate_point
+from . import results
+from ._assemble import map_raw
+from .errors import DeadlineExceeded
+from .model import DecideResult, NearbyStores, StoreAvailability
+from .sources import NearbyFound, NearbyQuery, SourceUnavailable
+from .validate import validate_query
+
+log = logging.getLogger("maple.service")
+
+cdef object _monotonic = time.monotonic
+cdef double INF = float("inf")
+cdef str HOMEPAGE = results.HOMEPAGE
+cdef str SIZE = results.SIZE
+cdef str NEARBY = results.NEARBY
+cdef str OFFER = results.OFFER
+cdef object _NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
+cdef dict _LOCATED_BY = {REQUEST: "request", PREFERRED_STORE: "preferred_store", HOME: "home"}
+
+
+cdef inline void _check_deadline(deadline) except *:
+    if deadline is not None and _monotonic() >= deadline:
+        raise DeadlineExceeded("the deadline passed before the decision was made")
+
+
+cdef inline object _remaining(deadline):
+    if deadline is None:
+        return None
+    return max(0.0, deadline - _monotonic())
+
+
+def check_deadline(deadline):
+    """Raise DeadlineExceeded once ``deadline`` (time.monotonic) has passed."""
+    _check_deadline(deadline)
+
+
+def decide_one(decider, rs, plan, q, deadline):
+    """``Decider._decide``: the answer to one query by ruleset ``rs`` and
+    its plan.  Raises ServiceError subclasses for what the client must be told."""
+    validate_query(q, rs.decision_names)
+    ctx = q.context
+    now = ctx.timestamp
+    if now is None:
+        now = decider.clock()
+    profile, status, degraded = decider._profile(q, deadline, now)
+    _check_deadline(deadline)
+    names = q.decisions
+    wanted = decider._wanted(rs, names) if names else None
+    request = ctx.to_request()
+    cid = q.customer_id or None
+    raw = rs.run(profile, request, now, cid, wanted)
+    dlog = decider.decision_log
+    if dlog is not None:          # the outcomes are made on the log's thread, if sampled
+        dlog.offer(rs.version, q.customer_id, profile, request, functools.partial(rs.decision_set, raw, now), status)
+    asked = set(names) if names else None
+    fields, generic, decided_by, found = map_raw(plan, plan.decisions, raw, asked)
+    if found is not None:
+        fields[NEARBY] = nearby(decider, q, plan.size(raw), found[0], found[1], profile, degraded, deadline, now)
+    explanation = None
+    if q.explain:
+        explained = rs.explain(profile, request, now, cid, wanted)
+        explanation = {name: e for name, e in explained.items()
+                       if e is not None and (asked is None or name in asked)}
+    get = fields.get
+    return DecideResult(rs.version, now, status, get(HOMEPAGE), get(SIZE), get(NEARBY), get(OFFER), generic,
+                        bool(degraded), "; ".join(degraded) if degraded else "", explanation, tuple(decided_by))
+
+
+def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, now):
+    """``Decider._nearby``: the stores near the customer holding the viewed
+    item in ``size``, by the policy ``p`` the rules chose.  A failing
+    stores source never fails the request: the answer is empty and
+    ``degraded`` says why."""
+    preferred = profile.get("preferred_store")
+    if not (isinstance(preferred, str) and preferred):
+        preferred = None
+    found = _NO_STOCK
+    if p.max_stores > 0 and p.radius_km > 0:
+        ctx = q.context
+        where = ctx.location
+        # the home is only the last fallback: a request's location (validated) comes first
+        home = to_geo(profile.get("home")) if where is None else None
+        query = NearbyQuery(ctx.sku or None, size, where, preferred, home, p.radius_km, p.max_stores,
+                            p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
+        try:
+            found = decider.stores.nearby(query, _remaining(deadline))
+        except SourceUnavailable as err:
+            degraded.append(f"store availability unavailable: {err}")
+        except Exception as err:
+            log.exception("stores source failed")
+            degraded.append(f"store availability failed: {type(err).__name__}")
+    return nearby_answer(p, common, found, preferred)
+
+
+def nearby_answer(p, common, found, preferred_store):
+    """The policy the rules chose applied to what the stores source found:
+    the stores holding at least ``p.min_quantity``, each flagged low-stock
+    and preferred, ordered by ``p.preferred_first`` (preferred, then
+    nearest) or nearest, at most ``p.max_stores``."""
+    cdef list stores
+    cdef Py_ssize_t i, j, n
+    rows = found.stores
+    if not rows:
+        reason = found.empty_reason
+        return NearbyStores((), p, common, found.located_by, reason if reason is not None else "no_stock")
+    min_quantity, low = p.min_quantity, p.low_stock_below
+    stores = []
+    for s in rows:
+        q = s.quantity
+        if q >= min_quantity:
+            sid = s.store_id
+            stores.append(StoreAvailability(sid, s.name, s.distance_km, q, q < low, sid == preferred_store, s.open_now))
+    n = len(stores)
+    if n > 1:                       # a stable insertion sort: a handful of stores
+        first = p.preferred_first
+        for i in range(1, n):
+            x = stores[i]
+            j = i
+            while j > 0 and _ahead(x, stores[j - 1], first):
+                stores[j] = stores[j - 1]
+                j -= 1
+            stores[j] = x
+    if not stores:
+        reason = found.empty_reason
+        return NearbyStores((), p, common, found.located_by, reason if reason is not None else "no_stock")
+    return NearbyStores(tuple(stores[:p.max_stores]), p, common, found.located_by, None)
+
+
+cdef inline bint _ahead(a, b, bint preferred_first) except -1:
+    """Whether ``a`` sorts strictly before ``b``: (not preferred, distance)
+    or distance alone, as ``sorted`` with those keys orders them."""
+    if preferred_first:
+        pa, pb = a.preferred, b.preferred
+        if pa != pb:
+            return pa
+    return a.distance_km < b.distance_km
+
+
+def inventory_nearby(holder, query):
+    """``InventoryStores.nearby``: the stores of the in-memory stock near
+    where the query says the customer is."""
+    inv = holder.inventory
+    if inv is None:
+        return NearbyFound((), None, "no_data")
+    snap = inv.snapshot                          # one state for every step
+    stores = snap.data.stores
+    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
+    if point is None:
+        return NearbyFound((), None, "no_location")
+    located_by = _LOCATED_BY[source]
+    sku = query.sku
+    if not sku:
+        return NearbyFound((), located_by, "no_sku")
+    size = query.size
+    if size is None:
+        size = _one_size(snap, sku)
+        if size is None:
+            return NearbyFound((), located_by, "no_size")
+    preferred = query.preferred_store
+    if type(preferred) is not str:
+        preferred = None
+    min_quantity = max(1, query.min_quantity)
+    open_at = query.open_at
+    lat, lon = point
+    # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
+    if open_at is None:                          # nearby_in's common case, here in C
+        found = _nearest_rows(snap, stores, lat, lon, sku, size, query.radius_km, query.max_stores, min_quantity,
+                              max(0, query.low_stock_below), preferred, query.at)
+    else:
+        found = nearby_in(snap, lat, lon, sku, size, query.radius_km, query.max_stores, min_quantity,
+                          max(0, query.low_stock_below), preferred, open_at, query.at)
+    if found:
+        return NearbyFound(tuple(found), located_by, None)
+    if open_at is not None and nearby_in(snap, lat, lon, sku, size, query.radius_km, 1, min_quantity, 0, preferred):
+        return NearbyFound((), located_by, "none_open")   # in stock nearby, but every such store is closed now
+    return NearbyFound((), located_by, "no_stock")
+
+
+cdef list _nearest_rows(snap, dict stores, lat, lon, sku, size, radius_km, limit, min_quantity,
+                        low_stock_below, preferred, at):
+    """``availability.nearby_in(..., open_at=None, at)``: the item's compiled
+    index selects the stores, each becomes the inventory's StoreAvailability with
+    ``open_now`` at ``at``.  Arguments nearby_in refuses go to it, for its
+    ValueError."""
+    if (not -90.0 <= lat <= 90.0 or not -180.0 <= lon <= 180.0 or not 0.0 <= radius_km < INF or limit < 0
+            or min_quantity < 1 or low_stock_below < 0):
+        return nearby_in(snap, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below, preferred,
+                         None, at)
+    key = (sku, size)
+    by_store = snap.data.stock.get(key)
+    if not by_store or limit == 0:
+        return []
+    hit = snap.geo.item_indexes.get(key)
+    index = hit[1] if hit is not None and hit[0] is by_store else _item_index(snap, key, by_store)
+    out = []
+    local = {}                  # zone -> (weekday, minute) at ``at``, for this query's stores
+    for d, sid, n in index.nearest(lat, lon, radius_km, min_quantity, limit, preferred):
+        store = stores[sid]
+        out.append(FoundStore(sid, store.name, d, n, n < low_stock_below,
+                                     None if at is None else _open_at(store, at, local)))
+    return out
+
+
+cdef object _open_at(store, at, dict local):
+    """``Store.open_at_time(at, local)``."""
+    tz = store.tz
+    if tz is None:
+        return None
+    wm = local.get(tz)
+    if wm is None:
+        wm = local[tz] = local_weekday_minute(tz, at)
+    r = store.hours.days[wm[0]]
+    return r is not None and r[0] <= wm[1] < r[1]
+
+
+cdef object _one_size(snap, sku):
+    """A product sold in a single size needs no size from the customer."""
+    item = snap.data.catalog.get(sku)
+    sizes = getattr(item, "sizes", ()) if item is not None else ()
+    return sizes[0] if len(sizes) == 1 else None
