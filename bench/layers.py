@@ -1,0 +1,202 @@
+"""Where a Decide's server time goes, layer by layer, beside the echo floor.
+
+    python -m bench.layers [--requests 3000] [--rounds 7] [--interleave] [--base REF]
+
+Starts the echo server and one server per layer of the Decide path, each a
+process of its own on maple's server stack (``make_server``, ``raw_unary``)
+with the reference pack and its store data, each answering the same
+request bytes:
+
+    stack   fixed answer bytes: the handler and nothing else
+    read    + the C request reader (the profile's JSON included)
+    decide  + Decider.decide (rules, typed results, nearby stores)
+    encode  + the C encoder: the whole Decide, no metrics
+    served  + the metrics: the handler ``maple serve`` registers
+
+and sends them the same requests in a closed loop from this process,
+reading each server's CPU time (every thread) from /proc.  The servers
+take turns for ``--rounds`` rounds of ``--requests`` calls; with
+``--interleave`` they take turns call by call instead, so each call finds
+the caches as the other servers left them (the cold case; CPU per call is
+then higher for every server).  What a layer adds is its CPU per call
+minus the previous layer's.  ``--base REF`` adds the decide and served
+layers running the engine's Python files as of REF (as ``bench.server_cpu
+--base`` lays them over this checkout), in the same rounds.
+
+Why this exists: in-process instruction counts (``bench.decide_cost``)
+stopped predicting the server's cost.  On 2026-12-02 the served path went
+from ~192k to ~152k instructions (hot, in process) and the server's CPU
+per Decide did not move (``bench.server_cpu --base``, and this bench run
+against the parent); this bench shows the decide layer costing the server
+several times its hot in-process time.  Linux only (/proc).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LAYERS = ("stack", "read", "decide", "encode", "served")
+METHOD = "/maple.v1.DecisionService/Decide"
+
+
+# ---------------------------------------------------------------- one layer's server (a child process)
+def serve(layer: str, first: bytes) -> None:
+    import grpc
+
+    from engine.ruleset import load
+    from engine.server import metrics, wire
+    from engine.server.app import _metrics_on_result, decision_handler, make_server, raw_unary, settle_heap
+    from engine.server.pb.maple.v1 import decision_pb2 as pb
+    from engine.server.servicers import DecisionServicer
+    from engine.service import Decider, RulesetHolder
+    from engine.service.inventory import InventoryHolder, InventoryStores
+
+    decider = Decider(RulesetHolder(load(ROOT / "rules")),
+                      stores=InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
+    if layer == "served":                         # as DecisionNode wires it
+        handler = decision_handler(DecisionServicer(decider, _metrics_on_result(metrics)), metrics.RECORDER)
+    else:
+        servicer = DecisionServicer(decider)
+
+        class _Context:
+            def time_remaining(self):
+                return None
+
+        fixed = servicer.decide_bytes(wire.decide_request(first), _Context())
+        method = {
+            "stack": lambda raw, context: fixed,
+            "read": lambda q, context: fixed,
+            "decide": lambda q, context: (servicer._decide(q, context), fixed)[1],
+            "encode": servicer.decide_bytes,
+        }[layer]
+        parse = (lambda raw: raw) if layer == "stack" else wire.decide_request
+        handler = grpc.method_handlers_generic_handler("maple.v1.DecisionService", {
+            "Decide": raw_unary("Decide", pb.DecideRequest, None, method, None, True, parse)})
+    server = make_server(8, 512, 4 * 1024 * 1024)
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    settle_heap()
+    print(json.dumps({"listening": f"127.0.0.1:{port}"}), flush=True)
+    stop = threading.Event()
+    import signal
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    stop.wait()
+    server.stop(0)
+
+
+# ---------------------------------------------------------------- the measurement
+def start_layer(layer: str, first: bytes, code: Path | None = None) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ)
+    if code is not None:                        # another engine package first on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.layers", "--serve", layer, "--first", first.hex()],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    for line in proc.stdout:
+        if line.startswith("{"):
+            return proc, json.loads(line)["listening"]
+    raise SystemExit(f"layers: the {layer} server did not start (exit {proc.wait()})")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.layers", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=3000, help="calls per server per round")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--interleave", action="store_true", help="servers take turns call by call (cold caches)")
+    ap.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
+    ap.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
+    ap.add_argument("--first", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(args.serve, bytes.fromhex(args.first))
+        return 0
+    import grpc
+
+    from bench import loadgen
+    from bench import profiles as bench_profiles
+    from bench.server_cpu import base_code, cpu_seconds
+
+    payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
+    procs, targets = [], {}
+    tmp = tempfile.TemporaryDirectory(prefix="maple-layers-")
+    try:
+        echo, address = loadgen.start_echo(1)
+        procs.append(echo)
+        targets["echo"] = (echo.pid, address, "/maple.bench.Echo/Echo")
+        for layer in LAYERS:
+            proc, address = start_layer(layer, payloads[0])
+            procs.append(proc)
+            targets[layer] = (proc.pid, address, METHOD)
+        if args.base:
+            code = base_code(args.base, Path(tmp.name))
+            for layer in ("decide", "served"):
+                proc, address = start_layer(layer, payloads[0], code)
+                procs.append(proc)
+                targets[f"{layer}@base"] = (proc.pid, address, METHOD)
+        calls, channels = {}, []
+        for name, (_pid, address, method) in targets.items():
+            ch = grpc.insecure_channel(address)
+            channels.append(ch)
+            calls[name] = ch.unary_unary(method)
+            for p in payloads[:500]:                     # warm up
+                calls[name](p, timeout=10)
+        cpu = {name: [] for name in targets}
+        wall = {name: [] for name in targets}
+        names = list(targets)
+        for _ in range(args.rounds):
+            if args.interleave:
+                c0 = {k: cpu_seconds(targets[k][0]) for k in names}
+                spent = dict.fromkeys(names, 0.0)
+                for i in range(args.requests):
+                    b = payloads[i % len(payloads)]
+                    for k in names:
+                        t = time.perf_counter()
+                        calls[k](b, timeout=10)
+                        spent[k] += time.perf_counter() - t
+                for k in names:
+                    cpu[k].append((cpu_seconds(targets[k][0]) - c0[k]) / args.requests * 1e6)
+                    wall[k].append(spent[k] / args.requests * 1e6)
+            else:
+                for k in names:
+                    c0, t0 = cpu_seconds(targets[k][0]), time.perf_counter()
+                    for i in range(args.requests):
+                        calls[k](payloads[i % len(payloads)], timeout=10)
+                    wall[k].append((time.perf_counter() - t0) / args.requests * 1e6)
+                    cpu[k].append((cpu_seconds(targets[k][0]) - c0) / args.requests * 1e6)
+        for ch in channels:
+            ch.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait()
+        tmp.cleanup()
+    how = "call by call (cold)" if args.interleave else "in turns"
+    print(f"server CPU per call, {args.rounds} rounds of {args.requests} calls, servers {how} "
+          f"({os.cpu_count()} cores); medians of the rounds\n")
+    print(f"{'':12} {'CPU µs':>7} {'adds':>6} {'× echo':>7} {'wall µs':>8}")
+    prev = None
+    for k in names:
+        c, w = statistics.median(cpu[k]), statistics.median(wall[k])
+        if k == "decide@base":                  # what the base's decide adds to the same reader
+            prev = statistics.median(cpu["read"])
+        adds = "" if prev is None else f"{c - prev:+.0f}"
+        print(f"{k:12} {c:>7.0f} {adds:>6} {c / statistics.median(cpu['echo']):>7.2f} {w:>8.0f}")
+        prev = c
+    if args.base:
+        print(f"\n@base: the engine's Python files as of {args.base}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
