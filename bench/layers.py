@@ -15,7 +15,8 @@ request bytes:
 
 and sends them the same requests in a closed loop from this process,
 reading each server's CPU time (every thread) from /proc.  The servers
-take turns for ``--rounds`` rounds of ``--requests`` calls; with
+take turns, in a new order each round, for ``--rounds`` rounds of
+``--requests`` calls; with
 ``--interleave`` they take turns call by call instead, so each call finds
 the caches as the other servers left them (the cold case; CPU per call is
 then higher for every server).  What a layer adds is its CPU per call
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -44,16 +46,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 LAYERS = ("stack", "read", "decide", "encode", "served")
 METHOD = "/maple.v1.DecisionService/Decide"
 
 
 # ---------------------------------------------------------------- one layer's server (a child process)
-def serve(layer: str, first: bytes) -> None:
+def serve(layer: str, first: bytes, engine_dir: str) -> None:
     import grpc
 
+    import engine
+    if Path(engine.__file__).resolve().parent != Path(engine_dir).resolve():     # the code asked for, or nothing
+        raise SystemExit(f"layers: engine imported from {engine.__file__}, not {engine_dir}")
     from engine.ruleset import load
     from engine.server import metrics, wire
     from engine.server.app import _metrics_on_result, decision_handler, make_server, raw_unary, settle_heap
@@ -98,11 +102,15 @@ def serve(layer: str, first: bytes) -> None:
 
 # ---------------------------------------------------------------- the measurement
 def start_layer(layer: str, first: bytes, code: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A layer's server; ``code``: a directory whose ``engine`` package it
+    runs instead of this checkout's (first on the path: the child runs
+    there, with this checkout after it for ``bench``)."""
+    where = code or ROOT
     env = dict(os.environ)
-    if code is not None:                        # another engine package first on the path
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
-    proc = subprocess.Popen([sys.executable, "-m", "bench.layers", "--serve", layer, "--first", first.hex()],
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(where), str(ROOT), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.layers", "--serve", layer, "--first", first.hex(),
+                             "--engine-dir", str(where / "engine")],
+                            stdout=subprocess.PIPE, text=True, cwd=where, env=env)
     for line in proc.stdout:
         if line.startswith("{"):
             return proc, json.loads(line)["listening"]
@@ -117,9 +125,10 @@ def main(argv=None) -> int:
     ap.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
     ap.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
     ap.add_argument("--first", help=argparse.SUPPRESS)
+    ap.add_argument("--engine-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        serve(args.serve, bytes.fromhex(args.first))
+        serve(args.serve, bytes.fromhex(args.first), args.engine_dir)
         return 0
     import grpc
 
@@ -168,7 +177,7 @@ def main(argv=None) -> int:
                     cpu[k].append((cpu_seconds(targets[k][0]) - c0[k]) / args.requests * 1e6)
                     wall[k].append(spent[k] / args.requests * 1e6)
             else:
-                for k in names:
+                for k in random.Random(len(cpu["echo"])).sample(names, len(names)):   # drift falls on all alike
                     c0, t0 = cpu_seconds(targets[k][0]), time.perf_counter()
                     for i in range(args.requests):
                         calls[k](payloads[i % len(payloads)], timeout=10)
