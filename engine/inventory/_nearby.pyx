@@ -51,20 +51,24 @@ cdef class ItemIndex:
     def __len__(self):
         return self.n
 
-    def within(self, double lat, double lon, double radius_km, long long min_quantity):
-        """[(distance km, store id, quantity)] of the stores within the radius
-        holding at least ``min_quantity``, in no particular order."""
-        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
-        cdef double lo_lat = lat - band, hi_lat = lat + band, d
-        cdef int lo = 0, hi = self.n, mid, i
-        while lo < hi:                               # first store at or above lo_lat
+    cdef int _first_at_or_above(self, double lo_lat):
+        """The first store (by latitude) at or above ``lo_lat``: a binary search."""
+        cdef int lo = 0, hi = self.n, mid
+        while lo < hi:
             mid = (lo + hi) >> 1
             if self.lat[mid] < lo_lat:
                 lo = mid + 1
             else:
                 hi = mid
+        return lo
+
+    def within(self, double lat, double lon, double radius_km, long long min_quantity):
+        """[(distance km, store id, quantity)] of the stores within the radius
+        holding at least ``min_quantity``, in no particular order."""
+        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
+        cdef double lo_lat = lat - band, hi_lat = lat + band, d
+        cdef int i = self._first_at_or_above(lo_lat)
         out = []
-        i = lo
         while i < self.n and self.lat[i] <= hi_lat:
             if self.qty[i] >= min_quantity:
                 d = haversine_km(lat, lon, self.lat[i], self.lon[i])
@@ -83,17 +87,12 @@ cdef class ItemIndex:
         and sorting a tuple for every store in the radius."""
         cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
         cdef double lo_lat = lat - band, hi_lat = lat + band, d
-        cdef int lo = 0, hi = self.n, mid, i, j, k, best, m = 0, pref = -1
+        cdef int lo, i, j, k, best, m = 0, pref = -1
         cdef double *dist
         cdef int *at
         if limit <= 0:
             return []
-        while lo < hi:                               # first store at or above lo_lat
-            mid = (lo + hi) >> 1
-            if self.lat[mid] < lo_lat:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = self._first_at_or_above(lo_lat)
         dist = <double*>malloc(max(1, self.n - lo) * sizeof(double))
         at = <int*>malloc(max(1, self.n - lo) * sizeof(int))
         if dist == NULL or at == NULL:

@@ -19,7 +19,7 @@ import time
 from ..eval.values import to_geo
 from ..inventory.availability import _item_index, nearby_in
 from ..inventory.model import StoreAvailability as FoundStore, local_weekday_minute
-from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, locate_point
+from ..inventory.location import locate_point
 from . import results
 from ._assemble import map_raw
 from .errors import DeadlineExceeded
@@ -36,7 +36,6 @@ cdef str SIZE = results.SIZE
 cdef str NEARBY = results.NEARBY
 cdef str OFFER = results.OFFER
 cdef object _NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
-cdef dict _LOCATED_BY = {REQUEST: "request", PREFERRED_STORE: "preferred_store", HOME: "home"}
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -48,11 +47,6 @@ cdef inline object _remaining(deadline):
     if deadline is None:
         return None
     return max(0.0, deadline - _monotonic())
-
-
-def check_deadline(deadline):
-    """Raise DeadlineExceeded once ``deadline`` (time.monotonic) has passed."""
-    _check_deadline(deadline)
 
 
 def decide_one(decider, rs, plan, q, deadline):
@@ -168,7 +162,7 @@ def inventory_nearby(holder, query):
     point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
     if point is None:
         return NearbyFound((), None, "no_location")
-    located_by = _LOCATED_BY[source]
+    located_by = source                          # REQUEST, PREFERRED_STORE or HOME: the names the answer uses
     sku = query.sku
     if not sku:
         return NearbyFound((), located_by, "no_sku")

@@ -19,7 +19,7 @@ from typing import Sequence
 from ..inventory import Inventory
 from ..inventory.availability import Snapshot, StockUpdate, UpdateResult, nearby_in
 from ..inventory.loader import InventoryLoadError
-from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, locate_point
+from ..inventory.location import locate_point
 from ._decide import inventory_nearby
 from .errors import FailedPrecondition, InvalidArgument
 from .sources import NearbyFound, NearbyQuery
@@ -132,7 +132,7 @@ def reference_nearby(holder: InventoryHolder, query: NearbyQuery) -> NearbyFound
     point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
     if point is None:
         return NearbyFound((), None, "no_location")
-    located_by = _LOCATED_BY[source]
+    located_by = source                          # REQUEST, PREFERRED_STORE or HOME: the names the answer uses
     sku = query.sku
     if not sku:
         return NearbyFound((), located_by, "no_sku")
@@ -149,9 +149,6 @@ def reference_nearby(holder: InventoryHolder, query: NearbyQuery) -> NearbyFound
                                                min_quantity, 0, preferred):
         return NearbyFound((), located_by, "none_open")   # in stock nearby, but every such store is closed now
     return NearbyFound((), located_by, "no_stock")
-
-
-_LOCATED_BY = {REQUEST: "request", PREFERRED_STORE: "preferred_store", HOME: "home"}
 
 
 def _one_size(snap: Snapshot, sku: str) -> str | None:
