@@ -93,15 +93,13 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     @translated
     def decide_batch_bytes(self, request: pb.DecideBatchRequest | list[DecideQuery], context) -> bytes:
         version, results = self._decide_batch(request, context)
-        items = []
-        for r in results:
-            if isinstance(r, ItemError):
-                err = pb.ItemError()
-                _item_error(r.error, err)
-                items.append(err)
-            else:
-                items.append(wire.encode_result(r))
-        return wire.encode_batch(version, items)
+        return wire.encode_batch(version, results, _item_error_bytes)
+
+
+def _item_error_bytes(item: ItemError) -> bytes:
+    out = pb.ItemError()
+    _item_error(item.error, out)
+    return out.SerializeToString()
 
 
 def _item_error(err, out: pb.ItemError) -> None:

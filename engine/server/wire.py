@@ -36,7 +36,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from ..eval.values import render_value
 from . import _wire
-from ..service.model import DecideQuery, RequestContext
+from ..service.model import DecideQuery, ItemError, RequestContext
 from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _decode_json, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
 
@@ -135,27 +135,11 @@ def batch_request(raw: bytes):
     return items if items is not None else _parse_batch(raw)
 
 
-def _framed(field: int, body: bytes) -> bytes:
-    n, head = len(body), bytearray([field << 3 | 2])
-    while n > 0x7F:
-        head.append(n & 0x7F | 0x80)
-        n >>= 7
-    head.append(n)
-    return bytes(head) + body
-
-
-def encode_batch(version: str, items: list) -> bytes:
-    """A DecideBatchResponse from its items: each the bytes of a
-    DecideResponse, or an ItemError message."""
-    out = []
-    for item in items:
-        if isinstance(item, bytes):
-            out.append(_framed(1, _framed(1, item)))
-        else:
-            out.append(_framed(1, _framed(2, item.SerializeToString())))
-    if version:
-        out.append(_framed(2, version.encode("utf-8")))
-    return b"".join(out)
+def encode_batch(version: str, results: list, error_bytes) -> bytes:
+    """A DecideBatchResponse's bytes, in C: each DecideResult's answer as
+    :func:`encode_result` writes it, each ItemError as ``error_bytes(it)``
+    (its ItemError message's bytes), then the ruleset version."""
+    return _wire.encode_batch(version, results, ItemError, error_bytes)
 
 
 __all__ = ["encode_result", "encode_batch", "check_layout", "decide_request", "batch_request"]
