@@ -13,9 +13,11 @@ the wire encoder replaced.
 
 Instruction counts are what this shared, noisy machine cannot disturb: the
 same code and inputs give the same count whatever else runs, so two
-commits can be compared by running this at each.  (In the server every
-instruction costs about three times its hot in-process time: see
-docs/service.md, "Where Decide's time goes".)  Needs valgrind.
+commits can be compared by running this at each.  They predict the hot,
+in-process time (and DecideBatch's, whose items run back to back), not
+the server's: there a Decide runs with cold caches and costs mostly what
+refilling them costs (``bench.layers``; docs/service.md, "Where the time
+goes").  Needs valgrind.
 """
 from __future__ import annotations
 
