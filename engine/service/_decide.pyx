@@ -6,11 +6,15 @@ rules, the typed results (``_assemble.map_raw``), the nearby stores and
 the ``DecideResult``.  :func:`nearby` is the stores' part of it and
 :func:`nearby_answer` the policy applied to what the stores source found;
 :func:`inventory_nearby` is ``InventoryStores.nearby`` (the in-memory
-stock's answer).  In the interpreter this glue cost ~19,000 instructions a
-Decide besides the parts it calls (frames, locals, a dozen small calls).
-There is no Python twin: the Decider, the servicers and every test of
-them run this code (tests/server: Decider and servicer tests, the
-reference pack's answers, test_assemble; tests/inventory).
+stock's answer, with ``availability.nearby_in``'s common case inlined).
+In the interpreter this glue cost ~19,000 instructions a Decide besides
+the parts it calls (frames, locals, two dozen small calls).
+
+``decide_one`` and ``nearby`` have no Python twin: the Decider, the
+servicers and every test of them run this code (tests/server).  The other
+two are held to Python references by hypothesis tests:
+``results.nearby_answer`` (tests/server/test_nearby_answer.py) and
+``service.inventory.reference_nearby`` (tests/server/test_inventory_domain.py).
 """
 import functools
 import logging
@@ -82,7 +86,7 @@ def decide_one(decider, rs, plan, q, deadline):
 
 
 def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, now):
-    """``Decider._nearby``: the stores near the customer holding the viewed
+    """The stores near the customer holding the viewed
     item in ``size``, by the policy ``p`` the rules chose.  A failing
     stores source never fails the request: the answer is empty and
     ``degraded`` says why."""
