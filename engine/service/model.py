@@ -5,17 +5,17 @@ a Struct is built in C (a dataclass runs its generated ``__init__`` in the
 interpreter: ~1.7x the time; a frozen one five times).  They are mutable
 but read-only by convention; equality, ``repr`` and keyword or positional
 construction are as a dataclass's.  The gRPC layer translates protobuf to
-these and back, and nothing here knows about protobuf.  Field names follow the wire
-contract (proto/maple/v1/decision.proto) so that errors can name fields the
-way the client wrote them.
+these and back, and nothing here knows about protobuf.  Field names
+follow the wire contract (proto/maple/v1/decision.proto) so that errors
+can name fields the way the client wrote them.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
-from typing import Any
 
 
 class ProfileStatus(str, enum.Enum):
