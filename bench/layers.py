@@ -130,11 +130,9 @@ def main(argv=None) -> int:
     if args.serve:
         serve(args.serve, bytes.fromhex(args.first), args.engine_dir)
         return 0
-    import grpc
-
     from bench import loadgen
     from bench import profiles as bench_profiles
-    from bench.server_cpu import base_code, cpu_seconds
+    from bench.server_cpu import base_code, connect, cpu_seconds
 
     payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
     procs, targets = [], {}
@@ -153,13 +151,8 @@ def main(argv=None) -> int:
                 proc, address = start_layer(layer, payloads[0], code)
                 procs.append(proc)
                 targets[f"{layer}@base"] = (proc.pid, address, METHOD)
-        calls, channels = {}, []
-        for name, (_pid, address, method) in targets.items():
-            ch = grpc.insecure_channel(address)
-            channels.append(ch)
-            calls[name] = ch.unary_unary(method)
-            for p in payloads[:500]:                     # warm up
-                calls[name](p, timeout=10)
+        channels = []
+        calls = connect(targets, payloads, channels)
         cpu = {name: [] for name in targets}
         wall = {name: [] for name in targets}
         names = list(targets)

@@ -51,6 +51,20 @@ def base_code(ref: str, into: Path) -> Path:
     return into
 
 
+def connect(targets: dict, payloads: list[bytes], channels: list) -> dict:
+    """name -> a unary call of each target (pid, address, method), each
+    warmed up with 500 requests; the channels opened go into ``channels``."""
+    import grpc
+    calls = {}
+    for name, (_pid, address, method) in targets.items():
+        ch = grpc.insecure_channel(address)
+        channels.append(ch)
+        calls[name] = ch.unary_unary(method)
+        for p in payloads[:500]:
+            calls[name](p, timeout=10)
+    return calls
+
+
 def measure(call, pid: int, payloads: list[bytes], n: int) -> tuple[float, float]:
     """(server CPU µs per request, wall µs per request)."""
     c0, t0 = cpu_seconds(pid), time.perf_counter()
@@ -70,7 +84,6 @@ def main(argv=None) -> int:
                          "runtime): the baseline of the wire encoder, in the same rounds")
     ap.add_argument("--base", help="also a maple serve running the engine's Python files of this git ref")
     args = ap.parse_args(argv)
-    import grpc
     payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
     maple, info = loadgen.start_maple(args.rules, 1, None)
     started = [maple]
@@ -87,14 +100,9 @@ def main(argv=None) -> int:
     echo, echo_address = loadgen.start_echo(1)
     started.append(echo)
     targets = {"echo": (echo.pid, echo_address, "/maple.bench.Echo/Echo"), **targets}
-    channels, calls = [], {}
+    channels = []
     try:
-        for name, (pid, address, method) in targets.items():
-            ch = grpc.insecure_channel(address)
-            channels.append(ch)
-            calls[name] = ch.unary_unary(method)
-            for p in payloads[:500]:                    # warm up
-                calls[name](p, timeout=10)
+        calls = connect(targets, payloads, channels)
         seen = {name: [] for name in targets}
         for _ in range(args.rounds):
             for name, (pid, _address, _method) in targets.items():

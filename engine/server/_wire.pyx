@@ -35,6 +35,16 @@ cdef struct Buf:
     Py_ssize_t cap
 
 
+cdef int _start(Buf *b, Py_ssize_t cap) except -1:
+    """An empty buffer of ``cap`` bytes (the caller frees ``b.data``)."""
+    b.data = <char *> malloc(cap)
+    if b.data == NULL:
+        raise MemoryError()
+    b.len = 0
+    b.cap = cap
+    return 0
+
+
 cdef int _reserve(Buf *b, Py_ssize_t n) except -1:
     cdef Py_ssize_t cap
     cdef char *p
@@ -382,11 +392,7 @@ def encode_result(r):
     if r.explanation is not None:
         return FALLBACK(r)
     cdef Buf b
-    b.data = <char *> malloc(1024)
-    if b.data == NULL:
-        raise MemoryError()
-    b.len = 0
-    b.cap = 1024
+    _start(&b, 1024)
     try:
         _result(&b, r)
         return PyBytes_FromStringAndSize(b.data, b.len)
@@ -410,11 +416,7 @@ def encode_batch(version, list results, error_type, error_bytes):
     for the whole batch (wire.encode_batch framed each item in Python)."""
     cdef Buf b
     cdef Py_ssize_t item, body
-    b.data = <char *> malloc(4096)
-    if b.data == NULL:
-        raise MemoryError()
-    b.len = 0
-    b.cap = 4096
+    _start(&b, 4096)
     try:
         for r in results:
             item = _open(&b, 1)                               # DecideBatchResponse.results
