@@ -234,8 +234,11 @@ def _open_only(hits: list, stores: dict, t: float) -> list:
             wm = local.get(tz)
             if wm is None:
                 wm = local[tz] = local_weekday_minute(tz, t)
-            r = store.hours.days[wm[0]]
-            if r is None or not r[0] <= wm[1] < r[1]:
+            m = wm[1]
+            for a, b in store.hours.spans[wm[0]]:
+                if a <= m < b:
+                    break
+            else:
                 continue
         out.append(h)
     return out

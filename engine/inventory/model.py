@@ -16,30 +16,49 @@ import msgspec
 DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
 _DAY_INDEX = {d: i for i, d in enumerate(DAYS)}
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
+DAY_MINUTES = 24 * 60
 
 
 @dataclass(frozen=True, slots=True)
 class OpeningHours:
-    """One opening range per weekday, Monday first; None when closed.
+    """A store's week: the time ranges it opens on each weekday, Monday first.
 
     Text form (the ``hours`` column), clauses separated by ``;``::
 
         Mo-Fr 09:00-20:00; Sa 10:00-18:00; Su closed
         Mo 12:00-18:00; Tu-We,Fr-Sa 10:00-18:00; Th 10:00-21:00
+        Mo-Fr 09:00-12:30,14:00-19:00; Sa 09:00-13:00          (closed at lunch)
+        Mo-Th 07:00-23:00; Fr-Sa 07:00-02:00; Su 09:00-20:00    (Friday until 2 am Saturday)
 
     Each clause is a day set (``Mo``, a range ``Mo-Fr`` or a comma list of
-    either) and ``HH:MM-HH:MM`` or ``closed``.  A day may appear once; days
-    not named are closed; 24:00 closes at midnight.  Times are the store's
-    local time, in its ``tz`` (:meth:`Store.open_at_time`).
+    either) and either ``closed`` or one or more ``HH:MM-HH:MM`` ranges
+    separated by commas, earliest first, not overlapping.  A day may appear
+    once; days not named are closed; ``24:00`` closes at midnight; a range
+    that closes at or before its opening time runs past midnight into the
+    next day (``22:00-02:00``), as in OpenStreetMap's ``opening_hours``.
+    Times are the store's local time, in its ``tz``
+    (:meth:`Store.open_at_time`).
+
+    ``days[d]``: the ranges opening on weekday ``d`` as written, (open,
+    close) in minutes after that day's midnight, close past 1440 for a
+    range that runs into the next day; ``()`` when closed.  ``spans[d]``:
+    the minutes of calendar day ``d`` the store is open, the previous
+    day's late range included, sorted and merged: what :meth:`open_at` and
+    the compiled nearby query (``engine/service/_decide.pyx``) read.
     """
 
-    days: tuple[tuple[int, int] | None, ...]   # (open, close) in minutes after midnight
+    days: tuple[tuple[tuple[int, int], ...], ...]
     text: str
+    spans: tuple[tuple[tuple[int, int], ...], ...] = ()
+
+    def __post_init__(self):
+        if not self.spans:
+            object.__setattr__(self, "spans", _spans(self.days))
 
     @classmethod
     def parse(cls, text: str) -> "OpeningHours":
         """Parse the text form; ValueError says what is wrong."""
-        days: list[tuple[int, int] | None] = [None] * 7
+        days: list[tuple[tuple[int, int], ...]] = [()] * 7
         seen: set[int] = set()
         clauses = [c.strip() for c in text.split(";")]
         if not any(clauses):
@@ -49,21 +68,43 @@ class OpeningHours:
                 continue
             parts = clause.split()
             if len(parts) != 2:
-                raise ValueError(f"'{clause}' should be days and hours, e.g. 'Mo-Fr 09:00-20:00'")
+                hint = (" (a day's ranges are separated by a comma without spaces: '09:00-12:30,14:00-19:00')"
+                        if len(parts) > 2 and "," in clause else "")
+                raise ValueError(f"'{clause}' should be days and hours, e.g. 'Mo-Fr 09:00-20:00'{hint}")
+            ranges = _hours_ranges(parts[1])
             for d in _day_set(parts[0]):
                 if d in seen:
                     raise ValueError(f"{DAYS[d]} is given twice")
                 seen.add(d)
-                days[d] = _hours_range(parts[1])
+                days[d] = ranges
         return cls(tuple(days), text)
 
     def open_at(self, weekday: int, minute: int) -> bool:
         """Open on ``weekday`` (0 = Monday) at ``minute`` after midnight?"""
-        r = self.days[weekday]
-        return r is not None and r[0] <= minute < r[1]
+        for a, b in self.spans[weekday]:
+            if a <= minute < b:
+                return True
+        return False
 
     def __str__(self) -> str:
         return self.text
+
+
+def _spans(days) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Per calendar day, the open minutes: the day's own ranges up to
+    midnight and the previous day's ranges past it, sorted and merged."""
+    out = []
+    for d in range(7):
+        parts = [(a, min(b, DAY_MINUTES)) for a, b in days[d]]
+        parts += [(0, b - DAY_MINUTES) for _a, b in days[d - 1] if b > DAY_MINUTES]   # d - 1: Sunday for Monday
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted(parts):
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        out.append(tuple(merged))
+    return tuple(out)
 
 
 def _day_set(text: str) -> list[int]:
@@ -79,16 +120,34 @@ def _day_set(text: str) -> list[int]:
     return out
 
 
-def _hours_range(text: str) -> tuple[int, int] | None:
+def _hours_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """``closed`` -> (); ``HH:MM-HH:MM[,HH:MM-HH:MM...]`` -> the ranges."""
     if text == "closed":
-        return None
-    start, _, end = text.partition("-")
-    a, b = _minutes(start), _minutes(end)
-    if a is None or b is None:
-        raise ValueError(f"'{text}' is not HH:MM-HH:MM or closed")
-    if not a < b:
-        raise ValueError(f"'{text}' closes before it opens")
-    return a, b
+        return ()
+    out: list[tuple[int, int]] = []
+    for item in text.split(","):
+        start, _, end = item.partition("-")
+        a, b = _minutes(start), _minutes(end)
+        if a is None or b is None:
+            raise ValueError(f"'{item}' is not HH:MM-HH:MM or closed")
+        if a == DAY_MINUTES:
+            raise ValueError(f"'{item}' opens at 24:00: write 00:00 on the next day")
+        if b == a:
+            raise ValueError(f"'{item}' closes when it opens (all day is 00:00-24:00)")
+        if b < a:
+            b += DAY_MINUTES            # runs past midnight into the next day
+        if out and a < out[-1][1]:
+            prev = f"{_hhmm(out[-1][0])}-{_hhmm(out[-1][1] % DAY_MINUTES)}"
+            raise ValueError(f"'{item}' overlaps or comes before '{prev}': write a day's ranges "
+                             "earliest first, apart")
+        out.append((a, b))
+    if out[-1][1] - out[0][0] > DAY_MINUTES:
+        raise ValueError(f"'{text}' spans more than 24 hours")
+    return tuple(out)
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _minutes(text: str) -> int | None:
@@ -96,7 +155,7 @@ def _minutes(text: str) -> int | None:
     if not m:
         return None
     minutes = int(m.group(1)) * 60 + int(m.group(2))
-    return minutes if minutes <= 24 * 60 else None
+    return minutes if minutes <= DAY_MINUTES else None
 
 
 @dataclass(frozen=True, slots=True)

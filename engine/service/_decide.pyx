@@ -228,8 +228,11 @@ cdef object _open_at(store, at, dict local):
     wm = local.get(tz)
     if wm is None:
         wm = local[tz] = local_weekday_minute(tz, at)
-    r = store.hours.days[wm[0]]
-    return r is not None and r[0] <= wm[1] < r[1]
+    m = wm[1]
+    for span in store.hours.spans[wm[0]]:
+        if span[0] <= m < span[1]:
+            return True
+    return False
 
 
 cdef object _one_size(snap, sku):

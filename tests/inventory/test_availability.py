@@ -227,8 +227,9 @@ def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result)
 
         def is_open(store):
             local = datetime.fromtimestamp(t, ZoneInfo(store.tz))
-            r = store.hours.days[local.weekday()]
-            return r is not None and r[0] <= local.hour * 60 + local.minute < r[1]
+            d, m = local.weekday(), local.hour * 60 + local.minute
+            return (any(a <= m < min(b, 1440) for a, b in store.hours.days[d])             # its own ranges
+                    or any(b > 1440 and m < b - 1440 for _a, b in store.hours.days[d - 1]))  # last night's
         expected = sorted((haversine_km((lat, lon), u.position), u.id, data.quantity(u.id, item.sku, size))
                           for u in stores if is_open(u))
         expected = [(d, sid, n) for d, sid, n in expected if d <= radius and n >= 1][:limit]

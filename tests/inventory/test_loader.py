@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.diagnostics import render
 from engine.inventory import Inventory, InventoryLoadError, OpeningHours, load_dir
@@ -78,7 +80,8 @@ def test_every_problem_in_a_row_is_reported(tmp_path):
     ("s002,Soho,1 High St,London,51.5,181,Mo-Sa 09:00-20:00", "lon", "D105", "between -180 and 180"),
     ("s002,Soho,1 High St,London,nan,-0.1,Mo-Sa 09:00-20:00", "lat", "D105", "between -90 and 90"),
     ("s002,Soho,1 High St,,51.5,-0.1,Mo-Sa 09:00-20:00", "city", "D102", "a value is required"),
-    ("s002,Soho,1 High St,London,51.5,-0.1,Mo-Sa 20:00-09:00", "hours", "D107", "closes before it opens"),
+    ('s002,Soho,1 High St,London,51.5,-0.1,"Mo-Sa 09:00-13:00,12:00-18:00"', "hours", "D107",
+     "'12:00-18:00' overlaps or comes before '09:00-13:00'"),
     ("s002,Soho,1 High St,London,51.5,-0.1,Mo-Sa 09:00-20:00; Sa closed", "hours", "D107", "Sa is given twice"),
     ("s001,Soho,1 High St,London,51.5,-0.1,Mo-Sa 09:00-20:00", "id", "D106", "first at line 2"),
 ])
@@ -218,25 +221,89 @@ def test_a_rejected_reload_keeps_the_last_good_data(tmp_path, data_dir):
 # ------------------------------------------------------------------ opening hours
 def test_opening_hours_parse():
     h = OpeningHours.parse("Mo 12:00-18:00; Tu-We,Fr-Sa 10:00-18:00; Th 10:00-21:00; Su closed")
-    assert h.days == ((720, 1080), (600, 1080), (600, 1080), (600, 1260), (600, 1080), (600, 1080), None)
+    assert h.days == (((720, 1080),), ((600, 1080),), ((600, 1080),), ((600, 1260),), ((600, 1080),),
+                      ((600, 1080),), ())
     assert h.open_at(3, 20 * 60) and not h.open_at(4, 20 * 60) and not h.open_at(6, 12 * 60)
-    assert OpeningHours.parse("Sa 00:00-24:00").days[5] == (0, 1440)
-    assert OpeningHours.parse("Mo-Fr 09:00-17:00").days[5:] == (None, None)   # days not named are closed
+    assert OpeningHours.parse("Sa 00:00-24:00").days[5] == ((0, 1440),)
+    assert OpeningHours.parse("Mo-Fr 09:00-17:00").days[5:] == ((), ())   # days not named are closed
+
+
+def test_opening_hours_with_a_lunch_break():
+    h = OpeningHours.parse("Mo-Fr 09:00-12:30,14:00-19:00; Sa 09:00-13:00")
+    assert h.days[0] == ((540, 750), (840, 1140)) and h.spans[0] == h.days[0]
+    assert [h.open_at(2, m) for m in (539, 540, 749, 750, 839, 840, 1139, 1140)] == \
+        [False, True, True, False, False, True, True, False]
+
+
+def test_opening_hours_past_midnight():
+    h = OpeningHours.parse("Mo-Th 07:00-23:00; Fr-Sa 07:00-02:00; Su 22:00-24:00")
+    assert h.days[4] == ((420, 1560),)                      # Friday 07:00 until 02:00 on Saturday
+    assert h.spans[5] == ((0, 120), (420, 1440))            # Saturday: Friday's night, then its own day
+    assert h.spans[6] == ((0, 120), (1320, 1440))           # Sunday: Saturday's night, then 22:00-24:00
+    assert h.open_at(5, 90) and not h.open_at(5, 120) and not h.open_at(4, 90)
+    assert h.open_at(6, 23 * 60) and not h.open_at(0, 30)   # Sunday's range stops at midnight
+    week = OpeningHours.parse("Su 20:00-04:00")             # Sunday night runs into Monday
+    assert week.spans[0] == ((0, 240),) and week.open_at(0, 239) and not week.open_at(0, 240)
+    joined = OpeningHours.parse("Fr 20:00-03:00; Sa 02:00-10:00")   # overlapping nights merge
+    assert joined.spans[5] == ((0, 600),)
 
 
 @pytest.mark.parametrize("text, words", [
     ("", "no opening hours"),
     ("Mo-Fr", "should be days and hours"),
+    ("Mo-Fr 09:00-12:00, 14:00-18:00", "separated by a comma without spaces"),
     ("Fr-Mo 09:00-17:00", "runs backwards"),
     ("Monday 09:00-17:00", "not a day or day range"),
     ("Mo 9:00-17:00", "is not HH:MM-HH:MM"),
     ("Mo 09:00-24:30", "is not HH:MM-HH:MM"),
-    ("Mo 09:00-09:00", "closes before it opens"),
+    ("Mo 09:00-09:00", "closes when it opens"),
+    ("Mo 24:00-02:00", "opens at 24:00"),
+    ("Mo 09:00-13:00,12:00-18:00", "overlaps or comes before '09:00-13:00'"),
+    ("Mo 14:00-18:00,09:00-12:00", "overlaps or comes before"),
+    ("Mo 20:00-02:00,09:00-12:00", "overlaps or comes before '20:00-02:00'"),
+    ("Mo 08:00-12:00,20:00-09:00", "spans more than 24 hours"),
+    ("Mo 09:00-12:00,", "is not HH:MM-HH:MM"),
     ("Mo-Fr 09:00-17:00; We closed", "We is given twice"),
 ])
 def test_opening_hours_errors(text, words):
     with pytest.raises(ValueError, match=words):
         OpeningHours.parse(text)
+
+
+def _apart(points: list[int], late: int) -> list[tuple[int, int]]:
+    """Ranges between sorted minutes; with ``late``, the last one closes at
+    ``late`` past midnight instead (a night range)."""
+    ranges = list(zip(points[::2], points[1::2]))
+    if late and ranges and ranges[-1][0] < 1440:
+        ranges[-1] = (ranges[-1][0], late)
+    return ranges
+
+
+_RANGES = st.one_of(          # any ranges (mostly refused), and ranges that parse, night ranges included
+    st.lists(st.tuples(st.integers(0, 1439), st.integers(1, 1440)), max_size=3),
+    st.builds(_apart, st.lists(st.integers(0, 1440), unique=True, max_size=6).map(sorted),
+              st.sampled_from([0, 0, 60, 150, 360])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(week=st.lists(st.one_of(st.none(), _RANGES), min_size=7, max_size=7), day=st.integers(0, 6),
+       minute=st.integers(0, 1439))
+def test_open_at_agrees_with_the_ranges_as_written(week, day, minute):
+    """Whatever hours parse, open_at(d, m) is: some range written for day d
+    holds m, or a range of the day before runs past midnight beyond m."""
+    clauses = []
+    for d, ranges in enumerate(week):
+        if ranges is None:
+            continue
+        text = ",".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in ranges) or "closed"
+        clauses.append(f"{('Mo', 'Tu', 'We', 'Th', 'Fr', 'Sa', 'Su')[d]} {text}")
+    try:
+        h = OpeningHours.parse("; ".join(clauses) or "Mo closed")
+    except ValueError:
+        return                              # overlapping or backwards ranges: refused, nothing to compare
+    today = any(a <= minute < min(b, 1440) for a, b in h.days[day])
+    last_night = any(b > 1440 and minute < b - 1440 for _a, b in h.days[day - 1])
+    assert h.open_at(day, minute) is (today or last_night)
 
 
 def test_the_time_zone_column_is_optional_and_checked(tmp_path):
