@@ -94,7 +94,9 @@ def street_address(country: str, number: int, street: str) -> str:
     return f"{number} {street}"
 
 
-# Opening hours by country and store format (see README: days, then HH:MM-HH:MM or closed).
+# Opening hours by country and store format (see README: days, then HH:MM-HH:MM ranges or closed):
+# small French stores close for lunch; American flagships' coffee bars keep them open past
+# midnight on Friday and Saturday.
 HOURS = {
     ("uk", "flagship"): "Mo-Fr 07:30-21:00; Sa 08:00-20:00; Su 10:00-18:00",
     ("uk", "standard"): "Mo-Sa 09:00-20:00; Su 11:00-17:00",
@@ -104,11 +106,11 @@ HOURS = {
     ("de", "express"): "Mo-Fr 10:00-19:00; Sa 10:00-18:00; Su closed",
     ("fr", "flagship"): "Mo-Sa 08:30-20:30; Su 11:00-19:00",
     ("fr", "standard"): "Mo-Sa 10:00-19:30; Su closed",
-    ("fr", "express"): "Mo closed; Tu-Sa 10:00-19:00; Su closed",
+    ("fr", "express"): "Mo closed; Tu-Sa 10:00-13:00,14:00-19:00; Su closed",
     ("nl", "flagship"): "Mo 11:00-19:00; Tu-We,Fr-Sa 09:00-19:00; Th 09:00-21:00; Su 12:00-18:00",
     ("nl", "standard"): "Mo 12:00-18:00; Tu-Sa 10:00-18:00; Su 12:00-17:00",
     ("nl", "express"): "Mo-Sa 10:00-18:00",
-    ("us", "flagship"): "Mo-Sa 07:00-22:00; Su 09:00-20:00",
+    ("us", "flagship"): "Mo-Th 07:00-22:00; Fr-Sa 07:00-01:00; Su 09:00-20:00",
     ("us", "standard"): "Mo-Sa 10:00-21:00; Su 11:00-19:00",
     ("us", "express"): "Mo-Fr 08:00-20:00; Sa-Su 10:00-18:00",
 }

@@ -186,3 +186,32 @@ def test_at_the_till_only_stores_open_now_are_offered(served, hour):
         assert list(r.stores) == [] and r.empty_reason == "none_open"
     if hour == 12:
         assert len(r.stores) == 5 and r.empty_reason == ""
+
+
+LES_HALLES = pb.GeoPoint(lat=48.83627, lon=2.35204)     # s158, Paris: Tu-Sa 10:00-13:00,14:00-19:00
+HUDSON_YARDS = pb.GeoPoint(lat=40.78029, lon=-73.96840)  # s263, New York: Fr-Sa 07:00-01:00
+
+
+@pytest.mark.parametrize("where, sku, size, utc, is_open", [
+    (LES_HALLES, "RUN-005", "38", "2026-11-24T11:30:00", True),     # Tuesday 12:30 in Paris
+    (LES_HALLES, "RUN-005", "38", "2026-11-24T12:30:00", False),    # 13:30: closed for lunch
+    (LES_HALLES, "RUN-005", "38", "2026-11-24T13:00:00", True),     # 14:00: open again
+    (HUDSON_YARDS, "RUN-002", "42", "2026-11-28T05:30:00", True),   # Saturday 00:30: Friday's late night
+    (HUDSON_YARDS, "RUN-002", "42", "2026-11-27T05:30:00", False),  # Friday 00:30: Thursday closed at 22:00
+])
+def test_lunch_breaks_and_late_nights_in_the_sample_hours(served, where, sku, size, utc, is_open):
+    """Split and past-midnight opening hours (rules/data/stores.csv) reach
+    the answer: the store the customer stands in says whether it is open,
+    and a till asking for stores open now leaves it out while it is shut."""
+    from datetime import datetime, timezone
+    t = int(datetime.fromisoformat(utc).replace(tzinfo=timezone.utc).timestamp())
+    shopper = {"customer_id": "c-hours", "lifecycle": "active", "sizes": {"running-shoes": size}}
+    phone = request(shopper, category="running-shoes", sku=sku, location=where, device=pb.DEVICE_MOBILE)
+    phone.context.timestamp.seconds = t
+    here = decide(served, phone).nearby_stores.stores[0]
+    assert here.distance_km == 0 and here.open_now is is_open
+    till = request(shopper, category="running-shoes", sku=sku, location=where, channel=pb.CHANNEL_POS,
+                   device=pb.DEVICE_TILL)
+    till.context.timestamp.seconds = t
+    offered = [s.store_id for s in decide(served, till).nearby_stores.stores]
+    assert (here.store_id in offered) is is_open
