@@ -234,12 +234,16 @@ def _open_only(hits: list, stores: dict, t: float) -> list:
             wm = local.get(tz)
             if wm is None:
                 wm = local[tz] = local_weekday_minute(tz, t)
-            m = wm[1]
-            for a, b in store.hours.spans[wm[0]]:
-                if a <= m < b:
-                    break
+            hours, m = store.hours, wm[1]
+            if hours.dated:
+                if not hours.open_on(wm[2], m):
+                    continue
             else:
-                continue
+                for a, b in hours.spans[wm[0]]:
+                    if a <= m < b:
+                        break
+                else:
+                    continue
         out.append(h)
     return out
 

@@ -6,8 +6,8 @@ in place, so a reader holding one sees a consistent world.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,11 @@ DAYS = ("Mo", "Tu", "We", "Th", "Fr", "Sa", "Su")
 _DAY_INDEX = {d: i for i, d in enumerate(DAYS)}
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 DAY_MINUTES = 24 * 60
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTH_INDEX = {m: i + 1 for i, m in enumerate(MONTHS)}
+_YEAR = re.compile(r"^\d{4}$")
+_DAY_OF_MONTH = re.compile(r"^(\d{1,2})(?:-(\d{1,2}))?$")
+_ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class OpeningHours:
         Mo 12:00-18:00; Tu-We,Fr-Sa 10:00-18:00; Th 10:00-21:00
         Mo-Fr 09:00-12:30,14:00-19:00; Sa 09:00-13:00          (closed at lunch)
         Mo-Th 07:00-23:00; Fr-Sa 07:00-02:00; Su 09:00-20:00    (Friday until 2 am Saturday)
+        Mo-Sa 09:00-20:00; Dec 24 09:00-14:00; Dec 25-26 closed; 2026 Nov 26 closed   (holidays)
 
     Each clause is a day set (``Mo``, a range ``Mo-Fr`` or a comma list of
     either) and either ``closed`` or one or more ``HH:MM-HH:MM`` ranges
@@ -38,6 +44,12 @@ class OpeningHours:
     next day (``22:00-02:00``), as in OpenStreetMap's ``opening_hours``.
     Times are the store's local time, in its ``tz``
     (:meth:`Store.open_at_time`).
+
+    Dated clauses replace the week's ranges on their dates: ``Dec 25``
+    every year, ``Dec 25-26`` (days of one month), ``2026 Nov 26`` once;
+    ``closed`` or ``off``, or ranges as above.  A one-year date wins over a
+    yearly one.  The previous night's range still runs into a dated day
+    (Friday until 1 am reaches into a Saturday that is Christmas).
 
     ``days[d]``: the ranges opening on weekday ``d`` as written, (open,
     close) in minutes after that day's midnight, close past 1440 for a
@@ -50,15 +62,20 @@ class OpeningHours:
     days: tuple[tuple[tuple[int, int], ...], ...]
     text: str
     spans: tuple[tuple[tuple[int, int], ...], ...] = ()
+    #: the dated clauses: ((month, day) yearly or (year, month, day) once, ranges), sorted
+    dated: tuple[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], ...] = ()
+    _by_date: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
         if not self.spans:
             object.__setattr__(self, "spans", _spans(self.days))
+        self._by_date.update(self.dated)
 
     @classmethod
     def parse(cls, text: str) -> "OpeningHours":
         """Parse the text form; ValueError says what is wrong."""
         days: list[tuple[tuple[int, int], ...]] = [()] * 7
+        dated: dict[tuple[int, ...], tuple[tuple[int, int], ...]] = {}
         seen: set[int] = set()
         clauses = [c.strip() for c in text.split(";")]
         if not any(clauses):
@@ -67,9 +84,18 @@ class OpeningHours:
             if not clause:
                 continue
             parts = clause.split()
+            if parts[0] in _MONTH_INDEX or _YEAR.match(parts[0]):
+                keys, ranges = _dates(parts[:-1], clause), _hours_ranges(parts[-1])
+                for key in keys:
+                    if key in dated:
+                        raise ValueError(f"{_date_text(key)} is given twice")
+                    dated[key] = ranges
+                continue
             if len(parts) != 2:
                 hint = (" (a day's ranges are separated by a comma without spaces: '09:00-12:30,14:00-19:00')"
-                        if len(parts) > 2 and "," in clause else "")
+                        if len(parts) > 2 and "," in clause else
+                        " or a date and hours, e.g. 'Dec 25 closed' (months are "
+                        f"{' '.join(MONTHS)})" if len(parts) == 3 else "")
                 raise ValueError(f"'{clause}' should be days and hours, e.g. 'Mo-Fr 09:00-20:00'{hint}")
             ranges = _hours_ranges(parts[1])
             for d in _day_set(parts[0]):
@@ -77,12 +103,38 @@ class OpeningHours:
                     raise ValueError(f"{DAYS[d]} is given twice")
                 seen.add(d)
                 days[d] = ranges
-        return cls(tuple(days), text)
+        return cls(tuple(days), text, dated=tuple(sorted(dated.items())))
 
     def open_at(self, weekday: int, minute: int) -> bool:
-        """Open on ``weekday`` (0 = Monday) at ``minute`` after midnight?"""
+        """Open on ``weekday`` (0 = Monday) at ``minute`` after midnight, by
+        the weekly ranges (dated clauses aside: :meth:`open_on`)?"""
         for a, b in self.spans[weekday]:
             if a <= minute < b:
+                return True
+        return False
+
+    def ranges_on(self, day: date) -> tuple[tuple[int, int], ...]:
+        """The ranges opening on ``day``: its one-year clause, else its
+        yearly one, else its weekday's."""
+        by_date = self._by_date
+        if by_date:
+            hit = by_date.get((day.year, day.month, day.day))
+            if hit is None:
+                hit = by_date.get((day.month, day.day))
+            if hit is not None:
+                return hit
+        return self.days[day.weekday()]
+
+    def open_on(self, day: date, minute: int) -> bool:
+        """Open on the local date ``day`` at ``minute`` after midnight,
+        dated clauses included (the previous night's range too)?"""
+        if not self._by_date:
+            return self.open_at(day.weekday(), minute)
+        for a, b in self.ranges_on(day):
+            if a <= minute < b:
+                return True
+        for _a, b in self.ranges_on(day - _ONE_DAY):
+            if minute < b - DAY_MINUTES:
                 return True
         return False
 
@@ -120,9 +172,38 @@ def _day_set(text: str) -> list[int]:
     return out
 
 
+def _dates(parts: list[str], clause: str) -> list[tuple[int, ...]]:
+    """``Mon DD``, ``Mon DD-DD`` -> (month, day) keys; ``YYYY Mon DD[-DD]``
+    -> (year, month, day) keys.  Each a real date (Feb 29 yearly)."""
+    year = None
+    if parts and _YEAR.match(parts[0]):
+        year, parts = int(parts[0]), parts[1:]
+    m = _DAY_OF_MONTH.match(parts[1]) if len(parts) == 2 else None
+    if len(parts) != 2 or parts[0] not in _MONTH_INDEX or not m:
+        raise ValueError(f"'{clause}' should be a date and hours, e.g. 'Dec 25 closed', "
+                         "'Dec 24 09:00-14:00' or '2026 Nov 26 closed'")
+    month, first, last = _MONTH_INDEX[parts[0]], int(m.group(1)), int(m.group(2) or m.group(1))
+    if last < first:
+        raise ValueError(f"'{parts[0]} {parts[1]}' runs backwards")
+    out = []
+    for d in range(first, last + 1):
+        try:
+            date(2024 if year is None else year, month, d)      # 2024: a leap year, for a yearly Feb 29
+        except ValueError:
+            raise ValueError(f"'{' '.join(([str(year)] if year else []) + [parts[0], str(d)])}' "
+                             "is not a date") from None
+        out.append((month, d) if year is None else (year, month, d))
+    return out
+
+
+def _date_text(key: tuple[int, ...]) -> str:
+    *year, month, d = key
+    return " ".join([str(y) for y in year] + [MONTHS[month - 1], str(d)])
+
+
 def _hours_ranges(text: str) -> tuple[tuple[int, int], ...]:
     """``closed`` -> (); ``HH:MM-HH:MM[,HH:MM-HH:MM...]`` -> the ranges."""
-    if text == "closed":
+    if text in ("closed", "off"):
         return ()
     out: list[tuple[int, int]] = []
     for item in text.split(","):
@@ -175,9 +256,10 @@ class Store:
 
     def open_at_time(self, t: float, local: dict | None = None) -> bool | None:
         """Open at ``t`` (seconds since the epoch), by its hours in its time
-        zone; None when the store has no time zone (its hours cannot be
-        placed in time).  ``local`` memoises (weekday, minute) per zone for
-        one ``t`` across the stores of one query."""
+        zone, dated clauses included; None when the store has no time zone
+        (its hours cannot be placed in time).  ``local`` memoises
+        :func:`local_weekday_minute` per zone for one ``t`` across the
+        stores of one query."""
         if self.tz is None:
             return None
         wm = local.get(self.tz) if local is not None else None
@@ -185,22 +267,24 @@ class Store:
             wm = local_weekday_minute(self.tz, t)
             if local is not None:
                 local[self.tz] = wm
-        return self.hours.open_at(*wm)
+        if self.hours.dated:
+            return self.hours.open_on(wm[2], wm[1])
+        return self.hours.open_at(wm[0], wm[1])
 
 
-_LOCAL: dict[tuple[str, int], tuple[int, int]] = {}
+_LOCAL: dict[tuple[str, int], tuple[int, int, date]] = {}
 
 
-def local_weekday_minute(tz: str, t: float) -> tuple[int, int]:
-    """(weekday with 0 = Monday, minute after midnight) at ``t`` in zone
-    ``tz``.  Remembered per (zone, minute since the epoch): exact, since
-    zone offsets change on whole minutes, and the requests of one minute
-    share it (the conversion is ~2 us; a lookup ~0.1)."""
+def local_weekday_minute(tz: str, t: float) -> tuple[int, int, date]:
+    """(weekday with 0 = Monday, minute after midnight, the date) at ``t``
+    in zone ``tz``.  Remembered per (zone, minute since the epoch): exact,
+    since zone offsets change on whole minutes, and the requests of one
+    minute share it (the conversion is ~2 us; a lookup ~0.1)."""
     key = (tz, int(t // 60))
     hit = _LOCAL.get(key)
     if hit is None:
         d = datetime.fromtimestamp(key[1] * 60, zone(tz))
-        hit = d.weekday(), d.hour * 60 + d.minute
+        hit = d.weekday(), d.hour * 60 + d.minute, d.date()
         if len(_LOCAL) >= 4096:
             _LOCAL.clear()
         _LOCAL[key] = hit

@@ -228,8 +228,10 @@ cdef object _open_at(store, at, dict local):
     wm = local.get(tz)
     if wm is None:
         wm = local[tz] = local_weekday_minute(tz, at)
-    m = wm[1]
-    for span in store.hours.spans[wm[0]]:
+    hours, m = store.hours, wm[1]
+    if hours.dated:
+        return hours.open_on(wm[2], m)
+    for span in hours.spans[wm[0]]:
         if span[0] <= m < span[1]:
             return True
     return False

@@ -211,25 +211,38 @@ def test_open_now_follows_the_stores_zone_and_summer_time(zoned):
 def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result):
     """Every sample store has a time zone; the filter agrees with each store's
     hours read in its zone with the standard library, whatever the hour."""
-    from datetime import datetime
+    from datetime import datetime, timedelta
     from zoneinfo import ZoneInfo
     data = sample_result.data
     inv = Inventory(data)
     rng = random.Random(5)
     stores = list(data.stores.values())
-    assert all(s.tz for s in stores)
+    assert all(s.tz for s in stores) and any(s.hours.dated for s in stores)
+    one_day = timedelta(days=1)
     for _ in range(150):
         s = rng.choice(stores)
         lat, lon = s.lat + rng.uniform(-0.05, 0.05), s.lon + rng.uniform(-0.05, 0.05)
         item = rng.choice(list(data.catalog.values()))
         size, radius, limit = rng.choice(item.sizes), rng.choice([3.0, 10.0, 30.0]), rng.choice([1, 3, 10])
         t = _utc("2026-01-01T00:00:00") + rng.uniform(0, 365 * 86400)
+        if rng.random() < 0.4:      # the sample's holidays and the days around them
+            t = _utc(rng.choice(["2026-01-01", "2026-04-27", "2026-05-01", "2026-11-26", "2026-11-27",
+                                 "2026-12-24", "2026-12-25", "2026-12-26", "2026-12-27"]) + "T00:00:00")
+            t += rng.uniform(-6 * 3600, 30 * 3600)
 
         def is_open(store):
             local = datetime.fromtimestamp(t, ZoneInfo(store.tz))
-            d, m = local.weekday(), local.hour * 60 + local.minute
-            return (any(a <= m < min(b, 1440) for a, b in store.hours.days[d])             # its own ranges
-                    or any(b > 1440 and m < b - 1440 for _a, b in store.hours.days[d - 1]))  # last night's
+            day, m = local.date(), local.hour * 60 + local.minute
+            return (any(a <= m < min(b, 1440) for a, b in written(store.hours, day))            # its own ranges
+                    or any(b > 1440 and m < b - 1440 for _a, b in written(store.hours, day - one_day)))
+
+        def written(hours, day):
+            """The ranges the hours text gives ``day``: a one-year clause, a yearly one, its weekday's."""
+            dated = dict(hours.dated)
+            for key in ((day.year, day.month, day.day), (day.month, day.day)):
+                if key in dated:
+                    return dated[key]
+            return hours.days[day.weekday()]
         expected = sorted((haversine_km((lat, lon), u.position), u.id, data.quantity(u.id, item.sku, size))
                           for u in stores if is_open(u))
         expected = [(d, sid, n) for d, sid, n in expected if d <= radius and n >= 1][:limit]

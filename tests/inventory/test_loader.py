@@ -3,6 +3,7 @@ column and skipped, the good rows stay; an unusable file rejects the load."""
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -248,6 +249,22 @@ def test_opening_hours_past_midnight():
     assert joined.spans[5] == ((0, 600),)
 
 
+def test_opening_hours_dated_clauses():
+    h = OpeningHours.parse("Mo-Th,Sa 09:00-20:00; Fr 09:00-01:00; Su closed; "
+                           "Dec 24 09:00-14:00; Dec 25-26 closed; 2026 Nov 26 off; 2027 Dec 24 10:00-12:00")
+    assert h.dated == (((12, 24), ((540, 840),)), ((12, 25), ()), ((12, 26), ()), ((2026, 11, 26), ()),
+                       ((2027, 12, 24), ((600, 720),)))
+    assert h.open_on(date(2026, 12, 24), 13 * 60) and not h.open_on(date(2026, 12, 24), 15 * 60)  # short day
+    assert not h.open_on(date(2026, 12, 25), 12 * 60) and not h.open_on(date(2031, 12, 26), 12 * 60)  # yearly
+    assert not h.open_on(date(2026, 11, 26), 12 * 60) and h.open_on(date(2027, 11, 25), 12 * 60)  # one year
+    assert h.open_on(date(2027, 12, 24), 11 * 60) and not h.open_on(date(2027, 12, 24), 13 * 60)  # one year wins
+    assert h.open_on(date(2026, 11, 28), 30)          # Saturday 00:30: Friday's range runs past midnight
+    assert not h.open_on(date(2026, 12, 26), 30)      # ...but Friday Dec 25 was closed
+    boxing_day = OpeningHours.parse("Fr 09:00-01:00; Dec 26 closed")   # Saturday Dec 26, 2026
+    assert boxing_day.open_on(date(2026, 12, 26), 30) and not boxing_day.open_on(date(2026, 12, 26), 12 * 60)
+    assert h.open_at(4, 12 * 60) and h.open_at(6, 12 * 60) is False       # the weekly ranges alone
+
+
 @pytest.mark.parametrize("text, words", [
     ("", "no opening hours"),
     ("Mo-Fr", "should be days and hours"),
@@ -264,6 +281,14 @@ def test_opening_hours_past_midnight():
     ("Mo 08:00-12:00,20:00-09:00", "spans more than 24 hours"),
     ("Mo 09:00-12:00,", "is not HH:MM-HH:MM"),
     ("Mo-Fr 09:00-17:00; We closed", "We is given twice"),
+    ("Dec 32 closed", "'Dec 32' is not a date"),
+    ("2026 Feb 29 closed", "'2026 Feb 29' is not a date"),
+    ("Dec 25", "should be a date and hours"),
+    ("2026 closed", "should be a date and hours"),
+    ("Dec 26-25 closed", "runs backwards"),
+    ("Dec 25-26 closed; Dec 26 09:00-12:00", "Dec 26 is given twice"),
+    ("Dez 25 closed", "or a date and hours, e.g. 'Dec 25 closed' \\(months are Jan"),
+    ("Dec 24 09:00-13:00,12:00-15:00", "overlaps"),
 ])
 def test_opening_hours_errors(text, words):
     with pytest.raises(ValueError, match=words):
@@ -285,25 +310,41 @@ _RANGES = st.one_of(          # any ranges (mostly refused), and ranges that par
               st.sampled_from([0, 0, 60, 150, 360])))
 
 
-@settings(max_examples=300, deadline=None)
-@given(week=st.lists(st.one_of(st.none(), _RANGES), min_size=7, max_size=7), day=st.integers(0, 6),
-       minute=st.integers(0, 1439))
-def test_open_at_agrees_with_the_ranges_as_written(week, day, minute):
-    """Whatever hours parse, open_at(d, m) is: some range written for day d
-    holds m, or a range of the day before runs past midnight beyond m."""
+def _week_text(week) -> str:
+    """The hours text of seven days' ranges (None: the day not named)."""
     clauses = []
     for d, ranges in enumerate(week):
         if ranges is None:
             continue
         text = ",".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in ranges) or "closed"
         clauses.append(f"{('Mo', 'Tu', 'We', 'Th', 'Fr', 'Sa', 'Su')[d]} {text}")
+    return "; ".join(clauses) or "Mo closed"
+
+
+@settings(max_examples=300, deadline=None)
+@given(week=st.lists(st.one_of(st.none(), _RANGES), min_size=7, max_size=7), day=st.integers(0, 6),
+       minute=st.integers(0, 1439))
+def test_open_at_agrees_with_the_ranges_as_written(week, day, minute):
+    """Whatever hours parse, open_at(d, m) is: some range written for day d
+    holds m, or a range of the day before runs past midnight beyond m."""
     try:
-        h = OpeningHours.parse("; ".join(clauses) or "Mo closed")
+        h = OpeningHours.parse(_week_text(week))
     except ValueError:
         return                              # overlapping or backwards ranges: refused, nothing to compare
     today = any(a <= minute < min(b, 1440) for a, b in h.days[day])
     last_night = any(b > 1440 and minute < b - 1440 for _a, b in h.days[day - 1])
     assert h.open_at(day, minute) is (today or last_night)
+
+
+@settings(max_examples=200, deadline=None)
+@given(week=st.lists(st.one_of(st.none(), _RANGES), min_size=7, max_size=7), minute=st.integers(0, 1439),
+       day=st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1)))
+def test_open_on_without_dated_clauses_is_the_week(week, day, minute):
+    try:
+        h = OpeningHours.parse(_week_text(week))
+    except ValueError:
+        return
+    assert h.open_on(day, minute) is h.open_at(day.weekday(), minute)
 
 
 def test_the_time_zone_column_is_optional_and_checked(tmp_path):
