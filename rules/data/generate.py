@@ -114,6 +114,14 @@ HOURS = {
     ("us", "standard"): "Mo-Sa 10:00-21:00; Su 11:00-19:00",
     ("us", "express"): "Mo-Fr 08:00-20:00; Sa-Su 10:00-18:00",
 }
+# Dated clauses appended to every store's hours in a country: holidays and short days.
+HOLIDAYS = {
+    "uk": "Dec 24 09:00-16:00; Dec 25-26 closed; Jan 1 closed",
+    "de": "Dec 24 09:00-14:00; Dec 25-26 closed; Jan 1 closed",
+    "fr": "Dec 25 closed; Jan 1 closed; May 1 closed",
+    "nl": "Dec 25-26 closed; Jan 1 closed; Apr 27 closed",
+    "us": "2026 Nov 26 closed; Dec 25 closed; Jan 1 closed",     # Thanksgiving moves: dated
+}
 FORMATS = [("flagship", 0.15), ("standard", 0.55), ("express", 0.30)]
 
 # ------------------------------------------------------------------ catalogue
@@ -207,7 +215,7 @@ def make_stores(rng: random.Random) -> list[dict]:
             slat, slon = scatter(rng, lat, lon, sigma, max_km)
             address = street_address(country, rng.randint(1, 240), rng.choice(STREETS[country]))
             stores.append({"id": f"s{len(stores) + 1:03d}", "name": name, "address": address, "city": city,
-                           "lat": f"{slat:.5f}", "lon": f"{slon:.5f}", "hours": HOURS[(country, fmt)],
+                           "lat": f"{slat:.5f}", "lon": f"{slon:.5f}", "hours": f"{HOURS[(country, fmt)]}; {HOLIDAYS[country]}",
                            "tz": CITY_TZ[city], "_format": fmt})
     return stores
 

@@ -159,7 +159,7 @@ def _open_by_hours(store, t: float) -> bool:
     row = next(r for r in csv.DictReader((RULES / "data" / "stores.csv").open(encoding="utf-8"))
                if r["id"] == store)
     local = datetime.fromtimestamp(t, ZoneInfo(row["tz"]))
-    return OpeningHours.parse(row["hours"]).open_at(local.weekday(), local.hour * 60 + local.minute)
+    return OpeningHours.parse(row["hours"]).open_on(local.date(), local.hour * 60 + local.minute)
 
 
 @pytest.mark.parametrize("hour", [3, 7, 9, 12, 19, 22])
@@ -215,3 +215,28 @@ def test_lunch_breaks_and_late_nights_in_the_sample_hours(served, where, sku, si
     till.context.timestamp.seconds = t
     offered = [s.store_id for s in decide(served, till).nearby_stores.stores]
     assert (here.store_id in offered) is is_open
+
+
+@pytest.mark.parametrize("utc, stores_open", [
+    ("2026-12-24T15:00:00", True),      # Christmas Eve in London: open until 16:00
+    ("2026-12-24T17:00:00", False),     # ...not until 20:00 as on other Thursdays
+    ("2026-12-25T12:00:00", False),     # Christmas Day: every London store closed
+    ("2026-12-18T17:00:00", True),      # a Friday the week before: open
+])
+def test_holidays_in_the_sample_hours(served, utc, stores_open):
+    """The sample's dated clauses (Dec 24 09:00-16:00; Dec 25-26 closed in the
+    UK) reach the till's open-now search: on Christmas Day it says none_open."""
+    from datetime import datetime, timezone
+    t = int(datetime.fromisoformat(utc).replace(tzinfo=timezone.utc).timestamp())
+    till = request(**TEE, channel=pb.CHANNEL_POS, device=pb.DEVICE_TILL, store="s016")
+    till.context.timestamp.seconds = t
+    r = decide(served, till).nearby_stores
+    assert bool(r.stores) is stores_open
+    assert all(_open_by_hours(s.store_id, t) for s in r.stores)
+    if not stores_open:
+        assert r.empty_reason == "none_open"
+    phone = request(**TEE, location=NEAR_RIVERSIDE, device=pb.DEVICE_MOBILE)     # not filtered: each says
+    phone.context.timestamp.seconds = t
+    p = decide(served, phone).nearby_stores.stores
+    assert p and [s.open_now for s in p] == [_open_by_hours(s.store_id, t) for s in p]
+    assert any(s.open_now for s in p) is stores_open
