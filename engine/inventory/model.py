@@ -26,7 +26,8 @@ _ONE_DAY = timedelta(days=1)
 
 @dataclass(frozen=True, slots=True)
 class OpeningHours:
-    """A store's week: the time ranges it opens on each weekday, Monday first.
+    """A store's opening hours: the time ranges it opens on each weekday,
+    Monday first, and the dates that differ (holidays, short days).
 
     Text form (the ``hours`` column), clauses separated by ``;``::
 
@@ -54,9 +55,10 @@ class OpeningHours:
     ``days[d]``: the ranges opening on weekday ``d`` as written, (open,
     close) in minutes after that day's midnight, close past 1440 for a
     range that runs into the next day; ``()`` when closed.  ``spans[d]``:
-    the minutes of calendar day ``d`` the store is open, the previous
-    day's late range included, sorted and merged: what :meth:`open_at` and
-    the compiled nearby query (``engine/service/_decide.pyx``) read.
+    the minutes of weekday ``d`` the store is open, the previous day's late
+    range included, sorted and merged: what :meth:`open_at` and the
+    compiled nearby query (``engine/service/_decide.pyx``) read for hours
+    without dated clauses; with them, :meth:`open_on` answers per date.
     """
 
     days: tuple[tuple[tuple[int, int], ...], ...]
