@@ -40,6 +40,9 @@ COLUMNS = {
 MAX_REPORTED = 200          # errors kept per load; the rest are counted
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _CATEGORY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# a row split in its opening hours: two fields with times, or one that is only days ("Tu-We,Fr-Sa ...")
+_CLOCK = re.compile(r"\b\d\d:\d\d\b")
+_DAYS_ONLY = re.compile(r"^(Mo|Tu|We|Th|Fr|Sa|Su)(-(Mo|Tu|We|Th|Fr|Sa|Su))?$")
 
 #: Stable codes (docs/inventory.md lists them).  D0xx reject the whole load;
 #: D1xx skip one row.  Never renumber or reuse one.
@@ -212,9 +215,13 @@ class _Table:
                                       help="a quoted field must close on the same line; write \"\" for a quote"))
             return None
         if len(fields) != len(self.header):
+            hours = len(fields) > len(self.header) and (sum(bool(_CLOCK.search(f)) for f in fields) > 1
+                                                         or any(_DAYS_ONLY.match(f.strip()) for f in fields))
             self.report.add(DataError("D101", f"this row has {len(fields)} fields; the header has "
                                       f"{len(self.header)}", self.span(lineno, None),
-                                      help="quote a value that contains a comma: \"12, High Street\""))
+                                      help="quote opening hours that contain a comma, e.g. "
+                                           "\"Tu-Sa 10:00-13:00,14:00-19:00\"" if hours else
+                                           "quote a value that contains a comma: \"12, High Street\""))
             return None
         return _Row(self, lineno, [f.strip() for f in fields])
 

@@ -102,6 +102,16 @@ def test_wrong_field_count_and_broken_quotes_name_the_line(tmp_path):
     assert result.report.skipped["stores.csv"] == 2
 
 
+def test_unquoted_split_hours_get_a_help_about_quoting_them(tmp_path):
+    result = load_stores(tmp_path, GOOD_STORE + "s002,Soho,1 High St,London,51.5,-0.1,Tu-Sa 10:00-13:00,14:00-19:00\n"
+                                                "s003,Soho,12, High St,London,51.5,-0.1,Mo-Sa 09:00-20:00\n"
+                                                "s004,Soho,1 High St,London,51.5,-0.1,Tu-We,Fr-Sa 10:00-18:00\n")
+    hours, address, days = result.report.errors
+    assert hours.code == address.code == days.code == "D101"
+    assert hours.help == days.help == 'quote opening hours that contain a comma, e.g. "Tu-Sa 10:00-13:00,14:00-19:00"'
+    assert "12, High Street" in address.help and list(result.data.stores) == ["s001"]
+
+
 @pytest.mark.parametrize("row, column, code, words", [
     ("s009,RUN-001,42,1", "store", "D108", "unknown store"),
     ("s001,RUN-009,42,1", "sku", "D108", "did you mean `RUN-001`?"),
