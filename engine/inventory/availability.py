@@ -235,15 +235,11 @@ def _open_only(hits: list, stores: dict, t: float) -> list:
             if wm is None:
                 wm = local[tz] = local_weekday_minute(tz, t)
             hours, m = store.hours, wm[1]
-            if hours.dated:
-                if not hours.open_on(wm[2], m):
-                    continue
+            for a, b in hours.spans_on(wm[2]) if hours.dated else hours.spans[wm[0]]:
+                if a <= m < b:
+                    break
             else:
-                for a, b in hours.spans[wm[0]]:
-                    if a <= m < b:
-                        break
-                else:
-                    continue
+                continue
         out.append(h)
     return out
 

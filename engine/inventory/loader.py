@@ -23,6 +23,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
 from zoneinfo import ZoneInfoNotFoundError, available_timezones
@@ -308,7 +309,10 @@ def _count(raw: str) -> int:
     return int(raw)
 
 
+@lru_cache(maxsize=4096)
 def _hours(raw: str) -> OpeningHours:
+    """One OpeningHours per hours text: stores of a format share it, and
+    its per-date memo (OpeningHours.spans_on)."""
     try:
         return OpeningHours.parse(raw)
     except ValueError as err:

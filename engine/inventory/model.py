@@ -67,6 +67,7 @@ class OpeningHours:
     #: the dated clauses: ((month, day) yearly or (year, month, day) once, ranges), sorted
     dated: tuple[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], ...] = ()
     _by_date: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _by_day: dict = field(default_factory=dict, compare=False, hash=False, repr=False)   # spans_on's memo
 
     def __post_init__(self):
         if not self.spans:
@@ -127,16 +128,29 @@ class OpeningHours:
                 return hit
         return self.days[day.weekday()]
 
+    def spans_on(self, day: date) -> tuple[tuple[int, int], ...]:
+        """The minutes of the local date ``day`` the store is open: its
+        ranges (dated or weekly) and the previous night's, sorted and
+        merged.  Remembered per date (the requests of a day share it; the
+        loader gives stores with the same hours text one OpeningHours)."""
+        hit = self._by_day.get(day)
+        if hit is None:
+            if self._by_date:
+                hit = _merged([(a, min(b, DAY_MINUTES)) for a, b in self.ranges_on(day)]
+                              + [(0, b - DAY_MINUTES) for _a, b in self.ranges_on(day - _ONE_DAY)
+                                 if b > DAY_MINUTES])
+            else:
+                hit = self.spans[day.weekday()]
+            if len(self._by_day) >= 64:
+                self._by_day.clear()
+            self._by_day[day] = hit
+        return hit
+
     def open_on(self, day: date, minute: int) -> bool:
         """Open on the local date ``day`` at ``minute`` after midnight,
         dated clauses included (the previous night's range too)?"""
-        if not self._by_date:
-            return self.open_at(day.weekday(), minute)
-        for a, b in self.ranges_on(day):
+        for a, b in self.spans_on(day):
             if a <= minute < b:
-                return True
-        for _a, b in self.ranges_on(day - _ONE_DAY):
-            if minute < b - DAY_MINUTES:
                 return True
         return False
 
@@ -145,20 +159,21 @@ class OpeningHours:
 
 
 def _spans(days) -> tuple[tuple[tuple[int, int], ...], ...]:
-    """Per calendar day, the open minutes: the day's own ranges up to
-    midnight and the previous day's ranges past it, sorted and merged."""
-    out = []
-    for d in range(7):
-        parts = [(a, min(b, DAY_MINUTES)) for a, b in days[d]]
-        parts += [(0, b - DAY_MINUTES) for _a, b in days[d - 1] if b > DAY_MINUTES]   # d - 1: Sunday for Monday
-        merged: list[tuple[int, int]] = []
-        for a, b in sorted(parts):
-            if merged and a <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
-            else:
-                merged.append((a, b))
-        out.append(tuple(merged))
-    return tuple(out)
+    """Per weekday, the open minutes: the day's own ranges up to midnight
+    and the previous day's ranges past it, sorted and merged."""
+    return tuple(_merged([(a, min(b, DAY_MINUTES)) for a, b in days[d]]
+                         + [(0, b - DAY_MINUTES) for _a, b in days[d - 1] if b > DAY_MINUTES])  # d - 1: Su for Mo
+                 for d in range(7))
+
+
+def _merged(parts: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(parts):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return tuple(merged)
 
 
 def _day_set(text: str) -> list[int]:
