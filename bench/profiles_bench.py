@@ -238,7 +238,7 @@ def service_cases(rs, stores: dict, customers: list[str], request: dict, now: fl
 
 
 def decide_latency(cases: dict, customers: list[str], repeat: int, rounds: int = 10,
-                   classes: dict[str, set] | None = None) -> dict:
+                   classes: dict[str, set] | None = None) -> dict | tuple[dict, dict]:
     """Percentiles per case; the cases take turns, ``rounds`` times, so a
     noisy machine slows them all alike.  With ``classes`` (class name -> the
     customers in it), also the percentiles per class and case, from the same
