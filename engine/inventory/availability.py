@@ -235,7 +235,7 @@ def _open_only(hits: list, stores: dict, t: float) -> list:
             if wm is None:
                 wm = local[tz] = local_weekday_minute(tz, t)
             hours, m = store.hours, wm[1]
-            for a, b in hours.spans_on(wm[2]) if hours.dated else hours.spans[wm[0]]:
+            for a, b in hours.spans_on(wm[2]) if hours.by_date else hours.spans[wm[0]]:
                 if a <= m < b:
                     break
             else:

@@ -31,10 +31,11 @@ from zoneinfo import ZoneInfoNotFoundError, available_timezones
 from ..diagnostics import Severity, did_you_mean, q, render_all, render_one_line
 from ..source import SourceFile, Span
 from .model import CatalogItem, InventoryData, OpeningHours, Store, zone
+from .public_holidays import NoHolidays, public_holidays
 
 STORES, CATALOG, INVENTORY = "stores.csv", "catalog.csv", "inventory.csv"
 COLUMNS = {
-    STORES: ("id", "name", "address", "city", "lat", "lon", "hours"),       # and optionally tz
+    STORES: ("id", "name", "address", "city", "lat", "lon", "hours"),       # and optionally tz, country
     CATALOG: ("sku", "name", "category", "sizes"),
     INVENTORY: ("store", "sku", "size", "quantity"),
 }
@@ -64,6 +65,7 @@ CODES = {
     "D110": "malformed value",
     "D111": "malformed CSV line",
     "D112": "unknown time zone",
+    "D113": "unknown country or region",
 }
 
 
@@ -310,13 +312,21 @@ def _count(raw: str) -> int:
 
 
 @lru_cache(maxsize=4096)
-def _hours(raw: str) -> OpeningHours:
-    """One OpeningHours per hours text: stores of a format share it, and
-    its per-date memo (OpeningHours.spans_on)."""
+def _hours(raw: str, calendar=None) -> OpeningHours:
+    """One OpeningHours per hours text and region: stores of a format share
+    it, and its per-date memo (OpeningHours.spans_on)."""
     try:
-        return OpeningHours.parse(raw)
+        return OpeningHours.parse(raw, calendar)
     except ValueError as err:
         raise _Bad("D107", str(err), help="e.g. Mo-Fr 09:00-20:00; Sa 10:00-18:00; Su closed") from None
+
+
+def _region(raw: str):
+    """A store's region for public holidays (``DE-BY``, ``FR``): its calendar."""
+    try:
+        return public_holidays(raw)
+    except ValueError as err:
+        raise _Bad("D113", str(err)) from None
 
 
 def _tz(raw: str) -> str:
@@ -360,7 +370,10 @@ class _Loader:
         for row in t.rows():
             sid = row.get("id", _ident)
             vals = [row.get(c) for c in ("name", "address", "city")]
-            lat, lon, hours = row.get("lat", lat_of), row.get("lon", lon_of), row.get("hours", _hours)
+            lat, lon = row.get("lat", lat_of), row.get("lon", lon_of)
+            # optional column, may be empty; a bad one is reported, and PH then reads no holidays
+            calendar = (row.get("country", _region) or NoHolidays()) if row.values.get("country") else None
+            hours = row.get("hours", lambda raw: _hours(raw, calendar))
             tz = row.get("tz", _tz) if row.values.get("tz") else None      # optional column, may be empty
             if sid is not None and not self.unique(row, "id", sid, lines, "store"):
                 sid = None

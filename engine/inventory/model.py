@@ -36,6 +36,7 @@ class OpeningHours:
         Mo-Fr 09:00-12:30,14:00-19:00; Sa 09:00-13:00          (closed at lunch)
         Mo-Th 07:00-23:00; Fr-Sa 07:00-02:00; Su 09:00-20:00    (Friday until 2 am Saturday)
         Mo-Sa 09:00-20:00; Dec 24 09:00-14:00; Dec 25-26 closed; 2026 Nov 26 closed   (holidays)
+        Mo-Sa 10:00-20:00; Dec 24 10:00-14:00; PH closed      (the region's public holidays)
 
     Each clause is a day set (``Mo``, a range ``Mo-Fr`` or a comma list of
     either) and either ``closed`` or one or more ``HH:MM-HH:MM`` ranges
@@ -52,13 +53,20 @@ class OpeningHours:
     yearly one.  The previous night's range still runs into a dated day
     (Friday until 1 am reaches into a Saturday that is Christmas).
 
+    ``PH closed`` or ``PH`` and ranges: the store's hours on the public
+    holidays of its region (``calendar``, from the store's ``country``:
+    :mod:`engine.inventory.public_holidays`).  A date written out wins over
+    ``PH`` (``Dec 24 10:00-14:00`` stands even where Dec 24 is a holiday),
+    ``PH`` over the weekday's ranges.
+
     ``days[d]``: the ranges opening on weekday ``d`` as written, (open,
     close) in minutes after that day's midnight, close past 1440 for a
     range that runs into the next day; ``()`` when closed.  ``spans[d]``:
     the minutes of weekday ``d`` the store is open, the previous day's late
     range included, sorted and merged: what :meth:`open_at` and the
     compiled nearby query (``engine/service/_decide.pyx``) read for hours
-    without dated clauses; with them, :meth:`open_on` answers per date.
+    without dated clauses; with them (``by_date``: dated clauses or PH),
+    :meth:`open_on` answers per date.
     """
 
     days: tuple[tuple[tuple[int, int], ...], ...]
@@ -66,6 +74,12 @@ class OpeningHours:
     spans: tuple[tuple[tuple[int, int], ...], ...] = ()
     #: the dated clauses: ((month, day) yearly or (year, month, day) once, ranges), sorted
     dated: tuple[tuple[tuple[int, ...], tuple[tuple[int, int], ...]], ...] = ()
+    #: the ranges on public holidays (``PH``); None when the text has no PH clause
+    ph: tuple[tuple[int, int], ...] | None = None
+    #: the region whose public holidays ``PH`` means ("DE-BY"); None without PH
+    region: str | None = None
+    calendar: object = field(default=None, compare=False, hash=False, repr=False)   # ``day in calendar``
+    by_date: bool = field(default=False, init=False)        # answered per date: dated clauses or PH
     _by_date: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
     _by_day: dict = field(default_factory=dict, compare=False, hash=False, repr=False)   # spans_on's memo
 
@@ -73,12 +87,15 @@ class OpeningHours:
         if not self.spans:
             object.__setattr__(self, "spans", _spans(self.days))
         self._by_date.update(self.dated)
+        object.__setattr__(self, "by_date", bool(self.dated) or self.ph is not None)
 
     @classmethod
-    def parse(cls, text: str) -> "OpeningHours":
-        """Parse the text form; ValueError says what is wrong."""
+    def parse(cls, text: str, calendar=None) -> "OpeningHours":
+        """Parse the text form; ValueError says what is wrong.  ``calendar``:
+        the store's public holidays (``day in calendar``), needed by PH."""
         days: list[tuple[tuple[int, int], ...]] = [()] * 7
         dated: dict[tuple[int, ...], tuple[tuple[int, int], ...]] = {}
+        ph = None
         seen: set[int] = set()
         clauses = [c.strip() for c in text.split(";")]
         if not any(clauses):
@@ -87,6 +104,16 @@ class OpeningHours:
             if not clause:
                 continue
             parts = clause.split()
+            if parts[0] == "PH":
+                if len(parts) != 2:
+                    raise ValueError(f"'{clause}' should be PH and hours, e.g. 'PH closed' or 'PH 10:00-16:00'")
+                if ph is not None:
+                    raise ValueError("PH is given twice")
+                if calendar is None:
+                    raise ValueError("PH (public holidays) needs the store's region: give the store a "
+                                     "country, e.g. DE-BY or GB-ENG (the country column of stores.csv)")
+                ph = _hours_ranges(parts[1])
+                continue
             if parts[0] in _MONTH_INDEX or _YEAR.match(parts[0]):
                 keys, ranges = _dates(parts[:-1], clause), _hours_ranges(parts[-1])
                 for key in keys:
@@ -106,7 +133,9 @@ class OpeningHours:
                     raise ValueError(f"{DAYS[d]} is given twice")
                 seen.add(d)
                 days[d] = ranges
-        return cls(tuple(days), text, dated=tuple(sorted(dated.items())))
+        return cls(tuple(days), text, dated=tuple(sorted(dated.items())), ph=ph,
+                   region=None if ph is None else getattr(calendar, "region", None),
+                   calendar=None if ph is None else calendar)
 
     def open_at(self, weekday: int, minute: int) -> bool:
         """Open on ``weekday`` (0 = Monday) at ``minute`` after midnight, by
@@ -118,7 +147,7 @@ class OpeningHours:
 
     def ranges_on(self, day: date) -> tuple[tuple[int, int], ...]:
         """The ranges opening on ``day``: its one-year clause, else its
-        yearly one, else its weekday's."""
+        yearly one, else PH's on a public holiday, else its weekday's."""
         by_date = self._by_date
         if by_date:
             hit = by_date.get((day.year, day.month, day.day))
@@ -126,6 +155,8 @@ class OpeningHours:
                 hit = by_date.get((day.month, day.day))
             if hit is not None:
                 return hit
+        if self.ph is not None and day in self.calendar:
+            return self.ph
         return self.days[day.weekday()]
 
     def spans_on(self, day: date) -> tuple[tuple[int, int], ...]:
@@ -135,7 +166,7 @@ class OpeningHours:
         loader gives stores with the same hours text one OpeningHours)."""
         hit = self._by_day.get(day)
         if hit is None:
-            if self._by_date:
+            if self.by_date:
                 hit = _merged([(a, min(b, DAY_MINUTES)) for a, b in self.ranges_on(day)]
                               + [(0, b - DAY_MINUTES) for _a, b in self.ranges_on(day - _ONE_DAY)
                                  if b > DAY_MINUTES])
@@ -284,7 +315,7 @@ class Store:
             wm = local_weekday_minute(self.tz, t)
             if local is not None:
                 local[self.tz] = wm
-        if self.hours.dated:
+        if self.hours.by_date:
             return self.hours.open_on(wm[2], wm[1])
         return self.hours.open_at(wm[0], wm[1])
 

@@ -229,7 +229,7 @@ cdef object _open_at(store, at, dict local):
     if wm is None:
         wm = local[tz] = local_weekday_minute(tz, at)
     hours, m = store.hours, wm[1]
-    for span in (hours.spans_on(wm[2]) if hours.dated else hours.spans[wm[0]]):
+    for span in (hours.spans_on(wm[2]) if hours.by_date else hours.spans[wm[0]]):
         if span[0] <= m < span[1]:
             return True
     return False

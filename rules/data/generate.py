@@ -117,7 +117,7 @@ HOURS = {
 # Dated clauses appended to every store's hours in a country: holidays and short days.
 HOLIDAYS = {
     "uk": "Dec 24 09:00-16:00; Dec 25-26 closed; Jan 1 closed",
-    "de": "Dec 24 09:00-14:00; Dec 25-26 closed; Jan 1 closed",
+    "de": "Dec 24 09:00-14:00; Dec 31 09:00-14:00; PH closed",     # PH: each state's public holidays
     "fr": "Dec 25 closed; Jan 1 closed; May 1 closed",
     "nl": "Dec 25-26 closed; Jan 1 closed; Apr 27 closed",
     "us": "2026 Nov 26 closed; Dec 25 closed; Jan 1 closed",     # Thanksgiving moves: dated
@@ -203,6 +203,13 @@ CITY_TZ = {"London": "Europe/London", "Manchester": "Europe/London", "Berlin": "
            "Amsterdam": "Europe/Amsterdam", "Rotterdam": "Europe/Amsterdam", "New York": "America/New_York"}
 
 
+#: The region whose public holidays PH means (the stores.csv country column): Berlin and Munich
+#: are in different states, with different holidays (Women's Day in Berlin; Epiphany, Corpus
+#: Christi and All Saints' Day in Bavaria).
+CITY_REGION = {"London": "GB-ENG", "Manchester": "GB-ENG", "Berlin": "DE-BE", "Munich": "DE-BY",
+               "Paris": "FR", "Lyon": "FR", "Amsterdam": "NL", "Rotterdam": "NL", "New York": "US-NY"}
+
+
 def make_stores(rng: random.Random) -> list[dict]:
     stores = []
     for city, country, lat, lon, count, sigma, max_km, hoods in CITIES:
@@ -216,7 +223,7 @@ def make_stores(rng: random.Random) -> list[dict]:
             address = street_address(country, rng.randint(1, 240), rng.choice(STREETS[country]))
             stores.append({"id": f"s{len(stores) + 1:03d}", "name": name, "address": address, "city": city,
                            "lat": f"{slat:.5f}", "lon": f"{slon:.5f}", "hours": f"{HOURS[(country, fmt)]}; {HOLIDAYS[country]}",
-                           "tz": CITY_TZ[city], "_format": fmt})
+                           "tz": CITY_TZ[city], "country": CITY_REGION[city], "_format": fmt})
     return stores
 
 
@@ -288,7 +295,7 @@ def generate() -> dict[str, str]:
     catalog = make_catalog()
     inventory = make_inventory(rng, stores, catalog)
     return {
-        "stores.csv": to_csv(["id", "name", "address", "city", "lat", "lon", "hours", "tz"], stores),
+        "stores.csv": to_csv(["id", "name", "address", "city", "lat", "lon", "hours", "tz", "country"], stores),
         "catalog.csv": to_csv(["sku", "name", "category", "sizes"], catalog),
         "inventory.csv": to_csv(["store", "sku", "size", "quantity"], inventory),
     }

@@ -218,6 +218,8 @@ def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result)
     rng = random.Random(5)
     stores = list(data.stores.values())
     assert all(s.tz for s in stores) and any(s.hours.dated for s in stores)
+    assert any(s.hours.ph is not None for s in stores)
+    import holidays as python_holidays
     one_day = timedelta(days=1)
     for _ in range(150):
         s = rng.choice(stores)
@@ -227,7 +229,10 @@ def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result)
         t = _utc("2026-01-01T00:00:00") + rng.uniform(0, 365 * 86400)
         if rng.random() < 0.4:      # the sample's holidays and the days around them
             t = _utc(rng.choice(["2026-01-01", "2026-04-27", "2026-05-01", "2026-11-26", "2026-11-27",
-                                 "2026-12-24", "2026-12-25", "2026-12-26", "2026-12-27"]) + "T00:00:00")
+                                 "2026-12-24", "2026-12-25", "2026-12-26", "2026-12-27",
+                                 # Berlin's and Bavaria's own holidays (PH), New Year's Eve
+                                 "2026-01-06", "2026-03-08", "2026-06-04", "2026-11-01", "2026-12-31"])
+                     + "T00:00:00")
             t += rng.uniform(-6 * 3600, 30 * 3600)
 
         def is_open(store):
@@ -237,11 +242,16 @@ def test_open_now_matches_a_brute_force_answer_on_the_sample_data(sample_result)
                     or any(b > 1440 and m < b - 1440 for _a, b in written(store.hours, day - one_day)))
 
         def written(hours, day):
-            """The ranges the hours text gives ``day``: a one-year clause, a yearly one, its weekday's."""
+            """The ranges the hours text gives ``day``: a one-year clause, a yearly one, PH's on
+            a public holiday of the store's region (asked of python-holidays), its weekday's."""
             dated = dict(hours.dated)
             for key in ((day.year, day.month, day.day), (day.month, day.day)):
                 if key in dated:
                     return dated[key]
+            if hours.ph is not None:
+                country, _, subdiv = hours.region.partition("-")
+                if day in python_holidays.country_holidays(country, subdiv=subdiv or None, years=day.year):
+                    return hours.ph
             return hours.days[day.weekday()]
         expected = sorted((haversine_km((lat, lon), u.position), u.id, data.quantity(u.id, item.sku, size))
                           for u in stores if is_open(u))

@@ -3,7 +3,7 @@ column and skipped, the good rows stay; an unusable file rejects the load."""
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -369,3 +369,110 @@ def test_the_time_zone_column_is_optional_and_checked(tmp_path):
     stores = result.data.stores
     assert list(stores) == ["s001", "s002"] and stores["s001"].tz == "Europe/London" and stores["s002"].tz is None
     assert load_stores(tmp_path, GOOD_STORE).data.stores["s001"].tz is None   # no tz column at all
+
+
+# ------------------------------------------------------------------ public holidays (PH)
+class _Days:
+    """A stand-in calendar: exactly these dates are public holidays."""
+
+    def __init__(self, *days, region="XX"):
+        self.days, self.region = set(days), region
+
+    def __contains__(self, day):
+        return day in self.days
+
+
+def test_ph_gives_the_hours_of_the_regions_public_holidays():
+    """A written date wins over PH, PH over the weekday; the night before a
+    holiday still runs into it; a calendar holiday on a closed weekday stays
+    PH's hours (a Sunday holiday with PH open opens)."""
+    cal = _Days(date(2027, 1, 6), date(2027, 1, 9), date(2027, 12, 24), date(2027, 1, 10), region="DE-BY")
+    h = OpeningHours.parse("Mo-Th,Sa 10:00-20:00; Fr 10:00-01:00; Su closed; Dec 24 10:00-14:00; PH closed", cal)
+    assert (h.by_date, h.region, h.ph, h.dated) == (True, "DE-BY", (), (((12, 24), ((600, 840),)),))
+    assert not h.open_on(date(2027, 1, 6), 12 * 60)                  # Wednesday, Epiphany: PH closed
+    assert h.open_on(date(2027, 1, 7), 12 * 60)                      # Thursday: the week
+    assert h.open_on(date(2027, 12, 24), 13 * 60) and not h.open_on(date(2027, 12, 24), 15 * 60)  # the date wins
+    assert h.open_on(date(2027, 1, 9), 30)                           # Friday's night runs into Saturday's holiday
+    assert not h.open_on(date(2027, 1, 9), 12 * 60)
+    assert h.open_at(2, 12 * 60)                                     # the weekly ranges alone ignore PH
+    sunday = OpeningHours.parse("Mo-Sa 10:00-20:00; PH 12:00-16:00", cal)
+    assert sunday.open_on(date(2027, 1, 10), 13 * 60) and not sunday.open_on(date(2027, 1, 17), 13 * 60)
+    assert sunday.ranges_on(date(2027, 1, 6)) == ((720, 960),)
+    assert not OpeningHours.parse("Mo-Sa 10:00-20:00", cal).by_date  # a calendar without PH changes nothing
+    berlin = OpeningHours.parse(h.text, _Days(date(2027, 3, 8), region="DE-BE"))
+    assert berlin != h and berlin.open_on(date(2027, 1, 6), 12 * 60)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Mo-Sa 10:00-20:00; PH", "should be PH and hours, e.g. 'PH closed'"),
+    ("Mo-Sa 10:00-20:00; PH closed; PH 10:00-12:00", "PH is given twice"),
+    ("Mo-Sa 10:00-20:00; PH 10:00", "is not HH:MM-HH:MM"),
+])
+def test_bad_ph_clauses_say_what_is_wrong(text, words):
+    with pytest.raises(ValueError, match=words):
+        OpeningHours.parse(text, _Days())
+
+
+def test_ph_without_a_region_asks_for_the_country_column():
+    with pytest.raises(ValueError, match="needs the store's region: give the store a country, e.g. DE-BY"):
+        OpeningHours.parse("Mo-Sa 10:00-20:00; PH closed")
+
+
+@settings(max_examples=200, deadline=None)
+@given(week=st.lists(st.one_of(st.none(), _RANGES), min_size=7, max_size=7), ph=_RANGES,
+       holidays=st.sets(st.dates(min_value=date(2027, 1, 1), max_value=date(2027, 1, 14)), max_size=6),
+       dated=st.sets(st.integers(1, 14), max_size=3),
+       day=st.dates(min_value=date(2027, 1, 1), max_value=date(2027, 1, 15)), minute=st.integers(0, 1439))
+def test_open_on_with_ph_agrees_with_the_ranges_as_written(week, ph, holidays, dated, day, minute):
+    """Whatever parses, open_on(day, m): the ranges written for that date (its
+    Jan clause, else PH's on a holiday, else its weekday's) hold m, or the
+    day before's run past midnight beyond m."""
+    def ranges_text(ranges):
+        return ",".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in ranges) or "closed"
+    text = "; ".join([_week_text(week), f"PH {ranges_text(ph)}"] + [f"Jan {d} closed" for d in sorted(dated)])
+    try:
+        h = OpeningHours.parse(text, _Days(*holidays))
+    except ValueError:
+        return
+
+    def written(d):
+        if d.month == 1 and d.year == 2027 and d.day in dated:
+            return ()
+        return h.ph if d in holidays else h.days[d.weekday()]
+    today = any(a <= minute < min(b, 1440) for a, b in written(day))
+    last_night = any(b > 1440 and minute < b - 1440 for _a, b in written(day - timedelta(days=1)))
+    assert h.open_on(day, minute) is (today or last_night)
+
+
+def test_the_country_column_names_the_region_of_ph(tmp_path):
+    """Stores in Munich and Berlin share hours text but not holidays: Epiphany
+    closes Munich only, Women's Day Berlin only (python-holidays' calendars).
+    A bad region is D113 with the region's subdivisions; PH without a
+    country is D107 asking for one; both rows are skipped."""
+    header = "id,name,address,city,lat,lon,hours,tz,country\n"
+    hours = '"Mo-Sa 10:00-20:00; PH closed"'
+    rows = (f"s001,Pasing,1 Str,Munich,48.1,11.5,{hours},Europe/Berlin,DE-BY\n"
+            f"s002,Mitte,2 Str,Berlin,52.5,13.4,{hours},Europe/Berlin,de-be\n"
+            f"s003,Soho,3 St,London,51.5,-0.1,{hours},Europe/London,DE-BZ\n"
+            f"s004,Marais,4 rue,Paris,48.85,2.35,{hours},Europe/Paris,\n"
+            f"s005,Centrum,5 Str,Amsterdam,52.37,4.9,Mo-Sa 10:00-20:00,Europe/Amsterdam,\n")
+    result = load_dir(write_data(tmp_path, stores=header + rows, inventory="store,sku,size,quantity\n"))
+    errors = {e.span.line: e for e in result.report.errors}
+    assert (errors[4].code, errors[4].column) == ("D113", "country")
+    assert "DE has no subdivision 'BZ'" in errors[4].message and "BE BW BY" in errors[4].message
+    assert (errors[5].code, errors[5].column) == ("D107", "hours") and "give the store a country" in errors[5].message
+    stores = result.data.stores
+    assert sorted(stores) == ["s001", "s002", "s005"]
+    munich, berlin = stores["s001"].hours, stores["s002"].hours
+    assert (munich.region, berlin.region) == ("DE-BY", "DE-BE")
+    assert not munich.open_on(date(2027, 1, 6), 12 * 60) and berlin.open_on(date(2027, 1, 6), 12 * 60)
+    assert munich.open_on(date(2027, 3, 8), 12 * 60) and not berlin.open_on(date(2027, 3, 8), 12 * 60)
+    assert stores["s005"].hours.region is None and not stores["s005"].hours.by_date
+
+
+def test_stores_with_the_same_hours_and_region_share_one_opening_hours(sample_result):
+    by_text = {}
+    for s in sample_result.data.stores.values():
+        by_text.setdefault((s.hours.text, s.hours.region), set()).add(id(s.hours))
+    assert all(len(ids) == 1 for ids in by_text.values())
+    assert {s.hours.region for s in sample_result.data.stores.values() if s.hours.ph is not None} == {"DE-BE", "DE-BY"}

@@ -156,10 +156,12 @@ def _open_by_hours(store, t: float) -> bool:
     from datetime import datetime
     from zoneinfo import ZoneInfo
     from engine.inventory.model import OpeningHours
+    from engine.inventory.public_holidays import public_holidays
     row = next(r for r in csv.DictReader((RULES / "data" / "stores.csv").open(encoding="utf-8"))
                if r["id"] == store)
     local = datetime.fromtimestamp(t, ZoneInfo(row["tz"]))
-    return OpeningHours.parse(row["hours"]).open_on(local.date(), local.hour * 60 + local.minute)
+    region = public_holidays(row["country"]) if row.get("country") else None
+    return OpeningHours.parse(row["hours"], region).open_on(local.date(), local.hour * 60 + local.minute)
 
 
 @pytest.mark.parametrize("hour", [3, 7, 9, 12, 19, 22])
