@@ -242,3 +242,28 @@ def test_holidays_in_the_sample_hours(served, utc, stores_open):
     p = decide(served, phone).nearby_stores.stores
     assert p and [s.open_now for s in p] == [_open_by_hours(s.store_id, t) for s in p]
     assert any(s.open_now for s in p) is stores_open
+
+
+MUNICH, BERLIN = pb.GeoPoint(lat=48.137, lon=11.575), pb.GeoPoint(lat=52.52, lon=13.405)
+
+
+@pytest.mark.parametrize("utc, closed_in", [
+    ("2027-01-06T11:00:00", "Munich"),      # Epiphany: a public holiday in Bavaria, not in Berlin
+    ("2027-03-08T11:00:00", "Berlin"),      # Women's Day: a public holiday in Berlin, not in Bavaria
+])
+def test_ph_closes_each_german_city_on_its_own_states_holidays(served, utc, closed_in):
+    """Berlin's and Munich's sample stores say 'PH closed' with different
+    countries (DE-BE, DE-BY): at noon on one state's holiday every store of
+    that city is closed and the other city's are open, over the wire."""
+    from datetime import datetime, timezone
+    t = int(datetime.fromisoformat(utc).replace(tzinfo=timezone.utc).timestamp())
+    open_now = {}
+    for city, where in (("Munich", MUNICH), ("Berlin", BERLIN)):
+        phone = request(dict(RUNNER, sizes={"t-shirts": "XL"}), **TEE, location=where, device=pb.DEVICE_MOBILE)
+        phone.context.timestamp.seconds = t
+        found = decide(served, phone).nearby_stores.stores
+        assert found, city
+        assert [s.open_now for s in found] == [_open_by_hours(s.store_id, t) for s in found]
+        open_now[city] = {s.open_now for s in found}
+    assert open_now[closed_in] == {False}
+    assert True in open_now[({"Munich", "Berlin"} - {closed_in}).pop()]
