@@ -29,7 +29,7 @@ def _echo(request: bytes, context) -> bytes:
 
 
 def _serve_one(address: str, threads: int, ready=None) -> None:
-    server = make_server(threads, 512, 4 * 1024 * 1024)
+    server = make_server(threads, 512, 4 * 1024 * 1024, reuseport=True)     # --workers share the port
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         "maple.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}),))
     port = server.add_insecure_port(address)

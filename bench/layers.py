@@ -87,7 +87,7 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
         parse = (lambda raw: raw) if layer == "stack" else wire.decide_request
         handler = grpc.method_handlers_generic_handler("maple.v1.DecisionService", {
             "Decide": raw_unary("Decide", pb.DecideRequest, None, method, None, True, parse)})
-    server = make_server(8, 512, 4 * 1024 * 1024)
+    server = make_server(8, 512, 4 * 1024 * 1024, reuseport=True)
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -49,10 +49,13 @@ ADMIN_SERVICE = apb.DESCRIPTOR.services_by_name["AdminService"].full_name
 
 
 # ---------------------------------------------------------------- grpc plumbing
-def grpc_options(max_message_bytes: int = 4 * 1024 * 1024) -> list[tuple[str, object]]:
-    """The server's channel options; the bench echo server uses the same."""
+def grpc_options(max_message_bytes: int = 4 * 1024 * 1024, reuseport: bool = True) -> list[tuple[str, object]]:
+    """The server's channel options; the bench echo server uses the same.
+    ``reuseport``: several processes may listen on the port (``--workers``);
+    otherwise a port already in use is an error, not a silent share with
+    whatever else listens there (a second ``maple serve``)."""
     return [
-        ("grpc.so_reuseport", 1),
+        ("grpc.so_reuseport", 1 if reuseport else 0),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         # keepalive: ping idle clients every 60 s, drop them after 20 s silence;
@@ -67,10 +70,10 @@ def grpc_options(max_message_bytes: int = 4 * 1024 * 1024) -> list[tuple[str, ob
 
 
 def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes: int,
-                interceptors=()) -> grpc.Server:
+                interceptors=(), reuseport: bool = False) -> grpc.Server:
     return grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="maple-rpc"),
-                       options=grpc_options(max_message_bytes), maximum_concurrent_rpcs=max_concurrent_rpcs,
-                       interceptors=list(interceptors))
+                       options=grpc_options(max_message_bytes, reuseport),
+                       maximum_concurrent_rpcs=max_concurrent_rpcs, interceptors=list(interceptors))
 
 
 def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide: bool = False, parse=None):
@@ -202,6 +205,29 @@ def bind(server: grpc.Server, address: str, what: str) -> str:
     return f"{host}:{port}"
 
 
+def ensure_free(address: str, what: str) -> None:
+    """SystemExit unless nothing listens on ``address`` (or holds it for
+    sharing): the workers' SO_REUSEPORT would otherwise join whatever does
+    (a second ``maple serve`` started by mistake) and split the calls."""
+    import socket
+    host, _, port = address.rpartition(":")
+    bare = host.strip("[]") or "0.0.0.0"
+    try:
+        infos = socket.getaddrinfo(bare, int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"maple serve: cannot listen on {address} for {what}: {err}")
+    family, _, _, _, sockaddr = infos[0]
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as gRPC does: TIME_WAIT is no owner
+        probe.bind(sockaddr)
+    except OSError as err:
+        raise SystemExit(f"maple serve: cannot listen on {address} for {what}: {err.strerror} "
+                         "(another maple serve, or another program, listens there)")
+    finally:
+        probe.close()
+
+
 # ---------------------------------------------------------------- one decision process
 class DecisionNode:
     """The decision service of one process: ruleset holder, decider,
@@ -221,7 +247,9 @@ class DecisionNode:
             self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
         self.servicer = DecisionServicer(self.decider, on_result)
         self.recorder = recorder
-        self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes)
+        # workers share the decision port (SO_REUSEPORT; the supervisor checked it was free)
+        self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes,
+                                  reuseport=cfg.worker_count > 1)
         self.events = EventsServicer(EventRecorder.for_source(self.profiles))
         self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, encoder_from_env()),
                                               events_handler(self.events, recorder)))

@@ -273,6 +273,8 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
     listening) SO_REUSEPORT socket holds it until shutdown."""
     host, _, port = address.rpartition(":")
     if port != "0":
+        from .app import ensure_free
+        ensure_free(address, "decisions")
         return address, None
     bare = host.strip("[]")
     family = socket.AF_INET6 if ":" in bare else socket.AF_INET

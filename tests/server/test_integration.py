@@ -3,8 +3,12 @@ metrics, SIGTERM drain, several workers on one port."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
+import tempfile
 
 import grpc
+import pytest
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
@@ -16,7 +20,7 @@ from engine.server.pb.maple.v1 import admin_pb2_grpc
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.server.pb.maple.v1 import decision_pb2_grpc
 
-from .conftest import NOW, RUNNER, until
+from .conftest import NOW, ROOT, RUNNER, until
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -183,3 +187,22 @@ def test_two_workers_share_the_port_and_reload_together(pack, start_server):
     until(lambda: 'maple_requests_total{code="OK",rpc="Decide"} 4.0' in s.metrics(),
           "the workers' Decide counts to reach /metrics")
     assert s.terminate() == 0
+
+
+@pytest.mark.parametrize("workers, port", [("1", "decisions"), ("2", "decisions"), ("1", "admin")])
+def test_a_second_server_on_a_port_in_use_refuses_to_start(server, module_pack, workers, port):
+    """SO_REUSEPORT lets a server's own workers share the decision port; it
+    must not let a second `maple serve` (started by mistake) join a running
+    one's decision or admin port and split the calls between them: the
+    second one exits, naming the address."""
+    taken = server.address if port == "decisions" else server.admin
+    listen = ["--listen", taken, "--admin-listen", "127.0.0.1:0"] if port == "decisions" else \
+             ["--listen", "127.0.0.1:0", "--admin-listen", taken]
+    with tempfile.TemporaryDirectory() as state:
+        done = subprocess.run([sys.executable, "-m", "engine", "serve", "--rules", str(module_pack),
+                               *listen, "--workers", workers, "--state", state, "--watch", "off"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode != 0
+    assert f"cannot listen on {taken} for {port}" in done.stderr
+    stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
+    assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"    # the first one serves on
