@@ -44,9 +44,9 @@ def cmd_profile_show(args) -> int:
     return 0
 
 
-def read_events(path: str) -> tuple[list[tuple[int, object]], list[str]]:
+def read_events(path: str) -> tuple[list[tuple[int, object]], list[tuple[int, str]]]:
     """(line number, event) per non-blank, non-comment line of a JSON Lines
-    file, and ``FILE:LINE: ...`` for each line that is not JSON."""
+    file, and (line number, ``FILE:LINE: ...``) for each line that is not JSON."""
     events, problems = [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -56,7 +56,7 @@ def read_events(path: str) -> tuple[list[tuple[int, object]], list[str]]:
             try:
                 events.append((n, json.loads(text)))
             except ValueError as err:
-                problems.append(f"{path}:{n}: not valid JSON: {err}")
+                problems.append((n, f"{path}:{n}: not valid JSON: {err}"))
     return events, problems
 
 
@@ -123,13 +123,15 @@ def cmd_profile_import(args) -> int:
                 duplicates += len(result.duplicates)
                 for err in result.errors:
                     where = f"{err.field}: " if err.field else ""
-                    problems.append(f"{args.file}:{chunk[err.index][0]}: {where}{err.message} [{err.code}]")
+                    line = chunk[err.index][0]
+                    problems.append((line, f"{args.file}:{line}: {where}{err.message} [{err.code}]"))
     except StoreError as err:
         print(f"maple: {err}", file=sys.stderr)
         return 2
-    for p in problems:
-        print(p, file=sys.stderr)
-    rejected = len(problems)
+    problems.sort(key=lambda p: p[0])                   # in file order (stable: an event's problems as found)
+    for _line, text in problems:
+        print(text, file=sys.stderr)
+    rejected = len({line for line, _text in problems})  # events, not problems: one event may have several
     print(f"{args.file}: {stored} stored, {duplicates} already there, {rejected} rejected ({args.store})")
     return 1 if rejected else 0
 

@@ -37,6 +37,23 @@ def test_import_stores_the_good_lines_names_the_bad_ones_and_is_idempotent(tmp_p
         assert store.get("C9")["sizes"] == {"shoes": "42"}
 
 
+def test_rejected_counts_events_not_problems_and_problems_come_in_line_order(tmp_path, capsys):
+    """An event with three problems is one rejected event; the problems are
+    printed in the file's order whichever step found them (the JSON reader
+    before the validator)."""
+    t = time.time() - 3600
+    f = write(tmp_path / "events.jsonl", [
+        json.dumps(ev("purchase", t, cid="C9", channel="web", items=[item("S1", size="42")])),
+        json.dumps({"event_id": "e-bad", "type": "purchase", "channel": "fax", "timestamp": "yesterday"}),
+        "{not json",
+    ])
+    assert main(["profile", "import", f, "--store", f"sqlite://{tmp_path / 'p.db'}"]) == 1
+    out, err = capsys.readouterr()
+    assert "1 stored, 0 already there, 2 rejected" in out
+    lines = [int(x.split(":")[1]) for x in err.splitlines() if x.startswith(f"{f}:")]
+    assert len(lines) >= 3 and lines == sorted(lines) and set(lines) == {2, 3}
+
+
 def test_rebase_moves_old_sample_data_to_now(tmp_path, capsys):
     old = NOW - 900 * 86400                                  # far past the 400-day limit
     f = write(tmp_path / "old.jsonl", [json.dumps(ev("page_view", old, cid="C1", page="home")),
