@@ -58,7 +58,7 @@ OPTIONS = [
     ("listen", "--listen", str, "decision service address HOST:PORT (port 0: any free port)"),
     ("admin_listen", "--admin-listen", str, "admin service address HOST:PORT; 'off' disables it"),
     ("workers", "--workers", int, "processes sharing the decision port (SO_REUSEPORT); 0: one per core"),
-    ("store", "--store", str, "profile store URL: sqlite:///PATH, redis://HOST:PORT/DB, jsonl:PATH or none"),
+    ("store", "--store", str, "profile store URL: sqlite://PATH (sqlite://.maple/profiles.db is relative, sqlite:///var/... absolute), redis://HOST:PORT/DB, jsonl:PATH or none"),
     ("profile_cache_ttl", "--profile-cache-ttl", float,
      "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),
     ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
