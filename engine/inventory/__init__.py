@@ -3,7 +3,7 @@
     model.py         Store, CatalogItem, StockItem, StoreAvailability, InventoryData
     loader.py        stores.csv, catalog.csv, inventory.csv -> InventoryData + errors
     geo.py           GeoIndex: stores within R km, exactly what a linear scan finds
-    location.py      locate(): request location, else preferred store, else home
+    location.py      locate(): request location, else the request's store, else preferred store, else home
     availability.py  Inventory: live updates (atomic batches), reload, nearby()
 """
 from .availability import Inventory, NearbyAnswer, Snapshot, StockUpdate, UpdateError, UpdateResult

@@ -165,19 +165,20 @@ class Inventory:
         return nearby_in(self._snapshot, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below,
                          preferred_store, open_at, at)
 
-    def locate(self, request_location, preferred_store, home) -> Location:
-        """Where to search: request location, else preferred store, else home."""
-        return locate(request_location, preferred_store, home, self._snapshot.data.stores)
+    def locate(self, request_location, preferred_store, home, request_store=None) -> Location:
+        """Where to search: request location, else the request's store (a
+        till's), else preferred store, else home."""
+        return locate(request_location, preferred_store, home, self._snapshot.data.stores, request_store)
 
     def nearby_for(self, request_location, preferred_store, home, sku: str, size: str,
                    radius_km: float = 10.0, limit: int = 5, min_quantity: int = 1,
                    low_stock_below: int = 3, open_at: float | None = None,
-                   at: float | None = None) -> NearbyAnswer:
+                   at: float | None = None, request_store: str | None = None) -> NearbyAnswer:
         """:meth:`locate`, then :meth:`nearby` around it with the preferred
         store first, both from one snapshot; no location means no stores,
         and the Location says why."""
         snap = self._snapshot
-        where = locate(request_location, preferred_store, home, snap.data.stores)
+        where = locate(request_location, preferred_store, home, snap.data.stores, request_store)
         if not where.found:
             return NearbyAnswer(where, [])
         preferred = preferred_store if type(preferred_store) is str else None

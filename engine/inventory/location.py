@@ -1,5 +1,7 @@
-"""Where to look for stores: the request's location, else the preferred
-store's, else the profile's home; with none of them, no stores and a reason.
+"""Where to look for stores: the request's location, else the store the
+request comes from (a till's or kiosk's ``context.store``), else the
+preferred store's, else the profile's home; with none of them, no stores
+and a reason.
 
 Inputs are the raw request and profile values: a geo is ``{"lat": .., "lon":
 ..}`` or ``[lat, lon]`` (:func:`engine.eval.values.to_geo`); anything else
@@ -17,7 +19,7 @@ from ..eval.values import to_geo
 from .model import Store
 
 # Sources, in the order they are tried.
-REQUEST, PREFERRED_STORE, HOME = "request", "preferred_store", "home"
+REQUEST, REQUEST_STORE, PREFERRED_STORE, HOME = "request", "request_store", "preferred_store", "home"
 # Why a source was passed over.
 MISSING, INVALID, UNKNOWN_STORE = "missing", "invalid", "unknown_store"
 # Why there is no location at all.
@@ -26,7 +28,7 @@ NO_LOCATION = "no_location"
 
 class Location(msgspec.Struct):         # built on every nearby lookup: a Struct is built in C; read-only
     point: tuple[float, float] | None       # (lat, lon); None when nothing is known
-    source: str | None                      # REQUEST | PREFERRED_STORE | HOME; None when not found
+    source: str | None                      # REQUEST | REQUEST_STORE | PREFERRED_STORE | HOME; None: not found
     skipped: tuple[tuple[str, str], ...] = ()   # (source, why) for each source passed over
 
     @property
@@ -46,7 +48,7 @@ class Location(msgspec.Struct):         # built on every nearby lookup: a Struct
         return f"from {self.source}" + (f" ({passed})" if passed else "")
 
 
-def locate_point(request_location, preferred_store, home, stores: Mapping[str, Store]
+def locate_point(request_location, preferred_store, home, stores: Mapping[str, Store], request_store=None
                  ) -> tuple[tuple[float, float] | None, str | None]:
     """(point, source) by the same order as :func:`locate`, without the
     account of what was passed over: the decision path's (it runs on every
@@ -54,6 +56,8 @@ def locate_point(request_location, preferred_store, home, stores: Mapping[str, S
     point = to_geo(request_location)
     if point is not None:
         return point, REQUEST
+    if request_store is not None and type(request_store) is str and request_store in stores:
+        return stores[request_store].position, REQUEST_STORE
     if type(preferred_store) is str and preferred_store in stores:
         return stores[preferred_store].position, PREFERRED_STORE
     point = to_geo(home)
@@ -62,13 +66,20 @@ def locate_point(request_location, preferred_store, home, stores: Mapping[str, S
     return None, None
 
 
-def locate(request_location, preferred_store, home, stores: Mapping[str, Store]) -> Location:
-    """The point to search around, by the fallback order above."""
+def locate(request_location, preferred_store, home, stores: Mapping[str, Store], request_store=None
+           ) -> Location:
+    """The point to search around, by the fallback order above.  The
+    request's store is listed as passed over only when one was given (web
+    and app requests come from no store)."""
     skipped = []
     point = to_geo(request_location)
     if point is not None:
         return Location(point, REQUEST)
     skipped.append((REQUEST, MISSING if request_location is None else INVALID))
+    if request_store is not None:
+        if type(request_store) is str and request_store in stores:
+            return Location(stores[request_store].position, REQUEST_STORE, tuple(skipped))
+        skipped.append((REQUEST_STORE, UNKNOWN_STORE if type(request_store) is str else INVALID))
     if preferred_store is None:
         skipped.append((PREFERRED_STORE, MISSING))
     elif type(preferred_store) is str and preferred_store in stores:

@@ -100,7 +100,8 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
         # the home is only the last fallback: a request's location (validated) comes first
         home = to_geo(profile.get("home")) if where is None else None
         query = NearbyQuery(ctx.sku or None, size, where, preferred, home, p.radius_km, p.max_stores,
-                            p.min_quantity, p.low_stock_below, now if p.open_now else None, now)
+                            p.min_quantity, p.low_stock_below, now if p.open_now else None, now,
+                            ctx.store or None)
         try:
             found = decider.stores.nearby(query, _remaining(deadline))
         except SourceUnavailable as err:
@@ -163,10 +164,11 @@ def inventory_nearby(holder, query):
         return NearbyFound((), None, "no_data")
     snap = inv.snapshot                          # one state for every step
     stores = snap.data.stores
-    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
+    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores,
+                                 query.request_store)
     if point is None:
         return NearbyFound((), None, "no_location")
-    located_by = source                          # REQUEST, PREFERRED_STORE or HOME: the names the answer uses
+    located_by = source                          # REQUEST, REQUEST_STORE, PREFERRED_STORE, HOME: the answer's names
     sku = query.sku
     if not sku:
         return NearbyFound((), located_by, "no_sku")

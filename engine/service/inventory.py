@@ -129,10 +129,11 @@ def reference_nearby(holder: InventoryHolder, query: NearbyQuery) -> NearbyFound
         return NearbyFound((), None, "no_data")
     snap = inv.snapshot                          # one state for every step
     stores = snap.data.stores
-    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores)
+    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores,
+                                 query.request_store)
     if point is None:
         return NearbyFound((), None, "no_location")
-    located_by = source                          # REQUEST, PREFERRED_STORE or HOME: the names the answer uses
+    located_by = source                          # REQUEST, REQUEST_STORE, PREFERRED_STORE, HOME: the answer's names
     sku = query.sku
     if not sku:
         return NearbyFound((), located_by, "no_sku")

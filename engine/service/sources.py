@@ -118,7 +118,8 @@ class NearbyQuery(msgspec.Struct):
     """Which stores near the customer hold ``sku`` in ``size``.
 
     Where the customer is comes from the first that is known: the request's
-    location, the preferred store's location, the profile's home."""
+    location, the location of the store the request comes from (a till), the
+    preferred store's location, the profile's home."""
     sku: str | None
     size: str | None
     request_location: tuple[float, float] | None
@@ -130,6 +131,7 @@ class NearbyQuery(msgspec.Struct):
     low_stock_below: int = 0
     open_at: float | None = None        # only stores open at this time (seconds since the epoch)
     at: float | None = None             # the decision's time: each store found says if it is open then
+    request_store: str | None = None    # the store the request comes from (context.store: a till, a kiosk)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ class StoreStock:
 
 class NearbyFound(msgspec.Struct):
     """Stores found, nearest first, where the search was centred
-    ("request", "preferred_store", "home" or None) and, when empty, why
+    ("request", "request_store", "preferred_store", "home" or None) and, when empty, why
     ("no_location", "no_sku", "no_size", "no_stock", "none_open", "no_data")."""
     stores: tuple[StoreStock, ...]
     located_by: str | None

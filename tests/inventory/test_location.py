@@ -1,4 +1,5 @@
-"""locate(): the request's location, else the preferred store's, else home;
+"""locate(): the request's location, else the request's store (a till's),
+else the preferred store's, else home;
 none known -> no location, and every source passed over says why.  And
 locate_point, its account-free twin on the decision path, agrees."""
 from __future__ import annotations
@@ -29,6 +30,18 @@ def test_then_the_preferred_store(stores):
     where = locate(None, "s005", HOME, stores)
     assert (where.point, where.source) == ((48.8566, 2.3522), "preferred_store")
     assert where.skipped == (("request", "missing"),)
+
+
+def test_then_the_store_the_request_comes_from(stores):
+    """A till's request (context.store) is where the customer stands: it
+    comes before their preferred store; an unknown one is passed over."""
+    where = locate(None, "s001", HOME, stores, request_store="s005")
+    assert (where.point, where.source) == ((48.8566, 2.3522), "request_store")
+    assert where.skipped == (("request", "missing"),)
+    assert locate(HERE, "s001", HOME, stores, request_store="s005").source == "request"
+    other = locate(None, "s005", HOME, stores, request_store="s999")
+    assert other.source == "preferred_store"
+    assert other.skipped == (("request", "missing"), ("request_store", "unknown_store"))
 
 
 def test_then_home(stores):
@@ -66,12 +79,13 @@ geo_values = st.one_of(st.none(), st.just(HERE), st.just(HOME), st.just({"lat": 
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(request=geo_values, preferred=st.sampled_from([None, "s001", "s005", "s999", 7]), home=geo_values)
-def test_locate_point_is_locate_without_the_account(small, request, preferred, home):
+@given(request=geo_values, preferred=st.sampled_from([None, "s001", "s005", "s999", 7]), home=geo_values,
+       till=st.sampled_from([None, "s003", "s999", 7]))
+def test_locate_point_is_locate_without_the_account(small, request, preferred, home, till):
     """The decision path's locate_point keeps locate's order exactly."""
     stores = small.snapshot.data.stores
-    where = locate(request, preferred, home, stores)
-    assert locate_point(request, preferred, home, stores) == (where.point, where.source)
+    where = locate(request, preferred, home, stores, till)
+    assert locate_point(request, preferred, home, stores, till) == (where.point, where.source)
 
 
 coordinate = (st.floats() | st.sampled_from([90.0, -90.0, 180.0, -180.0, -0.0, 90.0000001]) | st.integers(-200, 200)

@@ -102,5 +102,6 @@ def test_the_compiled_nearby_is_the_reference(sample, data):
     query = NearbyQuery(sku, size, where, preferred, home,
                         draw(st.sampled_from([0.0, 0.5, 2.0, 10.0, 50.0, -1.0, float("nan")])),
                         draw(st.integers(-1, 6)), draw(st.integers(-1, 4)), draw(st.integers(-1, 4)),
-                        draw(st.none() | st.just(t)), t)
+                        draw(st.none() | st.just(t)), t,
+                        draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown")))   # a till's store
     assert _answer(nearby_compiled, holder, query) == _answer(reference_nearby, holder, query)

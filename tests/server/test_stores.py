@@ -267,3 +267,18 @@ def test_ph_closes_each_german_city_on_its_own_states_holidays(served, utc, clos
         open_now[city] = {s.open_now for s in found}
     assert open_now[closed_in] == {False}
     assert True in open_now[({"Munich", "Berlin"} - {closed_in}).pop()]
+
+
+def test_a_till_request_searches_around_its_own_store(served):
+    """At a till the customer stands in the request's store (context.store):
+    with no location in the request, a customer Maple knows no store or home
+    for gets the stores around that till (located_by request_store); an
+    unknown store id falls through to the next source (here: none)."""
+    walk_in = {"customer_id": "c-walk-in", "lifecycle": "active", "sizes": {"t-shirts": "M"}}
+    till = request(walk_in, **TEE, channel=pb.CHANNEL_POS, device=pb.DEVICE_TILL, store="s016")
+    r = decide(served, till).nearby_stores
+    assert r.located_by == "request_store" and r.stores
+    assert r.stores[0].store_id == "s016" and r.stores[0].distance_km == 0
+    lost = request(walk_in, **TEE, channel=pb.CHANNEL_POS, device=pb.DEVICE_TILL, store="s-nowhere")
+    r = decide(served, lost).nearby_stores
+    assert (list(r.stores), r.located_by, r.empty_reason) == ([], "", "no_location")
