@@ -34,6 +34,7 @@ class VersionInfo:
     counts: dict
     files: tuple[str, ...]
     origin: str               # where the sources came from: a directory, "rollback", "admin"
+    paths: tuple[str, ...] = ()   # the files' paths when first loaded (rules/homepage.rules), as rules name them
 
 
 class VersionStore:
@@ -58,7 +59,7 @@ class VersionStore:
         Live reload calls it in the compiler process, so the serving process
         only appends to the history."""
         info = VersionInfo(ruleset.version, ruleset.loaded_at, dict(ruleset.counts),
-                           tuple(relative_names(ruleset.sources)), origin)
+                           tuple(relative_names(ruleset.sources)), origin, tuple(s.path for s in ruleset.sources))
         target = self.versions / info.version
         with self._lock:
             if not (target / "meta.json").exists():
@@ -134,7 +135,7 @@ class VersionStore:
     def info(self, version: str) -> VersionInfo:
         meta = json.loads((self.versions / version / "meta.json").read_text())
         return VersionInfo(meta["version"], meta["loaded_at"], meta["counts"], tuple(meta["files"]),
-                           meta.get("origin", ""))
+                           meta.get("origin", ""), tuple(meta.get("paths", ())))
 
     def list(self) -> list[VersionInfo]:
         out = []
@@ -144,10 +145,20 @@ class VersionStore:
         return sorted(out, key=lambda v: v.loaded_at)
 
     def sources(self, version: str) -> list[SourceFile]:
+        """The version's sources, named by the paths they had when it was
+        first loaded (``rules/stores.rules``), so a rolled-back ruleset's
+        rule locations read as before the rollback; versions kept before
+        the paths were recorded are named by their copies here."""
         base = self.versions / version / "files"
         if not base.is_dir():
             raise KeyError(f"version {version} is not in {self.versions}")
-        return [SourceFile(str(p), p.read_text(encoding="utf-8")) for p in sorted(base.rglob("*.rules"))]
+        try:
+            info = self.info(version)
+            original = dict(zip(info.files, info.paths)) if len(info.paths) == len(info.files) else {}
+        except (OSError, ValueError, KeyError):
+            original = {}
+        return [SourceFile(original.get(p.relative_to(base).as_posix(), str(p)), p.read_text(encoding="utf-8"))
+                for p in sorted(base.rglob("*.rules"))]
 
     def resolve(self, prefix: str) -> str:
         """A full version from a unique prefix (as people type them)."""

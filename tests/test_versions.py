@@ -39,6 +39,24 @@ def test_stored_sources_rebuild_the_same_version(tmp_path, two_versions):
     assert again.counts == a.counts
 
 
+def test_a_kept_version_names_its_sources_as_they_were_loaded(tmp_path, two_versions):
+    """A rolled-back ruleset's rule locations read as before the rollback
+    (rules/stores.rules:22:6), not as the state directory's copies; a
+    version kept before the paths were recorded keeps the copies' names."""
+    import json
+    a, _ = two_versions
+    store = VersionStore(tmp_path / "state")
+    store.save(a, "rules/")
+    back = store.sources(a.version)
+    assert [s.path for s in back] == sorted(s.path for s in a.sources)
+    assert {s.path: s.text for s in back} == {s.path: s.text for s in a.sources}
+    meta = store.versions / a.version / "meta.json"
+    old = json.loads(meta.read_text())
+    del old["paths"]
+    meta.write_text(json.dumps(old))
+    assert all(str(store.versions) in s.path for s in store.sources(a.version))
+
+
 def test_saving_the_same_version_twice_keeps_one_copy(tmp_path, two_versions):
     a, b = two_versions
     store = VersionStore(tmp_path / "state")
