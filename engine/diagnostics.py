@@ -52,6 +52,7 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in [
     _e("E105", "{clause} is given twice in {kind} {name}", "duplicate clause"),
     _e("E106", "{message}", "common mistake"),
     _e("E107", "{what} must be a whole number, got {value}", "not a whole number"),
+    _e("E108", "this {brace} in the message {problem}", "unmatched brace in a message"),
     # --- names
     _e("E201", "unknown name {name}", "unknown name"),
     _e("E202", "{owner} has no attribute {name}", "unknown attribute"),

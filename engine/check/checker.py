@@ -489,6 +489,7 @@ class Checker:
         parts: list = []
         last = 0
         for m in self._PLACEHOLDER.finditer(raw):
+            self._lone_braces(raw, last, m.start(), base, msg)
             parts.append(unescape('"' + raw[last:m.start()] + '"'))
             last = m.end()
             if m.group(0) in ("{{", "}}"):
@@ -502,8 +503,23 @@ class Checker:
                     self.d.add("E311", e.span, what="a message placeholder", needs="a plain value",
                                got=t.describe())
                 parts.append(e)
+        self._lone_braces(raw, last, len(raw), base, msg)
         parts.append(unescape('"' + raw[last:] + '"'))
         return [p for p in parts if p != ""]
+
+    def _lone_braces(self, raw: str, start: int, end: int, base: int, msg: ast.String) -> None:
+        """Report a { or } in the literal text of a message: a placeholder
+        that is never closed, or a brace meant literally but not doubled (it
+        would otherwise reach the customer as it is)."""
+        for i in range(start, end):
+            ch = raw[i]
+            if ch == "{":
+                self.d.add("E108", Span(msg.span.source, base + i, base + i + 1), brace=q("{"),
+                           problem="is never closed: a placeholder is {expression}",
+                           help="write {{ for a literal brace, or close the placeholder with }")
+            elif ch == "}":
+                self.d.add("E108", Span(msg.span.source, base + i, base + i + 1), brace=q("}"),
+                           problem="closes no placeholder", help="write }} for a literal brace")
 
     # ---------------------------------------------------------------- experiments
     def _experiment(self, decl: ast.ExperimentDecl) -> None:
