@@ -8,6 +8,7 @@ line), so one mistake does not hide the errors, or the valid rules, after it.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 from importlib import resources
@@ -162,14 +163,37 @@ def _describe_expected(parser: Lark, expected) -> tuple[str, list[str]]:
 #: clause keywords that belong to one kind of declaration only; LALR states
 #: shared by rules and offers (after `when ...`) accept both, so the
 #: reporter leaves out the other kind's clauses
-_ONLY = {"rule": {"CAP", "CHANNELS", "FOR", "MESSAGE"}, "segment": {"CAP", "CHANNELS", "FOR", "MESSAGE"},
-         "offer": set(), "decision": set()}
+_OFFER_ONLY = {"CAP", "CHANNELS", "FOR", "MESSAGE"}
+_DECISION_ONLY = {"PICK", "DEFAULT", "TOP", "LBRACE"}
+_CANDIDATE_ONLY = {"WHEN", "ELIGIBLE", "THEN", "SCORE", "BECAUSE", "PRIORITY"}
+_ONLY = {"rule": _OFFER_ONLY | _DECISION_ONLY, "segment": _OFFER_ONLY | _DECISION_ONLY,
+         "const": _OFFER_ONLY | _DECISION_ONLY, "offer": _DECISION_ONLY,
+         "decision": (_OFFER_ONLY - {"CAP"}) | _CANDIDATE_ONLY}
 
 
 def _for_declaration(expected, chunk: str):
     kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
     drop = _ONLY.get(kw, set())
     return {t for t in expected if t not in drop}
+
+
+_NUMBER_BEFORE = re.compile(r"(?:^|[^\w.])(\d+(?:\.\d+)?|\.\d+)[ \t]*$")
+
+
+def _unit_suggestion(word: str, before: str) -> str | None:
+    """'did you mean `days`?' for a word right after a number that is close
+    to a unit name (``30 dayz``), in the number's form (1 day, 30 days)."""
+    m = _NUMBER_BEFORE.search(before)
+    if m is None:
+        return None
+    matches = difflib.get_close_matches(word.lower(), sorted(UNITS), n=1, cutoff=0.6)
+    if not matches:
+        return None
+    unit = matches[0]
+    singular = unit[:-1] if unit.endswith("s") and unit[:-1] in UNITS else unit
+    plural = singular + "s" if singular + "s" in UNITS else singular
+    unit = singular if float(m.group(1)) == 1 else plural
+    return f"did you mean {q(unit)}? ({m.group(1)} {unit})"
 
 
 def _found(tok: Token) -> str:
@@ -228,6 +252,8 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
             help_ = "months and years vary in length: write days or weeks (30 days, 52 weeks)"
         elif tok.type == "PERCENT":
             help_ = "percentages are for experiment weights; elsewhere write a number (0.1 or 10)"
+        elif tok.type == "NAME" and _unit_suggestion(str(tok), before):
+            help_ = _unit_suggestion(str(tok), before)      # `30 dayz`: a misspelt unit
         elif tok.type == "NAME":
             help_ = did_you_mean(str(tok), keywords, cutoff=0.6)
             if help_ is None and str(tok) in UNITS:
