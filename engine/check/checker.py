@@ -334,7 +334,7 @@ class Checker:
         if info is None:
             if dname not in self.broken:
                 self.d.add("E204", decl.assignments[0].target.span, name=q(dname),
-                           help=did_you_mean(dname, self.decisions))
+                           help=did_you_mean(dname, self.decisions, prefix=True))
             for a in decl.assignments:
                 self.expr(a.value)
             return
@@ -448,7 +448,7 @@ class Checker:
             if info is None:
                 if decl.decision.name not in self.broken:
                     self.d.add("E204", decl.decision.span, name=q(decl.decision.name),
-                               help=did_you_mean(decl.decision.name, [d.name for d in offer_decisions]))
+                               help=did_you_mean(decl.decision.name, [d.name for d in offer_decisions], prefix=True))
                 return None
             if info.kind != "offer":
                 self.d.add("E405", decl.decision.span,
@@ -530,7 +530,7 @@ class Checker:
         for ident in decl.on:
             if ident.name not in self.decisions:
                 if ident.name not in self.broken:
-                    self.d.add("E204", ident.span, name=q(ident.name), help=did_you_mean(ident.name, self.decisions))
+                    self.d.add("E204", ident.span, name=q(ident.name), help=did_you_mean(ident.name, self.decisions, prefix=True))
             else:
                 on.append(ident.name)
         seen: dict[str, Span] = {}
@@ -661,7 +661,7 @@ class Checker:
                        help=did_you_mean(name, expect.members))
             return T.ERROR
         candidates = list(self._segment_decls) + list(self._const_decls) + list(ROOTS) + ["experiment", "now"]
-        help_ = did_you_mean(name, candidates)
+        help_ = self._attribute_help(name) or did_you_mean(name, candidates)
         if help_ is None and name in UNITS:
             help_ = f"a unit needs a number before it, e.g. 14 {name}"
         if help_ is None and name in ("yes", "no", "True", "False", "null", "none", "None"):
@@ -671,6 +671,13 @@ class Checker:
             help_ = 'quote text values: "' + name + '"'
         self.d.add("E201", e.span, name=q(name), help=help_)
         return T.ERROR
+
+    def _attribute_help(self, name: str) -> str | None:
+        """``lifetime_value`` alone: the attribute of that name, with its root."""
+        roots = [r for r in ROOTS if self.schema.get(r) is not None and self.schema[r].field(name) is not None]
+        if not roots:
+            return None
+        return "did you mean " + " or ".join(q(f"{r}.{name}") for r in roots) + "? (attributes are read through profile. or request.)"
 
     def _example_attr(self, root: str) -> str:
         rec = self.schema.get(root)

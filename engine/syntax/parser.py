@@ -177,6 +177,10 @@ def _for_declaration(expected, chunk: str):
     return {t for t in expected if t not in drop}
 
 
+#: `=>` and `=<`: a comparison written the wrong way round
+_REVERSED = {"=>": ">=", "=<": "<="}
+_REVERSED_WORDS = {"=>": "greater than or equal", "=<": "less than or equal"}
+
 _NUMBER_BEFORE = re.compile(r"(?:^|[^\w.])(\d+(?:\.\d+)?|\.\d+)[ \t]*$")
 
 
@@ -242,6 +246,12 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
     if isinstance(err, UnexpectedToken):
         tok = err.token
         span = Span(source, base + tok.start_pos, base + tok.end_pos)
+        reversed_op = chunk[tok.start_pos:tok.start_pos + 2]
+        if str(tok) == "=" and reversed_op in _REVERSED:
+            diags.add("E106", Span(source, span.start, span.start + 2),
+                      message=f"{q(reversed_op)} is not a comparison",
+                      help=f"did you mean {q(_REVERSED[reversed_op])}? ({_REVERSED_WORDS[reversed_op]})")
+            return
         expected, keywords = _describe_expected(parser, _for_declaration(err.expected, chunk))
         help_ = None
         before = chunk[:tok.start_pos].rstrip()
