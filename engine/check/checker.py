@@ -54,6 +54,7 @@ class Checker:
         self.experiments: dict[str, ExperimentInfo] = {}
         self.candidates: list[Candidate] = []
         self.broken: set[str] = set()
+        self.incomplete = False
         self._first: dict[tuple[str, str], Span] = {}
         # name resolution context
         self._const_only: str | None = None      # "what must be a constant", when checking one
@@ -71,6 +72,7 @@ class Checker:
         decls = [d for m in modules for d in m.decls]
         for m in modules:
             self.broken.update(m.broken)
+        self.incomplete = any(m.incomplete for m in modules)
         for decl in decls:
             if isinstance(decl, ast.SchemaDecl):
                 self._schema(decl)
@@ -891,6 +893,8 @@ class Checker:
 
     # ================================================================ warnings
     def _warn_unused(self) -> None:
+        if self.incomplete:         # what failed to parse may be what uses them
+            return
         for name, info in self.segments.items():
             if not info.used and name not in self.broken:
                 self.d.add("W101", self._segment_decls[name].name.span, name=q(name))

@@ -303,7 +303,7 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
     size = len(source.text.encode("utf-8"))
     if size > limits.MAX_FILE_BYTES:
         diags.add("E501", Span(source, 0, 0), path=source.path, size=size, limit=limits.MAX_FILE_BYTES)
-        return ast.Module(source, ())
+        return ast.Module(source, (), incomplete=True)
     try:
         decls = _run(source.text, source, 0, diags, ids, "start")
         return ast.Module(source, tuple(decls))
@@ -314,6 +314,7 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
         pass
     decls: list = []
     broken: list[str] = []
+    incomplete = False
     for base, chunk in _chunks(source.text):
         try:
             decls.extend(_run(chunk, source, base, diags, ids, "start"))
@@ -326,10 +327,11 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
             _report_too_deep(source, base, chunk, diags)
         except UnexpectedInput as err:
             _report_syntax_error(err, source, base, chunk, diags)
+        incomplete = True
         name = _chunk_name(chunk)
         if name:
             broken.append(name)
-    return ast.Module(source, tuple(decls), tuple(broken))
+    return ast.Module(source, tuple(decls), tuple(broken), incomplete)
 
 
 def _report_too_deep(source: SourceFile, base: int, chunk: str, diags: Diagnostics) -> None:
