@@ -181,6 +181,29 @@ def _for_declaration(expected, chunk: str):
 _REVERSED = {"=>": ">=", "=<": "<="}
 _REVERSED_WORDS = {"=>": "greater than or equal", "=<": "less than or equal"}
 
+#: a message whose text ends inside a placeholder: `message "{profile.sizes["`
+_OPEN_PLACEHOLDER = re.compile(r'\bmessage[ \t\r\n]+"(?:[^"\\\n]|\\.)*?\{([^{}"\n]*)"$')
+
+
+def _quote_in_placeholder(source: SourceFile, base: int, chunk: str, pos: int, diags: Diagnostics) -> bool:
+    """``message "{profile.sizes["t-shirts"]}"``: the quote inside the
+    placeholder ends the message.  Say so, and show the documented way out
+    (a const for the key)."""
+    before = chunk[:pos].rstrip()
+    m = _OPEN_PLACEHOLDER.search(before)
+    if m is None:
+        return False
+    quote = len(before) - 1
+    inside = m.group(1)
+    rest = chunk[quote + 1:].split("\n", 1)[0]
+    key = rest.split('"', 1)[0] if '"' in rest else "..."
+    example = inside + "key" + ("]" if inside.rstrip().endswith("[") else "")
+    diags.add("E106", Span(source, base + quote, base + quote + 1),
+              message="a placeholder cannot contain a quoted text: this quote ends the message",
+              help=f'name the text with a const: const key = "{key}", then write {{{example}}}')
+    return True
+
+
 _NUMBER_BEFORE = re.compile(r"(?:^|[^\w.])(\d+(?:\.\d+)?|\.\d+)[ \t]*$")
 
 
@@ -229,6 +252,9 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
         expected, _ = _describe_expected(parser, err.expected)
         where = f"{q(kw)} declaration" if kw in DECLARATION_KEYWORDS else "a declaration"
         diags.add("E102", span, where=where, expected=expected, help=label)
+        return
+    where = err.token.start_pos if isinstance(err, UnexpectedToken) else pos
+    if where is not None and _quote_in_placeholder(source, base, chunk, where, diags):
         return
     if isinstance(err, UnexpectedCharacters):
         start = base + (pos or 0)

@@ -51,3 +51,9 @@ def test_a_shared_suffix_alone_is_no_suggestion():
     assert "lapsed_customer" not in (err.help or "")
     (err,) = errors(pack + 'rule r when lapsd_customer then homepage_category = "a"\n')
     assert err.help == "did you mean `lapsed_customer`?"
+
+
+def test_quoted_text_in_a_placeholder_is_explained():
+    (err,) = errors('offer o score 1 message "{profile.sizes["t-shirts"]}"\n')
+    assert err.code == "E106" and err.span.text == '"' and "placeholder cannot contain a quoted text" in err.message
+    assert err.help == 'name the text with a const: const key = "t-shirts", then write {profile.sizes[key]}'
