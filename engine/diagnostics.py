@@ -53,6 +53,7 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in [
     _e("E106", "{message}", "common mistake"),
     _e("E107", "{what} must be a whole number, got {value}", "not a whole number"),
     _e("E108", "this {brace} in the message {problem}", "unmatched brace in a message"),
+    _e("E109", "this {bracket} is never closed", "unclosed bracket"),
     # --- names
     _e("E201", "unknown name {name}", "unknown name"),
     _e("E202", "{owner} has no attribute {name}", "unknown attribute"),

@@ -22,7 +22,7 @@ from ..diagnostics import Diagnostics, did_you_mean, q
 from ..source import SourceFile, Span
 from . import ast
 from .builder import UNITS, Builder, Context
-from .lexer import MapleLexer
+from .lexer import MASTER, MapleLexer
 
 DECLARATION_KEYWORDS = ("schema", "decision", "rule", "segment", "offer", "experiment", "const")
 
@@ -223,6 +223,26 @@ def _unit_suggestion(word: str, before: str) -> str | None:
     return f"did you mean {q(unit)}? ({m.group(1)} {unit})"
 
 
+def _unclosed_bracket(chunk: str) -> tuple[int, str] | None:
+    """The position and character of the innermost ( or [ that is still open
+    at the end of ``chunk`` (strings and comments skipped), if any."""
+    stack: list[tuple[int, str]] = []
+    pos = 0
+    while pos < len(chunk):
+        m = MASTER.match(chunk, pos)
+        if m is None:
+            pos += 1
+            continue
+        value = m.group()
+        if m.lastgroup == "OP":
+            if value in "([":
+                stack.append((pos, value))
+            elif value in ")]" and stack:
+                stack.pop()
+        pos = m.end()
+    return stack[-1] if stack else None
+
+
 def _found(tok: Token) -> str:
     if tok.type == "$END":
         return "the end of the file"
@@ -246,6 +266,15 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
     if isinstance(err, UnexpectedToken) and err.token.type == "$END":
         err = UnexpectedEOF(err.expected)
     if isinstance(err, UnexpectedEOF):
+        unclosed = _unclosed_bracket(chunk)
+        if unclosed is not None:
+            at, ch = unclosed
+            closer = {"(": ")", "[": "]"}[ch]
+            kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
+            where = f"the {kw} declaration" if kw in DECLARATION_KEYWORDS else "the declaration"
+            diags.add("E109", Span(source, base + at, base + at + 1), bracket=q(ch),
+                      help=f"add a {q(closer)} where it ends; {where} ends before one")
+            return
         end = base + len(chunk.rstrip())
         span = Span(source, max(base, end - 1), end)
         kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else "the file"
