@@ -52,6 +52,8 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in [
     _e("E105", "{clause} is given twice in {kind} {name}", "duplicate clause"),
     _e("E106", "{message}", "common mistake"),
     _e("E107", "{what} must be a whole number, got {value}", "not a whole number"),
+    _e("E108", "this {brace} in the message {problem}", "unmatched brace in a message"),
+    _e("E109", "this {bracket} is never closed", "unclosed bracket"),
     # --- names
     _e("E201", "unknown name {name}", "unknown name"),
     _e("E202", "{owner} has no attribute {name}", "unknown attribute"),
@@ -146,10 +148,39 @@ def q(name: object) -> str:
     return f"`{name}`"
 
 
-def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.7) -> str | None:
-    """A 'did you mean X?' help text when one candidate is close to ``word``."""
-    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=cutoff)
-    return f"did you mean {q(matches[0])}?" if matches else None
+def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.7,
+                 prefix: bool = False) -> str | None:
+    """A 'did you mean X?' help text when one candidate is close to ``word``.
+
+    A candidate spelt the same but for case wins (``"VIP"`` -> ``vip``).
+    Names made of words (``loyal_customer``) are compared on the words they
+    do not share, so a common ``_customer`` alone does not make a match.
+    With ``prefix``, a lone candidate that starts with ``word`` is suggested
+    too (``homepage`` -> ``homepage_category``)."""
+    pool = sorted(set(candidates))
+    folded = [c for c in pool if c.lower() == word.lower() and c != word]
+    if folded:
+        return f"did you mean {q(folded[0])}?"
+    for match in difflib.get_close_matches(word, pool, n=3, cutoff=cutoff):
+        if _differ_little(word, match):
+            return f"did you mean {q(match)}?"
+    if prefix and len(word) >= 4:
+        starts = [c for c in pool if c.startswith(word) and c != word]
+        if len(starts) == 1:
+            return f"did you mean {q(starts[0])}?"
+    return None
+
+
+def _differ_little(word: str, match: str) -> bool:
+    """Whether the words ``word`` and ``match`` do not share are alike."""
+    a, b = word.lower().split("_"), match.lower().split("_")
+    while len(a) > 1 and len(b) > 1 and a[0] == b[0]:
+        a, b = a[1:], b[1:]
+    while len(a) > 1 and len(b) > 1 and a[-1] == b[-1]:
+        a, b = a[:-1], b[:-1]
+    if (a, b) == (word.lower().split("_"), match.lower().split("_")):
+        return True             # no shared word: the whole-name similarity decides
+    return difflib.SequenceMatcher(None, "_".join(a), "_".join(b)).ratio() >= 0.6
 
 
 class Diagnostics:

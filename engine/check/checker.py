@@ -54,6 +54,7 @@ class Checker:
         self.experiments: dict[str, ExperimentInfo] = {}
         self.candidates: list[Candidate] = []
         self.broken: set[str] = set()
+        self.incomplete = False
         self._first: dict[tuple[str, str], Span] = {}
         # name resolution context
         self._const_only: str | None = None      # "what must be a constant", when checking one
@@ -71,6 +72,7 @@ class Checker:
         decls = [d for m in modules for d in m.decls]
         for m in modules:
             self.broken.update(m.broken)
+        self.incomplete = any(m.incomplete for m in modules)
         for decl in decls:
             if isinstance(decl, ast.SchemaDecl):
                 self._schema(decl)
@@ -334,7 +336,7 @@ class Checker:
         if info is None:
             if dname not in self.broken:
                 self.d.add("E204", decl.assignments[0].target.span, name=q(dname),
-                           help=did_you_mean(dname, self.decisions))
+                           help=did_you_mean(dname, self.decisions, prefix=True))
             for a in decl.assignments:
                 self.expr(a.value)
             return
@@ -448,7 +450,7 @@ class Checker:
             if info is None:
                 if decl.decision.name not in self.broken:
                     self.d.add("E204", decl.decision.span, name=q(decl.decision.name),
-                               help=did_you_mean(decl.decision.name, [d.name for d in offer_decisions]))
+                               help=did_you_mean(decl.decision.name, [d.name for d in offer_decisions], prefix=True))
                 return None
             if info.kind != "offer":
                 self.d.add("E405", decl.decision.span,
@@ -489,6 +491,7 @@ class Checker:
         parts: list = []
         last = 0
         for m in self._PLACEHOLDER.finditer(raw):
+            self._lone_braces(raw, last, m.start(), base, msg)
             parts.append(unescape('"' + raw[last:m.start()] + '"'))
             last = m.end()
             if m.group(0) in ("{{", "}}"):
@@ -502,8 +505,23 @@ class Checker:
                     self.d.add("E311", e.span, what="a message placeholder", needs="a plain value",
                                got=t.describe())
                 parts.append(e)
+        self._lone_braces(raw, last, len(raw), base, msg)
         parts.append(unescape('"' + raw[last:] + '"'))
         return [p for p in parts if p != ""]
+
+    def _lone_braces(self, raw: str, start: int, end: int, base: int, msg: ast.String) -> None:
+        """Report a { or } in the literal text of a message: a placeholder
+        that is never closed, or a brace meant literally but not doubled (it
+        would otherwise reach the customer as it is)."""
+        for i in range(start, end):
+            ch = raw[i]
+            if ch == "{":
+                self.d.add("E108", Span(msg.span.source, base + i, base + i + 1), brace=q("{"),
+                           problem="is never closed: a placeholder is {expression}",
+                           help="write {{ for a literal brace, or close the placeholder with }")
+            elif ch == "}":
+                self.d.add("E108", Span(msg.span.source, base + i, base + i + 1), brace=q("}"),
+                           problem="closes no placeholder", help="write }} for a literal brace")
 
     # ---------------------------------------------------------------- experiments
     def _experiment(self, decl: ast.ExperimentDecl) -> None:
@@ -514,7 +532,7 @@ class Checker:
         for ident in decl.on:
             if ident.name not in self.decisions:
                 if ident.name not in self.broken:
-                    self.d.add("E204", ident.span, name=q(ident.name), help=did_you_mean(ident.name, self.decisions))
+                    self.d.add("E204", ident.span, name=q(ident.name), help=did_you_mean(ident.name, self.decisions, prefix=True))
             else:
                 on.append(ident.name)
         seen: dict[str, Span] = {}
@@ -645,7 +663,7 @@ class Checker:
                        help=did_you_mean(name, expect.members))
             return T.ERROR
         candidates = list(self._segment_decls) + list(self._const_decls) + list(ROOTS) + ["experiment", "now"]
-        help_ = did_you_mean(name, candidates)
+        help_ = self._attribute_help(name) or did_you_mean(name, candidates)
         if help_ is None and name in UNITS:
             help_ = f"a unit needs a number before it, e.g. 14 {name}"
         if help_ is None and name in ("yes", "no", "True", "False", "null", "none", "None"):
@@ -655,6 +673,13 @@ class Checker:
             help_ = 'quote text values: "' + name + '"'
         self.d.add("E201", e.span, name=q(name), help=help_)
         return T.ERROR
+
+    def _attribute_help(self, name: str) -> str | None:
+        """``lifetime_value`` alone: the attribute of that name, with its root."""
+        roots = [r for r in ROOTS if self.schema.get(r) is not None and self.schema[r].field(name) is not None]
+        if not roots:
+            return None
+        return "did you mean " + " or ".join(q(f"{r}.{name}") for r in roots) + "? (attributes are read through profile. or request.)"
 
     def _example_attr(self, root: str) -> str:
         rec = self.schema.get(root)
@@ -868,6 +893,8 @@ class Checker:
 
     # ================================================================ warnings
     def _warn_unused(self) -> None:
+        if self.incomplete:         # what failed to parse may be what uses them
+            return
         for name, info in self.segments.items():
             if not info.used and name not in self.broken:
                 self.d.add("W101", self._segment_decls[name].name.span, name=q(name))

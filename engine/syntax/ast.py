@@ -265,6 +265,9 @@ class Module:
     #: names of declarations that failed to parse: later stages do not report
     #: references to them as unknown (that would only repeat the syntax error)
     broken: tuple[str, ...] = ()
+    #: whether some of the file did not parse: what is missing may have used
+    #: a segment or constant, so "never used" warnings would be guesses
+    incomplete: bool = False
 
 
 def children(e: Expr) -> tuple[Expr, ...]:

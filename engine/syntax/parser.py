@@ -8,6 +8,7 @@ line), so one mistake does not hide the errors, or the valid rules, after it.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 from importlib import resources
@@ -21,7 +22,7 @@ from ..diagnostics import Diagnostics, did_you_mean, q
 from ..source import SourceFile, Span
 from . import ast
 from .builder import UNITS, Builder, Context
-from .lexer import MapleLexer
+from .lexer import MASTER, MapleLexer
 
 DECLARATION_KEYWORDS = ("schema", "decision", "rule", "segment", "offer", "experiment", "const")
 
@@ -162,14 +163,84 @@ def _describe_expected(parser: Lark, expected) -> tuple[str, list[str]]:
 #: clause keywords that belong to one kind of declaration only; LALR states
 #: shared by rules and offers (after `when ...`) accept both, so the
 #: reporter leaves out the other kind's clauses
-_ONLY = {"rule": {"CAP", "CHANNELS", "FOR", "MESSAGE"}, "segment": {"CAP", "CHANNELS", "FOR", "MESSAGE"},
-         "offer": set(), "decision": set()}
+_OFFER_ONLY = {"CAP", "CHANNELS", "FOR", "MESSAGE"}
+_DECISION_ONLY = {"PICK", "DEFAULT", "TOP", "LBRACE"}
+_CANDIDATE_ONLY = {"WHEN", "ELIGIBLE", "THEN", "SCORE", "BECAUSE", "PRIORITY"}
+_ONLY = {"rule": _OFFER_ONLY | _DECISION_ONLY, "segment": _OFFER_ONLY | _DECISION_ONLY,
+         "const": _OFFER_ONLY | _DECISION_ONLY, "offer": _DECISION_ONLY,
+         "decision": (_OFFER_ONLY - {"CAP"}) | _CANDIDATE_ONLY}
 
 
 def _for_declaration(expected, chunk: str):
     kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
     drop = _ONLY.get(kw, set())
     return {t for t in expected if t not in drop}
+
+
+#: `=>` and `=<`: a comparison written the wrong way round
+_REVERSED = {"=>": ">=", "=<": "<="}
+_REVERSED_WORDS = {"=>": "greater than or equal", "=<": "less than or equal"}
+
+#: a message whose text ends inside a placeholder: `message "{profile.sizes["`
+_OPEN_PLACEHOLDER = re.compile(r'\bmessage[ \t\r\n]+"(?:[^"\\\n]|\\.)*?\{([^{}"\n]*)"$')
+
+
+def _quote_in_placeholder(source: SourceFile, base: int, chunk: str, pos: int, diags: Diagnostics) -> bool:
+    """``message "{profile.sizes["t-shirts"]}"``: the quote inside the
+    placeholder ends the message.  Say so, and show the documented way out
+    (a const for the key)."""
+    before = chunk[:pos].rstrip()
+    m = _OPEN_PLACEHOLDER.search(before)
+    if m is None:
+        return False
+    quote = len(before) - 1
+    inside = m.group(1)
+    rest = chunk[quote + 1:].split("\n", 1)[0]
+    key = rest.split('"', 1)[0] if '"' in rest else "..."
+    example = inside + "key" + ("]" if inside.rstrip().endswith("[") else "")
+    diags.add("E106", Span(source, base + quote, base + quote + 1),
+              message="a placeholder cannot contain a quoted text: this quote ends the message",
+              help=f'name the text with a const: const key = "{key}", then write {{{example}}}')
+    return True
+
+
+_NUMBER_BEFORE = re.compile(r"(?:^|[^\w.])(\d+(?:\.\d+)?|\.\d+)[ \t]*$")
+
+
+def _unit_suggestion(word: str, before: str) -> str | None:
+    """'did you mean `days`?' for a word right after a number that is close
+    to a unit name (``30 dayz``), in the number's form (1 day, 30 days)."""
+    m = _NUMBER_BEFORE.search(before)
+    if m is None:
+        return None
+    matches = difflib.get_close_matches(word.lower(), sorted(UNITS), n=1, cutoff=0.6)
+    if not matches:
+        return None
+    unit = matches[0]
+    singular = unit[:-1] if unit.endswith("s") and unit[:-1] in UNITS else unit
+    plural = singular + "s" if singular + "s" in UNITS else singular
+    unit = singular if float(m.group(1)) == 1 else plural
+    return f"did you mean {q(unit)}? ({m.group(1)} {unit})"
+
+
+def _unclosed_bracket(chunk: str) -> tuple[int, str] | None:
+    """The position and character of the innermost ( or [ that is still open
+    at the end of ``chunk`` (strings and comments skipped), if any."""
+    stack: list[tuple[int, str]] = []
+    pos = 0
+    while pos < len(chunk):
+        m = MASTER.match(chunk, pos)
+        if m is None:
+            pos += 1
+            continue
+        value = m.group()
+        if m.lastgroup == "OP":
+            if value in "([":
+                stack.append((pos, value))
+            elif value in ")]" and stack:
+                stack.pop()
+        pos = m.end()
+    return stack[-1] if stack else None
 
 
 def _found(tok: Token) -> str:
@@ -195,12 +266,24 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
     if isinstance(err, UnexpectedToken) and err.token.type == "$END":
         err = UnexpectedEOF(err.expected)
     if isinstance(err, UnexpectedEOF):
+        unclosed = _unclosed_bracket(chunk)
+        if unclosed is not None:
+            at, ch = unclosed
+            closer = {"(": ")", "[": "]"}[ch]
+            kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
+            where = f"the {kw} declaration" if kw in DECLARATION_KEYWORDS else "the declaration"
+            diags.add("E109", Span(source, base + at, base + at + 1), bracket=q(ch),
+                      help=f"add a {q(closer)} where it ends; {where} ends before one")
+            return
         end = base + len(chunk.rstrip())
         span = Span(source, max(base, end - 1), end)
         kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else "the file"
         expected, _ = _describe_expected(parser, err.expected)
         where = f"{q(kw)} declaration" if kw in DECLARATION_KEYWORDS else "a declaration"
         diags.add("E102", span, where=where, expected=expected, help=label)
+        return
+    where = err.token.start_pos if isinstance(err, UnexpectedToken) else pos
+    if where is not None and _quote_in_placeholder(source, base, chunk, where, diags):
         return
     if isinstance(err, UnexpectedCharacters):
         start = base + (pos or 0)
@@ -218,6 +301,12 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
     if isinstance(err, UnexpectedToken):
         tok = err.token
         span = Span(source, base + tok.start_pos, base + tok.end_pos)
+        reversed_op = chunk[tok.start_pos:tok.start_pos + 2]
+        if str(tok) == "=" and reversed_op in _REVERSED:
+            diags.add("E106", Span(source, span.start, span.start + 2),
+                      message=f"{q(reversed_op)} is not a comparison",
+                      help=f"did you mean {q(_REVERSED[reversed_op])}? ({_REVERSED_WORDS[reversed_op]})")
+            return
         expected, keywords = _describe_expected(parser, _for_declaration(err.expected, chunk))
         help_ = None
         before = chunk[:tok.start_pos].rstrip()
@@ -228,6 +317,8 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
             help_ = "months and years vary in length: write days or weeks (30 days, 52 weeks)"
         elif tok.type == "PERCENT":
             help_ = "percentages are for experiment weights; elsewhere write a number (0.1 or 10)"
+        elif tok.type == "NAME" and _unit_suggestion(str(tok), before):
+            help_ = _unit_suggestion(str(tok), before)      # `30 dayz`: a misspelt unit
         elif tok.type == "NAME":
             help_ = did_you_mean(str(tok), keywords, cutoff=0.6)
             if help_ is None and str(tok) in UNITS:
@@ -267,7 +358,7 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
     size = len(source.text.encode("utf-8"))
     if size > limits.MAX_FILE_BYTES:
         diags.add("E501", Span(source, 0, 0), path=source.path, size=size, limit=limits.MAX_FILE_BYTES)
-        return ast.Module(source, ())
+        return ast.Module(source, (), incomplete=True)
     try:
         decls = _run(source.text, source, 0, diags, ids, "start")
         return ast.Module(source, tuple(decls))
@@ -278,6 +369,7 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
         pass
     decls: list = []
     broken: list[str] = []
+    incomplete = False
     for base, chunk in _chunks(source.text):
         try:
             decls.extend(_run(chunk, source, base, diags, ids, "start"))
@@ -290,10 +382,11 @@ def parse(source: SourceFile, diags: Diagnostics, ids: count | None = None) -> a
             _report_too_deep(source, base, chunk, diags)
         except UnexpectedInput as err:
             _report_syntax_error(err, source, base, chunk, diags)
+        incomplete = True
         name = _chunk_name(chunk)
         if name:
             broken.append(name)
-    return ast.Module(source, tuple(decls), tuple(broken))
+    return ast.Module(source, tuple(decls), tuple(broken), incomplete)
 
 
 def _report_too_deep(source: SourceFile, base: int, chunk: str, diags: Diagnostics) -> None:

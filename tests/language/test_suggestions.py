@@ -1,0 +1,59 @@
+"""Targeted checks of diagnostic wording: the suggestion a near miss gets."""
+from __future__ import annotations
+
+from tests.conftest import compile_text
+
+DECISIONS = ('decision homepage_category: string pick first default "home"\n'
+             'decision next_offer: offer pick best\n')
+
+
+def errors(text: str):
+    return compile_text(DECISIONS + text).diagnostics.errors
+
+
+def test_misspelt_unit_suggests_the_unit():
+    (err,) = errors('rule r when profile.t within 30 dayz then homepage_category = "a"\n')
+    assert err.code == "E101" and err.span.text == "dayz"
+    assert err.help.startswith("did you mean `days`?")
+
+
+def test_offer_syntax_error_does_not_expect_decision_clauses():
+    (err,) = errors("offer o score 1 cap 1 per 3 dayz\n")
+    assert "`default`" not in err.message and "`pick`" not in err.message
+    assert "`top`" not in err.message
+
+
+def test_bare_attribute_suggests_its_root():
+    (err,) = errors('rule r when n > 1 then homepage_category = "a"\n')
+    assert err.code == "E201" and err.help.startswith("did you mean `profile.n`?")
+
+
+def test_reversed_comparison_suggests_the_operator():
+    (err,) = errors('rule r when profile.n => 1 then homepage_category = "a"\n')
+    assert err.code == "E106" and err.span.text == "=>" and "`>=`" in err.help
+    (err,) = errors('rule r when profile.n =< 1 then homepage_category = "a"\n')
+    assert err.span.text == "=<" and "`<=`" in err.help
+
+
+def test_enum_value_in_the_wrong_case():
+    (err,) = errors('rule r when profile.e == "A" then homepage_category = "a"\n')
+    assert err.code == "E208" and err.help == "did you mean `a`?"
+
+
+def test_unknown_decision_suggests_a_longer_name():
+    (err,) = errors('rule r when profile.b then homepage = "a"\n')
+    assert err.code == "E204" and err.help == "did you mean `homepage_category`?"
+
+
+def test_a_shared_suffix_alone_is_no_suggestion():
+    pack = "segment lapsed_customer = profile.b\nconst x = 1\n"
+    (err,) = [e for e in errors(pack + 'rule r when loyal_customer then homepage_category = "a"\n')]
+    assert "lapsed_customer" not in (err.help or "")
+    (err,) = errors(pack + 'rule r when lapsd_customer then homepage_category = "a"\n')
+    assert err.help == "did you mean `lapsed_customer`?"
+
+
+def test_quoted_text_in_a_placeholder_is_explained():
+    (err,) = errors('offer o score 1 message "{profile.sizes["t-shirts"]}"\n')
+    assert err.code == "E106" and err.span.text == '"' and "placeholder cannot contain a quoted text" in err.message
+    assert err.help == 'name the text with a const: const key = "t-shirts", then write {profile.sizes[key]}'
