@@ -150,6 +150,36 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _shape_problems(raw: dict, base: Path) -> list[str]:
+    """What is wrong with the form of a case's (or the defaults') inputs:
+    a profile or request that is not a mapping, a file name that is not text."""
+    problems = []
+    for key, example in (("profile", "{lifecycle: vip}"), ("request", "{channel: web}")):
+        value = raw.get(key)
+        if value is None or isinstance(value, dict):
+            continue
+        what = {str: "a text", list: "a list"}.get(type(value), type(value).__name__)
+        problem = f"{key} must be a mapping such as {example}, not {what} ({_fmt(_clean(value))})"
+        if isinstance(value, str) and value.endswith(".json"):
+            problem += (f"; to read the {key} from a JSON file, write {key}_file: {_relative(value, base)} "
+                        f"(a path from the test file's folder)")
+        problems.append(problem)
+    for key in ("profile_file", "request_file"):
+        if key in raw and not isinstance(raw[key], str):
+            problems.append(f"{key} must be the path of a JSON file (from the test file's folder), "
+                            f"not {_fmt(_clean(raw[key]))}")
+    return problems
+
+
+def _relative(name: str, base: Path) -> str:
+    """``name`` as a path from ``base``: a path written from the current
+    directory (rules/data/x.json) becomes ../data/x.json for rules/tests."""
+    import os
+    if not (base / name).exists() and Path(name).exists():
+        return os.path.relpath(Path(name).resolve(), base.resolve())
+    return name
+
+
 def load_file(path: Path, shown: str) -> list[dict]:
     try:
         doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
@@ -159,7 +189,13 @@ def load_file(path: Path, shown: str) -> list[dict]:
         raise TestFileError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}")
     if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):
         raise TestFileError(f"{shown}: a test file has a `cases:` list (see docs/rule-tests.md)")
-    defaults = _clean(doc.get("defaults") or {})
+    raw_defaults = doc.get("defaults") or {}
+    if not isinstance(raw_defaults, dict):
+        raise TestFileError(f"{shown}: defaults must be a mapping (now, customer_id, profile, request, ...)")
+    problems = _shape_problems(raw_defaults, base=path.parent)
+    if problems:
+        raise TestFileError(f"{shown}:{raw_defaults.get('__line__', 0)}: in defaults: {problems[0]}")
+    defaults = _clean(raw_defaults)
     cases = []
     for i, raw in enumerate(doc["cases"]):
         if not isinstance(raw, dict):
@@ -169,9 +205,11 @@ def load_file(path: Path, shown: str) -> list[dict]:
         unknown = set(raw) - CASE_KEYS - {"__line__"}
         if unknown:
             raise TestFileError(f"{where}: unknown key {sorted(unknown)[0]!r} (keys: {', '.join(sorted(CASE_KEYS))})")
+        problems = [f"{where}: {problem}" for problem in _shape_problems(raw, base=path.parent)]
         case = _merge(defaults, _clean(raw))
         case["__where__"] = where
         case["__line__"] = line
+        case["__problems__"] = problems
         case.setdefault("name", f"case {i + 1}")
         for key in ("expect", "expect_rule", "expect_source"):
             if key in case and not isinstance(case[key], dict):
@@ -213,6 +251,9 @@ def _equal(expected, actual) -> bool:
 def run_case(ruleset, case: dict, base: Path) -> CaseResult:
     where = case["__where__"]
     result = CaseResult(where.rsplit(":", 1)[0], case["__line__"], str(case["name"]))
+    if case.get("__problems__"):
+        result.error = "\n".join(case["__problems__"])
+        return result
     try:
         profile = _json_file(base, case["profile_file"], where) if "profile_file" in case else {}
         profile = _merge(profile, case.get("profile") or {})
@@ -290,7 +331,7 @@ def render(report: Report, verbose: bool = False) -> str:
             continue
         lines.append(f"FAIL  {r.where}  {r.name}")
         if r.error:
-            lines.append(f"      {r.error}")
+            lines += [f"      {line}" for line in r.error.splitlines()]
         for m in r.mismatches:
             label = {"value": "", "rule": " (deciding rule)", "source": " (source)"}[m.what]
             lines.append(f"      {m.decision}{label}:")
