@@ -25,6 +25,7 @@ uses: a pack whose tests fail is not swapped in.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 import yaml
 
 from .eval.explain import render_text
+from .eval.values import time_problem
 
 CASE_KEYS = {"name", "profile", "profile_file", "request", "request_file", "now", "customer_id", "expect",
              "expect_rule", "expect_source"}
@@ -115,19 +117,24 @@ def _clean(value):
     return value
 
 
-def _time(value, where: str) -> float:
+def _time(value) -> tuple[float | None, str | None]:
+    """A test's ``now`` in seconds since the epoch, or what is wrong with it."""
+    seconds = None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+        seconds = float(value) if abs(value) < 1e300 else math.inf
+    elif isinstance(value, (datetime, date)):
+        value = _clean(value)
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value)
-        except ValueError:
+            seconds = (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+        except (ValueError, OverflowError):
             pass
-        else:
-            return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
-    raise TestFileError(f"{where}: now must be an ISO-8601 time or seconds since the epoch, not {value!r}")
+    if seconds is None:
+        return None, (f"now must be an ISO-8601 time (such as 2026-11-23T10:00:00Z) or seconds since "
+                      f"the epoch, not {_fmt(_clean(value))}")
+    problem = time_problem(seconds)
+    return (None, f"now: {_fmt(_clean(value))} {problem}") if problem else (seconds, None)
 
 
 def _json_file(base: Path, rel, where: str) -> dict:
@@ -193,6 +200,10 @@ def load_file(path: Path, shown: str) -> list[dict]:
     if not isinstance(raw_defaults, dict):
         raise TestFileError(f"{shown}: defaults must be a mapping (now, customer_id, profile, request, ...)")
     problems = _shape_problems(raw_defaults, base=path.parent)
+    if "now" in raw_defaults:
+        raw_defaults = dict(raw_defaults)
+        raw_defaults["now"], problem = _time(raw_defaults["now"])
+        problems += [problem] if problem else []
     if problems:
         raise TestFileError(f"{shown}:{raw_defaults.get('__line__', 0)}: in defaults: {problems[0]}")
     defaults = _clean(raw_defaults)
@@ -205,7 +216,12 @@ def load_file(path: Path, shown: str) -> list[dict]:
         unknown = set(raw) - CASE_KEYS - {"__line__"}
         if unknown:
             raise TestFileError(f"{where}: unknown key {sorted(unknown)[0]!r} (keys: {', '.join(sorted(CASE_KEYS))})")
-        problems = [f"{where}: {problem}" for problem in _shape_problems(raw, base=path.parent)]
+        problems = _shape_problems(raw, base=path.parent)
+        if "now" in raw:
+            raw = dict(raw)
+            raw["now"], problem = _time(raw["now"])
+            problems += [problem] if problem else []
+        problems = [f"{where}: {problem}" for problem in problems]
         case = _merge(defaults, _clean(raw))
         case["__where__"] = where
         case["__line__"] = line
@@ -259,7 +275,7 @@ def run_case(ruleset, case: dict, base: Path) -> CaseResult:
         profile = _merge(profile, case.get("profile") or {})
         request = _json_file(base, case["request_file"], where) if "request_file" in case else {}
         request = _merge(request, case.get("request") or {})
-        now = _time(case["now"], where) if "now" in case else None
+        now = case.get("now")
         names = set(case.get("expect", {})) | set(case.get("expect_rule", {})) | set(case.get("expect_source", {}))
         unknown = sorted(n for n in names if n not in ruleset.decision_names)
         if unknown:

@@ -59,3 +59,39 @@ def test_a_defaults_profile_that_is_not_a_mapping_is_a_file_error(run):
                        "  - name: x\n    expect: {homepage_category: bestsellers}\n")
     assert report.errors and not report.results
     assert "t.yaml:2: in defaults: profile must be a mapping" in text
+
+
+@pytest.mark.parametrize("now, says", [
+    ("1795290000000", "looks like milliseconds (2026-11-21T19:40:00Z); give seconds since the epoch "
+                      "(1795290000) or an ISO-8601 time"),
+    (".nan", "is not a number of seconds"),
+    (".inf", "is not a number of seconds"),
+    ("99999999999999999", "is out of range"),
+    ("tomorrow", 'now must be an ISO-8601 time (such as 2026-11-23T10:00:00Z) or seconds since the epoch, '
+                 'not "tomorrow"'),
+])
+def test_a_now_out_of_range_is_an_error_not_a_traceback(run, now, says):
+    # the case fails, so its explanation is rendered: that used to raise "year 58860 is out of range"
+    report, text = run(f"cases:\n  - name: late\n    now: {now}\n    expect: {{homepage_category: nope}}\n")
+    assert report.failed == 1 and "t.yaml:2  late" in text
+    assert says in text, text
+
+
+def test_a_now_in_milliseconds_in_defaults_is_a_file_error(run):
+    report, text = run("defaults:\n  now: 1795290000000\n"
+                       "cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n")
+    assert not report.results and "t.yaml:2: in defaults: now: 1795290000000 looks like milliseconds" in text
+
+
+def test_now_in_seconds_iso_text_and_dates_are_read(run):
+    report, text = run("cases:\n"
+                       "  - {name: seconds, now: 1795428000, expect: {homepage_category: bestsellers}}\n"
+                       "  - {name: iso, now: '2026-11-23T10:00:00+01:00', expect: {homepage_category: bestsellers}}\n"
+                       "  - {name: date, now: 2026-11-23, expect: {homepage_category: bestsellers}}\n")
+    assert report.ok and report.passed == 3, text
+
+
+def test_an_explanation_at_a_time_out_of_datetimes_range_still_renders(pack):
+    from engine.eval.explain import render_text
+    text = render_text(pack.decide({}, {}, 1795290000000.0, decisions=["homepage_category"], explain=True))
+    assert "decided at 1795290000000.0 seconds since the epoch (not a date)" in text
