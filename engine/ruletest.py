@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .diagnostics import did_you_mean, q
 from .eval.explain import render_text
 from .eval.values import time_problem
 
@@ -40,8 +41,17 @@ CASE_KEYS = {"name", "profile", "profile_file", "request", "request_file", "now"
              "expect_rule", "expect_source"}
 
 
+TOP_KEYS = {"defaults", "cases"}
+DEFAULT_KEYS = CASE_KEYS - {"name"}
+
+
 class TestFileError(Exception):
-    """A test file that cannot be read; names the file and, when known, the line."""
+    """A test file that cannot be read: one message per problem, each
+    naming the file and, when known, the line and column."""
+
+    def __init__(self, *messages: str):
+        super().__init__("\n".join(messages))
+        self.messages = list(messages)
 
 
 @dataclass
@@ -90,24 +100,78 @@ class Report:
 
 # ---------------------------------------------------------------- loading
 class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """A YAML loader that remembers the line of every mapping (libyaml's
-    when PyYAML has it: the reference pack's tests load ~8x faster, which
-    is most of a live reload's CPU)."""
+    """A YAML loader that remembers where things are (libyaml's when PyYAML
+    has it: the reference pack's tests load ~8x faster, which is most of a
+    live reload's CPU): every mapping its ``__line__`` and, in ``__keys__``,
+    the line and column of each key; every list the lines of its items (in
+    ``item_lines``); and every key given twice in one mapping (in
+    ``duplicates``: YAML would silently keep the last)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.item_lines: dict[int, list[int]] = {}
+        self.duplicates: list[tuple[dict, Any, tuple[int, int], tuple[int, int]]] = []
+
+
+def _mark(node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
 
 
 def _construct_mapping(loader, node, deep=False):
-    mapping = loader.construct_mapping(node, deep=deep)
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(None, None, f"expected a mapping, found {node.id}", node.start_mark)
+    seen: dict = {}
+    twice = []
+    for key_node, _ in node.value:          # before merge keys (<<) are flattened: an override is not a duplicate
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            k = (key_node.tag, key_node.value)
+            if k in seen:
+                twice.append((key_node, seen[k]))
+            seen[k] = key_node
+    loader.flatten_mapping(node)
+    mapping, keys = {}, {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError("while reading a mapping", node.start_mark,
+                                                    "a key cannot be a list or a mapping", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
+        keys[key] = _mark(key_node)
+    for key_node, first in twice:
+        loader.duplicates.append((mapping, loader.construct_object(key_node), _mark(key_node), _mark(first)))
     mapping["__line__"] = node.start_mark.line + 1
+    mapping["__keys__"] = keys
     return mapping
 
 
+def _construct_sequence(loader, node, deep=False):
+    items = loader.construct_sequence(node, deep=deep)
+    loader.item_lines[id(items)] = [n.start_mark.line + 1 for n in node.value]
+    return items
+
+
+def _construct_timestamp(loader, node):
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError) as err:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value} is not a valid date ({err}); write a date as 2026-11-23 "
+                        f"or a time as 2026-11-23T10:00:00Z", node.start_mark)
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+_MARKERS = ("__line__", "__keys__")
 
 
 def _clean(value):
     """Strip line markers; YAML dates and times become ISO text."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if k != "__line__"}
+        return {k: _clean(v) for k, v in value.items() if k not in _MARKERS}
     if isinstance(value, list):
         return [_clean(v) for v in value]
     if isinstance(value, datetime):
@@ -115,6 +179,50 @@ def _clean(value):
     if isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def _at(shown: str, mapping: dict, key=None) -> str:
+    """``file:line:col`` of ``key`` in ``mapping`` (``file:line`` of the
+    mapping when the key is not in it)."""
+    pos = mapping.get("__keys__", {}).get(key) if key is not None else None
+    return f"{shown}:{pos[0]}:{pos[1]}" if pos else f"{shown}:{mapping.get('__line__', 0)}"
+
+
+def _keys(mapping: dict) -> list:
+    return [k for k in mapping if k not in _MARKERS]
+
+
+def _unknown_keys(mapping: dict, allowed, where: str, listing: str) -> list[tuple[Any, str]]:
+    """(key, problem) for each key of ``mapping`` not in ``allowed``."""
+    out = []
+    for key in _keys(mapping):
+        if key not in allowed:
+            hint = did_you_mean(str(key), allowed, cutoff=0.6)
+            out.append((key, f"unknown key {q(key)} {where}; {hint or listing}"))
+    return out
+
+
+def _duplicates(loader, shown: str, case_ids) -> list[str]:
+    """One problem per mapping that gives a key twice (YAML keeps the last)."""
+    by_mapping: dict[int, tuple[dict, list]] = {}
+    for mapping, key, pos, first in loader.duplicates:
+        by_mapping.setdefault(id(mapping), (mapping, []))[1].append((pos, first[0], key))
+    problems = []
+    for mapping, found in by_mapping.values():
+        found.sort(key=lambda f: f[0])
+        line, col = found[0][0]
+        keys = [q(key) for *_, key in found]
+        named = keys[0] if len(keys) == 1 else ", ".join(keys[:-1]) + " and " + keys[-1]
+        firsts = sorted({first for _, first, _ in found})
+        first = f"line {firsts[0]}" if len(firsts) == 1 else f"lines {firsts[0]}-{firsts[-1]}"
+        given = f"{named} {'is' if len(keys) == 1 else 'are'} given twice"
+        if id(mapping) in case_ids:
+            problems.append(f"{shown}:{line}:{col}: {given} in one case (first on {first}), and YAML keeps only "
+                            f"the last: if a new case starts on line {line}, begin it with `- ` (as in `- name: ...`)")
+        else:
+            problems.append(f"{shown}:{line}:{col}: {given} (first on {first}), and YAML keeps only the last: "
+                            f"remove one")
+    return problems
 
 
 def _time(value) -> tuple[float | None, str | None]:
@@ -157,24 +265,28 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _shape_problems(raw: dict, base: Path) -> list[str]:
-    """What is wrong with the form of a case's (or the defaults') inputs:
-    a profile or request that is not a mapping, a file name that is not text."""
+def _input_problems(raw: dict, base: Path) -> list[tuple[str, str]]:
+    """(key, problem) for what is wrong with the form of a case's (or the
+    defaults') inputs: a profile or request that is not a mapping, a file
+    name that is not text, a ``now`` that is not a time."""
     problems = []
     for key, example in (("profile", "{lifecycle: vip}"), ("request", "{channel: web}")):
         value = raw.get(key)
         if value is None or isinstance(value, dict):
             continue
-        what = {str: "a text", list: "a list"}.get(type(value), type(value).__name__)
-        problem = f"{key} must be a mapping such as {example}, not {what} ({_fmt(_clean(value))})"
+        problem = f"{key} must be a mapping such as {example}, not {_describe(value)}"
         if isinstance(value, str) and value.endswith(".json"):
             problem += (f"; to read the {key} from a JSON file, write {key}_file: {_relative(value, base)} "
                         f"(a path from the test file's folder)")
-        problems.append(problem)
+        problems.append((key, problem))
     for key in ("profile_file", "request_file"):
         if key in raw and not isinstance(raw[key], str):
-            problems.append(f"{key} must be the path of a JSON file (from the test file's folder), "
-                            f"not {_fmt(_clean(raw[key]))}")
+            problems.append((key, f"{key} must be the path of a JSON file (from the test file's folder), "
+                                  f"not {_describe(raw[key])}"))
+    if "now" in raw:
+        problem = _time(raw["now"])[1]
+        if problem:
+            problems.append(("now", problem))
     return problems
 
 
@@ -187,51 +299,99 @@ def _relative(name: str, base: Path) -> str:
     return name
 
 
-def load_file(path: Path, shown: str) -> list[dict]:
+def _read_yaml(path: Path, shown: str):
+    """The document of a test file and its loader (for where things are)."""
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise TestFileError(f"{shown}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8")
+    except OSError as err:
+        raise TestFileError(f"{shown}: cannot read it: {err.strerror or err}")
+    loader = _LineLoader(text)
+    try:
+        return loader.get_single_data(), loader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else shown
-        raise TestFileError(f"{where}: not valid YAML: {getattr(err, 'problem', err)}")
-    if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):
-        raise TestFileError(f"{shown}: a test file has a `cases:` list (see docs/rule-tests.md)")
-    raw_defaults = doc.get("defaults") or {}
-    if not isinstance(raw_defaults, dict):
-        raise TestFileError(f"{shown}: defaults must be a mapping (now, customer_id, profile, request, ...)")
-    problems = _shape_problems(raw_defaults, base=path.parent)
-    if "now" in raw_defaults:
-        raw_defaults = dict(raw_defaults)
-        raw_defaults["now"], problem = _time(raw_defaults["now"])
-        problems += [problem] if problem else []
-    if problems:
-        raise TestFileError(f"{shown}:{raw_defaults.get('__line__', 0)}: in defaults: {problems[0]}")
-    defaults = _clean(raw_defaults)
+        raise TestFileError(f"{where}: not valid YAML: {getattr(err, 'problem', None) or err}")
+    except RecursionError:
+        raise TestFileError(f"{shown}: not valid YAML: lists or mappings nested too deeply")
+    finally:
+        loader.dispose()
+
+
+def load_file(path: Path, shown: str) -> list[dict]:
+    """The cases of one test file, defaults merged in.  A problem with the
+    file as a whole (not YAML, no cases, an unknown key at the top or in
+    defaults, a key given twice) raises TestFileError with every such
+    problem; a problem with one case is kept in the case (``__problems__``)
+    and fails that case alone."""
+    doc, loader = _read_yaml(path, shown)
+    if doc is None:
+        raise TestFileError(f"{shown}: the file is empty; a test file has a `cases:` list (see docs/rule-tests.md)")
+    if not isinstance(doc, dict):
+        raise TestFileError(f"{shown}: a test file is a mapping with a `cases:` list and optional `defaults:`, "
+                            f"not {_describe(doc)} (see docs/rule-tests.md)")
+    raw_cases = doc.get("cases")
+    errors = [f"{_at(shown, doc, key)}: {problem}" for key, problem in
+              _unknown_keys(doc, TOP_KEYS, "at the top of the test file",
+                            "a test file has only `defaults:` and `cases:`")]
+    case_ids = {id(c) for c in raw_cases} if isinstance(raw_cases, list) else set()
+    errors += _duplicates(loader, shown, case_ids)
+    if "cases" not in doc:
+        errors.append(f"{shown}: a test file has a `cases:` list (see docs/rule-tests.md)")
+    elif not isinstance(raw_cases, list):
+        errors.append(f"{_at(shown, doc, 'cases')}: cases must be a list, each case starting with `- name: ...`")
+        raw_cases = []
+    raw_defaults = doc.get("defaults")
+    defaults = {}
+    if raw_defaults is not None and not isinstance(raw_defaults, dict):
+        errors.append(f"{_at(shown, doc, 'defaults')}: defaults must be a mapping (now, customer_id, profile, "
+                      f"request, ...), not {_describe(raw_defaults)}")
+    elif raw_defaults:
+        problems = [(key, "a name is not a default: each case has its own name") if key == "name" else
+                    (key, problem) for key, problem in
+                    _unknown_keys(raw_defaults, DEFAULT_KEYS, "in defaults",
+                                  "defaults may give: " + ", ".join(sorted(DEFAULT_KEYS)))]
+        problems += [(key, f"in defaults: {problem}") for key, problem in
+                     _input_problems(raw_defaults, base=path.parent)]
+        errors += [f"{_at(shown, raw_defaults, key)}: {problem}" for key, problem in problems]
+        defaults = _clean(raw_defaults)
+        if "now" in defaults:
+            defaults["now"] = _time(raw_defaults["now"])[0]
+    if errors:
+        raise TestFileError(*errors)
     cases = []
-    for i, raw in enumerate(doc["cases"]):
-        if not isinstance(raw, dict):
-            raise TestFileError(f"{shown}: case {i + 1} must be a mapping with name, profile and expect")
-        line = raw.get("__line__", 0)
+    lines = loader.item_lines.get(id(raw_cases), [])
+    for i, raw in enumerate(raw_cases):
+        line = raw.get("__line__", 0) if isinstance(raw, dict) else (lines[i] if i < len(lines) else 0)
         where = f"{shown}:{line}"
-        unknown = set(raw) - CASE_KEYS - {"__line__"}
-        if unknown:
-            raise TestFileError(f"{where}: unknown key {sorted(unknown)[0]!r} (keys: {', '.join(sorted(CASE_KEYS))})")
-        problems = _shape_problems(raw, base=path.parent)
-        if "now" in raw:
-            raw = dict(raw)
-            raw["now"], problem = _time(raw["now"])
-            problems += [problem] if problem else []
-        problems = [f"{where}: {problem}" for problem in problems]
+        if not isinstance(raw, dict):
+            cases.append({"name": f"case {i + 1}", "__where__": where, "__line__": line, "__problems__": [
+                f"{where}: a case must be a mapping with name, profile and expect, not {_describe(raw)}"]})
+            continue
+        problems = (_unknown_keys(raw, CASE_KEYS, "in a case", "a case may give: " + ", ".join(sorted(CASE_KEYS)))
+                    + _input_problems(raw, base=path.parent)
+                    + [(key, f"{key} must map decision names to what they should be, such as "
+                             f"{key}: {{homepage_category: bestsellers}}, not {_describe(raw[key])}")
+                       for key in ("expect", "expect_rule", "expect_source")
+                       if key in raw and not isinstance(raw[key], dict)])
         case = _merge(defaults, _clean(raw))
+        if "now" in raw:
+            case["now"] = _time(raw["now"])[0]
         case["__where__"] = where
         case["__line__"] = line
-        case["__problems__"] = problems
+        case["__problems__"] = [f"{_at(shown, raw, key)}: {problem}" for key, problem in problems]
         case.setdefault("name", f"case {i + 1}")
-        for key in ("expect", "expect_rule", "expect_source"):
-            if key in case and not isinstance(case[key], dict):
-                raise TestFileError(f"{where}: {key} must map decision names to values")
         cases.append(case)
     return cases
+
+
+def _describe(value) -> str:
+    value = _clean(value)
+    what = {str: "a text", list: "a list", dict: "a mapping", bool: "true/false", int: "a number",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+    return what if value is None else f"{what} ({_fmt(value)})"
 
 
 # ---------------------------------------------------------------- running
@@ -317,7 +477,7 @@ def run(ruleset, rules_dir, only: str | None = None) -> Report:
         try:
             cases = load_file(path, shown)
         except TestFileError as err:
-            errors.append(str(err))
+            errors += err.messages
             continue
         for case in cases:
             if only is None or only.lower() in str(case["name"]).lower():

@@ -38,7 +38,7 @@ def test_a_profile_given_as_a_file_name_is_an_error_that_suggests_profile_file(r
                        "    expect: {homepage_category: new-arrivals}\n")
     assert report.failed == 1 and not report.ok
     assert "FAIL  " in text and "t.yaml:2  a VIP" in text
-    assert "t.yaml:2: profile must be a mapping such as {lifecycle: vip}, not a text" in text
+    assert "t.yaml:3:5: profile must be a mapping such as {lifecycle: vip}, not a text" in text
     assert "write profile_file: ../vip.json" in text
 
 
@@ -58,7 +58,7 @@ def test_a_defaults_profile_that_is_not_a_mapping_is_a_file_error(run):
     report, text = run("defaults:\n  profile: vip\ncases:\n"
                        "  - name: x\n    expect: {homepage_category: bestsellers}\n")
     assert report.errors and not report.results
-    assert "t.yaml:2: in defaults: profile must be a mapping" in text
+    assert "t.yaml:2:3: in defaults: profile must be a mapping" in text
 
 
 @pytest.mark.parametrize("now, says", [
@@ -80,7 +80,7 @@ def test_a_now_out_of_range_is_an_error_not_a_traceback(run, now, says):
 def test_a_now_in_milliseconds_in_defaults_is_a_file_error(run):
     report, text = run("defaults:\n  now: 1795290000000\n"
                        "cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n")
-    assert not report.results and "t.yaml:2: in defaults: now: 1795290000000 looks like milliseconds" in text
+    assert not report.results and "t.yaml:2:3: in defaults: now: 1795290000000 looks like milliseconds" in text
 
 
 def test_now_in_seconds_iso_text_and_dates_are_read(run):
@@ -95,3 +95,84 @@ def test_an_explanation_at_a_time_out_of_datetimes_range_still_renders(pack):
     from engine.eval.explain import render_text
     text = render_text(pack.decide({}, {}, 1795290000000.0, decisions=["homepage_category"], explain=True))
     assert "decided at 1795290000000.0 seconds since the epoch (not a date)" in text
+
+
+def test_a_misspelt_defaults_is_an_error_not_tests_run_at_the_real_clock(run):
+    report, text = run("default:\n  now: 2026-11-23T10:00:00Z\n"
+                       "cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n")
+    assert not report.ok and not report.results
+    assert "t.yaml:1:1: unknown key `default` at the top of the test file; did you mean `defaults`?" in text
+
+
+def test_an_unknown_key_in_defaults_is_an_error_with_a_suggestion(run):
+    report, text = run("defaults:\n  nwo: 2026-11-23T10:00:00Z\n  name: all\n"
+                       "cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n")
+    assert not report.ok
+    assert "t.yaml:2:3: unknown key `nwo` in defaults; did you mean `now`?" in text
+    assert "t.yaml:3:3: a name is not a default: each case has its own name" in text
+
+
+def test_unknown_keys_in_a_case_fail_that_case_with_suggestions(run):
+    report, text = run("cases:\n"
+                       "  - name: misspelt\n"
+                       "    nwo: 2026-11-23T10:00:00Z\n"
+                       "    expects: {homepage_category: bestsellers}\n"
+                       "  - name: fine\n"
+                       "    expect: {homepage_category: bestsellers}\n")
+    assert (report.passed, report.failed) == (1, 1)
+    assert "t.yaml:2  misspelt" in text
+    assert "t.yaml:3:5: unknown key `nwo` in a case; did you mean `now`?" in text
+    assert "t.yaml:4:5: unknown key `expects` in a case; did you mean `expect`?" in text
+
+
+def test_a_case_that_lost_its_dash_is_reported_not_merged_into_the_previous_one(run):
+    report, text = run("cases:\n"
+                       "  - name: VIPs see new arrivals\n"
+                       "    profile: {lifecycle: vip}\n"
+                       "    expect: {homepage_category: new-arrivals}\n"
+                       "    name: new customers see bestsellers\n"
+                       "    profile: {lifecycle: new}\n"
+                       "    expect: {homepage_category: bestsellers}\n")
+    assert not report.ok and not report.results
+    assert ("t.yaml:5:5: `name`, `profile` and `expect` are given twice in one case (first on lines 2-4), "
+            "and YAML keeps only the last: if a new case starts on line 5, begin it with `- `") in text
+
+
+def test_a_key_given_twice_elsewhere_is_reported(run):
+    report, text = run("defaults:\n  now: 2026-11-23T10:00:00Z\n  now: 2026-11-24T10:00:00Z\n"
+                       "cases:\n  - name: x\n    expect: {homepage_category: bestsellers, homepage_category: x}\n")
+    assert "t.yaml:3:3: `now` is given twice (first on line 2), and YAML keeps only the last: remove one" in text
+    assert "t.yaml:6:46: `homepage_category` is given twice (first on line 6)" in text
+
+
+def test_a_merge_key_override_is_not_a_key_given_twice(run):
+    report, text = run("defaults: &base {now: 2026-11-23T10:00:00Z, expect: {homepage_category: bestsellers}}\n"
+                       "cases:\n  - <<: *base\n    name: x\n    now: 2026-11-24T10:00:00Z\n")
+    assert report.ok and report.passed == 1, text
+
+
+@pytest.mark.parametrize("content, says", [
+    ("", "t.yaml: the file is empty; a test file has a `cases:` list"),
+    ("- name: x\n", "t.yaml: a test file is a mapping with a `cases:` list and optional `defaults:`, not a list"),
+    ("cases:\n  name: x\n", "t.yaml:1:1: cases must be a list, each case starting with `- name: ...`"),
+    ("cases:\n  - name: x\n    now: 2026-13-45\n", "t.yaml:3:10: not valid YAML: 2026-13-45 is not a valid date"),
+    ("cases:\n  - name: x\n    ? [a]\n    : b\n", "t.yaml:3:7: not valid YAML: a key cannot be a list or a mapping"),
+    ("cases:\n  - name: x\n    profile: " + "[" * 3000 + "]" * 3000 + "\n", "not valid YAML"),
+    (b"\xff\xfe", "t.yaml: not UTF-8 text"),
+])
+def test_a_test_file_that_cannot_be_read_is_a_file_error_not_a_traceback(run, pack, tmp_path, content, says):
+    if isinstance(content, bytes):
+        (tmp_path / "tests").mkdir()
+        (tmp_path / "tests" / "t.yaml").write_bytes(content)
+        report = ruletest.run(pack, tmp_path)
+        text = ruletest.render(report)
+    else:
+        report, text = run(content)
+    assert not report.ok and says in text, text
+
+
+def test_a_case_that_is_not_a_mapping_fails_at_its_line(run):
+    report, text = run("cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n  -\n  - just text\n")
+    assert (report.passed, report.failed) == (1, 2)
+    assert "t.yaml:4: a case must be a mapping with name, profile and expect, not nothing" in text
+    assert 't.yaml:5: a case must be a mapping with name, profile and expect, not a text ("just text")' in text
