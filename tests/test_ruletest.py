@@ -176,3 +176,14 @@ def test_a_case_that_is_not_a_mapping_fails_at_its_line(run):
     assert (report.passed, report.failed) == (1, 2)
     assert "t.yaml:4: a case must be a mapping with name, profile and expect, not nothing" in text
     assert 't.yaml:5: a case must be a mapping with name, profile and expect, not a text ("just text")' in text
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"\xff\xfe{}", "bad.json is not UTF-8 text"),
+    (b"{not json", "bad.json is not valid JSON (line 1: Expecting property name"),
+    (b"[1]", "bad.json must hold a JSON object"),
+])
+def test_a_profile_file_that_cannot_be_read_fails_the_case_not_the_run(run, tmp_path, content, says):
+    (tmp_path / "bad.json").write_bytes(content)
+    report, text = run("cases:\n  - name: x\n    profile_file: ../bad.json\n    expect: {homepage_category: x}\n")
+    assert report.failed == 1 and "t.yaml:2  x" in text and says in text, text
