@@ -192,13 +192,13 @@ def _keys(mapping: dict) -> list:
     return [k for k in mapping if k not in _MARKERS]
 
 
-def _unknown_keys(mapping: dict, allowed, where: str, listing: str) -> list[tuple[Any, str]]:
-    """(key, problem) for each key of ``mapping`` not in ``allowed``."""
+def _unknown_keys(mapping: dict, allowed, where: str, listing: str) -> list[tuple[dict, Any, str]]:
+    """(mapping, key, problem) for each key of ``mapping`` not in ``allowed``."""
     out = []
     for key in _keys(mapping):
         if key not in allowed:
             hint = did_you_mean(str(key), allowed, cutoff=0.6)
-            out.append((key, f"unknown key {q(key)} {where}; {hint or listing}"))
+            out.append((mapping, key, f"unknown key {q(key)} {where}; {hint or listing}"))
     return out
 
 
@@ -269,8 +269,8 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _input_problems(raw: dict, base: Path) -> list[tuple[str, str]]:
-    """(key, problem) for what is wrong with the form of a case's (or the
+def _input_problems(raw: dict, base: Path) -> list[tuple[dict, Any, str]]:
+    """(mapping, key, problem) for what is wrong with the form of a case's (or the
     defaults') inputs: a profile or request that is not a mapping, a file
     name that is not text, a ``now`` that is not a time."""
     problems = []
@@ -282,15 +282,15 @@ def _input_problems(raw: dict, base: Path) -> list[tuple[str, str]]:
         if isinstance(value, str) and value.endswith(".json"):
             problem += (f"; to read the {key} from a JSON file, write {key}_file: {_relative(value, base)} "
                         f"(a path from the test file's folder)")
-        problems.append((key, problem))
+        problems.append((raw, key, problem))
     for key in ("profile_file", "request_file"):
         if key in raw and not isinstance(raw[key], str):
-            problems.append((key, f"{key} must be the path of a JSON file (from the test file's folder), "
+            problems.append((raw, key, f"{key} must be the path of a JSON file (from the test file's folder), "
                                   f"not {_describe(raw[key])}"))
     if "now" in raw:
         problem = _time(raw["now"])[1]
         if problem:
-            problems.append(("now", problem))
+            problems.append((raw, "now", problem))
     return problems
 
 
@@ -324,12 +324,13 @@ def _read_yaml(path: Path, shown: str):
         loader.dispose()
 
 
-def load_file(path: Path, shown: str) -> list[dict]:
+def load_file(path: Path, shown: str, ruleset=None) -> list[dict]:
     """The cases of one test file, defaults merged in.  A problem with the
     file as a whole (not YAML, no cases, an unknown key at the top or in
     defaults, a key given twice) raises TestFileError with every such
     problem; a problem with one case is kept in the case (``__problems__``)
-    and fails that case alone."""
+    and fails that case alone.  With the ``ruleset`` the tests are for, the
+    decisions they name are checked too."""
     doc, loader = _read_yaml(path, shown)
     if doc is None:
         raise TestFileError(f"{shown}: the file is empty; a test file has a `cases:` list (see docs/rule-tests.md)")
@@ -337,7 +338,7 @@ def load_file(path: Path, shown: str) -> list[dict]:
         raise TestFileError(f"{shown}: a test file is a mapping with a `cases:` list and optional `defaults:`, "
                             f"not {_describe(doc)} (see docs/rule-tests.md)")
     raw_cases = doc.get("cases")
-    errors = [f"{_at(shown, doc, key)}: {problem}" for key, problem in
+    errors = [f"{_at(shown, mapping, key)}: {problem}" for mapping, key, problem in
               _unknown_keys(doc, TOP_KEYS, "at the top of the test file",
                             "a test file has only `defaults:` and `cases:`")]
     case_ids = {id(c) for c in raw_cases} if isinstance(raw_cases, list) else set()
@@ -353,13 +354,13 @@ def load_file(path: Path, shown: str) -> list[dict]:
         errors.append(f"{_at(shown, doc, 'defaults')}: defaults must be a mapping (now, customer_id, profile, "
                       f"request, ...), not {_describe(raw_defaults)}")
     elif raw_defaults:
-        problems = [(key, "a name is not a default: each case has its own name") if key == "name" else
-                    (key, problem) for key, problem in
+        problems = [(m, key, "a name is not a default: each case has its own name") if key == "name" else
+                    (m, key, problem) for m, key, problem in
                     _unknown_keys(raw_defaults, DEFAULT_KEYS, "in defaults",
                                   "defaults may give: " + ", ".join(sorted(DEFAULT_KEYS)))]
-        problems += [(key, f"in defaults: {problem}") for key, problem in
-                     _input_problems(raw_defaults, base=path.parent)]
-        errors += [f"{_at(shown, raw_defaults, key)}: {problem}" for key, problem in problems]
+        problems += [(m, key, f"in defaults: {problem}") for m, key, problem in
+                     _input_problems(raw_defaults, base=path.parent) + _expect_problems(raw_defaults, ruleset)]
+        errors += [f"{_at(shown, m, key)}: {problem}" for m, key, problem in problems]
         defaults = _clean(raw_defaults)
         if "now" in defaults:
             defaults["now"] = _time(raw_defaults["now"])[0]
@@ -376,19 +377,56 @@ def load_file(path: Path, shown: str) -> list[dict]:
             continue
         problems = (_unknown_keys(raw, CASE_KEYS, "in a case", "a case may give: " + ", ".join(sorted(CASE_KEYS)))
                     + _input_problems(raw, base=path.parent)
-                    + [(key, f"{key} must map decision names to what they should be, such as "
+                    + [(raw, key, f"{key} must map decision names to what they should be, such as "
                              f"{key}: {{homepage_category: bestsellers}}, not {_describe(raw[key])}")
                        for key in ("expect", "expect_rule", "expect_source")
                        if key in raw and not isinstance(raw[key], dict)])
         case = _merge(defaults, _clean(raw))
         if "now" in raw:
             case["now"] = _time(raw["now"])[0]
+        problems += _expect_problems(raw, ruleset) + _checks_nothing(raw, case)
         case["__where__"] = where
         case["__line__"] = line
-        case["__problems__"] = [f"{_at(shown, raw, key)}: {problem}" for key, problem in problems]
+        case["__problems__"] = [f"{_at(shown, m, key)}: {problem}" for m, key, problem in problems]
         case.setdefault("name", f"case {i + 1}")
         cases.append(case)
     return cases
+
+
+SOURCES = ("rule", "default", "holdout", "capped")
+EXPECT_KEYS = ("expect", "expect_rule", "expect_source")
+
+
+def _checks_nothing(raw: dict, case: dict) -> list[tuple[dict, Any, str]]:
+    """A case that expects nothing passes whatever the pack does: a mistake."""
+    if any(isinstance(case.get(key), dict) and case[key] for key in EXPECT_KEYS) \
+            or any(key in raw and not isinstance(raw[key], dict) for key in EXPECT_KEYS):
+        return []
+    return [(raw, next((k for k in EXPECT_KEYS if k in raw), None),
+             "this case checks nothing: say what a decision should be, as in expect: "
+             "{homepage_category: bestsellers} (or which rule decides it, with expect_rule, or how, "
+             "with expect_source)")]
+
+
+def _expect_problems(raw: dict, ruleset) -> list[tuple[dict, Any, str]]:
+    """(mapping, key, problem) for the decisions a case (or the defaults)
+    expects something of that the pack does not have, and sources there
+    are not."""
+    problems = []
+    for key in EXPECT_KEYS:
+        given = raw.get(key)
+        if not isinstance(given, dict):
+            continue
+        for name in _keys(given):
+            if ruleset is not None and name not in ruleset.decision_names:
+                hint = did_you_mean(str(name), ruleset.decision_names)
+                problems.append((given, name, f"the pack has no decision {q(name)}; "
+                                              + (hint or f"it decides: {', '.join(ruleset.decision_names)}")))
+            elif key == "expect_source" and given[name] not in SOURCES:
+                hint = did_you_mean(str(given[name]), SOURCES)
+                problems.append((given, name, f"expect_source: {name}: is one of {', '.join(SOURCES)}, not "
+                                              f"{_fmt(_clean(given[name]))}" + (f"; {hint}" if hint else "")))
+    return problems
 
 
 def _describe(value) -> str:
@@ -479,7 +517,7 @@ def run(ruleset, rules_dir, only: str | None = None) -> Report:
     for path in find_files(rules_dir):
         shown = _display(path)
         try:
-            cases = load_file(path, shown)
+            cases = load_file(path, shown, ruleset)
         except TestFileError as err:
             errors += err.messages
             continue

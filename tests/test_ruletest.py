@@ -187,3 +187,36 @@ def test_a_profile_file_that_cannot_be_read_fails_the_case_not_the_run(run, tmp_
     (tmp_path / "bad.json").write_bytes(content)
     report, text = run("cases:\n  - name: x\n    profile_file: ../bad.json\n    expect: {homepage_category: x}\n")
     assert report.failed == 1 and "t.yaml:2  x" in text and says in text, text
+
+
+def test_a_case_that_checks_nothing_fails(run):
+    report, text = run("cases:\n"
+                       "  - name: empty expect\n"
+                       "    profile: {lifecycle: vip}\n"
+                       "    expect: {}\n"
+                       "  - name: no expect at all\n"
+                       "    profile: {lifecycle: vip}\n"
+                       "  - name: only the rule\n"
+                       "    profile: {lifecycle: vip}\n"
+                       "    expect_rule: {homepage_category: vip_new_arrivals}\n")
+    assert (report.passed, report.failed) == (1, 2), text
+    assert "t.yaml:4:5: this case checks nothing: say what a decision should be, as in expect:" in text
+    assert "t.yaml:5: this case checks nothing" in text
+
+
+def test_expectations_in_defaults_count(run):
+    report, text = run("defaults:\n  expect: {homepage_category: bestsellers}\n"
+                       "cases:\n  - name: new\n    profile: {lifecycle: new}\n")
+    assert report.ok and report.passed == 1, text
+
+
+def test_an_unknown_decision_or_source_is_reported_at_its_line_with_a_suggestion(run):
+    report, text = run("defaults:\n  expect_rule: {homepage_categry: x}\n"
+                       "cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n")
+    assert "t.yaml:2:17: in defaults: the pack has no decision `homepage_categry`; did you mean " \
+           "`homepage_category`?" in text
+    report, text = run("cases:\n  - name: x\n    expect: {prefil_size: null}\n"
+                       "    expect_source: {homepage_category: defualt}\n")
+    assert "t.yaml:3:14: the pack has no decision `prefil_size`; did you mean `prefill_size`?" in text
+    assert ('t.yaml:4:21: expect_source: homepage_category: is one of rule, default, holdout, capped, '
+            'not "defualt"; did you mean `default`?') in text
