@@ -35,6 +35,7 @@ import yaml
 
 from .diagnostics import did_you_mean, q
 from .eval.explain import render_text
+from .eval import values
 from .eval.values import time_problem
 
 CASE_KEYS = {"name", "profile", "profile_file", "request", "request_file", "now", "customer_id", "expect",
@@ -287,6 +288,10 @@ def _input_problems(raw: dict, base: Path) -> list[tuple[dict, Any, str]]:
         if key in raw and not isinstance(raw[key], str):
             problems.append((raw, key, f"{key} must be the path of a JSON file (from the test file's folder), "
                                   f"not {_describe(raw[key])}"))
+    cid = raw.get("customer_id")
+    if cid is not None and not isinstance(cid, str):
+        problems.append((raw, "customer_id", f"customer_id is text: quote it, as in customer_id: "
+                                             f"\"{_clean(cid)}\""))
     if "now" in raw:
         problem = _time(raw["now"])[1]
         if problem:
@@ -359,7 +364,9 @@ def load_file(path: Path, shown: str, ruleset=None) -> list[dict]:
                     _unknown_keys(raw_defaults, DEFAULT_KEYS, "in defaults",
                                   "defaults may give: " + ", ".join(sorted(DEFAULT_KEYS)))]
         problems += [(m, key, f"in defaults: {problem}") for m, key, problem in
-                     _input_problems(raw_defaults, base=path.parent) + _expect_problems(raw_defaults, ruleset)]
+                     _input_problems(raw_defaults, base=path.parent) + _expect_problems(raw_defaults, ruleset)
+                     + _schema_problems(raw_defaults, "profile", ruleset)
+                     + _schema_problems(raw_defaults, "request", ruleset)]
         errors += [f"{_at(shown, m, key)}: {problem}" for m, key, problem in problems]
         defaults = _clean(raw_defaults)
         if "now" in defaults:
@@ -384,7 +391,8 @@ def load_file(path: Path, shown: str, ruleset=None) -> list[dict]:
         case = _merge(defaults, _clean(raw))
         if "now" in raw:
             case["now"] = _time(raw["now"])[0]
-        problems += _expect_problems(raw, ruleset) + _checks_nothing(raw, case)
+        problems += (_schema_problems(raw, "profile", ruleset) + _schema_problems(raw, "request", ruleset)
+                     + _expect_problems(raw, ruleset) + _checks_nothing(raw, case))
         case["__where__"] = where
         case["__line__"] = line
         case["__problems__"] = [f"{_at(shown, m, key)}: {problem}" for m, key, problem in problems]
@@ -434,6 +442,125 @@ def _describe(value) -> str:
     what = {str: "a text", list: "a list", dict: "a mapping", bool: "true/false", int: "a number",
             float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
     return what if value is None else f"{what} ({_fmt(value)})"
+
+
+# ---------------------------------------------------------------- the schema
+def _schema_problems(raw: dict, key: str, ruleset) -> list[tuple[dict, Any, str]]:
+    """(mapping, key, problem) for each attribute of a case's inline profile
+    or request (``raw[key]``) that the pack's schema does not declare, or
+    whose value the rules would read as missing (values.py's conversions):
+    a test would otherwise pass or fail for a reason no one wrote."""
+    given = raw.get(key)
+    if ruleset is None or not isinstance(given, dict):
+        return []
+    schema = getattr(ruleset.checked, "schema", None) or {}
+    if key not in schema:
+        return [(raw, key, f"the pack declares no schema {key} {{ ... }}: no rule can read a {key}")] \
+            if _keys(given) else []
+    return _value_problems(given, schema[key], key, raw, key, ruleset)
+
+
+def _schema_place(path: str, ruleset) -> str:
+    """Where to read the attributes a schema declares."""
+    root = path.split(".")[0]
+    files = [src.path for src in getattr(ruleset, "sources", ()) if f"schema {root}" in src.text]
+    return f"see schema {root} {{ ... }}" + (f" in {files[0]}" if files else " in the pack")
+
+
+def _value_problems(raw_value, t, path: str, mapping: dict, key, ruleset=None) -> list[tuple[dict, Any, str]]:
+    if raw_value is None:
+        return []                                   # explicitly missing
+    if t.kind == "record":
+        if not isinstance(raw_value, dict):
+            return [(mapping, key, f"{path} is a group of attributes ({', '.join(n for n, _ in t.fields)}), "
+                                   f"not {_describe(raw_value)}")]
+        fields = dict(t.fields or ())
+        out = []
+        for name in _keys(raw_value):
+            if name in fields:
+                out += _value_problems(raw_value[name], fields[name], f"{path}.{name}", raw_value, name, ruleset)
+                continue
+            hint = did_you_mean(str(name), fields, cutoff=0.6)
+            if hint is None:
+                hint = f"it has: {', '.join(fields)}" if len(fields) <= 12 else _schema_place(path, ruleset)
+            out.append((raw_value, name, f"{path} has no attribute {q(name)}; {hint}"))
+        return out
+    if t.kind == "map":
+        if not isinstance(raw_value, dict):
+            return [(mapping, key, f"{path} is {t.describe()}, keyed by name, such as {{running-shoes: ...}}, "
+                                   f"not {_describe(raw_value)}")]
+        out = []
+        for name in _keys(raw_value):
+            out += _value_problems(raw_value[name], t.elem, f"{path}[{_fmt(_clean(name))}]", raw_value, name,
+                                  ruleset)
+            if not isinstance(name, str):
+                out.append((raw_value, name, f"the keys of {path} are text: quote {_fmt(_clean(name))} "
+                                             f"(\"{_clean(name)}\")"))
+        return out
+    problem = _leaf_problem(_clean(raw_value), t)
+    if problem is None:
+        return []
+    v = _clean(raw_value)
+    if t.is_enum and isinstance(v, str):
+        return [(mapping, key, f"{path} is one of {', '.join(t.members)}, not {q(v)}{problem}")]
+    return [(mapping, key, f"{path} is {t.describe()}, but this is {_describe(raw_value)}{problem}")]
+
+
+def _leaf_problem(v, t) -> str | None:
+    """None when the rules read ``v`` as a value of type ``t``, else a hint
+    (possibly empty) to add to 'X is a number, but this is ...'."""
+    k = t.kind
+    if k in ("number", "duration", "distance"):
+        if values.to_number(v) is not None:
+            return None
+        return ": write it without quotes" if isinstance(v, str) and _is_number(v) else ""
+    if k == "string":
+        if isinstance(v, str):
+            if t.members is None or v in t.members:
+                return None
+            hint = did_you_mean(v, t.members, cutoff=0.6) or next(
+                (f"did you mean {q(m)}?" for m in t.members if m.lower() == v.lower()), None)
+            return f"; {hint}" if hint else ""
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return f": quote it, as in \"{v}\""
+        return ""
+    if k == "bool":
+        if isinstance(v, bool):
+            return None
+        return ": write true or false without quotes" if str(v).lower() in ("true", "false") else ""
+    if k == "timestamp":
+        return _timestamp_problem(v)
+    if k == "geo":
+        return None if values.to_geo(v) is not None else \
+            ": give {lat: .., lon: ..} with a latitude from -90 to 90 and a longitude from -180 to 180"
+    if k == "set":
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            return None
+        if isinstance(v, list):
+            bad = next(x for x in v if not isinstance(x, str))
+            return f": every item is text: quote {_fmt(bad)}, as in \"{bad}\""
+        return ": give a list, as in [a, b]"
+    if k == "timeline":
+        if isinstance(v, list):
+            bad = next((x for x in v if _timestamp_problem(x) is not None), None)
+            return None if bad is None else f": {_fmt(bad)} is not a time{_timestamp_problem(bad)}"
+        return ": give a list of times, as in [2026-11-20T10:00:00Z]"
+    return None                                      # nothing else is declared in a schema
+
+
+def _timestamp_problem(v) -> str | None:
+    t = values.to_timestamp(v)
+    if t is None:
+        return ": give an ISO-8601 time such as 2026-11-23T10:00:00Z or seconds since the epoch"
+    problem = time_problem(t)
+    return None if problem is None else f": it {problem}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 # ---------------------------------------------------------------- running

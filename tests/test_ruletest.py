@@ -220,3 +220,62 @@ def test_an_unknown_decision_or_source_is_reported_at_its_line_with_a_suggestion
     assert "t.yaml:3:14: the pack has no decision `prefil_size`; did you mean `prefill_size`?" in text
     assert ('t.yaml:4:21: expect_source: homepage_category: is one of rule, default, holdout, capped, '
             'not "defualt"; did you mean `default`?') in text
+
+
+def test_profile_attributes_the_schema_does_not_declare_are_errors_with_a_suggestion(run):
+    report, text = run("cases:\n"
+                       "  - name: a big spender\n"
+                       "    profile: {lifetme_value: 1500, last_view: {categry: socks}}\n"
+                       "    expect: {homepage_category: bestsellers}\n")
+    assert report.failed == 1 and "t.yaml:2  a big spender" in text
+    assert "t.yaml:3:15: profile has no attribute `lifetme_value`; did you mean `lifetime_value`?" in text
+    assert "t.yaml:3:48: profile.last_view has no attribute `categry`; did you mean `category`?" in text
+
+
+def test_request_fields_and_enum_values_are_checked_against_the_schema(run):
+    report, text = run("defaults:\n  request: {channel: wbe}\n"
+                       "cases:\n  - name: x\n    expect: {homepage_category: bestsellers}\n")
+    assert not report.results
+    assert ("t.yaml:2:13: in defaults: request.channel is one of web, app, email, pos, kiosk, call_centre, "
+            "not `wbe`; did you mean `web`?") in text
+    report, text = run("cases:\n  - name: x\n    request: {chanel: web, device: Mobile}\n"
+                       "    expect: {homepage_category: bestsellers}\n")
+    assert "t.yaml:3:15: request has no attribute `chanel`; did you mean `channel`?" in text
+    assert "t.yaml:3:28: request.device is one of desktop, mobile, tablet, kiosk, till, not `Mobile`; " \
+           "did you mean `mobile`?" in text
+
+
+@pytest.mark.parametrize("profile, says", [
+    ('{orders_count: "4"}', 'profile.orders_count is a number, but this is a text ("4"): write it without quotes'),
+    ("{sizes: {running-shoes: 42}}", 'profile.sizes["running-shoes"] is a string, but this is a number (42): '
+                                     'quote it, as in "42"'),
+    ('{consent: {email: "yes"}}', 'profile.consent.email is true/false, but this is a text ("yes")'),
+    ("{purchased_at: {shoes: yesterday}}", 'profile.purchased_at["shoes"] is a timestamp, but this is a text '
+                                           '("yesterday"): give an ISO-8601 time'),
+    ("{last_view: {at: 1795290000000}}", "profile.last_view.at is a timestamp, but this is a number "
+                                         "(1795290000000): it looks like milliseconds"),
+    ("{channels: web}", 'profile.channels is a set of strings, but this is a text ("web"): give a list'),
+    ("{home: {lat: 100, lon: 0}}", "profile.home is a location (geo), but this is a mapping"),
+    ("{cart: [a]}", "profile.cart is a group of attributes (skus, categories, items, value, updated_at), not a list"),
+])
+def test_a_profile_value_the_rules_would_read_as_missing_is_an_error(run, profile, says):
+    report, text = run(f"cases:\n  - name: x\n    profile: {profile}\n    expect: {{homepage_category: bestsellers}}\n")
+    assert report.failed == 1 and "t.yaml:3:" in text and says in text, text
+
+
+def test_values_the_schema_accepts_pass(run):
+    report, text = run("cases:\n"
+                       "  - name: every kind of value\n"
+                       "    customer_id: c-1\n"
+                       "    profile: {lifecycle: active, orders_count: 4, lifetime_value: 12.5, sizes: {shoes: '42'},\n"
+                       "              last_view: {category: socks, at: 2026-11-20T10:00:00Z}, channels: [web],\n"
+                       "              home: {lat: 51.5, lon: -0.1}, consent: {email: true}, loyalty_points: null,\n"
+                       "              visits: {web: [2026-11-20T10:00:00Z, 1795000000]}, first_seen_at: 1700000000}\n"
+                       "    request: {channel: web, device: mobile, location: [51.5, -0.1], store: s016}\n"
+                       "    expect: {homepage_category: socks}\n")
+    assert report.ok, text
+
+
+def test_a_numeric_customer_id_is_an_error(run):
+    report, text = run("cases:\n  - name: x\n    customer_id: 1001\n    expect: {homepage_category: bestsellers}\n")
+    assert 't.yaml:3:5: customer_id is text: quote it, as in customer_id: "1001"' in text
