@@ -147,7 +147,13 @@ def cmd_test(args) -> int:
         return 1
     report = ruletest.run(rs, args.rules, only=args.k)
     if not report.results and not report.errors:
-        print(f"maple: no rule tests found in {args.rules}/tests/*.yaml", file=sys.stderr)
+        where = os.path.join(args.rules, "tests", "*.yaml")
+        if report.deselected:
+            print(f"maple: no rule test name contains {args.k!r} ({report.deselected} case"
+                  f"{'s' * (report.deselected != 1)} in {where}; -k matches part of a name, any case)",
+                  file=sys.stderr)
+        else:
+            print(f"maple: no rule tests found in {where}", file=sys.stderr)
         return 1
     print(ruletest.render(report, verbose=args.verbose))
     return 0 if report.ok else 1

@@ -43,6 +43,8 @@ CASE_KEYS = {"name", "profile", "profile_file", "request", "request_file", "now"
 
 
 TOP_KEYS = {"defaults", "cases"}
+#: where rule tests are described for the people who write them
+DOC = "docs/marketers.md, section 4 \"Pin it down with rule tests\""
 DEFAULT_KEYS = CASE_KEYS - {"name"}
 
 
@@ -61,6 +63,20 @@ class Mismatch:
     what: str            # "value", "rule" or "source"
     expected: Any
     actual: Any
+
+    @property
+    def hint(self) -> str | None:
+        """A likely mistake in the expected value: 43 for the text "43"."""
+        if self.what != "value":
+            return None
+        number = (int, float)
+        if isinstance(self.actual, str) and isinstance(self.expected, (bool, *number)):
+            text = str(self.expected).lower() if isinstance(self.expected, bool) else str(self.expected)
+            return f'the decision gives text: write the expected value in quotes, as in "{text}"'
+        if isinstance(self.expected, str) and isinstance(self.actual, number) and not isinstance(self.actual, bool) \
+                and _is_number(self.expected):
+            return "the decision gives a number: write the expected value without quotes"
+        return None
 
 
 @dataclass
@@ -85,6 +101,7 @@ class CaseResult:
 class Report:
     results: list[CaseResult]
     errors: list[str]            # files that could not be read
+    deselected: int = 0          # cases whose name does not match ``only``
 
     @property
     def passed(self) -> int:
@@ -338,10 +355,10 @@ def load_file(path: Path, shown: str, ruleset=None) -> list[dict]:
     decisions they name are checked too."""
     doc, loader = _read_yaml(path, shown)
     if doc is None:
-        raise TestFileError(f"{shown}: the file is empty; a test file has a `cases:` list (see docs/rule-tests.md)")
+        raise TestFileError(f"{shown}: the file is empty; a test file has a `cases:` list (see {DOC})")
     if not isinstance(doc, dict):
         raise TestFileError(f"{shown}: a test file is a mapping with a `cases:` list and optional `defaults:`, "
-                            f"not {_describe(doc)} (see docs/rule-tests.md)")
+                            f"not {_describe(doc)} (see {DOC})")
     raw_cases = doc.get("cases")
     errors = [f"{_at(shown, mapping, key)}: {problem}" for mapping, key, problem in
               _unknown_keys(doc, TOP_KEYS, "at the top of the test file",
@@ -349,7 +366,7 @@ def load_file(path: Path, shown: str, ruleset=None) -> list[dict]:
     case_ids = {id(c) for c in raw_cases} if isinstance(raw_cases, list) else set()
     errors += _duplicates(loader, shown, case_ids)
     if "cases" not in doc:
-        errors.append(f"{shown}: a test file has a `cases:` list (see docs/rule-tests.md)")
+        errors.append(f"{shown}: a test file has a `cases:` list (see {DOC})")
     elif not isinstance(raw_cases, list):
         errors.append(f"{_at(shown, doc, 'cases')}: cases must be a list, each case starting with `- name: ...`")
         raw_cases = []
@@ -640,7 +657,7 @@ def find_files(rules_dir: Path) -> list[Path]:
 
 def run(ruleset, rules_dir, only: str | None = None) -> Report:
     rules_dir = Path(rules_dir)
-    results, errors = [], []
+    results, errors, deselected = [], [], 0
     for path in find_files(rules_dir):
         shown = _display(path)
         try:
@@ -651,7 +668,9 @@ def run(ruleset, rules_dir, only: str | None = None) -> Report:
         for case in cases:
             if only is None or only.lower() in str(case["name"]).lower():
                 results.append(run_case(ruleset, case, path.parent))
-    return Report(results, errors)
+            else:
+                deselected += 1
+    return Report(results, errors, deselected)
 
 
 def _display(p: Path) -> str:
@@ -682,6 +701,8 @@ def render(report: Report, verbose: bool = False) -> str:
             lines.append(f"      {m.decision}{label}:")
             lines.append(f"        expected {_fmt(m.expected)}")
             lines.append(f"        actual   {_fmt(m.actual)}")
+            if m.hint:
+                lines.append(f"        hint: {m.hint}")
         if r.explanation:
             lines.append("      explanation:")
             lines += ["        " + line for line in r.explanation.rstrip().splitlines()]

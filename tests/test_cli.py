@@ -110,6 +110,24 @@ def test_decide_now_out_of_range_is_refused_not_a_traceback(pack, now, says):
     assert f"argument --now: '{now}' {says}" in r.stderr
 
 
+def test_test_k_matching_no_case_says_so(pack):
+    d = pack('decision d: string default "x"\n')
+    (d / "tests").mkdir()
+    (d / "tests" / "t.yaml").write_text("cases:\n  - name: the default\n    expect: {d: x}\n")
+    r = maple("test", f"{d}/", "-k", "zzz")
+    assert r.returncode == 1
+    assert f"maple: no rule test name contains 'zzz' (1 case in {d}/tests/*.yaml;" in r.stderr
+    assert "//" not in r.stderr
+    r = maple("test", str(d), "-k", "DEFAULT")
+    assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout
+
+
+def test_test_without_test_files_says_where_it_looked(pack):
+    d = pack('decision d: string default "x"\n')
+    r = maple("test", f"{d}/")
+    assert r.returncode == 1 and f"maple: no rule tests found in {d}/tests/*.yaml" in r.stderr
+
+
 def test_compile_dis(pack):
     d = pack('decision d: string\nrule r when profile.s == "a" then d = "b"\n')
     r = maple("compile", "--dis", str(d))

@@ -279,3 +279,29 @@ def test_values_the_schema_accepts_pass(run):
 def test_a_numeric_customer_id_is_an_error(run):
     report, text = run("cases:\n  - name: x\n    customer_id: 1001\n    expect: {homepage_category: bestsellers}\n")
     assert 't.yaml:3:5: customer_id is text: quote it, as in customer_id: "1001"' in text
+
+
+def test_a_file_without_cases_points_at_the_section_of_the_docs_that_describes_them(run):
+    report, text = run("defaults: {now: 2026-11-23T10:00:00Z}\n")
+    assert "t.yaml: a test file has a `cases:` list (see docs/marketers.md, section 4 " \
+           "\"Pin it down with rule tests\")" in text
+    assert "rule-tests.md" not in text
+    doc = (RULES.parent / "docs" / "marketers.md").read_text()
+    assert "\n## 4. Pin it down with rule tests" in doc
+
+
+def test_a_number_expected_of_a_text_decision_gets_a_hint_to_quote_it(run):
+    report, text = run("cases:\n"
+                       "  - name: size 43\n"
+                       "    profile: {sizes: {running-shoes: '43'}}\n"
+                       "    request: {category: running-shoes}\n"
+                       "    expect: {prefill_size: 43}\n")
+    assert report.failed == 1
+    assert 'expected 43\n        actual   "43"\n        hint: the decision gives text: write the expected value ' \
+           'in quotes, as in "43"' in text
+
+
+def test_only_counts_the_cases_it_leaves_out(run):
+    report, _ = run("cases:\n  - {name: one, expect: {homepage_category: bestsellers}}\n"
+                    "  - {name: two, expect: {homepage_category: bestsellers}}\n", only="ONE")
+    assert (report.passed, report.deselected) == (1, 1)
