@@ -21,6 +21,13 @@ A test file is any ``*.yaml`` file under ``RULES/tests/``::
 Each case reports pass or fail; a failure shows expected and actual values
 and the explanation of the decision.  ``run`` is also the gate live reload
 uses: a pack whose tests fail is not swapped in.
+
+Files are read strictly (docs/marketers.md, section 4): unknown keys, keys
+given twice, a case that checks nothing, unknown decisions, a ``now`` out
+of range and inline profiles and requests that do not fit the pack's
+schema are errors at file:line:col.  A problem with the file as a whole is
+one of ``Report.errors`` (its cases do not run); a problem with one case
+fails that case.
 """
 from __future__ import annotations
 
