@@ -271,15 +271,16 @@ def _time(value) -> tuple[float | None, str | None]:
 
 
 def _json_file(base: Path, rel, where: str) -> dict:
-    path = (base / str(rel)).resolve()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads((base / str(rel)).resolve().read_text(encoding="utf-8"))
     except OSError as err:
         raise TestFileError(f"{where}: cannot read {rel}: {err.strerror or err}")
     except json.JSONDecodeError as err:
         raise TestFileError(f"{where}: {rel} is not valid JSON (line {err.lineno}: {err.msg})")
     except UnicodeDecodeError as err:
         raise TestFileError(f"{where}: {rel} is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8")
+    except ValueError as err:                    # a name with a NUL in it
+        raise TestFileError(f"{where}: cannot read {_fmt(rel)}: {err}")
     except RecursionError:
         raise TestFileError(f"{where}: {rel} nests lists or objects too deeply")
     if not isinstance(data, dict):

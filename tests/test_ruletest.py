@@ -305,3 +305,8 @@ def test_only_counts_the_cases_it_leaves_out(run):
     report, _ = run("cases:\n  - {name: one, expect: {homepage_category: bestsellers}}\n"
                     "  - {name: two, expect: {homepage_category: bestsellers}}\n", only="ONE")
     assert (report.passed, report.deselected) == (1, 1)
+
+
+def test_a_file_name_with_a_nul_fails_the_case_not_the_run(run):
+    report, text = run('cases:\n  - name: x\n    profile_file: "a\\u0000b"\n    expect: {homepage_category: x}\n')
+    assert report.failed == 1 and 'cannot read "a\\u0000b": embedded null byte' in text, text
