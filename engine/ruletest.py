@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -41,18 +42,16 @@ from typing import Any
 import yaml
 
 from .diagnostics import did_you_mean, q
-from .eval.explain import render_text
 from .eval import values
+from .eval.explain import render_text
 from .eval.values import time_problem
 
+TOP_KEYS = {"defaults", "cases"}
 CASE_KEYS = {"name", "profile", "profile_file", "request", "request_file", "now", "customer_id", "expect",
              "expect_rule", "expect_source"}
-
-
-TOP_KEYS = {"defaults", "cases"}
+DEFAULT_KEYS = CASE_KEYS - {"name"}
 #: where rule tests are described for the people who write them
 DOC = "docs/marketers.md, section 4 \"Pin it down with rule tests\""
-DEFAULT_KEYS = CASE_KEYS - {"name"}
 
 
 class TestFileError(Exception):
@@ -92,7 +91,7 @@ class CaseResult:
     line: int
     name: str
     mismatches: list[Mismatch] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None     # why the case could not run: one line per problem
     explanation: str = ""
 
     @property
@@ -107,7 +106,7 @@ class CaseResult:
 @dataclass
 class Report:
     results: list[CaseResult]
-    errors: list[str]            # files that could not be read
+    errors: list[str]            # problems of files that could not be read, one each
     deselected: int = 0          # cases whose name does not match ``only``
 
     @property
@@ -296,9 +295,9 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def _input_problems(raw: dict, base: Path) -> list[tuple[dict, Any, str]]:
-    """(mapping, key, problem) for what is wrong with the form of a case's (or the
-    defaults') inputs: a profile or request that is not a mapping, a file
-    name that is not text, a ``now`` that is not a time."""
+    """(mapping, key, problem) for what is wrong with the form of a case's
+    (or the defaults') inputs: a profile or request that is not a mapping, a
+    file name or customer id that is not text, a ``now`` that is not a time."""
     problems = []
     for key, example in (("profile", "{lifecycle: vip}"), ("request", "{channel: web}")):
         value = raw.get(key)
@@ -327,7 +326,6 @@ def _input_problems(raw: dict, base: Path) -> list[tuple[dict, Any, str]]:
 def _relative(name: str, base: Path) -> str:
     """``name`` as a path from ``base``: a path written from the current
     directory (rules/data/x.json) becomes ../data/x.json for rules/tests."""
-    import os
     if not (base / name).exists() and Path(name).exists():
         return os.path.relpath(Path(name).resolve(), base.resolve())
     return name
@@ -682,7 +680,6 @@ def run(ruleset, rules_dir, only: str | None = None) -> Report:
 
 
 def _display(p: Path) -> str:
-    import os
     rel = os.path.relpath(p)
     return str(p) if rel.startswith("..") else rel
 
