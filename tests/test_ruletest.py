@@ -310,3 +310,12 @@ def test_only_counts_the_cases_it_leaves_out(run):
 def test_a_file_name_with_a_nul_fails_the_case_not_the_run(run):
     report, text = run('cases:\n  - name: x\n    profile_file: "a\\u0000b"\n    expect: {homepage_category: x}\n')
     assert report.failed == 1 and 'cannot read "a\\u0000b": embedded null byte' in text, text
+
+
+def test_the_reload_gate_reports_every_problem_of_a_case_on_one_line(run):
+    from engine.service.reload import tests_error
+    report, _ = run("cases:\n  - name: two typos\n    nwo: 1\n    expects: {homepage_category: x}\n")
+    err = tests_error(report, "v1")
+    assert "\n" not in err.message and "\n" not in err.test_failures[0].message
+    assert err.test_failures[0].location.endswith("t.yaml:2") and err.test_failures[0].name == "two typos"
+    assert "unknown key `nwo` in a case; did you mean `now`?; " in err.test_failures[0].message
