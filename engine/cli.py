@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -46,17 +47,25 @@ def _load_json(path: str, what: str):
 
 def parse_time(text: str) -> float:
     """--now: seconds since the epoch or ISO-8601 (UTC when no zone is given)."""
+    from .eval.values import time_problem
     try:
-        return float(text)
+        t = float(text)
     except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither seconds since the epoch nor an ISO-8601 time")
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+        try:
+            dt = datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither seconds since the epoch nor an ISO-8601 time "
+                                             f"(such as 2026-11-23T10:00:00Z)")
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        try:
+            t = dt.timestamp()
+        except (OverflowError, ValueError):
+            t = math.inf
+    problem = time_problem(t)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}")
+    return t
 
 
 def _print_diagnostics(diags, fmt: str, stream=sys.stderr) -> None:
@@ -138,7 +147,13 @@ def cmd_test(args) -> int:
         return 1
     report = ruletest.run(rs, args.rules, only=args.k)
     if not report.results and not report.errors:
-        print(f"maple: no rule tests found in {args.rules}/tests/*.yaml", file=sys.stderr)
+        where = os.path.join(args.rules, "tests", "*.yaml")
+        if report.deselected:
+            print(f"maple: no rule test name contains {args.k!r} ({report.deselected} case"
+                  f"{'s' * (report.deselected != 1)} in {where}; -k matches part of a name, any case)",
+                  file=sys.stderr)
+        else:
+            print(f"maple: no rule tests found in {where}", file=sys.stderr)
         return 1
     print(ruletest.render(report, verbose=args.verbose))
     return 0 if report.ok else 1

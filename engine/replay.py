@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from argparse import ArgumentTypeError
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,10 @@ def read_samples(path: str | Path, limit: int | None = None, default_now: float 
                 profile, request = doc["profile"], doc.get("request") or {}
                 now = doc.get("now")
                 if isinstance(now, str):
-                    now = parse_time(now)
+                    try:
+                        now = parse_time(now)
+                    except ArgumentTypeError as err:
+                        raise ReplayInputError(f"{path}:{i}: now: {err}")
                 cid = doc.get("customer_id")
             else:
                 profile, request, now, cid = doc, {}, None, None

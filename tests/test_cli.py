@@ -97,6 +97,37 @@ def test_decide_bad_profile_file(pack, tmp_path):
     assert r.returncode != 0 and "not valid JSON" in r.stderr
 
 
+@pytest.mark.parametrize("now, says", [
+    ("1795290000000", "looks like milliseconds (2026-11-21T19:40:00Z); give seconds since the epoch (1795290000)"),
+    ("nan", "is not a number of seconds"),
+    ("99999999999999999", "is out of range"),
+    ("0001-01-01T00:00:00+05:00", "is out of range"),
+])
+def test_decide_now_out_of_range_is_refused_not_a_traceback(pack, now, says):
+    d = pack('decision d: string default "x"\nrule r when profile.n > 1 then d = "big"\n')
+    r = maple("decide", "--rules", str(d), "--now", now, "--explain")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"argument --now: '{now}' {says}" in r.stderr
+
+
+def test_test_k_matching_no_case_says_so(pack):
+    d = pack('decision d: string default "x"\n')
+    (d / "tests").mkdir()
+    (d / "tests" / "t.yaml").write_text("cases:\n  - name: the default\n    expect: {d: x}\n")
+    r = maple("test", f"{d}/", "-k", "zzz")
+    assert r.returncode == 1
+    assert f"maple: no rule test name contains 'zzz' (1 case in {d}/tests/*.yaml;" in r.stderr
+    assert "//" not in r.stderr
+    r = maple("test", str(d), "-k", "DEFAULT")
+    assert r.returncode == 0 and "1 passed, 0 failed" in r.stdout
+
+
+def test_test_without_test_files_says_where_it_looked(pack):
+    d = pack('decision d: string default "x"\n')
+    r = maple("test", f"{d}/")
+    assert r.returncode == 1 and f"maple: no rule tests found in {d}/tests/*.yaml" in r.stderr
+
+
 def test_compile_dis(pack):
     d = pack('decision d: string\nrule r when profile.s == "a" then d = "b"\n')
     r = maple("compile", "--dis", str(d))

@@ -65,6 +65,13 @@ def test_bad_lines_are_named(tmp_path):
         list(read_samples(path))
 
 
+def test_a_bad_now_on_a_line_is_named(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"profile": {}, "now": "2026-11-23T10:00:00Z"}\n{"profile": {}, "now": "1795290000000"}\n')
+    with pytest.raises(ReplayInputError, match=r"bad.jsonl:2: now: '1795290000000' looks like milliseconds"):
+        list(read_samples(path))
+
+
 def test_cli_json(changed_rules, customers):
     r = subprocess.run([sys.executable, "-m", "engine", "replay", "--rules", str(changed_rules), "--against",
                         str(RULES), "--profiles", str(customers), "--now", NOW, "--format", "json"],

@@ -46,6 +46,15 @@ def _iso(t: float):
         return t
 
 
+def _when(t: float) -> str:
+    """The time of a decision for a person; one out of datetime's range
+    (the callers reject those, but a library caller may not) as its number."""
+    try:
+        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return f"{t!r} seconds since the epoch (not a date)"
+
+
 def _values_seen(ctx: Context, e: ast.Expr) -> dict:
     """The attributes (and map lookups) an expression reads, with their values."""
     seen = {}
@@ -173,8 +182,7 @@ def _failure_lines(f: dict, indent: str) -> list[str]:
 
 def render_text(result) -> str:
     """A DecisionSet, with explanations, for a person to read."""
-    when = datetime.fromtimestamp(result.now, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") \
-        if result.now is not None else "no clock"
+    when = "no clock" if result.now is None else _when(result.now)
     lines = [f"ruleset {result.version}, decided at {when}", ""]
     for name, o in result.outcomes.items():
         value = o.value

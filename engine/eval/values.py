@@ -165,6 +165,26 @@ def haversine_km(a, b):
 MIN_TIME, MAX_TIME = -62135596800.0, 253402300799.0
 
 
+#: a time in seconds beyond this (the year 5138) is taken for milliseconds
+MILLISECONDS_FROM = 1e11
+
+
+def time_problem(t: float) -> str | None:
+    """Why ``t`` cannot be the time of a decision (a test's ``now``, ``--now``),
+    or None: not a number, milliseconds, or outside 0001..9999."""
+    if not math.isfinite(t):
+        return "is not a number of seconds"
+    if abs(t) >= MILLISECONDS_FROM and MIN_TIME <= t / 1000 <= MAX_TIME:
+        seconds = math.floor(t / 1000)
+        when = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (f"looks like milliseconds ({when}); give seconds since the epoch ({seconds}) "
+                f"or an ISO-8601 time such as {when}")
+    if not MIN_TIME <= t <= MAX_TIME:
+        return ("is out of range: give seconds since the epoch (0001-01-01 to 9999-12-31) "
+                "or an ISO-8601 time such as 2026-11-23T10:00:00Z")
+    return None
+
+
 def _days(t):
     return None if t is None or not (MIN_TIME <= t <= MAX_TIME) else math.floor(t / 86400.0)
 

@@ -154,7 +154,8 @@ def tests_error(report: ruletest.Report, version: str) -> LoadError:
         failures.append(TestFailure(where, "(test file)", what or text))
     for r in report.results:
         if not r.passed:
-            failures.append(TestFailure(r.where, r.name, r.error or "; ".join(_mismatch(m) for m in r.mismatches)))
+            failures.append(TestFailure(r.where, r.name, r.error.replace("\n", "; ") if r.error
+                                        else "; ".join(_mismatch(m) for m in r.mismatches)))
     first = failures[0]
     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
     message = f"version {version} compiles but its rule tests fail: {first.location}: {first.name}: {first.message}{more}"
