@@ -1,6 +1,6 @@
 """``maple``: the command line.
 
-    maple check RULES [--format json]          diagnostics; exit 1 on errors
+    maple check RULES [--format json] [--data DIR]   diagnostics, rules and store data; exit 1 on errors
     maple compile RULES [--dis]                compile; print the IR with --dis
     maple decide --rules RULES --profile P.json [--request R.json] [--explain]
     maple test RULES                           rule tests (RULES/tests/*.yaml); exit 1 on failure
@@ -84,11 +84,59 @@ def cmd_check(args) -> int:
     sources = read_sources(args.rules, diags)
     if not diags.has_errors:
         compile_sources(sources, diags)
-    shown = [d for d in diags if d.is_error or not args.no_warnings]
+    data_dir = check_data_dir(args.rules, args.data)
+    data = check_data(data_dir) if data_dir else None
+    shown = [d for d in diags if d.is_error or not args.no_warnings] + (data.errors if data else [])
     _print_diagnostics(shown, args.format)
-    if args.format == "text" and not diags.has_errors:
-        print(f"{args.rules}: ok ({len(sources)} file{'s' * (len(sources) != 1)})", file=sys.stderr)
-    return 1 if diags.has_errors else 0
+    failed = diags.has_errors or (data is not None and not data.ok)
+    if args.format == "text":
+        if data is not None and data.notes:
+            print("\n".join(data.notes), file=sys.stderr)
+        if not failed:
+            what = f"{len(sources)} file{'s' * (len(sources) != 1)}" + (f"; {data.loaded}" if data else "")
+            print(f"{args.rules}: ok ({what})", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class DataCheck:
+    """What ``maple check`` found in the store data: the loader's errors
+    (they print as rule diagnostics do), notes on what the server would
+    leave out, and what it would load."""
+
+    def __init__(self, errors, notes=(), loaded: str = ""):
+        self.errors, self.notes, self.loaded = list(errors), list(notes), loaded
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check_data_dir(rules: str, data: str | None) -> str:
+    """The store data ``maple serve --rules RULES [--data DATA]`` would load:
+    --data, else RULES/data when it holds a stores.csv ("" for none)."""
+    from .server.config import ServeConfig
+    return ServeConfig(rules=rules, data=data or "").data_dir
+
+
+def check_data(directory: str) -> DataCheck:
+    """Load the store data as the server does.  A bad row is an error here,
+    though the server skips it and serves the rest: a row that would be left
+    out (and the stock of a store or sku left out with it) is what a check
+    before a deploy is for."""
+    from .inventory.loader import InventoryLoadError, load_dir
+    try:
+        result = load_dir(directory)
+    except InventoryLoadError as err:
+        return DataCheck(err.errors, [f"{directory}: the store data cannot be used; the server would not load it"])
+    report, data = result.report, result.data
+    stock = sum(len(by_store) for by_store in data.stock.values())
+    counts = f"{len(data.stores)} stores, {len(data.catalog)} skus, {stock} stock rows"
+    notes = []
+    if report.dropped:
+        notes.append(f"({report.dropped} more data error{'s' * (report.dropped != 1)} not shown)")
+    if report.summary():
+        notes.append(f"{directory}: {report.summary()}; the server skips them and loads the rest ({counts})")
+    return DataCheck(report.errors, notes, f"store data in {directory}: {counts}")
 
 
 # ---------------------------------------------------------------- compile
@@ -235,13 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    c = sub.add_parser("check", help="check a rules directory; exit 1 on errors",
-                       description="Check every *.rules file under RULES. Diagnostics go to stderr "
+    c = sub.add_parser("check", help="check a rules directory and its store data; exit 1 on errors",
+                       description="Check every *.rules file under RULES, and the store data maple serve "
+                                   "would load (stores.csv, catalog.csv, inventory.csv in --data, default "
+                                   "RULES/data when it holds a stores.csv). Diagnostics go to stderr "
                                    "as path:line:col: error[CODE]: message. Exit 0 when there are "
-                                   "no errors (warnings allowed), 1 otherwise.")
+                                   "no errors (warnings allowed), 1 otherwise: a data row the server "
+                                   "would skip is an error.")
     c.add_argument("rules", metavar="RULES", help="rules directory (or one .rules file)")
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.add_argument("--no-warnings", action="store_true", help="show errors only")
+    c.add_argument("--data", metavar="DIR",
+                   help="the store data to check, as maple serve --data (default RULES/data when it holds "
+                        "a stores.csv; none: the rules only)")
     c.set_defaults(func=cmd_check)
 
     c = sub.add_parser("test", help="run the rule tests beside the rules (RULES/tests/*.yaml)",

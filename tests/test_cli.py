@@ -68,6 +68,60 @@ def test_check_empty_directory(tmp_path):
     assert r.returncode == 1 and "E001" in r.stderr
 
 
+CLEAN = 'decision d: string default "x"\nrule r when profile.n > 1 then d = "y"\n'
+
+
+def bad_data(directory: Path) -> Path:
+    """The test data with store s003's lat out of range and one quantity not a number."""
+    from tests.inventory.conftest import INVENTORY, STORES, write_data
+    directory.mkdir(exist_ok=True)
+    stores = STORES.replace("s003,Borough,3 King Street,London,51.5,", "s003,Borough,3 King Street,London,591.56,")
+    inventory = INVENTORY.replace("s001,TEE-001,M,3", "s001,TEE-001,M,two")
+    return write_data(directory, stores=stores, inventory=inventory)
+
+
+def test_check_checks_the_store_data_beside_the_rules(pack):
+    """maple check finds RULES/data as maple serve does; a row the server
+    would skip is an error (exit 1), named file:line:col with its column and
+    text, and the summary says what the server would leave out."""
+    from tests.inventory.conftest import write_data
+    d = pack(CLEAN)
+    (d / "data").mkdir()
+    write_data(d / "data")
+    r = maple("check", str(d))
+    assert r.returncode == 0, r.stderr
+    assert f"{d}: ok (2 files; store data in {d / 'data'}: 5 stores, 3 skus, 7 stock rows)" in r.stderr
+    bad_data(d / "data")
+    r = maple("check", str(d))
+    assert r.returncode == 1
+    lines = [l for l in r.stderr.splitlines() if ": error[" in l]
+    assert lines == [
+        f"{d / 'data' / 'stores.csv'}:4:35: error[D105]: column `lat`: `591.56`: must be between -90 and 90",
+        f"{d / 'data' / 'inventory.csv'}:4:1: error[D108]: column `store`: store s003 was skipped (its row "
+        f"{d / 'data' / 'stores.csv'}:4 has errors), so its 2 stock rows are skipped too",
+        f"{d / 'data' / 'inventory.csv'}:7:16: error[D104]: column `quantity`: `two`: a quantity is a whole "
+        f"number of items, e.g. 3"], r.stderr
+    assert "^~~~~~" in r.stderr and "3 errors, 0 warnings" in r.stderr and ": ok" not in r.stderr
+    assert (f"{d / 'data'}: skipped 2 rows with errors (stores.csv: 1, inventory.csv: 1) and 2 stock rows that "
+            f"refer to a skipped store or sku; the server skips them and loads the rest") in r.stderr
+    assert maple("check", str(d), "--data", "none").returncode == 0      # the rules only
+
+
+def test_check_data_elsewhere_json_and_unusable_files(pack, tmp_path):
+    d = pack(CLEAN)
+    elsewhere = bad_data(tmp_path / "store-data")
+    r = maple("check", str(d), "--data", str(elsewhere), "--format", "json")
+    assert r.returncode == 1
+    diags = json.loads(r.stderr)
+    assert [(x["code"], x["line"], x.get("column")) for x in diags] == [
+        ("D105", 4, "lat"), ("D108", 4, "store"), ("D104", 7, "quantity")]
+    assert diags[0]["path"] == str(elsewhere / "stores.csv") and diags[0]["severity"] == "error"
+    (elsewhere / "stores.csv").write_text("id,name\ns1,x\n")
+    r = maple("check", str(d), "--data", str(elsewhere))
+    assert r.returncode == 1 and "stores.csv:1:1: error[D003]: the header lacks" in r.stderr
+    assert "the store data cannot be used" in r.stderr
+
+
 def test_decide_prints_json(pack, tmp_path):
     d = pack('decision d: string default "x"\nrule r when profile.n > 1 then d = "big" because "n is big"\n')
     prof = tmp_path / "p.json"

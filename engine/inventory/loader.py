@@ -88,6 +88,21 @@ class DataError:
     def location(self) -> str:
         return self.span.location() if self.span is not None else ""
 
+    def to_dict(self) -> dict:
+        """As ``Diagnostic.to_dict`` (``maple check --format json``), with the column."""
+        d = {"code": self.code, "severity": self.severity.value, "message": self.message}
+        if self.span is not None:
+            line, col = self.span.source.line_col(self.span.start)
+            end_line, end_col = self.span.source.line_col(self.span.end)
+            d.update(path=self.span.path, line=line, col=col, end_line=end_line, end_col=end_col)
+        if self.column:
+            d["column"] = self.column
+        if self.help:
+            d["help"] = self.help
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
     def __str__(self) -> str:
         return render_one_line(self)
 
@@ -108,11 +123,38 @@ class LoadReport:
     errors: list[DataError] = field(default_factory=list)
     dropped: int = 0                                  # errors beyond MAX_REPORTED
     rows: dict[str, int] = field(default_factory=dict)     # file -> rows loaded
-    skipped: dict[str, int] = field(default_factory=dict)  # file -> rows skipped
+    skipped: dict[str, int] = field(default_factory=dict)  # file -> rows skipped (orphaned ones included)
+    orphaned: dict[str, int] = field(default_factory=dict)  # file -> rows skipped only because they refer
+                                                            # to a store or sku whose own row was skipped
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def rows_with_errors(self) -> int:
+        """Rows skipped for a problem of their own."""
+        return sum(self.skipped.values()) - self.rows_orphaned
+
+    @property
+    def rows_orphaned(self) -> int:
+        """Rows skipped because the store or sku they refer to was skipped."""
+        return sum(self.orphaned.values())
+
+    def summary(self) -> str:
+        """What was left out, in rows: "skipped 2 rows with errors (stores.csv: 1,
+        inventory.csv: 1) and 115 stock rows that refer to a skipped store or
+        sku"; "" when every row loaded."""
+        parts = []
+        if self.rows_with_errors:
+            per_file = ", ".join(f"{name}: {n - self.orphaned.get(name, 0)}" for name, n in self.skipped.items()
+                                 if n - self.orphaned.get(name, 0))
+            n = self.rows_with_errors
+            parts.append(f"{n} row{'s' * (n != 1)} with errors ({per_file})")
+        if self.rows_orphaned:
+            n = self.rows_orphaned
+            parts.append(f"{n} stock row{'s' * (n != 1)} that refer{'s' * (n == 1)} to a skipped store or sku")
+        return "skipped " + " and ".join(parts) if parts else ""
 
     def add(self, err: DataError) -> None:
         if len(self.errors) < MAX_REPORTED:
@@ -228,8 +270,10 @@ class _Table:
             return None
         return _Row(self, lineno, [f.strip() for f in fields])
 
-    def skip(self, row: _Row) -> None:
+    def skip_orphan(self, row: _Row) -> None:
+        """Skip a row that refers to a skipped store or sku."""
         self.report.skipped[self.name] += 1
+        self.report.orphaned[self.name] = self.report.orphaned.get(self.name, 0) + 1
 
     def done(self, row: _Row) -> bool:
         """Count the row as loaded (True) or skipped (False)."""
@@ -406,7 +450,7 @@ class _Loader:
             orphan = self.orphan(row)
             if orphan is not None:               # refers to a skipped store or sku: one error per key
                 orphans.setdefault(orphan, [row.line, 0])[1] += 1
-                t.skip(row)
+                t.skip_orphan(row)
                 continue
             store = row.get("store", lambda raw: self.known(raw, stores, STORES, "store"))
             sku = row.get("sku", lambda raw: self.known(raw, catalog, CATALOG, "sku"))

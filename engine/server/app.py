@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..service.decide import Decider
 from ..service.events import EventRecorder
-from ..service.inventory import InventoryHolder, InventoryStores
+from ..service.inventory import InventoryHolder, InventoryStores, log_load
 from ..service.reload import LocalTarget, ProcessCompiler, RulesManager
 from ..service.rules import RulesetHolder
 from ..service.sources import open_profile_source
@@ -233,10 +233,10 @@ class DecisionNode:
     """The decision service of one process: ruleset holder, decider,
     gRPC server with health and reflection, metrics hooks."""
 
-    def __init__(self, cfg: ServeConfig, metrics: bool):
+    def __init__(self, cfg: ServeConfig, metrics: bool, report_data: bool = True):
         self.cfg = cfg
         self.holder = RulesetHolder()
-        self.inventory = InventoryHolder.open(cfg.data_dir)
+        self.inventory = InventoryHolder.open(cfg.data_dir, report=report_data)   # a worker's supervisor reports
         self.profiles = open_store_or_exit(cfg, self.inventory.known_stores())
         self.decider = Decider(self.holder, self.profiles, InventoryStores(self.inventory))
         recorder = on_result = None
@@ -420,10 +420,7 @@ def inventory_listener(holder, reload):
         except ServiceError as err:
             log.error("data: the store data was not reloaded; the current data keeps serving: %s", err)
             return
-        info = summary.info
-        log.info("data: store data reloaded from %s: %d stores, %d skus, %d stock rows (version %d)%s",
-                 info.directory, info.stores, info.skus, info.stock_rows, info.version,
-                 f"; {len(summary.problems)} rows skipped" if summary.problems else "")
+        log_load("reloaded", summary.info, summary.report, log)
     return on_change
 
 

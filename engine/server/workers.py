@@ -44,7 +44,7 @@ def worker_main(cfg: ServeConfig, address: str, blob, conn) -> None:
     from .app import DecisionNode, settle_heap, setup_logging, stop_event
     setup_logging(cfg.log_level)
     stop = stop_event()
-    node = DecisionNode(cfg, metrics=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")))
+    node = DecisionNode(cfg, metrics=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")), report_data=False)
     try:
         node.listen(address)
     except SystemExit as err:

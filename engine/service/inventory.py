@@ -18,7 +18,7 @@ from typing import Sequence
 
 from ..inventory import Inventory
 from ..inventory.availability import Snapshot, StockUpdate, UpdateResult, nearby_in
-from ..inventory.loader import InventoryLoadError
+from ..inventory.loader import InventoryLoadError, LoadReport
 from ..inventory.location import locate_point
 from ._decide import inventory_nearby
 from .errors import FailedPrecondition, InvalidArgument
@@ -27,6 +27,8 @@ from .sources import NearbyFound, NearbyQuery
 log = logging.getLogger("maple.inventory")
 
 MAX_CHANGES = 100_000
+#: data problems logged one per line at a load; the rest are counted (``maple check`` lists them all)
+MAX_LOGGED = 20
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,26 @@ class InventoryInfo:
 class ReloadSummary:
     info: InventoryInfo
     problems: tuple[str, ...]
+    report: LoadReport | None = None
+
+
+def log_load(what: str, info: InventoryInfo, report: LoadReport | None, logger: logging.Logger = log) -> None:
+    """Log a load of the data files: each problem (``file:line:col: error[Dxxx]:
+    column `c`: `text`: ...``, at most :data:`MAX_LOGGED`) at WARNING, then
+    one line with the counts and what was skipped: the rows with errors and
+    the stock rows dropped with a skipped store or sku (WARNING when
+    anything was, INFO otherwise).  ``what``: "loaded" or "reloaded"."""
+    report = report if report is not None else LoadReport()
+    for err in report.errors[:MAX_LOGGED]:
+        logger.warning("data: %s", err)
+    unlogged = len(report.errors) + report.dropped - MAX_LOGGED
+    if unlogged > 0:
+        logger.warning("data: ... and %d more problem%s (maple check lists them all)", unlogged,
+                       "s" * (unlogged != 1))
+    summary = report.summary()
+    (logger.warning if summary else logger.info)(
+        "data: store data %s from %s: %d stores, %d skus, %d stock rows (version %d)%s", what, info.directory,
+        info.stores, info.skus, info.stock_rows, info.version, f"; {summary}" if summary else "")
 
 
 class InventoryHolder:
@@ -58,17 +80,18 @@ class InventoryHolder:
         return bool(self.directory) and files_signature(self.directory) != self.signature
 
     @classmethod
-    def open(cls, directory: str | Path | None) -> "InventoryHolder":
-        """Load the data files; no directory (or no stores.csv) means no data."""
+    def open(cls, directory: str | Path | None, report: bool = True) -> "InventoryHolder":
+        """Load the data files; no directory (or no stores.csv) means no data.
+        ``report``: log the load and its problems (:func:`log_load`); a worker
+        of several does not, its supervisor reads the same files and does."""
         if not directory or not (Path(directory) / "stores.csv").exists():
             return cls(directory or "", None, 0.0)
         signature = files_signature(directory)      # before reading: a later edit is then seen as one
-        inventory, report = Inventory.from_dir(directory)
-        for err in report.errors[:20]:
-            log.warning("inventory: %s", err)
-        if report.errors:
-            log.warning("inventory: %d rows skipped (first ones above)", len(report.errors) + report.dropped)
-        return cls(directory, inventory, time.time(), signature)
+        inventory, load_report = Inventory.from_dir(directory)
+        holder = cls(directory, inventory, time.time(), signature)
+        if report:
+            log_load("loaded", holder.info(), load_report)
+        return holder
 
     def known_stores(self) -> "KnownStores | None":
         """The store ids events may name, following reloads of the data
@@ -97,7 +120,7 @@ class InventoryHolder:
                                      + "; ".join(str(e) for e in err.errors[:10]))
         self.loaded_at = time.time()
         self.signature = signature
-        return ReloadSummary(self.info(), tuple(str(e) for e in report.errors[:100]))
+        return ReloadSummary(self.info(), tuple(str(e) for e in report.errors[:100]), report)
 
     def info(self) -> InventoryInfo:
         if self.inventory is None:

@@ -5,6 +5,10 @@ on its rule tests, swap it in atomically, keep every version for rollback.
 
     rules dir ─ read ─▶ sources ─ same fingerprint as last time? ─▶ nothing to do
                             │
+                            │ the live version's rules (only the tests changed, or an
+                            │ edit was reverted)? ─▶ its rule tests run in the compiler;
+                            │   a failure is kept and logged as a refused edit's is
+                            │   (rejected_version: the live one), nothing is swapped
                             ▼ compiler: another process, so that no decision
                               thread waits on the GIL while a pack compiles
                           build + rule tests (RULES/tests/*.yaml), and the version's
@@ -156,10 +160,24 @@ def tests_error(report: ruletest.Report, version: str) -> LoadError:
         if not r.passed:
             failures.append(TestFailure(r.where, r.name, r.error.replace("\n", "; ") if r.error
                                         else "; ".join(_mismatch(m) for m in r.mismatches)))
+    message = f"version {version} compiles but its rule tests fail: {_first_failure(failures)}"
+    return LoadError(time.time(), message, (), "tests", tuple(failures), "", version)
+
+
+def live_tests_error(err: LoadError) -> LoadError:
+    """``err`` (failing tests) when the tested version is the live one: only
+    the tests changed, so nothing is refused but the tests themselves.  The
+    version is the rules' (a hash of the .rules files, not of the tests), so
+    ``rejected_version`` is the live version."""
+    message = (f"the rule tests fail against the live version {err.rejected_version} (its rules are unchanged): "
+               f"{_first_failure(err.test_failures)}")
+    return dataclasses.replace(err, message=message)
+
+
+def _first_failure(failures) -> str:
     first = failures[0]
     more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-    message = f"version {version} compiles but its rule tests fail: {first.location}: {first.name}: {first.message}{more}"
-    return LoadError(time.time(), message, (), "tests", tuple(failures), "", version)
+    return f"{first.location}: {first.name}: {first.message}{more}"
 
 
 def _mismatch(m) -> str:
@@ -454,6 +472,7 @@ class RulesManager:
             self._seen = key
             current = self.current
             if current is not None and version == current.version:
+                self._test_live(sources, trigger, t0)
                 self._consistent(t0)
                 return ReloadResult(version, current, False)
             compiled = self.compiler.compile(payload_of(sources), self.rules_dir, self.run_tests,
@@ -461,6 +480,23 @@ class RulesManager:
             if compiled.error is not None:
                 raise self._refuse(dataclasses.replace(compiled.error, trigger=trigger), t0)
             return self._install(compiled.bundle, expected_version, trigger, key, t0)
+
+    def _test_live(self, sources: list[SourceFile], trigger: str, t0: float) -> None:
+        """The directory holds the live rules, but its rule tests may not be
+        the ones they last passed (a test file changed, or a refused edit was
+        reverted): run them against the live rules, in the compiler as any
+        reload's tests.  Raises (through :meth:`_refuse`) when one fails; the
+        live version serves on, as it would after a refused edit."""
+        if not self.run_tests or not ruletest.find_files(Path(self.rules_dir)):
+            return
+        compiled = self.compiler.compile(payload_of(sources), self.rules_dir, True)
+        if compiled.error is not None:
+            error = compiled.error
+            if error.failure == "tests":
+                error = live_tests_error(error)
+            raise self._refuse(dataclasses.replace(error, trigger=trigger), t0)
+        log.info("%s: the rules in %s are the live version %s; its %d rule tests pass", trigger, self.rules_dir,
+                 compiled.bundle.version, compiled.bundle.tests_passed)
 
     def _check_expected(self, expected_version: str | None) -> None:
         if not expected_version:
@@ -525,10 +561,15 @@ class RulesManager:
         else:
             lines = [f"{f.location}: {f.name}: {f.message}" for f in err.test_failures]
         lines = lines or [err.message]
+        shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
         serving = f"still serving {self.current.version}" if self.current is not None else "nothing is served"
-        log.error("%s: the rules in %s were not loaded (%s); %s:\n  %s", err.trigger or "reload", self.rules_dir,
-                  {"compile": "errors", "tests": "rule tests fail", "read": "cannot read them"}[err.failure],
-                  serving, "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""))
+        if err.failure == "tests" and self.current is not None and err.rejected_version == self.current.version:
+            log.error("%s: the rule tests in %s fail against the live version %s (its rules are unchanged; it "
+                      "keeps serving):\n  %s", err.trigger or "reload", self.rules_dir, self.current.version, shown)
+        else:
+            log.error("%s: the rules in %s were not loaded (%s); %s:\n  %s", err.trigger or "reload", self.rules_dir,
+                      {"compile": "errors", "tests": "rule tests fail", "read": "cannot read them"}[err.failure],
+                      serving, shown)
         if self.store is not None:
             try:
                 self.store.record_rejected(lines, err.trigger or "reload")

@@ -145,6 +145,28 @@ def test_stock_of_a_skipped_store_is_one_error_not_one_per_row(tmp_path):
     assert result.data.quantity("s004", "RUN-001", "42") == 2
 
 
+def test_the_report_counts_rows_with_errors_apart_from_the_stock_dropped_with_their_store(tmp_path):
+    """A bad store row takes its stock with it: the summary says so in rows,
+    not in errors (one D108 stands for all of a store's stock rows)."""
+    stores = STORES.replace("s003,Borough,3 King Street,London,51.5,", "s003,Borough,3 King Street,London,591.56,")
+    inventory = INVENTORY.replace("s001,TEE-001,M,3", "s001,TEE-001,M,two") + "s003,TEE-001,S,1\n"
+    report = load_dir(write_data(tmp_path, stores=stores, inventory=inventory)).report
+    assert [e.code for e in report.errors] == ["D105", "D108", "D104"]
+    assert (report.rows_with_errors, report.rows_orphaned, report.orphaned) == (2, 3, {"inventory.csv": 3})
+    assert report.summary() == ("skipped 2 rows with errors (stores.csv: 1, inventory.csv: 1) and 3 stock rows "
+                                "that refer to a skipped store or sku")
+    assert load_dir(write_data(tmp_path)).report.summary() == ""
+
+
+def test_a_data_error_has_the_json_form_of_a_diagnostic(tmp_path):
+    inventory = INVENTORY.replace("s001,TEE-001,M,3", "s001,TEE-001,M,two")
+    err = load_dir(write_data(tmp_path, inventory=inventory)).report.errors[0]
+    assert err.to_dict() == {"code": "D104", "severity": "error", "column": "quantity",
+                             "message": "column `quantity`: `two`: a quantity is a whole number of items, e.g. 3",
+                             "path": str(tmp_path / "inventory.csv"), "line": 7, "col": 16, "end_line": 7,
+                             "end_col": 19}
+
+
 def test_stock_of_a_skipped_sku_is_skipped_unless_a_later_row_fixes_it(tmp_path):
     catalog = CATALOG + "SCK-001,Socks,socks,S M\nJKT-001,Jacket,Jackets,S M\nJKT-001,Jacket,jackets,S M\n"
     catalog = catalog.replace("SCK-001,Socks,socks,S M", "SCK-001,Socks,socks,")

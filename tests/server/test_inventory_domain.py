@@ -1,6 +1,7 @@
 """The stores source over the in-memory inventory, without a server."""
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from engine.inventory.availability import StockUpdate
 from engine.service.errors import FailedPrecondition
 from engine.service._decide import inventory_nearby as nearby_compiled
-from engine.service.inventory import InventoryHolder, InventoryStores, reference_nearby
+from engine.service.inventory import MAX_LOGGED, InventoryHolder, InventoryStores, reference_nearby
 from engine.service.sources import NearbyQuery
 
 from .conftest import ROOT
@@ -66,6 +67,83 @@ def test_changes_apply_and_a_broken_reload_keeps_the_data(tmp_path):
         holder.reload()
     assert holder.inventory.quantity("s016", "TEE-001", "M") == 7
     assert holder.info().stores == 320
+
+
+# ---------------------------------------------------------------- what a load with bad rows logs
+def damage(directory) -> int:
+    """Store s012's lat to 591.56, the first stock row's quantity to `two`
+    (the audit's edit); the number of s012's stock rows."""
+    stores = (directory / "stores.csv").read_text().split("\n")
+    fields = stores[12].split(",")
+    assert fields[0] == "s012"
+    fields[4] = "591.56"
+    stores[12] = ",".join(fields)
+    (directory / "stores.csv").write_text("\n".join(stores))
+    stock = (directory / "inventory.csv").read_text().split("\n")
+    stock[1] = stock[1].rsplit(",", 1)[0] + ",two"
+    (directory / "inventory.csv").write_text("\n".join(stock))
+    return sum(line.startswith("s012,") for line in stock)
+
+
+def logged(caplog, level):
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def assert_bad_rows_logged(caplog, directory, orphans: int, what: str) -> None:
+    warnings = logged(caplog, logging.WARNING)
+    assert any(f"{directory / 'stores.csv'}:13:" in w and "error[D105]: column `lat`: `591.56`" in w
+               for w in warnings), warnings
+    assert any(f"{directory / 'inventory.csv'}:2:" in w and "error[D104]: column `quantity`: `two`" in w
+               for w in warnings), warnings
+    assert any("error[D108]" in w and f"its {orphans} stock rows are skipped too" in w for w in warnings)
+    summary = [w for w in warnings if w.startswith(f"data: store data {what} from")]
+    assert len(summary) == 1 and summary[0].endswith(
+        f"; skipped 2 rows with errors (stores.csv: 1, inventory.csv: 1) and {orphans} stock rows that refer "
+        f"to a skipped store or sku"), summary
+    assert "319 stores" in summary[0]
+
+
+def test_a_startup_load_logs_each_bad_row_and_what_was_skipped(tmp_path, caplog):
+    shutil.copytree(DATA, tmp_path / "data")
+    orphans = damage(tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="maple"):
+        holder = InventoryHolder.open(tmp_path / "data")
+    assert holder.info().stores == 319
+    assert_bad_rows_logged(caplog, tmp_path / "data", orphans, "loaded")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="maple"):
+        InventoryHolder.open(tmp_path / "data", report=False)        # a worker: its supervisor reports
+    assert caplog.records == []
+
+
+def test_a_watched_reload_logs_each_bad_row_and_what_was_skipped(tmp_path, caplog):
+    from engine.server.app import inventory_listener
+    shutil.copytree(DATA, tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="maple"):
+        holder = InventoryHolder.open(tmp_path / "data")
+    assert logged(caplog, logging.WARNING) == []
+    assert any(m.startswith("data: store data loaded from") and "320 stores" in m
+               for m in logged(caplog, logging.INFO))
+    orphans = damage(tmp_path / "data")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="maple"):
+        inventory_listener(holder, holder.reload)([str(tmp_path / "data" / "stores.csv")])
+    assert holder.info().version == 2
+    assert_bad_rows_logged(caplog, tmp_path / "data", orphans, "reloaded")
+
+
+def test_the_logged_problems_are_capped(tmp_path, caplog):
+    shutil.copytree(DATA, tmp_path / "data")
+    stock = (tmp_path / "data" / "inventory.csv").read_text().split("\n")
+    for i in range(1, MAX_LOGGED + 6):
+        stock[i] = stock[i].rsplit(",", 1)[0] + ",-"
+    (tmp_path / "data" / "inventory.csv").write_text("\n".join(stock))
+    with caplog.at_level(logging.INFO, logger="maple"):
+        InventoryHolder.open(tmp_path / "data")
+    warnings = logged(caplog, logging.WARNING)
+    assert sum("error[D10" in w for w in warnings) == MAX_LOGGED
+    assert "data: ... and 5 more problems (maple check lists them all)" in warnings
+    assert warnings[-1].endswith(f"skipped {MAX_LOGGED + 5} rows with errors (inventory.csv: {MAX_LOGGED + 5})")
 
 
 # ---------------------------------------------------------------- the compiled answer against the reference

@@ -159,6 +159,40 @@ def test_an_edit_that_breaks_a_rule_test_is_not_swapped_in(pack, start_server):
     assert s.terminate() == 0
 
 
+def test_a_rule_test_edit_alone_is_run_against_the_live_rules(pack, start_server):
+    """Only a test file changes (the version does not): the watcher runs the
+    tests against the live rules and a failure is reported as a refused edit
+    is; the live version keeps serving; fixing the test clears the error."""
+    (pack / "tests").mkdir()
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST)
+    s = start_server(pack, "--watch", "on", "--watch-debounce-ms", "50")
+    s.wait_health()
+    v1 = state(s).ruleset.version
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST.replace("banner: vip", "banner: gold"))
+    r = wait_state(s, "the failing rule test", lambda r: r.HasField("last_error"))
+    assert r.ruleset.version == v1 == decide_version(s) and r.ruleset.origin == "startup"
+    err = r.last_error
+    assert (err.failure, err.trigger, err.rejected_version) == (apb.RELOAD_FAILURE_TESTS, "watch", v1)
+    f = err.test_failures[0]
+    assert f.location.endswith("banner.yaml:2") and 'expected "gold", actual "vip"' in f.message
+    assert metric(s, "maple_ruleset_last_reload_ok") == 0
+    assert metric(s, 'maple_ruleset_reload_failures_total{failure="tests"}') == 1
+    with pytest.raises(grpc.RpcError) as info:                    # ReloadRules answers as for a refused edit
+        admin(s).ReloadRules(apb.ReloadRulesRequest(), timeout=60)
+    assert info.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "rule tests fail" in info.value.details() and "banner.yaml:2" in info.value.details()
+    pf = error_details_pb2.PreconditionFailure()
+    rpc_status.from_call(info.value).details[0].Unpack(pf)
+    assert pf.violations[0].type == "RULE_TEST" and pf.violations[0].subject.endswith("banner.yaml:2")
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST + "  # fixed\n")
+    r = wait_state(s, "the error cleared", lambda r: not r.HasField("last_error"))
+    assert r.ruleset.version == v1 and metric(s, "maple_ruleset_last_reload_ok") == 1
+    assert admin(s).ReloadRules(apb.ReloadRulesRequest(), timeout=60).changed is False
+    assert s.terminate() == 0
+    log = s.stderr()
+    assert "fail against the live version" in log and 'expected "gold", actual "vip"' in log
+
+
 # ---------------------------------------------------------------- compare-and-swap
 def race(s: Server, expected: str) -> list:
     """Two ReloadRules with the same expected version, released together."""

@@ -72,6 +72,54 @@ def test_failing_rule_tests_keep_the_last_good_version(pack, tmp_path):
     assert m.last_error.failure == "tests" and m.last_error.test_failures[0].location.endswith("banner.yaml:2")
 
 
+def test_a_change_to_the_rule_tests_alone_runs_them_against_the_live_rules(pack, tmp_path):
+    """The rules' version is a hash of the .rules files: a test edit leaves it
+    as it is, but the tests must still gate the live rules.  A failing test
+    is reported as a refused edit is (last_error, FAILED_PRECONDITION with a
+    RULE_TEST violation, a rejected history line) with the live version as
+    rejected_version; the live rules keep serving; fixing the test clears it."""
+    (pack / "tests").mkdir()
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST)
+    m = manager(pack, tmp_path / "state")
+    v1 = m.load_initial().version
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST.replace("banner: vip", "banner: gold"))
+    with pytest.raises(FailedPrecondition) as info:
+        m.reload_if_changed()
+    assert info.value.violations[0][0] == "RULE_TEST" and info.value.violations[0][1].endswith("banner.yaml:2")
+    assert "the rule tests fail against the live version" in info.value.message
+    assert 'expected "gold", actual "vip"' in info.value.message
+    err = m.last_error
+    assert (err.failure, err.trigger, err.rejected_version) == ("tests", "watch", v1)
+    assert err.test_failures[0].name == "a VIP sees the VIP banner"
+    assert m.current.version == v1 == m.target.holder.current.version and m.origin == "startup"
+    assert m.reload_if_changed() is None               # the same failing test: reported already
+    with pytest.raises(FailedPrecondition):            # ReloadRules always looks, and says so again
+        m.reload()
+    assert m.last_error.trigger == "reload"
+    assert [e["event"] for e in m.store.history()] == ["live", "rejected", "rejected"]
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST)        # the test fixed: the error clears
+    r = m.reload_if_changed()
+    assert r is not None and not r.changed and r.ruleset.version == v1 and m.last_error is None
+
+
+def test_reverting_a_refused_edit_runs_the_tests_again(pack, tmp_path):
+    """A refused rule edit, then the rules put back while the test edited with
+    them still fails: the live rules fail it, so the error stays."""
+    (pack / "tests").mkdir()
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST)
+    m = manager(pack, tmp_path / "state")
+    v1 = m.load_initial().version
+    (pack / "tests" / "banner.yaml").write_text(BANNER_TEST.replace("banner: vip", "banner: gold"))
+    edit(pack / "decisions.rules", 'then banner = "vip"', 'then banner = "golden"')
+    with pytest.raises(FailedPrecondition):
+        m.reload_if_changed()
+    assert m.last_error.rejected_version != v1
+    edit(pack / "decisions.rules", 'then banner = "golden"', 'then banner = "vip"')
+    with pytest.raises(FailedPrecondition):
+        m.reload_if_changed()
+    assert m.last_error.rejected_version == v1 and m.current.version == v1
+
+
 def test_a_rollback_holds_until_the_directory_changes(pack, tmp_path):
     m = manager(pack, tmp_path / "state")
     v1 = m.load_initial().version
