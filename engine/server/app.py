@@ -236,7 +236,7 @@ class DecisionNode:
     def __init__(self, cfg: ServeConfig, metrics: bool, report_data: bool = True):
         self.cfg = cfg
         self.holder = RulesetHolder()
-        self.inventory = InventoryHolder.open(cfg.data_dir, report=report_data)   # a worker's supervisor reports
+        self.inventory = open_inventory_or_exit(cfg, report_data)   # a worker's supervisor reports
         self.profiles = open_store_or_exit(cfg, self.inventory.known_stores())
         self.decider = Decider(self.holder, self.profiles, InventoryStores(self.inventory))
         recorder = on_result = None
@@ -284,6 +284,21 @@ class DecisionNode:
         close = getattr(self.profiles, "close", None)
         if close is not None:
             close()
+
+
+def open_inventory_or_exit(cfg: ServeConfig, report: bool = True) -> InventoryHolder:
+    """The store data of ``--data``; a file the loader rejects as a whole (a
+    header without a required column, an unreadable file) stops the server
+    at start with every such problem named: there is no earlier data to
+    keep serving, and serving none would hide it.  (A reload of bad files
+    later keeps the data being served.)"""
+    from ..inventory import InventoryLoadError
+    try:
+        return InventoryHolder.open(cfg.data_dir, report=report)
+    except InventoryLoadError as err:
+        problems = "\n".join(f"  {e}" for e in err.errors)
+        raise SystemExit(f"maple serve: --data {cfg.data_dir}: the store data cannot be loaded "
+                         f"(`maple check` shows the same):\n{problems}")
 
 
 def open_store_or_exit(cfg: ServeConfig, known_stores=None):

@@ -286,7 +286,8 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
 
 def supervise(cfg: ServeConfig) -> int:
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
-                      announce, bind, inventory_listener, log_loaded, make_server, open_state, set_serving,
+                      announce, bind, inventory_listener, log_loaded, make_server, open_inventory_or_exit,
+                      open_state, set_serving,
                       start_watcher, stop_event)
     from ..service.inventory import InventoryHolder
     from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
@@ -308,7 +309,7 @@ def supervise(cfg: ServeConfig) -> int:
             load_key(cfg.state)                 # made once here, read by every worker
         rules = RulesManager(cfg.rules, fan, store=open_state(cfg), compiler=ProcessCompiler(), listener=listener,
                              watch=cfg.watch)
-        stock = FanoutInventory(fan, InventoryHolder.open(cfg.data_dir))
+        stock = FanoutInventory(fan, open_inventory_or_exit(cfg))
         fan.on_restart = stock.sync
         rules.load_initial()                    # before the workers start: they start serving it
         fan.start(cfg.worker_count)

@@ -206,3 +206,19 @@ def test_a_second_server_on_a_port_in_use_refuses_to_start(server, module_pack, 
     assert f"cannot listen on {taken} for {port}" in done.stderr
     stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
     assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"    # the first one serves on
+
+
+def test_store_data_that_cannot_be_loaded_stops_the_server_at_start_with_the_problem(module_pack, tmp_path):
+    """A stores.csv whose header lacks a required column is refused as a
+    whole: at start there is no earlier data to keep serving, so the server
+    exits naming file:line:col, not with a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("catalog.csv", "inventory.csv"):
+        (data / name).write_text((ROOT / "rules" / "data" / name).read_text())
+    (data / "stores.csv").write_text("id,name,address,city,lat,lon\ns001,Soho,1 High St,London,51.5,-0.1\n")
+    done = subprocess.run([sys.executable, "-m", "engine", "serve", "--rules", str(module_pack), "--data", str(data),
+                           "--listen", "127.0.0.1:0", "--admin-listen", "off", "--workers", "1", "--state", "off",
+                           "--watch", "off"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"{data / 'stores.csv'}:1:1: error[D003]: the header lacks `hours`" in done.stderr
