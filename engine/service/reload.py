@@ -519,9 +519,11 @@ class RulesManager:
             self.listener.reloaded("ok", None, seconds)
         self.last_error = None                       # after the metrics: GetRuleset never runs ahead of them
         self._save(rs, trigger, key)
-        log.info("%s: serving %s (was %s): compiled in %.0f ms, %d rule tests passed, swapped in %.1f ms, "
-                 "%.0f ms in all", trigger, rs.version, previous or "nothing", bundle.compile_seconds * 1000,
-                 bundle.tests_passed, swap_ms, seconds * 1000)
+        tested = ("a kept version, not tested again" if trigger == "rollback"
+                  else f"{bundle.tests_passed} rule tests passed")
+        log.info("%s: serving %s (was %s): compiled in %.0f ms, %s, swapped in %.1f ms, %.0f ms in all",
+                 trigger, rs.version, previous or "nothing", bundle.compile_seconds * 1000, tested, swap_ms,
+                 seconds * 1000)
         return ReloadResult(previous, rs, previous != rs.version)
 
     def _swap(self, bundle: Bundle, rs: Ruleset, expected_version: str | None, origin: str) -> str:
