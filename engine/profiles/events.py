@@ -42,6 +42,7 @@ MAX_ID_LENGTH = 200
 MAX_TEXT_LENGTH = 2000
 MAX_ITEMS = 500
 MAX_QTY = 10_000
+MAX_MONEY = 1_000_000           # a price or an order total, in the currency's units
 
 
 # ---------------------------------------------------------------- values
@@ -200,6 +201,9 @@ def _money(raw, c, path, cfg):
         return None
     if raw < 0:
         c.add(path, "V107")
+        return None
+    if raw > MAX_MONEY:
+        c.add(path, "V103", what=f"a number of at most {MAX_MONEY:,}")
         return None
     return float(raw)
 
@@ -475,8 +479,8 @@ def _fast_ident(raw, cfg):
 def _fast_money(raw, cfg):
     t = type(raw)
     if t is float:
-        return raw if 0.0 <= raw < math.inf else _BAD       # NaN fails the comparison
-    if t is int and 0 <= raw <= 2 ** 53:
+        return raw if 0.0 <= raw <= MAX_MONEY else _BAD     # NaN fails the comparison
+    if t is int and 0 <= raw <= MAX_MONEY:
         return float(raw)
     return _BAD
 

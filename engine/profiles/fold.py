@@ -43,6 +43,7 @@ from typing import Callable, Iterable
 from .events import DAY, Event
 
 FOLD_VERSION = 1
+MAX_CENTS = 2 ** 53          # lifetime value in cents: a float holds it exactly up to here
 
 
 @dataclass(frozen=True)
@@ -364,7 +365,8 @@ def _purchase(p, fb, e, cfg):
     items = e.data["items"]
     total = e.get("total")
     amount = total if total is not None else sum(it.amount for it in items)
-    fb["cents"] = fb.get("cents", 0) + round(amount * 100)
+    # capped where a float still holds cents exactly (and far inside the codec's int64)
+    fb["cents"] = min(fb.get("cents", 0) + round(amount * 100), MAX_CENTS)
     p["lifetime_value"] = fb["cents"] / 100
     p["orders_count"] = p.get("orders_count", 0) + 1
     p["first_purchase_at"] = _min(p.get("first_purchase_at"), e.timestamp)

@@ -239,7 +239,7 @@ def _merge_wishlist(p, f, fa, fb, cfg):
 
 def _merge_purchases(p, f, fa, fb, cfg):
     if "cents" in fa or "cents" in fb:
-        f["cents"] = fa.get("cents", 0) + fb.get("cents", 0)
+        f["cents"] = min(fa.get("cents", 0) + fb.get("cents", 0), F.MAX_CENTS)
         p["lifetime_value"] = f["cents"] / 100
     sa, sb = fa.get("skus"), fb.get("skus")
     if sa is None and sb is None:

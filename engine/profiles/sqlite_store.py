@@ -200,10 +200,11 @@ class SQLiteStore(ProfileStore):
 
     def _commit_group(self, tickets: Sequence[Ticket[Changes]]) -> None:
         """ONE transaction for the batches of concurrent callers (see
-        :class:`.ingest.GroupCommit`).  Each batch is planned (reads only) and then
-        written; a batch whose plan fails is left out alone, a failed write
-        fails the whole transaction.  Nothing is settled as a success before
-        COMMIT has returned."""
+        :class:`.ingest.GroupCommit`).  Each batch is planned (reads only), its
+        profiles encoded, and then written; a batch whose plan or encoding
+        fails is left out alone (its caller gets the error, the others go on),
+        a failed write fails the whole transaction.  Nothing is settled as a
+        success before COMMIT has returned."""
         db, state = self._db, self._state
         planned = []
         with self._write_lock:
@@ -214,8 +215,9 @@ class SQLiteStore(ProfileStore):
                     reader = Reader(db, state)
                     for t in tickets:
                         changes = self._plan_one(reader, t)
-                        if changes is not None:
-                            stored = self._write(db, changes)
+                        stored = self._encode_one(t, changes) if changes is not None else None
+                        if stored is not None:
+                            self._write(db, changes, stored)
                             state.wrote(changes, stored, reader.seq)   # the group's next batch reads it
                             planned.append((t, changes))
                     reader.write_seq()
@@ -252,21 +254,30 @@ class SQLiteStore(ProfileStore):
             raise sqlite3.OperationalError("the transaction was rolled back")
         return changes
 
+    def _encode_one(self, ticket: Ticket[Changes], changes: Changes) -> dict[str, bytes] | None:
+        """The batch's profiles as stored, before anything of it is written:
+        a profile the codec cannot write (a bug; e.g. an integer past int64)
+        fails its own caller, not the group's other batches."""
+        try:
+            return {cid: encode(p) for cid, p in changes.profiles.items()}
+        except Exception as err:
+            self._state.forget()    # the plan may have folded into profiles the state hands out
+            ticket.fail(self._failure(err))
+            return None
+
     def _failure(self, err: BaseException) -> BaseException:
         if isinstance(err, sqlite3.OperationalError):
             return StoreUnavailable(f"{self.url}: {err}; nothing was acknowledged")
         return err
 
-    def _write(self, db: sqlite3.Connection, changes: Changes) -> dict[str, bytes]:
-        """Write ``changes``; the profiles as stored."""
+    def _write(self, db: sqlite3.Connection, changes: Changes, stored: dict[str, bytes]) -> None:
+        """Write ``changes``, its profiles as ``stored`` (encoded)."""
         now = self.clock()
         if changes.deleted:
             db.executemany("DELETE FROM customers WHERE customer_id = ?", [(c,) for c in changes.deleted])
-        stored = {cid: encode(p) for cid, p in changes.profiles.items()}
         db.executemany(UPSERT_PROFILE, [(cid, blob, now) for cid, blob in stored.items()])
         db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", list(changes.aliases.items()))
         db.executemany("INSERT INTO events VALUES (?, ?, ?)", [(e, c, now) for e, c in changes.applied])
-        return stored
 
     # -- reads
     def _one(self, sql: str, args: tuple):

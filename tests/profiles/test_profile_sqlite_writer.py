@@ -146,6 +146,32 @@ def test_a_failing_batch_does_not_take_its_group_down(sqlite_url, monkeypatch):
         assert store.get("C1")["lifetime_value"] == 5.0
 
 
+def test_a_profile_the_codec_cannot_write_fails_its_own_batch_only(sqlite_url, monkeypatch):
+    """An encoding failure (a bug; an audit found one with an int64 overflow)
+    used to happen mid-write and roll back every caller's batch of the
+    group; now each batch's profiles are encoded before it writes."""
+    from engine.profiles import sqlite_store
+    real_encode = sqlite_store.encode
+
+    def encode(profile):
+        if profile.get("customer_id") == "C9":
+            raise OverflowError("can't serialize ints < -2**63")
+        return real_encode(profile)
+
+    monkeypatch.setattr(sqlite_store, "encode", encode)
+    with open_store(sqlite_url, clock=lambda: NOW, decoded_min_bytes=0) as store:
+        first, bad, last = Ticket([], 1), Ticket([], 1), Ticket([], 1)
+        first.work = validate_batch([ev("purchase", T0, items=[item("S1", price=2)])], NOW).events
+        bad.work = validate_batch([ev("purchase", T0, cid="C9", items=[item("S1", price=2)])], NOW).events
+        last.work = validate_batch([ev("purchase", T0 + 1, items=[item("S2", price=3)])], NOW).events
+        store._commit_group([first, bad, last])
+        assert isinstance(bad.error, OverflowError)
+        assert first.result().applied and last.result().applied
+        assert store.get("C1")["orders_count"] == 2 and store.get("C9") is None
+        store.apply([ev("purchase", T0 + 2, items=[item("S3", price=5)])])   # the writer's state is still right
+        assert store.get("C1")["lifetime_value"] == 10.0
+
+
 def test_a_plan_that_fails_after_folding_leaves_no_trace(sqlite_url, monkeypatch):
     """Plans fold into the profiles the writer keeps decoded; a plan that
     fails after folding must not leave its half-work there."""
