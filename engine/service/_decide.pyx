@@ -66,7 +66,11 @@ def decide_one(decider, rs, plan, q, deadline):
     names = q.decisions
     wanted = decider._wanted(rs, names) if names else None
     request = ctx.to_request()
-    cid = q.customer_id or None
+    # experiments assign by the profile's own id: a merged customer asked for
+    # by any of its ids (the survivor's or an alias) keeps one variant
+    cid = profile.get("customer_id")
+    if type(cid) is not str or not cid:
+        cid = q.customer_id or None
     raw = rs.run(profile, request, now, cid, wanted)
     dlog = decider.decision_log
     if dlog is not None:          # the outcomes are made on the log's thread, if sampled

@@ -109,3 +109,25 @@ def test_store_urls(tmp_path):
     assert src.get("a", None)["lifecycle"] == "vip" and src.get("zz", None) is None
     with pytest.raises(ValueError, match="unsupported profile store"):
         open_profile_source("mysql://localhost/profiles")
+
+
+def test_a_merged_customer_keeps_one_variant_whichever_id_is_sent():
+    """After a merge the profile is kept under the survivor's id and the
+    other id is an alias of it: experiments assign by the profile's
+    customer_id, so asking by either id gives the same variant (by the
+    request's id, these two ids fall in different buckets)."""
+    from pathlib import Path
+    from engine.eval.values import assign_variant
+    rs = load(Path(__file__).resolve().parents[2] / "rules")
+    ids = ("m-2", "acct-1")
+    variants = [("control", 5500), ("urgent", 10000)]          # cumulative upper bounds, after a 10 % holdout
+    assert assign_variant("offer_copy", 1000, variants, ids[0]) != assign_variant("offer_copy", 1000, variants, ids[1])
+    merged = {"customer_id": "m-2", "lifecycle": "active", "orders_count": 2, "lifetime_value": 120.0,
+              "consent": {"email": True, "push": True}}
+    d = Decider(RulesetHolder(rs), profiles=StaticProfiles({i: merged for i in ids}))   # an alias finds the survivor
+    got = []
+    for cid in ids:
+        r = d.decide(DecideQuery(customer_id=cid, context=RequestContext(timestamp=NOW)))
+        assert r.profile_status is ProfileStatus.STORED
+        got.append(r.next_best_offer.common.experiments)
+    assert got[0] == got[1] and got[0]
