@@ -116,11 +116,11 @@ class EventRecorder:
         try:
             result = self.sink.apply(raw) if raw else BatchResult()
         except StoreUnavailable as err:
-            raise Unavailable(f"the profile store is unavailable; no event was acknowledged "
-                              f"(retrying the batch is safe: event ids are applied once): {err}") from None
+            raise Unavailable(f"the profile store is unavailable; the batch is not acknowledged (retrying it "
+                              f"is safe: event ids are applied once): {err}") from None
         except StoreError as err:           # e.g. SQLite: disk full, I/O error: the batch was rolled back
-            raise Unavailable(f"the profile store failed; no event was acknowledged "
-                              f"(retrying the batch is safe: event ids are applied once): {err}") from None
+            raise Unavailable(f"the profile store failed; the batch is not acknowledged (retrying it "
+                              f"is safe: event ids are applied once): {err}") from None
         return RecordResult(outcomes(events, positions, result))
 
 

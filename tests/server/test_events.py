@@ -209,7 +209,7 @@ def test_a_failing_store_acknowledges_nothing_and_says_unavailable():
         def apply(self, raw_events):
             raise StoreError("disk I/O error; nothing was acknowledged")
 
-    with pytest.raises(Unavailable, match="no event was acknowledged"):
+    with pytest.raises(Unavailable, match="the batch is not acknowledged"):
         EventRecorder(Broken()).record([{"event_id": "e1"}])
 
 
