@@ -385,7 +385,9 @@ class RulesManager:
                 if compiled.bundle is not None:
                     return self._install(compiled.bundle, None, "startup", key, t0).ruleset
                 error = dataclasses.replace(compiled.error, trigger="startup")
-            self._refuse(error, t0)
+            fallback = self.store.current() if self.store is not None and self._owns_state() else None
+            self._refuse(error, t0, None if fallback is None else
+                         f"falling back to the last good version {fallback}, kept in {self.store.root}")
             return self._fall_back(error, t0)
 
     def _kept_rollback(self, key: str) -> str | None:
@@ -555,16 +557,19 @@ class RulesManager:
                      self.rules_dir, self.current.version)
             self.last_error = None
 
-    def _refuse(self, err: LoadError, t0: float) -> FailedPrecondition:
+    def _refuse(self, err: LoadError, t0: float, serving: str | None = None) -> FailedPrecondition:
         """Remember and report a pack that was not loaded; the caller raises
-        the returned status (ReloadRules) or swallows it (watcher)."""
+        the returned status (ReloadRules) or swallows it (watcher).
+        ``serving``: what serves instead, when it is not the live version
+        (at startup: the kept version about to be installed)."""
         if err.diagnostics:
             lines = [render_one_line(d) for d in err.diagnostics if d.is_error]
         else:
             lines = [f"{f.location}: {f.name}: {f.message}" for f in err.test_failures]
         lines = lines or [err.message]
         shown = "\n  ".join(lines[:20]) + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
-        serving = f"still serving {self.current.version}" if self.current is not None else "nothing is served"
+        if serving is None:
+            serving = f"still serving {self.current.version}" if self.current is not None else "nothing is served"
         if err.failure == "tests" and self.current is not None and err.rejected_version == self.current.version:
             log.error("%s: the rule tests in %s fail against the live version %s (its rules are unchanged; it "
                       "keeps serving):\n  %s", err.trigger or "reload", self.rules_dir, self.current.version, shown)

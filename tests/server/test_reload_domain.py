@@ -134,16 +134,21 @@ def test_a_rollback_holds_until_the_directory_changes(pack, tmp_path):
         m.rollback("0000000000000")
 
 
-def test_a_restart_falls_back_only_to_its_own_rules_dirs_versions(tmp_path):
+def test_a_restart_falls_back_only_to_its_own_rules_dirs_versions(tmp_path, caplog):
     state = tmp_path / "state"
     a, b = write_pack(tmp_path / "a"), write_pack(tmp_path / "b", "\nconst other = 1\n")
     va = manager(a, state).load_initial().version
     (a / "decisions.rules").write_text("rule oops when\n")
     m = manager(a, state)
+    caplog.clear()
     assert m.load_initial().version == va and m.origin == "state" and m.last_error.failure == "compile"
+    refused = next(r.getMessage() for r in caplog.records if "were not loaded" in r.getMessage())
+    assert f"falling back to the last good version {va}" in refused and "nothing is served" not in refused
     manager(b, state).load_initial()              # the state directory now belongs to b
     m = manager(a, state)
+    caplog.clear()
     assert m.load_initial() is None and m.current is None
+    assert any("nothing is served" in r.getMessage() for r in caplog.records)
 
 
 def test_a_ruleset_from_a_bundle_decides_and_explains_like_a_built_one(pack):
