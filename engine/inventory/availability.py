@@ -18,13 +18,16 @@ stock of another.
 
 Update semantics (docs/inventory.md):
 
-* ``quantity=n`` sets the count (n >= 0); ``delta=d`` adds d.  A delta that
-  would go below zero clamps to 0 (a sale recorded against a count that was
-  already stale must not make the item look "in stock" later) and the index
-  is reported in ``UpdateResult.clamped``.
+* ``quantity=n`` sets the count (0 <= n <= ``MAX_QUANTITY``); ``delta=d``
+  adds d.  A delta that would go below zero clamps to 0 (a sale recorded
+  against a count that was already stale must not make the item look "in
+  stock" later), one that would go above ``MAX_QUANTITY`` clamps to it (the
+  count stays one a client can be sent), and the index is reported in
+  ``UpdateResult.clamped``.
 * A bad update (unknown store, unknown sku, a size the sku does not come in,
-  neither or both of quantity/delta, a non-integer) is reported by index in
-  ``UpdateResult.errors``; the rest of the batch is applied, as one batch.
+  neither or both of quantity/delta, a non-integer, a quantity out of
+  0..MAX_QUANTITY) is reported by index in ``UpdateResult.errors``; the rest
+  of the batch is applied, as one batch.
 * Updates within a batch apply in order; a reload replaces all counts,
   including those set by updates since the last load (the files are the
   new truth).
@@ -42,7 +45,7 @@ from .geo import GeoIndex, check_query
 from .loader import LoadReport, load_dir
 from ._nearby import ItemIndex
 from .location import Location, locate
-from .model import InventoryData, StoreAvailability, local_weekday_minute
+from .model import MAX_QUANTITY, InventoryData, StoreAvailability, local_weekday_minute
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,7 +75,7 @@ class UpdateError:
 @dataclass(frozen=True)
 class UpdateResult:
     applied: int                      # updates applied
-    clamped: tuple[int, ...]          # indices of deltas that clamped at zero
+    clamped: tuple[int, ...]          # indices of deltas that clamped at 0 or MAX_QUANTITY
     errors: tuple[UpdateError, ...]   # updates rejected, by index
     version: int                      # the snapshot version after the batch
 
@@ -270,18 +273,19 @@ def _check(u: StockUpdate, data: InventoryData) -> tuple[str, str] | None:
         return "size", f"{u.sku} comes in {' '.join(item.sizes)}, not {u.size!r}"
     if (u.quantity is None) == (u.delta is None):
         return "quantity", "give exactly one of quantity (a count) or delta (a change)"
-    if u.quantity is not None and (type(u.quantity) is not int or u.quantity < 0):
-        return "quantity", f"a quantity is a whole number >= 0, not {u.quantity!r}"
+    if u.quantity is not None and (type(u.quantity) is not int or not 0 <= u.quantity <= MAX_QUANTITY):
+        return "quantity", f"a quantity is a whole number from 0 to {MAX_QUANTITY}, not {u.quantity!r}"
     if u.delta is not None and type(u.delta) is not int:
         return "delta", f"a delta is a whole number, not {u.delta!r}"
     return None
 
 
 def _apply_one(by_store: dict[str, int], u: StockUpdate) -> bool:
-    """Apply one checked update to a private table; True when it clamped."""
+    """Apply one checked update to a private table; True when it clamped
+    (at 0 or at MAX_QUANTITY)."""
     if u.quantity is not None:
         by_store[u.store_id] = u.quantity
         return False
     n = by_store.get(u.store_id, 0) + u.delta
-    by_store[u.store_id] = max(n, 0)
-    return n < 0
+    by_store[u.store_id] = min(max(n, 0), MAX_QUANTITY)
+    return not 0 <= n <= MAX_QUANTITY

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfoNotFoundError, available_timezones
 
 from ..diagnostics import Severity, did_you_mean, q, render_all, render_one_line
 from ..source import SourceFile, Span
-from .model import CatalogItem, InventoryData, OpeningHours, Store, zone
+from .model import MAX_QUANTITY, CatalogItem, InventoryData, OpeningHours, Store, zone
 from .public_holidays import NoHolidays, public_holidays
 
 STORES, CATALOG, INVENTORY = "stores.csv", "catalog.csv", "inventory.csv"
@@ -347,12 +347,18 @@ def _number_in(low: float, high: float) -> Callable[[str], float]:
     return convert
 
 
+_QUANTITY_DIGITS = len(str(MAX_QUANTITY))
+
+
 def _count(raw: str) -> int:
     if raw.startswith("-") and raw[1:].isdigit():
         raise _Bad("D105", "a quantity cannot be negative")
     if not raw.isascii() or not raw.isdigit():
         raise _Bad("D104", "a quantity is a whole number of items, e.g. 3")
-    return int(raw)
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > _QUANTITY_DIGITS or int(digits) > MAX_QUANTITY:    # int() never sees a long text
+        raise _Bad("D105", f"a quantity is at most {MAX_QUANTITY}")
+    return int(digits)
 
 
 @lru_cache(maxsize=4096)

@@ -22,6 +22,12 @@ _MONTH_INDEX = {m: i + 1 for i, m in enumerate(MONTHS)}
 _YEAR = re.compile(r"^\d{4}$")
 _DAY_OF_MONTH = re.compile(r"^(\d{1,2})(?:-(\d{1,2}))?$")
 _ONE_DAY = timedelta(days=1)
+#: the most one (store, sku, size) row may hold.  A count is sent to clients
+#: as StoreAvailability.quantity, an int32, and the compiled store index
+#: holds it in 64 bits: a bound well inside both keeps every count
+#: representable.  inventory.csv rows above it are refused (D105), absolute
+#: counts above it rejected, and deltas clamp at it (docs/inventory.md).
+MAX_QUANTITY = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)

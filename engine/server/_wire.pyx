@@ -605,8 +605,6 @@ cdef object _query(Reader *r):
             raw_json = PyBytes_FromStringAndSize(<const char *> body.p, body.end - body.p)
         else:                                # profile (a Struct), unknown fields
             raise _Fallback()
-    profile = None
-    size = 0
     if raw_json:
         try:
             profile = DECODE_JSON(raw_json)
@@ -614,9 +612,9 @@ cdef object _query(Reader *r):
             raise _Fallback()                # the runtime path says what is wrong with it
         if type(profile) is not dict:
             raise _Fallback()
-        size = len(raw_json)
-    return QUERY(customer_id, profile, size, context if context is not None else CONTEXT(),
-                 tuple(decisions), explain)
+        return QUERY(customer_id, profile, len(raw_json), context if context is not None else CONTEXT(),
+                     tuple(decisions), explain, True)      # snapshot_json: errors name profile_json
+    return QUERY(customer_id, None, 0, context if context is not None else CONTEXT(), tuple(decisions), explain)
 
 
 def decide_query(bytes raw):

@@ -32,6 +32,7 @@ from ..service.events import EventRecorder
 from ..service.inventory import InventoryHolder, InventoryStores, log_load
 from ..service.reload import LocalTarget, ProcessCompiler, RulesManager
 from ..service.rules import RulesetHolder
+from ..service.errors import ServiceError
 from ..service.sources import open_profile_source
 from .config import ServeConfig
 from .pb.maple.v1 import admin_pb2 as apb
@@ -39,8 +40,9 @@ from .pb.maple.v1 import decision_pb2 as pb
 from .pb.maple.v1 import events_pb2 as epb
 from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
 from .events import EventsServicer
-from . import wire
+from . import nesting, wire
 from .servicers import AdminServicer, DecisionServicer
+from .status import abort as abort_with
 
 log = logging.getLogger("maple.server")
 
@@ -76,15 +78,20 @@ def make_server(threads: int, max_concurrent_rpcs: int | None, max_message_bytes
                        maximum_concurrent_rpcs=max_concurrent_rpcs, interceptors=list(interceptors))
 
 
-def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide: bool = False, parse=None):
+def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide: bool = False, parse=None,
+              on_parse_error=None):
     """A unary handler that parses the request itself (INVALID_ARGUMENT on
     garbage) and records the RPC's status and server time.  With
     ``response_cls`` None, ``method`` returns the response's wire bytes
     (engine.server.wire) and gRPC sends them as they are.  ``parse`` reads
     the request's bytes for ``method`` (default ``request_cls.FromString``;
-    it raises on bytes that are not a ``request_cls``).  ``decide``: an
-    answered call's time, from the request's bytes to the response, is also
-    recorded as a Decide's (maple_decide_seconds)."""
+    it raises on bytes that are not a ``request_cls``).  ``on_parse_error``
+    (raw, error), called only when ``parse`` raised, may say more than "not
+    a valid message": it raises a ServiceError to answer with, or returns
+    the request for ``method`` after all, or None for the generic answer
+    (engine.server.nesting).  ``decide``: an answered call's time, from the
+    request's bytes to the response, is also recorded as a Decide's
+    (maple_decide_seconds)."""
     parse = parse or request_cls.FromString
     perf = time.perf_counter
     what = request_cls.DESCRIPTOR.full_name
@@ -95,8 +102,8 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide
         try:
             try:
                 request = parse(raw)
-            except Exception:                     # DecodeError, recursion limit, bad UTF-8
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {what}")
+            except Exception as err:              # DecodeError, recursion limit, bad UTF-8
+                request = _unparsed(raw, err, on_parse_error, context, what)
             return method(request, context)
         except BaseException:
             c = context.code()
@@ -109,6 +116,22 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide
     # response_cls None: the method returns the response's wire bytes itself
     serialize = response_cls.SerializeToString if response_cls is not None else None
     return grpc.unary_unary_rpc_method_handler(handle, request_deserializer=None, response_serializer=serialize)
+
+
+def _unparsed(raw: bytes, err: Exception, on_parse_error, context, what: str):
+    """The error path of ``raw_unary``'s parse: ``on_parse_error``'s request,
+    or the call aborted with its ServiceError or as not a valid ``what``."""
+    if on_parse_error is not None:
+        try:
+            request = on_parse_error(raw, err)
+        except ServiceError as bad:
+            abort_with(context, bad)
+        except Exception:
+            log.exception("on_parse_error failed on a %s the runtime could not parse", what)
+        else:
+            if request is not None:
+                return request
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {what}")
 
 
 ENCODERS = ("wire", "runtime")
@@ -134,8 +157,10 @@ def decision_handler(servicer: DecisionServicer, recorder=None, encoder: str = "
         decide, batch = (None, servicer.decide_bytes), (None, servicer.decide_batch_bytes)
         parse_decide, parse_batch = wire.decide_request, wire.batch_request
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, True, parse_decide),
-        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, *batch, recorder, parse=parse_batch),
+        "Decide": raw_unary("Decide", pb.DecideRequest, *decide, recorder, True, parse_decide,
+                            nesting.decide_parse_error),
+        "DecideBatch": raw_unary("DecideBatch", pb.DecideBatchRequest, *batch, recorder, parse=parse_batch,
+                                 on_parse_error=nesting.batch_parse_error),
     })
 
 

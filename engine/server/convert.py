@@ -110,8 +110,9 @@ def context_from_pb(c: pb.RequestContext) -> RequestContext:
                           location, c.store or None, timestamp, attributes)
 
 
-def _profile(r: pb.DecideRequest) -> tuple[dict | None, int]:
-    """The snapshot (from profile_json or the profile Struct) and its wire size."""
+def _profile(r: pb.DecideRequest) -> tuple[dict | None, int, bool]:
+    """The snapshot (from profile_json or the profile Struct), its wire size,
+    and whether it came as profile_json."""
     raw = r.profile_json
     if raw:
         if r.HasField("profile"):
@@ -122,21 +123,22 @@ def _profile(r: pb.DecideRequest) -> tuple[dict | None, int]:
             raise InvalidArgument([FieldViolation("profile_json", f"not valid JSON: {str(err)[:200]}")])
         if type(value) is not dict:
             raise InvalidArgument([FieldViolation("profile_json", "must be a JSON object")])
-        return value, len(raw)
+        return value, len(raw), True
     if r.HasField("profile"):
-        return struct_to_dict(r.profile), r.profile.ByteSize()
-    return None, 0
+        return struct_to_dict(r.profile), r.profile.ByteSize(), False
+    return None, 0, False
 
 
 def query_from_pb(r: pb.DecideRequest) -> DecideQuery:
-    profile, size = _profile(r)
+    profile, size, from_json = _profile(r)
     return DecideQuery(
         customer_id=r.customer_id or None,
         profile=profile,
         snapshot_bytes=size,
         context=context_from_pb(r.context) if r.HasField("context") else RequestContext(),
         decisions=tuple(r.decisions),
-        explain=r.explain)
+        explain=r.explain,
+        snapshot_json=from_json)
 
 
 # ---------------------------------------------------------------- results

@@ -37,7 +37,8 @@ class InvalidArgument(ServiceError):
         self.violations = list(violations)
         first = self.violations[0]
         more = f" (and {len(self.violations) - 1} more)" if len(self.violations) > 1 else ""
-        super().__init__(f"{first.field}: {first.description}{more}")
+        where = f"{first.field}: " if first.field else ""       # "": the request as a whole
+        super().__init__(f"{where}{first.description}{more}")
 
     def prefixed(self, prefix: str) -> "InvalidArgument":
         return InvalidArgument([v.prefixed(prefix) for v in self.violations])

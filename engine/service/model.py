@@ -71,6 +71,7 @@ class DecideQuery(msgspec.Struct):
     context: RequestContext = msgspec.field(default_factory=RequestContext)
     decisions: tuple[str, ...] = ()      # empty: all
     explain: bool = False
+    snapshot_json: bool = False          # the snapshot came as DecideRequest.profile_json (errors name that)
 
 
 # ---------------------------------------------------------------- results

@@ -74,11 +74,14 @@ def violations(q: DecideQuery, decision_names) -> list[FieldViolation]:
             if name not in known:
                 bad.append(FieldViolation(f"decisions[{i}]", f"unknown decision {name[:64]!r}; the pack decides: "
                                           + ", ".join(sorted(known))))
-    for path, value in (("profile", q.profile), ("context.attributes", ctx.attributes)):
-        if value is not None and (path != "profile" or not 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES):
-            problem = _shape_problem(value)
-            if problem:
-                bad.append(FieldViolation(path, problem))
+    if q.profile is not None and not 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES:
+        problem = _shape_problem(q.profile)
+        if problem:                                  # named as the client sent it
+            bad.append(FieldViolation("profile_json" if q.snapshot_json else "profile", problem))
+    if ctx.attributes is not None:
+        problem = _shape_problem(ctx.attributes)
+        if problem:
+            bad.append(FieldViolation("context.attributes", problem))
     return bad
 
 

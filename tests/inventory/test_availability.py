@@ -8,6 +8,7 @@ import pytest
 
 from engine.eval.values import haversine_km
 from engine.inventory import Inventory, InventoryData, StockUpdate, StoreAvailability, load_dir
+from engine.inventory.model import MAX_QUANTITY
 
 from .conftest import STORES, write_data
 
@@ -106,6 +107,32 @@ def test_a_delta_below_zero_clamps_and_is_reported(small):
     assert result.applied == 2 and result.clamped == (0,)
     assert small.quantity("s001", "RUN-001", "42") == 0
     assert small.quantity("s003", "RUN-001", "42") == 3
+
+
+def test_a_count_above_the_maximum_is_rejected_by_index(small):
+    # a count beyond MAX_QUANTITY cannot be sent to a client (int32) or held by the store index (int64)
+    result = small.apply([StockUpdate("s001", "RUN-001", "42", quantity=2**40),
+                          StockUpdate("s001", "RUN-001", "42", quantity=2**63 - 1),
+                          StockUpdate("s001", "RUN-001", "42", quantity=MAX_QUANTITY + 1),
+                          StockUpdate("s003", "RUN-001", "42", quantity=MAX_QUANTITY)])
+    assert [(e.index, e.field) for e in result.errors] == [(0, "quantity"), (1, "quantity"), (2, "quantity")]
+    assert f"from 0 to {MAX_QUANTITY}, not {2**40}" in result.errors[0].message
+    assert result.applied == 1 and result.clamped == ()
+    assert small.quantity("s001", "RUN-001", "42") == 1 and small.quantity("s003", "RUN-001", "42") == MAX_QUANTITY
+
+
+def test_a_delta_above_the_maximum_clamps_and_is_reported(small):
+    result = small.apply([StockUpdate("s001", "RUN-001", "42", quantity=MAX_QUANTITY),
+                          StockUpdate("s001", "RUN-001", "42", delta=5),            # over by 5
+                          StockUpdate("s003", "RUN-001", "42", delta=2**63 - 1),    # over by far
+                          StockUpdate("s004", "RUN-001", "42", delta=MAX_QUANTITY - 2),
+                          StockUpdate("s004", "RUN-001", "42", delta=-2**63)])      # and back below zero
+    assert (result.applied, result.clamped, result.errors) == (5, (1, 2, 4), ())
+    assert small.quantity("s001", "RUN-001", "42") == MAX_QUANTITY
+    assert small.quantity("s003", "RUN-001", "42") == MAX_QUANTITY
+    assert small.quantity("s004", "RUN-001", "42") == 0
+    found = small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5)
+    assert [(a.store_id, a.quantity) for a in found] == [("s001", MAX_QUANTITY), ("s003", MAX_QUANTITY)]
 
 
 def test_bad_updates_are_reported_by_index_and_the_rest_applied(small):

@@ -118,6 +118,9 @@ def test_unquoted_split_hours_get_a_help_about_quoting_them(tmp_path):
     ("s001,RUN-001,39,1", "size", "D109", "RUN-001 comes in 40 41 42 43"),
     ("s001,RUN-001,43,-1", "quantity", "D105", "cannot be negative"),
     ("s001,RUN-001,43,1.5", "quantity", "D104", "whole number"),
+    ("s001,RUN-001,43,1000000001", "quantity", "D105", "at most 1000000000"),
+    ("s001,RUN-001,43,9223372036854775812", "quantity", "D105", "at most 1000000000"),
+    ("s001,RUN-001,43," + "9" * 5000, "quantity", "D105", "at most 1000000000"),
     ("s001,RUN-001,43,", "quantity", "D102", "a value is required"),
     ("s001,RUN-001,42,7", "size", "D106", "first at line 2"),
 ])
@@ -130,6 +133,14 @@ def test_inventory_row_errors(tmp_path, row, column, code, words):
     assert result.data.quantity("s001", "RUN-001", "42") == 1   # the first row, not the bad one
     assert result.data.quantity("s002", "TEE-001", "M") == 2
     assert result.report.rows["inventory.csv"] == 2
+
+
+def test_the_largest_quantity_loads(tmp_path):
+    inventory = "store,sku,size,quantity\ns001,RUN-001,42,1000000000\ns001,RUN-001,43,00000000000000000007\n"
+    result = load_dir(write_data(tmp_path, inventory=inventory))
+    assert result.report.errors == []
+    assert result.data.quantity("s001", "RUN-001", "42") == 1_000_000_000
+    assert result.data.quantity("s001", "RUN-001", "43") == 7
 
 
 def test_stock_of_a_skipped_store_is_one_error_not_one_per_row(tmp_path):

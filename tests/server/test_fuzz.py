@@ -2,7 +2,12 @@
 (never UNKNOWN, never a crash) and the server stays SERVING."""
 from __future__ import annotations
 
+import json
+
 import grpc
+from google.protobuf.internal.encoder import _VarintBytes as _EncodeVarint
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2
@@ -11,6 +16,7 @@ import pytest
 
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.server.pb.maple.v1 import events_pb2 as epb
+from engine.service.validate import MAX_DEPTH, SHAPE_CHECK_BYTES
 
 #: what a client may be told; anything else (UNKNOWN, INTERNAL) is a bug
 ALLOWED = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -84,6 +90,100 @@ def test_any_batch_gets_a_proper_answer(server, reqs):
 def test_garbage_bytes_on_the_wire(server, payload, method):
     raw = server.channel.unary_unary(method)         # identity serializers: the bytes go out as they are
     assert _code(lambda: raw(payload, timeout=10)) in ALLOWED
+
+
+# ---------------------------------------------------------------- nesting
+#: where a nested value goes, as the field a client is told about
+NESTABLE = ("profile", "profile_json", "context.attributes")
+#: the containers of each level under the top object (which a Struct or profile_json must be)
+levels = st.lists(st.sampled_from(["object", "list"]), min_size=MAX_DEPTH - 8, max_size=2 * MAX_DEPTH)
+
+
+def nest(kinds: list[str]) -> dict:
+    """An object nested 1 + len(kinds) levels deep."""
+    v = 1
+    for kind in reversed(kinds):
+        v = {"a": v} if kind == "object" else [v]
+    return {"a": v}
+
+
+def nested_request(field: str, kinds: list[str]) -> bytes:
+    """A DecideRequest's bytes (a message this deep cannot be copied into a
+    batch message: the runtime's copy parses it)."""
+    r = pb.DecideRequest(context=pb.RequestContext(channel=pb.CHANNEL_WEB))
+    value = nest(kinds)
+    big = {**value, "pad": "x" * SHAPE_CHECK_BYTES}    # a snapshot this big on the wire has its shape checked
+    if field == "profile":
+        r.profile.update(big)
+    elif field == "context.attributes":
+        r.context.attributes.update(value)
+    else:
+        r.profile_json = json.dumps(big).encode()
+    return r.SerializeToString()
+
+
+def batch_of(*items: bytes) -> bytes:
+    out = b""
+    for item in items:
+        out += b"\x0a" + _EncodeVarint(len(item)) + item         # DecideBatchRequest.requests
+    return out
+
+
+def _violations(err: grpc.RpcError) -> list[tuple[str, str]]:
+    br = error_details_pb2.BadRequest()
+    [detail] = rpc_status.from_call(err).details
+    detail.Unpack(br)
+    return [(v.field, v.description) for v in br.field_violations]
+
+
+def assert_nesting_judged(channel, field: str, kinds: list[str]) -> None:
+    """Decide: too deep is INVALID_ARGUMENT naming ``field`` whether or not
+    the protobuf runtime's own limit fired first; DecideBatch: only that
+    item fails."""
+    too_deep = 1 + len(kinds) > MAX_DEPTH
+    decide = channel.unary_unary("/maple.v1.DecisionService/Decide",
+                                 response_deserializer=pb.DecideResponse.FromString)
+    decide_batch = channel.unary_unary("/maple.v1.DecisionService/DecideBatch",
+                                       response_deserializer=pb.DecideBatchResponse.FromString)
+    request = nested_request(field, kinds)
+    try:
+        decide(request, timeout=10)
+        assert not too_deep, "a request nested too deeply was answered"
+    except grpc.RpcError as err:
+        assert too_deep and err.code() is grpc.StatusCode.INVALID_ARGUMENT, err.details()
+        assert _violations(err) == [(field, f"nested more than {MAX_DEPTH} levels deep")]
+        assert err.details() == f"{field}: nested more than {MAX_DEPTH} levels deep"
+    good = pb.DecideRequest(context=pb.RequestContext(channel=pb.CHANNEL_WEB)).SerializeToString()
+    batch = decide_batch(batch_of(good, request, good), timeout=10)
+    assert [r.WhichOneof("result") for r in batch.results] == ["response", "error" if too_deep else "response",
+                                                               "response"]
+    if too_deep:
+        error = batch.results[1].error
+        assert error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert [(v.field, v.description) for v in error.field_violations] == [
+            (f"requests[1].{field}", f"nested more than {MAX_DEPTH} levels deep")]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                 HealthCheck.too_slow])
+@given(field=st.sampled_from(NESTABLE), kinds=levels)
+def test_nesting_past_the_limit_names_the_field_and_fails_only_its_batch_item(server, field, kinds):
+    assert_nesting_judged(server.channel, field, kinds)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH, MAX_DEPTH + 1, MAX_DEPTH + 2, MAX_DEPTH + 3, 60])
+@pytest.mark.parametrize("field", NESTABLE)
+def test_nesting_at_and_past_the_limit(server, field, depth):
+    # 33 levels: our check; 34 and more of objects: the protobuf runtime's limit fires first
+    assert_nesting_judged(server.channel, field, ["object"] * (depth - 1))
+
+
+def test_nesting_with_the_runtime_encoder(module_pack, start_server):
+    s = start_server(module_pack, env={"MAPLE_ENCODER": "runtime"})
+    s.wait_health()
+    for field in NESTABLE:
+        for depth in (MAX_DEPTH, MAX_DEPTH + 2, 50):
+            assert_nesting_judged(s.channel, field, ["object"] * (depth - 1))
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from engine.inventory.model import MAX_QUANTITY
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.server.pb.maple.v1 import decision_pb2_grpc
 from engine.server.pb.maple.v1 import inventory_pb2 as ipb
@@ -96,6 +97,32 @@ def test_a_sale_at_the_till_changes_the_answer_and_bad_changes_are_reported(serv
     assert reload.stores == 320
     again = decide(served, request(**TEE, location=NEAR_RIVERSIDE))
     assert "s016" in [s.store_id for s in again.nearby_stores.stores]
+
+
+def test_a_count_no_client_could_be_sent_is_refused_and_decide_still_answers(served):
+    # StoreAvailability.quantity is an int32: 2**40 broke every Decide showing the item (INTERNAL), and
+    # 2**63 - 1 plus a delivery overflowed the store index (no stores, degraded)
+    inv = inventory(served)
+    row = dict(store_id="s016", sku="TEE-001", size="M")
+    try:
+        reply = inv.UpdateInventory(ipb.UpdateInventoryRequest(changes=[
+            ipb.StockChange(**row, quantity=2**40), ipb.StockChange(**row, quantity=2**63 - 1),
+            ipb.StockChange(**row, delta=5)]), timeout=10)
+        assert [(e.index, e.field) for e in reply.errors] == [(0, "changes[0].quantity"),
+                                                              (1, "changes[1].quantity")]
+        assert f"from 0 to {MAX_QUANTITY}" in reply.errors[0].message
+        assert reply.applied == 1 and list(reply.clamped) == []
+        r = decide(served, request(**TEE, location=NEAR_RIVERSIDE))
+        assert [s.quantity for s in r.nearby_stores.stores if s.store_id == "s016"] == [6]
+        reply = inv.UpdateInventory(ipb.UpdateInventoryRequest(changes=[
+            ipb.StockChange(**row, quantity=MAX_QUANTITY), ipb.StockChange(**row, delta=5),
+            ipb.StockChange(**row, delta=2**63 - 1)]), timeout=10)
+        assert (reply.applied, list(reply.clamped), list(reply.errors)) == (3, [1, 2], [])
+        r = decide(served, request(**TEE, location=NEAR_RIVERSIDE))
+        assert not r.degraded and r.nearby_stores.stores[0].store_id == "s016"
+        assert r.nearby_stores.stores[0].quantity == MAX_QUANTITY and not r.nearby_stores.stores[0].low_stock
+    finally:
+        inv.ReloadInventory(ipb.ReloadInventoryRequest(), timeout=30)
 
 
 def test_inventory_needs_the_admin_token(tmp_path, start_server):

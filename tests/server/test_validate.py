@@ -37,7 +37,7 @@ profiles = st.none() | st.just({"lifecycle": "vip"}) | st.just(deep)
 queries = st.builds(
     DecideQuery, st.none() | st.text(max_size=4) | around(MAX_ID), profiles,
     st.sampled_from([0, 1, 900, SHAPE_CHECK_BYTES - 1, SHAPE_CHECK_BYTES]), contexts,
-    st.lists(st.sampled_from(NAMES) | st.text(max_size=3), max_size=3).map(tuple), st.booleans())
+    st.lists(st.sampled_from(NAMES) | st.text(max_size=3), max_size=3).map(tuple), st.booleans(), st.booleans())
 
 
 def _check(q) -> None:
@@ -77,9 +77,9 @@ def _set(field: str, value, on_context: bool = False):
     return lambda q: setattr(q.context if on_context else q, field, value)
 
 
-def _profile(value, size: int):
+def _profile(value, size: int, from_json: bool = False):
     def apply(q):
-        q.profile, q.snapshot_bytes = value, size
+        q.profile, q.snapshot_bytes, q.snapshot_json = value, size, from_json
     return apply
 
 
@@ -91,7 +91,8 @@ CHANGES = (
     + [_set("timestamp", t, True) for t in (MIN_TIME, MAX_TIME, MIN_TIME - 1, MAX_TIME + 0.5, math.nan)]
     + [_set("decisions", d) for d in ((), ("homepage_category",), ("nope",), ("prefill_size",) * 300)]
     + [_set("attributes", a, True) for a in (None, {}, {"campaign": "spring"}, deep)]
-    + [_profile(p, n) for p in ({"a": 1}, deep) for n in (0, 900, SHAPE_CHECK_BYTES - 1, SHAPE_CHECK_BYTES)])
+    + [_profile(p, n, j) for p in ({"a": 1}, deep) for n in (0, 900, SHAPE_CHECK_BYTES - 1, SHAPE_CHECK_BYTES)
+       for j in (False, True)])
 
 
 @settings(max_examples=500, deadline=None)
@@ -110,6 +111,15 @@ def test_the_limits_themselves_pass():
     q.context.location = (math.nan, 0.0)
     with pytest.raises(InvalidArgument, match="context.location.lat"):
         validate_query(q, NAMES)
+
+
+@pytest.mark.parametrize("from_json, field", [(False, "profile"), (True, "profile_json")])
+def test_a_deep_snapshot_is_named_as_the_client_sent_it(from_json, field):
+    q = DecideQuery(profile=deep, snapshot_bytes=SHAPE_CHECK_BYTES, snapshot_json=from_json)
+    with pytest.raises(InvalidArgument) as err:
+        validate_query(q, NAMES)
+    assert [(v.field, v.description) for v in err.value.violations] == [(field, "nested more than 32 levels deep")]
+    assert err.value.prefixed("requests[2]").violations[0].field == f"requests[2].{field}"
 
 
 def test_the_request_the_rules_read():

@@ -270,3 +270,94 @@ def test_maple_serves_decide_through_the_reader_its_encoder_says(monkeypatch, en
     assert seen == (["one", "batch"] if read_in_c else [])
     assert pb.DecideResponse.FromString(answers[0]).homepage_category.category
     assert len(pb.DecideBatchResponse.FromString(answers[1]).results) == 2
+
+
+# ---------------------------------------------------------------- nested past the runtime's limit
+def _deep(depth: int) -> dict:
+    v: dict = {"x": 1}
+    for _ in range(depth - 1):
+        v = {"a": v}
+    return v
+
+
+def _refused(raw: bytes, parse=pb.DecideRequest.FromString) -> Exception:
+    with pytest.raises(Exception) as err:
+        parse(raw)
+    return err.value
+
+
+@pytest.mark.parametrize("profile, attributes, fields", [
+    (40, None, ["profile"]), (None, 40, ["context.attributes"]), (40, 40, ["profile", "context.attributes"]),
+    (40, 33, ["profile", "context.attributes"]),       # 33 parses alone: the validator's limit names it
+    (40, 3, ["profile"])])
+def test_a_request_nested_past_the_runtimes_limit_names_its_fields(profile, attributes, fields):
+    from engine.server import nesting
+
+    r = pb.DecideRequest()
+    if profile:
+        r.profile.update(_deep(profile))
+    if attributes:
+        r.context.attributes.update(_deep(attributes))
+    raw = r.SerializeToString()
+    err = _refused(raw)
+    assert nesting.is_depth_error(err)
+    with pytest.raises(InvalidArgument) as bad:
+        nesting.decide_parse_error(raw, err)
+    assert [(v.field, v.description) for v in bad.value.violations] == [
+        (f, "nested more than 32 levels deep") for f in fields]
+    # the fields given twice: the runtime merges the occurrences, and so does the reading
+    shallow = pb.DecideRequest(customer_id="c")
+    shallow.profile.update({"ok": 1})
+    shallow.context.attributes.update({"ok": 1})
+    assert [v.field for v in nesting.depth_violations(shallow.SerializeToString() + raw)] == fields
+
+
+def test_bytes_bad_otherwise_keep_the_generic_answer():
+    from engine.server import nesting
+
+    garbage = b"\x0a\xff\xff\xff\xff"
+    err = _refused(garbage)
+    assert not nesting.is_depth_error(err)
+    assert nesting.decide_parse_error(garbage, err) is None
+    assert nesting.batch_parse_error(garbage, _refused(garbage, pb.DecideBatchRequest.FromString)) is None
+    # a depth error said of bytes the reader cannot place: the request as a whole
+    assert [(v.field, v.description) for v in nesting.depth_violations(b"")] == [
+        ("", "nested more than 32 levels deep")]
+    assert str(InvalidArgument(nesting.depth_violations(b""))) == "nested more than 32 levels deep"
+    with pytest.raises(ValueError):
+        list(nesting._fields(b"\x12\x05ab"))               # a length past the end
+
+
+def test_a_batch_nested_past_the_limit_fails_only_its_deep_items():
+    from engine.server import nesting
+    from engine.service.errors import ResourceExhausted
+    from google.protobuf.internal.encoder import _VarintBytes
+
+    deep = pb.DecideRequest()
+    deep.profile.update(_deep(40))
+    items = [pb.DecideRequest(customer_id="a").SerializeToString(), deep.SerializeToString(),
+             pb.DecideRequest(decisions=["x"], context=pb.RequestContext(channel=99)).SerializeToString()]
+    raw = b"".join(b"\x0a" + _VarintBytes(len(i)) + i for i in items)
+    read = nesting.batch_parse_error(raw, _refused(raw, pb.DecideBatchRequest.FromString))
+    assert type(read[0]) is DecideQuery and read[0].customer_id == "a"
+    assert [v.field for v in read[1].violations] == ["profile"]
+    assert [v.field for v in read[2].violations] == ["context.channel"]     # its own error, as before
+    # a bad item of another kind: the batch is not a valid message, as before
+    broken = raw + b"\x0a\x03\x0a\x01\xff"                                     # customer_id not UTF-8
+    assert nesting.batch_parse_error(broken, _refused(broken, pb.DecideBatchRequest.FromString)) is None
+    too_many = raw + (b"\x0a\x00" * 1000)
+    with pytest.raises(ResourceExhausted):
+        nesting.batch_parse_error(too_many, _refused(too_many, pb.DecideBatchRequest.FromString))
+
+
+def test_a_depth_error_on_bytes_broken_past_the_depth_keeps_the_generic_answer():
+    from engine.server import nesting
+
+    deep = pb.DecideRequest()
+    deep.profile.update(_deep(40))
+    raw = deep.SerializeToString() + b"\x1a\x05ab"                # then a context cut short
+    err = _refused(raw)
+    assert nesting.is_depth_error(err)                             # the runtime stops at the depth first
+    assert nesting.decide_parse_error(raw, err) is None
+    batch = b"\x0a" + bytes([len(b"\x0a\x01a")]) + b"\x0a\x01a" + b"\x0a" + b"\x80\x80\x80\x01" + raw
+    assert nesting.batch_parse_error(batch, err) is None
