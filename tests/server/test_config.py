@@ -151,3 +151,10 @@ def test_the_log_level_flag_takes_any_case():
     from engine.cli import build_parser
     args = build_parser().parse_args(["serve", "--rules", "rules", "--log-level", "warning"])
     assert from_args(args, environ={}).log_level == "WARNING"
+
+
+def test_docs_table_lists_every_flag_with_its_variable():
+    from engine.server.config import OPTIONS, env_name
+    doc = (ROOT / "docs" / "service.md").read_text()
+    for field, flag, _type, _help in OPTIONS:
+        assert f"| `{flag}` | `{env_name(field)}` |" in doc, f"docs/service.md: the table lacks {flag}"
