@@ -255,13 +255,18 @@ def cmd_replay(args) -> int:
     return 0
 # ---------------------------------------------------------------- serve
 def cmd_serve(args) -> int:
-    from .server.config import from_args
+    from .server.config import ConfigError, from_args
     from .server.app import serve
-    return serve(from_args(args))
+    try:
+        cfg = from_args(args)
+    except ConfigError as err:                # a bad flag or variable: as argparse does
+        print(err, file=sys.stderr)
+        return err.exit_code
+    return serve(cfg)
 
 
 def _add_serve(sub) -> None:
-    from .server.config import OPTIONS, env_name
+    from .server.config import CHOICES, OPTIONS, env_name
     c = sub.add_parser("serve", help="serve decisions over gRPC",
                        description="Serve the DecisionService (and the AdminService on its own port) for "
                                    "the rules in RULES. Every flag can also be set with an environment "
@@ -271,8 +276,8 @@ def _add_serve(sub) -> None:
     metavars = {"rules": "DIR", "listen": "HOST:PORT", "admin_listen": "HOST:PORT", "workers": "N",
                 "store": "URL", "metrics_port": "P", "metrics_host": "HOST"}
     for field, flag, type_, text in OPTIONS:
-        c.add_argument(flag, dest=field, type=type_, default=None, metavar=metavars.get(field, field.upper()),
-                       help=f"{text} [{env_name(field)}]")
+        c.add_argument(flag, dest=field, type=type_, default=None, choices=CHOICES.get(field),
+                       metavar=metavars.get(field, field.upper()), help=f"{text} [{env_name(field)}]")
     c.set_defaults(func=cmd_serve)
 
 

@@ -371,6 +371,10 @@ class Stop:
         self.requested = threading.Event()
         self.hurry = threading.Event()
         self.on_again = None
+        # readable once a signal came: a select() (the supervisor's wait on
+        # its workers) wakes at once instead of at its next timeout
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         signal.signal(signal.SIGTERM, self._handler)
         signal.signal(signal.SIGINT, self._handler)
 
@@ -383,6 +387,14 @@ class Stop:
             return
         log.info("received %s: draining", signal.Signals(signum).name)
         self.requested.set()
+        try:
+            os.write(self._wake_w, b"!")
+        except OSError:                         # full (cannot be: one byte) or closed
+            pass
+
+    def fileno(self) -> int:
+        """For select() and multiprocessing.connection.wait: readable once stop is requested."""
+        return self._wake_r
 
     def is_set(self) -> bool:
         return self.requested.is_set()
@@ -505,9 +517,10 @@ def serve_single(cfg: ServeConfig) -> int:
     rules.compiler.start()
     watcher = start_watcher(cfg, rules, [inventory_listener(node.inventory, node.inventory.reload)])
     stop.wait()
-    watcher.stop()
+    node.health.enter_graceful_shutdown()          # NOT_SERVING first; the watcher can take its time
     if admin_health is not None:
         admin_health.enter_graceful_shutdown()
+    watcher.stop()
     node.drain(cfg.drain_seconds, cfg.grace_seconds, stop.hurry)
     if admin_server is not None:
         admin_server.stop(1).wait()

@@ -6,6 +6,8 @@ docs/service.md documents it.
 """
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 from dataclasses import dataclass, fields
 
@@ -72,7 +74,7 @@ OPTIONS = [
     ("drain_seconds", "--drain-seconds", float, "after SIGTERM: report NOT_SERVING but keep answering this long"),
     ("grace_seconds", "--grace-seconds", float, "then wait at most this long for in-flight calls"),
     ("admin_token", "--admin-token", str, "bearer token AdminService requires (default: none)"),
-    ("log_level", "--log-level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("log_level", "--log-level", str.upper, "DEBUG, INFO, WARNING or ERROR"),
     ("state", "--state", str, "state directory: every live ruleset version, for rollback and restarts"),
     ("watch", "--watch", str, "reload when the rules directory changes: on (file events), poll, or off"),
     ("watch_debounce_ms", "--watch-debounce-ms", int, "group a burst of edits for at most this many ms"),
@@ -81,34 +83,123 @@ OPTIONS = [
 ]
 
 
+#: the values a flag may take (argparse ``choices``; the variable is checked the same)
+CHOICES = {
+    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "watch": ("on", "poll", "off"),
+}
+
+#: the smallest --max-message-bytes: health checks and reflection must still fit
+MIN_MESSAGE_BYTES = 1024
+
+
+class ConfigError(SystemExit):
+    """A setting ``maple serve`` refuses before anything starts.  The message
+    names the flag (or the variable it came from); ``maple serve`` prints it
+    and exits 2, as argparse does for a bad flag."""
+
+    exit_code = 2
+
+
 def env_name(field: str) -> str:
     return "MAPLE_" + field.upper()
 
 
+def parse_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (an IPv6 host in brackets: ``[::1]:50051``) as (host,
+    port); ValueError saying what is wrong.  The port is required, 0 to
+    65535 (0: any free port)."""
+    if address.startswith("["):
+        inside, sep, rest = address[1:].partition("]")
+        if not sep:
+            raise ValueError("an IPv6 address needs its closing bracket: [::1]:PORT")
+        try:
+            ipaddress.IPv6Address(inside)
+        except ValueError:
+            raise ValueError(f"[{inside}] is not an IPv6 address") from None
+        if not rest.startswith(":"):
+            raise ValueError("the port is missing: use HOST:PORT, e.g. [::1]:50051")
+        host, port = address[:len(inside) + 2], rest[1:]
+    else:
+        host, sep, port = address.rpartition(":")
+        if not sep:
+            raise ValueError("the port is missing: use HOST:PORT, e.g. 0.0.0.0:50051")
+        if ":" in host:
+            raise ValueError("an IPv6 address goes in brackets: [::1]:PORT")
+        if not host or host != host.strip():
+            raise ValueError("the host is missing: use HOST:PORT, e.g. 0.0.0.0:50051")
+    if not port.isascii() or not port.isdigit():
+        raise ValueError(f"the port {port!r} is not a number from 0 to 65535")
+    if int(port) > 65535:
+        raise ValueError(f"the port {port} is not from 0 to 65535")
+    return host, int(port)
+
+
+def _checks(values: dict, name) -> None:
+    """Refuse values the server cannot start (or run) with.  ``name(field)``:
+    the flag or variable the value came from, for the message."""
+    def bad(field, why):
+        where = name(field)
+        shown = f"{where} {values[field]!r}" if where.startswith("--") else f"{where}={values[field]!r}"
+        raise ConfigError(f"maple serve: {shown}: {why}")
+
+    for field in ("listen", "admin_listen"):
+        value = values.get(field)
+        if value is None or (field == "admin_listen" and value == "off"):
+            continue
+        try:
+            parse_address(value)
+        except ValueError as err:
+            bad(field, f"{err}" + (" (or off)" if field == "admin_listen" else ""))
+    port = values.get("metrics_port")
+    if port is not None and not 0 <= port <= 65535:
+        bad("metrics_port", "the port must be from 0 to 65535 (0: any free port)")
+    for field, choices in CHOICES.items():
+        if field in values and values[field] not in choices:
+            bad(field, f"use one of {', '.join(choices)}")
+    if values.get("workers", 0) < 0:
+        bad("workers", "use 1 or more, or 0 for one per core")
+    for field in ("threads", "max_concurrent_rpcs", "profile_cache_size"):
+        if values.get(field, 1) < 1:
+            bad(field, "must be 1 or more")
+    if values.get("max_message_bytes", MIN_MESSAGE_BYTES) < MIN_MESSAGE_BYTES:
+        bad("max_message_bytes", f"must be at least {MIN_MESSAGE_BYTES} (health checks must fit)")
+    for field in ("drain_seconds", "grace_seconds", "profile_cache_ttl"):
+        value = values.get(field, 0.0)
+        if not (math.isfinite(value) and value >= 0):
+            bad(field, "must be a number of seconds >= 0")
+    if values.get("watch_debounce_ms", 0) < 0:
+        bad("watch_debounce_ms", "must be >= 0")
+    rate = values.get("decision_log_rate", 0.01)
+    if not 0.0 <= rate <= 1.0:             # NaN too
+        bad("decision_log_rate", "must be from 0 to 1")
+    store = values.get("store", "")
+    if store and store != "none" and store.partition(":")[0] not in STORE_SCHEMES:
+        bad("store", "use sqlite://PATH, redis://HOST:PORT/DB, jsonl:PATH or none")
+    data = values.get("data", "")
+    if data and data != "none" and not os.path.isdir(data):
+        bad("data", "not a directory" if os.path.exists(data) else "no such directory (none: no store data)")
+
+
 def from_args(args, environ=os.environ) -> ServeConfig:
-    """Flags (None when not given) over MAPLE_* variables over defaults."""
-    values = {}
+    """Flags (None when not given) over MAPLE_* variables over defaults.
+    ConfigError (exit 2) for a value the server cannot use."""
+    values, source = {}, {}
     types = {f: t for f, _flag, t, _h in OPTIONS}
+    flags = {f: flag for f, flag, _t, _h in OPTIONS}
     for f in fields(ServeConfig):
         given = getattr(args, f.name, None)
         if given is not None:
-            values[f.name] = given
+            values[f.name], source[f.name] = given, flags[f.name]
         elif env_name(f.name) in environ:
             raw = environ[env_name(f.name)]
+            source[f.name] = env_name(f.name)
             try:
                 values[f.name] = types[f.name](raw)
             except ValueError:
-                raise SystemExit(f"maple serve: {env_name(f.name)}={raw!r} is not a valid {types[f.name].__name__}")
+                kind = {int: "whole number", float: "number"}.get(types[f.name], "value")
+                raise ConfigError(f"maple serve: {env_name(f.name)}={raw!r} is not a {kind}") from None
     if "rules" not in values:
-        raise SystemExit("maple serve: --rules DIR (or MAPLE_RULES) is required")
-    if values.get("watch", "on") not in ("on", "poll", "off"):
-        raise SystemExit(f"maple serve: --watch must be on, poll or off, not {values['watch']!r}")
-    if not 0.0 <= values.get("decision_log_rate", 0.01) <= 1.0:
-        raise SystemExit("maple serve: --decision-log-rate must be from 0 to 1")
-    store = values.get("store", "")
-    if store and store != "none" and store.partition(":")[0] not in STORE_SCHEMES:
-        raise SystemExit(f"maple serve: --store {store!r}: use sqlite://PATH, redis://HOST:PORT/DB, "
-                         "jsonl:PATH or none")
-    if values.get("profile_cache_ttl", 1.0) < 0 or values.get("profile_cache_size", 1) < 1:
-        raise SystemExit("maple serve: --profile-cache-ttl must be >= 0 and --profile-cache-size >= 1")
+        raise ConfigError("maple serve: --rules DIR (or MAPLE_RULES) is required")
+    _checks(values, lambda field: source.get(field, flags[field]))
     return ServeConfig(**values)

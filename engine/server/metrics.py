@@ -229,7 +229,9 @@ class ReloadMetrics:
 
 def start_http(port: int, host: str = "0.0.0.0"):
     """Serve /metrics; returns the bound port.  In multiprocess mode the
-    registry collects every worker's files."""
+    registry collects every worker's files.  A port that cannot be used
+    (taken, or an address this host does not have) stops ``maple serve``
+    with the address, as the gRPC ports do."""
     from prometheus_client import CollectorRegistry, start_http_server
     registry = None
     if _MULTI:
@@ -237,7 +239,12 @@ def start_http(port: int, host: str = "0.0.0.0"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     kwargs = {"registry": registry} if registry is not None else {}
-    result = start_http_server(port, addr=host, **kwargs)
+    try:
+        result = start_http_server(port, addr=host, **kwargs)
+    except (OSError, OverflowError, ValueError) as err:       # taken, no such address, out of range
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        why = getattr(err, "strerror", None) or str(err)
+        raise SystemExit(f"maple serve: cannot listen on {where} for metrics: {why}") from None
     server = result[0] if isinstance(result, tuple) else None
     return server.server_port if server is not None else port
 

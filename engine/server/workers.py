@@ -121,6 +121,7 @@ class FanoutRules:
         self.workers: list[Worker] = []
         self._lock = threading.RLock()
         self._ctx = multiprocessing.get_context("spawn")
+        self._signalled: set[int] = set()     # pids sent SIGTERM by terminate()
         self.on_restart = None
 
     # -- startup and supervision
@@ -130,20 +131,29 @@ class FanoutRules:
                               name="maple-worker", daemon=False)
         p.start()
         child.close()
-        if not parent.poll(REPLY_TIMEOUT):
-            p.kill()
-            raise SystemExit("maple serve: a worker did not start")
         try:
-            kind, pid, info = parent.recv()
-        except EOFError:
-            raise SystemExit(f"maple serve: a worker exited at startup (code {p.exitcode})")
-        if kind != "ready":
-            raise SystemExit(info)
+            if not parent.poll(REPLY_TIMEOUT):
+                raise SystemExit("maple serve: a worker did not start")
+            try:
+                kind, pid, info = parent.recv()
+            except EOFError:
+                raise SystemExit(f"maple serve: a worker exited at startup (code {p.join(5) or p.exitcode})")
+            if kind != "ready":
+                raise SystemExit(info)
+        except BaseException:                   # not left running, nor to block our exit (not a daemon)
+            if p.is_alive():
+                p.kill()
+            p.join()
+            raise
         return Worker(p, parent, pid, info)
 
     def start(self, n: int) -> None:
+        """Start ``n`` workers, one at a time; those started stay in
+        ``workers`` if a later one fails (for :meth:`abort`)."""
         with self._lock:
-            self.workers = [self.start_worker() for _ in range(n)]
+            self.workers = []
+            for _ in range(n):
+                self.workers.append(self.start_worker())
 
     def restart_dead(self) -> None:
         with self._lock:
@@ -165,12 +175,19 @@ class FanoutRules:
             if w.process.is_alive():
                 os.kill(w.pid, signal.SIGTERM)
 
-    def stop(self, timeout: float) -> bool:
-        """SIGTERM every worker and wait for them; True when all exited 0."""
+    def terminate(self) -> None:
+        """SIGTERM every live worker once: each turns NOT_SERVING at once and
+        drains.  (A second SIGTERM would cut its drain period short: that is
+        :meth:`signal_all`, for the operator's second signal.)"""
+        for w in list(self.workers):
+            if w.pid not in self._signalled and w.process.is_alive():
+                self._signalled.add(w.pid)
+                os.kill(w.pid, signal.SIGTERM)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the workers to exit, killing those still running after
+        ``timeout``; True when all exited 0."""
         with self._lock:
-            for w in self.workers:
-                if w.process.is_alive():
-                    os.kill(w.pid, signal.SIGTERM)
             ok = True
             deadline = time.monotonic() + timeout
             for w in self.workers:
@@ -181,6 +198,18 @@ class FanoutRules:
                     w.process.join()
                 ok = ok and w.process.exitcode == 0
             return ok
+
+    def stop(self, timeout: float) -> bool:
+        """SIGTERM every worker and wait for them; True when all exited 0."""
+        self.terminate()
+        return self.wait(timeout)
+
+    def abort(self, timeout: float) -> None:
+        """The supervisor is failing: stop every worker now (no drain
+        period; in-flight calls get ``timeout``), so none serves unsupervised."""
+        self.terminate()
+        self.signal_all()                       # the second signal: skip the drain period
+        self.wait(timeout)
 
     # -- the rules manager's target
     def install(self, bundle: Bundle, ruleset, expected_version: str | None = None) -> str:
@@ -284,18 +313,35 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
     return f"{host}:{s.getsockname()[1]}", s
 
 
+def shut_down(fan: FanoutRules, admin_health, watcher, rules: RulesManager, timeout: float) -> bool:
+    """After SIGTERM: the workers first (each turns NOT_SERVING at once and
+    starts its drain period), then the admin service's health, then the
+    watcher and the compiler (which may take a while); wait for the workers.
+    True when every worker exited 0."""
+    fan.terminate()
+    if admin_health is not None:
+        admin_health.enter_graceful_shutdown()
+    watcher.stop()
+    rules.close()
+    return fan.wait(timeout)
+
+
 def supervise(cfg: ServeConfig) -> int:
+    """Every port (decisions, metrics, admin) is taken before the first
+    worker starts, so a port in use stops ``maple serve`` with nothing
+    serving; after that, any failure stops the workers before the
+    supervisor exits (non-zero): no worker serves unsupervised."""
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
                       announce, bind, inventory_listener, log_loaded, make_server, open_inventory_or_exit,
                       open_state, set_serving,
                       start_watcher, stop_event)
-    from ..service.inventory import InventoryHolder
     from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
     stop = stop_event()
     metrics_dir = None
     if cfg.metrics_port is not None:
         metrics_dir = tempfile.mkdtemp(prefix="maple-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir    # before the metrics module is imported
+    fan = holder_socket = rules = watcher = admin_server = None
     try:
         address, holder_socket = reserve_port(cfg.listen)
         fan = FanoutRules(cfg, address)
@@ -311,11 +357,8 @@ def supervise(cfg: ServeConfig) -> int:
                              watch=cfg.watch)
         stock = FanoutInventory(fan, open_inventory_or_exit(cfg))
         fan.on_restart = stock.sync
-        rules.load_initial()                    # before the workers start: they start serving it
-        fan.start(cfg.worker_count)
-        stop.on_again = fan.signal_all          # a second signal hurries the workers too
-        admin_server = admin_address = admin_health = None
-        if cfg.admin_listen != "off":
+        admin_address = admin_health = None
+        if cfg.admin_listen != "off":           # bound now, started once the workers are
             admin_server = make_server(2, 16, cfg.max_message_bytes,
                                        [TokenGuard(cfg.admin_token)] if cfg.admin_token else [])
             admin_server.add_generic_rpc_handlers((
@@ -323,6 +366,10 @@ def supervise(cfg: ServeConfig) -> int:
                 inventory_handler(InventoryServicer(stock.holder, stock.apply, stock.reload))))
             admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
             admin_address = bind(admin_server, cfg.admin_listen, "admin")
+        rules.load_initial()                    # before the workers start: they start serving it
+        fan.start(cfg.worker_count)
+        stop.on_again = fan.signal_all          # a second signal hurries the workers too
+        if admin_server is not None:
             admin_server.start()
             set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
@@ -330,20 +377,27 @@ def supervise(cfg: ServeConfig) -> int:
         rules.compiler.start()
         watcher = start_watcher(cfg, rules, [inventory_listener(stock.holder, stock.reload)])
         while not stop.is_set():
-            multiprocessing.connection.wait(fan.sentinels(), timeout=0.5)
+            # wakes on a worker's exit or on the signal (Stop's pipe); the timeout is a backstop
+            multiprocessing.connection.wait([*fan.sentinels(), stop], timeout=5.0)
             if not stop.is_set():
                 fan.restart_dead()
-        watcher.stop()
-        rules.close()
-        if admin_health is not None:
-            admin_health.enter_graceful_shutdown()
-        ok = fan.stop(cfg.drain_seconds + cfg.grace_seconds + 10)
+        ok = shut_down(fan, admin_health, watcher, rules, cfg.drain_seconds + cfg.grace_seconds + 10)
+        fan = None                              # stopped
+        log.info("drained; exiting")
+        return 0 if ok else 1
+    except BaseException:
+        if fan is not None and fan.workers:
+            log.error("the supervisor is failing: stopping the workers")
+            fan.abort(cfg.grace_seconds + 5)
+        if watcher is not None:
+            watcher.stop()
+        if rules is not None:
+            rules.close()
+        raise
+    finally:
         if admin_server is not None:
             admin_server.stop(1).wait()
         if holder_socket is not None:
             holder_socket.close()
-        log.info("drained; exiting")
-        return 0 if ok else 1
-    finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

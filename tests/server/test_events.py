@@ -215,7 +215,7 @@ def test_a_failing_store_acknowledges_nothing_and_says_unavailable():
 
 @pytest.mark.parametrize("options, message", [
     ({"store": "mysql://x"}, "use sqlite://PATH, redis://HOST:PORT/DB"),
-    ({"store": "sqlite://p.db", "profile_cache_ttl": -1.0}, "--profile-cache-ttl must be >= 0"),
+    ({"store": "sqlite://p.db", "profile_cache_ttl": -1.0}, "--profile-cache-ttl -1.0: must be a number of seconds >= 0"),
 ])
 def test_a_bad_store_option_stops_serve_before_anything_starts(options, message):
     import argparse

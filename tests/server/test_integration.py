@@ -3,6 +3,7 @@ metrics, SIGTERM drain, several workers on one port."""
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -222,3 +223,83 @@ def test_store_data_that_cannot_be_loaded_stops_the_server_at_start_with_the_pro
                            "--watch", "off"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert f"{data / 'stores.csv'}:1:1: error[D003]: the header lacks `hours`" in done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nothing_listens_on(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("what", ["admin", "metrics"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_admin_or_metrics_port_stops_the_server_before_any_worker_serves(module_pack, workers, what):
+    """The supervisor used to start its workers, then fail to bind the admin
+    port and hang with the workers serving unsupervised.  Every port is
+    taken before the first worker starts now: the server exits non-zero,
+    naming the port, and nothing listens on its decision port."""
+    decisions = free_port()
+    with socket.socket() as taken, tempfile.TemporaryDirectory() as state:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = ["--admin-listen", f"127.0.0.1:{port}"] if what == "admin" else \
+                ["--admin-listen", "127.0.0.1:0", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+        done = subprocess.run([sys.executable, "-m", "engine", "serve", "--rules", str(module_pack),
+                               "--listen", f"127.0.0.1:{decisions}", *ports, "--workers", workers,
+                               "--state", state, "--watch", "off"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"maple serve: cannot listen on 127.0.0.1:{port} for {what}" in done.stderr
+    assert done.stdout == ""                             # never announced
+    assert nothing_listens_on(decisions)
+
+
+def test_a_supervisor_failing_after_its_workers_started_stops_them(module_pack):
+    """Any failure once the workers serve (here: the announcement cannot be
+    written, stdout is /dev/full) stops them: the supervisor exits non-zero
+    and no worker is left serving on the decision port."""
+    decisions = free_port()
+    with open("/dev/full", "w") as full, tempfile.TemporaryDirectory() as state:
+        done = subprocess.run([sys.executable, "-m", "engine", "serve", "--rules", str(module_pack),
+                               "--listen", f"127.0.0.1:{decisions}", "--admin-listen", "127.0.0.1:0",
+                               "--workers", "2", "--drain-seconds", "30", "--state", state, "--watch", "off"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode != 0
+    assert "stopping the workers" in done.stderr
+    assert nothing_listens_on(decisions)
+
+
+def test_two_workers_turn_not_serving_at_once_on_sigterm_and_drain(pack, start_server):
+    """SIGTERM to the supervisor reaches the workers first: health is
+    NOT_SERVING within a long drain period while Decide is still answered;
+    a second signal cuts the drain short."""
+    s = start_server(pack, "--workers", "2", "--drain-seconds", "60")
+    s.wait_health()
+    s.proc.send_signal(signal.SIGTERM)
+    s.wait_health(NOT_SERVING, timeout=30)
+    stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
+    assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(50) == 0                      # well inside the 60 s drain period
+
+
+def test_the_supervisor_signals_the_workers_before_stopping_the_watcher_and_compiler():
+    from engine.server.workers import shut_down
+    calls = []
+
+    class Fake:
+        def __init__(self, **methods):
+            for name, label in methods.items():
+                setattr(self, name, lambda *a, label=label: calls.append(label) or True)
+
+    ok = shut_down(Fake(terminate="workers signalled", wait="workers waited for"),
+                   Fake(enter_graceful_shutdown="admin NOT_SERVING"),
+                   Fake(stop="watcher stopped"), Fake(close="compiler stopped"), timeout=5)
+    assert ok and calls == ["workers signalled", "admin NOT_SERVING", "watcher stopped", "compiler stopped",
+                            "workers waited for"]

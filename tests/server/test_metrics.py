@@ -96,3 +96,18 @@ def test_a_scrape_of_the_process_registry_flushes_first():
     text = generate_latest().decode()         # the default registry, as /metrics serves it
     assert 'maple_requests_total{code="NOT_FOUND",rpc="GetRuleset"} 1.0' in text
     assert 'maple_decisions_total{decision="scrape_test_decision",rule="scrape_test_rule"} 1.0' in text
+
+
+def test_a_metrics_port_that_cannot_be_used_is_a_clean_exit_naming_it():
+    import socket
+
+    import pytest
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"^maple serve: cannot listen on 127.0.0.1:{port} for metrics: "):
+            m.start_http(port, "127.0.0.1")
+    for port in (70000, -5):                  # config refuses these first; no traceback if not
+        with pytest.raises(SystemExit, match=f"cannot listen on 127.0.0.1:{port} for metrics"):
+            m.start_http(port, "127.0.0.1")
