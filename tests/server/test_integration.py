@@ -2,6 +2,7 @@
 metrics, SIGTERM drain, several workers on one port."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -186,6 +187,30 @@ def test_two_workers_share_the_port_and_reload_together(pack, start_server):
     # workers flush their batched request metrics every FLUSH_SECONDS
     until(lambda: 'maple_requests_total{code="OK",rpc="Decide"} 4.0' in s.metrics(),
           "the workers' Decide counts to reach /metrics")
+    assert s.terminate() == 0
+
+
+def test_a_killed_and_restarted_worker_does_not_keep_its_version_live_in_metrics(pack, start_server):
+    """SIGKILL a worker: the supervisor restarts it; after a reload
+    maple_ruleset_info has one version at 1 (the dead worker's gauge file
+    used to keep the old version at 1 too)."""
+    s = start_server(pack, "--workers", "2")
+    s.wait_health()
+    admin = admin_pb2_grpc.AdminServiceStub(s.admin_channel)
+    state = admin.GetRuleset(apb.GetRulesetRequest(), timeout=30).ruleset
+    pids = {w.pid for w in state.workers}
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+
+    def restarted():
+        now = {w.pid for w in admin.GetRuleset(apb.GetRulesetRequest(), timeout=30).ruleset.workers}
+        return len(now) == 2 and victim not in now
+    until(restarted, "the supervisor to restart the killed worker")
+    (pack / "decisions.rules").write_text((pack / "decisions.rules").read_text() + "\nconst more = 2\n")
+    r = admin.ReloadRules(apb.ReloadRulesRequest(expected_version=state.version), timeout=60)
+    live = {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in s.metrics().splitlines()
+            if line.startswith("maple_ruleset_info{")}
+    assert live == {state.version: "0.0", r.ruleset.version: "1.0"}
     assert s.terminate() == 0
 
 

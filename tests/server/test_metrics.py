@@ -3,6 +3,9 @@ what observing each request through prometheus-client would have."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import threading
 
 from hypothesis import given, settings
@@ -10,6 +13,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from engine.server import metrics as m
+
+from .conftest import ROOT
 
 
 def metric_set(registry: CollectorRegistry, prefix: str):
@@ -96,3 +101,45 @@ def test_a_scrape_of_the_process_registry_flushes_first():
     text = generate_latest().decode()         # the default registry, as /metrics serves it
     assert 'maple_requests_total{code="NOT_FOUND",rpc="GetRuleset"} 1.0' in text
     assert 'maple_decisions_total{decision="scrape_test_decision",rule="scrape_test_rule"} 1.0' in text
+
+
+# ---------------------------------------------------------------- several workers (PROMETHEUS_MULTIPROC_DIR)
+def _in_multiproc(metrics_dir, code: str, *args: str) -> str:
+    """Run ``code`` in a fresh process that has engine.server.metrics in
+    multiprocess mode (as a `--workers N` worker or supervisor); its stdout."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", "import os, sys\nfrom engine.server import metrics as m\n" + code,
+                           *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+WORKER = "for v in sys.argv[1:]: m.RECORDER.ruleset(v, 1.0)\nprint(os.getpid())"
+SCRAPE = """from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+for pid in sys.argv[1:]: m.mark_process_dead(int(pid))
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+print(generate_latest(registry).decode())"""
+
+
+def ruleset_info(text: str) -> dict[str, float]:
+    return {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith("maple_ruleset_info{")}
+
+
+def test_a_dead_workers_ruleset_stops_counting_once_it_is_marked_dead(tmp_path):
+    """A worker SIGKILLed while serving v1 leaves its gauge file behind; the
+    supervisor restarts it and marks it dead; after a reload to v2 only v2
+    is 1 (with multiprocess_mode "max" the dead file kept v1 at 1)."""
+    dead = _in_multiproc(tmp_path, WORKER, "v1").strip()        # killed while serving v1
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")                 # the other worker, reloaded
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")                 # the restarted one, reloaded
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 1.0, "v2": 1.0}   # not yet marked dead
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE, dead)) == {"v1": 0.0, "v2": 1.0}
+
+
+def test_live_workers_on_one_version_report_it_once(tmp_path):
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 0.0, "v2": 1.0}
