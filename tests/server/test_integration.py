@@ -151,6 +151,7 @@ def test_broken_pack_at_start_is_not_serving_until_a_reload(pack, start_server):
         raise AssertionError("expected UNAUTHENTICATED")
     except grpc.RpcError as err:
         assert err.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert err.details() == "AdminService needs authorization: Bearer <token>"
     admin.ReloadRules(apb.ReloadRulesRequest(), timeout=30, metadata=[("authorization", "Bearer s3cret")])
     s.wait_health(SERVING)
     assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"
