@@ -215,6 +215,38 @@ def test_a_killed_and_restarted_worker_does_not_keep_its_version_live_in_metrics
     assert s.terminate() == 0
 
 
+def test_a_killed_supervisors_metrics_dir_is_removed_by_the_next_start(pack, start_server, tmp_path):
+    """SIGKILL leaves the supervisor's maple-metrics-<pid>-* directory
+    behind; once its workers are gone too, the next start removes it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    first = start_server(pack, "--workers", "2", env=env)
+    first.wait_health()
+    workers = [w.pid for w in admin_pb2_grpc.AdminServiceStub(first.admin_channel).GetRuleset(
+        apb.GetRulesetRequest(), timeout=30).ruleset.workers]
+    [left] = [p.name for p in tmp.iterdir() if p.name.startswith("maple-metrics-")]
+    assert left.startswith(f"maple-metrics-{first.proc.pid}-")
+    first.proc.kill()
+    first.proc.wait()
+    until(lambda: not any(_alive(p) for p in workers), "the orphaned workers to drain and exit")
+    assert (tmp / left).is_dir()
+    second = start_server(pack, "--workers", "2", env=env)
+    now = sorted(p.name for p in tmp.iterdir() if p.name.startswith("maple-metrics-"))
+    assert len(now) == 1 and now[0].startswith(f"maple-metrics-{second.proc.pid}-")
+    assert second.terminate() == 0
+    assert f"removed {tmp / left}, the metrics directory of a maple serve (pid {first.proc.pid})" in second.stderr()
+    assert not any(p.name.startswith("maple-metrics-") for p in tmp.iterdir())     # a clean exit removes its own
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("workers, port", [("1", "decisions"), ("2", "decisions"), ("1", "admin")])
 def test_a_second_server_on_a_port_in_use_refuses_to_start(server, module_pack, workers, port):
     """SO_REUSEPORT lets a server's own workers share the decision port; it

@@ -143,3 +143,46 @@ def test_live_workers_on_one_version_report_it_once(tmp_path):
     _in_multiproc(tmp_path, WORKER, "v1", "v2")
     _in_multiproc(tmp_path, WORKER, "v1", "v2")
     assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 0.0, "v2": 1.0}
+
+
+# ---------------------------------------------------------------- stale metrics directories
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _metrics_dir(base, pid: int, suffix: str, owner: str | None = None, files=()):
+    d = base / f"maple-metrics-{pid}-{suffix}"
+    d.mkdir()
+    if owner is not None:
+        (d / "owner").write_text(owner)
+    for name in files:
+        (d / name).write_bytes(b"")
+    return d
+
+
+def test_only_provably_stale_metrics_dirs_are_removed(tmp_path):
+    from engine.server.workers import _owner_line, remove_stale_metrics_dirs
+    dead, me = _dead_pid(), os.getpid()
+    stale = [_metrics_dir(tmp_path, dead, "a1", _owner_line(dead), [f"counter_{dead}.db", f"gauge_livemax_{dead}.db"]),
+             _metrics_dir(tmp_path, dead, "a2", _owner_line(dead))]
+    kept = [
+        _metrics_dir(tmp_path, me, "b", _owner_line(me)),                                   # a live supervisor
+        _metrics_dir(tmp_path, dead, "c", _owner_line(dead), [f"gauge_livemax_{me}.db"]),  # a worker still draining
+        _metrics_dir(tmp_path, dead, "d"),                                                 # no marker
+        _metrics_dir(tmp_path, dead, "e", _owner_line(dead).replace("pid:", "other:")),    # another pid namespace
+        _metrics_dir(tmp_path, dead, "f", _owner_line(dead).replace(" ", " elsewhere-", 1)),  # another host
+    ]
+    (tmp_path / "maple-metrics-k2j4x").mkdir()                       # unnamed (older servers): unknown owner
+    kept.append(tmp_path / "maple-metrics-k2j4x")
+    removed = remove_stale_metrics_dirs(str(tmp_path))
+    assert sorted(removed) == sorted(str(d) for d in stale)
+    assert all(d.is_dir() for d in kept) and not any(d.exists() for d in stale)
+
+
+def test_a_new_metrics_dir_names_its_supervisor_and_is_not_stale(tmp_path):
+    from engine.server.workers import make_metrics_dir, remove_stale_metrics_dirs
+    d = make_metrics_dir(str(tmp_path))
+    assert os.path.basename(d).startswith(f"maple-metrics-{os.getpid()}-")
+    assert remove_stale_metrics_dirs(str(tmp_path)) == [] and os.path.isdir(d)
