@@ -259,12 +259,17 @@ class RedisStore(ProfileStore):
     def _check_durability(self) -> None:
         """The first contact since open or since an outage: one CONFIG GET,
         and one warning if this server does not fsync every write.  Raises
-        the connection error when Redis is (still) down."""
-        with self._check_lock:
+        the connection error when Redis is (still) down.  One thread checks;
+        the others go on meanwhile (never queued behind a connect timeout)."""
+        if not self._check_lock.acquire(blocking=False):
+            return                      # another thread is checking
+        try:
             if not self._unchecked:
                 return                  # another thread just did
             conf = self._append_config()
             self._unchecked = False
+        finally:
+            self._check_lock.release()
         if _durable(conf) is False:
             log.warning("profile store %s is not durable: appendonly %s, appendfsync %s (needs appendonly "
                         "yes and appendfsync always): acknowledged events can be lost if Redis crashes",
