@@ -20,7 +20,9 @@ store is down.
   do not even try the store (a dead store costs a failed connect, not one
   per request); then the next read tries again and, if the store answers,
   the cache is healthy again: recovery needs no restart.  Writes always go to
-  the store and raise StoreUnavailable while it is down.
+  the store and raise StoreUnavailable while it is down.  An outage logs one
+  WARNING when it starts (with the reason) and one INFO when the store
+  answers again (with how long it was down), not one line per request.
 
 **Memory the garbage collector does not walk.**  A decoded profile is a
 few dozen containers holding hundreds of floats and strings, and every full
@@ -37,6 +39,7 @@ recovery are tested without sleeping.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -47,6 +50,8 @@ from cachetools import Cache
 
 from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode
 
+
+log = logging.getLogger(__name__)
 
 STALE = object()        # CachedStore.fresh: not answerable from the cache alone
 
@@ -168,6 +173,7 @@ class CachedStore:
         self._generation = 0
         self._down_until: float | None = None
         self._down_reason: str | None = None
+        self._down_since: float | None = None     # the outage's first failure (clock), for the log
 
     # -- reads
     def read(self, customer_id: str) -> ProfileRead:
@@ -184,13 +190,17 @@ class CachedStore:
             profile = self.store.get(customer_id)
         except StoreUnavailable as err:
             with self._lock:
-                self._mark_down(str(err), now)
-                return self._fallback(self._entries.get(customer_id), now)
+                started = self._mark_down(str(err), now)
+                answer = self._fallback(self._entries.get(customer_id), now)
+            self._log_down(started, str(err))
+            return answer
         with self._lock:
-            self._down_until = self._down_reason = None
+            was_down = self._mark_up(now)
             if generation == self._generation:
                 self._entries.put(customer_id, profile, now)
             self._entries.settle(now - self.ttl)
+        if was_down is not None:
+            self._log_up(was_down)
         return ProfileRead(profile, "store" if profile is not None else "none", age=0.0)
 
     def get(self, customer_id: str) -> dict | None:
@@ -217,9 +227,30 @@ class CachedStore:
             return self._from_cache(cached, now, fresh=False)
         return ProfileRead(None, "none", True, self._down_reason)
 
-    def _mark_down(self, reason: str, now: float) -> None:
+    def _mark_down(self, reason: str, now: float) -> bool:
+        """(Under the lock.)  True when this failure starts an outage."""
         self._down_until = now + self.retry_after
         self._down_reason = reason
+        if self._down_since is None:
+            self._down_since = now
+            return True
+        return False
+
+    def _mark_up(self, now: float) -> float | None:
+        """(Under the lock.)  The store answered: how long it had been down,
+        or None when it was not."""
+        self._down_until = self._down_reason = None
+        since, self._down_since = self._down_since, None
+        return None if since is None else max(0.0, now - since)
+
+    def _log_down(self, started: bool, reason: str) -> None:
+        if started:
+            log.warning("profile store %s is unavailable: %s; reads are served from the cache (degraded) "
+                        "and writes are refused until it answers", self.store.url, reason)
+
+    def _log_up(self, was_down: float | None) -> None:
+        if was_down is not None:
+            log.info("profile store %s answers again after %.1f s unavailable", self.store.url, was_down)
 
     # -- writes
     def apply(self, raw_events: Sequence[Any], now: float | None = None) -> BatchResult:
@@ -229,11 +260,13 @@ class CachedStore:
             result = self.store.apply(raw_events, now)
         except StoreUnavailable as err:
             with self._lock:
-                self._mark_down(str(err), self.clock())
+                started = self._mark_down(str(err), self.clock())
+            self._log_down(started, str(err))
             raise
         self.invalidate(result.touched)
         with self._lock:
-            self._down_until = self._down_reason = None
+            was_down = self._mark_up(self.clock())
+        self._log_up(was_down)
         return result
 
     def invalidate(self, customer_ids: Sequence[str]) -> None:
@@ -260,7 +293,8 @@ class CachedStore:
         h = self.store.health()
         if not h.ok:
             with self._lock:
-                self._mark_down(h.detail, self.clock())
+                started = self._mark_down(h.detail, self.clock())
+            self._log_down(started, h.detail)
         return h
 
     def __len__(self) -> int:

@@ -27,7 +27,10 @@ Durability: Redis acknowledges a write before it is on disk unless it is
 configured with ``appendonly yes`` and ``appendfsync always``; with
 ``everysec`` (its default) up to a second of acknowledged events can be
 lost in a crash.  :meth:`RedisStore.health` reports which it is, and
-opening a store on a server that is not fsyncing every write logs a warning.
+the store logs one warning when it finds a server that is not fsyncing
+every write: at open, or, when Redis could not be reached then, on the
+first command that reaches it; again on the first contact after every
+outage (a restarted or failed-over Redis may be configured differently).
 """
 from __future__ import annotations
 
@@ -68,6 +71,12 @@ return np
 """
 
 _DOWN = (redis.ConnectionError, redis.TimeoutError)
+
+
+def _durable(conf: dict | None) -> bool | None:
+    if conf is None:
+        return None
+    return conf.get("appendonly") == "yes" and conf.get("appendfsync") == "always"
 
 
 def _unavailable(url: str, err: Exception, writing: bool = False) -> StoreUnavailable:
@@ -118,6 +127,8 @@ class _Reader:
 class RedisStore(ProfileStore):
     """Profiles in Redis (see the module docstring for keys and guarantees)."""
 
+    warns_durability = True     # it logs its own durability warning (see _check_durability)
+
     def __init__(self, client: redis.Redis, url: str, *, prefix: str = "maple:",
                  dedupe_ttl: float | None = None, **options):
         super().__init__(url, **options)
@@ -126,7 +137,12 @@ class RedisStore(ProfileStore):
         self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.max_past)
         self._script: str | None = None
         self._write_lock = threading.Lock()
-        self._warn_if_not_durable()
+        self._check_lock = threading.Lock()
+        self._unchecked = True      # durability not seen since open or since the last outage
+        try:
+            self._check_durability()
+        except _DOWN:
+            pass                    # not reachable yet: checked on the first command that reaches it
 
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, socket_timeout: float = 2.0,
@@ -150,6 +166,8 @@ class RedisStore(ProfileStore):
         with self._write_lock:
             for _attempt in range(MAX_ATTEMPTS):
                 try:
+                    if self._unchecked:
+                        self._check_durability()        # before the batch is acknowledged
                     with self.client.pipeline(transaction=True) as pipe:
                         changes = plan(events, _Reader(pipe, self), self.fold_config)
                         pipe.multi()
@@ -159,6 +177,7 @@ class RedisStore(ProfileStore):
                 except redis.WatchError:
                     continue            # another writer (or a dropped connection): plan again
                 except _DOWN as err:
+                    self._unchecked = True
                     raise _unavailable(self.url, err, writing=True) from err
                 except redis.ResponseError as err:
                     raise StoreError(f"{self.url}: {err}; the batch was not acknowledged") from err
@@ -187,8 +206,11 @@ class RedisStore(ProfileStore):
     # -- reads
     def _call(self, fn, *args):
         try:
+            if self._unchecked:
+                self._check_durability()
             return fn(*args)
         except _DOWN as err:
+            self._unchecked = True
             raise _unavailable(self.url, err) from err
 
     def get(self, customer_id: str) -> dict | None:
@@ -212,31 +234,46 @@ class RedisStore(ProfileStore):
     def durability(self) -> bool | None:
         """True when every write is fsynced before it is acknowledged;
         None when the server does not say (CONFIG disabled)."""
+        return _durable(self._append_config())
+
+    def _append_config(self) -> dict | None:
         try:
-            conf = self.client.config_get("append*")
+            return self.client.config_get("append*")
         except redis.ResponseError:
             return None
-        return conf.get("appendonly") == "yes" and conf.get("appendfsync") == "always"
 
     def health(self) -> Health:
         try:
             self.client.ping()
+            if self._unchecked:
+                self._check_durability()
             durable = self.durability()
         except _DOWN as err:
+            self._unchecked = True
             return Health(False, self.url, f"{type(err).__name__}: {err}", None)
         detail = {True: "appendonly yes, appendfsync always",
                   False: "NOT durable: set appendonly yes and appendfsync always",
                   None: "durability unknown (CONFIG GET is disabled)"}[durable]
         return Health(True, self.url, detail, durable)
 
-    def _warn_if_not_durable(self) -> None:
+    def _check_durability(self) -> None:
+        """The first contact since open or since an outage: one CONFIG GET,
+        and one warning if this server does not fsync every write.  Raises
+        the connection error when Redis is (still) down.  One thread checks;
+        the others go on meanwhile (never queued behind a connect timeout)."""
+        if not self._check_lock.acquire(blocking=False):
+            return                      # another thread is checking
         try:
-            durable = self.durability()
-        except _DOWN:
-            return                  # not reachable yet: health() will say so
-        if durable is False:
-            log.warning("%s does not fsync every write (needs appendonly yes, appendfsync always): "
-                        "acknowledged events can be lost if Redis crashes", self.url)
+            if not self._unchecked:
+                return                  # another thread just did
+            conf = self._append_config()
+            self._unchecked = False
+        finally:
+            self._check_lock.release()
+        if _durable(conf) is False:
+            log.warning("profile store %s is not durable: appendonly %s, appendfsync %s (needs appendonly "
+                        "yes and appendfsync always): acknowledged events can be lost if Redis crashes",
+                        self.url, conf.get("appendonly"), conf.get("appendfsync"))
 
     def close(self) -> None:
         self.client.close()

@@ -123,6 +123,8 @@ class ProfileStore(abc.ABC):
     """What every profile store offers; subclasses supply the transaction."""
 
     url: str
+    #: True when the store logs a warning itself on finding it is not durable
+    warns_durability = False
 
     def __init__(self, url: str, validation: ValidationConfig | None = None,
                  fold_config: FoldConfig | None = None, clock: Callable[[], float] = time.time):

@@ -183,21 +183,27 @@ def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHand
 
 
 class TokenGuard(grpc.ServerInterceptor):
-    """AdminService calls need ``authorization: Bearer <token>``."""
+    """AdminService and InventoryService calls need ``authorization: Bearer
+    <token>``; a refusal names the service that was called."""
 
     def __init__(self, token: str):
         self._expected = f"Bearer {token}"
-
-        def deny(request, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "AdminService needs authorization: Bearer <token>")
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny = {f"/{full}/": _denial(full.rsplit(".", 1)[-1]) for full in (ADMIN_SERVICE, INVENTORY_SERVICE)}
 
     def intercept_service(self, continuation, details):
-        if details.method.startswith((f"/{ADMIN_SERVICE}/", f"/{INVENTORY_SERVICE}/")):
+        method = details.method
+        deny = self._deny.get(method[:method.rfind("/") + 1])
+        if deny is not None:
             md = dict(details.invocation_metadata or ())
             if md.get("authorization") != self._expected:
-                return self._deny
+                return deny
         return continuation(details)
+
+
+def _denial(service: str):
+    def deny(request, context):
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{service} needs authorization: Bearer <token>")
+    return grpc.unary_unary_rpc_method_handler(deny)
 
 
 def add_health_and_reflection(server: grpc.Server, services: list[str]) -> health.HealthServicer:

@@ -57,10 +57,13 @@ DECISIONS = Counter("maple_decisions", "Decisions made, by decision and the rule
 DEGRADED = Counter("maple_degraded_responses", "Decide answers marked degraded")
 INFLIGHT = Gauge("maple_inflight_requests", "RPCs being handled now", ["rpc"],
                  **({"multiprocess_mode": "livesum"} if _MULTI else {}))
+# live*: a worker that died (and was restarted) stops counting once the
+# supervisor calls mark_process_dead; with plain "max" its last file kept
+# the version it served at 1 after every later reload.
 RULESET = Gauge("maple_ruleset_info", "The ruleset version being served (1) and earlier ones (0)",
-                ["version"], **({"multiprocess_mode": "max"} if _MULTI else {}))
+                ["version"], **({"multiprocess_mode": "livemax"} if _MULTI else {}))
 RULESET_LOADED_AT = Gauge("maple_ruleset_loaded_timestamp_seconds", "When the current ruleset was loaded",
-                          **({"multiprocess_mode": "max"} if _MULTI else {}))
+                          **({"multiprocess_mode": "livemax"} if _MULTI else {}))
 RELOADS = Counter("maple_reloads", "Rule loads (startup, watcher, ReloadRules), by result (ok, error, aborted)",
                   ["result"])
 RELOAD_FAILURES = Counter("maple_ruleset_reload_failures",
@@ -250,6 +253,9 @@ def start_http(port: int, host: str = "0.0.0.0"):
 
 
 def mark_process_dead(pid: int) -> None:
+    """A worker exited: drop its live* gauges (in-flight requests, the
+    ruleset it served) so they stop counting; its counters and histograms
+    stay (prometheus-client keeps them: totals must not go down)."""
     if _MULTI:
         from prometheus_client import multiprocess
         multiprocess.mark_process_dead(pid)

@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -326,6 +327,79 @@ def shut_down(fan: FanoutRules, admin_health, watcher, rules: RulesManager, time
     return fan.wait(timeout)
 
 
+# ---------------------------------------------------------------- the metrics directory
+METRICS_PREFIX = "maple-metrics-"
+_METRICS_DIR = re.compile(re.escape(METRICS_PREFIX) + r"(\d+)-[A-Za-z0-9_]+$")
+_METRICS_FILE = re.compile(r"_(\d+)\.db$")          # prometheus-client's <kind>_[<mode>_]<pid>.db
+OWNER = "owner"
+
+
+def _owner_line(pid: int) -> str:
+    """Who may judge the directory's pids: the pid, and this host and pid
+    namespace (a /tmp shared with another container sees pids that are not
+    ours to test)."""
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = "-"
+    return f"{pid} {socket.gethostname()} {pidns}\n"
+
+
+def make_metrics_dir(base: str) -> str:
+    """``maple-metrics-<supervisor pid>-XXXX`` with an ``owner`` marker, so a
+    later start can tell when it is stale (see remove_stale_metrics_dirs)."""
+    path = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-", dir=base)
+    with open(os.path.join(path, OWNER), "w") as f:
+        f.write(_owner_line(os.getpid()))
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                     # EPERM: someone else's process, alive
+        return True
+    return True
+
+
+def remove_stale_metrics_dirs(base: str) -> list[str]:
+    """Remove the metrics directories a killed supervisor left in ``base``
+    (a clean exit removes its own).  Only a directory that is provably
+    stale goes: named ``maple-metrics-<pid>-*``, ours (uid), with an owner
+    marker from this host and pid namespace naming that pid, whose
+    supervisor and every process with a file in it (its workers) are gone.
+    Anything else (a live server's, another user's or container's, an
+    older unnamed one) is left alone.  Returns the removed paths."""
+    removed = []
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return removed
+    for name in names:
+        m = _METRICS_DIR.match(name)
+        if m is None:
+            continue
+        path = os.path.join(base, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid() or not os.path.isdir(path) or os.path.islink(path):
+                continue
+            pid = int(m.group(1))
+            with open(os.path.join(path, OWNER)) as f:
+                if f.read() != _owner_line(pid):
+                    continue
+            pids = {pid} | {int(f.group(1)) for f in map(_METRICS_FILE.search, os.listdir(path)) if f}
+        except (OSError, ValueError):
+            continue
+        if any(_alive(p) for p in pids):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, the metrics directory of a maple serve (pid %d) that is gone", path, pid)
+        removed.append(path)
+    return removed
+
+
 def supervise(cfg: ServeConfig) -> int:
     """Every port (decisions, metrics, admin) is taken before the first
     worker starts, so a port in use stops ``maple serve`` with nothing
@@ -339,7 +413,8 @@ def supervise(cfg: ServeConfig) -> int:
     stop = stop_event()
     metrics_dir = None
     if cfg.metrics_port is not None:
-        metrics_dir = tempfile.mkdtemp(prefix="maple-metrics-")
+        remove_stale_metrics_dirs(tempfile.gettempdir())
+        metrics_dir = make_metrics_dir(tempfile.gettempdir())
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir    # before the metrics module is imported
     fan = holder_socket = rules = watcher = admin_server = None
     try:

@@ -65,11 +65,12 @@ class StoredProfiles:
         except OSError as err:
             raise ValueError(f"cannot open the profile store {url!r}: {err}") from None
         h = store.health()
-        if h.ok and h.durable is False:
-            log.warning("profile store %s is NOT durable (%s): acknowledged events can be lost", h.store, h.detail)
+        if h.ok and h.durable is False and not store.warns_durability:
+            log.warning("profile store %s is not durable (%s): acknowledged events can be lost", h.store, h.detail)
         elif not h.ok:
-            log.warning("profile store %s is not reachable yet (%s): decisions are degraded until it is",
-                        h.store, h.detail)
+            log.warning("profile store %s is not reachable yet (%s): decisions are degraded until it is%s",
+                        h.store, h.detail, "; its durability is checked when it answers"
+                        if store.warns_durability else "")
         return cls(store, **options)
 
     # -- ProfileSource

@@ -46,10 +46,12 @@ def free_port() -> int:
 
 class RedisServer:
     """A redis-server child process with durable settings (appendonly yes,
-    appendfsync always) on a free loopback port; its data dir survives
-    stop/kill so a restart reloads the AOF."""
+    appendfsync always; ``durable=False``: appendonly no, Redis's default)
+    on a free loopback port; its data dir survives stop/kill so a restart
+    reloads the AOF."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, durable: bool = True):
+        self.durable = durable
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -65,7 +67,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+             "--appendonly", "yes" if self.durable else "no", "--appendfsync", "always", "--save", "",
              "--daemonize", "no", "--protected-mode", "no"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
         log = []

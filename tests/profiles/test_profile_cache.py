@@ -256,3 +256,52 @@ def test_a_write_notices_the_outage_and_a_write_notices_the_recovery(own_redis):
     assert cache.apply([ev("page_view", T0 + 2)]).accepted
     assert cache.read("C1").degraded is False
     cache.close()
+
+
+# ---------------------------------------------------------------- what an outage logs
+def outage_lines(caplog) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "engine.profiles.cache"]
+
+
+def test_an_outage_logs_one_warning_and_its_recovery_one_line_with_its_length(sqlite_store, caplog):
+    caplog.set_level("INFO", logger="engine.profiles.cache")
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, ttl=1.0, retry_after=1.0, clock=clock)
+    cache.apply([ev("page_view", T0)])
+    assert cache.read("C1").source == "store" and outage_lines(caplog) == []
+    sqlite_store.down = True
+    for _ in range(5):                                    # many requests, several retries: one line
+        clock.advance(2)
+        assert cache.read("C1").degraded and cache.read("C2").degraded
+    assert outage_lines(caplog) == [("WARNING", f"profile store {sqlite_store.url} is unavailable: test: the "
+                                                "store is down; reads are served from the cache (degraded) and "
+                                                "writes are refused until it answers")]
+    sqlite_store.down = False
+    clock.advance(2)
+    assert not cache.read("C1").degraded
+    assert cache.read("C2").degraded is False
+    assert outage_lines(caplog)[1:] == [("INFO", f"profile store {sqlite_store.url} answers again after "
+                                                 "10.0 s unavailable")]   # first failure to answer
+    sqlite_store.down = True                              # a second outage is logged again
+    clock.advance(2)
+    cache.read("C1")
+    assert [level for level, _ in outage_lines(caplog)] == ["WARNING", "INFO", "WARNING"]
+
+
+def test_a_refused_write_starts_an_outage_and_an_acknowledged_one_ends_it(own_redis, caplog):
+    caplog.set_level("INFO", logger="engine.profiles.cache")
+    clock = FakeClock()
+    cache = CachedStore(open_store(own_redis.url, clock=lambda: NOW), ttl=10, retry_after=60, clock=clock)
+    cache.apply([ev("page_view", T0)])
+    own_redis.kill()
+    for i in range(3):
+        with pytest.raises(StoreUnavailable):
+            cache.apply([ev("page_view", T0 + 1 + i)])
+    lines = outage_lines(caplog)
+    assert len(lines) == 1 and lines[0][0] == "WARNING" and "ConnectionError" in lines[0][1]
+    own_redis.start()
+    clock.advance(3.5)
+    assert cache.apply([ev("page_view", T0 + 5)]).accepted
+    assert outage_lines(caplog)[1:] == [("INFO", f"profile store {own_redis.url} answers again after "
+                                                 "3.5 s unavailable")]
+    cache.close()

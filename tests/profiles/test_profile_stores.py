@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.profiles import StoreError, ValidationConfig, open_store
+from engine.profiles import StoreError, StoreUnavailable, ValidationConfig, open_store
 from engine.profiles.events import event_to_dict
 from engine.profiles.fold import fold_all, new_profile, public
 from engine.profiles.redis_store import RedisStore
 from engine.profiles.sqlite_store import SQLiteStore
 from profiles_histories import events, histories
-from profiles_support import NOW, T0, ev, item
+from profiles_support import NOW, T0, RedisServer, ev, item
 
 
 @pytest.fixture
@@ -220,3 +220,65 @@ def test_duplicates_and_batching_do_not_change_the_profile(kind, request):
             assert public(stored) == public(once) | {"customer_id": cid}
 
         check()
+
+
+# ---------------------------------------------------------------- the durability warning
+def durability_warnings(caplog) -> list[str]:
+    return [f"{r.name}: {r.getMessage()}" for r in caplog.records if "durable" in r.getMessage()]
+
+
+def test_a_redis_that_does_not_fsync_is_named_once_when_the_server_opens_it(tmp_path, caplog):
+    """One line from one logger (it used to be two: the store's and the
+    service's, reading "NOT durable (NOT durable: ...)")."""
+    from engine.service.stored import StoredProfiles
+    server = RedisServer(tmp_path / "redis", durable=False).start()
+    try:
+        caplog.set_level("INFO")
+        StoredProfiles.open(server.url).close()
+        assert durability_warnings(caplog) == [
+            f"engine.profiles.redis_store: profile store {server.url} is not durable: appendonly no, appendfsync "
+            "always (needs appendonly yes and appendfsync always): acknowledged events can be lost if Redis "
+            "crashes"]
+    finally:
+        server.stop()
+
+
+def test_a_redis_unreachable_at_open_is_checked_on_first_contact_and_after_each_outage(tmp_path, caplog):
+    """Started while Redis is down, then Redis starts without fsync: the
+    first command that reaches it (before the batch is acknowledged) logs
+    the warning, once; an outage and a reconnection check again."""
+    caplog.set_level("INFO")
+    server = RedisServer(tmp_path / "redis", durable=False)          # not started yet
+    store = open_store(server.url, clock=lambda: NOW)
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.get("C1")
+        assert durability_warnings(caplog) == []
+        server.start()
+        assert store.apply([ev("page_view", T0)]).accepted
+        assert len(durability_warnings(caplog)) == 1 and "appendonly no" in durability_warnings(caplog)[0]
+        store.get("C1")
+        store.apply([ev("page_view", T0 + 1)])
+        assert store.health().durable is False
+        assert len(durability_warnings(caplog)) == 1                  # once per contact, not per command
+        server.stop()
+        with pytest.raises(StoreUnavailable):
+            store.get("C1")
+        server.start()
+        store.get("C1")                                               # (appendonly no: the profile is gone)
+        assert len(durability_warnings(caplog)) == 2
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_a_durable_redis_logs_no_warning_after_an_outage(own_redis, caplog):
+    caplog.set_level("INFO")
+    with open_store(own_redis.url, clock=lambda: NOW) as store:
+        store.apply([ev("page_view", T0)])
+        own_redis.stop()
+        with pytest.raises(StoreUnavailable):
+            store.get("C1")
+        own_redis.start()
+        assert store.get("C1")["channels"] == ["web"]
+    assert durability_warnings(caplog) == []

@@ -174,6 +174,31 @@ def test_redis_down_degrades_decisions_refuses_events_and_recovers(start_server,
         r = until(lambda: _try_record(s, till_purchase("c-back", size="41")), "RecordEvents to recover")
         assert r.results[0].status == epb.EVENT_STATUS_STORED
         assert until(lambda: not decide(s, "c-never-seen").degraded, "Decide to recover")
+        assert s.terminate() == 0
+        log = s.stderr()
+        # the outage and its end, once each (not once per request)
+        assert log.count(f"profile store {redis.url} is unavailable: ") == 1, log
+        assert log.count(f"profile store {redis.url} answers again after ") == 1, log
+    finally:
+        redis.stop()
+
+
+def test_a_redis_down_at_start_that_comes_up_without_fsync_is_warned_about(start_server, tmp_path):
+    """Started while Redis is down; Redis then starts with appendonly no:
+    the first contact (here the RecordEvents that stores into it) logs one
+    durability warning."""
+    redis = RedisServer(tmp_path / "redis", durable=False)          # not started yet
+    try:
+        s = start_server(RULES, "--store", redis.url)
+        s.wait_health()
+        redis.start()
+        r = until(lambda: _try_record(s, till_purchase("c-late", size="40")), "RecordEvents to reach Redis")
+        assert r.results[0].status == epb.EVENT_STATUS_STORED
+        assert s.terminate() == 0
+        log = s.stderr()
+        assert f"profile store {redis.url} is not reachable yet" in log
+        assert log.count("is not durable") == 1, log
+        assert f"profile store {redis.url} is not durable: appendonly no, appendfsync always" in log
     finally:
         redis.stop()
 

@@ -2,6 +2,7 @@
 metrics, SIGTERM drain, several workers on one port."""
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -151,6 +152,7 @@ def test_broken_pack_at_start_is_not_serving_until_a_reload(pack, start_server):
         raise AssertionError("expected UNAUTHENTICATED")
     except grpc.RpcError as err:
         assert err.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert err.details() == "AdminService needs authorization: Bearer <token>"
     admin.ReloadRules(apb.ReloadRulesRequest(), timeout=30, metadata=[("authorization", "Bearer s3cret")])
     s.wait_health(SERVING)
     assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"
@@ -188,6 +190,62 @@ def test_two_workers_share_the_port_and_reload_together(pack, start_server):
     until(lambda: 'maple_requests_total{code="OK",rpc="Decide"} 4.0' in s.metrics(),
           "the workers' Decide counts to reach /metrics")
     assert s.terminate() == 0
+
+
+def test_a_killed_and_restarted_worker_does_not_keep_its_version_live_in_metrics(pack, start_server):
+    """SIGKILL a worker: the supervisor restarts it; after a reload
+    maple_ruleset_info has one version at 1 (the dead worker's gauge file
+    used to keep the old version at 1 too)."""
+    s = start_server(pack, "--workers", "2")
+    s.wait_health()
+    admin = admin_pb2_grpc.AdminServiceStub(s.admin_channel)
+    state = admin.GetRuleset(apb.GetRulesetRequest(), timeout=30).ruleset
+    pids = {w.pid for w in state.workers}
+    victim = min(pids)
+    os.kill(victim, signal.SIGKILL)
+
+    def restarted():
+        now = {w.pid for w in admin.GetRuleset(apb.GetRulesetRequest(), timeout=30).ruleset.workers}
+        return len(now) == 2 and victim not in now
+    until(restarted, "the supervisor to restart the killed worker")
+    (pack / "decisions.rules").write_text((pack / "decisions.rules").read_text() + "\nconst more = 2\n")
+    r = admin.ReloadRules(apb.ReloadRulesRequest(expected_version=state.version), timeout=60)
+    live = {line.split('"')[1]: line.rsplit(" ", 1)[1] for line in s.metrics().splitlines()
+            if line.startswith("maple_ruleset_info{")}
+    assert live == {state.version: "0.0", r.ruleset.version: "1.0"}
+    assert s.terminate() == 0
+
+
+def test_a_killed_supervisors_metrics_dir_is_removed_by_the_next_start(pack, start_server, tmp_path):
+    """SIGKILL leaves the supervisor's maple-metrics-<pid>-* directory
+    behind; once its workers are gone too, the next start removes it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {"TMPDIR": str(tmp)}
+    first = start_server(pack, "--workers", "2", env=env)
+    first.wait_health()
+    workers = [w.pid for w in admin_pb2_grpc.AdminServiceStub(first.admin_channel).GetRuleset(
+        apb.GetRulesetRequest(), timeout=30).ruleset.workers]
+    [left] = [p.name for p in tmp.iterdir() if p.name.startswith("maple-metrics-")]
+    assert left.startswith(f"maple-metrics-{first.proc.pid}-")
+    first.proc.kill()
+    first.proc.wait()
+    until(lambda: not any(_alive(p) for p in workers), "the orphaned workers to drain and exit")
+    assert (tmp / left).is_dir()
+    second = start_server(pack, "--workers", "2", env=env)
+    now = sorted(p.name for p in tmp.iterdir() if p.name.startswith("maple-metrics-"))
+    assert len(now) == 1 and now[0].startswith(f"maple-metrics-{second.proc.pid}-")
+    assert second.terminate() == 0
+    assert f"removed {tmp / left}, the metrics directory of a maple serve (pid {first.proc.pid})" in second.stderr()
+    assert not any(p.name.startswith("maple-metrics-") for p in tmp.iterdir())     # a clean exit removes its own
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("workers, port", [("1", "decisions"), ("2", "decisions"), ("1", "admin")])

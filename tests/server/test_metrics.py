@@ -3,6 +3,9 @@ what observing each request through prometheus-client would have."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import threading
 
 from hypothesis import given, settings
@@ -10,6 +13,8 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from engine.server import metrics as m
+
+from .conftest import ROOT
 
 
 def metric_set(registry: CollectorRegistry, prefix: str):
@@ -111,3 +116,88 @@ def test_a_metrics_port_that_cannot_be_used_is_a_clean_exit_naming_it():
     for port in (70000, -5):                  # config refuses these first; no traceback if not
         with pytest.raises(SystemExit, match=f"cannot listen on 127.0.0.1:{port} for metrics"):
             m.start_http(port, "127.0.0.1")
+
+
+# ---------------------------------------------------------------- several workers (PROMETHEUS_MULTIPROC_DIR)
+def _in_multiproc(metrics_dir, code: str, *args: str) -> str:
+    """Run ``code`` in a fresh process that has engine.server.metrics in
+    multiprocess mode (as a `--workers N` worker or supervisor); its stdout."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", "import os, sys\nfrom engine.server import metrics as m\n" + code,
+                           *args], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+WORKER = "for v in sys.argv[1:]: m.RECORDER.ruleset(v, 1.0)\nprint(os.getpid())"
+SCRAPE = """from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+for pid in sys.argv[1:]: m.mark_process_dead(int(pid))
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+print(generate_latest(registry).decode())"""
+
+
+def ruleset_info(text: str) -> dict[str, float]:
+    return {line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith("maple_ruleset_info{")}
+
+
+def test_a_dead_workers_ruleset_stops_counting_once_it_is_marked_dead(tmp_path):
+    """A worker SIGKILLed while serving v1 leaves its gauge file behind; the
+    supervisor restarts it and marks it dead; after a reload to v2 only v2
+    is 1 (with multiprocess_mode "max" the dead file kept v1 at 1)."""
+    dead = _in_multiproc(tmp_path, WORKER, "v1").strip()        # killed while serving v1
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")                 # the other worker, reloaded
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")                 # the restarted one, reloaded
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 1.0, "v2": 1.0}   # not yet marked dead
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE, dead)) == {"v1": 0.0, "v2": 1.0}
+
+
+def test_live_workers_on_one_version_report_it_once(tmp_path):
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")
+    _in_multiproc(tmp_path, WORKER, "v1", "v2")
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 0.0, "v2": 1.0}
+
+
+# ---------------------------------------------------------------- stale metrics directories
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def _metrics_dir(base, pid: int, suffix: str, owner: str | None = None, files=()):
+    d = base / f"maple-metrics-{pid}-{suffix}"
+    d.mkdir()
+    if owner is not None:
+        (d / "owner").write_text(owner)
+    for name in files:
+        (d / name).write_bytes(b"")
+    return d
+
+
+def test_only_provably_stale_metrics_dirs_are_removed(tmp_path):
+    from engine.server.workers import _owner_line, remove_stale_metrics_dirs
+    dead, me = _dead_pid(), os.getpid()
+    stale = [_metrics_dir(tmp_path, dead, "a1", _owner_line(dead), [f"counter_{dead}.db", f"gauge_livemax_{dead}.db"]),
+             _metrics_dir(tmp_path, dead, "a2", _owner_line(dead))]
+    kept = [
+        _metrics_dir(tmp_path, me, "b", _owner_line(me)),                                   # a live supervisor
+        _metrics_dir(tmp_path, dead, "c", _owner_line(dead), [f"gauge_livemax_{me}.db"]),  # a worker still draining
+        _metrics_dir(tmp_path, dead, "d"),                                                 # no marker
+        _metrics_dir(tmp_path, dead, "e", _owner_line(dead).replace("pid:", "other:")),    # another pid namespace
+        _metrics_dir(tmp_path, dead, "f", _owner_line(dead).replace(" ", " elsewhere-", 1)),  # another host
+    ]
+    (tmp_path / "maple-metrics-k2j4x").mkdir()                       # unnamed (older servers): unknown owner
+    kept.append(tmp_path / "maple-metrics-k2j4x")
+    removed = remove_stale_metrics_dirs(str(tmp_path))
+    assert sorted(removed) == sorted(str(d) for d in stale)
+    assert all(d.is_dir() for d in kept) and not any(d.exists() for d in stale)
+
+
+def test_a_new_metrics_dir_names_its_supervisor_and_is_not_stale(tmp_path):
+    from engine.server.workers import make_metrics_dir, remove_stale_metrics_dirs
+    d = make_metrics_dir(str(tmp_path))
+    assert os.path.basename(d).startswith(f"maple-metrics-{os.getpid()}-")
+    assert remove_stale_metrics_dirs(str(tmp_path)) == [] and os.path.isdir(d)

@@ -131,6 +131,7 @@ def test_inventory_needs_the_admin_token(tmp_path, start_server):
     with pytest.raises(grpc.RpcError) as err:
         inventory(s).GetInventory(ipb.GetInventoryRequest(), timeout=10)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert err.value.details() == "InventoryService needs authorization: Bearer <token>"   # the service called
     info = inventory(s).GetInventory(ipb.GetInventoryRequest(), timeout=10,
                                      metadata=[("authorization", "Bearer sesame")])
     assert info.stores == 320
