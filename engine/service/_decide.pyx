@@ -40,6 +40,7 @@ cdef str SIZE = results.SIZE
 cdef str NEARBY = results.NEARBY
 cdef str OFFER = results.OFFER
 cdef object _NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
+cdef object _UNAVAILABLE = NearbyFound((), None, "unavailable")  # the stores source failed (degraded says why)
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -109,8 +110,10 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
         try:
             found = decider.stores.nearby(query, _remaining(deadline))
         except SourceUnavailable as err:
+            found = _UNAVAILABLE
             degraded.append(f"store availability unavailable: {err}")
         except Exception as err:
+            found = _UNAVAILABLE
             log.exception("stores source failed")
             degraded.append(f"store availability failed: {type(err).__name__}")
     return nearby_answer(p, common, found, preferred)

@@ -122,7 +122,7 @@ class NearbyStores(msgspec.Struct):
     policy: NearbyStoresPolicy
     common: Common
     located_by: str | None = None      # request, request_store, preferred_store or home
-    empty_reason: str | None = None    # no_location, no_sku, no_size, no_stock, none_open, no_data
+    empty_reason: str | None = None    # no_location, no_sku, no_size, no_stock, none_open, no_data, unavailable
 
 
 class OfferResult(msgspec.Struct):

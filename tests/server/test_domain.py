@@ -43,6 +43,7 @@ def test_a_failing_stores_source_degrades_only_nearby(ruleset):
     r = d.decide(q)
     assert r.degraded and "store availability failed" in r.degraded_reason
     assert r.nearby_stores.stores == () and r.prefill_size.size == "42"
+    assert r.nearby_stores.empty_reason == "unavailable"      # not "no_stock": nothing was known
 
 
 def test_snapshot_overrides_stored_profile_keys(ruleset):
