@@ -30,6 +30,8 @@ def _show(value, type_=None):
         return _iso(value)
     if type_ is not None and type_.kind == "timeline" and isinstance(value, list):
         return [_iso(t) for t in value]
+    if type_ is not None and type_.kind == "map" and type_.elem is not None and isinstance(value, dict):
+        return {k: _show(v, type_.elem) for k, v in value.items()}     # times in a map read as ISO too
     if isinstance(value, frozenset):
         return sorted(value)
     if isinstance(value, tuple):
@@ -40,6 +42,8 @@ def _show(value, type_=None):
 
 
 def _iso(t: float):
+    if type(t) not in (int, float):          # a raw profile's map may hold ISO text already
+        return t
     try:
         return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
