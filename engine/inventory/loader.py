@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from zoneinfo import ZoneInfoNotFoundError, available_timezones
 
-from ..diagnostics import Severity, did_you_mean, q, render_all, render_one_line
+from ..diagnostics import Diagnostic, Severity, did_you_mean, q, render_all, render_one_line
 from ..source import SourceFile, Span
 from .model import MAX_QUANTITY, CatalogItem, InventoryData, OpeningHours, Store, zone
 from .public_holidays import NoHolidays, public_holidays
@@ -89,18 +89,11 @@ class DataError:
         return self.span.location() if self.span is not None else ""
 
     def to_dict(self) -> dict:
-        """As ``Diagnostic.to_dict`` (``maple check --format json``), with the column."""
-        d = {"code": self.code, "severity": self.severity.value, "message": self.message}
-        if self.span is not None:
-            line, col = self.span.source.line_col(self.span.start)
-            end_line, end_col = self.span.source.line_col(self.span.end)
-            d.update(path=self.span.path, line=line, col=col, end_line=end_line, end_col=end_col)
+        """``Diagnostic.to_dict`` (``maple check --format json``; a DataError
+        has every field it reads), with the column."""
+        d = Diagnostic.to_dict(self)
         if self.column:
             d["column"] = self.column
-        if self.help:
-            d["help"] = self.help
-        if self.notes:
-            d["notes"] = list(self.notes)
         return d
 
     def __str__(self) -> str:
