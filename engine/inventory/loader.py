@@ -359,9 +359,12 @@ def _hours(raw: str, calendar=None) -> OpeningHours:
     """One OpeningHours per hours text and region: stores of a format share
     it, and its per-date memo (OpeningHours.spans_on)."""
     try:
-        return OpeningHours.parse(raw, calendar)
+        hours = OpeningHours.parse(raw, calendar)
     except ValueError as err:
         raise _Bad("D107", str(err), help="e.g. Mo-Fr 09:00-20:00; Sa 10:00-18:00; Su closed") from None
+    if hours.ph is not None and hasattr(calendar, "warm"):
+        calendar.warm()                     # at load, not on the first Decide of the year
+    return hours
 
 
 def _region(raw: str):

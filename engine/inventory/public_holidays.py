@@ -7,9 +7,9 @@ England, ``US-NY``).  The dates come from python-holidays (its public
 holidays, observed days included, as the country's law gives them);
 Maple keeps no calendar of its own.
 
-Each region's dates are worked out a year at a time, once, and kept as a
-frozenset: last year, this year and next year when the data is loaded, any
-other year on first use.  A Decide asks at most once per store-hours and
+Each region's dates are worked out a year at a time, once, and kept:
+last year, this year and next year when data whose hours say PH for the
+region is loaded, any other year on first use.  A Decide asks at most once per store-hours and
 date (``OpeningHours.spans_on`` remembers the answer).
 """
 from __future__ import annotations
@@ -33,6 +33,11 @@ class PublicHolidays:
         self.region, self._country, self._subdiv = region, country, subdiv
         self._years: dict[int, dict[date, str]] = {}
         self._lock = threading.Lock()
+
+    def warm(self) -> None:
+        """Work out last year's, this year's and next year's dates now (the
+        loader calls it for a region some store's hours say PH for), so no
+        Decide pays for them; a region only named is never worked out."""
         this_year = time.gmtime().tm_year
         for year in (this_year - 1, this_year, this_year + 1):
             self._year(year)
