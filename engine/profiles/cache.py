@@ -7,7 +7,9 @@ store is down.
   store while it is younger than ``ttl`` seconds (default 1 s).
 * **Writes from this process** (``apply``) invalidate the entries of every
   customer they touched, including merged-away ids and any alias the
-  profile was cached under, so this process reads its own writes.
+  profile was cached under, and of every identifier they (re)pointed (a
+  loyalty card read as unknown finds its customer once an event links it),
+  so this process reads its own writes.
 * **Other replicas' writes** are seen once the entry expires: a replica
   serves a profile at most ``ttl`` seconds older than the store.  That is
   the staleness bound, and it holds with any number of replicas on Redis.
@@ -85,13 +87,14 @@ class _Entries(Cache):
     entry last, and :meth:`popitem` (MutableMapping's) takes the first.  A
     read of a young entry does not move it, but a customer still being read
     is fetched again every ``ttl`` and so stays near the end: least recently
-    used, to within one ``ttl``.  The index holds one key as a plain string
-    and a set only for a customer cached under several (sets are objects
+    used, to within one ``ttl``.  The index holds one key as itself (a str,
+    or an identifier's (kind, value) pair) and a set only for a customer
+    cached under several (sets are objects
     the collector visits too)."""
 
     def __init__(self, maxsize: int):
         super().__init__(maxsize)
-        self.keys_of: dict[str, str | set[str]] = {}
+        self.keys_of: dict[str, object] = {}        # customer id -> a key (str or (kind, value)), or a set
         self.young: deque[tuple[str, float]] = deque()     # (key, fetched_at) of decoded entries, oldest first
 
     def put(self, key: str, profile: dict | None, at: float) -> None:
@@ -103,7 +106,7 @@ class _Entries(Cache):
             keys = self.keys_of.get(cid)
             if keys is None or keys == key:
                 self.keys_of[cid] = key
-            elif type(keys) is str:
+            elif type(keys) is not set:                  # one key: a str, or an identifier's (kind, value)
                 self.keys_of[cid] = {keys, key}
             else:
                 keys.add(key)
@@ -142,7 +145,7 @@ class _Entries(Cache):
         keys = self.keys_of.get(cid)
         if keys is None:
             return
-        if type(keys) is str:
+        if type(keys) is not set:
             if keys == key:
                 del self.keys_of[cid]
             return
@@ -153,10 +156,10 @@ class _Entries(Cache):
             del self.keys_of[cid]
 
 
-def _keys(keys: str | set[str] | None) -> set[str]:
+def _keys(keys) -> set:
     if keys is None:
         return set()
-    return {keys} if type(keys) is str else set(keys)
+    return set(keys) if type(keys) is set else {keys}
 
 
 class CachedStore:
@@ -176,8 +179,11 @@ class CachedStore:
         self._down_since: float | None = None     # the outage's first failure (clock), for the log
 
     # -- reads
-    def read(self, customer_id: str) -> ProfileRead:
-        """The profile with its provenance; never raises StoreUnavailable."""
+    def read(self, customer_id) -> ProfileRead:
+        """The profile with its provenance; never raises StoreUnavailable.
+        ``customer_id``: a customer id, or a (kind, value) pair of another
+        identifier (loyalty_card, email_hash, device_id), cached under the
+        pair (a tuple: no customer id equals it)."""
         now = self.clock()
         with self._lock:
             cached = self._entries.get(customer_id)
@@ -187,7 +193,8 @@ class CachedStore:
                 return self._fallback(cached, now)
             generation = self._generation
         try:
-            profile = self.store.get(customer_id)
+            profile = (self.store.get(customer_id) if type(customer_id) is str
+                       else self.store.get_by(*customer_id))
         except StoreUnavailable as err:
             with self._lock:
                 started = self._mark_down(str(err), now)
@@ -263,7 +270,8 @@ class CachedStore:
                 started = self._mark_down(str(err), self.clock())
             self._log_down(started, str(err))
             raise
-        self.invalidate(result.touched)
+        self.invalidate([*result.touched, *(tuple(key.split(":", 1)) for key in result.linked
+                                            if not key.startswith("customer_id:"))])
         with self._lock:
             was_down = self._mark_up(self.clock())
         self._log_up(was_down)

@@ -163,6 +163,14 @@ class ProfileStore(abc.ABC):
     def resolve(self, kind: str, value: str) -> str | None:
         """The customer id an identifier points at, or None."""
 
+    def get_by(self, kind: str, value: str) -> dict | None:
+        """The profile of the customer an identifier (``kind``: one of
+        events.IDENTIFIERS) points at, or None."""
+        if kind == "customer_id":
+            return self.get(value)
+        cid = self.resolve(kind, value)
+        return None if cid is None else self.get(cid)
+
     @abc.abstractmethod
     def applied(self, event_id: str) -> str | None:
         """The customer an applied event went to (at the time), or None."""

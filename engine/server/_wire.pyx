@@ -589,10 +589,17 @@ cdef object _query(Reader *r):
     context = None
     decisions = []
     raw_json = None
+    email_hash = device_id = loyalty_card = None
     while r.p < r.end:
         key = _read_varint(r)
         if key == (1 << 3 | LEN):
             customer_id = _text(r) or None
+        elif key == (6 << 3 | LEN):
+            email_hash = _text(r) or None
+        elif key == (7 << 3 | LEN):
+            device_id = _text(r) or None
+        elif key == (8 << 3 | LEN):
+            loyalty_card = _text(r) or None
         elif key == (3 << 3 | LEN) and not seen_context:
             context = _context(r)
             seen_context = True
@@ -605,6 +612,11 @@ cdef object _query(Reader *r):
             raw_json = PyBytes_FromStringAndSize(<const char *> body.p, body.end - body.p)
         else:                                # profile (a Struct), unknown fields
             raise _Fallback()
+    aliases = ()
+    if email_hash is not None or device_id is not None or loyalty_card is not None:
+        aliases = tuple([(kind, value) for kind, value in (("loyalty_card", loyalty_card),
+                                                           ("email_hash", email_hash),
+                                                           ("device_id", device_id)) if value is not None])
     if raw_json:
         try:
             profile = DECODE_JSON(raw_json)
@@ -613,8 +625,9 @@ cdef object _query(Reader *r):
         if type(profile) is not dict:
             raise _Fallback()
         return QUERY(customer_id, profile, len(raw_json), context if context is not None else CONTEXT(),
-                     tuple(decisions), explain, True)      # snapshot_json: errors name profile_json
-    return QUERY(customer_id, None, 0, context if context is not None else CONTEXT(), tuple(decisions), explain)
+                     tuple(decisions), explain, True, aliases)   # snapshot_json: errors name profile_json
+    return QUERY(customer_id, None, 0, context if context is not None else CONTEXT(), tuple(decisions), explain,
+                 False, aliases)
 
 
 def decide_query(bytes raw):

@@ -138,7 +138,10 @@ def query_from_pb(r: pb.DecideRequest) -> DecideQuery:
         context=context_from_pb(r.context) if r.HasField("context") else RequestContext(),
         decisions=tuple(r.decisions),
         explain=r.explain,
-        snapshot_json=from_json)
+        snapshot_json=from_json,
+        aliases=tuple((kind, value) for kind, value in (("loyalty_card", r.loyalty_card),
+                                                        ("email_hash", r.email_hash),
+                                                        ("device_id", r.device_id)) if value))
 
 
 # ---------------------------------------------------------------- results

@@ -42,7 +42,8 @@ from .pb.maple.v1 import decision_pb2 as pb
 
 #: message -> {field: number} as _wire.pyx writes (answers) or reads (requests) them
 LAYOUT = {
-    pb.DecideRequest: dict(customer_id=1, profile=2, context=3, decisions=4, explain=5, profile_json=10),
+    pb.DecideRequest: dict(customer_id=1, profile=2, context=3, decisions=4, explain=5, email_hash=6, device_id=7,
+                           loyalty_card=8, profile_json=10),
     pb.RequestContext: dict(channel=1, device=2, locale=3, page=4, sku=5, category=6, location=7, store=8,
                             timestamp=9, attributes=10),
     pb.GeoPoint: dict(lat=1, lon=2),
@@ -72,7 +73,9 @@ _F = FieldDescriptor
 READ_TYPES = {
     pb.DecideRequest: dict(customer_id=(_F.TYPE_STRING, False), profile=(_F.TYPE_MESSAGE, False),
                            context=(_F.TYPE_MESSAGE, False), decisions=(_F.TYPE_STRING, True),
-                           explain=(_F.TYPE_BOOL, False), profile_json=(_F.TYPE_BYTES, False)),
+                           explain=(_F.TYPE_BOOL, False), profile_json=(_F.TYPE_BYTES, False),
+                           email_hash=(_F.TYPE_STRING, False), device_id=(_F.TYPE_STRING, False),
+                           loyalty_card=(_F.TYPE_STRING, False)),
     pb.RequestContext: dict(channel=(_F.TYPE_ENUM, False), device=(_F.TYPE_ENUM, False),
                             locale=(_F.TYPE_STRING, False), page=(_F.TYPE_STRING, False),
                             sku=(_F.TYPE_STRING, False), category=(_F.TYPE_STRING, False),

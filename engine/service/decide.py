@@ -11,6 +11,13 @@ decided on an empty profile that carries only the id: request-only rules
 still fire (channel, page, location), everything else answers its default,
 experiments still assign by the id, and the result says
 ``profile_status = unknown_customer``.  It is not an error and not degraded.
+
+A request may name the customer by the other identifiers events carry
+(``DecideQuery.aliases``: loyalty card, email hash, device id); the first
+of customer_id and those, in that order, that names a stored customer gives
+the profile.  Known by none and without a customer_id, the customer is
+decided as unknown under the id their first event with those identifiers
+will create (:func:`~engine.profiles.identity.mint_customer_id`).
 """
 from __future__ import annotations
 
@@ -25,8 +32,9 @@ from .assemble import Plan
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
 from .rules import RulesetHolder
+from ..profiles.identity import mint_customer_id
 from .sources import (NullProfiles, NullStores, ProfileLookup, ProfileSource, SourceUnavailable, StoresSource,
-                      lookup_profile)
+                      lookup_alias, lookup_profile)
 from .validate import validate_batch_size
 
 log = logging.getLogger("maple.service")
@@ -107,32 +115,55 @@ class Decider:
 
     def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:
         snapshot = q.profile
-        if not q.customer_id:
-            if snapshot is None:
-                return {}, ProfileStatus.ANONYMOUS, []
-            return snapshot, ProfileStatus.SNAPSHOT, []
+        cid = q.customer_id
+        if not cid:
+            if not q.aliases:
+                if snapshot is None:
+                    return {}, ProfileStatus.ANONYMOUS, []
+                return snapshot, ProfileStatus.SNAPSHOT, []
+            # known only by another identifier: if nobody has it yet, the id their
+            # first event with it will create (so experiments assign them for good)
+            cid = mint_customer_id(q.aliases)
         try:
             # no store: every id unknown, as NullProfiles.get says (not asked: this is every request's path)
-            found = (_UNKNOWN if type(self.profiles) is NullProfiles
-                     else lookup_profile(self.profiles, q.customer_id, _remaining(deadline), now))
+            if type(self.profiles) is NullProfiles:
+                found = _UNKNOWN
+            elif not q.aliases:
+                found = lookup_profile(self.profiles, cid, _remaining(deadline), now)
+            else:
+                found = self._find(q, deadline, now)
         except SourceUnavailable as err:
             base = dict(snapshot) if snapshot is not None else {}
-            base.setdefault("customer_id", q.customer_id)
+            base.setdefault("customer_id", cid)
             return base, ProfileStatus.UNAVAILABLE, [f"profile store unavailable: {err}"]
         except Exception as err:  # a broken source must not fail the request
             log.exception("profile source failed")
             base = dict(snapshot) if snapshot is not None else {}
-            base.setdefault("customer_id", q.customer_id)
+            base.setdefault("customer_id", cid)
             return base, ProfileStatus.UNAVAILABLE, [f"profile store failed: {type(err).__name__}"]
         stored = found.profile
         if stored is None:
             if snapshot is not None:
                 return snapshot, ProfileStatus.SNAPSHOT, []
-            return {"customer_id": q.customer_id}, ProfileStatus.UNKNOWN_CUSTOMER, []
+            return {"customer_id": cid}, ProfileStatus.UNKNOWN_CUSTOMER, []
         if snapshot:
             stored = {**stored, **snapshot}
         # a cached copy while the store is down: still STORED, but degraded
         return stored, ProfileStatus.STORED, [found.degraded] if found.degraded else []
+
+    def _find(self, q: DecideQuery, deadline, now: float) -> ProfileLookup:
+        """The stored profile of the first of the request's identifiers
+        (customer_id, then ``q.aliases``, strongest first) that names a
+        stored customer."""
+        if q.customer_id:
+            found = lookup_profile(self.profiles, q.customer_id, _remaining(deadline), now)
+            if found.profile is not None:
+                return found
+        for kind, value in q.aliases:
+            found = lookup_alias(self.profiles, kind, value, _remaining(deadline), now)
+            if found.profile is not None:
+                return found
+        return _UNKNOWN
 
     @staticmethod
     def _wanted(rs: Ruleset, names: tuple[str, ...]):

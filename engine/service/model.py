@@ -72,6 +72,9 @@ class DecideQuery(msgspec.Struct):
     decisions: tuple[str, ...] = ()      # empty: all
     explain: bool = False
     snapshot_json: bool = False          # the snapshot came as DecideRequest.profile_json (errors name that)
+    #: the customer's other identifiers, strongest first: (("loyalty_card", v), ("email_hash", v), ("device_id", v)),
+    #: those given
+    aliases: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------- results

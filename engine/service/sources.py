@@ -40,6 +40,20 @@ def lookup_profile(source, customer_id: str, timeout: float | None, now: float) 
     return ProfileLookup(source.get(customer_id, timeout))
 
 
+def lookup_alias(source, kind: str, value: str, timeout: float | None, now: float) -> ProfileLookup:
+    """Ask ``source`` for the profile of the customer another identifier
+    (``kind``: loyalty_card, email_hash, device_id) points at, as of ``now``.
+    A source that keeps no identifiers (no store, a file of profiles) knows
+    nobody by one."""
+    lookup = getattr(source, "lookup_alias", None)
+    if lookup is None:
+        return _NOBODY
+    return lookup(kind, value, timeout, now)
+
+
+_NOBODY = ProfileLookup(None)
+
+
 # ---------------------------------------------------------------- profiles
 @runtime_checkable
 class ProfileSource(Protocol):

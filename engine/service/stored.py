@@ -77,8 +77,10 @@ class StoredProfiles:
     def get(self, customer_id: str, timeout: float | None) -> dict | None:
         return self.lookup(customer_id, timeout, None).profile
 
-    def lookup(self, customer_id: str, timeout: float | None, now: float | None) -> ProfileLookup:
+    def lookup(self, customer_id, timeout: float | None, now: float | None) -> ProfileLookup:
         """The profile (lifecycle as of ``now``), and why it may be stale.
+        ``customer_id``: a customer id, or (kind, value) of another
+        identifier (:meth:`lookup_alias`).
 
         ``timeout`` is not enforced per call: a read gives up after the
         store's own socket timeouts, and after a failure the cache does not
@@ -97,6 +99,12 @@ class StoredProfiles:
             return ProfileLookup(profile)
         age = f" {read.age:.1f} s old" if read.age is not None else ""
         return ProfileLookup(profile, f"profile store unavailable, using a cached profile{age}: {read.reason}")
+
+    def lookup_alias(self, kind: str, value: str, timeout: float | None, now: float | None) -> ProfileLookup:
+        """The profile of the customer a loyalty card, email hash or device
+        id points at; cached (under the pair, which no customer id can
+        equal) and invalidated like a profile read by id."""
+        return self.lookup((kind, value), timeout, now)
 
     def describe(self) -> str:
         return f"{self.store.url} (cache ttl {self.cache.ttl:g} s)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .errors import FieldViolation, InvalidArgument, ResourceExhausted
 from .model import DecideQuery
 
-MAX_ID = 256                 # customer_id
+MAX_ID = 256                 # customer_id and the other identifiers (loyalty_card, email_hash, device_id)
 MAX_TEXT = 1024              # each string of the request context
 MAX_DECISIONS = 256          # names in DecideRequest.decisions
 MAX_BATCH = 1000             # items in one DecideBatch
@@ -40,7 +40,8 @@ def validate_query(q: DecideQuery, decision_names) -> None:
             and (ctx.store is None or len(ctx.store) <= MAX_TEXT)
             and (loc is None or (-90.0 <= loc[0] <= 90.0 and -180.0 <= loc[1] <= 180.0))
             and (ts is None or MIN_TIME <= ts <= MAX_TIME) and not q.decisions
-            and (q.profile is None or 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES) and ctx.attributes is None):
+            and (q.profile is None or 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES) and ctx.attributes is None
+            and (not q.aliases or all(len(v) <= MAX_ID for _, v in q.aliases))):
         return
     bad = violations(q, decision_names)
     if bad:
@@ -54,6 +55,9 @@ def violations(q: DecideQuery, decision_names) -> list[FieldViolation]:
     bad: list[FieldViolation] = []
     if cid is not None and len(cid) > MAX_ID:
         bad.append(FieldViolation("customer_id", f"at most {MAX_ID} characters, got {len(cid)}"))
+    for kind, value in q.aliases:
+        if len(value) > MAX_ID:
+            bad.append(FieldViolation(kind, f"at most {MAX_ID} characters, got {len(value)}"))
     for name in _TEXT_FIELDS:
         v = getattr(ctx, name)
         if v is not None and len(v) > MAX_TEXT:

@@ -87,6 +87,36 @@ def test_a_cached_miss_is_dropped_when_the_id_starts_naming_someone(sqlite_store
     assert cache.get("C7")["last_seen_at"] == T0 + 1      # C7 is now an alias of the device's customer
 
 
+def test_another_identifier_finds_its_customer_and_is_cached_under_the_pair(sqlite_store):
+    """Decide by loyalty card (email hash, device id): the profile of the
+    customer the card points at, cached under ("loyalty_card", value), and
+    dropped like any entry of that customer when this process writes to it."""
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid="A", loyalty_card="L1")])
+    assert cache.read(("loyalty_card", "L1")).profile["customer_id"] == "A"
+    assert cache.read(("loyalty_card", "L1")).source == "cache"
+    assert cache.get("loyalty_card:L1") is None            # a customer id of that text is someone else
+    cache.apply([ev("purchase", T0 + 1, cid="A", items=[item("S1")])])
+    assert cache.read(("loyalty_card", "L1")).profile["orders_count"] == 1
+
+
+def test_a_cached_unknown_identifier_is_dropped_when_an_event_links_it(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid="A")])
+    assert cache.read(("loyalty_card", "L2")).profile is None     # cached: nobody
+    cache.apply([ev("store_visit", T0 + 1, channel="pos", cid="A", loyalty_card="L2", store_id="s1")])
+    assert cache.read(("loyalty_card", "L2")).profile["customer_id"] == "A"
+
+
+def test_an_identifier_cached_for_a_merged_away_customer_finds_the_survivor(sqlite_store):
+    cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid="A"), ev("page_view", T0 + 1, cid="B", email_hash="h1")])
+    assert cache.read(("email_hash", "h1")).profile["customer_id"] == "B"
+    result = cache.apply([ev("email_open", T0 + 2, channel="email", cid="A", email_hash="h1")])
+    assert result.merged == (("B", "A"),)
+    assert cache.read(("email_hash", "h1")).profile["customer_id"] == "A"
+
+
 def test_a_fetch_racing_a_local_write_is_not_cached(sqlite_store):
     cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
     cache.apply([ev("purchase", T0, items=[item("S1")])])

@@ -106,6 +106,9 @@ def test_identities_link_and_merge(store):
         assert store.resolve(kind, value) == anon_app
     p = store.get("C7")
     assert p == store.get(anon_pos) == store.get(anon_app)
+    assert p == store.get_by("loyalty_card", "L1") == store.get_by("device_id", "d1")
+    assert p == store.get_by("customer_id", "C7")
+    assert store.get_by("loyalty_card", "C7") is None and store.get_by("email_hash", "nobody") is None
     assert p["customer_id"] == anon_app and p["cart"]["skus"] == ["B1"] and p["sizes"] == {"shoes": "42"}
     assert p["channels"] == ["app", "pos", "web"]
     # a later event from any identifier lands on the same profile

@@ -1,6 +1,9 @@
 """The service domain without gRPC: degraded answers, swaps, validation."""
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from engine.ruleset import load
@@ -13,6 +16,9 @@ from .conftest import NOW, RUNNER, write_pack
 
 class DownStore:
     def get(self, customer_id, timeout):
+        raise SourceUnavailable("connection refused")
+
+    def lookup_alias(self, kind, value, timeout, now):
         raise SourceUnavailable("connection refused")
 
     def describe(self):
@@ -117,7 +123,6 @@ def test_a_merged_customer_keeps_one_variant_whichever_id_is_sent():
     other id is an alias of it: experiments assign by the profile's
     customer_id, so asking by either id gives the same variant (by the
     request's id, these two ids fall in different buckets)."""
-    from pathlib import Path
     from engine.eval.values import assign_variant
     rs = load(Path(__file__).resolve().parents[2] / "rules")
     ids = ("m-2", "acct-1")
@@ -132,3 +137,97 @@ def test_a_merged_customer_keeps_one_variant_whichever_id_is_sent():
         assert r.profile_status is ProfileStatus.STORED
         got.append(r.next_best_offer.common.experiments)
     assert got[0] == got[1] and got[0]
+
+
+# ---------------------------------------------------------------- other identifiers
+REFERENCE = Path(__file__).resolve().parents[2] / "rules"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load(REFERENCE)
+
+
+@pytest.fixture
+def stored(tmp_path):
+    src = open_profile_source(f"sqlite://{tmp_path / 'p.db'}")
+    yield src
+    src.close()
+
+
+T = float(int(time.time()))        # events must be near the store's (real) clock
+
+
+def _purchase(eid, t, **ids):
+    return {"event_id": eid, "type": "purchase", "channel": "pos", "timestamp": t, "store_id": "s001",
+            "order_id": eid, "items": [{"sku": "TEE-001", "category": "tshirts", "size": "M", "price": 25.0}],
+            **ids}
+
+
+def test_a_till_scanning_a_loyalty_card_gets_the_card_holders_decisions(reference, stored):
+    assert not stored.apply([_purchase("e1", T - 86400, customer_id="c-9", loyalty_card="LC-9")]).errors
+    d = Decider(RulesetHolder(reference), profiles=stored)
+    ctx = RequestContext(channel="pos", store="s001", category="tshirts", timestamp=T)
+    by_card = d.decide(DecideQuery(aliases=(("loyalty_card", "LC-9"),), context=ctx))
+    by_id = d.decide(DecideQuery(customer_id="c-9", context=ctx))
+    assert by_card.profile_status is ProfileStatus.STORED
+    assert by_card.prefill_size.size == "M"                 # from the purchase at the till
+    assert by_card == by_id
+    # an id the store does not know, with a card it does: the card finds the customer
+    assert d.decide(DecideQuery(customer_id="web-anon-1", aliases=(("loyalty_card", "LC-9"),),
+                                context=ctx)) == by_id
+    # a known customer_id wins over another customer's card
+    stored.apply([_purchase("e2", T - 3600, customer_id="c-10", email_hash="h10")])
+    r = d.decide(DecideQuery(customer_id="c-10", aliases=(("loyalty_card", "LC-9"),), context=ctx))
+    assert r == d.decide(DecideQuery(customer_id="c-10", context=ctx)) != by_id
+
+
+def test_an_unknown_card_is_decided_as_the_customer_its_first_event_creates(reference, stored):
+    """Known by nobody, the card's customer is decided under the id their
+    first event with it mints: the experiment variant they see now is the
+    one they keep once the till records their purchase."""
+    d = Decider(RulesetHolder(reference), profiles=stored)
+    q = DecideQuery(aliases=(("loyalty_card", "LC-11"), ("device_id", "dev-1")),
+                    context=RequestContext(channel="app", timestamp=T))
+    before = d.decide(q)
+    assert before.profile_status is ProfileStatus.UNKNOWN_CUSTOMER and not before.degraded
+    # (by the card's own text, or the device's minted id, this customer would get control)
+    assert before.next_best_offer.common.experiments == (("offer_copy", "urgent"),)
+    result = stored.apply([_purchase("e3", T - 60, loyalty_card="LC-11", device_id="dev-1")])
+    minted = result.assigned["e3"]
+    assert minted.startswith("m-")
+    assert before.next_best_offer.common.experiments == d.decide(
+        DecideQuery(customer_id=minted, profile={"lifecycle": "new"},
+                    context=RequestContext(channel="app", timestamp=T))).next_best_offer.common.experiments
+    after = d.decide(q)                                   # this process's write dropped the cached miss
+    assert after.profile_status is ProfileStatus.STORED
+    assert d.decide(DecideQuery(aliases=(("device_id", "dev-1"),),
+                                context=RequestContext(channel="app", timestamp=T))) == after
+
+
+@pytest.mark.parametrize("source", ["none", "jsonl"])
+def test_sources_without_identifiers_know_nobody_by_one(reference, tmp_path, source):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"customer_id": "c-9", "lifecycle": "vip"}\n')
+    d = Decider(RulesetHolder(reference), profiles=open_profile_source("" if source == "none" else f"jsonl:{f}"))
+    r = d.decide(DecideQuery(aliases=(("loyalty_card", "c-9"),), context=RequestContext(timestamp=NOW)))
+    assert r.profile_status is ProfileStatus.UNKNOWN_CUSTOMER
+    r = d.decide(DecideQuery(customer_id="c-9", aliases=(("loyalty_card", "LC"),),
+                             context=RequestContext(timestamp=NOW)))
+    assert r.profile_status is (ProfileStatus.STORED if source == "jsonl" else ProfileStatus.UNKNOWN_CUSTOMER)
+
+
+def test_a_card_while_the_store_is_down_is_degraded_not_failed(ruleset):
+    d = Decider(RulesetHolder(ruleset), profiles=DownStore())
+    r = d.decide(DecideQuery(aliases=(("loyalty_card", "LC-9"),), profile={"lifecycle": "vip"},
+                             context=RequestContext(timestamp=NOW)))
+    assert r.degraded and r.profile_status is ProfileStatus.UNAVAILABLE
+    assert r.decisions["banner"].value == "vip"             # the snapshot still decides
+
+
+def test_identifiers_are_validated_by_name(ruleset):
+    q = DecideQuery(aliases=(("loyalty_card", "x" * 257), ("device_id", "d" * 256)))
+    with pytest.raises(InvalidArgument) as e:
+        Decider(RulesetHolder(ruleset)).decide(q)
+    assert [(v.field, v.description) for v in e.value.violations] == [
+        ("loyalty_card", "at most 256 characters, got 257")]

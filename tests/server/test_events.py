@@ -110,6 +110,19 @@ def test_a_batch_stores_the_good_events_and_names_each_bad_one(start_server, tmp
     assert again.results[0].status == epb.EVENT_STATUS_DUPLICATE
     d = decide(s, "c-good")
     assert d.profile_status == pb.PROFILE_STATUS_STORED and not d.degraded
+    # a till that only scans the card: once an event links it, Decide finds the customer by it
+    stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
+    ctx = pb.RequestContext(channel=pb.CHANNEL_POS, store="s001", sku="TRL-002", category="trail-shoes")
+    by_card = lambda: stub.Decide(pb.DecideRequest(loyalty_card="LC-77", context=ctx), timeout=30)
+    assert by_card().profile_status == pb.PROFILE_STATUS_UNKNOWN_CUSTOMER
+    linked = till_purchase("c-good", size="45", event_id="ok-2")
+    linked.loyalty_card = "LC-77"
+    assert record(s, [linked]).results[0].status == epb.EVENT_STATUS_STORED
+    d = by_card()
+    assert d.profile_status == pb.PROFILE_STATUS_STORED and d.prefill_size.size == "45"
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Decide(pb.DecideRequest(loyalty_card="L" * 300, context=ctx), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "loyalty_card" in err.value.details()
 
 
 def test_no_store_means_failed_precondition(server):

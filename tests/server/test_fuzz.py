@@ -54,6 +54,8 @@ def decide_requests(draw) -> pb.DecideRequest:
                                                                     "", "nope"]), max_size=3)))
     if draw(st.booleans()):
         req.profile.update(draw(st.dictionaries(profile_keys, json_values, max_size=6)))
+    if draw(st.booleans()):
+        req.loyalty_card, req.email_hash, req.device_id = draw(texts), draw(texts), draw(texts)
     return req
 
 
@@ -247,6 +249,24 @@ def test_any_event_batch_gets_an_answer_per_event(stored_server, batch):
                    for x in r.results)
         assert all(x.violations for x in r.results if x.status == epb.EVENT_STATUS_REJECTED)
         assert r.stored + r.duplicates + r.rejected == len(batch)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(req=decide_requests(), batch=st.lists(events(), max_size=2))
+def test_any_decide_by_any_identifier_against_a_store(stored_server, req, batch):
+    """The customer looked up in a real store, by customer id and by the
+    other identifiers, after events that may have linked them."""
+    record = stored_server.channel.unary_unary("/maple.v1.DecisionService/RecordEvents",
+                                               request_serializer=epb.RecordEventsRequest.SerializeToString,
+                                               response_deserializer=epb.RecordEventsResponse.FromString)
+    for e in batch:                           # the request's identifiers, known to the store now and then
+        e.customer_id, e.email_hash, e.loyalty_card = req.customer_id, req.email_hash, req.loyalty_card
+    assert _code(lambda: record(epb.RecordEventsRequest(events=batch), timeout=30)) in ALLOWED
+    decide = stored_server.channel.unary_unary("/maple.v1.DecisionService/Decide",
+                                               request_serializer=pb.DecideRequest.SerializeToString,
+                                               response_deserializer=pb.DecideResponse.FromString)
+    assert _code(lambda: decide(req, timeout=10)) in ALLOWED
 
 
 @FUZZ

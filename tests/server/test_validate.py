@@ -37,7 +37,9 @@ profiles = st.none() | st.just({"lifecycle": "vip"}) | st.just(deep)
 queries = st.builds(
     DecideQuery, st.none() | st.text(max_size=4) | around(MAX_ID), profiles,
     st.sampled_from([0, 1, 900, SHAPE_CHECK_BYTES - 1, SHAPE_CHECK_BYTES]), contexts,
-    st.lists(st.sampled_from(NAMES) | st.text(max_size=3), max_size=3).map(tuple), st.booleans(), st.booleans())
+    st.lists(st.sampled_from(NAMES) | st.text(max_size=3), max_size=3).map(tuple), st.booleans(), st.booleans(),
+    st.lists(st.tuples(st.sampled_from(["loyalty_card", "email_hash", "device_id"]),
+                       st.text(max_size=4) | around(MAX_ID)), max_size=3).map(tuple))
 
 
 def _check(q) -> None:
@@ -85,6 +87,8 @@ def _profile(value, size: int, from_json: bool = False):
 
 CHANGES = (
     [_set("customer_id", "c" * n) for n in (MAX_ID, MAX_ID + 1)]
+    + [_set("aliases", (("loyalty_card", "L"), (kind, "x" * n))) for kind in ("email_hash", "device_id")
+       for n in (MAX_ID, MAX_ID + 1)]
     + [_text(f, n) for f in ("locale", "page", "sku", "category", "store") for n in (MAX_TEXT, MAX_TEXT + 1)]
     + [_point(lat, lon) for lat, lon in ((90.0, 180.0), (-90.0, -180.0), (90.000001, 0.0), (0.0, -180.000001),
                                          (math.nan, 0.0), (0.0, math.inf), (-math.inf, 0.0))]

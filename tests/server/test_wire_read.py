@@ -114,6 +114,8 @@ def requests(draw, plain: bool = False):
     (no Struct, known enum numbers, valid nanos, a JSON object or none)."""
     r = pb.DecideRequest(customer_id=draw(text), decisions=draw(st.lists(text, max_size=3)),
                          explain=draw(st.booleans()))
+    if draw(st.booleans()):                  # the customer's other identifiers
+        r.loyalty_card, r.email_hash, r.device_id = (draw(text) for _ in range(3))
     if draw(st.booleans()):
         r.context.CopyFrom(draw(contexts(plain)))
     if plain:
@@ -164,7 +166,7 @@ def test_damaged_requests_read_as_the_runtime_reads_them(request, data):
         at = data.draw(st.integers(0, len(raw)))
         raw[at:at] = data.draw(st.binary(min_size=1, max_size=4))
     else:
-        raw += bytes([0x30 | 0x00, 0x01])     # field 6, a varint: reserved, so unknown here
+        raw += bytes([0x48 | 0x00, 0x01])     # field 9, a varint: reserved, so unknown here
     raw = bytes(raw)
     assert served(raw) == runtime(raw)
 
@@ -193,6 +195,10 @@ def test_garbage_reads_as_the_runtime_reads_it(raw):
     (b"\x1a\x0d\x4a\x0b\x08" + b"\xff" * 9 + b"\x7f", "seconds -1 in ten bytes"),
     (b"\x28\x01\x28\x00", "explain set, then cleared"),
     (b"\x0a\x01a\x0a\x01b", "customer_id twice: the last one"),
+    (b"\x42\x01a\x42\x00\x32\x01e", "loyalty_card, then empty: only email_hash is left"),
+    (b"\x3a\x01d\x42\x01c\x32\x01e", "identifiers in any order: strongest first"),
+    (b"\x30\x01", "email_hash as a varint"),
+    (b"\x42\x02\xc3\x28", "loyalty_card is not UTF-8"),
     (b"\x1a\x02\x08\x01\x1a\x02\x10\x02", "context twice: merged"),
     (b"\x52\x00", "an empty profile_json"),
     (b"\x52\x02{}\x52\x02[]", "profile_json twice: the last one, not an object"),
