@@ -57,3 +57,20 @@ def test_quoted_text_in_a_placeholder_is_explained():
     (err,) = errors('offer o score 1 message "{profile.sizes["t-shirts"]}"\n')
     assert err.code == "E106" and err.span.text == '"' and "placeholder cannot contain a quoted text" in err.message
     assert err.help == 'name the text with a const: const key = "t-shirts", then write {profile.sizes[key]}'
+
+
+def test_an_unknown_name_in_a_condition_is_an_undeclared_segment():
+    """Where a condition stands, quoting the name would not help: it is a
+    segment that is not declared, perhaps a declared one with a word added."""
+    pack = "segment vip = profile.b\nsegment cart_abandoned = profile.b\n"
+    for cond in ("vip_customr", "not vip_customr", "profile.b and vip_customr"):
+        (err,) = errors(pack + f'rule r when {cond} then homepage_category = "a"\n')
+        assert err.code == "E201" and err.span.text == "vip_customr"
+        assert err.help == "no segment is named `vip_customr`; did you mean `vip`?"
+    (err,) = errors(pack + 'rule r when abandoned_cart then homepage_category = "a"\n')
+    assert err.help == "no segment is named `abandoned_cart`; did you mean `cart_abandoned`?"
+    (err,) = errors(pack + 'segment s = christmas\nrule r when s then homepage_category = "a"\n')
+    assert err.help.startswith("no segment is named `christmas`: declare it (segment christmas = ...)")
+    assert err.notes == ("segments: cart_abandoned, s, vip",)
+    (err,) = errors(pack + 'rule r when vip then homepage_category = new_arrivals\n')
+    assert err.help == 'quote text values: "new_arrivals"'        # a value, not a condition
