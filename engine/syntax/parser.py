@@ -198,9 +198,9 @@ def _clause_before(chunk: str, pos: int) -> str | None:
     return words[-1] if words else None
 
 
-def _assign_mistake(tok: Token, chunk: str) -> tuple[int, int, str, str | None] | None:
+def _assign_mistake(tok: Token, chunk: str) -> tuple[int, int, str] | None:
     """Where an assignment or definition goes wrong at its `=` and how to
-    say so: (start, end, message, help) in ``chunk``.  ``=>`` (an arrow
+    say so: (start, end, message) in ``chunk``.  ``=>`` (an arrow
     from another language) is read as `=` and then an unexpected `>`; the
     message says `=` was what belongs there."""
     at = tok.start_pos
@@ -211,12 +211,12 @@ def _assign_mistake(tok: Token, chunk: str) -> tuple[int, int, str, str | None] 
     target = _TARGET.search(chunk[:at - 1])
     if clause == "then" and target is not None:         # `then homepage_category => "x"`
         name = re.sub(r"\s+", "", target.group(1))
-        return at - 1, at + 1, f"use = to assign a value in then, not {q(arrow)} ({name} = ...)", None
+        return at - 1, at + 1, f"use = to assign a value in then, not {q(arrow)} ({name} = ...)"
     kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
     decl = _chunk_name(chunk)
     if clause == kw and kw in ("segment", "const") and decl:
-        return at - 1, at + 1, f"use = to define {kw} {decl}, not {q(arrow)} ({kw} {decl} = ...)", None
-    return (at - 1, at + 1, f"{q(arrow)} is not an operator: write = here", None)
+        return at - 1, at + 1, f"use = to define {kw} {decl}, not {q(arrow)} ({kw} {decl} = ...)"
+    return at - 1, at + 1, f"{q(arrow)} is not an operator: write = here"
 
 
 def _assign_label(tok: Token, chunk: str) -> tuple[int, int, str]:
@@ -364,8 +364,8 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
             return
         arrow = _assign_mistake(tok, chunk)
         if arrow is not None:
-            start, end, message, help_ = arrow
-            diags.add("E106", Span(source, base + start, base + end), message=message, help=help_)
+            start, end, message = arrow
+            diags.add("E106", Span(source, base + start, base + end), message=message)
             return
         expected, keywords = _describe_expected(parser, _for_declaration(err.expected, chunk))
         help_ = None
