@@ -171,6 +171,26 @@ def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.7,
     return None
 
 
+def containing(word: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
+    """The candidates every word of which is in ``word`` (spelt alike:
+    ``customr`` for ``customer``), the most words first: for a misspelt
+    name that adds to a declared one (``vip_customr`` -> ``vip``,
+    ``browsed_recently`` -> ``recent_browser``) where :func:`did_you_mean`
+    finds nothing.  A candidate that shares only some of its words (a
+    common ``_customer``) is none."""
+    words = [w for w in word.lower().split("_") if w]
+    found = []
+    for c in sorted(set(candidates)):
+        parts = [w for w in c.lower().split("_") if w]
+        if parts and c != word and all(any(_alike(part, w) for w in words) for part in parts):
+            found.append((-len(parts), -difflib.SequenceMatcher(None, word.lower(), c.lower()).ratio(), c))
+    return [c for *_, c in sorted(found)[:limit]]
+
+
+def _alike(a: str, b: str) -> bool:
+    return a == b or (min(len(a), len(b)) >= 4 and difflib.SequenceMatcher(None, a, b).ratio() >= 0.8)
+
+
 def _differ_little(word: str, match: str) -> bool:
     """Whether the words ``word`` and ``match`` do not share are alike."""
     a, b = word.lower().split("_"), match.lower().split("_")

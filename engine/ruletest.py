@@ -483,6 +483,20 @@ def _schema_problems(raw: dict, key: str, ruleset) -> list[tuple[dict, Any, str]
     return _value_problems(given, schema[key], key, raw, key, ruleset)
 
 
+def profile_problems(profile: dict, ruleset) -> list[str]:
+    """What the pack's ``schema profile`` finds wrong with a profile read
+    from elsewhere (a JSON object: ``maple serve --store jsonl:PATH``), in
+    the words ``maple test`` uses for an inline profile: an attribute the
+    schema does not declare, a value the rules would read as missing (an
+    enum value it does not list, a number written as text ...), each with a
+    suggestion.  The fold's own bookkeeping (``_fold``) is not the rules'
+    business and is left alone."""
+    if not isinstance(profile, dict):
+        return []
+    profile = {k: v for k, v in profile.items() if k != "_fold"}
+    return [problem for _, _, problem in _schema_problems({"profile": profile}, "profile", ruleset)]
+
+
 def _schema_place(path: str, ruleset) -> str:
     """Where to read the attributes a schema declares."""
     root = path.split(".")[0]

@@ -10,7 +10,7 @@ import re
 from itertools import count
 
 from .. import limits
-from ..diagnostics import Diagnostics, did_you_mean, q
+from ..diagnostics import Diagnostics, containing, did_you_mean, q
 from ..source import Span
 from ..syntax import ast
 from ..syntax.builder import UNITS, unescape
@@ -25,6 +25,8 @@ ROOTS = ("profile", "request")
 POLICIES = ("first", "best", "all")
 #: caps count impressions in this profile attribute (a map of timelines keyed by offer name)
 CAP_ATTRIBUTE = ("profile", ("offer_impressions",))
+#: segments listed by name when a condition names one that is not declared
+SEGMENTS_LISTED = 20
 ARITH_OPS = ("+", "-", "*", "/")
 COMPARE_OPS = ("==", "!=", "<", "<=", ">", ">=")
 
@@ -559,7 +561,7 @@ class Checker:
 
     # ================================================================ expressions
     def _condition(self, e: ast.Expr, clause: str) -> None:
-        t = self.expr(e)
+        t = self.expr(e, T.BOOL)            # a bare unknown name here is a segment (E201's help)
         if t.kind != "bool" and not t.is_error:
             self.d.add("E302", e.span, clause=q(clause) if " " not in clause else clause, got=t.describe())
 
@@ -669,10 +671,31 @@ class Checker:
         if help_ is None and name in ("yes", "no", "True", "False", "null", "none", "None"):
             help_ = {"yes": "write true", "True": "write true", "no": "write false", "False": "write false"}.get(
                 name, "to test for no value, write `is missing`")
+        notes: list[str] = []
+        if help_ is None and expect is not None and expect.kind == "bool":
+            help_, notes = self._segment_help(name)
         if help_ is None:
             help_ = 'quote text values: "' + name + '"'
-        self.d.add("E201", e.span, name=q(name), help=help_)
+        self.d.add("E201", e.span, name=q(name), help=help_, notes=notes)
         return T.ERROR
+
+    def _segment_help(self, name: str) -> tuple[str, list[str]]:
+        """A bare name where a condition stands is a segment (or a
+        true/false constant) that is not declared: say so, and name the
+        segments it may have meant, or else the segments there are
+        (quoting it, the help elsewhere, would not make a condition)."""
+        segments = sorted(self._segment_decls)
+        close = containing(name, segments)
+        if close:
+            names = [q(c) for c in close]
+            return (f"no segment is named {q(name)}; did you mean "
+                    + (names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]) + "?"), []
+        help_ = f"no segment is named {q(name)}: declare it (segment {name} = ...)"
+        if not segments:
+            return help_, []
+        shown = ", ".join(segments[:SEGMENTS_LISTED]) + (
+            f", … ({len(segments)} in all)" if len(segments) > SEGMENTS_LISTED else "")
+        return help_ + ", or use a segment the pack declares", [f"segments: {shown}"]
 
     def _attribute_help(self, name: str) -> str | None:
         """``lifetime_value`` alone: the attribute of that name, with its root."""
@@ -766,7 +789,7 @@ class Checker:
 
     # -- operators
     def _x_Unary(self, e, expect):
-        t = self._expr(e.operand)
+        t = self._expr(e.operand, T.BOOL if e.op == "not" else None)
         if t.is_error:
             return T.ERROR
         if e.op == "not":
@@ -782,7 +805,7 @@ class Checker:
     def _x_Logic(self, e, expect):
         bad = False
         for operand in e.operands:
-            t = self._expr(operand)
+            t = self._expr(operand, T.BOOL)
             if not t.is_error and t.kind != "bool":
                 self.d.add("E307", operand.span, op=q(e.op), needs="true/false conditions", got=t.describe())
                 bad = True

@@ -344,6 +344,45 @@ def open_store_or_exit(cfg: ServeConfig, known_stores=None):
     return profiles
 
 
+#: at most this many profile problems are logged one by one, then a count
+PROFILE_PROBLEMS_SHOWN = 20
+
+
+def log_profile_problems(profiles, ruleset, shown: int = PROFILE_PROBLEMS_SHOWN) -> int:
+    """``--store jsonl:PATH``: one WARNING per attribute of a profile in
+    the file that the served pack's ``schema profile`` does not declare or
+    would read as missing (PATH:LINE, the attribute, a suggestion: the rule
+    tests' checks), the first ``shown`` of them and then a count.  The
+    profiles are served as they are.  Other sources (a store folds events
+    into its profiles, which the import validates) are not checked.
+    Returns how many problems there are."""
+    check = getattr(profiles, "schema_problems", None)
+    if check is None or ruleset is None:
+        return 0
+    problems = check(ruleset)
+    for problem in problems[:shown]:
+        log.warning("%s", problem)
+    if len(problems) > shown:
+        log.warning("%s: %d more profile problems not shown (%d in all); the rules read such attributes as "
+                    "missing, and the profiles are served as they are",
+                    getattr(profiles, "path", None) or profiles.describe(), len(problems) - shown, len(problems))
+    return len(problems)
+
+
+def check_store_profiles(cfg: ServeConfig, ruleset) -> None:
+    """The supervisor of ``--workers N`` opens no profile source (each
+    worker opens its own): it reads a ``jsonl:`` file once more, only to
+    report its profiles' problems once rather than once per worker.  A file
+    that cannot be read is left to the workers to report."""
+    if not (cfg.store or "").startswith("jsonl:"):
+        return
+    try:
+        profiles = open_profile_source(cfg.store)
+    except (ValueError, OSError):
+        return
+    log_profile_problems(profiles, ruleset)
+
+
 def _metrics_on_result(m):
     def on_result(result):
         m.RECORDER.decided(result.decided_by, result.degraded)
@@ -520,6 +559,8 @@ def serve_single(cfg: ServeConfig) -> int:
     rules.load_initial()
     settle_heap()
     log_loaded(rules, address)
+    threading.Thread(target=log_profile_problems, args=(node.profiles, rules.current), daemon=True,
+                     name="maple-profile-check").start()      # ~0.1 ms a profile: not on the way to serving
     rules.compiler.start()
     watcher = start_watcher(cfg, rules, [inventory_listener(node.inventory, node.inventory.reload)])
     stop.wait()

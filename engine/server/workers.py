@@ -406,9 +406,8 @@ def supervise(cfg: ServeConfig) -> int:
     serving; after that, any failure stops the workers before the
     supervisor exits (non-zero): no worker serves unsupervised."""
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
-                      announce, bind, inventory_listener, log_loaded, make_server, open_inventory_or_exit,
-                      open_state, set_serving,
-                      start_watcher, stop_event)
+                      announce, bind, check_store_profiles, inventory_listener, log_loaded, make_server,
+                      open_inventory_or_exit, open_state, set_serving, start_watcher, stop_event)
     from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
     stop = stop_event()
     metrics_dir = None
@@ -449,6 +448,8 @@ def supervise(cfg: ServeConfig) -> int:
             set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
         log_loaded(rules, f"{address} ({len(fan.workers)} workers)")
+        threading.Thread(target=check_store_profiles, args=(cfg, rules.current), daemon=True,
+                         name="maple-profile-check").start()  # ~0.1 ms a profile: not on the way to serving
         rules.compiler.start()
         watcher = start_watcher(cfg, rules, [inventory_listener(stock.holder, stock.reload)])
         while not stop.is_set():

@@ -79,15 +79,20 @@ class NullProfiles:
 
 
 class StaticProfiles:
-    """Profiles held in memory, keyed by their ``customer_id``."""
+    """Profiles held in memory, keyed by their ``customer_id``; from a
+    file, each remembers the line it was read from (``lines``) so that
+    :meth:`schema_problems` can say where a profile does not fit."""
 
-    def __init__(self, profiles: dict[str, dict], origin: str = "memory"):
+    def __init__(self, profiles: dict[str, dict], origin: str = "memory",
+                 path: str | None = None, lines: dict[str, int] | None = None):
         self._profiles = profiles
         self._origin = origin
+        self.path = path
+        self.lines = lines or {}
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> "StaticProfiles":
-        profiles = {}
+        profiles, lines = {}, {}
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -100,7 +105,24 @@ class StaticProfiles:
                 if not isinstance(cid, str) or not cid:
                     raise ValueError(f"{path}:{n}: a profile needs a string customer_id")
                 profiles[cid] = p
-        return cls(profiles, f"jsonl:{path} ({len(profiles)} profiles)")
+                lines[cid] = n
+        return cls(profiles, f"jsonl:{path} ({len(profiles)} profiles)", str(path), lines)
+
+    def schema_problems(self, ruleset) -> list[str]:
+        """``PATH:LINE: problem`` for each attribute of a profile the pack's
+        ``schema profile`` does not declare or would read as missing
+        (``"lifecycle": "vipp"``, ``"orders_count": "3"``, ``"lifecyle"``):
+        the rules would quietly decide on defaults for that customer.  The
+        checks and their words are the rule tests' (engine.ruletest); the
+        profiles are served as they are."""
+        from ..ruletest import profile_problems
+        where = self.path or self._origin
+        out = []
+        for cid, profile in sorted(self._profiles.items(), key=lambda item: self.lines.get(item[0], 0)):
+            line = self.lines.get(cid)
+            at = f"{where}:{line}" if line else f"{where}: {cid}"
+            out += [f"{at}: {problem}" for problem in profile_problems(profile, ruleset)]
+        return out
 
     def get(self, customer_id: str, timeout: float | None) -> dict | None:
         return self._profiles.get(customer_id)

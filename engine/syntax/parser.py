@@ -65,6 +65,9 @@ def _get_parser() -> Lark:
     return _parser
 
 
+#: the label of the bad examples a then clause without its `=` fails like (see _assign_label)
+ASSIGN_LABEL = "use = to assign a value in then (== compares)"
+
 _BAD_EXAMPLES = {
     "use == to compare two values (a single = assigns, in then)": [
         "rule r when profile.a = 1",
@@ -72,7 +75,7 @@ _BAD_EXAMPLES = {
         "segment s = profile.a = 1",
         "offer o when profile.a = 1",
     ],
-    "use = to assign a value in then (== compares)": [
+    ASSIGN_LABEL: [
         "rule r then d == 1",
         "rule r then d.f == 1",
     ],
@@ -180,6 +183,58 @@ def _for_declaration(expected, chunk: str):
 #: `=>` and `=<`: a comparison written the wrong way round
 _REVERSED = {"=>": ">=", "=<": "<="}
 _REVERSED_WORDS = {"=>": "greater than or equal", "=<": "less than or equal"}
+
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_CLAUSE_WORD = re.compile(r"\b(then|when|eligible|score|because|priority|message|cap|per|for|channels|default|"
+                          r"pick|top|on|salt|holdout|variant|schema|decision|rule|segment|offer|experiment|const)\b")
+_TARGET = re.compile(r"([A-Za-z_]\w*(?:\s*\.\s*[A-Za-z_]\w*)?)\s*$")
+_OPERATOR_CHARS = "=<>-:!+*/"
+
+
+def _clause_before(chunk: str, pos: int) -> str | None:
+    """The keyword of the clause ``pos`` is in (strings and comments
+    skipped): ``then`` in ``then homepage_category => "x"``."""
+    words = _CLAUSE_WORD.findall(_STRING_OR_COMMENT.sub('""', chunk[:pos]))
+    return words[-1] if words else None
+
+
+def _assign_mistake(tok: Token, chunk: str) -> tuple[int, int, str] | None:
+    """Where an assignment or definition goes wrong at its `=` and how to
+    say so: (start, end, message) in ``chunk``.  ``=>`` (an arrow
+    from another language) is read as `=` and then an unexpected `>`; the
+    message says `=` was what belongs there."""
+    at = tok.start_pos
+    if str(tok) not in (">", "<") or at < 1 or chunk[at - 1] != "=" or (at >= 2 and chunk[at - 2] in "=!<>"):
+        return None
+    arrow = chunk[at - 1:at + 1]
+    clause = _clause_before(chunk, at - 1)
+    target = _TARGET.search(chunk[:at - 1])
+    if clause == "then" and target is not None:         # `then homepage_category => "x"`
+        name = re.sub(r"\s+", "", target.group(1))
+        return at - 1, at + 1, f"use = to assign a value in then, not {q(arrow)} ({name} = ...)"
+    kw = chunk.lstrip().split(None, 1)[0] if chunk.strip() else ""
+    decl = _chunk_name(chunk)
+    if clause == kw and kw in ("segment", "const") and decl:
+        return at - 1, at + 1, f"use = to define {kw} {decl}, not {q(arrow)} ({kw} {decl} = ...)"
+    return at - 1, at + 1, f"{q(arrow)} is not an operator: write = here"
+
+
+def _assign_label(tok: Token, chunk: str) -> tuple[int, int, str]:
+    """ASSIGN_LABEL for what was really found instead of a then clause's
+    `=`: ``==`` (the label), another operator (``->``, ``:``, ``:=``) or a
+    value right after the decision's name."""
+    at = tok.start_pos
+    if str(tok) == "==":
+        return at, tok.end_pos, ASSIGN_LABEL
+    op = ""
+    while at + len(op) < len(chunk) and chunk[at + len(op)] in _OPERATOR_CHARS:
+        op += chunk[at + len(op)]
+    if op:
+        return at, at + len(op), f"use = to assign a value in then, not {q(op)}"
+    target = _TARGET.search(chunk[:at])
+    name = re.sub(r"\s+", "", target.group(1)) if target else "the decision"
+    return at, tok.end_pos, f"expected = after {q(name)}: use = to assign a value in then ({name} = ...)"
+
 
 #: a message whose text ends inside a placeholder: `message "{profile.sizes["`
 _OPEN_PLACEHOLDER = re.compile(r'\bmessage[ \t\r\n]+"(?:[^"\\\n]|\\.)*?\{([^{}"\n]*)"$')
@@ -307,6 +362,11 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
                       message=f"{q(reversed_op)} is not a comparison",
                       help=f"did you mean {q(_REVERSED[reversed_op])}? ({_REVERSED_WORDS[reversed_op]})")
             return
+        arrow = _assign_mistake(tok, chunk)
+        if arrow is not None:
+            start, end, message = arrow
+            diags.add("E106", Span(source, base + start, base + end), message=message)
+            return
         expected, keywords = _describe_expected(parser, _for_declaration(err.expected, chunk))
         help_ = None
         before = chunk[:tok.start_pos].rstrip()
@@ -324,6 +384,9 @@ def _report_syntax_error(err: UnexpectedInput, source: SourceFile, base: int, ch
             if help_ is None and str(tok) in UNITS:
                 help_ = f"a unit needs a number before it, e.g. 14 {tok}"
         if label and help_ is None:
+            if label == ASSIGN_LABEL:
+                start, end, label = _assign_label(tok, chunk)
+                span = Span(source, base + start, base + end)
             diags.add("E106", span, message=label)
             return
         diags.add("E101", span, found=_found(tok), expected=expected, help=help_)

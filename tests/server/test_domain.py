@@ -118,6 +118,36 @@ def test_store_urls(tmp_path):
         open_profile_source("mysql://localhost/profiles")
 
 
+def test_a_jsonl_store_logs_what_does_not_fit_the_schema_and_serves_it_anyway(reference, tmp_path, caplog):
+    """`--store jsonl:PATH`: a profile the schema would read as missing
+    decides on defaults without a word; the server says where, with the
+    rule tests' words and suggestions, then a count past the cap."""
+    from types import SimpleNamespace
+
+    from engine.server.app import check_store_profiles, log_profile_problems
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"customer_id": "a", "lifecycle": "vipp", "orders_count": "3"}\n\n'
+                 '{"customer_id": "b", "lifecyle": "vip", "_fold": {"v": 1}}\n'
+                 '{"customer_id": "c", "lifecycle": "vip", "orders_count": 3}\n')
+    src = open_profile_source(f"jsonl:{f}")
+    caplog.set_level("WARNING", logger="maple.server")
+    assert log_profile_problems(src, reference) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{f}:1: profile.lifecycle is one of new, active, lapsed, vip, not `vipp`; did you mean `vip`?",
+        f'{f}:1: profile.orders_count is a number, but this is a text ("3"): write it without quotes',
+        f"{f}:3: profile has no attribute `lifecyle`; did you mean `lifecycle`?"]
+    assert src.get("a", None)["lifecycle"] == "vipp" and src.get("b", None)["lifecyle"] == "vip"   # kept
+    caplog.clear()
+    check_store_profiles(SimpleNamespace(store=f"jsonl:{f}"), reference)    # the supervisor of --workers
+    assert len(caplog.records) == 3
+    caplog.clear()
+    assert log_profile_problems(src, reference, shown=1) == 3
+    assert len(caplog.records) == 2 and f"{f}: 2 more profile problems not shown (3 in all)" in caplog.text
+    caplog.clear()
+    assert log_profile_problems(StaticProfiles({"x": {"lifecycle": "vip"}}), reference) == 0
+    assert log_profile_problems(open_profile_source(""), reference) == 0 and not caplog.records
+
+
 def test_a_merged_customer_keeps_one_variant_whichever_id_is_sent():
     """After a merge the profile is kept under the survivor's id and the
     other id is an alias of it: experiments assign by the profile's
