@@ -169,7 +169,7 @@ def events_handler(servicer: EventsServicer, recorder=None) -> grpc.GenericRpcHa
     (gRPC asks each generic handler in turn for a method)."""
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
         "RecordEvents": raw_unary("RecordEvents", epb.RecordEventsRequest, epb.RecordEventsResponse,
-                                  servicer.RecordEvents, recorder)})
+                                  servicer.RecordEvents, recorder, on_parse_error=nesting.events_parse_error)})
 
 
 def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:
