@@ -76,7 +76,8 @@ def log_load(what: str, info: InventoryInfo, report: LoadReport | None, logger: 
     summary = report.summary()
     (logger.warning if summary else logger.info)(
         "data: store data %s from %s%s: %d stores, %d skus, %d stock rows (version %d)%s", what, info.directory,
-        f" ({trigger})" if trigger else "", info.stores, info.skus, info.stock_rows, info.version, f"; {summary}" if summary else "")
+        f" ({trigger})" if trigger else "", info.stores, info.skus, info.stock_rows, info.version,
+        f"; {summary}" if summary else "")
 
 
 class InventoryHolder:
