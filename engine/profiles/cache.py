@@ -24,7 +24,9 @@ store is down.
   the cache is healthy again: recovery needs no restart.  Writes always go to
   the store and raise StoreUnavailable while it is down.  An outage logs one
   WARNING when it starts (with the reason) and one INFO when the store
-  answers again (with how long it was down), not one line per request.
+  answers again (with how long it was down), not one line per request.  A
+  store already down when it was opened is logged by its opener
+  (:meth:`down_at_start`), and only its end here.
 
 **Memory the garbage collector does not walk.**  A decoded profile is a
 few dozen containers holding hundreds of floats and strings, and every full
@@ -234,6 +236,16 @@ class CachedStore:
             return self._from_cache(cached, now, fresh=False)
         return ProfileRead(None, "none", True, self._down_reason)
 
+    def down_at_start(self, reason: str) -> None:
+        """The store did not answer when it was opened, and its opener said
+        so in the log: the outage starts now.  The first read that fails
+        does not log it again; the first answer logs its end.  Reads still
+        try the store at once (no ``retry_after`` wait)."""
+        with self._lock:
+            self._down_reason = reason
+            if self._down_since is None:
+                self._down_since = self.clock()
+
     def _mark_down(self, reason: str, now: float) -> bool:
         """(Under the lock.)  True when this failure starts an outage."""
         self._down_until = now + self.retry_after
@@ -253,7 +265,8 @@ class CachedStore:
     def _log_down(self, started: bool, reason: str) -> None:
         if started:
             log.warning("profile store %s is unavailable: %s; reads are served from the cache (degraded) "
-                        "and writes are refused until it answers", self.store.url, reason)
+                        "and writes are refused until it answers", self.store.url,
+                        reason.removeprefix(f"{self.store.url}: "))      # the store's errors name it too
 
     def _log_up(self, was_down: float | None) -> None:
         if was_down is not None:

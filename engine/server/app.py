@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from ..service.decide import Decider
 from ..service.events import EventRecorder
-from ..service.inventory import InventoryHolder, InventoryStores, log_load
+from ..service.inventory import InventoryHolder, InventoryStores, reload_logged
 from ..service.reload import LocalTarget, ProcessCompiler, RulesManager
 from ..service.rules import RulesetHolder
 from ..service.errors import ServiceError
@@ -169,7 +169,7 @@ def events_handler(servicer: EventsServicer, recorder=None) -> grpc.GenericRpcHa
     (gRPC asks each generic handler in turn for a method)."""
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
         "RecordEvents": raw_unary("RecordEvents", epb.RecordEventsRequest, epb.RecordEventsResponse,
-                                  servicer.RecordEvents, recorder)})
+                                  servicer.RecordEvents, recorder, on_parse_error=nesting.events_parse_error)})
 
 
 def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:
@@ -513,11 +513,9 @@ def inventory_listener(holder, reload):
         if holder.inventory is None or not holder.changed_on_disk():
             return
         try:
-            summary = reload()
-        except ServiceError as err:
-            log.error("data: the store data was not reloaded; the current data keeps serving: %s", err)
-            return
-        log_load("reloaded", summary.info, summary.report, log)
+            reload_logged(holder, reload, "watch")
+        except ServiceError:                    # logged: the current data keeps serving
+            pass
     return on_change
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 
 
@@ -66,7 +67,8 @@ OPTIONS = [
     ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
     ("data", "--data", str, "directory of stores.csv, catalog.csv, inventory.csv (default RULES/data; none)"),
     ("metrics_port", "--metrics-port", int, "serve Prometheus metrics over HTTP on this port"),
-    ("metrics_host", "--metrics-host", str, "address of the metrics endpoint"),
+    ("metrics_host", "--metrics-host", str,
+     "host of the metrics endpoint, without a port: a name or an address (IPv6 with or without brackets)"),
     ("threads", "--threads", int, "handler threads per worker"),
     ("max_concurrent_rpcs", "--max-concurrent-rpcs", int,
      "RPCs one worker handles at once; beyond it answers RESOURCE_EXHAUSTED"),
@@ -135,6 +137,33 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?")
+
+
+def parse_host(host: str) -> str:
+    """A host alone (``--metrics-host``): a name, an IPv4 address or an IPv6
+    address, in brackets or not; returned without the brackets (what the
+    HTTP server binds).  ValueError saying what is wrong."""
+    bracketed = host.startswith("[") and host.endswith("]")
+    inside = host[1:-1] if bracketed else host
+    if not inside.strip():
+        raise ValueError("the host is missing: use a name or an address, e.g. 0.0.0.0 or [::]")
+    if ":" in inside or bracketed or host.startswith("["):
+        try:
+            ipaddress.IPv6Address(inside)
+            return inside
+        except ValueError:
+            pass
+        name, _, port = inside.rpartition(":")
+        if not bracketed and port.isascii() and port.isdigit() and name and (":" not in name or name.endswith("]")):
+            raise ValueError("give the host alone: the port is --metrics-port (MAPLE_METRICS_PORT)")
+        raise ValueError(f"{inside} is not an IPv6 address" if bracketed
+                         else "not a host name or address (an IPv6 address: :: or [::])")
+    if not _HOST_NAME.fullmatch(inside):
+        raise ValueError("not a host name or address (letters, digits, '.', '-')")
+    return inside
+
+
 def _checks(values: dict, name) -> None:
     """Refuse values the server cannot start (or run) with.  ``name(field)``:
     the flag or variable the value came from, for the message."""
@@ -151,6 +180,11 @@ def _checks(values: dict, name) -> None:
             parse_address(value)
         except ValueError as err:
             bad(field, f"{err}" + (" (or off)" if field == "admin_listen" else ""))
+    if values.get("metrics_host") is not None:
+        try:
+            parse_host(values["metrics_host"])
+        except ValueError as err:
+            bad("metrics_host", str(err))
     port = values.get("metrics_port")
     if port is not None and not 0 <= port <= 65535:
         bad("metrics_port", "the port must be from 0 to 65535 (0: any free port)")
@@ -202,4 +236,6 @@ def from_args(args, environ=os.environ) -> ServeConfig:
     if "rules" not in values:
         raise ConfigError("maple serve: --rules DIR (or MAPLE_RULES) is required")
     _checks(values, lambda field: source.get(field, flags[field]))
+    if "metrics_host" in values:
+        values["metrics_host"] = parse_host(values["metrics_host"])
     return ServeConfig(**values)

@@ -8,13 +8,17 @@ the profile store's, judges every event, and its field paths are the wire's
 (``events[3].items[0].price``).  Two differences are mapped here: enums
 become their names (an unknown number stays a number and is rejected by
 the validator), and the consent flags, nested under ``consent`` on the
-wire, are flat in the event model.  A Timestamp with out-of-range nanos is
-the one problem only the wire can have: that event is :class:`Rejected`
-before the store sees it.
+wire, are flat in the event model.  Two problems only the wire can have
+make an event :class:`Rejected` before the store sees it: a Timestamp with
+out-of-range nanos, and a ``meta`` Struct nested more than 32 levels deep
+(or holding more than 100,000 values, the limits of Decide's Structs; one
+nested past the protobuf runtime's own limit fails the batch's parse, and
+engine.server.nesting reads such a batch event by event).
 """
 from __future__ import annotations
 
 from ..service.events import EventOutcome, EventRecorder, EventStatus, RecordResult, Rejected
+from ..service.validate import _shape_problem
 from .convert import struct_to_dict
 from .pb.maple.v1 import events_pb2 as epb
 from .servicers import deadline_of
@@ -82,7 +86,11 @@ def event_from_pb(e: epb.Event) -> dict | Rejected:
     if e.HasField("home"):
         raw["home"] = {"lat": e.home.lat, "lon": e.home.lon}
     if e.HasField("meta"):
-        raw["meta"] = struct_to_dict(e.meta)
+        meta = struct_to_dict(e.meta)
+        problem = _shape_problem(meta)             # as Decide's context.attributes: 32 levels, 100,000 values
+        if problem is not None:
+            return Rejected((("meta", "V103", problem),), e.event_id or None)
+        raw["meta"] = meta
     return raw
 
 
@@ -130,6 +138,10 @@ class EventsServicer:
         self.recorder = recorder
 
     @translated
-    def RecordEvents(self, request: epb.RecordEventsRequest, context) -> epb.RecordEventsResponse:
+    def RecordEvents(self, request: epb.RecordEventsRequest | list, context) -> epb.RecordEventsResponse:
+        """``request``: the message, or its events already read one by one
+        (engine.server.nesting.events_parse_error: a batch the runtime could
+        not parse for an event's ``meta`` nested too deeply)."""
         deadline = deadline_of(context)
-        return result_to_pb(self.recorder.record(events_from_pb(request), deadline))
+        events = request if isinstance(request, list) else events_from_pb(request)
+        return result_to_pb(self.recorder.record(events, deadline))

@@ -6,7 +6,7 @@ import grpc
 
 from ..inventory.availability import StockUpdate
 from ..service.errors import ServiceError
-from ..service.inventory import InventoryHolder, InventoryInfo
+from ..service.inventory import InventoryHolder, InventoryInfo, reload_logged
 from .pb.maple.v1 import inventory_pb2 as ipb
 from .status import abort as abort_with
 
@@ -50,7 +50,7 @@ class InventoryServicer:
 
     def ReloadInventory(self, request, context):
         try:
-            summary = self._reload()
+            summary = reload_logged(self.holder, self._reload, "ReloadInventory")
         except ServiceError as err:
             abort_with(context, err)
         info = summary.info

@@ -1,5 +1,5 @@
-"""Decide requests the protobuf runtime refused for their nesting: which
-field, and, in a batch, which item.
+"""Decide and RecordEvents requests the protobuf runtime refused for their
+nesting: which field, and, in a batch, which item.
 
 A ``google.protobuf.Struct`` (``profile``, ``context.attributes``) costs the
 runtime three message levels per level of its JSON, and the runtime stops at
@@ -15,6 +15,10 @@ failed, so the request's hot path costs what it did:
   the items nested too deeply fail (``requests[i].profile``) and the others
   are decided.
 
+* :func:`events_parse_error` reads a RecordEventsRequest event by event:
+  an event whose ``meta`` Struct is nested too deeply is rejected alone
+  (``events[i].meta``, V103, as any bad event), and the others are recorded.
+
 Anything else wrong with the bytes (a parse error that is not about depth,
 bytes that are not protobuf at all) is left to the caller's generic
 "not a valid" answer.
@@ -26,9 +30,12 @@ import re
 from google.protobuf import struct_pb2
 
 from ..service.errors import FieldViolation, InvalidArgument
+from ..service.events import Rejected
 from ..service.validate import MAX_DEPTH, _shape_problem, validate_batch_size
 from . import convert
+from .events import event_from_pb
 from .pb.maple.v1 import decision_pb2 as pb
+from .pb.maple.v1 import events_pb2 as epb
 
 #: the runtimes' words for it: upb "Exceeded upb_DecodeOptions_MaxDepth",
 #: pure Python "too many levels of nesting", C++ "too deep"/"recursion"
@@ -87,6 +94,49 @@ def batch_parse_error(raw: bytes, err: BaseException):
         except InvalidArgument as bad:
             items.append(bad)
     return items
+
+
+_EVENT_ID = epb.Event.DESCRIPTOR.fields_by_name["event_id"].number
+_META = epb.Event.DESCRIPTOR.fields_by_name["meta"].number
+
+
+def events_parse_error(raw: bytes, err: BaseException):
+    """``raw_unary``'s ``on_parse_error`` for RecordEvents: when the batch
+    failed for the runtime's recursion limit, its events read one by one, as
+    ``EventsServicer.RecordEvents`` takes them: the raw event of each good
+    one, a :class:`Rejected` (``meta``, V103) for each whose ``meta`` is
+    nested too deeply, so the rest of the batch is stored as when any other
+    event is bad.  None (the generic answer) when the bytes are bad
+    otherwise.  (The batch's size is checked by the recorder, as always.)"""
+    if not is_depth_error(err):
+        return None
+    try:
+        bodies = [body for number, wire_type, body in _fields(raw) if number == 1 and wire_type == LEN]
+    except ValueError:
+        return None
+    events = []
+    for body in bodies:
+        try:
+            events.append(event_from_pb(epb.Event.FromString(body)))
+            continue
+        except Exception as event_err:
+            if not is_depth_error(event_err):
+                return None                          # the batch is not a valid message
+        try:
+            fields = list(_fields(body))
+        except ValueError:
+            return None
+        meta = b"".join(b for number, wire_type, b in fields if number == _META and wire_type == LEN)
+        problem = _struct_problem(meta) if meta else None
+        if problem is None:
+            return None                              # too deep, but not for its meta: no other field can be
+        ids = [b for number, wire_type, b in fields if number == _EVENT_ID and wire_type == LEN]
+        try:
+            event_id = ids[-1].decode() if ids else None    # the last occurrence wins, as in the runtime
+        except UnicodeDecodeError:
+            return None
+        events.append(Rejected((("meta", "V103", problem),), event_id or None))
+    return events
 
 
 def depth_violations(raw: bytes) -> list[FieldViolation]:

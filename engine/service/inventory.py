@@ -48,12 +48,24 @@ class ReloadSummary:
     report: LoadReport | None = None
 
 
-def log_load(what: str, info: InventoryInfo, report: LoadReport | None, logger: logging.Logger = log) -> None:
+class DataRefused(FailedPrecondition):
+    """A reload whose files cannot be used as a whole; the current data stays.
+    ``errors``: the loader's (``file:line:col: error[Dxxx]: ...``)."""
+
+    def __init__(self, errors):
+        self.errors = tuple(errors)
+        super().__init__("the data files cannot be used; the current data stays: "
+                         + "; ".join(str(e) for e in self.errors[:10]))
+
+
+def log_load(what: str, info: InventoryInfo, report: LoadReport | None, logger: logging.Logger = log,
+             trigger: str | None = None) -> None:
     """Log a load of the data files: each problem (``file:line:col: error[Dxxx]:
     column `c`: `text`: ...``, at most :data:`MAX_LOGGED`) at WARNING, then
     one line with the counts and what was skipped: the rows with errors and
     the stock rows dropped with a skipped store or sku (WARNING when
-    anything was, INFO otherwise).  ``what``: "loaded" or "reloaded"."""
+    anything was, INFO otherwise).  ``what``: "loaded" or "reloaded";
+    ``trigger``: what reloaded it (``watch``, ``ReloadInventory``)."""
     report = report if report is not None else LoadReport()
     for err in report.errors[:MAX_LOGGED]:
         logger.warning("data: %s", err)
@@ -63,8 +75,9 @@ def log_load(what: str, info: InventoryInfo, report: LoadReport | None, logger: 
                        "s" * (unlogged != 1))
     summary = report.summary()
     (logger.warning if summary else logger.info)(
-        "data: store data %s from %s: %d stores, %d skus, %d stock rows (version %d)%s", what, info.directory,
-        info.stores, info.skus, info.stock_rows, info.version, f"; {summary}" if summary else "")
+        "data: store data %s from %s%s: %d stores, %d skus, %d stock rows (version %d)%s", what, info.directory,
+        f" ({trigger})" if trigger else "", info.stores, info.skus, info.stock_rows, info.version,
+        f"; {summary}" if summary else "")
 
 
 class InventoryHolder:
@@ -116,8 +129,7 @@ class InventoryHolder:
             else:
                 report = self.inventory.reload(self.directory)
         except InventoryLoadError as err:
-            raise FailedPrecondition("the data files cannot be used; the current data stays: "
-                                     + "; ".join(str(e) for e in err.errors[:10]))
+            raise DataRefused(err.errors) from None
         self.loaded_at = time.time()
         self.signature = signature
         return ReloadSummary(self.info(), tuple(str(e) for e in report.errors[:100]), report)
@@ -129,6 +141,29 @@ class InventoryHolder:
         rows = sum(len(by_store) for by_store in data.stock.values())
         return InventoryInfo(self.directory, len(data.stores), len(data.catalog), rows,
                              self.inventory.version, self.loaded_at)
+
+
+def reload_logged(holder: InventoryHolder, reload, trigger: str, logger: logging.Logger = log) -> ReloadSummary:
+    """``reload()`` the data files of ``holder`` (its own ``reload``, or the
+    supervisor's fan-out to every worker) and log the outcome once, whatever
+    asked for it (``trigger``: ``watch``, ``ReloadInventory``): the loaded
+    counts as :func:`log_load` does, or, for files that cannot be used, one
+    ERROR with every problem as ``file:line:col: error[Dxxx]: ...`` (the
+    current data keeps serving; the error is raised on)."""
+    try:
+        summary = reload()
+    except FailedPrecondition as err:
+        problems = [str(e) for e in getattr(err, "errors", ())] or [err.message]
+        shown = "\n  ".join(problems[:MAX_LOGGED])
+        if len(problems) > MAX_LOGGED:
+            shown += f"\n  ... and {len(problems) - MAX_LOGGED} more"
+        serving = (f"version {holder.info().version} keeps serving" if holder.inventory is not None
+                   else "no store data is served")
+        logger.error("data: the store data in %s was not reloaded (%s); %s:\n  %s",
+                     holder.directory or "--data", trigger, serving, shown)
+        raise
+    log_load("reloaded", summary.info, summary.report, logger, trigger)
+    return summary
 
 
 class InventoryStores:

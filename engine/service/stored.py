@@ -64,14 +64,24 @@ class StoredProfiles:
             raise ValueError(f"cannot open the profile store {url!r}: {err}") from None
         except OSError as err:
             raise ValueError(f"cannot open the profile store {url!r}: {err}") from None
-        h = store.health()
-        if h.ok and h.durable is False and not store.warns_durability:
+        profiles = cls(store, **options)
+        profiles.check_at_start()
+        return profiles
+
+    def check_at_start(self) -> None:
+        """Say once if the store just opened is not fine: not durable, or not
+        answering.  A store that does not answer has its outage begin here,
+        in the cache, so the first request that fails on it logs no second
+        WARNING, and the first that reaches it logs the end of the outage
+        (``answers again after ...``), as for any later outage."""
+        h = self.store.health()
+        if h.ok and h.durable is False and not self.store.warns_durability:
             log.warning("profile store %s is not durable (%s): acknowledged events can be lost", h.store, h.detail)
         elif not h.ok:
-            log.warning("profile store %s is not reachable yet (%s): decisions are degraded until it is%s",
-                        h.store, h.detail, "; its durability is checked when it answers"
-                        if store.warns_durability else "")
-        return cls(store, **options)
+            self.cache.down_at_start(h.detail)
+            log.warning("profile store %s is not reachable yet (%s): until it answers, decisions are degraded "
+                        "(no stored profiles) and RecordEvents is refused (UNAVAILABLE)%s", h.store, h.detail,
+                        "; its durability is checked when it answers" if self.store.warns_durability else "")
 
     # -- ProfileSource
     def get(self, customer_id: str, timeout: float | None) -> dict | None:

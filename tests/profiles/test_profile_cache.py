@@ -10,6 +10,7 @@ import pytest
 from cachetools import Cache
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
+from engine.profiles.store import Health
 from engine.ruleset import build
 from engine.source import SourceFile
 from profiles_support import NOW, T0, FakeClock, ev, item
@@ -28,6 +29,9 @@ class Counting:
         if self.down:
             raise StoreUnavailable("test: the store is down")
         return self.store.get(cid)
+
+    def health(self):
+        return Health(False, self.store.url, "test: no answer") if self.down else self.store.health()
 
     def __getattr__(self, name):
         return getattr(self.store, name)
@@ -316,6 +320,51 @@ def test_an_outage_logs_one_warning_and_its_recovery_one_line_with_its_length(sq
     clock.advance(2)
     cache.read("C1")
     assert [level for level, _ in outage_lines(caplog)] == ["WARNING", "INFO", "WARNING"]
+
+
+def test_a_store_down_at_start_is_logged_once_and_its_recovery_once(sqlite_store, caplog):
+    """`maple serve --store redis://127.0.0.1:1/0` logged the outage twice:
+    at open (maple.service) and again at the first request (the cache)."""
+    from engine.service.sources import SourceUnavailable
+    from engine.service.stored import StoredProfiles
+    caplog.set_level("INFO")
+    sqlite_store.down = True
+    profiles = StoredProfiles(sqlite_store, retry_after=0.0)
+    profiles.check_at_start()
+    for _ in range(3):                                    # requests while it is down: no more lines
+        with pytest.raises(SourceUnavailable):
+            profiles.lookup("C1", None, None)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines == [("WARNING", f"profile store {sqlite_store.url} is not reachable yet (test: no answer): until it "
+                                 "answers, decisions are degraded (no stored profiles) and RecordEvents is refused "
+                                 "(UNAVAILABLE)")], lines
+    sqlite_store.down = False
+    assert profiles.lookup("C1", None, None).degraded is None
+    assert [(r.levelname, r.getMessage().split(" after ")[0]) for r in caplog.records][1:] == [
+        ("INFO", f"profile store {sqlite_store.url} answers again")]
+    sqlite_store.down = True                              # a later outage: its own WARNING, as before
+    with pytest.raises(SourceUnavailable):
+        profiles.lookup("C2", None, None)                 # C1 is fresh in the cache: not asked
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO", "WARNING"]
+    assert "is unavailable: test: the store is down" in caplog.records[-1].getMessage()
+
+
+def test_a_redis_nobody_listens_for_is_one_line_at_start(caplog):
+    import socket
+    from engine.service.sources import SourceUnavailable
+    from engine.service.stored import StoredProfiles
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"       # closed again: connection refused
+    caplog.set_level("INFO")
+    profiles = StoredProfiles.open(url)
+    for cid in ("C1", "C2", "C1"):
+        with pytest.raises(SourceUnavailable):
+            profiles.lookup(cid, None, None)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert len(lines) == 1 and lines[0][0] == "WARNING", lines
+    assert lines[0][1].startswith(f"profile store {url} is not reachable yet (ConnectionError: ")
+    profiles.close()
 
 
 def test_a_refused_write_starts_an_outage_and_an_acknowledged_one_ends_it(own_redis, caplog):

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from engine.server.config import ConfigError, ServeConfig, from_args, parse_address
+from engine.server.config import ConfigError, ServeConfig, from_args, parse_address, parse_host
 
 from .conftest import ROOT
 
@@ -62,6 +62,36 @@ def test_admin_off_is_allowed_and_listen_off_is_not():
     assert config(environ={"MAPLE_ADMIN_LISTEN": "off"}).admin_listen == "off"
     with pytest.raises(ConfigError, match="--listen 'off'"):
         config(listen="off")
+
+
+@pytest.mark.parametrize("host, bound", [
+    ("0.0.0.0", "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("localhost", "localhost"),
+    ("metrics.internal.example", "metrics.internal.example"),
+    ("::", "::"), ("[::]", "::"), ("::1", "::1"), ("[::1]", "::1"),     # brackets optional: a host alone
+])
+def test_good_metrics_hosts(host, bound):
+    assert parse_host(host) == bound
+    assert config(metrics_host=host, metrics_port=0).metrics_host == bound
+    assert config(environ={"MAPLE_METRICS_HOST": host}).metrics_host == bound
+
+
+@pytest.mark.parametrize("host, why", [
+    ("", "the host is missing"),
+    (" ", "the host is missing"),
+    ("0.0.0.0:9464", "give the host alone: the port is --metrics-port"),
+    ("[::1]:9464", "give the host alone: the port is --metrics-port"),
+    ("my host", "not a host name or address"),
+    ("http://0.0.0.0", "not a host name or address"),
+    ("[nope]", "nope is not an IPv6 address"),
+])
+def test_a_bad_metrics_host_is_refused_at_start_naming_the_flag_or_variable(host, why):
+    """It was first seen when the metrics server bound (exit 1, "Name or
+    service not known"), after the store data and the profile store were opened."""
+    with pytest.raises(ConfigError, match=f"^maple serve: --metrics-host '{re.escape(host)}': {re.escape(why)}") as err:
+        config(metrics_host=host, metrics_port=0)
+    assert err.value.exit_code == 2
+    with pytest.raises(ConfigError, match=f"^maple serve: MAPLE_METRICS_HOST='{re.escape(host)}': {re.escape(why)}"):
+        config(environ={"MAPLE_METRICS_HOST": host})
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -53,6 +53,29 @@ def record(server, events) -> epb.RecordEventsResponse:
     return call(epb.RecordEventsRequest(events=events), timeout=30)
 
 
+def _len(n: int) -> bytes:
+    out = b""
+    while n > 0x7F:
+        out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+    return out + bytes([n])
+
+
+def deep_meta(event: epb.Event, levels: int) -> bytes:
+    """The event's bytes with a ``meta`` of {"a": {"a": ... {}}} ``levels``
+    deep, written by hand: past about 33 levels the protobuf runtime cannot
+    build (or parse) the message."""
+    struct = b""
+    for _ in range(levels):
+        value = b"\x2a" + _len(len(struct)) + struct                  # Value.struct_value = 5
+        entry = b"\x0a\x01a\x12" + _len(len(value)) + value           # fields entry: key 1, value 2
+        struct = b"\x0a" + _len(len(entry)) + entry                    # Struct.fields = 1
+    return event.SerializeToString() + b"\xf2\x01" + _len(len(struct)) + struct     # Event.meta = 30
+
+
+def batch_bytes(*events: bytes) -> bytes:
+    return b"".join(b"\x0a" + _len(len(e)) + e for e in events)      # RecordEventsRequest.events = 1
+
+
 def decide(server, customer: str) -> pb.DecideResponse:
     stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
     return stub.Decide(pb.DecideRequest(customer_id=customer, context=pb.RequestContext(
@@ -72,6 +95,25 @@ def test_wire_events_become_the_models_raw_events():
     bad = epb.Event(event_id="e2", timestamp=Timestamp(seconds=1, nanos=-1))
     assert isinstance(event_from_pb(bad), Rejected)
     assert wire_field("email", "V110") == "consent.email" and wire_field("items[0].price", "V107") == "items[0].price"
+
+
+def test_an_event_whose_meta_is_nested_too_deeply_is_rejected_alone():
+    from engine.server.nesting import events_parse_error
+    ok = till_purchase("c1", event_id="ok")
+    fine, deep = epb.Event(), epb.Event()
+    fine.ParseFromString(deep_meta(till_purchase("c1", event_id="fine"), 31))        # 32 objects: the limit
+    deep.ParseFromString(deep_meta(till_purchase("c1", event_id="deep"), 32))
+    assert isinstance(event_from_pb(fine), dict) and "meta" in event_from_pb(fine)
+    assert event_from_pb(deep) == Rejected((("meta", "V103", "nested more than 32 levels deep"),), "deep")
+    raw = batch_bytes(ok.SerializeToString(), deep_meta(till_purchase("c1", event_id="far"), 200),
+                      deep_meta(till_purchase("c1", event_id="near"), 33))
+    with pytest.raises(Exception) as err:
+        epb.RecordEventsRequest.FromString(raw)                  # the runtime refuses the whole batch
+    events = events_parse_error(raw, err.value)
+    assert events[0] == event_from_pb(ok)
+    assert events[1:] == [Rejected((("meta", "V103", "nested more than 32 levels deep"),), eid)
+                          for eid in ("far", "near")]
+    assert events_parse_error(b"\xff\xff", err.value) is None   # not a batch at all: the generic answer
 
 
 def test_recording_needs_a_store_and_a_bounded_batch():
@@ -106,6 +148,17 @@ def test_a_batch_stores_the_good_events_and_names_each_bad_one(start_server, tmp
     assert "unknown store 'mars'" in r.results[5].violations[0].description
     assert all(f and f[0].startswith(f"events[{i + 1}]") for i, f in enumerate(fields))
     assert all(v.description and v.code for x in r.results[1:6] for v in x.violations)
+    # an event's meta nested past the protobuf runtime's limit fails alone; the batch was refused whole
+    call = s.channel.unary_unary("/maple.v1.DecisionService/RecordEvents",
+                                 response_deserializer=epb.RecordEventsResponse.FromString)
+    deep = call(batch_bytes(till_purchase("c-deep", event_id="deep-0").SerializeToString(),
+                            deep_meta(till_purchase("c-deep", event_id="deep-1"), 200),
+                            deep_meta(till_purchase("c-deep", event_id="deep-2"), 20)), timeout=30)
+    assert [x.status for x in deep.results] == [epb.EVENT_STATUS_STORED, epb.EVENT_STATUS_REJECTED,
+                                                epb.EVENT_STATUS_STORED]
+    assert [(v.field, v.code, v.description) for v in deep.results[1].violations] == [
+        ("events[1].meta", "V103", "nested more than 32 levels deep")]
+    assert deep.results[1].event_id == "deep-1"
     again = record(s, [good])                                   # a retry is acknowledged, applied once
     assert again.results[0].status == epb.EVENT_STATUS_DUPLICATE
     d = decide(s, "c-good")

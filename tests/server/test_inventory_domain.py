@@ -146,6 +146,55 @@ def test_the_logged_problems_are_capped(tmp_path, caplog):
     assert warnings[-1].endswith(f"skipped {MAX_LOGGED + 5} rows with errors (inventory.csv: {MAX_LOGGED + 5})")
 
 
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """What InventoryServicer needs of a grpc.ServicerContext."""
+
+    def set_trailing_metadata(self, metadata):
+        pass
+
+    def abort(self, code, details):
+        self.code, self.details = code, details
+        raise _Aborted(details)
+
+
+def test_reload_inventory_logs_what_it_loaded_and_what_it_refused(tmp_path, caplog):
+    import grpc
+    from engine.server.app import inventory_listener
+    from engine.server.inventory_servicer import InventoryServicer
+    from engine.server.pb.maple.v1 import inventory_pb2 as ipb
+    shutil.copytree(DATA, tmp_path / "data")
+    holder = InventoryHolder.open(tmp_path / "data", report=False)
+    servicer = InventoryServicer(holder)
+    with caplog.at_level(logging.INFO, logger="maple"):
+        reply = servicer.ReloadInventory(ipb.ReloadInventoryRequest(), _Context())
+    assert reply.stores == 320 and reply.inventory_version == 2
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, f"data: store data reloaded from {tmp_path / 'data'} (ReloadInventory): 320 stores, "
+                       f"69 skus, {reply.stock_rows} stock rows (version 2)")]
+    stores = tmp_path / "data" / "stores.csv"
+    stores.write_text("id,name,bogus\n")
+    caplog.clear()
+    context = _Context()
+    with caplog.at_level(logging.INFO, logger="maple"), pytest.raises(_Aborted):
+        servicer.ReloadInventory(ipb.ReloadInventoryRequest(), context)
+    assert context.code == grpc.StatusCode.FAILED_PRECONDITION and f"{stores}:1:1: error[D003]" in context.details
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, f"data: the store data in {tmp_path / 'data'} was not reloaded (ReloadInventory); "
+                        f"version 2 keeps serving:\n  {stores}:1:1: error[D003]: the header lacks `address`, "
+                        f"`city`, `lat`, `lon`, `hours`")]
+    assert holder.info().stores == 320 and holder.info().version == 2
+    caplog.clear()                                       # the watcher: the same line, once
+    with caplog.at_level(logging.INFO, logger="maple"):
+        inventory_listener(holder, holder.reload)([str(stores)])
+    assert [(r.levelno, r.getMessage().split(";")[0]) for r in caplog.records] == [
+        (logging.ERROR, f"data: the store data in {tmp_path / 'data'} was not reloaded (watch)")]
+    assert f"{stores}:1:1: error[D003]" in caplog.records[0].getMessage()
+
+
 # ---------------------------------------------------------------- the compiled answer against the reference
 @pytest.fixture(scope="module")
 def sample():
