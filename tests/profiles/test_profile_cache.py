@@ -384,3 +384,39 @@ def test_a_refused_write_starts_an_outage_and_an_acknowledged_one_ends_it(own_re
     assert outage_lines(caplog)[1:] == [("INFO", f"profile store {own_redis.url} answers again after "
                                                  "3.5 s unavailable")]
     cache.close()
+
+
+def test_lock_free_fresh_reads_race_writes_and_still_read_own_writes(sqlite_store):
+    """fresh() takes no lock: readers racing applies, invalidations and
+    evictions get a profile, None or STALE, never an error, and a read
+    after a write has returned sees that write."""
+    import threading
+    from engine.profiles.cache import STALE
+    cache = CachedStore(sqlite_store, ttl=60, maxsize=8, clock=FakeClock())
+    cids = [f"R{i}" for i in range(12)]                      # more than maxsize: evictions too
+    cache.apply([ev("page_view", T0, cid=c) for c in cids])
+    done, errors = threading.Event(), []
+
+    def reader():
+        try:
+            while not done.is_set():
+                for c in cids:
+                    got = cache.fresh(c)
+                    if got is STALE:
+                        got = cache.get(c)
+                    assert got is None or got["customer_id"] == c
+        except Exception as err:                              # pragma: no cover - the failure
+            errors.append(err)
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(1, 31):
+            c = cids[n % len(cids)]
+            cache.apply([ev("purchase", T0 + n, cid=c, items=[item(f"S{n}")])])
+            assert cache.get(c)["last_purchase_at"] == T0 + n    # its own write, at once
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert errors == []
