@@ -187,6 +187,40 @@ def decide_cases(rs, stores: dict, customers: list[str], request: dict, now: flo
     return cases
 
 
+def engine_cases(rs, stores: dict, customers: list[str], request: dict, now: float, nearby=None) -> dict:
+    """The engine's Decide in process, as an application embedding Maple
+    calls it (``Decider.decide`` with a DecideQuery): the profile in hand
+    (inline) or from each store's cache (hit) or past it (miss), the rules,
+    the typed results, the nearby stores; no protobuf on either side."""
+    from engine.profiles.fold import public
+    from engine.service.decide import Decider
+    from engine.service.model import DecideQuery, RequestContext
+    from engine.service.rules import RulesetHolder
+    from engine.service.stored import StoredProfiles
+    holder = RulesetHolder()
+    holder.swap(rs)
+    first = next(iter(stores.values()))
+    loc = request.get("location")
+    context = RequestContext(channel=request["channel"], page=request["page"], category=request["category"],
+                             sku=request["sku"], location=(loc["lat"], loc["lon"]) if loc else None,
+                             timestamp=now)
+    inline = {}
+    for c in customers:
+        profile = public(first.get(c))
+        inline[c] = DecideQuery(profile=profile, snapshot_bytes=len(json.dumps(profile)), context=context)
+    by_id = {c: DecideQuery(customer_id=c, context=context) for c in customers}
+    plain = Decider(holder, stores=nearby)
+    cases = {"inline snapshot": lambda c: plain.decide(inline[c])}
+    for name, store in stores.items():
+        hot = StoredProfiles(store, cache_ttl=3600.0, cache_size=len(customers) + 10)
+        cold = StoredProfiles(store, cache_ttl=0.0, cache_size=len(customers) + 10)
+        for c in customers:
+            hot.lookup(c, None, now)
+        cases[f"{name} cache hit"] = lambda c, d=Decider(holder, hot, nearby): d.decide(by_id[c])
+        cases[f"{name} cache miss"] = lambda c, d=Decider(holder, cold, nearby): d.decide(by_id[c])
+    return cases
+
+
 def service_cases(rs, stores: dict, customers: list[str], request: dict, now: float,
                   nearby=None) -> dict:
     """The same comparison one level up, as ``maple serve`` does it: request
@@ -354,6 +388,9 @@ def render(report: dict) -> str:
     pack = report.get("pack", "small")
     lines += _ratio_table(f"Decide latency, the rules alone: all {report['decisions']} decisions of the "
                           f"{pack} pack, profile from ({report['repeat']} calls each, µs)", report["decide"])
+    if report.get("engine"):
+        lines += _ratio_table("The engine's Decide in process (Decider.decide: the profile, the rules, typed "
+                              f"results, nearby stores; no protobuf; {pack} pack), µs", report["engine"])
     if report.get("service"):
         lines += _ratio_table("The whole Decide as the server runs it (request bytes -> response bytes, "
                               f"no transport; {pack} pack), µs", report["service"])
@@ -417,6 +454,8 @@ def main(argv=None) -> int:
             # workload(): a fifth of the events come from the busiest 1 % (cust-0 ..), whose profiles
             # grow to 4-6 KB of JSON; their typical cost is what sets the p99 over everyone
             busiest = {f"cust-{i}" for i in range(max(1, args.customers // 100))}
+            report["engine"] = decide_latency(engine_cases(rs, durable, hot, request, now, nearby), hot,
+                                              args.repeat)
             served = service_cases(rs, durable, hot, request, now, nearby)
             report["service"], report["service_by_class"] = decide_latency(
                 served, hot, args.repeat,
