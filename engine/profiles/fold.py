@@ -166,38 +166,6 @@ def new_profile(customer_id: str, seq: int = 0) -> dict:
             "_fold": {"v": FOLD_VERSION, "seq": seq}}
 
 
-def _presence(p: dict, fb: dict, e: Event, cfg: FoldConfig) -> None:
-    """first/last seen, last seen per channel, channels, visits: every event
-    runs this, so it is written out flat (what :func:`_min`, :func:`_max`,
-    :func:`_add_member` and :func:`add_visit` would do)."""
-    t, ch = e.timestamp, e.channel
-    first = p.get("first_seen_at")
-    if first is None or t < first:
-        p["first_seen_at"] = t
-    last = p.get("last_seen_at")
-    if last is None or t > last:
-        p["last_seen_at"] = t
-    last_seen = p.get("last_seen")
-    if last_seen is None:
-        p["last_seen"] = {ch: t}
-    elif last_seen.get(ch, t) <= t:
-        last_seen[ch] = t
-    channels = p.get("channels")
-    if channels is None:
-        p["channels"] = [ch]
-    elif ch not in channels:
-        bisect.insort(channels, ch)
-    visits = p.get("visits")
-    if visits is None:
-        p["visits"] = {ch: [t]}
-    else:
-        timeline = visits.get(ch)
-        if timeline is None:
-            visits[ch] = [t]
-        else:
-            _add_visit_in_place(timeline, t, cfg.visit_window, cfg.max_visits)
-
-
 def _add_visit_in_place(timeline: list, t: float, window: float, max_len: int) -> None:
     """:func:`add_visit` on a timeline the caller owns, changed in place."""
     slot = t // window
@@ -516,9 +484,38 @@ def fold_into(p: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
     fb = p.get("_fold")
     if fb is None:
         fb = p["_fold"] = {"v": FOLD_VERSION, "seq": 0}
-    _presence(p, fb, event, cfg)
+    # Presence (first/last seen, last seen per channel, channels, visits): every
+    # event runs it, so it is written out flat here (what _min, _max, _add_member
+    # and add_visit would do).
+    t, ch = event.timestamp, event.channel
+    first = p.get("first_seen_at")
+    if first is None or t < first:
+        p["first_seen_at"] = t
+    last = p.get("last_seen_at")
+    if last is None or t > last:
+        p["last_seen_at"] = last = t
+    last_seen = p.get("last_seen")
+    if last_seen is None:
+        p["last_seen"] = {ch: t}
+    elif last_seen.get(ch, t) <= t:
+        last_seen[ch] = t
+    channels = p.get("channels")
+    if channels is None:
+        p["channels"] = [ch]
+    elif ch not in channels:
+        bisect.insort(channels, ch)
+    visits = p.get("visits")
+    if visits is None:
+        p["visits"] = {ch: [t]}
+    else:
+        timeline = visits.get(ch)
+        if timeline is None:
+            visits[ch] = [t]
+        else:
+            _add_visit_in_place(timeline, t, cfg.visit_window, cfg.max_visits)
     HANDLERS[event.type](p, fb, event, cfg)
-    p["lifecycle"] = lifecycle(p, p["last_seen_at"], cfg)
+    # lifecycle(p, last_seen_at): "new" at once for a customer with no orders (most)
+    p["lifecycle"] = lifecycle(p, last, cfg) if p.get("orders_count") else "new"
     return p
 
 
