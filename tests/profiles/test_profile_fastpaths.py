@@ -1,6 +1,7 @@
 """The fast paths give exactly the answers of the reference code: the
 validation fast path (``fast_event`` accepts only what ``validate_event``
-accepts, and builds the same Event) and the fold's in-place visit timeline
+accepts, and builds the same Event; its compiled twin ``_fastevent``
+answers exactly as ``fast_event``) and the fold's in-place visit timeline
 (the same as ``add_visit``)."""
 from __future__ import annotations
 
@@ -9,13 +10,39 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.profiles import ValidationConfig
-from engine.profiles.events import fast_event, validate_batch, validate_event
+from engine.profiles import events as events_module
+from engine.profiles.events import Event, Item, fast_event, validate_batch, validate_event
 from engine.profiles.fold import _add_visit_in_place, add_visit
 from profiles_support import DAY, NOW, ev, item
 from test_profile_events import BAD, GOOD
 
 
 # ---------------------------------------------------------------- validation
+compiled = pytest.mark.skipif(events_module._fast_events is None, reason="engine.profiles._fastevent not built")
+
+
+def _typed(value):
+    """``value`` with the type of every part spelt out (1 == 1.0 == True in Python)."""
+    if isinstance(value, Event):
+        return ("Event", *[(name, _typed(getattr(value, name))) for name in value.__slots__])
+    if isinstance(value, Item):
+        return ("Item", *[(name, _typed(getattr(value, name))) for name in value.__slots__])
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, *[_typed(v) for v in value])
+    if hasattr(value, "items"):
+        return (type(value).__name__, *[(k, _typed(v)) for k, v in value.items()])
+    return (type(value).__name__, value)
+
+
+def _compiled_agrees(raws, cfg, now=NOW):
+    """The compiled fast path answers exactly as fast_event, to the types."""
+    if events_module._fast_events is None:
+        return
+    c = events_module._fast_events(raws, now, cfg)
+    py = [fast_event(raw, i, now, cfg) for i, raw in enumerate(raws)]
+    assert [_typed(e) for e in c] == [_typed(e) for e in py], raws
+
+
 def _agree(raw, cfg=ValidationConfig()):
     fast = fast_event(raw, 3, NOW, cfg)
     slow, errors = validate_event(raw, 3, NOW, cfg)
@@ -24,6 +51,7 @@ def _agree(raw, cfg=ValidationConfig()):
     elif fast is not None:
         assert fast == slow
         assert (fast.alias_keys, fast.tie, dict(fast.data)) == (slow.alias_keys, slow.tie, dict(slow.data))
+    _compiled_agrees([None, 1, 2, raw], cfg)
     return fast
 
 
@@ -71,6 +99,49 @@ def test_fast_path_agrees_with_the_full_validator(good, edits):
         else:
             raw[name] = value
     _agree(raw)
+
+
+_item_values = st.one_of(
+    _odd_values, st.sampled_from(["S1", "shoes", "42", " \t", "\u2003", "x" * 201, "x" * 33]),
+    st.floats(-2, 2_000_000), st.integers(-2, 10_002), st.just(3.0), st.just(2 ** 64), st.just(True))
+_item_names = st.sampled_from(["sku", "category", "size", "price", "qty", "colour"])
+
+
+@compiled
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from([g for g in GOOD if "items" in g]),
+       st.lists(st.lists(st.tuples(_item_names, _item_values | st.just(...)), max_size=3), min_size=1, max_size=3),
+       st.sampled_from([None, frozenset({"riverside"}), frozenset()]),
+       st.sampled_from([NOW, int(NOW), NOW + 0.5]))
+def test_compiled_fast_path_agrees_on_items(good, line_edits, stores, now):
+    raw = dict(good)
+    lines = []
+    for edits in line_edits:
+        line = dict(good["items"][0])
+        for name, value in edits:
+            if value is ...:
+                line.pop(name, None)
+            else:
+                line[name] = value
+        lines.append(line)
+    raw["items"] = lines
+    _compiled_agrees([raw], ValidationConfig(known_stores=stores), now)
+
+
+@compiled
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(GOOD), st.lists(st.tuples(_field_names, _item_values | st.just(...)), max_size=4),
+       st.sampled_from([ValidationConfig(), ValidationConfig(known_stores=frozenset({"riverside"})),
+                        ValidationConfig(max_future=60, max_past=3600)]),
+       st.sampled_from([NOW, int(NOW), NOW - 300 * DAY]))
+def test_compiled_fast_path_agrees(good, edits, cfg, now):
+    raw = dict(good)
+    for name, value in edits:
+        if value is ...:
+            raw.pop(name, None)
+        else:
+            raw[name] = value
+    _compiled_agrees([raw, dict(good), "junk"], cfg, now)
 
 
 def test_batches_are_validated_the_same_either_way():
