@@ -275,7 +275,10 @@ class SQLiteStore(ProfileStore):
         now = self.clock()
         if changes.deleted:
             db.executemany("DELETE FROM customers WHERE customer_id = ?", [(c,) for c in changes.deleted])
-        db.executemany(UPSERT_PROFILE, [(cid, blob, now) for cid, blob in stored.items()])
+        # bound as bytearray: the sqlite3 module binds int, float, str and bytearray
+        # as they are but offers bytes to its adapters first (~2,000 instructions a
+        # profile, two failed attribute lookups); the copy costs far less.  Same blob.
+        db.executemany(UPSERT_PROFILE, [(cid, bytearray(blob), now) for cid, blob in stored.items()])
         db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?)", list(changes.aliases.items()))
         db.executemany("INSERT INTO events VALUES (?, ?, ?)", [(e, c, now) for e, c in changes.applied])
 
