@@ -167,18 +167,25 @@ def new_profile(customer_id: str, seq: int = 0) -> dict:
 
 
 def _add_visit_in_place(timeline: list, t: float, window: float, max_len: int) -> None:
-    """:func:`add_visit` on a timeline the caller owns, changed in place."""
+    """:func:`add_visit` on a timeline the caller owns, changed in place.
+
+    add_visit scans back from the latest visit for the last one whose slot is
+    not after t's.  The timeline ascends, so the visits after t (from ``j``)
+    are those of t's slot (at most one: a slot has one visit), then later
+    slots; the ones before are in t's slot or earlier.  Bisecting to ``j``
+    finds the same visit without a floor division per visit passed (events
+    arrive out of order: the scan went half way back on average)."""
     slot = t // window
-    for i in range(len(timeline) - 1, -1, -1):
-        v = timeline[i]
-        v_slot = v // window
-        if v_slot == slot:
-            if t < v:
-                timeline[i] = t
-            return
-        if v_slot < slot:
-            break
-    bisect.insort(timeline, t)
+    n = len(timeline)
+    j = bisect.bisect_right(timeline, t)
+    if j < n and timeline[j] // window == slot:
+        while j + 1 < n and timeline[j + 1] // window == slot:
+            j += 1
+        timeline[j] = t                        # the slot's visit, later than t
+        return
+    if j and timeline[j - 1] // window == slot:
+        return                                 # the slot's visit, no later than t
+    timeline.insert(j, t)                      # bisect.insort
     if 0 < max_len < len(timeline):           # (add_time's [-max_len:] keeps all for 0)
         del timeline[:len(timeline) - max_len]
 

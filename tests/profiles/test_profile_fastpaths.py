@@ -164,3 +164,14 @@ def test_visits_in_place_match_add_visit(times, max_len):
         pure = add_visit(pure, t, 1800.0, max_len)
         _add_visit_in_place(owned, t, 1800.0, max_len)
         assert owned == pure
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 5_000, allow_nan=False) | st.integers(0, 50).map(float), max_size=40),
+       st.sampled_from([1.0, 7.0, 0.3, 1800.0, 2.5]), st.integers(0, 8))
+def test_visits_in_place_match_add_visit_any_window(times, window, max_len):
+    pure, owned = None, []
+    for t in times:
+        pure = add_visit(pure, t, window, max_len)
+        _add_visit_in_place(owned, t, window, max_len)
+        assert owned == pure
