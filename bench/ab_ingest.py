@@ -45,7 +45,7 @@ setup(script_args=["build_ext", "--inplace", "-q"], ext_modules=cythonize(
 
 def extract(ref: str, into: Path) -> Path:
     """``engine/__init__.py`` and ``engine/profiles`` as of ``ref``, its
-    compiled modules (``engine/profiles/*.pyx``, since _fastevent) built."""
+    compiled modules (``engine/profiles/*.pyx``, since _fastpaths) built."""
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "engine/__init__.py", "engine/profiles"],
                          check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(tar)) as t:

@@ -615,7 +615,7 @@ def fast_event(raw: Any, index: int, now: float, cfg: ValidationConfig) -> Event
 
 # ---------------------------------------------------------------- the fast path, compiled
 def _fast_kind(check) -> tuple[int, tuple | None]:
-    """(the kind number _fastevent codes ``check`` by, the item spec for items)."""
+    """(the kind number _fastpaths codes ``check`` by, the item spec for items)."""
     kinds = {_fast_ident: 0, _fast_text: 1, _fast_money: 2, _fast_quantity: 3, _fast_size: 4, _fast_flag: 5,
              _fast_store: 6}
     for spec, fast in ((_LINE, _FAST[ITEMS]), (_REMOVED, _FAST[REMOVED_ITEMS])):
@@ -625,7 +625,7 @@ def _fast_kind(check) -> tuple[int, tuple | None]:
 
 
 def _compiled_plan(spec: Mapping[str, F]) -> tuple:
-    """_fast_fields(spec) for _fastevent: (name, kind, required, fast checker, item spec)."""
+    """_fast_fields(spec) for _fastpaths: (name, kind, required, fast checker, item spec)."""
     out = []
     for name, f in spec.items():
         kind, items = _fast_kind(_FAST[f.check])
@@ -634,18 +634,18 @@ def _compiled_plan(spec: Mapping[str, F]) -> tuple:
 
 
 try:
-    from . import _fastevent
+    from . import _fastpaths
 except ImportError:             # not built (python setup.py build_ext --inplace): fast_event itself
     _fast_events = None
 else:
-    _fastevent.setup(
+    _fastpaths.setup(
         bad=_BAD, event=Event, item=Item, proxy=MappingProxyType, blake2b=_blake2b,
         types={etype: (allowed, _compiled_plan(SPECS[etype]), needed, by_channel)
                for etype, (allowed, _plan, needed, by_channel) in _FAST_TYPES.items()},
         channels=CHANNELS, identifiers=IDENTIFIERS, item_fields=[f.name for f in fields(Item)],
         event_fields=[f.name for f in fields(Event)], max_id=MAX_ID_LENGTH, max_text=MAX_TEXT_LENGTH,
         max_items=MAX_ITEMS, max_size_text=32, max_qty=MAX_QTY, max_money=MAX_MONEY)
-    _fast_events = _fastevent.fast_events
+    _fast_events = _fastpaths.fast_events
 
 
 def validate_batch(raw_events: Sequence[Any], now: float,

@@ -1,8 +1,9 @@
 """The fast paths give exactly the answers of the reference code: the
 validation fast path (``fast_event`` accepts only what ``validate_event``
-accepts, and builds the same Event; its compiled twin ``_fastevent``
-answers exactly as ``fast_event``) and the fold's in-place visit timeline
-(the same as ``add_visit``)."""
+accepts, and builds the same Event; its compiled twin in ``_fastpaths``
+answers exactly as ``fast_event``), the fold's in-place visit timeline
+(the same as ``add_visit``, compiled or not) and the compiled ``fold_into``
+(the same profile as the Python one, to the types and key order)."""
 from __future__ import annotations
 
 import pytest
@@ -12,13 +13,20 @@ from hypothesis import strategies as st
 from engine.profiles import ValidationConfig
 from engine.profiles import events as events_module
 from engine.profiles.events import Event, Item, fast_event, validate_batch, validate_event
-from engine.profiles.fold import _add_visit_in_place, add_visit
+import importlib
+
+from engine.profiles.fold import DEFAULT_CONFIG, FoldConfig, _add_visit_in_place, add_visit, new_profile
+from profiles_histories import PROPERTY, ROOMY, histories
 from profiles_support import DAY, NOW, ev, item
+
+fold_module = importlib.import_module("engine.profiles.fold")
+VISITS_IN_PLACE = [fold_module.reference_add_visit_in_place] + (
+    [_add_visit_in_place] if _add_visit_in_place is not fold_module.reference_add_visit_in_place else [])
 from test_profile_events import BAD, GOOD
 
 
 # ---------------------------------------------------------------- validation
-compiled = pytest.mark.skipif(events_module._fast_events is None, reason="engine.profiles._fastevent not built")
+compiled = pytest.mark.skipif(events_module._fast_events is None, reason="engine.profiles._fastpaths not built")
 
 
 def _typed(value):
@@ -156,22 +164,49 @@ def test_batches_are_validated_the_same_either_way():
 _visit_times = st.lists(st.integers(0, 400).map(lambda k: 1_700_000_000.0 + k * 600.0), max_size=30)
 
 
+@pytest.mark.parametrize("in_place", VISITS_IN_PLACE)
 @settings(max_examples=300, deadline=None)
 @given(_visit_times, st.integers(0, 6))
-def test_visits_in_place_match_add_visit(times, max_len):
+def test_visits_in_place_match_add_visit(in_place, times, max_len):
     pure, owned = None, []
     for t in times:
         pure = add_visit(pure, t, 1800.0, max_len)
-        _add_visit_in_place(owned, t, 1800.0, max_len)
+        in_place(owned, t, 1800.0, max_len)
         assert owned == pure
 
 
+@pytest.mark.parametrize("in_place", VISITS_IN_PLACE)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(0, 5_000, allow_nan=False) | st.integers(0, 50).map(float), max_size=40),
        st.sampled_from([1.0, 7.0, 0.3, 1800.0, 2.5]), st.integers(0, 8))
-def test_visits_in_place_match_add_visit_any_window(times, window, max_len):
+def test_visits_in_place_match_add_visit_any_window(in_place, times, window, max_len):
     pure, owned = None, []
     for t in times:
         pure = add_visit(pure, t, window, max_len)
-        _add_visit_in_place(owned, t, window, max_len)
+        in_place(owned, t, window, max_len)
         assert owned == pure
+
+
+# ---------------------------------------------------------------- the compiled fold
+def _exact(value):
+    """``value`` with every type and every dict's key order spelt out."""
+    if type(value) is dict:
+        return ("dict", [(k, _exact(v)) for k, v in value.items()])
+    if type(value) is list:
+        return ("list", [_exact(v) for v in value])
+    return (type(value).__name__, value)
+
+
+@pytest.mark.skipif(fold_module.fold_into is fold_module.reference_fold_into, reason="_fastpaths not built")
+@PROPERTY
+@given(histories, st.randoms(use_true_random=False),
+       st.sampled_from([DEFAULT_CONFIG, ROOMY, FoldConfig(max_visits=2, visit_window=7.0, max_cart_lines=2)]))
+def test_compiled_fold_into_folds_as_the_reference(events, rnd, cfg):
+    events = list(events)
+    rnd.shuffle(events)
+    compiled, reference = new_profile("C1", 3), new_profile("C1", 3)
+    for e in events:
+        assert fold_module.fold_into(compiled, e, cfg) is compiled
+        assert fold_module.reference_fold_into(reference, e, cfg) is reference
+        assert _exact(compiled) == _exact(reference)
+    assert _exact(fold_module.fold_into({}, events[0])) == _exact(fold_module.reference_fold_into({}, events[0]))

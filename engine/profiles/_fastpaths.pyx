@@ -1,19 +1,25 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-"""The validation fast path, compiled: :func:`fast_events` is
-``[events.fast_event(raw, i, now, cfg) for i, raw in enumerate(raws)]``.
+"""The profile fast paths, compiled, each the twin of a Python reference
+that stays the definition (and what runs when this module is not built);
+hypothesis tests hold each pair equal (tests/profiles/test_profile_fastpaths.py).
 
-``events.fast_event`` stays the reference (and what runs when this module
-is not built): the same checks in the same order, each answer the same
-value of the same type, the same Event (tie, alias keys, typed data), and
-None at the same first doubt; ``validate_batch`` then runs
-``validate_event`` on the events it refuses, as before.  A hypothesis test
-holds the two equal (tests/profiles/test_profile_fastpaths.py).  In the
-interpreter this path cost ~37,000 instructions an event (20 % of
-ingesting a batch): a dozen small calls, attribute lookups and frames.
-
-Field checks are coded by kind (:func:`setup` gets the tables from
-``events``); the rare kinds (a numeric size, a geo point) call the Python
-fast checker itself.
+* :func:`fast_events` is ``[events.fast_event(raw, i, now, cfg) for i, raw
+  in enumerate(raws)]``: the same checks in the same order, each answer the
+  same value of the same type, the same Event (tie, alias keys, typed
+  data), and None at the same first doubt; ``validate_batch`` then runs
+  ``validate_event`` on the events it refuses, as before.  In the
+  interpreter this path cost ~37,000 instructions an event (20 % of
+  ingesting a batch): a dozen small calls, attribute lookups and frames.
+  Field checks are coded by kind (:func:`setup` gets the tables from
+  ``events``); the rare kinds (a numeric size, a geo point) call the Python
+  fast checker itself.
+* :func:`fold_into` is ``fold.fold_into``: the presence bookkeeping every
+  event does (first/last seen, per channel, channels, visits), the event
+  type's handler (Python, ``fold.HANDLERS``) and the lifecycle, with the
+  same operations on the same objects (Python comparisons and floor
+  division: any value compares as it does in Python); a profile that is not
+  a plain dict goes to the Python reference.  :func:`add_visit_in_place`
+  is ``fold._add_visit_in_place``.
 """
 from cpython.dict cimport PyDict_Next, PyDict_SetItem
 from cpython.float cimport PyFloat_AS_DOUBLE
@@ -290,3 +296,84 @@ def fast_events(raws, now, cfg):
         out.append(_event(raw, i, now_d, now, float_now, cfg, max_future, max_past))
         i += 1
     return out
+
+
+# ---------------------------------------------------------------- the fold
+cdef object _UNSET = object()
+cdef dict _HANDLERS = {}
+cdef object _lifecycle, _FOLD_VERSION, _DEFAULT_CONFIG, _insort, _bisect_right, _py_fold_into, _py_add_visit
+
+
+def setup_fold(*, handlers, lifecycle, fold_version, default_config, insort, bisect_right, reference,
+               add_visit_reference):
+    """Called once by ``fold`` with what the compiled fold calls."""
+    global _HANDLERS, _lifecycle, _FOLD_VERSION, _DEFAULT_CONFIG, _insort, _bisect_right, _py_fold_into
+    global _py_add_visit
+    _HANDLERS, _lifecycle, _FOLD_VERSION, _DEFAULT_CONFIG = handlers, lifecycle, fold_version, default_config
+    _insort, _bisect_right, _py_fold_into, _py_add_visit = insort, bisect_right, reference, add_visit_reference
+
+
+def add_visit_in_place(timeline, t, window, max_len):
+    """fold._add_visit_in_place."""
+    _add_visit(timeline, t, window, max_len)
+
+
+cdef _add_visit(timeline, t, window, max_len):
+    if type(timeline) is not list:
+        _py_add_visit(timeline, t, window, max_len)
+        return
+    cdef list tl = <list>timeline
+    slot = t // window
+    cdef Py_ssize_t n = len(tl)
+    cdef Py_ssize_t j = _bisect_right(tl, t)
+    if j < n and tl[j] // window == slot:
+        while j + 1 < n and tl[j + 1] // window == slot:
+            j += 1
+        tl[j] = t                              # the slot's visit, later than t
+        return
+    if j and tl[j - 1] // window == slot:
+        return                                 # the slot's visit, no later than t
+    tl.insert(j, t)
+    if 0 < max_len < len(tl):
+        del tl[:len(tl) - max_len]
+
+
+def fold_into(p, event, cfg=_UNSET):
+    """fold.fold_into: ``event`` folded into ``p`` in place; returns ``p``."""
+    if cfg is _UNSET:
+        cfg = _DEFAULT_CONFIG
+    if type(p) is not dict:
+        return _py_fold_into(p, event, cfg)
+    cdef dict d = <dict>p
+    fb = d.get("_fold")
+    if fb is None:
+        fb = d["_fold"] = {"v": _FOLD_VERSION, "seq": 0}
+    t, ch = event.timestamp, event.channel
+    first = d.get("first_seen_at")
+    if first is None or t < first:
+        d["first_seen_at"] = t
+    last = d.get("last_seen_at")
+    if last is None or t > last:
+        d["last_seen_at"] = last = t
+    last_seen = d.get("last_seen")
+    if last_seen is None:
+        d["last_seen"] = {ch: t}
+    elif last_seen.get(ch, t) <= t:
+        last_seen[ch] = t
+    channels = d.get("channels")
+    if channels is None:
+        d["channels"] = [ch]
+    elif ch not in channels:
+        _insort(channels, ch)
+    visits = d.get("visits")
+    if visits is None:
+        d["visits"] = {ch: [t]}
+    else:
+        timeline = visits.get(ch)
+        if timeline is None:
+            visits[ch] = [t]
+        else:
+            _add_visit(timeline, t, cfg.visit_window, cfg.max_visits)
+    _HANDLERS[event.type](p, fb, event, cfg)
+    d["lifecycle"] = _lifecycle(p, last, cfg) if d.get("orders_count") else "new"
+    return p
