@@ -257,8 +257,10 @@ def prune_cart(lines: dict, cfg: FoldConfig) -> None:
     go, emptied ones first, oldest first."""
     empty = [s for s, line in lines.items() if line["qty"] <= 0]
     if len(empty) > cfg.max_cart_barriers:
-        empty.sort(key=lambda s: (lines[s]["ops"][-1][:3], s))
-        for s in empty[:len(empty) - cfg.max_cart_barriers]:
+        # oldest first: (last op's stamp, sku) pairs sorted, the sort key of each
+        # line built in one comprehension rather than by a lambda called per line
+        oldest = sorted([(lines[s]["ops"][-1][:3], s) for s in empty])
+        for _stamp, s in oldest[:len(empty) - cfg.max_cart_barriers]:
             del lines[s]
     while len(lines) > cfg.max_cart_lines:
         del lines[min(lines, key=lambda s: (lines[s]["qty"] > 0, lines[s]["ops"][-1][:3], s))]
@@ -269,15 +271,18 @@ def cart_summary(lines: dict) -> dict:
     skus, categories, items, cents, updated = [], set(), 0, 0, None
     for sku in sorted(lines):
         line = lines[sku]
-        updated = _max(updated, line.get("changed"))
-        if line["qty"] <= 0:
+        changed = line.get("changed")
+        if updated is None or (changed is not None and changed > updated):     # _max, inline
+            updated = changed
+        qty = line["qty"]
+        if qty <= 0:
             continue
         _t, _tie, _idx, category, price, _size = line.get("info") or (None,) * 6
         skus.append(sku)
-        items += line["qty"]
+        items += qty
         if category is not None:
             categories.add(category)
-        cents += round((price or 0.0) * 100) * line["qty"]
+        cents += round((price or 0.0) * 100) * qty
     cart = {"skus": skus, "categories": sorted(categories), "items": items, "value": cents / 100}
     if updated is not None:
         cart["updated_at"] = updated
