@@ -531,20 +531,18 @@ def fold_into(p: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
     return p
 
 
-#: The Python fold_into, the reference of the compiled one (_fastpaths.fold_into)
-#: that fold_into is when the module is built.
+#: The Python fold_into, the reference of the compiled one (_fastpaths.fold_into,
+#: with its own add_visit_in_place) that fold_into is when the module is built.
 reference_fold_into = fold_into
-reference_add_visit_in_place = _add_visit_in_place
 try:
     from . import _fastpaths
 except ImportError:             # not built (python setup.py build_ext --inplace)
-    pass
+    _fastpaths = None
 else:
     _fastpaths.setup_fold(handlers=HANDLERS, lifecycle=lifecycle, fold_version=FOLD_VERSION,
                           default_config=DEFAULT_CONFIG, insort=bisect.insort, bisect_right=bisect.bisect_right,
-                          reference=reference_fold_into, add_visit_reference=reference_add_visit_in_place)
+                          reference=reference_fold_into, add_visit_reference=_add_visit_in_place)
     fold_into = _fastpaths.fold_into                        # noqa: F811
-    _add_visit_in_place = _fastpaths.add_visit_in_place     # noqa: F811
 
 
 def fold(profile: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:

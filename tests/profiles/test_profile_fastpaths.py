@@ -20,8 +20,7 @@ from profiles_histories import PROPERTY, ROOMY, histories
 from profiles_support import DAY, NOW, ev, item
 
 fold_module = importlib.import_module("engine.profiles.fold")
-VISITS_IN_PLACE = [fold_module.reference_add_visit_in_place] + (
-    [_add_visit_in_place] if _add_visit_in_place is not fold_module.reference_add_visit_in_place else [])
+VISITS_IN_PLACE = [_add_visit_in_place] + ([fold_module._fastpaths.add_visit_in_place] if fold_module._fastpaths else [])
 from test_profile_events import BAD, GOOD
 
 
