@@ -95,6 +95,8 @@ def extensions():
             Extension("engine.service._assemble", ["engine/service/_assemble.pyx"], define_macros=macros,
                       extra_compile_args=flags),
             Extension("engine.service._decide", ["engine/service/_decide.pyx"], define_macros=macros,
+                      extra_compile_args=flags),
+            Extension("engine.profiles._fastpaths", ["engine/profiles/_fastpaths.pyx"], define_macros=macros,
                       extra_compile_args=flags)]
     return cythonize(exts, annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
                      compiler_directives={"language_level": 3, "linetrace": linetrace})

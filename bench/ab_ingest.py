@@ -28,12 +28,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+#: Builds the extension modules of an extracted engine/profiles in place,
+#: with setup.py's compiler flags (its extensions() lists them all).
+_BUILD = """
+import sys
+from pathlib import Path
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+pyx = sorted(Path("engine/profiles").glob("*.pyx"))
+exts = [Extension("engine.profiles." + p.stem, [str(p)], extra_compile_args=["-O3", "-ffp-contract=off"])
+        for p in pyx]
+setup(script_args=["build_ext", "--inplace", "-q"], ext_modules=cythonize(
+    exts, compiler_directives={"language_level": 3}, quiet=True))
+"""
+
+
 def extract(ref: str, into: Path) -> Path:
-    """``engine/__init__.py`` and ``engine/profiles`` as of ``ref``."""
+    """``engine/__init__.py`` and ``engine/profiles`` as of ``ref``, its
+    compiled modules (``engine/profiles/*.pyx``, since _fastpaths) built."""
     tar = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "engine/__init__.py", "engine/profiles"],
                          check=True, capture_output=True).stdout
     with tarfile.open(fileobj=BytesIO(tar)) as t:
         t.extractall(into, filter="data")
+    if any((into / "engine" / "profiles").glob("*.pyx")):
+        subprocess.run([sys.executable, "-c", _BUILD], cwd=into, check=True, capture_output=True)
     return into
 
 

@@ -613,6 +613,41 @@ def fast_event(raw: Any, index: int, now: float, cfg: ValidationConfig) -> Event
                        tuple(keys), tie)
 
 
+# ---------------------------------------------------------------- the fast path, compiled
+def _fast_kind(check) -> tuple[int, tuple | None]:
+    """(the kind number _fastpaths codes ``check`` by, the item spec for items)."""
+    kinds = {_fast_ident: 0, _fast_text: 1, _fast_money: 2, _fast_quantity: 3, _fast_size: 4, _fast_flag: 5,
+             _fast_store: 6}
+    for spec, fast in ((_LINE, _FAST[ITEMS]), (_REMOVED, _FAST[REMOVED_ITEMS])):
+        if check is fast:
+            return 7, (frozenset(spec), _compiled_plan(spec))
+    return kinds.get(check, 8), None
+
+
+def _compiled_plan(spec: Mapping[str, F]) -> tuple:
+    """_fast_fields(spec) for _fastpaths: (name, kind, required, fast checker, item spec)."""
+    out = []
+    for name, f in spec.items():
+        kind, items = _fast_kind(_FAST[f.check])
+        out.append((name, kind, f.required, _FAST[f.check], items))
+    return tuple(out)
+
+
+try:
+    from . import _fastpaths
+except ImportError:             # not built (python setup.py build_ext --inplace): fast_event itself
+    _fast_events = None
+else:
+    _fastpaths.setup(
+        bad=_BAD, event=Event, item=Item, proxy=MappingProxyType, blake2b=_blake2b,
+        types={etype: (allowed, _compiled_plan(SPECS[etype]), needed, by_channel)
+               for etype, (allowed, _plan, needed, by_channel) in _FAST_TYPES.items()},
+        channels=CHANNELS, identifiers=IDENTIFIERS, item_fields=[f.name for f in fields(Item)],
+        event_fields=[f.name for f in fields(Event)], max_id=MAX_ID_LENGTH, max_text=MAX_TEXT_LENGTH,
+        max_items=MAX_ITEMS, max_size_text=32, max_qty=MAX_QTY, max_money=MAX_MONEY)
+    _fast_events = _fastpaths.fast_events
+
+
 def validate_batch(raw_events: Sequence[Any], now: float,
                    cfg: ValidationConfig = ValidationConfig()) -> Validated:
     """Check every event of a batch.  ``now`` is injected (seconds since the
@@ -621,8 +656,9 @@ def validate_batch(raw_events: Sequence[Any], now: float,
         err = EventError(-1, "", "V103", "a batch must be a list of events")
         return Validated((), (err,))
     good, errors = [], []
+    fast = _fast_events(raw_events, now, cfg) if _fast_events is not None else None
     for i, raw in enumerate(raw_events):
-        event = fast_event(raw, i, now, cfg)
+        event = fast[i] if fast is not None else fast_event(raw, i, now, cfg)
         if event is None:
             event, errs = validate_event(raw, i, now, cfg)
             errors.extend(errs)

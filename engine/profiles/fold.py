@@ -166,51 +166,26 @@ def new_profile(customer_id: str, seq: int = 0) -> dict:
             "_fold": {"v": FOLD_VERSION, "seq": seq}}
 
 
-def _presence(p: dict, fb: dict, e: Event, cfg: FoldConfig) -> None:
-    """first/last seen, last seen per channel, channels, visits: every event
-    runs this, so it is written out flat (what :func:`_min`, :func:`_max`,
-    :func:`_add_member` and :func:`add_visit` would do)."""
-    t, ch = e.timestamp, e.channel
-    first = p.get("first_seen_at")
-    if first is None or t < first:
-        p["first_seen_at"] = t
-    last = p.get("last_seen_at")
-    if last is None or t > last:
-        p["last_seen_at"] = t
-    last_seen = p.get("last_seen")
-    if last_seen is None:
-        p["last_seen"] = {ch: t}
-    elif last_seen.get(ch, t) <= t:
-        last_seen[ch] = t
-    channels = p.get("channels")
-    if channels is None:
-        p["channels"] = [ch]
-    elif ch not in channels:
-        bisect.insort(channels, ch)
-    visits = p.get("visits")
-    if visits is None:
-        p["visits"] = {ch: [t]}
-    else:
-        timeline = visits.get(ch)
-        if timeline is None:
-            visits[ch] = [t]
-        else:
-            _add_visit_in_place(timeline, t, cfg.visit_window, cfg.max_visits)
-
-
 def _add_visit_in_place(timeline: list, t: float, window: float, max_len: int) -> None:
-    """:func:`add_visit` on a timeline the caller owns, changed in place."""
+    """:func:`add_visit` on a timeline the caller owns, changed in place.
+
+    add_visit scans back from the latest visit for the last one whose slot is
+    not after t's.  The timeline ascends, so the visits after t (from ``j``)
+    are those of t's slot (at most one: a slot has one visit), then later
+    slots; the ones before are in t's slot or earlier.  Bisecting to ``j``
+    finds the same visit without a floor division per visit passed (events
+    arrive out of order: the scan went half way back on average)."""
     slot = t // window
-    for i in range(len(timeline) - 1, -1, -1):
-        v = timeline[i]
-        v_slot = v // window
-        if v_slot == slot:
-            if t < v:
-                timeline[i] = t
-            return
-        if v_slot < slot:
-            break
-    bisect.insort(timeline, t)
+    n = len(timeline)
+    j = bisect.bisect_right(timeline, t)
+    if j < n and timeline[j] // window == slot:
+        while j + 1 < n and timeline[j + 1] // window == slot:
+            j += 1
+        timeline[j] = t                        # the slot's visit, later than t
+        return
+    if j and timeline[j - 1] // window == slot:
+        return                                 # the slot's visit, no later than t
+    timeline.insert(j, t)                      # bisect.insort
     if 0 < max_len < len(timeline):           # (add_time's [-max_len:] keeps all for 0)
         del timeline[:len(timeline) - max_len]
 
@@ -282,8 +257,10 @@ def prune_cart(lines: dict, cfg: FoldConfig) -> None:
     go, emptied ones first, oldest first."""
     empty = [s for s, line in lines.items() if line["qty"] <= 0]
     if len(empty) > cfg.max_cart_barriers:
-        empty.sort(key=lambda s: (lines[s]["ops"][-1][:3], s))
-        for s in empty[:len(empty) - cfg.max_cart_barriers]:
+        # oldest first: (last op's stamp, sku) pairs sorted, the sort key of each
+        # line built in one comprehension rather than by a lambda called per line
+        oldest = sorted([(lines[s]["ops"][-1][:3], s) for s in empty])
+        for _stamp, s in oldest[:len(empty) - cfg.max_cart_barriers]:
             del lines[s]
     while len(lines) > cfg.max_cart_lines:
         del lines[min(lines, key=lambda s: (lines[s]["qty"] > 0, lines[s]["ops"][-1][:3], s))]
@@ -294,15 +271,18 @@ def cart_summary(lines: dict) -> dict:
     skus, categories, items, cents, updated = [], set(), 0, 0, None
     for sku in sorted(lines):
         line = lines[sku]
-        updated = _max(updated, line.get("changed"))
-        if line["qty"] <= 0:
+        changed = line.get("changed")
+        if updated is None or (changed is not None and changed > updated):     # _max, inline
+            updated = changed
+        qty = line["qty"]
+        if qty <= 0:
             continue
         _t, _tie, _idx, category, price, _size = line.get("info") or (None,) * 6
         skus.append(sku)
-        items += line["qty"]
+        items += qty
         if category is not None:
             categories.add(category)
-        cents += round((price or 0.0) * 100) * line["qty"]
+        cents += round((price or 0.0) * 100) * qty
     cart = {"skus": skus, "categories": sorted(categories), "items": items, "value": cents / 100}
     if updated is not None:
         cart["updated_at"] = updated
@@ -516,10 +496,53 @@ def fold_into(p: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
     fb = p.get("_fold")
     if fb is None:
         fb = p["_fold"] = {"v": FOLD_VERSION, "seq": 0}
-    _presence(p, fb, event, cfg)
+    # Presence (first/last seen, last seen per channel, channels, visits): every
+    # event runs it, so it is written out flat here (what _min, _max, _add_member
+    # and add_visit would do).
+    t, ch = event.timestamp, event.channel
+    first = p.get("first_seen_at")
+    if first is None or t < first:
+        p["first_seen_at"] = t
+    last = p.get("last_seen_at")
+    if last is None or t > last:
+        p["last_seen_at"] = last = t
+    last_seen = p.get("last_seen")
+    if last_seen is None:
+        p["last_seen"] = {ch: t}
+    elif last_seen.get(ch, t) <= t:
+        last_seen[ch] = t
+    channels = p.get("channels")
+    if channels is None:
+        p["channels"] = [ch]
+    elif ch not in channels:
+        bisect.insort(channels, ch)
+    visits = p.get("visits")
+    if visits is None:
+        p["visits"] = {ch: [t]}
+    else:
+        timeline = visits.get(ch)
+        if timeline is None:
+            visits[ch] = [t]
+        else:
+            _add_visit_in_place(timeline, t, cfg.visit_window, cfg.max_visits)
     HANDLERS[event.type](p, fb, event, cfg)
-    p["lifecycle"] = lifecycle(p, p["last_seen_at"], cfg)
+    # lifecycle(p, last_seen_at): "new" at once for a customer with no orders (most)
+    p["lifecycle"] = lifecycle(p, last, cfg) if p.get("orders_count") else "new"
     return p
+
+
+#: The Python fold_into, the reference of the compiled one (_fastpaths.fold_into,
+#: with its own add_visit_in_place) that fold_into is when the module is built.
+reference_fold_into = fold_into
+try:
+    from . import _fastpaths
+except ImportError:             # not built (python setup.py build_ext --inplace)
+    _fastpaths = None
+else:
+    _fastpaths.setup_fold(handlers=HANDLERS, lifecycle=lifecycle, fold_version=FOLD_VERSION,
+                          default_config=DEFAULT_CONFIG, insort=bisect.insort, bisect_right=bisect.bisect_right,
+                          reference=reference_fold_into, add_visit_reference=_add_visit_in_place)
+    fold_into = _fastpaths.fold_into                        # noqa: F811
 
 
 def fold(profile: dict, event: Event, cfg: FoldConfig = DEFAULT_CONFIG) -> dict:
