@@ -54,3 +54,32 @@ def test_record_events_grpcurl_example_is_accepted_as_written():
     assert len(events) == 1 and not isinstance(events[0], Rejected)
     _, problems = validate_event(events[0], 0, time.time())
     assert not problems
+
+
+def test_the_loyalty_card_examples_decide_for_the_sample_customer(tmp_path):
+    """README's and docs/service.md's Decide by loyalty card, after `make
+    serve`'s import of the sample events: c-1001's stored profile."""
+    from engine.ruleset import load
+    from engine.server.convert import query_from_pb
+    from engine.service import Decider, ProfileStatus, RulesetHolder
+    from engine.service.inventory import InventoryHolder, InventoryStores
+    from engine.service.sources import open_profile_source
+
+    db = f"sqlite://{tmp_path / 'profiles.db'}"
+    r = subprocess.run([sys.executable, "-m", "engine", "profile", "import", "rules/data/sample_events.jsonl",
+                        "--store", db, "--rebase", "--data", "rules/data"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    doc = (ROOT / "docs" / "service.md").read_text()
+    bodies = [m for m in re.findall(r"(\{\"loyalty_card\".*?\}\})", README + doc)]
+    assert len(bodies) == 2
+    profiles = open_profile_source(db)
+    try:
+        decider = Decider(RulesetHolder(load(ROOT / "rules")), profiles,
+                          InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
+        for body in bodies:
+            result = decider.decide(query_from_pb(json_format.Parse(body, pb.DecideRequest())))
+            assert result.profile_status is ProfileStatus.STORED, body
+            assert result.nearby_stores.located_by == "request_store"
+    finally:
+        profiles.close()
