@@ -63,6 +63,18 @@ def decide_parse_error(raw: bytes, err: BaseException):
     raise InvalidArgument(bad)
 
 
+def _items_failed_for_depth(raw: bytes, err: BaseException) -> list[bytes] | None:
+    """The bodies of field 1 (a batch's items) of a message the runtime
+    refused for its recursion limit; None when it failed otherwise, or the
+    bytes do not split into fields."""
+    if not is_depth_error(err):
+        return None
+    try:
+        return [body for number, wire_type, body in _fields(raw) if number == 1 and wire_type == LEN]
+    except ValueError:
+        return None
+
+
 def batch_parse_error(raw: bytes, err: BaseException):
     """``raw_unary``'s ``on_parse_error`` for DecideBatch: when the batch
     failed for the runtime's recursion limit, its items parsed one by one, as
@@ -70,11 +82,8 @@ def batch_parse_error(raw: bytes, err: BaseException):
     good item, an InvalidArgument per bad one (the decider prefixes it with
     ``requests[i]``).  None (the generic answer) when the bytes are bad
     otherwise."""
-    if not is_depth_error(err):
-        return None
-    try:
-        bodies = [body for number, wire_type, body in _fields(raw) if number == 1 and wire_type == LEN]
-    except ValueError:
+    bodies = _items_failed_for_depth(raw, err)
+    if bodies is None:
         return None
     validate_batch_size(len(bodies))                # RESOURCE_EXHAUSTED, as it would have been
     items = []
@@ -108,11 +117,8 @@ def events_parse_error(raw: bytes, err: BaseException):
     nested too deeply, so the rest of the batch is stored as when any other
     event is bad.  None (the generic answer) when the bytes are bad
     otherwise.  (The batch's size is checked by the recorder, as always.)"""
-    if not is_depth_error(err):
-        return None
-    try:
-        bodies = [body for number, wire_type, body in _fields(raw) if number == 1 and wire_type == LEN]
-    except ValueError:
+    bodies = _items_failed_for_depth(raw, err)
+    if bodies is None:
         return None
     events = []
     for body in bodies:
