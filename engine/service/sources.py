@@ -89,10 +89,11 @@ class StaticProfiles:
         self._origin = origin
         self.path = path
         self.lines = lines or {}
+        self.repeats: list[tuple[int, str, int]] = []     # (line, customer_id, its earlier line)
 
     @classmethod
     def from_jsonl(cls, path: str | Path) -> "StaticProfiles":
-        profiles, lines = {}, {}
+        profiles, lines, repeats = {}, {}, []
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
@@ -104,9 +105,13 @@ class StaticProfiles:
                 cid = p.get("customer_id") if isinstance(p, dict) else None
                 if not isinstance(cid, str) or not cid:
                     raise ValueError(f"{path}:{n}: a profile needs a string customer_id")
+                if cid in lines:                   # the later line is served: say so (schema_problems)
+                    repeats.append((n, cid, lines[cid]))
                 profiles[cid] = p
                 lines[cid] = n
-        return cls(profiles, f"jsonl:{path} ({len(profiles)} profiles)", str(path), lines)
+        out = cls(profiles, f"jsonl:{path} ({len(profiles)} profiles)", str(path), lines)
+        out.repeats = repeats
+        return out
 
     def schema_problems(self, ruleset) -> list[str]:
         """``PATH:LINE: problem`` for each attribute of a profile the pack's
@@ -117,7 +122,8 @@ class StaticProfiles:
         profiles are served as they are."""
         from ..ruletest import profile_problems
         where = self.path or self._origin
-        out = []
+        out = [f"{where}:{line}: customer_id {cid!r} again (first on line {first}): this line is served, "
+               f"line {first} is not" for line, cid, first in self.repeats]
         for cid, profile in sorted(self._profiles.items(), key=lambda item: self.lines.get(item[0], 0)):
             line = self.lines.get(cid)
             at = f"{where}:{line}" if line else f"{where}: {cid}"

@@ -145,6 +145,11 @@ def test_a_jsonl_store_logs_what_does_not_fit_the_schema_and_serves_it_anyway(re
     assert len(caplog.records) == 2 and f"{f}: 2 more profile problems not shown (3 in all)" in caplog.text
     caplog.clear()
     assert log_profile_problems(StaticProfiles({"x": {"lifecycle": "vip"}}), reference) == 0
+    f.write_text('{"customer_id": "a", "lifecycle": "new"}\n{"customer_id": "a", "lifecycle": "vip"}\n')
+    again = open_profile_source(f"jsonl:{f}")
+    assert again.schema_problems(reference) == [
+        f"{f}:2: customer_id 'a' again (first on line 1): this line is served, line 1 is not"]
+    assert again.get("a", None)["lifecycle"] == "vip"
     assert log_profile_problems(open_profile_source(""), reference) == 0 and not caplog.records
 
 
