@@ -96,16 +96,21 @@ _field_names = st.sampled_from(
      "push", "sms", "home", "loyalty_points", "page", "url", "query", "campaign_id", "placement", "colour"])
 
 
-@settings(max_examples=600, deadline=None)
-@given(st.sampled_from(GOOD), st.lists(st.tuples(_field_names, _odd_values | st.just(...)), max_size=3))
-def test_fast_path_agrees_with_the_full_validator(good, edits):
+def _edited(good: dict, edits) -> dict:
+    """``good`` with each (name, value) of ``edits`` set, or removed for ``...``."""
     raw = dict(good)
     for name, value in edits:
         if value is ...:
             raw.pop(name, None)
         else:
             raw[name] = value
-    _agree(raw)
+    return raw
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(GOOD), st.lists(st.tuples(_field_names, _odd_values | st.just(...)), max_size=3))
+def test_fast_path_agrees_with_the_full_validator(good, edits):
+    _agree(_edited(good, edits))
 
 
 _item_values = st.one_of(
@@ -142,13 +147,7 @@ def test_compiled_fast_path_agrees_on_items(good, line_edits, stores, now):
                         ValidationConfig(max_future=60, max_past=3600)]),
        st.sampled_from([NOW, int(NOW), NOW - 300 * DAY]))
 def test_compiled_fast_path_agrees(good, edits, cfg, now):
-    raw = dict(good)
-    for name, value in edits:
-        if value is ...:
-            raw.pop(name, None)
-        else:
-            raw[name] = value
-    _compiled_agrees([raw, dict(good), "junk"], cfg, now)
+    _compiled_agrees([_edited(good, edits), dict(good), "junk"], cfg, now)
 
 
 def test_batches_are_validated_the_same_either_way():
