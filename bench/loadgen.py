@@ -11,7 +11,14 @@ request bytes:
 * ``open``   open loop at --rate-fraction x the echo's top throughput; latency is
              measured from each request's *intended* send time, so a stall is
              counted in full (no coordinated omission)
-* ``batch``  DecideBatch of --batch-size items, closed loop: decisions per second
+* ``batch``  DecideBatch of --batch-size items, closed loop: decisions per second,
+             against ``maple serve`` with --batch-workers processes (default: one
+             per core, as ``maple serve`` runs by default); when that differs from
+             --server-workers, a second ``maple serve`` is started for this phase
+
+c1, max and open compare Decide with the echo, so both servers run --server-workers
+processes (default 1); the batch phase measures the service as it is deployed.
+The table and the JSON say how many server workers each phase ran against.
 
 Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
 merged.  Results: a table on stdout, JSON and a latency-distribution PNG in --out.
@@ -145,6 +152,7 @@ class Result:
     errors: dict
     hist: object = field(repr=False)
     items_per_request: int = 1
+    server_workers: int | None = None     # None: a server running elsewhere (--target, --echo)
 
     @property
     def throughput(self) -> float:
@@ -154,7 +162,8 @@ class Result:
         return float(self.hist.get_value_at_percentile(p)) if self.requests else float("nan")
 
     def summary(self) -> dict:
-        return {"phase": self.phase, "target": self.target, "requests": self.requests,
+        return {"phase": self.phase, "target": self.target, "server_workers": self.server_workers,
+                "requests": self.requests,
                 "throughput_rps": round(self.throughput, 1),
                 "decisions_per_s": round(self.throughput * self.items_per_request, 1),
                 **{f"p{p:g}_us": self.pct(p) for p in (50, 90, 99, 99.9)},
@@ -163,7 +172,7 @@ class Result:
 
 def run_phase(phase: str, name: str, target: str, method: str, payloads: list[bytes], *, mode: str,
               procs: int, threads: int, rate: float, duration: float, warmup: float,
-              items_per_request: int = 1) -> Result:
+              items_per_request: int = 1, server_workers: int | None = None) -> Result:
     from tqdm import tqdm
     ctx = multiprocessing.get_context("spawn")
     progress, out = ctx.Value("q", 0), ctx.Queue()
@@ -191,7 +200,7 @@ def run_phase(phase: str, name: str, target: str, method: str, payloads: list[by
         count += n
         for k, v in errs.items():
             errors[k] = errors.get(k, 0) + v
-    return Result(phase, name, count, duration, errors, hist, items_per_request)
+    return Result(phase, name, count, duration, errors, hist, items_per_request, server_workers)
 
 
 # ---------------------------------------------------------------- servers
@@ -280,14 +289,16 @@ def ratio(a: float, b: float) -> float:
 
 
 def table(results: list[Result]) -> str:
-    head = f"{'phase':<6}{'target':<8}{'requests':>10}{'req/s':>10}{'dec/s':>10}{'p50 us':>9}{'p90 us':>9}" \
-           f"{'p99 us':>9}{'p99.9 us':>10}{'max us':>9}  errors"
+    head = f"{'phase':<6}{'target':<8}{'workers':>8}{'requests':>10}{'req/s':>10}{'dec/s':>10}" \
+           f"{'p50 us':>9}{'p90 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'max us':>9}  errors"
     rows = [head, "-" * len(head)]
     for r in results:
         s = r.summary()
-        rows.append(f"{r.phase:<6}{r.target:<8}{r.requests:>10}{s['throughput_rps']:>10,.0f}"
+        workers = "-" if r.server_workers is None else str(r.server_workers)
+        rows.append(f"{r.phase:<6}{r.target:<8}{workers:>8}{r.requests:>10}{s['throughput_rps']:>10,.0f}"
                     f"{s['decisions_per_s']:>10,.0f}{s['p50_us']:>9.0f}{s['p90_us']:>9.0f}{s['p99_us']:>9.0f}"
                     f"{s['p99.9_us']:>10.0f}{s['max_us'] or 0:>9.0f}  {r.errors or ''}")
+    rows.append("workers: the server's decision processes ('-': a server running elsewhere)")
     return "\n".join(rows)
 
 
@@ -314,7 +325,9 @@ def plot(results: list[Result], path: Path) -> None:
     for ax, phase in zip(axes[0], phases):
         for r in (r for r in results if r.phase == phase and r.requests):
             xs = [1 / (1 - p / 100) if p < 100 else 1e4 for p in pcts]
-            ax.plot(xs, [r.pct(p) / 1000 for p in pcts], marker=".", label=f"{r.target} ({r.throughput:,.0f}/s)")
+            workers = "" if r.server_workers is None else f", {r.server_workers} workers"
+            ax.plot(xs, [r.pct(p) / 1000 for p in pcts], marker=".",
+                    label=f"{r.target} ({r.throughput:,.0f}/s{workers})")
         ax.set_xscale("log")
         ax.set_xticks([1, 2, 10, 100, 1000, 10000])
         ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
@@ -329,6 +342,21 @@ def plot(results: list[Result], path: Path) -> None:
 
 
 # ---------------------------------------------------------------- main
+def serve_workers(n: int) -> int:
+    """The processes ``maple serve --workers n`` runs: n, or one per core for 0."""
+    from engine.server.config import ServeConfig
+    return ServeConfig(rules="", workers=n).worker_count
+
+
+def batch_server(args) -> str:
+    """Which server the batch phase measures: ``target`` (--target, running
+    elsewhere), ``shared`` (the maple serve of the other phases: --batch-workers
+    equals --server-workers) or ``own`` (a second maple serve, --batch-workers)."""
+    if args.target:
+        return "target"
+    return "shared" if args.batch_workers == args.server_workers else "own"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.loadgen", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -336,7 +364,13 @@ def parse_args(argv=None):
     p.add_argument("--echo", help="a running bench.echo_server (default: start one here)")
     p.add_argument("--rules", help="rules for the maple serve it starts (default: rules/, or "
                                    "rules/schema.rules + bench/pack while rules/ decides nothing)")
-    p.add_argument("--server-workers", type=int, default=1, help="worker processes of both servers it starts")
+    p.add_argument("--server-workers", type=int, default=1,
+                   help="worker processes of the echo and the maple serve it starts for c1, max and open "
+                        "(0: one per core)")
+    p.add_argument("--batch-workers", type=int, default=0,
+                   help="worker processes of the maple serve the batch phase runs against (default 0: one "
+                        "per core, as maple serve); when it differs from --server-workers a second maple "
+                        "serve is started for the batch phase; ignored with --target")
     p.add_argument("--profiles", help="JSON Lines file of profiles (default: synthetic)")
     p.add_argument("--customers", type=int, default=2000, help="synthetic profiles to make")
     p.add_argument("--by-id", action="store_true",
@@ -350,12 +384,17 @@ def parse_args(argv=None):
     p.add_argument("--rate-fraction", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for JSON and PNG")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("server_workers", "batch_workers"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')}: use 1 or more, or 0 for one per core")
+        setattr(args, name, serve_workers(getattr(args, name)))
+    return args
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    args = parse_args(argv)
     from bench import profiles as prof
     started = []
     try:
@@ -365,30 +404,38 @@ def main(argv=None) -> int:
             store_file = Path(tempfile.mkdtemp(prefix="maple-bench-")) / "profiles.jsonl"
             prof.write_jsonl(people, store_file)
             store = f"jsonl:{store_file}"
+        phases = args.phases.split(",")
+        single = any(ph in phases for ph in ("c1", "max", "open"))      # Decide against the echo
         metrics_port = None
         target = args.target
-        if not target:
-            proc, info = start_maple(args.rules or default_pack(), args.server_workers, store)
+        rules = None if target else args.rules or default_pack()
+        if not target and (single or batch_server(args) == "shared"):
+            proc, info = start_maple(rules, args.server_workers, store)
             started.append(proc)
             target, metrics_port = info["decisions"], info["metrics"]
         echo = args.echo
-        if not echo:
+        if not echo and single:
             proc, echo = start_echo(args.server_workers)
             started.append(proc)
         singles = prof.decide_requests(people, args.by_id)
         batches = prof.batch_requests(singles, args.batch_size)
-        print(f"decide {target}, echo {echo}; {len(singles)} requests of ~{sum(map(len, singles)) // len(singles)} "
+        servers = ", ".join(f"{what} {where}" for what, where in (("decide", target), ("echo", echo)) if where)
+        print(f"{servers or 'no server yet'}; {len(singles)} requests of ~{sum(map(len, singles)) // len(singles)} "
               f"bytes; {os.cpu_count()} cores", file=sys.stderr)
         common = dict(duration=args.duration, warmup=args.warmup)
-        phases = args.phases.split(",")
         results: list[Result] = []
         server_side = {}
         per_thread = max(1, args.concurrency // args.procs)
 
+        echo_workers = None if args.echo else args.server_workers
+        decide_workers = None if args.target else args.server_workers
+
         def both(phase, **kw):
-            results.append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **common))
+            results.append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **common,
+                                     server_workers=echo_workers))
             before = scrape_decide_buckets(metrics_port)
-            results.append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **common))
+            results.append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **common,
+                                     server_workers=decide_workers))
             after = scrape_decide_buckets(metrics_port)
             if before is not None and after:
                 server_side[phase] = bucket_percentiles(before, after)
@@ -401,11 +448,22 @@ def main(argv=None) -> int:
             echo_max = next(r.throughput for r in results if r.phase == "max" and r.target == "echo")
             rate = args.rate or args.rate_fraction * echo_max
             both("open", mode="open", procs=args.procs, threads=1, rate=rate)
+        batch_target = batch_workers = None
         if "batch" in phases:
-            results.append(run_phase("batch", "batch", target, BATCH, batches, mode="closed", procs=args.procs,
-                                     threads=2, rate=0, items_per_request=args.batch_size, **common))
+            batch_target, batch_workers = target, decide_workers
+            if batch_server(args) == "own":
+                proc, info = start_maple(rules, args.batch_workers, store)
+                started.append(proc)
+                batch_target, batch_workers = info["decisions"], args.batch_workers
+            print(f"batch: DecideBatch against {batch_target}"
+                  + (f" ({batch_workers} workers)" if batch_workers else ""), file=sys.stderr)
+            results.append(run_phase("batch", "batch", batch_target, BATCH, batches, mode="closed",
+                                     procs=args.procs, threads=2, rate=0, items_per_request=args.batch_size,
+                                     server_workers=batch_workers, **common))
         report = {"target": target, "echo": echo, "by_id": args.by_id, "cores": os.cpu_count(),
-                  "server_workers": args.server_workers, "request_bytes": sum(map(len, singles)) // len(singles),
+                  "server_workers": args.server_workers, "batch_target": batch_target,
+                  "batch_server_workers": batch_workers,
+                  "request_bytes": sum(map(len, singles)) // len(singles),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "server_side_decide": server_side}
         out = Path(args.out)
