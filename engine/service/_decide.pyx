@@ -23,13 +23,13 @@ import time
 from ..eval.values import to_geo
 from ..inventory.availability import _item_index, nearby_in
 from ..inventory.model import StoreAvailability as FoundStore, local_weekday_minute
-from ..inventory.location import locate_point
+from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, REQUEST_STORE
 from . import results
 from ._assemble import map_raw
 from .errors import DeadlineExceeded
-from .model import DecideResult, NearbyStores, StoreAvailability
+from .model import DecideResult, NearbyStores, ProfileStatus, StoreAvailability
 from .sources import NearbyFound, NearbyQuery, SourceUnavailable
-from .validate import validate_query
+from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_query
 
 log = logging.getLogger("maple.service")
 
@@ -41,6 +41,18 @@ cdef str NEARBY = results.NEARBY
 cdef str OFFER = results.OFFER
 cdef object _NO_STOCK = NearbyFound((), None, "no_stock")       # no query made (read-only, shared)
 cdef object _UNAVAILABLE = NearbyFound((), None, "unavailable")  # the stores source failed (degraded says why)
+cdef object _ANONYMOUS = ProfileStatus.ANONYMOUS
+cdef object _SNAPSHOT = ProfileStatus.SNAPSHOT
+cdef Py_ssize_t _MAX_ID = MAX_ID
+cdef Py_ssize_t _MAX_TEXT = MAX_TEXT
+cdef Py_ssize_t _SHAPE_CHECK_BYTES = SHAPE_CHECK_BYTES
+cdef double _MIN_TIME = MIN_TIME
+cdef double _MAX_TIME = MAX_TIME
+cdef str _REQUEST = REQUEST
+cdef str _REQUEST_STORE = REQUEST_STORE
+cdef str _PREFERRED_STORE = PREFERRED_STORE
+cdef str _HOME = HOME
+cdef object _INVENTORY_STORES = None     # service.inventory.InventoryStores (it imports this module)
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -56,30 +68,51 @@ cdef inline object _remaining(deadline):
 
 def decide_one(decider, rs, plan, q, deadline):
     """``Decider._decide``: the answer to one query by ruleset ``rs`` and
-    its plan.  Raises ServiceError subclasses for what the client must be told."""
-    validate_query(q, rs.decision_names)
+    its plan.  Raises ServiceError subclasses for what the client must be told.
+
+    Every step of the common request runs here in C, not through the
+    Python methods it stands for (``validate.common_case``,
+    ``Decider._profile``'s first case, ``RequestContext.to_request``,
+    ``Ruleset.run``, ``Plan.size``, ``InventoryStores.nearby``): in the
+    server a Decide runs with cold caches, and each Python function on the
+    path costs the cache lines of its code object, bytecode, globals and
+    frame (``python -m bench.decide_cost --cold``)."""
     ctx = q.context
+    if not _common_case(q, ctx):
+        validate_query(q, rs.decision_names)
     now = ctx.timestamp
     if now is None:
         now = decider.clock()
-    profile, status, degraded = decider._profile(q, deadline, now)
+    # Decider._profile's first case: no identifier, the snapshot or nothing
+    if not q.customer_id and not q.aliases:
+        snapshot = q.profile
+        if snapshot is None:
+            profile, status, degraded = {}, _ANONYMOUS, []
+        else:
+            profile, status, degraded = snapshot, _SNAPSHOT, []
+    else:
+        profile, status, degraded = decider._profile(q, deadline, now)
     _check_deadline(deadline)
     names = q.decisions
-    wanted = decider._wanted(rs, names) if names else None
-    request = ctx.to_request()
+    request = _request(ctx)
     # experiments assign by the profile's own id: a merged customer asked for
     # by any of its ids (the survivor's or an alias) keeps one variant
     cid = profile.get("customer_id")
     if type(cid) is not str or not cid:
         cid = q.customer_id or None
-    raw = rs.run(profile, request, now, cid, wanted)
+    if names:
+        wanted = decider._wanted(rs, names)
+        raw = rs.run(profile, request, now, cid, wanted)
+    else:                         # Ruleset.run without the names to look up
+        wanted = None
+        raw = rs.kernel.run(profile if type(profile) is dict else {}, request, now, cid, None)
     dlog = decider.decision_log
     if dlog is not None:          # the outcomes are made on the log's thread, if sampled
         dlog.offer(rs.version, q.customer_id, profile, request, functools.partial(rs.decision_set, raw, now), status)
     asked = set(names) if names else None
     fields, generic, decided_by, found = map_raw(plan, plan.decisions, raw, asked)
     if found is not None:
-        fields[NEARBY] = nearby(decider, q, plan.size(raw), found[0], found[1], profile, degraded, deadline, now)
+        fields[NEARBY] = nearby(decider, q, _size(plan, raw), found[0], found[1], profile, degraded, deadline, now)
     explanation = None
     if q.explain:
         explained = rs.explain(profile, request, now, cid, wanted)
@@ -88,6 +121,100 @@ def decide_one(decider, rs, plan, q, deadline):
     get = fields.get
     return DecideResult(rs.version, now, status, get(HOMEPAGE), get(SIZE), get(NEARBY), get(OFFER), generic,
                         bool(degraded), "; ".join(degraded) if degraded else "", explanation, tuple(decided_by))
+
+
+def common_case(q):
+    """``validate.common_case``, compiled (the test holds the two equal)."""
+    return _common_case(q, q.context)
+
+
+cdef inline bint _short(s, Py_ssize_t limit) except -1:
+    return s is None or len(s) <= limit
+
+
+cdef bint _common_case(q, ctx) except -1:
+    """``validate.common_case``: the same expression, in the same order."""
+    if not _short(q.customer_id, _MAX_ID):
+        return False
+    if not (_short(ctx.sku, _MAX_TEXT) and _short(ctx.page, _MAX_TEXT) and _short(ctx.category, _MAX_TEXT)
+            and _short(ctx.locale, _MAX_TEXT) and _short(ctx.store, _MAX_TEXT)):
+        return False
+    loc = ctx.location
+    if loc is not None and not (-90.0 <= loc[0] <= 90.0 and -180.0 <= loc[1] <= 180.0):
+        return False
+    ts = ctx.timestamp
+    if ts is not None and not (_MIN_TIME <= ts <= _MAX_TIME):
+        return False
+    if q.decisions:
+        return False
+    if q.profile is not None and not (0 < q.snapshot_bytes < _SHAPE_CHECK_BYTES):
+        return False
+    if ctx.attributes is not None:
+        return False
+    aliases = q.aliases
+    if aliases:
+        for _, v in aliases:
+            if len(v) > _MAX_ID:
+                return False
+    return True
+
+
+def to_request(ctx):
+    """``RequestContext.to_request``, compiled (the test holds the two equal)."""
+    return _request(ctx)
+
+
+cdef dict _request(ctx):
+    """``RequestContext.to_request``: the ``request`` the rules read, typed
+    fields over ``attributes``."""
+    attributes = ctx.attributes
+    cdef dict req = dict(attributes) if attributes else {}
+    v = ctx.channel
+    if v is not None:
+        req["channel"] = v
+    v = ctx.device
+    if v is not None:
+        req["device"] = v
+    v = ctx.locale
+    if v is not None:
+        req["locale"] = v
+    v = ctx.page
+    if v is not None:
+        req["page"] = v
+    v = ctx.sku
+    if v is not None:
+        req["sku"] = v
+    v = ctx.category
+    if v is not None:
+        req["category"] = v
+    v = ctx.store
+    if v is not None:
+        req["store"] = v
+    v = ctx.location
+    if v is not None:
+        req["location"] = {"lat": v[0], "lon": v[1]}
+    return req
+
+
+cdef object _size(plan, raw):
+    """``Plan.size``: the prefilled size the nearby-stores query needs."""
+    cdef Py_ssize_t at = plan.size_position
+    if at < 0:
+        return None
+    answer = raw[at]
+    if answer is None:
+        return None
+    ranks, outputs = answer[0], answer[1]
+    value = outputs[0][0] if ranks else plan.ruleset.program.decisions[at].default
+    return value if isinstance(value, str) else None
+
+
+cdef object _inventory_stores():
+    global _INVENTORY_STORES
+    if _INVENTORY_STORES is None:
+        from .inventory import InventoryStores
+        _INVENTORY_STORES = InventoryStores
+    return _INVENTORY_STORES
 
 
 def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, now):
@@ -103,12 +230,22 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
         ctx = q.context
         where = ctx.location
         # the home is only the last fallback: a request's location (validated) comes first
-        home = to_geo(profile.get("home")) if where is None else None
-        query = NearbyQuery(ctx.sku or None, size, where, preferred, home, p.radius_km, p.max_stores,
-                            p.min_quantity, p.low_stock_below, now if p.open_now else None, now,
-                            ctx.store or None)
+        home = None
+        if where is None:
+            home = profile.get("home")
+            if home is not None:
+                home = _geo(home)
+        source = decider.stores
         try:
-            found = decider.stores.nearby(query, _remaining(deadline))
+            if type(source) is _inventory_stores():     # InventoryStores.nearby, without the query object
+                found = _in_stock(source.holder, ctx.sku or None, size, where, preferred, home, p.radius_km,
+                                  p.max_stores, p.min_quantity, p.low_stock_below, now if p.open_now else None,
+                                  now, ctx.store or None)
+            else:
+                query = NearbyQuery(ctx.sku or None, size, where, preferred, home, p.radius_km, p.max_stores,
+                                    p.min_quantity, p.low_stock_below, now if p.open_now else None, now,
+                                    ctx.store or None)
+                found = source.nearby(query, _remaining(deadline))
         except SourceUnavailable as err:
             found = _UNAVAILABLE
             degraded.append(f"store availability unavailable: {err}")
@@ -166,42 +303,80 @@ cdef inline bint _ahead(a, b, bint preferred_first) except -1:
 def inventory_nearby(holder, query):
     """``InventoryStores.nearby``: the stores of the in-memory stock near
     where the query says the customer is."""
+    return _in_stock(holder, query.sku, query.size, query.request_location, query.preferred_store, query.home,
+                     query.radius_km, query.max_stores, query.min_quantity, query.low_stock_below, query.open_at,
+                     query.at, query.request_store)
+
+
+cdef object _in_stock(holder, sku, size, request_location, preferred_store, home, radius_km, max_stores,
+                      min_quantity, low_stock_below, open_at, at, request_store):
+    """:func:`inventory_nearby` of a NearbyQuery's fields."""
     inv = holder.inventory
     if inv is None:
         return NearbyFound((), None, "no_data")
     snap = inv.snapshot                          # one state for every step
     stores = snap.data.stores
-    point, source = locate_point(query.request_location, query.preferred_store, query.home, stores,
-                                 query.request_store)
+    point, located_by = _locate(request_location, preferred_store, home, stores, request_store)
     if point is None:
         return NearbyFound((), None, "no_location")
-    located_by = source                          # REQUEST, REQUEST_STORE, PREFERRED_STORE, HOME: the answer's names
-    sku = query.sku
+    # located_by: REQUEST, REQUEST_STORE, PREFERRED_STORE, HOME: the answer's names
     if not sku:
         return NearbyFound((), located_by, "no_sku")
-    size = query.size
     if size is None:
         size = _one_size(snap, sku)
         if size is None:
             return NearbyFound((), located_by, "no_size")
-    preferred = query.preferred_store
+    preferred = preferred_store
     if type(preferred) is not str:
         preferred = None
-    min_quantity = max(1, query.min_quantity)
-    open_at = query.open_at
+    min_quantity = max(1, min_quantity)
     lat, lon = point
     # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
     if open_at is None:                          # nearby_in's common case, here in C
-        found = _nearest_rows(snap, stores, lat, lon, sku, size, query.radius_km, query.max_stores, min_quantity,
-                              max(0, query.low_stock_below), preferred, query.at)
+        found = _nearest_rows(snap, stores, lat, lon, sku, size, radius_km, max_stores, min_quantity,
+                              max(0, low_stock_below), preferred, at)
     else:
-        found = nearby_in(snap, lat, lon, sku, size, query.radius_km, query.max_stores, min_quantity,
-                          max(0, query.low_stock_below), preferred, open_at, query.at)
+        found = nearby_in(snap, lat, lon, sku, size, radius_km, max_stores, min_quantity,
+                          max(0, low_stock_below), preferred, open_at, at)
     if found:
         return NearbyFound(tuple(found), located_by, None)
-    if open_at is not None and nearby_in(snap, lat, lon, sku, size, query.radius_km, 1, min_quantity, 0, preferred):
+    if open_at is not None and nearby_in(snap, lat, lon, sku, size, radius_km, 1, min_quantity, 0, preferred):
         return NearbyFound((), located_by, "none_open")   # in stock nearby, but every such store is closed now
     return NearbyFound((), located_by, "no_stock")
+
+
+cdef inline object _geo(v):
+    """``values.to_geo``; a request's point (a tuple of two floats in range) in C."""
+    cdef double lat, lon
+    if type(v) is tuple and len(<tuple>v) == 2:
+        a, b = (<tuple>v)[0], (<tuple>v)[1]
+        if type(a) is float and type(b) is float:
+            lat, lon = a, b
+            if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0:
+                return v
+    return to_geo(v)
+
+
+cdef tuple _locate(request_location, preferred_store, home, dict stores, request_store):
+    """``location.locate_point``: (point, source) by its order: the request's
+    point, its store, the preferred store, the home."""
+    if request_location is not None:
+        point = _geo(request_location)
+        if point is not None:
+            return point, _REQUEST
+    if request_store is not None and type(request_store) is str:
+        store = stores.get(request_store)
+        if store is not None:
+            return store.position, _REQUEST_STORE
+    if type(preferred_store) is str:
+        store = stores.get(preferred_store)
+        if store is not None:
+            return store.position, _PREFERRED_STORE
+    if home is not None:
+        point = _geo(home)
+        if point is not None:
+            return point, _HOME
+    return None, None
 
 
 cdef list _nearest_rows(snap, dict stores, lat, lon, sku, size, radius_km, limit, min_quantity,

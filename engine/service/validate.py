@@ -29,23 +29,29 @@ _TEXT_FIELDS = ("locale", "page", "sku", "category", "store")
 
 def validate_query(q: DecideQuery, decision_names) -> None:
     """Raise InvalidArgument naming every bad field of ``q``."""
-    # on every request's path: the common case (short texts, a valid point, no
-    # names, a small snapshot, no attributes) passes in one expression
-    ctx = q.context
-    cid, loc, ts = q.customer_id, ctx.location, ctx.timestamp
-    if ((cid is None or len(cid) <= MAX_ID)
-            and (ctx.sku is None or len(ctx.sku) <= MAX_TEXT) and (ctx.page is None or len(ctx.page) <= MAX_TEXT)
-            and (ctx.category is None or len(ctx.category) <= MAX_TEXT)
-            and (ctx.locale is None or len(ctx.locale) <= MAX_TEXT)
-            and (ctx.store is None or len(ctx.store) <= MAX_TEXT)
-            and (loc is None or (-90.0 <= loc[0] <= 90.0 and -180.0 <= loc[1] <= 180.0))
-            and (ts is None or MIN_TIME <= ts <= MAX_TIME) and not q.decisions
-            and (q.profile is None or 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES) and ctx.attributes is None
-            and (not q.aliases or all(len(v) <= MAX_ID for _, v in q.aliases))):
+    if common_case(q):
         return
     bad = violations(q, decision_names)
     if bad:
         raise InvalidArgument(bad)
+
+
+def common_case(q: DecideQuery) -> bool:
+    """Whether ``q`` is the common request that passes in one expression:
+    short texts, a valid point, no names, a small snapshot, no attributes.
+    On every request's path; ``engine.service._decide`` runs the same
+    expression compiled (tests/server/test_validate.py holds the two equal)."""
+    ctx = q.context
+    cid, loc, ts = q.customer_id, ctx.location, ctx.timestamp
+    return bool((cid is None or len(cid) <= MAX_ID)
+                and (ctx.sku is None or len(ctx.sku) <= MAX_TEXT) and (ctx.page is None or len(ctx.page) <= MAX_TEXT)
+                and (ctx.category is None or len(ctx.category) <= MAX_TEXT)
+                and (ctx.locale is None or len(ctx.locale) <= MAX_TEXT)
+                and (ctx.store is None or len(ctx.store) <= MAX_TEXT)
+                and (loc is None or (-90.0 <= loc[0] <= 90.0 and -180.0 <= loc[1] <= 180.0))
+                and (ts is None or MIN_TIME <= ts <= MAX_TIME) and not q.decisions
+                and (q.profile is None or 0 < q.snapshot_bytes < SHAPE_CHECK_BYTES) and ctx.attributes is None
+                and (not q.aliases or all(len(v) <= MAX_ID for _, v in q.aliases)))
 
 
 def violations(q: DecideQuery, decision_names) -> list[FieldViolation]:

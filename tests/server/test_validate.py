@@ -1,6 +1,7 @@
 """engine.service.validate: the one-expression pass of the common request
 against the field-by-field reference (``violations``), and the request the
-rules read (``RequestContext.to_request``)."""
+rules read (``RequestContext.to_request``); the compiled copies of both that
+the Decide path runs (``engine.service._decide``) against them."""
 from __future__ import annotations
 
 import math
@@ -9,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.service import _decide
 from engine.service.errors import InvalidArgument
 from engine.service.model import DecideQuery, RequestContext
-from engine.service.validate import (MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_query,
-                                     violations)
+from engine.service.validate import (MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, common_case,
+                                     validate_query, violations)
 
 NAMES = ("homepage_category", "prefill_size", "nearby_stores", "next_best_offer")
 
@@ -56,6 +58,22 @@ def _check(q) -> None:
 @given(queries)
 def test_validate_query_raises_exactly_the_violations(q):
     _check(q)
+
+
+@settings(max_examples=500, deadline=None)
+@given(queries)
+def test_the_compiled_common_case_is_the_reference(q):
+    assert _decide.common_case(q) is common_case(q)
+    if common_case(q):                        # passing it means nothing is wrong
+        assert violations(q, NAMES) == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(contexts)
+def test_the_compiled_request_is_the_reference(ctx):
+    compiled, reference = _decide.to_request(ctx), ctx.to_request()
+    assert compiled == reference
+    assert list(compiled) == list(reference)  # the same order (the decision log writes it)
 
 
 # a request that passes, then one or two fields at (or just past) a limit
@@ -103,9 +121,11 @@ CHANGES = (
 @given(valid_queries, st.lists(st.sampled_from(CHANGES), min_size=1, max_size=2))
 def test_one_field_at_its_limit_is_judged_as_the_reference_judges_it(q, changes):
     validate_query(q, NAMES)                  # the base passes
+    assert _decide.common_case(q) is common_case(q)
     for change in changes:
         change(q)
     _check(q)
+    assert _decide.common_case(q) is common_case(q)
 
 
 def test_the_limits_themselves_pass():
