@@ -441,11 +441,13 @@ cdef object DEVICES = None           # enum number -> device name (convert.DEVIC
 cdef object DECODE_JSON = None       # convert._decode_json
 cdef object QUERY = None             # engine.service.model.DecideQuery
 cdef object CONTEXT = None           # engine.service.model.RequestContext
+cdef object PARSE_REQUEST = None     # DecideRequest.FromString: the runtime's path
 
 
-def configure_decoding(channels, devices, decode_json, query_cls, context_cls):
-    global CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT
+def configure_decoding(channels, devices, decode_json, query_cls, context_cls, parse_request=None):
+    global CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT, PARSE_REQUEST
     CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT = channels, devices, decode_json, query_cls, context_cls
+    PARSE_REQUEST = parse_request
 
 
 class _Fallback(Exception):
@@ -640,6 +642,19 @@ def decide_query(bytes raw):
         return _query(&r)
     except _Fallback:
         return None
+
+
+def decide_request(bytes raw):
+    """``wire.decide_request``: the DecideQuery of :func:`decide_query`, or
+    the message the runtime parses (raising as it does)."""
+    cdef Reader r
+    r.p = <const unsigned char *> PyBytes_AS_STRING(raw)
+    r.end = r.p + PyBytes_GET_SIZE(raw)
+    try:
+        return _query(&r)
+    except _Fallback:
+        pass
+    return PARSE_REQUEST(raw)
 
 
 def batch_queries(bytes raw):

@@ -113,22 +113,19 @@ def check_layout() -> None:
 check_layout()
 _wire.configure(SOURCES, PROFILE_STATUS, render_value, _plain, lambda r: result_to_pb(r).SerializeToString())
 
-_wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext)
-
-encode_result = _wire.encode_result
-
 _parse_request = pb.DecideRequest.FromString
 _parse_batch = pb.DecideBatchRequest.FromString
 _decide_query = _wire.decide_query
 _batch_queries = _wire.batch_queries
+_wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request)
 
+encode_result = _wire.encode_result
 
-def decide_request(raw: bytes):
-    """A DecideRequest's bytes as the DecideQuery ``convert.query_from_pb``
-    makes of them, or, for what only the runtime reads, the parsed
-    message (raises as ``DecideRequest.FromString`` does)."""
-    q = _decide_query(raw)
-    return q if q is not None else _parse_request(raw)
+#: A DecideRequest's bytes as the DecideQuery ``convert.query_from_pb``
+#: makes of them, or, for what only the runtime reads, the parsed message
+#: (raises as ``DecideRequest.FromString`` does).  C: ``_decide_query``,
+#: then ``_parse_request`` when it hands the request back.
+decide_request = _wire.decide_request
 
 
 def batch_request(raw: bytes):

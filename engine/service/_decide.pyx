@@ -1,4 +1,4 @@
-# cython: language_level=3, boundscheck=False, wraparound=False
+# cython: language_level=3, boundscheck=False, wraparound=False, optimize.unpack_method_calls=False
 """One Decide's path through the decision service, compiled.
 
 :func:`decide_one` is ``Decider._decide``: validate, the profile, the
@@ -26,6 +26,7 @@ from ..inventory.model import StoreAvailability as FoundStore, local_weekday_min
 from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, REQUEST_STORE
 from . import results
 from ._assemble import map_raw
+from .assemble import Plan
 from .errors import DeadlineExceeded
 from .model import DecideResult, NearbyStores, ProfileStatus, StoreAvailability
 from .sources import NearbyFound, NearbyQuery, SourceUnavailable
@@ -64,6 +65,33 @@ cdef inline object _remaining(deadline):
     if deadline is None:
         return None
     return max(0.0, deadline - _monotonic())
+
+
+def answer(decider, q, remaining, on_result, encode):
+    """``DecisionServicer.decide_bytes`` once the request is read: the
+    deadline from the call's remaining time (``servicers.deadline_of``),
+    :func:`decide` (``Decider.decide``), ``on_result`` (the metrics) and
+    ``encode`` (the wire encoder) -- one C call where the server ran six
+    Python functions."""
+    deadline = None
+    if remaining is not None and remaining <= 1e9:     # grpc reports "no deadline" as a huge number
+        deadline = _monotonic() + remaining
+    result = decide(decider, q, deadline)
+    if on_result is not None:
+        on_result(result)
+    return encode(result)
+
+
+def decide(decider, q, deadline=None):
+    """``Decider.decide``: the current ruleset's answer to ``q``."""
+    _check_deadline(deadline)
+    rs = decider.holder.current
+    if rs is None:
+        rs = decider.ruleset()                # raises FailedPrecondition, in the Decider's words
+    plan = decider._plan
+    if plan is None or plan.ruleset is not rs:    # a swap this request raced with
+        plan = Plan(rs)
+    return decide_one(decider, rs, plan, q, deadline)
 
 
 def decide_one(decider, rs, plan, q, deadline):

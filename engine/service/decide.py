@@ -27,7 +27,7 @@ from typing import Sequence
 
 from ..ruleset import Ruleset
 from . import results
-from ._decide import decide_one
+from ._decide import decide as decide_compiled, decide_one
 from .assemble import Plan
 from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
@@ -74,10 +74,10 @@ class Decider:
 
     # -- one
     def decide(self, q: DecideQuery, deadline: float | None = None) -> DecideResult:
-        """Raise ServiceError subclasses for what the client must be told."""
-        _check_deadline(deadline)
-        rs = self.ruleset()
-        return self._decide(rs, q, deadline)
+        """Raise ServiceError subclasses for what the client must be told.
+        Compiled: ``_decide.decide`` (the current ruleset and its plan, then
+        :meth:`_decide`'s ``decide_one``)."""
+        return decide_compiled(self, q, deadline)
 
     # -- many
     def decide_batch(self, queries: Sequence[DecideQuery | ServiceError], deadline: float | None = None

@@ -262,7 +262,7 @@ def test_maple_serves_decide_through_the_reader_its_encoder_says(monkeypatch, en
     from engine.service import Decider, RulesetHolder
 
     seen = []
-    monkeypatch.setattr(wire, "_decide_query", lambda raw: seen.append("one") or _wire.decide_query(raw))
+    monkeypatch.setattr(wire, "decide_request", lambda raw: seen.append("one") or _wire.decide_request(raw))
     monkeypatch.setattr(wire, "_batch_queries", lambda raw: seen.append("batch") or _wire.batch_queries(raw))
     handler = app.decision_handler(DecisionServicer(Decider(RulesetHolder(load(ROOT / "rules")))), None, encoder)
     Details = collections.namedtuple("Details", "method invocation_metadata")
