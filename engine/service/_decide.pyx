@@ -27,10 +27,10 @@ from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, REQUEST_STORE
 from . import results
 from ._assemble import map_raw
 from .assemble import Plan
-from .errors import DeadlineExceeded
-from .model import DecideResult, NearbyStores, ProfileStatus, StoreAvailability
+from .errors import DeadlineExceeded, InvalidArgument, ServiceError
+from .model import DecideResult, ItemError, NearbyStores, ProfileStatus, StoreAvailability
 from .sources import NearbyFound, NearbyQuery, SourceUnavailable
-from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_query
+from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
 
@@ -92,6 +92,36 @@ def decide(decider, q, deadline=None):
     if plan is None or plan.ruleset is not rs:    # a swap this request raced with
         plan = Plan(rs)
     return decide_one(decider, rs, plan, q, deadline)
+
+
+def decide_batch(decider, queries, deadline=None):
+    """``Decider.decide_batch``: every item decided by the same ruleset
+    version; an item's error is its own (an item may already be the error
+    its translation raised); a passed deadline stops the batch."""
+    validate_batch_size(len(queries))
+    _check_deadline(deadline)
+    rs = decider.holder.current
+    if rs is None:
+        rs = decider.ruleset()                # raises FailedPrecondition, in the Decider's words
+    plan = decider._plan
+    if plan is None or plan.ruleset is not rs:
+        plan = Plan(rs)
+    cdef list out = []
+    cdef Py_ssize_t i = 0
+    for q in queries:
+        _check_deadline(deadline)
+        try:
+            if isinstance(q, ServiceError):
+                raise q
+            out.append(decide_one(decider, rs, plan, q, deadline))
+        except InvalidArgument as err:
+            out.append(ItemError(err.prefixed(f"requests[{i}]")))
+        except DeadlineExceeded:
+            raise
+        except ServiceError as err:
+            out.append(ItemError(err))
+        i += 1
+    return rs.version, out
 
 
 def decide_one(decider, rs, plan, q, deadline):

@@ -27,22 +27,16 @@ from typing import Sequence
 
 from ..ruleset import Ruleset
 from . import results
-from ._decide import decide as decide_compiled, decide_one
+from ._decide import decide as decide_compiled, decide_batch as decide_batch_compiled, decide_one
 from .assemble import Plan
-from .errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, ServiceError
+from .errors import FailedPrecondition, ServiceError
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
 from .rules import RulesetHolder
 from ..profiles.identity import mint_customer_id
 from .sources import (NullProfiles, NullStores, ProfileLookup, ProfileSource, SourceUnavailable, StoresSource,
                       lookup_alias, lookup_profile)
-from .validate import validate_batch_size
 
 log = logging.getLogger("maple.service")
-
-
-def _check_deadline(deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded("the deadline passed before the decision was made")
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -84,24 +78,9 @@ class Decider:
                      ) -> tuple[str, list[DecideResult | ItemError]]:
         """Every item decided by the same ruleset version; an item's error is
         its own (an item may already be the error its translation raised);
-        a passed deadline stops the batch (no more work)."""
-        validate_batch_size(len(queries))
-        _check_deadline(deadline)
-        rs = self.ruleset()
-        out: list[DecideResult | ItemError] = []
-        for i, q in enumerate(queries):
-            _check_deadline(deadline)
-            try:
-                if isinstance(q, ServiceError):
-                    raise q
-                out.append(self._decide(rs, q, deadline))
-            except InvalidArgument as err:
-                out.append(ItemError(err.prefixed(f"requests[{i}]")))
-            except DeadlineExceeded:
-                raise
-            except ServiceError as err:
-                out.append(ItemError(err))
-        return rs.version, out
+        a passed deadline stops the batch (no more work).  Compiled:
+        ``_decide.decide_batch``."""
+        return decide_batch_compiled(self, queries, deadline)
 
     # -- the work
     def _decide(self, rs: Ruleset, q: DecideQuery, deadline: float | None) -> DecideResult:
