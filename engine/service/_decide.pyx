@@ -29,7 +29,7 @@ from ._assemble import map_raw
 from .assemble import Plan
 from .errors import DeadlineExceeded, InvalidArgument, ServiceError
 from .model import DecideResult, ItemError, NearbyStores, ProfileStatus, StoreAvailability
-from .sources import NearbyFound, NearbyQuery, SourceUnavailable
+from .sources import NearbyFound, NearbyQuery, NullProfiles, SourceUnavailable
 from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_batch_size, validate_query
 
 log = logging.getLogger("maple.service")
@@ -44,6 +44,7 @@ cdef object _NO_STOCK = NearbyFound((), None, "no_stock")       # no query made 
 cdef object _UNAVAILABLE = NearbyFound((), None, "unavailable")  # the stores source failed (degraded says why)
 cdef object _ANONYMOUS = ProfileStatus.ANONYMOUS
 cdef object _SNAPSHOT = ProfileStatus.SNAPSHOT
+cdef object _UNKNOWN_CUSTOMER = ProfileStatus.UNKNOWN_CUSTOMER
 cdef Py_ssize_t _MAX_ID = MAX_ID
 cdef Py_ssize_t _MAX_TEXT = MAX_TEXT
 cdef Py_ssize_t _SHAPE_CHECK_BYTES = SHAPE_CHECK_BYTES
@@ -130,7 +131,7 @@ def decide_one(decider, rs, plan, q, deadline):
 
     Every step of the common request runs here in C, not through the
     Python methods it stands for (``validate.common_case``,
-    ``Decider._profile``'s first case, ``RequestContext.to_request``,
+    ``Decider._profile``'s first cases, ``RequestContext.to_request``,
     ``Ruleset.run``, ``Plan.size``, ``InventoryStores.nearby``): in the
     server a Decide runs with cold caches, and each Python function on the
     path costs the cache lines of its code object, bytecode, globals and
@@ -141,13 +142,18 @@ def decide_one(decider, rs, plan, q, deadline):
     now = ctx.timestamp
     if now is None:
         now = decider.clock()
-    # Decider._profile's first case: no identifier, the snapshot or nothing
-    if not q.customer_id and not q.aliases:
+    # Decider._profile's first cases: no identifier, or a customer_id and no
+    # profile store (every id unknown): the snapshot, or nothing
+    given = q.customer_id
+    if not q.aliases and (not given or type(decider.profiles) is NullProfiles):
         snapshot = q.profile
-        if snapshot is None:
-            profile, status, degraded = {}, _ANONYMOUS, []
+        degraded = []
+        if snapshot is not None:
+            profile, status = snapshot, _SNAPSHOT
+        elif not given:
+            profile, status = {}, _ANONYMOUS
         else:
-            profile, status, degraded = snapshot, _SNAPSHOT, []
+            profile, status = {"customer_id": given}, _UNKNOWN_CUSTOMER
     else:
         profile, status, degraded = decider._profile(q, deadline, now)
     _check_deadline(deadline)
@@ -372,7 +378,7 @@ cdef object _in_stock(holder, sku, size, request_location, preferred_store, home
     inv = holder.inventory
     if inv is None:
         return NearbyFound((), None, "no_data")
-    snap = inv.snapshot                          # one state for every step
+    snap = inv._snapshot                         # one state for every step (Inventory.snapshot's value)
     stores = snap.data.stores
     point, located_by = _locate(request_location, preferred_store, home, stores, request_store)
     if point is None:
@@ -425,11 +431,11 @@ cdef tuple _locate(request_location, preferred_store, home, dict stores, request
     if request_store is not None and type(request_store) is str:
         store = stores.get(request_store)
         if store is not None:
-            return store.position, _REQUEST_STORE
+            return (store.lat, store.lon), _REQUEST_STORE          # Store.position
     if type(preferred_store) is str:
         store = stores.get(preferred_store)
         if store is not None:
-            return store.position, _PREFERRED_STORE
+            return (store.lat, store.lon), _PREFERRED_STORE
     if home is not None:
         point = _geo(home)
         if point is not None:
