@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.callgrind import parse_collected, parse_out_file
+from bench.decide_cost import CACHES, cache_args
 
 EVENTS = ["Ir", "Dr", "Dw", "I1mr", "D1mr", "D1mw", "ILmr", "DLmr", "DLmw"]
 
@@ -58,3 +59,8 @@ def test_missing_or_mismatched():
     with pytest.raises(ValueError):
         parse_out_file("events: Ir\ntotals: 1 2\n")
 
+
+def test_cache_args():
+    args = cache_args(CACHES["LL"][0] // 1024)
+    assert args == ["--cache-sim=yes", "--I1=32768,8,64", "--D1=49152,12,64", "--LL=1048576,16,64"]
+    assert cache_args(32 * 1024)[-1] == "--LL=33554432,16,64"
