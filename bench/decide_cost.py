@@ -40,7 +40,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -163,14 +165,93 @@ def measure_cold(stage: str, customers: int, llc_kib: int, keep: str | None = No
     return {k: v / customers for k, v in n.items()}
 
 
+_COUNT = r"(\.|[\d,]+ \(\s*[\d.]+%\))"
+_ANNOTATE_LINE = re.compile(r"^\s*" + r"\s+".join([_COUNT] * 4) + r"\s+(\S.*)$")
+# the interpreter, libc, the loader: inclusively they hold everything (the path is Python calling C)
+_PLUMBING = ("libpython", "python3", "libc.so", "ld-linux", "???")
+
+
+def readable(function: str) -> str:
+    """A Cython function's C name as module.function
+    (``__pyx_pw_6engine_7service_7_decide_1decide_one`` -> ``engine.service._decide.decide_one``);
+    other names as they are, without gcc's ``.constprop.0`` and the like."""
+    function = function.split(".")[0]
+    m = re.match(r"__pyx_(?:pw|pf|f)_(.*)$", function)
+    if not m:
+        return function
+    rest, parts = m.group(1), []
+    while (n := re.match(r"\d+", rest)) is not None:
+        size, after = int(n.group()), rest[n.end():]
+        if len(after) > size and after[size] == "_":  # a length-prefixed module or class name
+            parts.append(after[:size])
+            rest = after[size + 1:]
+        else:  # a def's index before its name
+            rest = after
+            break
+    return ".".join(parts + [rest])
+
+
+def parse_annotate(text: str) -> dict[str, dict[str, int]]:
+    """``callgrind_annotate --inclusive=yes --show=ILmr,DLmr,DLmw,Ir`` output
+    as {readable name: counts}: recursion levels (``'2``), the interpreter's
+    own functions and Cython's call glue left out, a name's several entries
+    (one per source file gcc inlined into it) reduced to the largest."""
+    found: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        m = _ANNOTATE_LINE.match(line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        where = m.group(5)
+        name, _, obj = where.partition(" [")
+        function, obj = name.rsplit(":", 1)[-1], Path(obj.rstrip("]"))
+        if ("'" in function or function.startswith(("__Pyx_", "0x")) or not obj.name
+                or obj.name.startswith(_PLUMBING)):
+            continue
+        n = dict(zip(("ILmr", "DLmr", "DLmw", "Ir"), (0 if c == "." else int(c.split()[0].replace(",", ""))
+                                                     for c in m.group(1, 2, 3, 4))))
+        key = readable(function) if function.startswith("__pyx_") else f"{function} [{obj.parent.name}/{obj.name.split('.')[0]}]"
+        if key not in found or found[key]["ILmr"] + found[key]["DLmr"] < n["ILmr"] + n["DLmr"]:
+            found[key] = n
+    return found
+
+
+def breakdown(stage: str, out_file: str, customers: int, top: int) -> None:
+    if not shutil.which("callgrind_annotate"):
+        raise SystemExit("decide_cost --breakdown: needs callgrind_annotate (valgrind's)")
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--auto=no", "--threshold=100",
+                           "--show=ILmr,DLmr,DLmw,Ir", out_file], capture_output=True, text=True, check=True).stdout
+    rows = sorted(parse_annotate(text).items(), key=lambda kv: -(kv[1]["ILmr"] + kv[1]["DLmr"] + kv[1]["DLmw"]))
+    print(f"\n{stage}: compiled functions by LL misses per call, inclusive (what they call counted in; "
+          "the rest is the interpreter's own)")
+    width = max([len(k) for k, _ in rows[:top]] + [8])
+    print(f"{'function':<{width}}  {'LL miss':>8}  {'LL instr':>8}  {'LL data':>8}  {'instr':>9}")
+    for name, n in rows[:top]:
+        ll_d = n["DLmr"] + n["DLmw"]
+        print(f"{name:<{width}}  {(n['ILmr'] + ll_d) / customers:>8,.0f}  {n['ILmr'] / customers:>8,.0f}  "
+              f"{ll_d / customers:>8,.0f}  {n['Ir'] / customers:>9,.0f}")
+
+
 def cold(args, stages: list[str]) -> int:
     customers = args.customers or 150
     print(f"callgrind --cache-sim: per call, reference pack, {customers} customers, caches flushed before each "
           f"call (LL {args.llc_kib} KiB; I1 {CACHES['I1'][0] // 1024} KiB, D1 {CACHES['D1'][0] // 1024} KiB); "
           "LL misses are 64-byte lines fetched from beyond the LL: instruction lines + data lines read or written",
           file=sys.stderr)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        found = dict(zip(stages, pool.map(lambda s: measure_cold(s, customers, args.llc_kib), stages)))
+    keep = tempfile.mkdtemp(prefix="maple-decide-cost-") if args.breakdown else None
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            found = dict(zip(stages, pool.map(
+                lambda s: measure_cold(s, customers, args.llc_kib, keep and f"{keep}/{s}.out"), stages)))
+        _cold_table(stages, found)
+        for s in stages if keep else ():
+            breakdown(s, f"{keep}/{s}.out", customers, args.top)
+    finally:
+        if keep:
+            shutil.rmtree(keep)
+    return 0
+
+
+def _cold_table(stages: list[str], found: dict[str, dict[str, float]]) -> None:
     width = max(map(len, stages + ["stage"]))
     print(f"{'stage':<{width}}  {'instr':>9}  {'LL miss':>8}  {'LL instr':>8}  {'LL data':>8}  "
           f"{'I1 miss':>8}  {'D1 miss':>8}")
@@ -179,7 +260,6 @@ def cold(args, stages: list[str]) -> int:
         ll_i, ll_d = c["ILmr"], c["DLmr"] + c["DLmw"]
         print(f"{s:<{width}}  {c['Ir']:>9,.0f}  {ll_i + ll_d:>8,.0f}  {ll_i:>8,.0f}  {ll_d:>8,.0f}  "
               f"{c['I1mr']:>8,.0f}  {c['D1mr'] + c['D1mw']:>8,.0f}")
-    return 0
 
 
 def main(argv=None) -> int:
@@ -192,6 +272,9 @@ def main(argv=None) -> int:
                     help="cache misses per call, caches flushed before each call (callgrind's cache simulator)")
     ap.add_argument("--llc-kib", type=int, default=CACHES["LL"][0] // 1024,
                     help="with --cold: the simulated last-level cache's size (default this VM's L2)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="with --cold: each stage's compiled functions by LL misses, inclusive (callgrind_annotate)")
+    ap.add_argument("--top", type=int, default=15, help="with --breakdown: functions shown per stage")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--flush-kib", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
