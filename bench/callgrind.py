@@ -6,6 +6,7 @@ the machine.  ``counts`` returns every event callgrind collected (with
 ``--cache-sim=yes``: cache misses as well as instructions)."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -44,17 +45,19 @@ def parse_out_file(text: str) -> dict[str, int] | None:
     return _zip_events(ev.group(1), tot.group(1)) if ev and tot else None
 
 
-def counts(module_args: list[str], out_dir: str, what: str, valgrind_args: list[str] = ()) -> dict[str, int]:
+def counts(module_args: list[str], out_dir: str, what: str, valgrind_args: list[str] = (),
+           env: dict[str, str] | None = None) -> dict[str, int]:
     """Every event callgrind collects while ``python -m MODULE_ARGS`` runs
     inside functools.reduce, by name (``Ir``; with ``--cache-sim=yes`` also
-    ``I1mr`` ... ``DLmw``); callgrind's output file is ``out_dir/cg.out``.
-    SystemExit naming ``what`` if the run fails."""
+    ``I1mr`` ... ``DLmw``); callgrind's output file is ``out_dir/cg.out``;
+    ``env`` is added to the child's environment.  SystemExit naming ``what``
+    if the run fails."""
     out_file = Path(out_dir) / "cg.out"
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", *valgrind_args, "--collect-atstart=no",
          "--toggle-collect=functools_reduce", f"--callgrind-out-file={out_file}",
          sys.executable, "-m", *module_args],
-        cwd=ROOT, capture_output=True, text=True)
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env} if env else None)
     found = parse_collected(out.stderr)
     if found is None and out_file.exists():
         found = parse_out_file(out_file.read_text(errors="replace"))

@@ -29,7 +29,8 @@ left in the LL and the L1d, as the gRPC stack, the kernel and the client
 do between two calls in the server.  Per call it prints the instructions,
 the LL misses (64-byte lines fetched from L3 or memory) split into
 instruction and data lines, and the L1 misses.  The same code and inputs
-give the same counts; the cold path's cost is mostly its LL misses, and
+give the same counts (the child's str hashes seeded alike,
+``PYTHONHASHSEED=0``); the cold path's cost is mostly its LL misses, and
 code and data the path touches (not only instructions it runs) show up
 there.  The I1 is not flushed (the buffer is data): the previous call's
 code it still holds is not missed, so instruction lines are undercounted
@@ -60,6 +61,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # (size in bytes, associativity, line size), as valgrind's --I1/--D1/--LL take them.
 CACHES = {"I1": (32 * 1024, 8, 64), "D1": (48 * 1024, 12, 64), "LL": (1024 * 1024, 16, 64)}
 FLUSH_FACTOR = 4  # the buffer written between two calls, in LL sizes: enough to evict the whole LL
+# str hashes are seeded per process, and the seed moves dict probes and layouts: ~0.2 % of the
+# instructions and a few misses per call from run to run; one seed makes a run repeat exactly
+COLD_ENV = {"PYTHONHASHSEED": "0"}
 
 STAGES = {
     "read": "wire.decide_request (C: request bytes -> DecideQuery, profile JSON included)",
@@ -159,7 +163,7 @@ def measure_cold(stage: str, customers: int, llc_kib: int, keep: str | None = No
     with tempfile.TemporaryDirectory() as tmp:
         n = counts(["bench.decide_cost", "--child", stage, "--customers", str(customers),
                     "--flush-kib", str(FLUSH_FACTOR * llc_kib)], tmp, f"decide_cost --cold {stage}",
-                   cache_args(llc_kib))
+                   cache_args(llc_kib), COLD_ENV)
         if keep:
             shutil.copy(Path(tmp) / "cg.out", keep)
     return {k: v / customers for k, v in n.items()}
