@@ -3,6 +3,7 @@ with ``--cold``, in cache misses too.
 
     python -m bench.decide_cost [--customers 300] [--jobs 2]
     python -m bench.decide_cost --cold [--stages read,decide,encode,served] [--customers 150] [--llc-kib 1024]
+                                [--breakdown [--top 15]]
 
 Runs the served Decide path in process (the reference pack, its store data,
 synthetic customers with inline profiles, hot) under ``valgrind --tool=
@@ -34,7 +35,10 @@ give the same counts (the child's str hashes seeded alike,
 code and data the path touches (not only instructions it runs) show up
 there.  The I1 is not flushed (the buffer is data): the previous call's
 code it still holds is not missed, so instruction lines are undercounted
-by at most the I1's 512 lines.
+by at most the I1's 512 lines.  ``--breakdown`` adds each stage's compiled
+functions by LL misses, inclusive (``callgrind_annotate``); what no
+compiled function holds is the interpreter's own work.  Figures:
+bench/README.md, "Cold caches".
 """
 from __future__ import annotations
 
