@@ -1,6 +1,9 @@
-"""What one Decide costs the server in CPU instructions, stage by stage.
+"""What one Decide costs the server in CPU instructions, stage by stage;
+with ``--cold``, in cache misses too.
 
     python -m bench.decide_cost [--customers 300] [--jobs 2]
+    python -m bench.decide_cost --cold [--stages read,decide,encode,served] [--customers 150] [--llc-kib 1024]
+                                [--breakdown [--top 15]]
 
 Runs the served Decide path in process (the reference pack, its store data,
 synthetic customers with inline profiles, hot) under ``valgrind --tool=
@@ -18,20 +21,53 @@ in-process time (and DecideBatch's, whose items run back to back), not
 the server's: there a Decide runs with cold caches and costs mostly what
 refilling them costs (``bench.layers``; docs/service.md, "Where the time
 goes").  Needs valgrind.
+
+``--cold`` counts that cost, as repeatably: callgrind simulates this VM's
+caches (``CACHES``: L1i, L1d and the per-core L2 as the last level, LL),
+and before each measured call the child writes a buffer of 4x the LL,
+uncounted, which evicts every line of code and data the previous call
+left in the LL and the L1d, as the gRPC stack, the kernel and the client
+do between two calls in the server.  Per call it prints the instructions,
+the LL misses (64-byte lines fetched from L3 or memory) split into
+instruction and data lines, and the L1 misses.  The same code and inputs
+give the same counts (the child's str hashes seeded alike,
+``PYTHONHASHSEED=0``); the cold path's cost is mostly its LL misses, and
+code and data the path touches (not only instructions it runs) show up
+there.  The I1 is not flushed (the buffer is data): the previous call's
+code it still holds is not missed, so instruction lines are undercounted
+by at most the I1's 512 lines.  ``--breakdown`` adds each stage's compiled
+functions by LL misses, inclusive (``callgrind_annotate``); what no
+compiled function holds is the interpreter's own work.  Figures:
+bench/README.md, "Cold caches".
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import os
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.callgrind import instructions, require_valgrind
+from bench.callgrind import counts, instructions, require_valgrind
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# --cold simulates this VM's caches (AMD EPYC; /sys/devices/system/cpu/cpu0/
+# cache/index*, lscpu counts both cores): per core L1i 32 KiB 8-way, L1d
+# 48 KiB 12-way, L2 1 MiB 16-way, 64-byte lines.  The 32 MiB L3 is shared
+# with other VMs and whatever they leave in it is noise, so the L2 stands as
+# the last level (LL): a miss there is a trip to L3 or memory.
+# (size in bytes, associativity, line size), as valgrind's --I1/--D1/--LL take them.
+CACHES = {"I1": (32 * 1024, 8, 64), "D1": (48 * 1024, 12, 64), "LL": (1024 * 1024, 16, 64)}
+FLUSH_FACTOR = 4  # the buffer written between two calls, in LL sizes: enough to evict the whole LL
+# str hashes are seeded per process, and the seed moves dict probes and layouts: ~0.2 % of the
+# instructions and a few misses per call from run to run; one seed makes a run repeat exactly
+COLD_ENV = {"PYTHONHASHSEED": "0"}
 
 STAGES = {
     "read": "wire.decide_request (C: request bytes -> DecideQuery, profile JSON included)",
@@ -94,10 +130,22 @@ def _stage_calls(stage: str, customers: int):
     return fn, inputs
 
 
-def child(stage: str, customers: int) -> None:
+def child(stage: str, customers: int, flush_kib: int = 0) -> None:
     fn, inputs = _stage_calls(stage, customers)
-    # callgrind counts only inside functools.reduce (--toggle-collect): the calls, nothing else
-    functools.reduce(lambda _, x: fn(x), inputs, None)
+    call = lambda _, x: fn(x)  # noqa: E731
+    if not flush_kib:
+        # callgrind counts only inside functools.reduce (--toggle-collect): the calls, nothing else
+        functools.reduce(call, inputs, None)
+        return
+    buf = bytearray(flush_kib * 1024)
+    line = CACHES["LL"][2]
+    ones = b"\x01" * (len(buf) // line)
+    reduce = functools.reduce
+    for x in inputs:
+        # one write per cache line, uncounted: evicts the D1 and the whole LL (code and data);
+        # the I1 keeps what this loop leaves of the previous call's code
+        buf[::line] = ones
+        reduce(call, (x,), None)  # one call, counted
 
 
 def measure(stage: str, customers: int) -> float:
@@ -107,18 +155,145 @@ def measure(stage: str, customers: int) -> float:
     return n / customers
 
 
+def cache_args(llc_kib: int) -> list[str]:
+    caches = dict(CACHES, LL=(llc_kib * 1024, *CACHES["LL"][1:]))
+    return ["--cache-sim=yes", *(f"--{name}={size},{assoc},{line}" for name, (size, assoc, line) in caches.items())]
+
+
+def measure_cold(stage: str, customers: int, llc_kib: int, keep: str | None = None) -> dict[str, float]:
+    """Events per call of ``stage`` with the caches flushed before each call
+    (callgrind's cache simulator), by callgrind's event names; with ``keep``,
+    callgrind's output file is copied there."""
+    with tempfile.TemporaryDirectory() as tmp:
+        n = counts(["bench.decide_cost", "--child", stage, "--customers", str(customers),
+                    "--flush-kib", str(FLUSH_FACTOR * llc_kib)], tmp, f"decide_cost --cold {stage}",
+                   cache_args(llc_kib), COLD_ENV)
+        if keep:
+            shutil.copy(Path(tmp) / "cg.out", keep)
+    return {k: v / customers for k, v in n.items()}
+
+
+_COUNT = r"(\.|[\d,]+ \(\s*[\d.]+%\))"
+_ANNOTATE_LINE = re.compile(r"^\s*" + r"\s+".join([_COUNT] * 4) + r"\s+(\S.*)$")
+# the interpreter, libc, the loader: inclusively they hold everything (the path is Python calling C)
+_PLUMBING = ("libpython", "python3", "libc.so", "ld-linux", "???")
+
+
+def readable(function: str) -> str:
+    """A Cython function's C name as module.function
+    (``__pyx_pw_6engine_7service_7_decide_1decide_one`` -> ``engine.service._decide.decide_one``);
+    other names as they are, without gcc's ``.constprop.0`` and the like."""
+    function = function.split(".")[0]
+    m = re.match(r"__pyx_(?:pw|pf|f)_(.*)$", function)
+    if not m:
+        return function
+    rest, parts = m.group(1), []
+    while (n := re.match(r"\d+", rest)) is not None:
+        size, after = int(n.group()), rest[n.end():]
+        if len(after) > size and after[size] == "_":  # a length-prefixed module or class name
+            parts.append(after[:size])
+            rest = after[size + 1:]
+        else:  # a def's index before its name
+            rest = after
+            break
+    return ".".join(parts + [rest])
+
+
+def parse_annotate(text: str) -> dict[str, dict[str, int]]:
+    """``callgrind_annotate --inclusive=yes --show=ILmr,DLmr,DLmw,Ir`` output
+    as {readable name: counts}: recursion levels (``'2``), the interpreter's
+    own functions and Cython's call glue left out, a name's several entries
+    (one per source file gcc inlined into it) reduced to the largest."""
+    found: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        m = _ANNOTATE_LINE.match(line)
+        if not m or "PROGRAM TOTALS" in line:
+            continue
+        where = m.group(5)
+        name, _, obj = where.partition(" [")
+        function, obj = name.rsplit(":", 1)[-1], Path(obj.rstrip("]"))
+        if ("'" in function or function.startswith(("__Pyx_", "0x")) or not obj.name
+                or obj.name.startswith(_PLUMBING)):
+            continue
+        n = dict(zip(("ILmr", "DLmr", "DLmw", "Ir"), (0 if c == "." else int(c.split()[0].replace(",", ""))
+                                                     for c in m.group(1, 2, 3, 4))))
+        key = readable(function) if function.startswith("__pyx_") else f"{function} [{obj.parent.name}/{obj.name.split('.')[0]}]"
+        if key not in found or found[key]["ILmr"] + found[key]["DLmr"] < n["ILmr"] + n["DLmr"]:
+            found[key] = n
+    return found
+
+
+def breakdown(stage: str, out_file: str, customers: int, top: int) -> None:
+    if not shutil.which("callgrind_annotate"):
+        raise SystemExit("decide_cost --breakdown: needs callgrind_annotate (valgrind's)")
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--auto=no", "--threshold=100",
+                           "--show=ILmr,DLmr,DLmw,Ir", out_file], capture_output=True, text=True, check=True).stdout
+    rows = sorted(parse_annotate(text).items(), key=lambda kv: -(kv[1]["ILmr"] + kv[1]["DLmr"] + kv[1]["DLmw"]))
+    print(f"\n{stage}: compiled functions by LL misses per call, inclusive (what they call counted in; "
+          "the rest is the interpreter's own)")
+    width = max([len(k) for k, _ in rows[:top]] + [8])
+    print(f"{'function':<{width}}  {'LL miss':>8}  {'LL instr':>8}  {'LL data':>8}  {'instr':>9}")
+    for name, n in rows[:top]:
+        ll_d = n["DLmr"] + n["DLmw"]
+        print(f"{name:<{width}}  {(n['ILmr'] + ll_d) / customers:>8,.0f}  {n['ILmr'] / customers:>8,.0f}  "
+              f"{ll_d / customers:>8,.0f}  {n['Ir'] / customers:>9,.0f}")
+
+
+def cold(args, stages: list[str]) -> int:
+    customers = args.customers or 150
+    print(f"callgrind --cache-sim: per call, reference pack, {customers} customers, caches flushed before each "
+          f"call (LL {args.llc_kib} KiB; I1 {CACHES['I1'][0] // 1024} KiB, D1 {CACHES['D1'][0] // 1024} KiB); "
+          "LL misses are 64-byte lines fetched from beyond the LL: instruction lines + data lines read or written",
+          file=sys.stderr)
+    keep = tempfile.mkdtemp(prefix="maple-decide-cost-") if args.breakdown else None
+    try:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            found = dict(zip(stages, pool.map(
+                lambda s: measure_cold(s, customers, args.llc_kib, keep and f"{keep}/{s}.out"), stages)))
+        _cold_table(stages, found)
+        for s in stages if keep else ():
+            breakdown(s, f"{keep}/{s}.out", customers, args.top)
+    finally:
+        if keep:
+            shutil.rmtree(keep)
+    return 0
+
+
+def _cold_table(stages: list[str], found: dict[str, dict[str, float]]) -> None:
+    width = max(map(len, stages + ["stage"]))
+    print(f"{'stage':<{width}}  {'instr':>9}  {'LL miss':>8}  {'LL instr':>8}  {'LL data':>8}  "
+          f"{'I1 miss':>8}  {'D1 miss':>8}")
+    for s in stages:
+        c = found[s]
+        ll_i, ll_d = c["ILmr"], c["DLmr"] + c["DLmw"]
+        print(f"{s:<{width}}  {c['Ir']:>9,.0f}  {ll_i + ll_d:>8,.0f}  {ll_i:>8,.0f}  {ll_d:>8,.0f}  "
+              f"{c['I1mr']:>8,.0f}  {c['D1mr'] + c['D1mw']:>8,.0f}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.decide_cost", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--customers", type=int, default=300, help="distinct requests, each called once")
+    ap.add_argument("--customers", type=int, default=None,
+                    help="distinct requests, each called once (default 300; 150 with --cold)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="stages measured at once")
     ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--cold", action="store_true",
+                    help="cache misses per call, caches flushed before each call (callgrind's cache simulator)")
+    ap.add_argument("--llc-kib", type=int, default=CACHES["LL"][0] // 1024,
+                    help="with --cold: the simulated last-level cache's size (default this VM's L2)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="with --cold: each stage's compiled functions by LL misses, inclusive (callgrind_annotate)")
+    ap.add_argument("--top", type=int, default=15, help="with --breakdown: functions shown per stage")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--flush-kib", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.customers)
+        child(args.child, args.customers or 300, args.flush_kib)
         return 0
     require_valgrind("decide_cost")
     stages = args.stages.split(",")
+    if args.cold:
+        return cold(args, stages)
+    args.customers = args.customers or 300
     print(f"callgrind: instructions per call, reference pack, {args.customers} customers (hot, in process)",
           file=sys.stderr)
     with ThreadPoolExecutor(args.jobs) as pool:
