@@ -79,6 +79,7 @@ STAGES = {
     "served": "the whole Decide as served: wire.decide_request, decide_bytes",
     "handled": "served + what maple serve's handler adds: metrics (engine.server.app.raw_unary)",
     "served_runtime": "the whole Decide through the protobuf runtime (baseline)",
+    "batch": "DecideBatch as served, batches of 100, per decision (wire.batch_request, decide_batch_bytes)",
 }
 
 
@@ -123,6 +124,9 @@ def _stage_calls(stage: str, customers: int):
         "served": (lambda b: servicer.decide_bytes(read(b), ctx), raw),
         "served_runtime": (lambda b: servicer.Decide(parse(b), ctx).SerializeToString(), raw),
         "handled": (lambda b: handle(b, ctx), raw),
+        # one input per batch, but measure() divides by --customers: per decision
+        "batch": (lambda b: servicer.decide_batch_bytes(wire.batch_request(b), ctx),
+                  bench_profiles.batch_requests(raw, 100)),
     }
     fn, inputs = table[stage]
     for x in inputs:
