@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maple-installed
-SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/eval/_geo.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx engine/server/_wire.pyx engine/service/_assemble.pyx engine/service/_decide.pyx engine/profiles/_fastpaths.pyx proto/maple/v1/*.proto
+SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/eval/_geo.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx engine/server/_wire.pyx engine/service/_assemble.pyx engine/service/_decide.pyx engine/service/_fields.pxd engine/profiles/_fastpaths.pyx proto/maple/v1/*.proto
 
 .PHONY: serve test bench check clean
 

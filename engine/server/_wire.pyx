@@ -21,6 +21,11 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
+from ..service._fields cimport Slot, field as _f, field_slot
+from ..service.model import (Common, DecideResult, GenericDecision, HomepageCategory, NearbyStores,
+                             NearbyStoresPolicy, NextBestOffers, OfferResult, PrefilledSize, Reason,
+                             StoreAvailability)
+
 import math
 
 cdef enum:
@@ -198,6 +203,61 @@ cdef object PLAIN = None             # convert._plain
 cdef object FALLBACK = None          # convert.result_to_pb(r).SerializeToString
 
 
+# the answer's fields, read from their slots (engine/service/_fields.pxd)
+cdef Slot R_RULESET_VERSION = field_slot(DecideResult, "ruleset_version")
+cdef Slot R_PROFILE_STATUS = field_slot(DecideResult, "profile_status")
+cdef Slot R_DECIDED_AT = field_slot(DecideResult, "decided_at")
+cdef Slot R_HOMEPAGE_CATEGORY = field_slot(DecideResult, "homepage_category")
+cdef Slot R_PREFILL_SIZE = field_slot(DecideResult, "prefill_size")
+cdef Slot R_NEARBY_STORES = field_slot(DecideResult, "nearby_stores")
+cdef Slot R_NEXT_BEST_OFFER = field_slot(DecideResult, "next_best_offer")
+cdef Slot R_DECISIONS = field_slot(DecideResult, "decisions")
+cdef Slot R_DEGRADED = field_slot(DecideResult, "degraded")
+cdef Slot R_DEGRADED_REASON = field_slot(DecideResult, "degraded_reason")
+cdef Slot R_EXPLANATION = field_slot(DecideResult, "explanation")
+cdef Slot REASON_RULE = field_slot(Reason, "rule")
+cdef Slot REASON_BECAUSE = field_slot(Reason, "because")
+cdef Slot REASON_LOCATION = field_slot(Reason, "location")
+cdef Slot COMMON_SOURCE = field_slot(Common, "source")
+cdef Slot COMMON_REASON = field_slot(Common, "reason")
+cdef Slot COMMON_EXPERIMENTS = field_slot(Common, "experiments")
+cdef Slot OFFER_ID = field_slot(OfferResult, "id")
+cdef Slot OFFER_MESSAGE = field_slot(OfferResult, "message")
+cdef Slot OFFER_SCORE = field_slot(OfferResult, "score")
+cdef Slot OFFER_EXPERIMENT = field_slot(OfferResult, "experiment")
+cdef Slot OFFER_VARIANT = field_slot(OfferResult, "variant")
+cdef Slot OFFER_REASON = field_slot(OfferResult, "reason")
+cdef Slot OFFER_FIELDS = field_slot(OfferResult, "fields")
+cdef Slot NEARBY_STORES = field_slot(NearbyStores, "stores")
+cdef Slot NEARBY_POLICY = field_slot(NearbyStores, "policy")
+cdef Slot NEARBY_COMMON = field_slot(NearbyStores, "common")
+cdef Slot NEARBY_LOCATED_BY = field_slot(NearbyStores, "located_by")
+cdef Slot NEARBY_EMPTY_REASON = field_slot(NearbyStores, "empty_reason")
+cdef Slot STORE_STORE_ID = field_slot(StoreAvailability, "store_id")
+cdef Slot STORE_NAME = field_slot(StoreAvailability, "name")
+cdef Slot STORE_DISTANCE_KM = field_slot(StoreAvailability, "distance_km")
+cdef Slot STORE_QUANTITY = field_slot(StoreAvailability, "quantity")
+cdef Slot STORE_LOW_STOCK = field_slot(StoreAvailability, "low_stock")
+cdef Slot STORE_PREFERRED = field_slot(StoreAvailability, "preferred")
+cdef Slot STORE_OPEN_NOW = field_slot(StoreAvailability, "open_now")
+cdef Slot POLICY_RADIUS_KM = field_slot(NearbyStoresPolicy, "radius_km")
+cdef Slot POLICY_MAX_STORES = field_slot(NearbyStoresPolicy, "max_stores")
+cdef Slot POLICY_MIN_QUANTITY = field_slot(NearbyStoresPolicy, "min_quantity")
+cdef Slot POLICY_LOW_STOCK_BELOW = field_slot(NearbyStoresPolicy, "low_stock_below")
+cdef Slot POLICY_PREFERRED_FIRST = field_slot(NearbyStoresPolicy, "preferred_first")
+cdef Slot POLICY_OPEN_NOW = field_slot(NearbyStoresPolicy, "open_now")
+cdef Slot GENERIC_KIND = field_slot(GenericDecision, "kind")
+cdef Slot GENERIC_COMMON = field_slot(GenericDecision, "common")
+cdef Slot GENERIC_OFFERS = field_slot(GenericDecision, "offers")
+cdef Slot GENERIC_VALUE = field_slot(GenericDecision, "value")
+cdef Slot HOME_CATEGORY = field_slot(HomepageCategory, "category")
+cdef Slot HOME_COMMON = field_slot(HomepageCategory, "common")
+cdef Slot SIZE_SIZE = field_slot(PrefilledSize, "size")
+cdef Slot SIZE_COMMON = field_slot(PrefilledSize, "common")
+cdef Slot OFFERS_OFFERS = field_slot(NextBestOffers, "offers")
+cdef Slot OFFERS_COMMON = field_slot(NextBestOffers, "common")
+
+
 def configure(sources, profile_status, render_value, plain, fallback):
     global SOURCES, PROFILE_STATUS, RENDER, PLAIN, FALLBACK
     SOURCES, PROFILE_STATUS, RENDER, PLAIN, FALLBACK = sources, profile_status, render_value, plain, fallback
@@ -205,22 +265,22 @@ def configure(sources, profile_status, render_value, plain, fallback):
 
 cdef int _reason(Buf *b, int field, object r) except -1:
     cdef Py_ssize_t at = _open(b, field)
-    _str(b, 1, r.rule)
-    because = r.because
+    _str(b, 1, _f(r, REASON_RULE, "rule"))
+    because = _f(r, REASON_BECAUSE, "because")
     if because:
         _str(b, 2, because)
-    _str(b, 3, r.location)
+    _str(b, 3, _f(r, REASON_LOCATION, "location"))
     return _close(b, at)
 
 
 cdef int _common(Buf *b, object c, int source_field, int reason_field, int experiments_field) except -1:
     cdef Py_ssize_t at
-    _enum(b, source_field, SOURCES.get(c.source, 0))
+    _enum(b, source_field, SOURCES.get(_f(c, COMMON_SOURCE, "source"), 0))
     if reason_field:
-        r = c.reason
+        r = _f(c, COMMON_REASON, "reason")
         if r is not None:
             _reason(b, reason_field, r)
-    for e, v in c.experiments:
+    for e, v in _f(c, COMMON_EXPERIMENTS, "experiments"):
         at = _open(b, experiments_field)
         _str(b, 1, e)
         _str(b, 2, v)
@@ -230,17 +290,17 @@ cdef int _common(Buf *b, object c, int source_field, int reason_field, int exper
 
 cdef int _offer(Buf *b, int field, object o) except -1:
     cdef Py_ssize_t at = _open(b, field), entry
-    _str(b, 1, o.id)
-    _str(b, 2, o.message)
-    _double(b, 3, o.score)
-    experiment = o.experiment
+    _str(b, 1, _f(o, OFFER_ID, "id"))
+    _str(b, 2, _f(o, OFFER_MESSAGE, "message"))
+    _double(b, 3, _f(o, OFFER_SCORE, "score"))
+    experiment = _f(o, OFFER_EXPERIMENT, "experiment")
     if experiment:
         _str(b, 4, experiment)
-        _str(b, 5, o.variant or "")
-    r = o.reason
+        _str(b, 5, _f(o, OFFER_VARIANT, "variant") or "")
+    r = _f(o, OFFER_REASON, "reason")
     if r is not None:
         _reason(b, 6, r)
-    fields = o.fields
+    fields = _f(o, OFFER_FIELDS, "fields")
     if fields:
         for k, v in fields.items():
             entry = _open(b, 7)
@@ -252,28 +312,28 @@ cdef int _offer(Buf *b, int field, object o) except -1:
 
 cdef int _nearby(Buf *b, object n) except -1:
     cdef Py_ssize_t at
-    for s in n.stores:
+    for s in _f(n, NEARBY_STORES, "stores"):
         at = _open(b, 1)
-        _str(b, 1, s.store_id)
-        _str(b, 2, s.name)
-        _double(b, 3, s.distance_km)
-        _int32(b, 4, s.quantity)
-        _bool(b, 5, s.low_stock)
-        _bool(b, 6, s.preferred)
-        _optional_bool(b, 7, s.open_now)
+        _str(b, 1, _f(s, STORE_STORE_ID, "store_id"))
+        _str(b, 2, _f(s, STORE_NAME, "name"))
+        _double(b, 3, _f(s, STORE_DISTANCE_KM, "distance_km"))
+        _int32(b, 4, _f(s, STORE_QUANTITY, "quantity"))
+        _bool(b, 5, _f(s, STORE_LOW_STOCK, "low_stock"))
+        _bool(b, 6, _f(s, STORE_PREFERRED, "preferred"))
+        _optional_bool(b, 7, _f(s, STORE_OPEN_NOW, "open_now"))
         _close(b, at)
-    p = n.policy
+    p = _f(n, NEARBY_POLICY, "policy")
     at = _open(b, 2)
-    _double(b, 1, p.radius_km)
-    _int32(b, 2, p.max_stores)
-    _int32(b, 3, p.min_quantity)
-    _int32(b, 4, p.low_stock_below)
-    _bool(b, 5, p.preferred_first)
-    _bool(b, 6, p.open_now)
+    _double(b, 1, _f(p, POLICY_RADIUS_KM, "radius_km"))
+    _int32(b, 2, _f(p, POLICY_MAX_STORES, "max_stores"))
+    _int32(b, 3, _f(p, POLICY_MIN_QUANTITY, "min_quantity"))
+    _int32(b, 4, _f(p, POLICY_LOW_STOCK_BELOW, "low_stock_below"))
+    _bool(b, 5, _f(p, POLICY_PREFERRED_FIRST, "preferred_first"))
+    _bool(b, 6, _f(p, POLICY_OPEN_NOW, "open_now"))
     _close(b, at)
-    _common(b, n.common, 3, 4, 5)
-    _str(b, 6, n.located_by or "")
-    _str(b, 7, n.empty_reason or "")
+    _common(b, _f(n, NEARBY_COMMON, "common"), 3, 4, 5)
+    _str(b, 6, _f(n, NEARBY_LOCATED_BY, "located_by") or "")
+    _str(b, 7, _f(n, NEARBY_EMPTY_REASON, "empty_reason") or "")
     return 0
 
 
@@ -310,15 +370,15 @@ cdef int _value(Buf *b, object v) except -1:
 
 cdef int _generic(Buf *b, object g) except -1:
     cdef Py_ssize_t at
-    kind = g.kind
+    kind = _f(g, GENERIC_KIND, "kind")
     _str(b, 6, kind)
-    _common(b, g.common, 2, 3, 4)
+    _common(b, _f(g, GENERIC_COMMON, "common"), 2, 3, 4)
     if kind == "offer":
-        for o in g.offers:
+        for o in _f(g, GENERIC_OFFERS, "offers"):
             _offer(b, 5, o)
     else:
         at = _open(b, 1)
-        _value(b, PLAIN(g.value))
+        _value(b, PLAIN(_f(g, GENERIC_VALUE, "value")))
         _close(b, at)
     return 0
 
@@ -334,9 +394,9 @@ cdef int _text_decision(Buf *b, int field, object text, object common) except -1
 
 cdef int _result(Buf *b, object r) except -1:
     cdef Py_ssize_t at, entry
-    _str(b, 1, r.ruleset_version)
-    _enum(b, 9, PROFILE_STATUS[r.profile_status])
-    decided_at = r.decided_at
+    _str(b, 1, _f(r, R_RULESET_VERSION, "ruleset_version"))
+    _enum(b, 9, PROFILE_STATUS[_f(r, R_PROFILE_STATUS, "profile_status")])
+    decided_at = _f(r, R_DECIDED_AT, "decided_at")
     cdef double t, whole
     cdef int64_t nanos
     if decided_at is not None and isfinite(decided_at):
@@ -354,35 +414,35 @@ cdef int _result(Buf *b, object r) except -1:
             _tag(b, 2, VARINT)
             _varint(b, <uint64_t> nanos)
         _close(b, at)
-    h = r.homepage_category
+    h = _f(r, R_HOMEPAGE_CATEGORY, "homepage_category")
     if h is not None:
-        _text_decision(b, 2, h.category, h.common)
-    s = r.prefill_size
+        _text_decision(b, 2, _f(h, HOME_CATEGORY, "category"), _f(h, HOME_COMMON, "common"))
+    s = _f(r, R_PREFILL_SIZE, "prefill_size")
     if s is not None:
-        _text_decision(b, 3, s.size, s.common)
-    n = r.nearby_stores
+        _text_decision(b, 3, _f(s, SIZE_SIZE, "size"), _f(s, SIZE_COMMON, "common"))
+    n = _f(r, R_NEARBY_STORES, "nearby_stores")
     if n is not None:
         at = _open(b, 4)
         _nearby(b, n)
         _close(b, at)
-    o = r.next_best_offer
+    o = _f(r, R_NEXT_BEST_OFFER, "next_best_offer")
     if o is not None:
         at = _open(b, 5)
-        for x in o.offers:
+        for x in _f(o, OFFERS_OFFERS, "offers"):
             _offer(b, 1, x)
-        _common(b, o.common, 2, 0, 3)        # each offer has its own reason
+        _common(b, _f(o, OFFERS_COMMON, "common"), 2, 0, 3)        # each offer has its own reason
         _close(b, at)
-    for name, g in r.decisions.items():
+    for name, g in _f(r, R_DECISIONS, "decisions").items():
         entry = _open(b, 6)
         _str(b, 1, name)
         at = _open(b, 2)
         _generic(b, g)
         _close(b, at)
         _close(b, entry)
-    if r.degraded:
+    if _f(r, R_DEGRADED, "degraded"):
         _tag(b, 7, VARINT)
         _varint(b, 1)
-        _str(b, 8, r.degraded_reason)
+        _str(b, 8, _f(r, R_DEGRADED_REASON, "degraded_reason"))
     return 0
 
 
@@ -674,4 +734,115 @@ def batch_queries(bytes raw):
             out.append(_query(&item))
     except _Fallback:
         return None
+    return out
+
+
+def generic_fields():
+    """The fields this module reads through the generic attribute lookup
+    because their type keeps them in no object slot (tests: none)."""
+    out = []
+    if R_RULESET_VERSION.owner is NULL:
+        out.append("DecideResult.ruleset_version")
+    if R_PROFILE_STATUS.owner is NULL:
+        out.append("DecideResult.profile_status")
+    if R_DECIDED_AT.owner is NULL:
+        out.append("DecideResult.decided_at")
+    if R_HOMEPAGE_CATEGORY.owner is NULL:
+        out.append("DecideResult.homepage_category")
+    if R_PREFILL_SIZE.owner is NULL:
+        out.append("DecideResult.prefill_size")
+    if R_NEARBY_STORES.owner is NULL:
+        out.append("DecideResult.nearby_stores")
+    if R_NEXT_BEST_OFFER.owner is NULL:
+        out.append("DecideResult.next_best_offer")
+    if R_DECISIONS.owner is NULL:
+        out.append("DecideResult.decisions")
+    if R_DEGRADED.owner is NULL:
+        out.append("DecideResult.degraded")
+    if R_DEGRADED_REASON.owner is NULL:
+        out.append("DecideResult.degraded_reason")
+    if R_EXPLANATION.owner is NULL:
+        out.append("DecideResult.explanation")
+    if REASON_RULE.owner is NULL:
+        out.append("Reason.rule")
+    if REASON_BECAUSE.owner is NULL:
+        out.append("Reason.because")
+    if REASON_LOCATION.owner is NULL:
+        out.append("Reason.location")
+    if COMMON_SOURCE.owner is NULL:
+        out.append("Common.source")
+    if COMMON_REASON.owner is NULL:
+        out.append("Common.reason")
+    if COMMON_EXPERIMENTS.owner is NULL:
+        out.append("Common.experiments")
+    if OFFER_ID.owner is NULL:
+        out.append("OfferResult.id")
+    if OFFER_MESSAGE.owner is NULL:
+        out.append("OfferResult.message")
+    if OFFER_SCORE.owner is NULL:
+        out.append("OfferResult.score")
+    if OFFER_EXPERIMENT.owner is NULL:
+        out.append("OfferResult.experiment")
+    if OFFER_VARIANT.owner is NULL:
+        out.append("OfferResult.variant")
+    if OFFER_REASON.owner is NULL:
+        out.append("OfferResult.reason")
+    if OFFER_FIELDS.owner is NULL:
+        out.append("OfferResult.fields")
+    if NEARBY_STORES.owner is NULL:
+        out.append("NearbyStores.stores")
+    if NEARBY_POLICY.owner is NULL:
+        out.append("NearbyStores.policy")
+    if NEARBY_COMMON.owner is NULL:
+        out.append("NearbyStores.common")
+    if NEARBY_LOCATED_BY.owner is NULL:
+        out.append("NearbyStores.located_by")
+    if NEARBY_EMPTY_REASON.owner is NULL:
+        out.append("NearbyStores.empty_reason")
+    if STORE_STORE_ID.owner is NULL:
+        out.append("StoreAvailability.store_id")
+    if STORE_NAME.owner is NULL:
+        out.append("StoreAvailability.name")
+    if STORE_DISTANCE_KM.owner is NULL:
+        out.append("StoreAvailability.distance_km")
+    if STORE_QUANTITY.owner is NULL:
+        out.append("StoreAvailability.quantity")
+    if STORE_LOW_STOCK.owner is NULL:
+        out.append("StoreAvailability.low_stock")
+    if STORE_PREFERRED.owner is NULL:
+        out.append("StoreAvailability.preferred")
+    if STORE_OPEN_NOW.owner is NULL:
+        out.append("StoreAvailability.open_now")
+    if POLICY_RADIUS_KM.owner is NULL:
+        out.append("NearbyStoresPolicy.radius_km")
+    if POLICY_MAX_STORES.owner is NULL:
+        out.append("NearbyStoresPolicy.max_stores")
+    if POLICY_MIN_QUANTITY.owner is NULL:
+        out.append("NearbyStoresPolicy.min_quantity")
+    if POLICY_LOW_STOCK_BELOW.owner is NULL:
+        out.append("NearbyStoresPolicy.low_stock_below")
+    if POLICY_PREFERRED_FIRST.owner is NULL:
+        out.append("NearbyStoresPolicy.preferred_first")
+    if POLICY_OPEN_NOW.owner is NULL:
+        out.append("NearbyStoresPolicy.open_now")
+    if GENERIC_KIND.owner is NULL:
+        out.append("GenericDecision.kind")
+    if GENERIC_COMMON.owner is NULL:
+        out.append("GenericDecision.common")
+    if GENERIC_OFFERS.owner is NULL:
+        out.append("GenericDecision.offers")
+    if GENERIC_VALUE.owner is NULL:
+        out.append("GenericDecision.value")
+    if HOME_CATEGORY.owner is NULL:
+        out.append("HomepageCategory.category")
+    if HOME_COMMON.owner is NULL:
+        out.append("HomepageCategory.common")
+    if SIZE_SIZE.owner is NULL:
+        out.append("PrefilledSize.size")
+    if SIZE_COMMON.owner is NULL:
+        out.append("PrefilledSize.common")
+    if OFFERS_OFFERS.owner is NULL:
+        out.append("NextBestOffers.offers")
+    if OFFERS_COMMON.owner is NULL:
+        out.append("NextBestOffers.common")
     return out

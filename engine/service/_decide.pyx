@@ -20,6 +20,8 @@ import functools
 import logging
 import time
 
+from ._fields cimport Slot, field, field_slot
+
 from ..eval.values import to_geo
 from ..inventory.availability import _item_index, nearby_in
 from ..inventory.model import StoreAvailability as FoundStore, local_weekday_minute
@@ -28,7 +30,7 @@ from . import results
 from ._assemble import map_raw
 from .assemble import Plan
 from .errors import DeadlineExceeded, InvalidArgument, ServiceError
-from .model import DecideResult, ItemError, NearbyStores, ProfileStatus, StoreAvailability
+from .model import DecideQuery, DecideResult, ItemError, NearbyStores, ProfileStatus, RequestContext, StoreAvailability
 from .sources import NearbyFound, NearbyQuery, NullProfiles, SourceUnavailable
 from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_batch_size, validate_query
 
@@ -55,6 +57,25 @@ cdef str _REQUEST_STORE = REQUEST_STORE
 cdef str _PREFERRED_STORE = PREFERRED_STORE
 cdef str _HOME = HOME
 cdef object _INVENTORY_STORES = None     # service.inventory.InventoryStores (it imports this module)
+
+# the request's fields, read from their slots (engine/service/_fields.pxd)
+cdef Slot Q_CUSTOMER_ID = field_slot(DecideQuery, "customer_id")
+cdef Slot Q_PROFILE = field_slot(DecideQuery, "profile")
+cdef Slot Q_SNAPSHOT_BYTES = field_slot(DecideQuery, "snapshot_bytes")
+cdef Slot Q_CONTEXT = field_slot(DecideQuery, "context")
+cdef Slot Q_DECISIONS = field_slot(DecideQuery, "decisions")
+cdef Slot Q_EXPLAIN = field_slot(DecideQuery, "explain")
+cdef Slot Q_ALIASES = field_slot(DecideQuery, "aliases")
+cdef Slot C_CHANNEL = field_slot(RequestContext, "channel")
+cdef Slot C_DEVICE = field_slot(RequestContext, "device")
+cdef Slot C_LOCALE = field_slot(RequestContext, "locale")
+cdef Slot C_PAGE = field_slot(RequestContext, "page")
+cdef Slot C_SKU = field_slot(RequestContext, "sku")
+cdef Slot C_CATEGORY = field_slot(RequestContext, "category")
+cdef Slot C_LOCATION = field_slot(RequestContext, "location")
+cdef Slot C_STORE = field_slot(RequestContext, "store")
+cdef Slot C_TIMESTAMP = field_slot(RequestContext, "timestamp")
+cdef Slot C_ATTRIBUTES = field_slot(RequestContext, "attributes")
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -136,17 +157,17 @@ def decide_one(decider, rs, plan, q, deadline):
     server a Decide runs with cold caches, and each Python function on the
     path costs the cache lines of its code object, bytecode, globals and
     frame (``python -m bench.decide_cost --cold``)."""
-    ctx = q.context
+    ctx = field(q, Q_CONTEXT, "context")
     if not _common_case(q, ctx):
         validate_query(q, rs.decision_names)
-    now = ctx.timestamp
+    now = field(ctx, C_TIMESTAMP, "timestamp")
     if now is None:
         now = decider.clock()
     # Decider._profile's first cases: no identifier, or a customer_id and no
     # profile store (every id unknown): the snapshot, or nothing
-    given = q.customer_id
-    if not q.aliases and (not given or type(decider.profiles) is NullProfiles):
-        snapshot = q.profile
+    given = field(q, Q_CUSTOMER_ID, "customer_id")
+    if not field(q, Q_ALIASES, "aliases") and (not given or type(decider.profiles) is NullProfiles):
+        snapshot = field(q, Q_PROFILE, "profile")
         degraded = []
         if snapshot is not None:
             profile, status = snapshot, _SNAPSHOT
@@ -157,13 +178,13 @@ def decide_one(decider, rs, plan, q, deadline):
     else:
         profile, status, degraded = decider._profile(q, deadline, now)
     _check_deadline(deadline)
-    names = q.decisions
+    names = field(q, Q_DECISIONS, "decisions")
     request = _request(ctx)
     # experiments assign by the profile's own id: a merged customer asked for
     # by any of its ids (the survivor's or an alias) keeps one variant
     cid = profile.get("customer_id")
     if type(cid) is not str or not cid:
-        cid = q.customer_id or None
+        cid = given or None
     if names:
         wanted = decider._wanted(rs, names)
         raw = rs.run(profile, request, now, cid, wanted)
@@ -172,13 +193,13 @@ def decide_one(decider, rs, plan, q, deadline):
         raw = rs.kernel.run(profile if type(profile) is dict else {}, request, now, cid, None)
     dlog = decider.decision_log
     if dlog is not None:          # the outcomes are made on the log's thread, if sampled
-        dlog.offer(rs.version, q.customer_id, profile, request, functools.partial(rs.decision_set, raw, now), status)
+        dlog.offer(rs.version, given, profile, request, functools.partial(rs.decision_set, raw, now), status)
     asked = set(names) if names else None
     fields, generic, decided_by, found = map_raw(plan, plan.decisions, raw, asked)
     if found is not None:
         fields[NEARBY] = nearby(decider, q, _size(plan, raw), found[0], found[1], profile, degraded, deadline, now)
     explanation = None
-    if q.explain:
+    if field(q, Q_EXPLAIN, "explain"):
         explained = rs.explain(profile, request, now, cid, wanted)
         explanation = {name: e for name, e in explained.items()
                        if e is not None and (asked is None or name in asked)}
@@ -189,7 +210,7 @@ def decide_one(decider, rs, plan, q, deadline):
 
 def common_case(q):
     """``validate.common_case``, compiled (the test holds the two equal)."""
-    return _common_case(q, q.context)
+    return _common_case(q, field(q, Q_CONTEXT, "context"))
 
 
 cdef inline bint _short(s, Py_ssize_t limit) except -1:
@@ -198,24 +219,26 @@ cdef inline bint _short(s, Py_ssize_t limit) except -1:
 
 cdef bint _common_case(q, ctx) except -1:
     """``validate.common_case``: the same expression, in the same order."""
-    if not _short(q.customer_id, _MAX_ID):
+    if not _short(field(q, Q_CUSTOMER_ID, "customer_id"), _MAX_ID):
         return False
-    if not (_short(ctx.sku, _MAX_TEXT) and _short(ctx.page, _MAX_TEXT) and _short(ctx.category, _MAX_TEXT)
-            and _short(ctx.locale, _MAX_TEXT) and _short(ctx.store, _MAX_TEXT)):
+    if not (_short(field(ctx, C_SKU, "sku"), _MAX_TEXT) and _short(field(ctx, C_PAGE, "page"), _MAX_TEXT)
+            and _short(field(ctx, C_CATEGORY, "category"), _MAX_TEXT)
+            and _short(field(ctx, C_LOCALE, "locale"), _MAX_TEXT) and _short(field(ctx, C_STORE, "store"), _MAX_TEXT)):
         return False
-    loc = ctx.location
+    loc = field(ctx, C_LOCATION, "location")
     if loc is not None and not (-90.0 <= loc[0] <= 90.0 and -180.0 <= loc[1] <= 180.0):
         return False
-    ts = ctx.timestamp
+    ts = field(ctx, C_TIMESTAMP, "timestamp")
     if ts is not None and not (_MIN_TIME <= ts <= _MAX_TIME):
         return False
-    if q.decisions:
+    if field(q, Q_DECISIONS, "decisions"):
         return False
-    if q.profile is not None and not (0 < q.snapshot_bytes < _SHAPE_CHECK_BYTES):
+    if (field(q, Q_PROFILE, "profile") is not None
+            and not (0 < field(q, Q_SNAPSHOT_BYTES, "snapshot_bytes") < _SHAPE_CHECK_BYTES)):
         return False
-    if ctx.attributes is not None:
+    if field(ctx, C_ATTRIBUTES, "attributes") is not None:
         return False
-    aliases = q.aliases
+    aliases = field(q, Q_ALIASES, "aliases")
     if aliases:
         for _, v in aliases:
             if len(v) > _MAX_ID:
@@ -231,30 +254,30 @@ def to_request(ctx):
 cdef dict _request(ctx):
     """``RequestContext.to_request``: the ``request`` the rules read, typed
     fields over ``attributes``."""
-    attributes = ctx.attributes
+    attributes = field(ctx, C_ATTRIBUTES, "attributes")
     cdef dict req = dict(attributes) if attributes else {}
-    v = ctx.channel
+    v = field(ctx, C_CHANNEL, "channel")
     if v is not None:
         req["channel"] = v
-    v = ctx.device
+    v = field(ctx, C_DEVICE, "device")
     if v is not None:
         req["device"] = v
-    v = ctx.locale
+    v = field(ctx, C_LOCALE, "locale")
     if v is not None:
         req["locale"] = v
-    v = ctx.page
+    v = field(ctx, C_PAGE, "page")
     if v is not None:
         req["page"] = v
-    v = ctx.sku
+    v = field(ctx, C_SKU, "sku")
     if v is not None:
         req["sku"] = v
-    v = ctx.category
+    v = field(ctx, C_CATEGORY, "category")
     if v is not None:
         req["category"] = v
-    v = ctx.store
+    v = field(ctx, C_STORE, "store")
     if v is not None:
         req["store"] = v
-    v = ctx.location
+    v = field(ctx, C_LOCATION, "location")
     if v is not None:
         req["location"] = {"lat": v[0], "lon": v[1]}
     return req
@@ -291,8 +314,10 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
         preferred = None
     found = _NO_STOCK
     if p.max_stores > 0 and p.radius_km > 0:
-        ctx = q.context
-        where = ctx.location
+        ctx = field(q, Q_CONTEXT, "context")
+        where = field(ctx, C_LOCATION, "location")
+        sku = field(ctx, C_SKU, "sku") or None
+        request_store = field(ctx, C_STORE, "store") or None
         # the home is only the last fallback: a request's location (validated) comes first
         home = None
         if where is None:
@@ -302,13 +327,13 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
         source = decider.stores
         try:
             if type(source) is _inventory_stores():     # InventoryStores.nearby, without the query object
-                found = _in_stock(source.holder, ctx.sku or None, size, where, preferred, home, p.radius_km,
+                found = _in_stock(source.holder, sku, size, where, preferred, home, p.radius_km,
                                   p.max_stores, p.min_quantity, p.low_stock_below, now if p.open_now else None,
-                                  now, ctx.store or None)
+                                  now, request_store)
             else:
-                query = NearbyQuery(ctx.sku or None, size, where, preferred, home, p.radius_km, p.max_stores,
+                query = NearbyQuery(sku, size, where, preferred, home, p.radius_km, p.max_stores,
                                     p.min_quantity, p.low_stock_below, now if p.open_now else None, now,
-                                    ctx.store or None)
+                                    request_store)
                 found = source.nearby(query, _remaining(deadline))
         except SourceUnavailable as err:
             found = _UNAVAILABLE
@@ -488,3 +513,44 @@ cdef object _one_size(snap, sku):
     item = snap.data.catalog.get(sku)
     sizes = getattr(item, "sizes", ()) if item is not None else ()
     return sizes[0] if len(sizes) == 1 else None
+
+
+def generic_fields():
+    """The fields this module reads through the generic attribute lookup
+    because their type keeps them in no object slot (tests: none)."""
+    out = []
+    if Q_CUSTOMER_ID.owner is NULL:
+        out.append("DecideQuery.customer_id")
+    if Q_PROFILE.owner is NULL:
+        out.append("DecideQuery.profile")
+    if Q_SNAPSHOT_BYTES.owner is NULL:
+        out.append("DecideQuery.snapshot_bytes")
+    if Q_CONTEXT.owner is NULL:
+        out.append("DecideQuery.context")
+    if Q_DECISIONS.owner is NULL:
+        out.append("DecideQuery.decisions")
+    if Q_EXPLAIN.owner is NULL:
+        out.append("DecideQuery.explain")
+    if Q_ALIASES.owner is NULL:
+        out.append("DecideQuery.aliases")
+    if C_CHANNEL.owner is NULL:
+        out.append("RequestContext.channel")
+    if C_DEVICE.owner is NULL:
+        out.append("RequestContext.device")
+    if C_LOCALE.owner is NULL:
+        out.append("RequestContext.locale")
+    if C_PAGE.owner is NULL:
+        out.append("RequestContext.page")
+    if C_SKU.owner is NULL:
+        out.append("RequestContext.sku")
+    if C_CATEGORY.owner is NULL:
+        out.append("RequestContext.category")
+    if C_LOCATION.owner is NULL:
+        out.append("RequestContext.location")
+    if C_STORE.owner is NULL:
+        out.append("RequestContext.store")
+    if C_TIMESTAMP.owner is NULL:
+        out.append("RequestContext.timestamp")
+    if C_ATTRIBUTES.owner is NULL:
+        out.append("RequestContext.attributes")
+    return out
