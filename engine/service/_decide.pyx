@@ -24,13 +24,14 @@ from ._fields cimport Slot, field, field_slot
 
 from ..eval.values import to_geo
 from ..inventory.availability import _item_index, nearby_in
-from ..inventory.model import StoreAvailability as FoundStore, local_weekday_minute
+from ..inventory.model import Store, StoreAvailability as FoundStore, local_weekday_minute
 from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, REQUEST_STORE
 from . import results
 from ._assemble import map_raw
 from .assemble import Plan
 from .errors import DeadlineExceeded, InvalidArgument, ServiceError
-from .model import DecideQuery, DecideResult, ItemError, NearbyStores, ProfileStatus, RequestContext, StoreAvailability
+from .model import (DecideQuery, DecideResult, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus,
+                    RequestContext, StoreAvailability)
 from .sources import NearbyFound, NearbyQuery, NullProfiles, SourceUnavailable
 from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_batch_size, validate_query
 
@@ -76,6 +77,28 @@ cdef Slot C_LOCATION = field_slot(RequestContext, "location")
 cdef Slot C_STORE = field_slot(RequestContext, "store")
 cdef Slot C_TIMESTAMP = field_slot(RequestContext, "timestamp")
 cdef Slot C_ATTRIBUTES = field_slot(RequestContext, "attributes")
+# the stores query's and the nearby answer's
+cdef Slot P_RADIUS_KM = field_slot(NearbyStoresPolicy, "radius_km")
+cdef Slot P_MAX_STORES = field_slot(NearbyStoresPolicy, "max_stores")
+cdef Slot P_MIN_QUANTITY = field_slot(NearbyStoresPolicy, "min_quantity")
+cdef Slot P_LOW_STOCK_BELOW = field_slot(NearbyStoresPolicy, "low_stock_below")
+cdef Slot P_PREFERRED_FIRST = field_slot(NearbyStoresPolicy, "preferred_first")
+cdef Slot P_OPEN_NOW = field_slot(NearbyStoresPolicy, "open_now")
+cdef Slot FOUND_STORES = field_slot(NearbyFound, "stores")
+cdef Slot FOUND_LOCATED_BY = field_slot(NearbyFound, "located_by")
+cdef Slot FOUND_EMPTY_REASON = field_slot(NearbyFound, "empty_reason")
+cdef Slot ROW_STORE_ID = field_slot(FoundStore, "store_id")
+cdef Slot ROW_NAME = field_slot(FoundStore, "name")
+cdef Slot ROW_DISTANCE_KM = field_slot(FoundStore, "distance_km")
+cdef Slot ROW_QUANTITY = field_slot(FoundStore, "quantity")
+cdef Slot ROW_OPEN_NOW = field_slot(FoundStore, "open_now")
+cdef Slot AVAIL_PREFERRED = field_slot(StoreAvailability, "preferred")
+cdef Slot AVAIL_DISTANCE_KM = field_slot(StoreAvailability, "distance_km")
+cdef Slot STORE_NAME = field_slot(Store, "name")
+cdef Slot STORE_LAT = field_slot(Store, "lat")
+cdef Slot STORE_LON = field_slot(Store, "lon")
+cdef Slot STORE_TZ = field_slot(Store, "tz")
+cdef Slot STORE_HOURS = field_slot(Store, "hours")
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -313,7 +336,8 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
     if not (isinstance(preferred, str) and preferred):
         preferred = None
     found = _NO_STOCK
-    if p.max_stores > 0 and p.radius_km > 0:
+    max_stores, radius_km = field(p, P_MAX_STORES, "max_stores"), field(p, P_RADIUS_KM, "radius_km")
+    if max_stores > 0 and radius_km > 0:
         ctx = field(q, Q_CONTEXT, "context")
         where = field(ctx, C_LOCATION, "location")
         sku = field(ctx, C_SKU, "sku") or None
@@ -324,16 +348,16 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
             home = profile.get("home")
             if home is not None:
                 home = _geo(home)
+        min_quantity, low = field(p, P_MIN_QUANTITY, "min_quantity"), field(p, P_LOW_STOCK_BELOW, "low_stock_below")
+        open_at = now if field(p, P_OPEN_NOW, "open_now") else None
         source = decider.stores
         try:
             if type(source) is _inventory_stores():     # InventoryStores.nearby, without the query object
-                found = _in_stock(source.holder, sku, size, where, preferred, home, p.radius_km,
-                                  p.max_stores, p.min_quantity, p.low_stock_below, now if p.open_now else None,
-                                  now, request_store)
+                found = _in_stock(source.holder, sku, size, where, preferred, home, radius_km, max_stores,
+                                  min_quantity, low, open_at, now, request_store)
             else:
-                query = NearbyQuery(sku, size, where, preferred, home, p.radius_km, p.max_stores,
-                                    p.min_quantity, p.low_stock_below, now if p.open_now else None, now,
-                                    request_store)
+                query = NearbyQuery(sku, size, where, preferred, home, radius_km, max_stores, min_quantity, low,
+                                    open_at, now, request_store)
                 found = source.nearby(query, _remaining(deadline))
         except SourceUnavailable as err:
             found = _UNAVAILABLE
@@ -352,20 +376,22 @@ def nearby_answer(p, common, found, preferred_store):
     nearest) or nearest, at most ``p.max_stores``."""
     cdef list stores
     cdef Py_ssize_t i, j, n
-    rows = found.stores
+    rows = field(found, FOUND_STORES, "stores")
     if not rows:
-        reason = found.empty_reason
-        return NearbyStores((), p, common, found.located_by, reason if reason is not None else "no_stock")
-    min_quantity, low = p.min_quantity, p.low_stock_below
+        reason = field(found, FOUND_EMPTY_REASON, "empty_reason")
+        return NearbyStores((), p, common, field(found, FOUND_LOCATED_BY, "located_by"),
+                            reason if reason is not None else "no_stock")
+    min_quantity, low = field(p, P_MIN_QUANTITY, "min_quantity"), field(p, P_LOW_STOCK_BELOW, "low_stock_below")
     stores = []
     for s in rows:
-        q = s.quantity
+        q = field(s, ROW_QUANTITY, "quantity")
         if q >= min_quantity:
-            sid = s.store_id
-            stores.append(StoreAvailability(sid, s.name, s.distance_km, q, q < low, sid == preferred_store, s.open_now))
+            sid = field(s, ROW_STORE_ID, "store_id")
+            stores.append(StoreAvailability(sid, field(s, ROW_NAME, "name"), field(s, ROW_DISTANCE_KM, "distance_km"),
+                                            q, q < low, sid == preferred_store, field(s, ROW_OPEN_NOW, "open_now")))
     n = len(stores)
     if n > 1:                       # a stable insertion sort: a handful of stores
-        first = p.preferred_first
+        first = field(p, P_PREFERRED_FIRST, "preferred_first")
         for i in range(1, n):
             x = stores[i]
             j = i
@@ -374,19 +400,21 @@ def nearby_answer(p, common, found, preferred_store):
                 j -= 1
             stores[j] = x
     if not stores:
-        reason = found.empty_reason
-        return NearbyStores((), p, common, found.located_by, reason if reason is not None else "no_stock")
-    return NearbyStores(tuple(stores[:p.max_stores]), p, common, found.located_by, None)
+        reason = field(found, FOUND_EMPTY_REASON, "empty_reason")
+        return NearbyStores((), p, common, field(found, FOUND_LOCATED_BY, "located_by"),
+                            reason if reason is not None else "no_stock")
+    return NearbyStores(tuple(stores[:field(p, P_MAX_STORES, "max_stores")]), p, common,
+                        field(found, FOUND_LOCATED_BY, "located_by"), None)
 
 
 cdef inline bint _ahead(a, b, bint preferred_first) except -1:
     """Whether ``a`` sorts strictly before ``b``: (not preferred, distance)
     or distance alone, as ``sorted`` with those keys orders them."""
     if preferred_first:
-        pa, pb = a.preferred, b.preferred
+        pa, pb = field(a, AVAIL_PREFERRED, "preferred"), field(b, AVAIL_PREFERRED, "preferred")
         if pa != pb:
             return pa
-    return a.distance_km < b.distance_km
+    return field(a, AVAIL_DISTANCE_KM, "distance_km") < field(b, AVAIL_DISTANCE_KM, "distance_km")
 
 
 def inventory_nearby(holder, query):
@@ -456,11 +484,11 @@ cdef tuple _locate(request_location, preferred_store, home, dict stores, request
     if request_store is not None and type(request_store) is str:
         store = stores.get(request_store)
         if store is not None:
-            return (store.lat, store.lon), _REQUEST_STORE          # Store.position
+            return (field(store, STORE_LAT, "lat"), field(store, STORE_LON, "lon")), _REQUEST_STORE   # Store.position
     if type(preferred_store) is str:
         store = stores.get(preferred_store)
         if store is not None:
-            return (store.lat, store.lon), _PREFERRED_STORE
+            return (field(store, STORE_LAT, "lat"), field(store, STORE_LON, "lon")), _PREFERRED_STORE
     if home is not None:
         point = _geo(home)
         if point is not None:
@@ -488,20 +516,20 @@ cdef list _nearest_rows(snap, dict stores, lat, lon, sku, size, radius_km, limit
     local = {}                  # zone -> (weekday, minute) at ``at``, for this query's stores
     for d, sid, n in index.nearest(lat, lon, radius_km, min_quantity, limit, preferred):
         store = stores[sid]
-        out.append(FoundStore(sid, store.name, d, n, n < low_stock_below,
+        out.append(FoundStore(sid, field(store, STORE_NAME, "name"), d, n, n < low_stock_below,
                                      None if at is None else _open_at(store, at, local)))
     return out
 
 
 cdef object _open_at(store, at, dict local):
     """``Store.open_at_time(at, local)``."""
-    tz = store.tz
+    tz = field(store, STORE_TZ, "tz")
     if tz is None:
         return None
     wm = local.get(tz)
     if wm is None:
         wm = local[tz] = local_weekday_minute(tz, at)
-    hours, m = store.hours, wm[1]
+    hours, m = field(store, STORE_HOURS, "hours"), wm[1]
     for span in (hours.spans_on(wm[2]) if hours.by_date else hours.spans[wm[0]]):
         if span[0] <= m < span[1]:
             return True
@@ -553,4 +581,46 @@ def generic_fields():
         out.append("RequestContext.timestamp")
     if C_ATTRIBUTES.owner is NULL:
         out.append("RequestContext.attributes")
+    if P_RADIUS_KM.owner is NULL:
+        out.append("NearbyStoresPolicy.radius_km")
+    if P_MAX_STORES.owner is NULL:
+        out.append("NearbyStoresPolicy.max_stores")
+    if P_MIN_QUANTITY.owner is NULL:
+        out.append("NearbyStoresPolicy.min_quantity")
+    if P_LOW_STOCK_BELOW.owner is NULL:
+        out.append("NearbyStoresPolicy.low_stock_below")
+    if P_PREFERRED_FIRST.owner is NULL:
+        out.append("NearbyStoresPolicy.preferred_first")
+    if P_OPEN_NOW.owner is NULL:
+        out.append("NearbyStoresPolicy.open_now")
+    if FOUND_STORES.owner is NULL:
+        out.append("NearbyFound.stores")
+    if FOUND_LOCATED_BY.owner is NULL:
+        out.append("NearbyFound.located_by")
+    if FOUND_EMPTY_REASON.owner is NULL:
+        out.append("NearbyFound.empty_reason")
+    if ROW_STORE_ID.owner is NULL:
+        out.append("FoundStore.store_id")
+    if ROW_NAME.owner is NULL:
+        out.append("FoundStore.name")
+    if ROW_DISTANCE_KM.owner is NULL:
+        out.append("FoundStore.distance_km")
+    if ROW_QUANTITY.owner is NULL:
+        out.append("FoundStore.quantity")
+    if ROW_OPEN_NOW.owner is NULL:
+        out.append("FoundStore.open_now")
+    if AVAIL_PREFERRED.owner is NULL:
+        out.append("StoreAvailability.preferred")
+    if AVAIL_DISTANCE_KM.owner is NULL:
+        out.append("StoreAvailability.distance_km")
+    if STORE_NAME.owner is NULL:
+        out.append("Store.name")
+    if STORE_LAT.owner is NULL:
+        out.append("Store.lat")
+    if STORE_LON.owner is NULL:
+        out.append("Store.lon")
+    if STORE_TZ.owner is NULL:
+        out.append("Store.tz")
+    if STORE_HOURS.owner is NULL:
+        out.append("Store.hours")
     return out
