@@ -1,20 +1,31 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, optimize.unpack_method_calls=False
 """One Decide's path through the decision service, compiled.
 
-:func:`decide_one` is ``Decider._decide``: validate, the profile, the
-rules, the typed results (``_assemble.map_raw``), the nearby stores and
-the ``DecideResult``.  :func:`nearby` is the stores' part of it and
+:func:`decide` is ``Decider.decide`` (the current ruleset and its plan),
+:func:`decide_batch` is ``Decider.decide_batch``, :func:`answer` is the
+servicer's Decide once the request is read (deadline, decide, metrics,
+encoder).  :func:`decide_one` answers one query: validate, the profile,
+the rules, the typed results (``_assemble.map_raw``), the nearby stores
+and the ``DecideResult``.  :func:`nearby` is the stores' part of it and
 :func:`nearby_answer` the policy applied to what the stores source found;
 :func:`inventory_nearby` is ``InventoryStores.nearby`` (the in-memory
 stock's answer, with ``availability.nearby_in``'s common case inlined).
 In the interpreter this glue cost ~19,000 instructions a Decide besides
-the parts it calls (frames, locals, two dozen small calls).
+the parts it calls (frames, locals, two dozen small calls); in the server,
+where a Decide runs with cold caches, each Python function on the path
+also costs the cache lines of its code and data (``python -m
+bench.decide_cost --cold``).  The request's and the answer's msgspec
+fields are read from their slots (``_fields.pxd``).
 
-``decide_one`` and ``nearby`` have no Python twin: the Decider, the
-servicers and every test of them run this code (tests/server).  The other
-two are held to Python references by hypothesis tests:
-``results.nearby_answer`` (tests/server/test_nearby_answer.py) and
-``service.inventory.reference_nearby`` (tests/server/test_inventory_domain.py).
+``decide``, ``decide_batch``, ``answer``, ``decide_one`` and ``nearby``
+have no Python twin: the Decider, the servicers and every test of them run
+this code (tests/server).  The others are held to Python references by
+hypothesis tests: ``common_case`` and ``to_request`` to
+``validate.common_case`` and ``RequestContext.to_request``
+(tests/server/test_validate.py), ``nearby_answer`` to
+``results.nearby_answer`` (tests/server/test_nearby_answer.py),
+``inventory_nearby`` to ``service.inventory.reference_nearby``
+(tests/server/test_inventory_domain.py).
 """
 import functools
 import logging

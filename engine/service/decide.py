@@ -27,7 +27,7 @@ from typing import Sequence
 
 from ..ruleset import Ruleset
 from . import results
-from ._decide import decide as decide_compiled, decide_batch as decide_batch_compiled, decide_one
+from ._decide import decide as decide_compiled, decide_batch as decide_batch_compiled
 from .assemble import Plan
 from .errors import FailedPrecondition, ServiceError
 from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
@@ -70,7 +70,8 @@ class Decider:
     def decide(self, q: DecideQuery, deadline: float | None = None) -> DecideResult:
         """Raise ServiceError subclasses for what the client must be told.
         Compiled: ``_decide.decide`` (the current ruleset and its plan, then
-        :meth:`_decide`'s ``decide_one``)."""
+        ``decide_one``: validate, the profile by :meth:`_profile`, the rules,
+        the typed results, the nearby stores, the ``DecideResult``)."""
         return decide_compiled(self, q, deadline)
 
     # -- many
@@ -82,16 +83,7 @@ class Decider:
         ``_decide.decide_batch``."""
         return decide_batch_compiled(self, queries, deadline)
 
-    # -- the work
-    def _decide(self, rs: Ruleset, q: DecideQuery, deadline: float | None) -> DecideResult:
-        """One query by ``rs``: compiled (``_decide.decide_one``: validate, the
-        profile by :meth:`_profile`, the rules, the typed results, the nearby
-        stores, the ``DecideResult``)."""
-        plan = self._plan
-        if plan is None or plan.ruleset is not rs:   # a swap this request raced with
-            plan = Plan(rs)
-        return decide_one(self, rs, plan, q, deadline)
-
+    # -- the work (the rest is compiled: engine/service/_decide.pyx)
     def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:
         snapshot = q.profile
         cid = q.customer_id
