@@ -9,6 +9,8 @@ import pytest
 from engine.ruleset import load
 from engine.service.sources import NearbyFound
 from engine.service import Aborted, DecideQuery, Decider, InvalidArgument, ProfileStatus, RequestContext, RulesetHolder
+from engine.service.errors import DeadlineExceeded, FieldViolation
+from engine.service.model import DecideResult
 from engine.service.sources import SourceUnavailable, StaticProfiles, open_profile_source
 
 from .conftest import NOW, RUNNER, write_pack
@@ -266,3 +268,48 @@ def test_identifiers_are_validated_by_name(ruleset):
         Decider(RulesetHolder(ruleset)).decide(q)
     assert [(v.field, v.description) for v in e.value.violations] == [
         ("loyalty_card", "at most 256 characters, got 257")]
+
+
+class _SlowFor:
+    """A profile source that answers ``slow``'s lookup only once the
+    monotonic clock has passed ``until`` (a spin on the clock, no sleep),
+    and records every id it was asked for."""
+
+    def __init__(self, slow: str, until: float):
+        self.slow, self.until, self.asked = slow, until, []
+
+    def get(self, customer_id, timeout):
+        self.asked.append(customer_id)
+        if customer_id == self.slow:
+            while time.monotonic() <= self.until:
+                pass
+        return None
+
+
+def test_a_deadline_passing_mid_batch_stops_it_before_the_next_item(ruleset):
+    deadline = time.monotonic() + 0.05
+    source = _SlowFor("c-2", deadline)
+    d = Decider(RulesetHolder(ruleset), profiles=source)
+    queries = [DecideQuery(customer_id=f"c-{i}", context=RequestContext(timestamp=NOW)) for i in (1, 2, 3)]
+    with pytest.raises(DeadlineExceeded):
+        d.decide_batch(queries, deadline)
+    assert source.asked == ["c-1", "c-2"]          # no work for the item after the deadline
+
+
+def test_a_batch_past_its_deadline_does_no_work(ruleset):
+    source = _SlowFor("", 0.0)
+    d = Decider(RulesetHolder(ruleset), profiles=source)
+    with pytest.raises(DeadlineExceeded):
+        d.decide_batch([DecideQuery(customer_id="c-1")], time.monotonic() - 1)
+    assert source.asked == []
+
+
+def test_a_batch_item_error_is_its_own_and_named_by_its_index(ruleset):
+    d = Decider(RulesetHolder(ruleset))
+    bad = DecideQuery(context=RequestContext(location=(91.0, 0.0), timestamp=NOW))
+    version, out = d.decide_batch([DecideQuery(context=RequestContext(timestamp=NOW)), bad,
+                                   InvalidArgument([FieldViolation("context.device", "unknown device 77")])])
+    assert version == ruleset.version
+    assert isinstance(out[0], DecideResult)
+    assert [v.field for v in out[1].error.violations] == ["requests[1].context.location.lat"]
+    assert [v.field for v in out[2].error.violations] == ["requests[2].context.device"]
