@@ -215,6 +215,7 @@ cdef Slot R_DECISIONS = field_slot(DecideResult, "decisions")
 cdef Slot R_DEGRADED = field_slot(DecideResult, "degraded")
 cdef Slot R_DEGRADED_REASON = field_slot(DecideResult, "degraded_reason")
 cdef Slot R_EXPLANATION = field_slot(DecideResult, "explanation")
+cdef Slot R_CUSTOMER_ID = field_slot(DecideResult, "customer_id")
 cdef Slot REASON_RULE = field_slot(Reason, "rule")
 cdef Slot REASON_BECAUSE = field_slot(Reason, "because")
 cdef Slot REASON_LOCATION = field_slot(Reason, "location")
@@ -443,6 +444,7 @@ cdef int _result(Buf *b, object r) except -1:
         _tag(b, 7, VARINT)
         _varint(b, 1)
         _str(b, 8, _f(r, R_DEGRADED_REASON, "degraded_reason"))
+    _str(b, 12, _f(r, R_CUSTOMER_ID, "customer_id"))
     return 0
 
 
@@ -763,6 +765,8 @@ def generic_fields():
         out.append("DecideResult.degraded_reason")
     if R_EXPLANATION.owner is NULL:
         out.append("DecideResult.explanation")
+    if R_CUSTOMER_ID.owner is NULL:
+        out.append("DecideResult.customer_id")
     if REASON_RULE.owner is NULL:
         out.append("Reason.rule")
     if REASON_BECAUSE.owner is NULL:

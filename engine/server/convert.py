@@ -224,6 +224,7 @@ def result_to_pb(r: DecideResult, out: pb.DecideResponse | None = None) -> pb.De
     if r.degraded:
         out.degraded = True
         out.degraded_reason = r.degraded_reason
+    out.customer_id = r.customer_id
     if r.explanation is not None:
         # explanations hold only JSON values; the round trip drops anything else
         dict_to_struct(json.loads(json.dumps(r.explanation, default=str)), out.explanation)

@@ -49,7 +49,7 @@ LAYOUT = {
     pb.GeoPoint: dict(lat=1, lon=2),
     pb.DecideResponse: dict(ruleset_version=1, homepage_category=2, prefill_size=3, nearby_stores=4,
                             next_best_offer=5, decisions=6, degraded=7, degraded_reason=8, profile_status=9,
-                            explanation=10, decided_at=11),
+                            explanation=10, decided_at=11, customer_id=12),
     pb.Reason: dict(rule=1, because=2, location=3),
     pb.ExperimentAssignment: dict(experiment=1, variant=2),
     pb.HomepageCategory: dict(category=1, source=2, reason=3, experiments=4),

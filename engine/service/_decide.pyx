@@ -239,7 +239,8 @@ def decide_one(decider, rs, plan, q, deadline):
                        if e is not None and (asked is None or name in asked)}
     get = fields.get
     return DecideResult(rs.version, now, status, get(HOMEPAGE), get(SIZE), get(NEARBY), get(OFFER), generic,
-                        bool(degraded), "; ".join(degraded) if degraded else "", explanation, tuple(decided_by))
+                        bool(degraded), "; ".join(degraded) if degraded else "", explanation, tuple(decided_by),
+                        cid or "")
 
 
 def common_case(q):

@@ -165,6 +165,7 @@ class DecideResult(msgspec.Struct):
     explanation: dict | None = None
     # (decision, rule or None) for every decision made, for metrics
     decided_by: tuple[tuple[str, str | None], ...] = ()
+    customer_id: str = ""              # who the answer is for (DecideResponse.customer_id); "": anonymous
 
 
 @dataclass(frozen=True)

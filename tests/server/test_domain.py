@@ -172,8 +172,19 @@ def test_a_merged_customer_keeps_one_variant_whichever_id_is_sent():
     for cid in ids:
         r = d.decide(DecideQuery(customer_id=cid, context=RequestContext(timestamp=NOW)))
         assert r.profile_status is ProfileStatus.STORED
+        assert r.customer_id == "m-2"                  # the answer says who it is for: the survivor
         got.append(r.next_best_offer.common.experiments)
     assert got[0] == got[1] and got[0]
+
+
+def test_the_answer_names_the_customer_it_is_for(ruleset):
+    d = Decider(RulesetHolder(ruleset), profiles=StaticProfiles({"c-runner": RUNNER}))
+    ctx = RequestContext(timestamp=NOW)
+    assert d.decide(DecideQuery(customer_id="c-runner", context=ctx)).customer_id == "c-runner"
+    assert d.decide(DecideQuery(customer_id="c-new", context=ctx)).customer_id == "c-new"     # unknown
+    assert d.decide(DecideQuery(profile={"lifecycle": "vip"}, context=ctx)).customer_id == ""  # snapshot only
+    assert d.decide(DecideQuery(profile={"customer_id": "c-7"}, context=ctx)).customer_id == "c-7"
+    assert d.decide(DecideQuery(context=ctx)).customer_id == ""                                 # anonymous
 
 
 # ---------------------------------------------------------------- other identifiers
@@ -208,6 +219,7 @@ def test_a_till_scanning_a_loyalty_card_gets_the_card_holders_decisions(referenc
     by_card = d.decide(DecideQuery(aliases=(("loyalty_card", "LC-9"),), context=ctx))
     by_id = d.decide(DecideQuery(customer_id="c-9", context=ctx))
     assert by_card.profile_status is ProfileStatus.STORED
+    assert by_card.customer_id == "c-9"                     # who the card belongs to, for the till to log
     assert by_card.prefill_size.size == "M"                 # from the purchase at the till
     assert by_card == by_id
     # an id the store does not know, with a card it does: the card finds the customer
@@ -233,6 +245,7 @@ def test_an_unknown_card_is_decided_as_the_customer_its_first_event_creates(refe
     result = stored.apply([_purchase("e3", T - 60, loyalty_card="LC-11", device_id="dev-1")])
     minted = result.assigned["e3"]
     assert minted.startswith("m-")
+    assert before.customer_id == minted                    # the id the answer was given under, before it existed
     assert before.next_best_offer.common.experiments == d.decide(
         DecideQuery(customer_id=minted, profile={"lifecycle": "new"},
                     context=RequestContext(channel="app", timestamp=T))).next_best_offer.common.experiments

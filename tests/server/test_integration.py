@@ -53,10 +53,12 @@ def test_decide_and_batch_over_the_wire(server):
     assert resp.prefill_size.size == "42"
     assert resp.decisions["banner"].value.string_value == "vip"
     assert resp.profile_status == pb.PROFILE_STATUS_SNAPSHOT
+    assert resp.customer_id == "c-runner"
     batch = stub.DecideBatch(pb.DecideBatchRequest(requests=[runner_request(), pb.DecideRequest(decisions=["x"])]),
                              timeout=10)
     assert [r.WhichOneof("result") for r in batch.results] == ["response", "error"]
     assert batch.results[0].response.prefill_size.size == "42"
+    assert batch.results[0].response.customer_id == "c-runner"
 
 
 def test_errors_have_proper_codes_and_details(server):

@@ -80,6 +80,7 @@ def test_the_loyalty_card_examples_decide_for_the_sample_customer(tmp_path):
         for body in bodies:
             result = decider.decide(query_from_pb(json_format.Parse(body, pb.DecideRequest())))
             assert result.profile_status is ProfileStatus.STORED, body
+            assert result.customer_id == "c-1001"              # README: "the answer's customer_id says so"
             assert result.nearby_stores.located_by == "request_store"
     finally:
         profiles.close()

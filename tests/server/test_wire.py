@@ -170,7 +170,7 @@ results = st.builds(
                                         opt_text, opt_text),
     next_best_offer=st.none() | st.builds(NextBestOffers, st.lists(offers, max_size=3).map(tuple), commons),
     decisions=st.dictionaries(text, generic, max_size=2),
-    degraded=st.booleans(), degraded_reason=text)
+    degraded=st.booleans(), degraded_reason=text, customer_id=st.just("") | text)
 
 
 @settings(max_examples=400, deadline=None)
