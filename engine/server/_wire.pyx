@@ -204,59 +204,60 @@ cdef object FALLBACK = None          # convert.result_to_pb(r).SerializeToString
 
 
 # the answer's fields, read from their slots (engine/service/_fields.pxd)
-cdef Slot R_RULESET_VERSION = field_slot(DecideResult, "ruleset_version")
-cdef Slot R_PROFILE_STATUS = field_slot(DecideResult, "profile_status")
-cdef Slot R_DECIDED_AT = field_slot(DecideResult, "decided_at")
-cdef Slot R_HOMEPAGE_CATEGORY = field_slot(DecideResult, "homepage_category")
-cdef Slot R_PREFILL_SIZE = field_slot(DecideResult, "prefill_size")
-cdef Slot R_NEARBY_STORES = field_slot(DecideResult, "nearby_stores")
-cdef Slot R_NEXT_BEST_OFFER = field_slot(DecideResult, "next_best_offer")
-cdef Slot R_DECISIONS = field_slot(DecideResult, "decisions")
-cdef Slot R_DEGRADED = field_slot(DecideResult, "degraded")
-cdef Slot R_DEGRADED_REASON = field_slot(DecideResult, "degraded_reason")
-cdef Slot R_EXPLANATION = field_slot(DecideResult, "explanation")
-cdef Slot R_CUSTOMER_ID = field_slot(DecideResult, "customer_id")
-cdef Slot REASON_RULE = field_slot(Reason, "rule")
-cdef Slot REASON_BECAUSE = field_slot(Reason, "because")
-cdef Slot REASON_LOCATION = field_slot(Reason, "location")
-cdef Slot COMMON_SOURCE = field_slot(Common, "source")
-cdef Slot COMMON_REASON = field_slot(Common, "reason")
-cdef Slot COMMON_EXPERIMENTS = field_slot(Common, "experiments")
-cdef Slot OFFER_ID = field_slot(OfferResult, "id")
-cdef Slot OFFER_MESSAGE = field_slot(OfferResult, "message")
-cdef Slot OFFER_SCORE = field_slot(OfferResult, "score")
-cdef Slot OFFER_EXPERIMENT = field_slot(OfferResult, "experiment")
-cdef Slot OFFER_VARIANT = field_slot(OfferResult, "variant")
-cdef Slot OFFER_REASON = field_slot(OfferResult, "reason")
-cdef Slot OFFER_FIELDS = field_slot(OfferResult, "fields")
-cdef Slot NEARBY_STORES = field_slot(NearbyStores, "stores")
-cdef Slot NEARBY_POLICY = field_slot(NearbyStores, "policy")
-cdef Slot NEARBY_COMMON = field_slot(NearbyStores, "common")
-cdef Slot NEARBY_LOCATED_BY = field_slot(NearbyStores, "located_by")
-cdef Slot NEARBY_EMPTY_REASON = field_slot(NearbyStores, "empty_reason")
-cdef Slot STORE_STORE_ID = field_slot(StoreAvailability, "store_id")
-cdef Slot STORE_NAME = field_slot(StoreAvailability, "name")
-cdef Slot STORE_DISTANCE_KM = field_slot(StoreAvailability, "distance_km")
-cdef Slot STORE_QUANTITY = field_slot(StoreAvailability, "quantity")
-cdef Slot STORE_LOW_STOCK = field_slot(StoreAvailability, "low_stock")
-cdef Slot STORE_PREFERRED = field_slot(StoreAvailability, "preferred")
-cdef Slot STORE_OPEN_NOW = field_slot(StoreAvailability, "open_now")
-cdef Slot POLICY_RADIUS_KM = field_slot(NearbyStoresPolicy, "radius_km")
-cdef Slot POLICY_MAX_STORES = field_slot(NearbyStoresPolicy, "max_stores")
-cdef Slot POLICY_MIN_QUANTITY = field_slot(NearbyStoresPolicy, "min_quantity")
-cdef Slot POLICY_LOW_STOCK_BELOW = field_slot(NearbyStoresPolicy, "low_stock_below")
-cdef Slot POLICY_PREFERRED_FIRST = field_slot(NearbyStoresPolicy, "preferred_first")
-cdef Slot POLICY_OPEN_NOW = field_slot(NearbyStoresPolicy, "open_now")
-cdef Slot GENERIC_KIND = field_slot(GenericDecision, "kind")
-cdef Slot GENERIC_COMMON = field_slot(GenericDecision, "common")
-cdef Slot GENERIC_OFFERS = field_slot(GenericDecision, "offers")
-cdef Slot GENERIC_VALUE = field_slot(GenericDecision, "value")
-cdef Slot HOME_CATEGORY = field_slot(HomepageCategory, "category")
-cdef Slot HOME_COMMON = field_slot(HomepageCategory, "common")
-cdef Slot SIZE_SIZE = field_slot(PrefilledSize, "size")
-cdef Slot SIZE_COMMON = field_slot(PrefilledSize, "common")
-cdef Slot OFFERS_OFFERS = field_slot(NextBestOffers, "offers")
-cdef Slot OFFERS_COMMON = field_slot(NextBestOffers, "common")
+cdef list _GENERIC = []                 # fields without a slot (generic_fields)
+cdef Slot R_RULESET_VERSION = field_slot(DecideResult, "ruleset_version", _GENERIC)
+cdef Slot R_PROFILE_STATUS = field_slot(DecideResult, "profile_status", _GENERIC)
+cdef Slot R_DECIDED_AT = field_slot(DecideResult, "decided_at", _GENERIC)
+cdef Slot R_HOMEPAGE_CATEGORY = field_slot(DecideResult, "homepage_category", _GENERIC)
+cdef Slot R_PREFILL_SIZE = field_slot(DecideResult, "prefill_size", _GENERIC)
+cdef Slot R_NEARBY_STORES = field_slot(DecideResult, "nearby_stores", _GENERIC)
+cdef Slot R_NEXT_BEST_OFFER = field_slot(DecideResult, "next_best_offer", _GENERIC)
+cdef Slot R_DECISIONS = field_slot(DecideResult, "decisions", _GENERIC)
+cdef Slot R_DEGRADED = field_slot(DecideResult, "degraded", _GENERIC)
+cdef Slot R_DEGRADED_REASON = field_slot(DecideResult, "degraded_reason", _GENERIC)
+cdef Slot R_EXPLANATION = field_slot(DecideResult, "explanation", _GENERIC)
+cdef Slot R_CUSTOMER_ID = field_slot(DecideResult, "customer_id", _GENERIC)
+cdef Slot REASON_RULE = field_slot(Reason, "rule", _GENERIC)
+cdef Slot REASON_BECAUSE = field_slot(Reason, "because", _GENERIC)
+cdef Slot REASON_LOCATION = field_slot(Reason, "location", _GENERIC)
+cdef Slot COMMON_SOURCE = field_slot(Common, "source", _GENERIC)
+cdef Slot COMMON_REASON = field_slot(Common, "reason", _GENERIC)
+cdef Slot COMMON_EXPERIMENTS = field_slot(Common, "experiments", _GENERIC)
+cdef Slot OFFER_ID = field_slot(OfferResult, "id", _GENERIC)
+cdef Slot OFFER_MESSAGE = field_slot(OfferResult, "message", _GENERIC)
+cdef Slot OFFER_SCORE = field_slot(OfferResult, "score", _GENERIC)
+cdef Slot OFFER_EXPERIMENT = field_slot(OfferResult, "experiment", _GENERIC)
+cdef Slot OFFER_VARIANT = field_slot(OfferResult, "variant", _GENERIC)
+cdef Slot OFFER_REASON = field_slot(OfferResult, "reason", _GENERIC)
+cdef Slot OFFER_FIELDS = field_slot(OfferResult, "fields", _GENERIC)
+cdef Slot NEARBY_STORES = field_slot(NearbyStores, "stores", _GENERIC)
+cdef Slot NEARBY_POLICY = field_slot(NearbyStores, "policy", _GENERIC)
+cdef Slot NEARBY_COMMON = field_slot(NearbyStores, "common", _GENERIC)
+cdef Slot NEARBY_LOCATED_BY = field_slot(NearbyStores, "located_by", _GENERIC)
+cdef Slot NEARBY_EMPTY_REASON = field_slot(NearbyStores, "empty_reason", _GENERIC)
+cdef Slot STORE_STORE_ID = field_slot(StoreAvailability, "store_id", _GENERIC)
+cdef Slot STORE_NAME = field_slot(StoreAvailability, "name", _GENERIC)
+cdef Slot STORE_DISTANCE_KM = field_slot(StoreAvailability, "distance_km", _GENERIC)
+cdef Slot STORE_QUANTITY = field_slot(StoreAvailability, "quantity", _GENERIC)
+cdef Slot STORE_LOW_STOCK = field_slot(StoreAvailability, "low_stock", _GENERIC)
+cdef Slot STORE_PREFERRED = field_slot(StoreAvailability, "preferred", _GENERIC)
+cdef Slot STORE_OPEN_NOW = field_slot(StoreAvailability, "open_now", _GENERIC)
+cdef Slot POLICY_RADIUS_KM = field_slot(NearbyStoresPolicy, "radius_km", _GENERIC)
+cdef Slot POLICY_MAX_STORES = field_slot(NearbyStoresPolicy, "max_stores", _GENERIC)
+cdef Slot POLICY_MIN_QUANTITY = field_slot(NearbyStoresPolicy, "min_quantity", _GENERIC)
+cdef Slot POLICY_LOW_STOCK_BELOW = field_slot(NearbyStoresPolicy, "low_stock_below", _GENERIC)
+cdef Slot POLICY_PREFERRED_FIRST = field_slot(NearbyStoresPolicy, "preferred_first", _GENERIC)
+cdef Slot POLICY_OPEN_NOW = field_slot(NearbyStoresPolicy, "open_now", _GENERIC)
+cdef Slot GENERIC_KIND = field_slot(GenericDecision, "kind", _GENERIC)
+cdef Slot GENERIC_COMMON = field_slot(GenericDecision, "common", _GENERIC)
+cdef Slot GENERIC_OFFERS = field_slot(GenericDecision, "offers", _GENERIC)
+cdef Slot GENERIC_VALUE = field_slot(GenericDecision, "value", _GENERIC)
+cdef Slot HOME_CATEGORY = field_slot(HomepageCategory, "category", _GENERIC)
+cdef Slot HOME_COMMON = field_slot(HomepageCategory, "common", _GENERIC)
+cdef Slot SIZE_SIZE = field_slot(PrefilledSize, "size", _GENERIC)
+cdef Slot SIZE_COMMON = field_slot(PrefilledSize, "common", _GENERIC)
+cdef Slot OFFERS_OFFERS = field_slot(NextBestOffers, "offers", _GENERIC)
+cdef Slot OFFERS_COMMON = field_slot(NextBestOffers, "common", _GENERIC)
 
 
 def configure(sources, profile_status, render_value, plain, fallback):
@@ -742,111 +743,4 @@ def batch_queries(bytes raw):
 def generic_fields():
     """The fields this module reads through the generic attribute lookup
     because their type keeps them in no object slot (tests: none)."""
-    out = []
-    if R_RULESET_VERSION.owner is NULL:
-        out.append("DecideResult.ruleset_version")
-    if R_PROFILE_STATUS.owner is NULL:
-        out.append("DecideResult.profile_status")
-    if R_DECIDED_AT.owner is NULL:
-        out.append("DecideResult.decided_at")
-    if R_HOMEPAGE_CATEGORY.owner is NULL:
-        out.append("DecideResult.homepage_category")
-    if R_PREFILL_SIZE.owner is NULL:
-        out.append("DecideResult.prefill_size")
-    if R_NEARBY_STORES.owner is NULL:
-        out.append("DecideResult.nearby_stores")
-    if R_NEXT_BEST_OFFER.owner is NULL:
-        out.append("DecideResult.next_best_offer")
-    if R_DECISIONS.owner is NULL:
-        out.append("DecideResult.decisions")
-    if R_DEGRADED.owner is NULL:
-        out.append("DecideResult.degraded")
-    if R_DEGRADED_REASON.owner is NULL:
-        out.append("DecideResult.degraded_reason")
-    if R_EXPLANATION.owner is NULL:
-        out.append("DecideResult.explanation")
-    if R_CUSTOMER_ID.owner is NULL:
-        out.append("DecideResult.customer_id")
-    if REASON_RULE.owner is NULL:
-        out.append("Reason.rule")
-    if REASON_BECAUSE.owner is NULL:
-        out.append("Reason.because")
-    if REASON_LOCATION.owner is NULL:
-        out.append("Reason.location")
-    if COMMON_SOURCE.owner is NULL:
-        out.append("Common.source")
-    if COMMON_REASON.owner is NULL:
-        out.append("Common.reason")
-    if COMMON_EXPERIMENTS.owner is NULL:
-        out.append("Common.experiments")
-    if OFFER_ID.owner is NULL:
-        out.append("OfferResult.id")
-    if OFFER_MESSAGE.owner is NULL:
-        out.append("OfferResult.message")
-    if OFFER_SCORE.owner is NULL:
-        out.append("OfferResult.score")
-    if OFFER_EXPERIMENT.owner is NULL:
-        out.append("OfferResult.experiment")
-    if OFFER_VARIANT.owner is NULL:
-        out.append("OfferResult.variant")
-    if OFFER_REASON.owner is NULL:
-        out.append("OfferResult.reason")
-    if OFFER_FIELDS.owner is NULL:
-        out.append("OfferResult.fields")
-    if NEARBY_STORES.owner is NULL:
-        out.append("NearbyStores.stores")
-    if NEARBY_POLICY.owner is NULL:
-        out.append("NearbyStores.policy")
-    if NEARBY_COMMON.owner is NULL:
-        out.append("NearbyStores.common")
-    if NEARBY_LOCATED_BY.owner is NULL:
-        out.append("NearbyStores.located_by")
-    if NEARBY_EMPTY_REASON.owner is NULL:
-        out.append("NearbyStores.empty_reason")
-    if STORE_STORE_ID.owner is NULL:
-        out.append("StoreAvailability.store_id")
-    if STORE_NAME.owner is NULL:
-        out.append("StoreAvailability.name")
-    if STORE_DISTANCE_KM.owner is NULL:
-        out.append("StoreAvailability.distance_km")
-    if STORE_QUANTITY.owner is NULL:
-        out.append("StoreAvailability.quantity")
-    if STORE_LOW_STOCK.owner is NULL:
-        out.append("StoreAvailability.low_stock")
-    if STORE_PREFERRED.owner is NULL:
-        out.append("StoreAvailability.preferred")
-    if STORE_OPEN_NOW.owner is NULL:
-        out.append("StoreAvailability.open_now")
-    if POLICY_RADIUS_KM.owner is NULL:
-        out.append("NearbyStoresPolicy.radius_km")
-    if POLICY_MAX_STORES.owner is NULL:
-        out.append("NearbyStoresPolicy.max_stores")
-    if POLICY_MIN_QUANTITY.owner is NULL:
-        out.append("NearbyStoresPolicy.min_quantity")
-    if POLICY_LOW_STOCK_BELOW.owner is NULL:
-        out.append("NearbyStoresPolicy.low_stock_below")
-    if POLICY_PREFERRED_FIRST.owner is NULL:
-        out.append("NearbyStoresPolicy.preferred_first")
-    if POLICY_OPEN_NOW.owner is NULL:
-        out.append("NearbyStoresPolicy.open_now")
-    if GENERIC_KIND.owner is NULL:
-        out.append("GenericDecision.kind")
-    if GENERIC_COMMON.owner is NULL:
-        out.append("GenericDecision.common")
-    if GENERIC_OFFERS.owner is NULL:
-        out.append("GenericDecision.offers")
-    if GENERIC_VALUE.owner is NULL:
-        out.append("GenericDecision.value")
-    if HOME_CATEGORY.owner is NULL:
-        out.append("HomepageCategory.category")
-    if HOME_COMMON.owner is NULL:
-        out.append("HomepageCategory.common")
-    if SIZE_SIZE.owner is NULL:
-        out.append("PrefilledSize.size")
-    if SIZE_COMMON.owner is NULL:
-        out.append("PrefilledSize.common")
-    if OFFERS_OFFERS.owner is NULL:
-        out.append("NextBestOffers.offers")
-    if OFFERS_COMMON.owner is NULL:
-        out.append("NextBestOffers.common")
-    return out
+    return list(_GENERIC)

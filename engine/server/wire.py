@@ -115,7 +115,6 @@ _wire.configure(SOURCES, PROFILE_STATUS, render_value, _plain, lambda r: result_
 
 _parse_request = pb.DecideRequest.FromString
 _parse_batch = pb.DecideBatchRequest.FromString
-_decide_query = _wire.decide_query
 _batch_queries = _wire.batch_queries
 _wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request)
 
@@ -123,8 +122,8 @@ encode_result = _wire.encode_result
 
 #: A DecideRequest's bytes as the DecideQuery ``convert.query_from_pb``
 #: makes of them, or, for what only the runtime reads, the parsed message
-#: (raises as ``DecideRequest.FromString`` does).  C: ``_decide_query``,
-#: then ``_parse_request`` when it hands the request back.
+#: (raises as ``DecideRequest.FromString`` does).  C: ``_wire.decide_query``'s
+#: reader, then ``_parse_request`` when it hands the request back.
 decide_request = _wire.decide_request
 
 

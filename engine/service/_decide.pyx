@@ -71,45 +71,46 @@ cdef str _HOME = HOME
 cdef object _INVENTORY_STORES = None     # service.inventory.InventoryStores (it imports this module)
 
 # the request's fields, read from their slots (engine/service/_fields.pxd)
-cdef Slot Q_CUSTOMER_ID = field_slot(DecideQuery, "customer_id")
-cdef Slot Q_PROFILE = field_slot(DecideQuery, "profile")
-cdef Slot Q_SNAPSHOT_BYTES = field_slot(DecideQuery, "snapshot_bytes")
-cdef Slot Q_CONTEXT = field_slot(DecideQuery, "context")
-cdef Slot Q_DECISIONS = field_slot(DecideQuery, "decisions")
-cdef Slot Q_EXPLAIN = field_slot(DecideQuery, "explain")
-cdef Slot Q_ALIASES = field_slot(DecideQuery, "aliases")
-cdef Slot C_CHANNEL = field_slot(RequestContext, "channel")
-cdef Slot C_DEVICE = field_slot(RequestContext, "device")
-cdef Slot C_LOCALE = field_slot(RequestContext, "locale")
-cdef Slot C_PAGE = field_slot(RequestContext, "page")
-cdef Slot C_SKU = field_slot(RequestContext, "sku")
-cdef Slot C_CATEGORY = field_slot(RequestContext, "category")
-cdef Slot C_LOCATION = field_slot(RequestContext, "location")
-cdef Slot C_STORE = field_slot(RequestContext, "store")
-cdef Slot C_TIMESTAMP = field_slot(RequestContext, "timestamp")
-cdef Slot C_ATTRIBUTES = field_slot(RequestContext, "attributes")
+cdef list _GENERIC = []                 # fields without a slot (generic_fields)
+cdef Slot Q_CUSTOMER_ID = field_slot(DecideQuery, "customer_id", _GENERIC)
+cdef Slot Q_PROFILE = field_slot(DecideQuery, "profile", _GENERIC)
+cdef Slot Q_SNAPSHOT_BYTES = field_slot(DecideQuery, "snapshot_bytes", _GENERIC)
+cdef Slot Q_CONTEXT = field_slot(DecideQuery, "context", _GENERIC)
+cdef Slot Q_DECISIONS = field_slot(DecideQuery, "decisions", _GENERIC)
+cdef Slot Q_EXPLAIN = field_slot(DecideQuery, "explain", _GENERIC)
+cdef Slot Q_ALIASES = field_slot(DecideQuery, "aliases", _GENERIC)
+cdef Slot C_CHANNEL = field_slot(RequestContext, "channel", _GENERIC)
+cdef Slot C_DEVICE = field_slot(RequestContext, "device", _GENERIC)
+cdef Slot C_LOCALE = field_slot(RequestContext, "locale", _GENERIC)
+cdef Slot C_PAGE = field_slot(RequestContext, "page", _GENERIC)
+cdef Slot C_SKU = field_slot(RequestContext, "sku", _GENERIC)
+cdef Slot C_CATEGORY = field_slot(RequestContext, "category", _GENERIC)
+cdef Slot C_LOCATION = field_slot(RequestContext, "location", _GENERIC)
+cdef Slot C_STORE = field_slot(RequestContext, "store", _GENERIC)
+cdef Slot C_TIMESTAMP = field_slot(RequestContext, "timestamp", _GENERIC)
+cdef Slot C_ATTRIBUTES = field_slot(RequestContext, "attributes", _GENERIC)
 # the stores query's and the nearby answer's
-cdef Slot P_RADIUS_KM = field_slot(NearbyStoresPolicy, "radius_km")
-cdef Slot P_MAX_STORES = field_slot(NearbyStoresPolicy, "max_stores")
-cdef Slot P_MIN_QUANTITY = field_slot(NearbyStoresPolicy, "min_quantity")
-cdef Slot P_LOW_STOCK_BELOW = field_slot(NearbyStoresPolicy, "low_stock_below")
-cdef Slot P_PREFERRED_FIRST = field_slot(NearbyStoresPolicy, "preferred_first")
-cdef Slot P_OPEN_NOW = field_slot(NearbyStoresPolicy, "open_now")
-cdef Slot FOUND_STORES = field_slot(NearbyFound, "stores")
-cdef Slot FOUND_LOCATED_BY = field_slot(NearbyFound, "located_by")
-cdef Slot FOUND_EMPTY_REASON = field_slot(NearbyFound, "empty_reason")
-cdef Slot ROW_STORE_ID = field_slot(FoundStore, "store_id")
-cdef Slot ROW_NAME = field_slot(FoundStore, "name")
-cdef Slot ROW_DISTANCE_KM = field_slot(FoundStore, "distance_km")
-cdef Slot ROW_QUANTITY = field_slot(FoundStore, "quantity")
-cdef Slot ROW_OPEN_NOW = field_slot(FoundStore, "open_now")
-cdef Slot AVAIL_PREFERRED = field_slot(StoreAvailability, "preferred")
-cdef Slot AVAIL_DISTANCE_KM = field_slot(StoreAvailability, "distance_km")
-cdef Slot STORE_NAME = field_slot(Store, "name")
-cdef Slot STORE_LAT = field_slot(Store, "lat")
-cdef Slot STORE_LON = field_slot(Store, "lon")
-cdef Slot STORE_TZ = field_slot(Store, "tz")
-cdef Slot STORE_HOURS = field_slot(Store, "hours")
+cdef Slot P_RADIUS_KM = field_slot(NearbyStoresPolicy, "radius_km", _GENERIC)
+cdef Slot P_MAX_STORES = field_slot(NearbyStoresPolicy, "max_stores", _GENERIC)
+cdef Slot P_MIN_QUANTITY = field_slot(NearbyStoresPolicy, "min_quantity", _GENERIC)
+cdef Slot P_LOW_STOCK_BELOW = field_slot(NearbyStoresPolicy, "low_stock_below", _GENERIC)
+cdef Slot P_PREFERRED_FIRST = field_slot(NearbyStoresPolicy, "preferred_first", _GENERIC)
+cdef Slot P_OPEN_NOW = field_slot(NearbyStoresPolicy, "open_now", _GENERIC)
+cdef Slot FOUND_STORES = field_slot(NearbyFound, "stores", _GENERIC)
+cdef Slot FOUND_LOCATED_BY = field_slot(NearbyFound, "located_by", _GENERIC)
+cdef Slot FOUND_EMPTY_REASON = field_slot(NearbyFound, "empty_reason", _GENERIC)
+cdef Slot ROW_STORE_ID = field_slot(FoundStore, "store_id", _GENERIC)
+cdef Slot ROW_NAME = field_slot(FoundStore, "name", _GENERIC)
+cdef Slot ROW_DISTANCE_KM = field_slot(FoundStore, "distance_km", _GENERIC)
+cdef Slot ROW_QUANTITY = field_slot(FoundStore, "quantity", _GENERIC)
+cdef Slot ROW_OPEN_NOW = field_slot(FoundStore, "open_now", _GENERIC)
+cdef Slot AVAIL_PREFERRED = field_slot(StoreAvailability, "preferred", _GENERIC)
+cdef Slot AVAIL_DISTANCE_KM = field_slot(StoreAvailability, "distance_km", _GENERIC)
+cdef Slot STORE_NAME = field_slot(Store, "name", _GENERIC)
+cdef Slot STORE_LAT = field_slot(Store, "lat", _GENERIC)
+cdef Slot STORE_LON = field_slot(Store, "lon", _GENERIC)
+cdef Slot STORE_TZ = field_slot(Store, "tz", _GENERIC)
+cdef Slot STORE_HOURS = field_slot(Store, "hours", _GENERIC)
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -141,13 +142,20 @@ def answer(decider, q, remaining, on_result, encode):
 def decide(decider, q, deadline=None):
     """``Decider.decide``: the current ruleset's answer to ``q``."""
     _check_deadline(deadline)
+    rs, plan = _current(decider)
+    return decide_one(decider, rs, plan, q, deadline)
+
+
+cdef tuple _current(decider):
+    """The Decider's current ruleset and its plan (FailedPrecondition, in
+    ``Decider.ruleset``'s words, when none is loaded)."""
     rs = decider.holder.current
     if rs is None:
-        rs = decider.ruleset()                # raises FailedPrecondition, in the Decider's words
+        rs = decider.ruleset()                # raises
     plan = decider._plan
     if plan is None or plan.ruleset is not rs:    # a swap this request raced with
         plan = Plan(rs)
-    return decide_one(decider, rs, plan, q, deadline)
+    return rs, plan
 
 
 def decide_batch(decider, queries, deadline=None):
@@ -156,12 +164,7 @@ def decide_batch(decider, queries, deadline=None):
     its translation raised); a passed deadline stops the batch."""
     validate_batch_size(len(queries))
     _check_deadline(deadline)
-    rs = decider.holder.current
-    if rs is None:
-        rs = decider.ruleset()                # raises FailedPrecondition, in the Decider's words
-    plan = decider._plan
-    if plan is None or plan.ruleset is not rs:
-        plan = Plan(rs)
+    rs, plan = _current(decider)
     cdef list out = []
     cdef Py_ssize_t i = 0
     for q in queries:
@@ -558,81 +561,4 @@ cdef object _one_size(snap, sku):
 def generic_fields():
     """The fields this module reads through the generic attribute lookup
     because their type keeps them in no object slot (tests: none)."""
-    out = []
-    if Q_CUSTOMER_ID.owner is NULL:
-        out.append("DecideQuery.customer_id")
-    if Q_PROFILE.owner is NULL:
-        out.append("DecideQuery.profile")
-    if Q_SNAPSHOT_BYTES.owner is NULL:
-        out.append("DecideQuery.snapshot_bytes")
-    if Q_CONTEXT.owner is NULL:
-        out.append("DecideQuery.context")
-    if Q_DECISIONS.owner is NULL:
-        out.append("DecideQuery.decisions")
-    if Q_EXPLAIN.owner is NULL:
-        out.append("DecideQuery.explain")
-    if Q_ALIASES.owner is NULL:
-        out.append("DecideQuery.aliases")
-    if C_CHANNEL.owner is NULL:
-        out.append("RequestContext.channel")
-    if C_DEVICE.owner is NULL:
-        out.append("RequestContext.device")
-    if C_LOCALE.owner is NULL:
-        out.append("RequestContext.locale")
-    if C_PAGE.owner is NULL:
-        out.append("RequestContext.page")
-    if C_SKU.owner is NULL:
-        out.append("RequestContext.sku")
-    if C_CATEGORY.owner is NULL:
-        out.append("RequestContext.category")
-    if C_LOCATION.owner is NULL:
-        out.append("RequestContext.location")
-    if C_STORE.owner is NULL:
-        out.append("RequestContext.store")
-    if C_TIMESTAMP.owner is NULL:
-        out.append("RequestContext.timestamp")
-    if C_ATTRIBUTES.owner is NULL:
-        out.append("RequestContext.attributes")
-    if P_RADIUS_KM.owner is NULL:
-        out.append("NearbyStoresPolicy.radius_km")
-    if P_MAX_STORES.owner is NULL:
-        out.append("NearbyStoresPolicy.max_stores")
-    if P_MIN_QUANTITY.owner is NULL:
-        out.append("NearbyStoresPolicy.min_quantity")
-    if P_LOW_STOCK_BELOW.owner is NULL:
-        out.append("NearbyStoresPolicy.low_stock_below")
-    if P_PREFERRED_FIRST.owner is NULL:
-        out.append("NearbyStoresPolicy.preferred_first")
-    if P_OPEN_NOW.owner is NULL:
-        out.append("NearbyStoresPolicy.open_now")
-    if FOUND_STORES.owner is NULL:
-        out.append("NearbyFound.stores")
-    if FOUND_LOCATED_BY.owner is NULL:
-        out.append("NearbyFound.located_by")
-    if FOUND_EMPTY_REASON.owner is NULL:
-        out.append("NearbyFound.empty_reason")
-    if ROW_STORE_ID.owner is NULL:
-        out.append("FoundStore.store_id")
-    if ROW_NAME.owner is NULL:
-        out.append("FoundStore.name")
-    if ROW_DISTANCE_KM.owner is NULL:
-        out.append("FoundStore.distance_km")
-    if ROW_QUANTITY.owner is NULL:
-        out.append("FoundStore.quantity")
-    if ROW_OPEN_NOW.owner is NULL:
-        out.append("FoundStore.open_now")
-    if AVAIL_PREFERRED.owner is NULL:
-        out.append("StoreAvailability.preferred")
-    if AVAIL_DISTANCE_KM.owner is NULL:
-        out.append("StoreAvailability.distance_km")
-    if STORE_NAME.owner is NULL:
-        out.append("Store.name")
-    if STORE_LAT.owner is NULL:
-        out.append("Store.lat")
-    if STORE_LON.owner is NULL:
-        out.append("Store.lon")
-    if STORE_TZ.owner is NULL:
-        out.append("Store.tz")
-    if STORE_HOURS.owner is NULL:
-        out.append("Store.hours")
-    return out
+    return list(_GENERIC)

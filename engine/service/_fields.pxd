@@ -28,9 +28,11 @@ cdef struct Slot:
     Py_ssize_t offset
 
 
-cdef inline Slot field_slot(object cls, str name) except *:
+cdef inline Slot field_slot(object cls, str name, list generic) except *:
     """Where ``cls`` keeps the field ``name``: its member descriptor's
-    offset, when it is an object slot of ``cls`` itself."""
+    offset, when it is an object slot of ``cls`` itself; otherwise the
+    field is read through ``getattr`` and ``cls.name`` goes into
+    ``generic`` (the module's ``generic_fields()``: a test wants none)."""
     cdef Slot s
     s.owner = NULL
     s.offset = 0
@@ -39,6 +41,8 @@ cdef inline Slot field_slot(object cls, str name) except *:
         if (<PyMemberDescrObject *> d).d_member.type == T_OBJECT_EX:
             s.owner = <PyTypeObject *> cls
             s.offset = (<PyMemberDescrObject *> d).d_member.offset
+    if s.owner is NULL:
+        generic.append(f"{getattr(cls, '__name__', cls)}.{name}")
     return s
 
 
