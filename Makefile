@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maple-installed
-SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/eval/_geo.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx engine/server/_wire.pyx engine/service/_assemble.pyx engine/service/_decide.pyx engine/service/_fields.pxd engine/profiles/_fastpaths.pyx proto/maple/v1/*.proto
+SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/eval/_geo.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx engine/server/_wire.pyx engine/service/_assemble.pyx engine/service/_decide.pyx engine/service/_fields.pxd engine/profiles/_fastpaths.pyx engine/profiles/_walbuf.pyx proto/maple/v1/*.proto
 
 .PHONY: serve test bench check clean
 
@@ -34,4 +34,4 @@ check: $(STAMP)
 	$(BIN)/maple check rules/
 
 clean:
-	rm -rf $(VENV) build *.egg-info engine/eval/_kernel.c engine/server/_wire.c engine/service/_assemble.c engine/service/_decide.c engine/inventory/_nearby.c engine/profiles/_fastpaths.c engine/*/*.so engine/eval/_opcodes.pxi engine/server/pb
+	rm -rf $(VENV) build *.egg-info engine/eval/_kernel.c engine/server/_wire.c engine/service/_assemble.c engine/service/_decide.c engine/inventory/_nearby.c engine/profiles/_fastpaths.c engine/profiles/_walbuf.c engine/*/*.so engine/eval/_opcodes.pxi engine/server/pb

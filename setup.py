@@ -98,6 +98,11 @@ def extensions():
                       extra_compile_args=flags),
             Extension("engine.profiles._fastpaths", ["engine/profiles/_fastpaths.pyx"], define_macros=macros,
                       extra_compile_args=flags)]
+    if sys.platform.startswith("linux"):
+        # the SQLite store's WAL-write VFS (engine/profiles/walbuf.py): no SQLite
+        # headers needed, the functions are looked up in the loaded library
+        exts.append(Extension("engine.profiles._walbuf", ["engine/profiles/_walbuf.pyx"],
+                              define_macros=macros, extra_compile_args=flags, libraries=["dl"]))
     return cythonize(exts, annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
                      compiler_directives={"language_level": 3, "linetrace": linetrace})
 

@@ -52,6 +52,7 @@ from typing import Sequence
 
 from .ingest import Changes, GroupCommit, Ticket, plan
 from .sqlite_writer import Checkpointer, Reader, WriterState
+from . import walbuf
 from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
 
 CACHE_KIB = 64 * 1024        # page cache per connection
@@ -171,7 +172,7 @@ class SQLiteStore(ProfileStore):
     def __init__(self, path: str, *, create: bool = True, timeout: float = 10.0,
                  writer_cache: int = WRITER_CACHE, writer_decoded: int = WRITER_DECODED,
                  decoded_min_bytes: int = DECODED_MIN_BYTES, checkpoint_every: int = CHECKPOINT_EVERY,
-                 **options):
+                 coalesce_wal: bool = True, **options):
         super().__init__(f"sqlite://{path}", **options)
         self.path = path
         self._state = WriterState(max_profiles=writer_cache, max_decoded=writer_decoded,
@@ -182,6 +183,7 @@ class SQLiteStore(ProfileStore):
         self._read_lock = threading.Lock()
         self._group: GroupCommit[Changes] = GroupCommit(self._commit_group, GROUP_EVENTS)
         self._autocheckpoint = 4 * CHECKPOINT_PAGES if checkpoint_every else CHECKPOINT_PAGES
+        self._vfs = walbuf.vfs() if coalesce_wal else None
         try:
             self._db = self._connect(timeout)
             prepare(self._db)
@@ -203,7 +205,11 @@ class SQLiteStore(ProfileStore):
         return cls(path, **options)
 
     def _connect(self, timeout: float) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        if self._vfs is not None:       # the WAL's frames written in one call per commit (walbuf)
+            db = sqlite3.connect(walbuf.uri(self.path, self._vfs), uri=True, timeout=timeout,
+                                 isolation_level=None, check_same_thread=False)
+        else:
+            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise StoreError(f"{self.url}: cannot switch to WAL mode (journal_mode={mode})")
@@ -340,8 +346,10 @@ class SQLiteStore(ProfileStore):
         except (StoreUnavailable, sqlite3.Error) as err:
             return Health(False, self.url, str(err), None)
         durable = mode == "wal" and sync >= 2
-        return Health(True, self.url, f"journal_mode={mode}, synchronous={'FULL' if sync == 2 else sync}",
-                      durable)
+        detail = f"journal_mode={mode}, synchronous={'FULL' if sync == 2 else sync}"
+        if self._vfs is not None:
+            detail += f", vfs={self._vfs}"
+        return Health(True, self.url, detail, durable)
 
     def close(self) -> None:
         checkpointer = getattr(self, "_checkpointer", None)

@@ -1,6 +1,6 @@
 """A writer for the kill -9 tests: applies batches of 100 purchases to a
-profile store forever, printing ``ACK <event ids>`` after each batch is
-acknowledged.  Usage: python ingest_worker.py STORE_URL RUN_ID"""
+profile store forever, printing ``READY <the store's health detail>``
+and then ``ACK <event ids>`` after each batch is acknowledged.  Usage: python ingest_worker.py STORE_URL RUN_ID"""
 from __future__ import annotations
 
 import itertools
@@ -18,7 +18,7 @@ def batch(run: str, b: int, now: float) -> list[dict]:
 
 def main(url: str, run: str) -> None:
     with open_store(url) as store:
-        print("READY", flush=True)
+        print("READY", store.health().detail, flush=True)
         for b in itertools.count():
             result = store.apply(batch(run, b, time.time()))
             assert not result.errors, result.errors
