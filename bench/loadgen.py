@@ -16,6 +16,14 @@ request bytes:
              per core, as ``maple serve`` runs by default); when that differs from
              --server-workers, a second ``maple serve`` is started for this phase
 
+* ``events`` RecordEvents of --batch-size events, closed loop, --events-callers
+             callers: events stored durably per second, against a ``maple serve``
+             of its own (--events-workers processes, default 1) on a fresh SQLite
+             file.  The events are bench/profiles_bench.py's realistic month, each
+             sent once; every response is read, and events not stored as new
+             (duplicates, rejections) are reported as errors.  Not run against
+             --target unless --phases names it.
+
 c1, max and open compare Decide with the echo, so both servers run --server-workers
 processes (default 1); the batch phase measures the service as it is deployed.
 The table and the JSON say how many server workers each phase ran against.
@@ -45,6 +53,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DECIDE = "/maple.v1.DecisionService/Decide"
 BATCH = "/maple.v1.DecisionService/DecideBatch"
+EVENTS = "/maple.v1.DecisionService/RecordEvents"
+PHASES = ("c1", "max", "open", "batch", "events")
 ECHO = "/maple.bench.Echo/Echo"
 LOWEST, HIGHEST, DIGITS = 1, 60_000_000, 3          # microseconds
 
@@ -64,8 +74,22 @@ def _channels(target: str, n: int):
 
 
 def client_main(spec: dict, progress, out) -> None:
-    """Run one process's share of a phase; put (histogram, count, errors) on ``out``."""
+    """Run one process's share of a phase; put (histogram, count, errors) on ``out``.
+
+    With ``spec["events"]`` (the events phase) the process first makes its own
+    RecordEvents batches (bench.profiles.event_requests, seeded by its index,
+    so every process's events are new), each thread sends its share once, in
+    order (never twice: a repeat would be a cheap duplicate), and every
+    response is read: events the server did not store as new are counted
+    under ``errors`` (DUPLICATE_EVENTS, REJECTED_EVENTS), and so is a thread
+    that ran out of batches before the end (EXHAUSTED)."""
     import grpc
+    events = spec.get("events")
+    if events:
+        from bench.profiles import event_requests
+        from engine.server.pb.maple.v1 import events_pb2 as epb
+        spec["payloads"] = event_requests(events["batches"], events["size"], events["customers"], events["now"],
+                                          1000 + spec["index"], events["stores"])
     payloads, n = spec["payloads"], len(spec["payloads"])
     hist, lock = _hist(), threading.Lock()
     errors: dict[str, int] = {}
@@ -89,6 +113,29 @@ def client_main(spec: dict, progress, out) -> None:
         if k % 32 == 0:
             with progress.get_lock():
                 progress.value += 32
+
+    def check(reply: bytes) -> None:
+        r = epb.RecordEventsResponse.FromString(reply)
+        for name, count in (("DUPLICATE_EVENTS", r.duplicates), ("REJECTED_EVENTS", r.rejected)):
+            if count:
+                with lock:
+                    errors[name] = errors.get(name, 0) + count
+
+    def once(channel, k: int) -> None:
+        call = channel.unary_unary(spec["method"])
+        mine = payloads[k::spec["threads"]]
+        for i, payload in enumerate(mine):
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            try:
+                check(call(payload, timeout=30))
+            except Exception as err:
+                fail(err)
+            record(t0, time.perf_counter())
+            tick(i + 1)
+        with lock:
+            errors["EXHAUSTED"] = errors.get("EXHAUSTED", 0) + 1
 
     def closed(channel, offset: int) -> None:
         call = channel.unary_unary(spec["method"])
@@ -133,7 +180,8 @@ def client_main(spec: dict, progress, out) -> None:
     if spec["mode"] == "open":
         open_loop(_channels(spec["target"], 4))
     else:
-        threads = [threading.Thread(target=closed, args=(ch, seed + k * 104729))
+        threads = [threading.Thread(target=once, args=(ch, k)) if events else
+                   threading.Thread(target=closed, args=(ch, seed + k * 104729))
                    for k, ch in enumerate(_channels(spec["target"], spec["threads"]))]
         for t in threads:
             t.start()
@@ -162,24 +210,26 @@ class Result:
         return float(self.hist.get_value_at_percentile(p)) if self.requests else float("nan")
 
     def summary(self) -> dict:
+        items = "events_per_s" if self.target == "events" else "decisions_per_s"
         return {"phase": self.phase, "target": self.target, "server_workers": self.server_workers,
                 "requests": self.requests,
                 "throughput_rps": round(self.throughput, 1),
-                "decisions_per_s": round(self.throughput * self.items_per_request, 1),
+                items: round(self.throughput * self.items_per_request, 1),
                 **{f"p{p:g}_us": self.pct(p) for p in (50, 90, 99, 99.9)},
                 "max_us": float(self.hist.get_max_value()) if self.requests else None, "errors": self.errors}
 
 
 def run_phase(phase: str, name: str, target: str, method: str, payloads: list[bytes], *, mode: str,
               procs: int, threads: int, rate: float, duration: float, warmup: float,
-              items_per_request: int = 1, server_workers: int | None = None) -> Result:
+              items_per_request: int = 1, server_workers: int | None = None, events: dict | None = None) -> Result:
     from tqdm import tqdm
     ctx = multiprocessing.get_context("spawn")
     progress, out = ctx.Value("q", 0), ctx.Queue()
     share = [payloads[i::procs] or payloads for i in range(procs)]
     workers = [ctx.Process(target=client_main, args=({
         "index": i, "target": target, "method": method, "payloads": share[i], "mode": mode, "threads": threads,
-        "rate": rate / procs, "duration": duration, "warmup": warmup}, progress, out)) for i in range(procs)]
+        "rate": rate / procs, "duration": duration, "warmup": warmup, "events": events}, progress, out))
+        for i in range(procs)]
     for w in workers:
         w.start()
     label = f"{phase:>5} {name:<6}" + (f" {rate:,.0f}/s" if mode == "open" else f" c={procs * threads}")
@@ -249,6 +299,17 @@ def _wait_serving(address: str) -> None:
     raise SystemExit(f"loadgen: {address} never became SERVING")
 
 
+def store_ids(rules: str) -> list[str]:
+    """The store ids of the rules' data (RULES/data/stores.csv), which the
+    server checks events' store ids against; [] when it has none."""
+    import csv
+    path = Path(rules) / "data" / "stores.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [row["id"] for row in csv.DictReader(f) if row.get("id")]
+
+
 def default_pack() -> str:
     """rules/ when it decides something; else rules/schema.rules + bench/pack."""
     if any("decision" in p.read_text() for p in (ROOT / "rules").rglob("*.rules") if p.name != "schema.rules"):
@@ -289,16 +350,18 @@ def ratio(a: float, b: float) -> float:
 
 
 def table(results: list[Result]) -> str:
-    head = f"{'phase':<6}{'target':<8}{'workers':>8}{'requests':>10}{'req/s':>10}{'dec/s':>10}" \
+    head = f"{'phase':<7}{'target':<8}{'workers':>8}{'requests':>10}{'req/s':>10}{'items/s':>10}" \
            f"{'p50 us':>9}{'p90 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'max us':>9}  errors"
     rows = [head, "-" * len(head)]
     for r in results:
         s = r.summary()
         workers = "-" if r.server_workers is None else str(r.server_workers)
-        rows.append(f"{r.phase:<6}{r.target:<8}{workers:>8}{r.requests:>10}{s['throughput_rps']:>10,.0f}"
-                    f"{s['decisions_per_s']:>10,.0f}{s['p50_us']:>9.0f}{s['p90_us']:>9.0f}{s['p99_us']:>9.0f}"
+        items = s.get("events_per_s", s.get("decisions_per_s"))
+        rows.append(f"{r.phase:<7}{r.target:<8}{workers:>8}{r.requests:>10}{s['throughput_rps']:>10,.0f}"
+                    f"{items:>10,.0f}{s['p50_us']:>9.0f}{s['p90_us']:>9.0f}{s['p99_us']:>9.0f}"
                     f"{s['p99.9_us']:>10.0f}{s['max_us'] or 0:>9.0f}  {r.errors or ''}")
-    rows.append("workers: the server's decision processes ('-': a server running elsewhere)")
+    rows.append("workers: the server's processes ('-': a server running elsewhere); items/s: decisions, "
+                "or for events the events stored (durably) per second")
     return "\n".join(rows)
 
 
@@ -319,7 +382,7 @@ def plot(results: list[Result], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    phases = [p for p in ("c1", "max", "open", "batch") if any(r.phase == p for r in results)]
+    phases = [p for p in PHASES if any(r.phase == p for r in results)]
     fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 4), squeeze=False)
     pcts = [0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
     for ax, phase in zip(axes[0], phases):
@@ -327,7 +390,7 @@ def plot(results: list[Result], path: Path) -> None:
             xs = [1 / (1 - p / 100) if p < 100 else 1e4 for p in pcts]
             workers = "" if r.server_workers is None else f", {r.server_workers} workers"
             ax.plot(xs, [r.pct(p) / 1000 for p in pcts], marker=".",
-                    label=f"{r.target} ({r.throughput:,.0f}/s{workers})")
+                    label=f"{r.target} ({r.throughput:,.0f} req/s{workers})")
         ax.set_xscale("log")
         ax.set_xticks([1, 2, 10, 100, 1000, 10000])
         ax.set_xticklabels(["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
@@ -336,7 +399,7 @@ def plot(results: list[Result], path: Path) -> None:
         ax.set_title(phase)
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.suptitle("Maple Decide vs gRPC echo floor (same server stack)")
+    fig.suptitle("Maple vs gRPC echo floor (same server stack); batch: DecideBatch, events: RecordEvents")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -375,17 +438,32 @@ def parse_args(argv=None):
     p.add_argument("--customers", type=int, default=2000, help="synthetic profiles to make")
     p.add_argument("--by-id", action="store_true",
                    help="send customer ids only; the server it starts reads the profiles from --store jsonl:")
-    p.add_argument("--phases", default="c1,max,open,batch")
+    p.add_argument("--phases", default=None,
+                   help="comma-separated, of " + ",".join(PHASES) + " (default: all; without events "
+                        "with --target, so a server elsewhere is not sent bench events unasked)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase and target")
     p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each")
     p.add_argument("--procs", type=int, default=2, help="client processes for max, open and batch")
     p.add_argument("--concurrency", type=int, default=16, help="callers in max (over --procs)")
     p.add_argument("--rate", type=float, help="open-loop rate (default: --rate-fraction x echo max)")
     p.add_argument("--rate-fraction", type=float, default=0.5)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100, help="items per DecideBatch and per RecordEvents")
+    p.add_argument("--events-workers", type=int, default=1,
+                   help="worker processes of the maple serve the events phase starts, with a fresh SQLite store "
+                        "(default 1: one process writes the file; 0: one per core)")
+    p.add_argument("--events-callers", type=int, default=4, help="RecordEvents callers (over --procs)")
+    p.add_argument("--events-batches", type=int, default=1500,
+                   help="RecordEvents batches made for the phase (each sent once; a caller that runs out "
+                        "before the end is reported as EXHAUSTED)")
+    p.add_argument("--events-customers", type=int, default=20_000, help="customers the events are about")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for JSON and PNG")
     args = p.parse_args(argv)
-    for name in ("server_workers", "batch_workers"):
+    if args.phases is None:
+        args.phases = ",".join(p for p in PHASES if not (args.target and p == "events"))
+    unknown = set(args.phases.split(",")) - set(PHASES)
+    if unknown:
+        p.error(f"--phases: unknown {', '.join(sorted(unknown))} (use {','.join(PHASES)})")
+    for name in ("server_workers", "batch_workers", "events_workers"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')}: use 1 or more, or 0 for one per core")
         setattr(args, name, serve_workers(getattr(args, name)))
@@ -460,9 +538,29 @@ def main(argv=None) -> int:
             results.append(run_phase("batch", "batch", batch_target, BATCH, batches, mode="closed",
                                      procs=args.procs, threads=2, rate=0, items_per_request=args.batch_size,
                                      server_workers=batch_workers, **common))
+        events_target = events_workers = None
+        if "events" in phases:
+            events_target, events_workers = target, decide_workers
+            if not args.target:
+                events_db = Path(tempfile.mkdtemp(prefix="maple-bench-events-")) / "profiles.db"
+                proc, info = start_maple(rules, args.events_workers, f"sqlite://{events_db}")
+                started.append(proc)
+                events_target, events_workers = info["decisions"], args.events_workers
+            procs = min(args.procs, args.events_callers)
+            spec = {"batches": -(-args.events_batches // procs), "size": args.batch_size,
+                    "customers": args.events_customers, "now": time.time(),
+                    "stores": store_ids(rules) if rules else []}
+            print(f"events: RecordEvents of {args.batch_size} events against {events_target}"
+                  + (f" ({events_workers} workers, a fresh SQLite store)" if not args.target else ""),
+                  file=sys.stderr)
+            results.append(run_phase("events", "events", events_target, EVENTS, [], mode="closed", procs=procs,
+                                     threads=max(1, args.events_callers // procs), rate=0,
+                                     items_per_request=args.batch_size, server_workers=events_workers,
+                                     events=spec, **common))
         report = {"target": target, "echo": echo, "by_id": args.by_id, "cores": os.cpu_count(),
                   "server_workers": args.server_workers, "batch_target": batch_target,
-                  "batch_server_workers": batch_workers,
+                  "batch_server_workers": batch_workers, "events_target": events_target,
+                  "events_server_workers": events_workers,
                   "request_bytes": sum(map(len, singles)) // len(singles),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "server_side_decide": server_side}

@@ -61,3 +61,57 @@ def batch_requests(singles: list[bytes], size: int) -> list[bytes]:
         chunk = [reqs[(i + j) % len(reqs)] for j in range(size)]
         out.append(pb.DecideBatchRequest(requests=chunk).SerializeToString())
     return out
+
+
+#: the bench month's event types and channels as the wire numbers them
+def _enum_numbers():
+    from engine.server.pb.maple.v1 import events_pb2 as epb
+    types = {v.name[len("EVENT_TYPE_"):].lower(): v.number for v in epb.EventType.DESCRIPTOR.values}
+    channels = {v.name[len("EVENT_CHANNEL_"):].lower(): v.number for v in epb.EventChannel.DESCRIPTOR.values}
+    return types, channels
+
+
+def event_to_pb(raw: dict, types: dict, channels: dict, out) -> None:
+    """One event of bench/profiles_bench.py's month (the event model's raw
+    object) into the wire Event ``out``: the inverse of engine.server.events.
+    Covers the fields that month uses."""
+    for name in ("event_id", "customer_id", "email_hash", "device_id", "loyalty_card", "sku", "category", "size",
+                 "query", "page", "store_id", "campaign_id", "offer_id"):
+        if name in raw:
+            setattr(out, name, raw[name])
+    out.type, out.channel = types[raw["type"]], channels[raw["channel"]]
+    seconds = int(raw["timestamp"])
+    out.timestamp.seconds, out.timestamp.nanos = seconds, int((raw["timestamp"] - seconds) * 1e9)
+    for it in raw.get("items", ()):
+        item = out.items.add()
+        for name in ("sku", "category", "size", "price", "qty"):
+            if name in it:
+                setattr(item, name, it[name])
+    for name in ("email", "push", "sms"):
+        if name in raw:
+            setattr(out.consent, name, raw[name])
+
+
+def event_requests(batches: int, size: int, customers: int, now: float, seed: int,
+                   store_ids: list[str]) -> list[bytes]:
+    """``batches`` serialized RecordEventsRequests of ``size`` events of the
+    bench's realistic month (bench/profiles_bench.py: a fifth of the events
+    from the 1 % busiest customers, random UUID event ids, so every seed's
+    events are new), ending at ``now``.  Its store ids are replaced with
+    ``store_ids`` (a server with store data refuses stores it does not list)."""
+    import sys
+    from engine.server.pb.maple.v1 import events_pb2 as epb
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from profiles_bench import STORES, workload
+    swap = {s: store_ids[i % len(store_ids)] for i, s in enumerate(STORES)} if store_ids else {}
+    types, channels = _enum_numbers()
+    events = workload(batches * size, customers, now, seed)
+    out = []
+    for i in range(0, len(events), size):
+        req = epb.RecordEventsRequest()
+        for raw in events[i:i + size]:
+            if "store_id" in raw and swap:
+                raw["store_id"] = swap[raw["store_id"]]
+            event_to_pb(raw, types, channels, req.events.add())
+        out.append(req.SerializeToString())
+    return out

@@ -51,10 +51,10 @@ class _Proc:
 
 def _fake(monkeypatch, tmp_path):
     """start_maple/start_echo/run_phase recorded, not run; returns the records."""
-    started, phases = [], []
+    started, phases, events_specs = [], [], []
 
     def start_maple(rules, workers, store, env=None, code=None):
-        started.append(("maple", workers))
+        started.append(("maple", workers) if store is None else ("maple", workers, store.split(":")[0]))
         return _Proc(), {"decisions": f"maple-{workers}:1", "metrics": None}
 
     def start_echo(workers):
@@ -63,6 +63,8 @@ def _fake(monkeypatch, tmp_path):
 
     def run_phase(phase, name, target, method, payloads, **kw):
         phases.append((phase, name, target, kw["server_workers"]))
+        if kw.get("events"):
+            events_specs.append(kw["events"])
         hist = loadgen._hist()
         hist.record_value(100)
         return loadgen.Result(phase, name, 1, 1.0, {}, hist, kw.get("items_per_request", 1), kw["server_workers"])
@@ -72,6 +74,7 @@ def _fake(monkeypatch, tmp_path):
     monkeypatch.setattr(loadgen, "run_phase", run_phase)
     monkeypatch.setattr(loadgen, "plot", lambda results, path: None)
     monkeypatch.setattr(loadgen, "default_pack", lambda: str(tmp_path))
+    _fake.events_specs = events_specs
     return started, phases
 
 
@@ -112,3 +115,58 @@ def test_a_target_elsewhere_serves_the_batch_phase(four_cores, monkeypatch, tmp_
     assert started == []
     assert phases == [("batch", "batch", "far:1", None)]
     assert _report(tmp_path)["batch_server_workers"] is None
+
+
+def test_events_run_against_a_server_of_their_own_on_a_fresh_sqlite_file(four_cores, monkeypatch, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "stores.csv").write_text("id,name\ns001,Chelsea\ns002,Kensington\n")
+    started, phases = _fake(monkeypatch, tmp_path)
+    loadgen.main(["--phases", "events", "--customers", "20", "--out", str(tmp_path)])
+    assert started == [("maple", 1, "sqlite")]
+    assert phases == [("events", "events", "maple-1:1", 1)]
+    [spec] = _fake.events_specs
+    assert spec["stores"] == ["s001", "s002"] and spec["size"] == 100
+    report = _report(tmp_path)
+    assert (report["events_target"], report["events_server_workers"]) == ("maple-1:1", 1)
+    assert "events_per_s" in report["results"][0] and "decisions_per_s" not in report["results"][0]
+
+
+def test_a_target_elsewhere_is_sent_no_events_unless_asked(four_cores, monkeypatch, tmp_path):
+    assert "events" not in loadgen.parse_args(["--target", "far:1"]).phases.split(",")
+    assert "events" in loadgen.parse_args([]).phases.split(",")
+    started, phases = _fake(monkeypatch, tmp_path)
+    loadgen.main(["--phases", "events", "--target", "far:1", "--customers", "20", "--out", str(tmp_path)])
+    assert started == [] and phases == [("events", "events", "far:1", None)]
+
+
+def test_unknown_phases_are_refused():
+    with pytest.raises(SystemExit):
+        loadgen.parse_args(["--phases", "c1,evnets"])
+
+
+def test_the_event_batches_are_the_bench_month_on_the_wire():
+    """What the events phase sends is what profiles_bench ingests: every
+    event reads back (engine.server.events) as the month's raw event, new
+    ids per seed, store ids swapped for the server's, and all valid."""
+    import sys
+    import time
+    from pathlib import Path
+    from bench import profiles
+    from engine.profiles.events import ValidationConfig, validate_batch
+    from engine.server.events import events_from_pb
+    from engine.server.pb.maple.v1 import events_pb2 as epb
+    sys.path.insert(0, str(Path(loadgen.ROOT) / "bench"))
+    from profiles_bench import workload
+    now = time.time()
+    [wire] = profiles.event_requests(1, 300, 50, now, seed=5, store_ids=["s001"])
+    sent = events_from_pb(epb.RecordEventsRequest.FromString(wire))
+    month = workload(300, 50, now, 5)
+    assert len(sent) == 300
+    assert not validate_batch(sent, now, ValidationConfig(known_stores=frozenset({"s001"}))).errors
+    for got, raw in zip(sent, month):
+        got, raw = dict(got), {**raw, **({"store_id": "s001"} if "store_id" in raw else {})}
+        assert got.pop("timestamp") == pytest.approx(raw.pop("timestamp"), abs=1e-6)
+        assert got == raw
+    [other] = profiles.event_requests(1, 300, 50, now, seed=6, store_ids=["s001"])
+    assert not {e["event_id"] for e in sent} & {e["event_id"] for e in
+                                                  events_from_pb(epb.RecordEventsRequest.FromString(other))}
