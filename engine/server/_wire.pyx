@@ -9,7 +9,8 @@ body moved when its length needs more.
 
 Decoding (``decide_query``, ``batch_queries``): the common DecideRequest
 straight to a DecideQuery, as ``convert.query_from_pb`` makes it from the
-parsed message.  Anything it does not read exactly as the protobuf runtime
+parsed message; ``record_events``: a RecordEventsRequest's events straight
+to the raw event objects ``engine.server.events.events_from_pb`` makes.  Anything it does not read exactly as the protobuf runtime
 would (a Struct, an unknown field or enum number, a repeated sub-message,
 bad UTF-8, a truncated field, JSON that does not parse) makes it answer
 None, and the caller takes the runtime's path, errors included.
@@ -735,6 +736,174 @@ def batch_queries(bytes raw):
                 return None
             item = _sub(&r)
             out.append(_query(&item))
+    except _Fallback:
+        return None
+    return out
+
+
+# ---------------------------------------------------------------- RecordEvents
+cdef object EVENT_TYPES = None       # enum number -> type name (engine.server.events.TYPES)
+cdef object EVENT_CHANNELS = None    # enum number -> channel name (engine.server.events.CHANNELS)
+
+
+def configure_events(types, channels):
+    global EVENT_TYPES, EVENT_CHANNELS
+    EVENT_TYPES, EVENT_CHANNELS = types, channels
+
+
+cdef dict _event_item(Reader *r):
+    cdef Reader m = _sub(r)
+    cdef uint64_t key
+    sku = category = size = price = qty = None
+    while m.p < m.end:
+        key = _read_varint(&m)
+        if key == (1 << 3 | LEN):
+            sku = _text(&m)
+        elif key == (2 << 3 | LEN):
+            category = _text(&m)
+        elif key == (3 << 3 | LEN):
+            size = _text(&m)
+        elif key == (4 << 3 | I64):
+            price = _fixed64_double(&m)
+        elif key == (5 << 3 | VARINT):
+            qty = <int32_t> _read_varint(&m)
+        else:
+            raise _Fallback()
+    cdef dict out = {}
+    if sku:
+        out["sku"] = sku
+    if category:
+        out["category"] = category
+    if size:
+        out["size"] = size
+    if price is not None:
+        out["price"] = price
+    if qty is not None:
+        out["qty"] = qty
+    return out
+
+
+cdef int _consent(Reader *r, list flags) except -1:
+    """Consent's optional flags into ``flags`` [email, push, sms] (None: not set)."""
+    cdef Reader m = _sub(r)
+    cdef uint64_t key
+    while m.p < m.end:
+        key = _read_varint(&m)
+        if key == (1 << 3 | VARINT):
+            flags[0] = _read_varint(&m) != 0
+        elif key == (2 << 3 | VARINT):
+            flags[1] = _read_varint(&m) != 0
+        elif key == (3 << 3 | VARINT):
+            flags[2] = _read_varint(&m) != 0
+        else:
+            raise _Fallback()
+    return 0
+
+
+#: Event's string fields read here -> their slot in _event's ``text`` (the order
+#: events_from_pb sets them: _IDS first, then _TEXT)
+cdef tuple _TEXT_NAMES = ("event_id", "customer_id", "email_hash", "device_id", "loyalty_card",
+                          "sku", "category", "size", "query", "page", "url", "store_id", "order_id",
+                          "campaign_id", "offer_id", "placement")
+cdef int[32] _TEXT_SLOT          # field number -> slot in text, or -1
+_TEXT_NUMBERS = (1, 5, 6, 7, 8, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23)
+for _i in range(32):
+    _TEXT_SLOT[_i] = -1
+for _i, _n in enumerate(_TEXT_NUMBERS):
+    _TEXT_SLOT[_n] = _i
+
+
+cdef dict _event(Reader *r):
+    """One Event as ``engine.server.events.event_from_pb`` makes it of the
+    parsed message: the fields that are set, in its order."""
+    cdef Reader m = _sub(r)
+    cdef uint64_t key, number
+    cdef int slot, i
+    cdef bint seen_timestamp = False, seen_consent = False, seen_home = False
+    cdef list text = [None] * 16
+    cdef list consent = [None, None, None]
+    cdef list items = None
+    typ = channel = timestamp = home = price = total = points = None
+    while m.p < m.end:
+        key = _read_varint(&m)
+        number = key >> 3
+        if (key & 7) == LEN and number < 32 and _TEXT_SLOT[number] >= 0:
+            text[_TEXT_SLOT[number]] = _text(&m)
+        elif key == (2 << 3 | VARINT):                          # open enums (int32): an unknown
+            typ = <int32_t> _read_varint(&m)                    # number stays a number, which the
+        elif key == (3 << 3 | VARINT):                          # validator refuses, naming the field
+            channel = <int32_t> _read_varint(&m)
+        elif key == (4 << 3 | LEN) and not seen_timestamp:     # a second one merges: the runtime's
+            timestamp = _timestamp(&m)
+            seen_timestamp = True
+        elif key == (10 << 3 | LEN):
+            if items is None:
+                items = []
+            items.append(_event_item(&m))
+        elif key == (13 << 3 | I64):
+            price = _fixed64_double(&m)
+        elif key == (20 << 3 | I64):
+            total = _fixed64_double(&m)
+        elif key == (26 << 3 | I64):
+            points = _fixed64_double(&m)
+        elif key == (24 << 3 | LEN) and not seen_consent:
+            _consent(&m, consent)
+            seen_consent = True
+        elif key == (25 << 3 | LEN) and not seen_home:
+            home = _location(&m)
+            seen_home = True
+        else:                                # meta (a Struct), unknown fields, wire types
+            raise _Fallback()
+    cdef dict raw = {}
+    for i in range(5):
+        if text[i]:
+            raw[_TEXT_NAMES[i]] = text[i]
+    if typ:
+        raw["type"] = EVENT_TYPES.get(typ, typ)
+    if channel:
+        raw["channel"] = EVENT_CHANNELS.get(channel, channel)
+    if timestamp is not None:
+        raw["timestamp"] = timestamp
+    if items:
+        raw["items"] = items
+    for i in range(5, 16):
+        if text[i]:
+            raw[_TEXT_NAMES[i]] = text[i]
+    if price is not None:
+        raw["price"] = price
+    if total is not None:
+        raw["total"] = total
+    if points is not None:
+        raw["loyalty_points"] = points
+    if consent[0] is not None:
+        raw["email"] = consent[0]
+    if consent[1] is not None:
+        raw["push"] = consent[1]
+    if consent[2] is not None:
+        raw["sms"] = consent[2]
+    if home is not None:
+        raw["home"] = {"lat": home[0], "lon": home[1]}
+    return raw
+
+
+def record_events(bytes raw):
+    """A RecordEventsRequest's events as ``events_from_pb`` makes them of the
+    parsed message, or None: parse it with the runtime (see the module's
+    docstring; also an event with ``meta``, or a timestamp whose nanos the
+    runtime path rejects)."""
+    cdef Reader r
+    cdef uint64_t key
+    if EVENT_TYPES is None:                  # not configured (engine.server.events does it)
+        return None
+    r.p = <const unsigned char *> PyBytes_AS_STRING(raw)
+    r.end = r.p + PyBytes_GET_SIZE(raw)
+    out = []
+    try:
+        while r.p < r.end:
+            key = _read_varint(&r)
+            if key != (1 << 3 | LEN):
+                return None
+            out.append(_event(&r))
     except _Fallback:
         return None
     return out

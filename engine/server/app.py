@@ -164,12 +164,15 @@ def decision_handler(servicer: DecisionServicer, recorder=None, encoder: str = "
     })
 
 
-def events_handler(servicer: EventsServicer, recorder=None) -> grpc.GenericRpcHandler:
+def events_handler(servicer: EventsServicer, recorder=None, encoder: str = "wire") -> grpc.GenericRpcHandler:
     """DecisionService.RecordEvents: a second handler for the same service
-    (gRPC asks each generic handler in turn for a method)."""
+    (gRPC asks each generic handler in turn for a method).  The request is
+    read by engine.server.wire (C) unless ``encoder`` is ``runtime``."""
+    parse = None if encoder == "runtime" else wire.record_events_request
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
         "RecordEvents": raw_unary("RecordEvents", epb.RecordEventsRequest, epb.RecordEventsResponse,
-                                  servicer.RecordEvents, recorder, on_parse_error=nesting.events_parse_error)})
+                                  servicer.RecordEvents, recorder, parse=parse,
+                                  on_parse_error=nesting.events_parse_error)})
 
 
 def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:
@@ -282,8 +285,9 @@ class DecisionNode:
         self.server = make_server(cfg.threads, cfg.max_concurrent_rpcs, cfg.max_message_bytes,
                                   reuseport=cfg.worker_count > 1)
         self.events = EventsServicer(EventRecorder.for_source(self.profiles))
-        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, encoder_from_env()),
-                                              events_handler(self.events, recorder)))
+        encoder = encoder_from_env()
+        self.server.add_generic_rpc_handlers((decision_handler(self.servicer, recorder, encoder),
+                                              events_handler(self.events, recorder, encoder)))
         self.health = add_health_and_reflection(self.server, [DECISION_SERVICE])
         self.holder.on_swap(lambda rs: set_serving(self.health, [DECISION_SERVICE], True))
         self.decision_log = None

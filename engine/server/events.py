@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ..service.events import EventOutcome, EventRecorder, EventStatus, RecordResult, Rejected
 from ..service.validate import _shape_problem
+from . import _wire
 from .convert import struct_to_dict
 from .pb.maple.v1 import events_pb2 as epb
 from .servicers import deadline_of
@@ -29,6 +30,7 @@ TYPES = {v.number: v.name[len("EVENT_TYPE_"):].lower()
          for v in epb.EventType.DESCRIPTOR.values if v.number}
 CHANNELS = {v.number: v.name[len("EVENT_CHANNEL_"):].lower()
             for v in epb.EventChannel.DESCRIPTOR.values if v.number}
+_wire.configure_events(TYPES, CHANNELS)      # the C reader (wire.record_events_request) names them alike
 STATUS = {EventStatus.STORED: epb.EVENT_STATUS_STORED, EventStatus.DUPLICATE: epb.EVENT_STATUS_DUPLICATE,
           EventStatus.REJECTED: epb.EVENT_STATUS_REJECTED}
 

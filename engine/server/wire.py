@@ -39,6 +39,7 @@ from . import _wire
 from ..service.model import DecideQuery, ItemError, RequestContext
 from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _decode_json, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
+from .pb.maple.v1 import events_pb2 as epb
 
 #: message -> {field: number} as _wire.pyx writes (answers) or reads (requests) them
 LAYOUT = {
@@ -64,6 +65,14 @@ LAYOUT = {
     pb.DecisionResult: dict(value=1, source=2, reason=3, experiments=4, offers=5, kind=6),
     pb.DecideBatchItem: dict(response=1, error=2),
     pb.DecideBatchResponse: dict(results=1, ruleset_version=2),
+    epb.RecordEventsRequest: dict(events=1),
+    epb.Event: dict(event_id=1, type=2, channel=3, timestamp=4, customer_id=5, email_hash=6, device_id=7,
+                    loyalty_card=8, items=10, sku=11, category=12, price=13, size=14, query=15, page=16, url=17,
+                    store_id=18, order_id=19, total=20, campaign_id=21, offer_id=22, placement=23, consent=24,
+                    home=25, loyalty_points=26, meta=30),
+    epb.EventItem: dict(sku=1, category=2, size=3, price=4, qty=5),
+    epb.Consent: dict(email=1, push=2, sms=3),
+    epb.EventLocation: dict(lat=1, lon=2),
 }
 
 
@@ -82,6 +91,23 @@ READ_TYPES = {
                             location=(_F.TYPE_MESSAGE, False), store=(_F.TYPE_STRING, False),
                             timestamp=(_F.TYPE_MESSAGE, False), attributes=(_F.TYPE_MESSAGE, False)),
     pb.GeoPoint: dict(lat=(_F.TYPE_DOUBLE, False), lon=(_F.TYPE_DOUBLE, False)),
+    epb.RecordEventsRequest: dict(events=(_F.TYPE_MESSAGE, True)),
+    epb.Event: dict(event_id=(_F.TYPE_STRING, False), type=(_F.TYPE_ENUM, False), channel=(_F.TYPE_ENUM, False),
+                    timestamp=(_F.TYPE_MESSAGE, False), customer_id=(_F.TYPE_STRING, False),
+                    email_hash=(_F.TYPE_STRING, False), device_id=(_F.TYPE_STRING, False),
+                    loyalty_card=(_F.TYPE_STRING, False), items=(_F.TYPE_MESSAGE, True),
+                    sku=(_F.TYPE_STRING, False), category=(_F.TYPE_STRING, False), price=(_F.TYPE_DOUBLE, False),
+                    size=(_F.TYPE_STRING, False), query=(_F.TYPE_STRING, False), page=(_F.TYPE_STRING, False),
+                    url=(_F.TYPE_STRING, False), store_id=(_F.TYPE_STRING, False),
+                    order_id=(_F.TYPE_STRING, False), total=(_F.TYPE_DOUBLE, False),
+                    campaign_id=(_F.TYPE_STRING, False), offer_id=(_F.TYPE_STRING, False),
+                    placement=(_F.TYPE_STRING, False), consent=(_F.TYPE_MESSAGE, False),
+                    home=(_F.TYPE_MESSAGE, False), loyalty_points=(_F.TYPE_DOUBLE, False),
+                    meta=(_F.TYPE_MESSAGE, False)),
+    epb.EventItem: dict(sku=(_F.TYPE_STRING, False), category=(_F.TYPE_STRING, False),
+                        size=(_F.TYPE_STRING, False), price=(_F.TYPE_DOUBLE, False), qty=(_F.TYPE_INT32, False)),
+    epb.Consent: dict(email=(_F.TYPE_BOOL, False), push=(_F.TYPE_BOOL, False), sms=(_F.TYPE_BOOL, False)),
+    epb.EventLocation: dict(lat=(_F.TYPE_DOUBLE, False), lon=(_F.TYPE_DOUBLE, False)),
 }
 
 
@@ -108,6 +134,17 @@ def check_layout() -> None:
             or context["location"].message_type is not pb.GeoPoint.DESCRIPTOR):
         raise ImportError("engine.server.wire: RequestContext.timestamp or .location changed type in "
                           "decision.proto; _wire.pyx reads them as they were")
+    event = epb.Event.DESCRIPTOR.fields_by_name
+    if (event["timestamp"].message_type.full_name != "google.protobuf.Timestamp"
+            or event["items"].message_type is not epb.EventItem.DESCRIPTOR
+            or event["consent"].message_type is not epb.Consent.DESCRIPTOR
+            or event["home"].message_type is not epb.EventLocation.DESCRIPTOR
+            or epb.RecordEventsRequest.DESCRIPTOR.fields_by_name["events"].message_type is not epb.Event.DESCRIPTOR):
+        raise ImportError("engine.server.wire: an Event field changed its message type in events.proto; "
+                          "_wire.pyx reads them as they were")
+    if [f.name for f in epb.Event.DESCRIPTOR.fields if f.name not in LAYOUT[epb.Event]]:
+        raise ImportError("engine.server.wire: events.proto's Event has fields _wire.pyx does not know; "
+                          "record_events would hand every such event to the runtime path")
 
 
 check_layout()
@@ -119,6 +156,19 @@ _batch_queries = _wire.batch_queries
 _wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request)
 
 encode_result = _wire.encode_result
+
+_parse_events = epb.RecordEventsRequest.FromString
+_record_events = _wire.record_events          # its enum tables: engine.server.events configures them
+
+
+def record_events_request(raw: bytes):
+    """A RecordEventsRequest's bytes as the list of raw events that
+    ``events.events_from_pb`` makes of the parsed message (C:
+    ``_wire.record_events``), or, for what only the runtime reads (``meta``,
+    a timestamp it rejects, an unknown field...), the parsed message (raises
+    as ``RecordEventsRequest.FromString`` does)."""
+    events = _record_events(raw)
+    return events if events is not None else _parse_events(raw)
 
 #: A DecideRequest's bytes as the DecideQuery ``convert.query_from_pb``
 #: makes of them, or, for what only the runtime reads, the parsed message
@@ -141,4 +191,5 @@ def encode_batch(version: str, results: list, error_bytes) -> bytes:
     return _wire.encode_batch(version, results, ItemError, error_bytes)
 
 
-__all__ = ["encode_result", "encode_batch", "check_layout", "decide_request", "batch_request"]
+__all__ = ["encode_result", "encode_batch", "check_layout", "decide_request", "batch_request",
+           "record_events_request"]
