@@ -426,7 +426,8 @@ def parse_args(argv=None):
     p.add_argument("--target", help="a running DecisionService (default: start maple serve here)")
     p.add_argument("--echo", help="a running bench.echo_server (default: start one here)")
     p.add_argument("--rules", help="rules for the maple serve it starts (default: rules/, or "
-                                   "rules/schema.rules + bench/pack while rules/ decides nothing)")
+                                   "rules/schema.rules + bench/pack while rules/ decides nothing); with "
+                                   "--target, whose data's store ids the events phase uses (default rules/)")
     p.add_argument("--server-workers", type=int, default=1,
                    help="worker processes of the echo and the maple serve it starts for c1, max and open "
                         "(0: one per core)")
@@ -549,7 +550,7 @@ def main(argv=None) -> int:
             procs = min(args.procs, args.events_callers)
             spec = {"batches": -(-args.events_batches // procs), "size": args.batch_size,
                     "customers": args.events_customers, "now": time.time(),
-                    "stores": store_ids(rules) if rules else []}
+                    "stores": store_ids(rules or args.rules or str(ROOT / "rules"))}
             print(f"events: RecordEvents of {args.batch_size} events against {events_target}"
                   + (f" ({events_workers} workers, a fresh SQLite store)" if not args.target else ""),
                   file=sys.stderr)
