@@ -200,3 +200,13 @@ def test_a_transaction_reads_back_the_frames_it_spilled(tmp_path, sync):
     reopened = sqlite3.connect(tmp_path / "a.db")
     assert reopened.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert content(reopened) == expected
+
+
+@needs_vfs
+def test_the_server_says_at_start_which_vfs_its_store_uses(sqlite_url, caplog):
+    from engine.service.stored import StoredProfiles
+    caplog.set_level("INFO")
+    with open_store(sqlite_url) as store:
+        StoredProfiles(store).check_at_start()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"profile store {sqlite_url}: journal_mode=wal, synchronous=FULL, vfs={NAME}"]
