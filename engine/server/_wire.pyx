@@ -746,9 +746,46 @@ cdef object EVENT_TYPES = None       # enum number -> type name (engine.server.e
 cdef object EVENT_CHANNELS = None    # enum number -> channel name (engine.server.events.CHANNELS)
 
 
-def configure_events(types, channels):
-    global EVENT_TYPES, EVENT_CHANNELS
-    EVENT_TYPES, EVENT_CHANNELS = types, channels
+cdef object EVENT_STATUS = None      # EventStatus -> wire number (engine.server.events.STATUS)
+
+
+def configure_events(types, channels, status):
+    global EVENT_TYPES, EVENT_CHANNELS, EVENT_STATUS
+    EVENT_TYPES, EVENT_CHANNELS, EVENT_STATUS = types, channels, status
+
+
+def encode_events(tuple outcomes):
+    """The bytes of ``events.result_to_pb`` for these outcomes, or None when
+    one of them has problems (its violations are the Python path's to
+    write): per outcome an EventResult (status, event_id, customer_id), then
+    the counts, in field order as the runtime writes them."""
+    cdef Buf b
+    cdef Py_ssize_t start
+    cdef long number
+    cdef long counts[4]
+    counts[0] = counts[1] = counts[2] = counts[3] = 0
+    for o in outcomes:
+        if o.problems:
+            return None
+    _start(&b, 80 * len(outcomes) + 32)
+    try:
+        for o in outcomes:
+            number = EVENT_STATUS[o.status]
+            start = _open(&b, 1)
+            _enum(&b, 1, number)
+            event_id, customer_id = o.event_id, o.customer_id
+            if event_id is not None:
+                _str(&b, 2, event_id)
+            if customer_id is not None:
+                _str(&b, 3, customer_id)
+            _close(&b, start)
+            if 1 <= number <= 3:
+                counts[number] += 1
+        for number in range(1, 4):            # stored = 2, duplicates = 3, rejected = 4
+            _int32(&b, number + 1, counts[number])
+        return PyBytes_FromStringAndSize(b.data, b.len)
+    finally:
+        free(b.data)
 
 
 cdef dict _event_item(Reader *r):

@@ -167,12 +167,15 @@ def decision_handler(servicer: DecisionServicer, recorder=None, encoder: str = "
 def events_handler(servicer: EventsServicer, recorder=None, encoder: str = "wire") -> grpc.GenericRpcHandler:
     """DecisionService.RecordEvents: a second handler for the same service
     (gRPC asks each generic handler in turn for a method).  The request is
-    read by engine.server.wire (C) unless ``encoder`` is ``runtime``."""
-    parse = None if encoder == "runtime" else wire.record_events_request
+    read and the answer written by engine.server.wire / events.encode_result
+    (C) unless ``encoder`` is ``runtime``."""
+    if encoder == "runtime":
+        parse, response, method = None, epb.RecordEventsResponse, servicer.RecordEvents
+    else:
+        parse, response, method = wire.record_events_request, None, servicer.record_events_bytes
     return grpc.method_handlers_generic_handler(DECISION_SERVICE, {
-        "RecordEvents": raw_unary("RecordEvents", epb.RecordEventsRequest, epb.RecordEventsResponse,
-                                  servicer.RecordEvents, recorder, parse=parse,
-                                  on_parse_error=nesting.events_parse_error)})
+        "RecordEvents": raw_unary("RecordEvents", epb.RecordEventsRequest, response, method, recorder,
+                                  parse=parse, on_parse_error=nesting.events_parse_error)})
 
 
 def admin_handler(servicer: AdminServicer, recorder=None) -> grpc.GenericRpcHandler:

@@ -30,9 +30,9 @@ TYPES = {v.number: v.name[len("EVENT_TYPE_"):].lower()
          for v in epb.EventType.DESCRIPTOR.values if v.number}
 CHANNELS = {v.number: v.name[len("EVENT_CHANNEL_"):].lower()
             for v in epb.EventChannel.DESCRIPTOR.values if v.number}
-_wire.configure_events(TYPES, CHANNELS)      # the C reader (wire.record_events_request) names them alike
 STATUS = {EventStatus.STORED: epb.EVENT_STATUS_STORED, EventStatus.DUPLICATE: epb.EVENT_STATUS_DUPLICATE,
           EventStatus.REJECTED: epb.EVENT_STATUS_REJECTED}
+_wire.configure_events(TYPES, CHANNELS, STATUS)   # the C reader and writer (engine.server.wire) alike
 
 _IDS = ("event_id", "customer_id", "email_hash", "device_id", "loyalty_card")
 _TEXT = ("sku", "category", "size", "query", "page", "url", "store_id", "order_id", "campaign_id",
@@ -123,6 +123,13 @@ def _outcome(o: EventOutcome, out: epb.EventResult) -> None:
                            code=p.code)
 
 
+def encode_result(r: RecordResult) -> bytes:
+    """The bytes of :func:`result_to_pb`, written in C (``_wire.encode_events``)
+    unless an event was rejected (its violations go through result_to_pb)."""
+    raw = _wire.encode_events(r.outcomes)
+    return raw if raw is not None else result_to_pb(r).SerializeToString()
+
+
 def result_to_pb(r: RecordResult) -> epb.RecordEventsResponse:
     out = epb.RecordEventsResponse(stored=r.count(EventStatus.STORED), duplicates=r.count(EventStatus.DUPLICATE),
                                    rejected=r.count(EventStatus.REJECTED))
@@ -139,11 +146,20 @@ class EventsServicer:
     def __init__(self, recorder: EventRecorder):
         self.recorder = recorder
 
-    @translated
-    def RecordEvents(self, request: epb.RecordEventsRequest | list, context) -> epb.RecordEventsResponse:
-        """``request``: the message, or its events already read one by one
-        (engine.server.nesting.events_parse_error: a batch the runtime could
-        not parse for an event's ``meta`` nested too deeply)."""
+    def _record(self, request: epb.RecordEventsRequest | list, context) -> RecordResult:
         deadline = deadline_of(context)
         events = request if isinstance(request, list) else events_from_pb(request)
-        return result_to_pb(self.recorder.record(events, deadline))
+        return self.recorder.record(events, deadline)
+
+    @translated
+    def RecordEvents(self, request: epb.RecordEventsRequest | list, context) -> epb.RecordEventsResponse:
+        """``request``: the message, or its events already read (in C by
+        engine.server.wire, or one by one by engine.server.nesting for a
+        batch the runtime could not parse for an event's ``meta`` nested
+        too deeply)."""
+        return result_to_pb(self._record(request, context))
+
+    @translated
+    def record_events_bytes(self, request: epb.RecordEventsRequest | list, context) -> bytes:
+        """RecordEvents answering with the response's bytes (:func:`encode_result`)."""
+        return encode_result(self._record(request, context))

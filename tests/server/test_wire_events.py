@@ -163,7 +163,7 @@ def test_the_bench_events_are_read_in_c():
 
 
 @pytest.mark.parametrize("encoder, read_in_c", [("wire", True), ("runtime", False)])
-def test_maple_serves_record_events_through_the_reader_its_encoder_says(monkeypatch, encoder, read_in_c):
+def test_maple_serves_record_events_through_the_codec_its_encoder_says(monkeypatch, encoder, read_in_c):
     import collections
 
     from engine.server import app
@@ -183,11 +183,34 @@ def test_maple_serves_record_events_through_the_reader_its_encoder_says(monkeypa
 
     applied, seen = [], []
     monkeypatch.setattr(wire, "_record_events", lambda raw: seen.append(1) or _wire.record_events(raw))
-    monkeypatch.setattr(EventRecorder, "for_source", classmethod(lambda cls, source: cls(Sink())))
     handler = app.events_handler(EventsServicer(EventRecorder(Sink())), None, encoder)
     Details = collections.namedtuple("Details", "method invocation_metadata")
     [raw] = bench_profiles.event_requests(1, 5, 50, time.time(), seed=4, store_ids=["s001"])
     h = handler.service(Details("/maple.v1.DecisionService/RecordEvents", ()))
-    out = epb.RecordEventsResponse.FromString(h.response_serializer(h.unary_unary(raw, Context())))
-    assert out.stored == 5 and len(applied) == 5
+    answer = h.unary_unary(raw, Context())
+    assert (h.response_serializer is None) == read_in_c          # C writes the answer's bytes itself
+    out = epb.RecordEventsResponse.FromString(answer if read_in_c else h.response_serializer(answer))
+    assert out.stored == 5 and len(applied) == 5 and [r.customer_id for r in out.results][0]
     assert seen == ([1] if read_in_c else [])
+
+
+# ---------------------------------------------------------------- the answer
+def _any_outcome():
+    from engine.service.events import EventOutcome, EventProblem, EventStatus
+    ids = st.none() | st.text(max_size=12)
+    problem = st.builds(EventProblem, st.integers(0, 5), st.sampled_from(["", "items[0].price", "email"]),
+                        st.sampled_from(["V102", "V107", "V111"]), st.text(max_size=8))
+    return st.builds(EventOutcome, st.sampled_from(list(EventStatus)), ids, ids,
+                     st.lists(problem, max_size=2).map(tuple))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_any_outcome(), max_size=6))
+def test_the_answer_is_the_runtimes_bytes(outcomes):
+    """events.encode_result (C, or result_to_pb for rejections) writes
+    exactly what result_to_pb serializes to; C takes every batch with no
+    violation in it."""
+    from engine.service.events import RecordResult
+    r = RecordResult(tuple(outcomes))
+    assert events.encode_result(r) == events.result_to_pb(r).SerializeToString()
+    assert (_wire.encode_events(r.outcomes) is None) == any(o.problems for o in outcomes)
