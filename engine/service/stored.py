@@ -75,7 +75,7 @@ class StoredProfiles:
         WARNING, and the first that reaches it logs the end of the outage
         (``answers again after ...``), as for any later outage."""
         h = self.store.health()
-        if h.ok:
+        if h.ok and h.durable:              # (a store that is not durable gets its one WARNING below)
             log.info("profile store %s: %s", h.store, h.detail)
         if h.ok and h.durable is False and not self.store.warns_durability:
             log.warning("profile store %s is not durable (%s): acknowledged events can be lost", h.store, h.detail)
