@@ -721,9 +721,13 @@ def decide_request(bytes raw):
     return PARSE_REQUEST(raw)
 
 
-def batch_queries(bytes raw):
-    """A DecideBatchRequest's items as DecideQuery objects, or None if any
-    of them (or the batch) is not for this decoder."""
+ctypedef object (*ItemReader)(Reader *)
+
+
+cdef object _items(bytes raw, ItemReader read):
+    """The items of a message whose one field is ``repeated Item ... = 1``
+    (DecideBatchRequest, RecordEventsRequest), each body read by ``read``;
+    None if any of them (or the message) is not for this decoder."""
     cdef Reader r, item
     cdef uint64_t key
     r.p = <const unsigned char *> PyBytes_AS_STRING(raw)
@@ -735,10 +739,16 @@ def batch_queries(bytes raw):
             if key != (1 << 3 | LEN):
                 return None
             item = _sub(&r)
-            out.append(_query(&item))
+            out.append(read(&item))
     except _Fallback:
         return None
     return out
+
+
+def batch_queries(bytes raw):
+    """A DecideBatchRequest's items as DecideQuery objects, or None if any
+    of them (or the batch) is not for this decoder."""
+    return _items(raw, _query)
 
 
 # ---------------------------------------------------------------- RecordEvents
@@ -850,10 +860,10 @@ for _i, _n in enumerate(_TEXT_NUMBERS):
     _TEXT_SLOT[_n] = _i
 
 
-cdef dict _event(Reader *r):
-    """One Event as ``engine.server.events.event_from_pb`` makes it of the
-    parsed message: the fields that are set, in its order."""
-    cdef Reader m = _sub(r)
+cdef object _event(Reader *body):
+    """One Event (its body) as ``engine.server.events.event_from_pb`` makes
+    it of the parsed message: the fields that are set, in its order."""
+    cdef Reader m = body[0]
     cdef uint64_t key, number
     cdef int slot, i
     cdef bint seen_timestamp = False, seen_consent = False, seen_home = False
@@ -928,22 +938,9 @@ def record_events(bytes raw):
     parsed message, or None: parse it with the runtime (see the module's
     docstring; also an event with ``meta``, or a timestamp whose nanos the
     runtime path rejects)."""
-    cdef Reader r
-    cdef uint64_t key
     if EVENT_TYPES is None:                  # not configured (engine.server.events does it)
         return None
-    r.p = <const unsigned char *> PyBytes_AS_STRING(raw)
-    r.end = r.p + PyBytes_GET_SIZE(raw)
-    out = []
-    try:
-        while r.p < r.end:
-            key = _read_varint(&r)
-            if key != (1 << 3 | LEN):
-                return None
-            out.append(_event(&r))
-    except _Fallback:
-        return None
-    return out
+    return _items(raw, _event)
 
 
 def generic_fields():

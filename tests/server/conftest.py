@@ -213,3 +213,22 @@ def until(predicate, what: str, timeout: float = 30.0):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def damaged(raw: bytes, data, unknown_field: bytes) -> bytes:
+    """``raw`` damaged one way a hypothesis ``data`` draws: truncated, a bit
+    flipped, bytes inserted, or ``unknown_field`` appended (the wire readers'
+    tests: what the C reader makes of it must be what the runtime makes)."""
+    from hypothesis import strategies as st
+    out = bytearray(raw)
+    how = data.draw(st.sampled_from(["truncate", "flip", "insert", "unknown field"]))
+    if how == "truncate" and out:
+        del out[data.draw(st.integers(0, len(out) - 1)):]
+    elif how == "flip" and out:
+        out[data.draw(st.integers(0, len(out) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    elif how == "insert":
+        at = data.draw(st.integers(0, len(out)))
+        out[at:at] = data.draw(st.binary(min_size=1, max_size=4))
+    else:
+        out += unknown_field
+    return bytes(out)
