@@ -1,6 +1,7 @@
 """Server CPU per request: Decide beside the echo floor, in one run.
 
     python -m bench.server_cpu [--requests 4000] [--rounds 3] [--runtime] [--base REF]
+    python -m bench.server_cpu --events [--requests 200] [--rounds 5]
 
 Starts ``maple serve`` (one worker, the reference pack) and the echo server
 (one worker) on loopback, sends the same request bytes to each in a closed
@@ -9,6 +10,13 @@ every thread) from /proc before and after.  The difference is what Decide
 costs the server beyond gRPC's own work; wall time per call is printed
 beside it.  The servers take turns for ``--rounds`` rounds so drift on a
 shared machine falls on both.  Linux only (/proc).
+
+``--events`` measures RecordEvents instead: two ``maple serve`` with a fresh
+SQLite store each, one reading requests and writing answers in C (the
+default) and one through the protobuf runtime (``MAPLE_ENCODER=runtime``),
+sent the same batches of 100 events of bench/profiles_bench.py's month
+(each batch once per server) in alternating rounds: the server's CPU per
+batch, store included.
 
 ``--base REF`` adds a third server: this checkout's ``engine`` with every
 ``.py`` file of ``engine/`` as of REF laid over it (the compiled parts stay
@@ -74,6 +82,50 @@ def measure(call, pid: int, payloads: list[bytes], n: int) -> tuple[float, float
     return (cpu_seconds(pid) - c0) / n * 1e6, wall / n * 1e6
 
 
+def events_main(args) -> int:
+    """``--events``: server CPU per RecordEvents batch, C codec vs runtime."""
+    import grpc
+    rounds, n, warm = args.rounds, args.requests, 50
+    stores = ["wire", "runtime"]
+    payloads = bench_profiles.event_requests(warm + rounds * n, 100, 20_000, time.time(), seed=1,
+                                             store_ids=loadgen.store_ids(args.rules))
+    tmp = tempfile.TemporaryDirectory(prefix="maple-server-cpu-events-")
+    started, targets, channels = [], {}, []
+    try:
+        for name in stores:
+            proc, info = loadgen.start_maple(args.rules, 1, f"sqlite://{tmp.name}/{name}.db",
+                                             env={"MAPLE_ENCODER": name})
+            started.append(proc)
+            ch = grpc.insecure_channel(info["decisions"])
+            channels.append(ch)
+            targets[name] = (info["pid"], ch.unary_unary(loadgen.EVENTS))
+        for _pid, call in targets.values():
+            for p in payloads[:warm]:
+                call(p, timeout=30)
+        seen = {name: [] for name in stores}
+        for k in range(rounds):
+            batch = payloads[warm + k * n: warm + (k + 1) * n]
+            for name, (pid, call) in targets.items():
+                seen[name].append(measure(call, pid, batch, n))
+    finally:
+        for ch in channels:
+            ch.close()
+        for proc in started:
+            proc.terminate()
+            proc.wait()
+        tmp.cleanup()
+    print(f"server CPU per RecordEvents of 100 events, {rounds} rounds of {n} batches, one caller, "
+          f"a fresh SQLite store each ({os.cpu_count()} cores)\n")
+    print(f"{'':8} {'CPU µs (median round)':>22} {'wall µs':>9}")
+    med = {}
+    for name, got in seen.items():
+        med[name] = tuple(sorted(r[i] for r in got)[len(got) // 2] for i in (0, 1))
+        print(f"{name:8} {med[name][0]:>22.0f} {med[name][1]:>9.0f}")
+    print(f"\nthe C reader and writer: {med['wire'][0] / med['runtime'][0]:.2f}x the runtime path's CPU, "
+          f"{med['runtime'][0] - med['wire'][0]:.0f} µs less a batch; wall {med['wire'][1] / med['runtime'][1]:.2f}x")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=4000, help="requests per server per round")
@@ -83,7 +135,12 @@ def main(argv=None) -> int:
                     help="also a maple serve with MAPLE_ENCODER=runtime (answers built by the protobuf "
                          "runtime): the baseline of the wire encoder, in the same rounds")
     ap.add_argument("--base", help="also a maple serve running the engine's Python files of this git ref")
+    ap.add_argument("--events", action="store_true",
+                    help="RecordEvents instead: the C reader and writer against the runtime path, store included "
+                         "(--requests: batches per round, default 4000 is a lot; try 200)")
     args = ap.parse_args(argv)
+    if args.events:
+        return events_main(args)
     payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
     maple, info = loadgen.start_maple(args.rules, 1, None)
     started = [maple]
