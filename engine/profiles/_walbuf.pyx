@@ -15,7 +15,12 @@ files, whose frames it keeps in a buffer and writes with one call per
   the WAL index -- whatever ``PRAGMA synchronous`` says;
 * before the WAL file is read, synced, truncated, sized, closed or given a
   file control, and before a write that does not continue the buffer;
-* when the buffer is full (``buffer_kib``).
+* when the buffer is full (``buffer_kib``);
+* before the connection gives up the WAL's write lock (``xShmLock`` of the
+  main database file, which the VFS wraps for this alone): the buffer then
+  holds only frames of a transaction rolled back after spilling pages,
+  which SQLite would have written while it held the lock, and which must
+  not land later on another connection's next commit.
 
 Only the pattern it knows is buffered: the 32-byte WAL header and a 24-byte
 frame header followed by its page.  Any other write flushes the buffer and
@@ -23,9 +28,9 @@ goes straight to the file.  The frames reach the file in the order SQLite
 wrote them, only later: the file is always what SQLite would have left
 had it stopped a little earlier, which is what a crash leaves anyway.
 With ``synchronous=FULL`` the commit's ``xSync`` of the WAL follows the
-flush, so an acknowledged batch is exactly as durable as before.  Every
-other file (the database, journals, temporary files) is the default VFS's
-own, untouched.
+flush, so an acknowledged batch is exactly as durable as before.  Journals
+and temporary files are the default VFS's own files, untouched; so is the
+database file, whose methods are forwarded, only its ``xShmLock`` watched.
 
 The module finds SQLite's functions in the library Python's ``sqlite3``
 module is linked with (:mod:`.walbuf` finds its path), so it needs no
@@ -43,7 +48,7 @@ cdef extern from *:
     typedef struct mwb_file mwb_file;
     typedef struct mwb_methods mwb_methods;
     struct mwb_file { const mwb_methods *pMethods; };
-    struct mwb_methods {                  /* sqlite3_io_methods, version 1 */
+    struct mwb_methods {                  /* sqlite3_io_methods, up to version 3 */
       int iVersion;
       int (*xClose)(mwb_file*);
       int (*xRead)(mwb_file*, void*, int, mwb_i64);
@@ -57,6 +62,12 @@ cdef extern from *:
       int (*xFileControl)(mwb_file*, int, void*);
       int (*xSectorSize)(mwb_file*);
       int (*xDeviceCharacteristics)(mwb_file*);
+      int (*xShmMap)(mwb_file*, int, int, int, void volatile**);        /* version 2 */
+      int (*xShmLock)(mwb_file*, int, int, int);
+      void (*xShmBarrier)(mwb_file*);
+      int (*xShmUnmap)(mwb_file*, int);
+      int (*xFetch)(mwb_file*, mwb_i64, int, void**);                   /* version 3 */
+      int (*xUnfetch)(mwb_file*, mwb_i64, void*);
     };
     typedef struct mwb_vfs mwb_vfs;
     struct mwb_vfs {                      /* sqlite3_vfs, up to version 3 */
@@ -71,16 +82,27 @@ cdef extern from *:
     };
 
     #define MWB_OK 0
+    #define MWB_OPEN_MAIN_DB 0x00000100
     #define MWB_OPEN_WAL 0x00080000
+    #define MWB_SHM_UNLOCK 1
+    #define MWB_WAL_WRITE_LOCK 0              /* the shared-memory lock slot of the WAL's writer */
     #define MWB_NAME "maple-walbuf"
     #define MWB_FRAME_HEADER 24
     #define MWB_WAL_HEADER 32
 
-    /* A WAL file: the default VFS's file lives right after this struct. */
+    /* A WAL file, and the main database file it belongs to: the default
+       VFS's file lives right after each struct. */
     typedef struct mwb_wal mwb_wal;
+    typedef struct mwb_db mwb_db;
+    struct mwb_db {
+      mwb_file base;
+      mwb_file *real;
+      mwb_wal *wal;         /* its WAL file while that is open */
+    };
     struct mwb_wal {
       mwb_file base;
       mwb_file *real;
+      mwb_db *db;           /* its main database file */
       char *buf;
       int cap, len;
       mwb_i64 start;        /* the file offset of buf[0] */
@@ -90,10 +112,13 @@ cdef extern from *:
 
     static mwb_vfs mwb_vfs_obj;
     static mwb_vfs *mwb_orig = 0;
+    static mwb_file *(*mwb_db_of)(const char*) = 0;     /* sqlite3_database_file_object */
     static int mwb_cap = 4 << 20;
     /* counters over the process, for tests and figures */
-    static long long mwb_n_buffered = 0, mwb_n_flushes = 0, mwb_n_direct = 0, mwb_n_commits = 0;
+    static long long mwb_n_buffered = 0, mwb_n_flushes = 0, mwb_n_direct = 0, mwb_n_commits = 0,
+                     mwb_n_released = 0;
 
+    /* mwb_wal and mwb_db both begin with (base, real) */
     #define REAL(f) (((mwb_wal*)(f))->real)
     #define RM(f) (REAL(f)->pMethods)
     #define COUNT(c) __atomic_fetch_add(&(c), 1, __ATOMIC_RELAXED)
@@ -171,6 +196,8 @@ cdef extern from *:
       mwb_wal *w = (mwb_wal*)f;
       int rc = mwb_flush(w);
       int rc2 = RM(f)->xClose(REAL(f));
+      if (w->db && w->db->wal == w) w->db->wal = 0;
+      w->db = 0;
       free(w->buf); w->buf = 0; w->cap = 0;
       return rc != MWB_OK ? rc : rc2;
     }
@@ -203,21 +230,93 @@ cdef extern from *:
     /* version 1: SQLite calls no shared-memory or mmap method on a WAL file */
     static const mwb_methods mwb_wal_methods = {
       1, mwb_close, mwb_read, mwb_write, mwb_truncate, mwb_sync, mwb_size,
-      mwb_lock, mwb_unlock, mwb_reserved, mwb_fcntl, mwb_sector, mwb_devchar
+      mwb_lock, mwb_unlock, mwb_reserved, mwb_fcntl, mwb_sector, mwb_devchar,
+      0, 0, 0, 0, 0, 0
     };
 
+    /* ---- the main database file: the default VFS's, every method forwarded,
+       and before the connection gives up the WAL's write lock, its WAL's
+       buffer is written.  At that moment the buffer holds only frames of a
+       transaction rolled back after spilling pages (a commit's are written
+       at its commit frame); SQLite wrote those at once, while it held the
+       lock, and writing them later could put them over the frames of
+       another connection's next commit. */
+    static int mwb_db_close(mwb_file *f) {
+      mwb_db *d = (mwb_db*)f;
+      if (d->wal) { d->wal->db = 0; d->wal = 0; }
+      return RM(f)->xClose(REAL(f));
+    }
+    static int mwb_db_read(mwb_file *f, void *p, int n, mwb_i64 o) { return RM(f)->xRead(REAL(f), p, n, o); }
+    static int mwb_db_write(mwb_file *f, const void *p, int n, mwb_i64 o) { return RM(f)->xWrite(REAL(f), p, n, o); }
+    static int mwb_db_truncate(mwb_file *f, mwb_i64 n) { return RM(f)->xTruncate(REAL(f), n); }
+    static int mwb_db_sync(mwb_file *f, int flags) { return RM(f)->xSync(REAL(f), flags); }
+    static int mwb_db_size(mwb_file *f, mwb_i64 *p) { return RM(f)->xFileSize(REAL(f), p); }
+    static int mwb_db_fcntl(mwb_file *f, int op, void *a) { return RM(f)->xFileControl(REAL(f), op, a); }
+    static int mwb_db_shmmap(mwb_file *f, int pg, int sz, int extend, void volatile **pp) {
+      return RM(f)->xShmMap(REAL(f), pg, sz, extend, pp);
+    }
+    static int mwb_db_shmlock(mwb_file *f, int offset, int n, int flags) {
+      mwb_db *d = (mwb_db*)f;
+      if ((flags & MWB_SHM_UNLOCK) && offset == MWB_WAL_WRITE_LOCK && d->wal && d->wal->len > 0) {
+        COUNT(mwb_n_released);
+        mwb_flush(d->wal);            /* its error: of frames no commit needs, so nothing to report */
+      }
+      return RM(f)->xShmLock(REAL(f), offset, n, flags);
+    }
+    static void mwb_db_barrier(mwb_file *f) { RM(f)->xShmBarrier(REAL(f)); }
+    static int mwb_db_shmunmap(mwb_file *f, int del) { return RM(f)->xShmUnmap(REAL(f), del); }
+    static int mwb_db_fetch(mwb_file *f, mwb_i64 o, int n, void **pp) {
+      if (RM(f)->iVersion < 3 || !RM(f)->xFetch) { *pp = 0; return MWB_OK; }   /* "read it instead" */
+      return RM(f)->xFetch(REAL(f), o, n, pp);
+    }
+    static int mwb_db_unfetch(mwb_file *f, mwb_i64 o, void *p) {
+      if (RM(f)->iVersion < 3 || !RM(f)->xUnfetch) return MWB_OK;
+      return RM(f)->xUnfetch(REAL(f), o, p);
+    }
+
+    static const mwb_methods mwb_db_methods = {
+      3, mwb_db_close, mwb_db_read, mwb_db_write, mwb_db_truncate, mwb_db_sync, mwb_db_size,
+      mwb_lock, mwb_unlock, mwb_reserved, mwb_db_fcntl, mwb_sector, mwb_devchar,
+      mwb_db_shmmap, mwb_db_shmlock, mwb_db_barrier, mwb_db_shmunmap, mwb_db_fetch, mwb_db_unfetch
+    };
+
+    /* Open ``f`` as the default VFS's own file, in place. */
+    static int mwb_open_plain(const char *name, mwb_file *f, int flags, int *out) {
+      return mwb_orig->xOpen(mwb_orig, name, f, flags, out);
+    }
+
     static int mwb_open(mwb_vfs *vfs, const char *name, mwb_file *f, int flags, int *out) {
-      mwb_wal *w = (mwb_wal*)f;
       int rc;
       (void)vfs;
-      if (!(flags & MWB_OPEN_WAL))          /* the database, journals, temporary files: as they are */
-        return mwb_orig->xOpen(mwb_orig, name, f, flags, out);
-      memset(w, 0, sizeof(*w));
-      w->real = (mwb_file*)(w + 1);
-      rc = mwb_orig->xOpen(mwb_orig, name, w->real, flags, out);
-      /* SQLite calls no method of a file whose pMethods is NULL after a failed open */
-      w->base.pMethods = (rc == MWB_OK && w->real->pMethods) ? &mwb_wal_methods : 0;
-      return rc;
+      if (flags & MWB_OPEN_MAIN_DB) {
+        mwb_db *d = (mwb_db*)f;
+        memset(d, 0, sizeof(*d));
+        d->real = (mwb_file*)(d + 1);
+        rc = mwb_orig->xOpen(mwb_orig, name, d->real, flags, out);
+        if (rc != MWB_OK || !d->real->pMethods) { d->base.pMethods = 0; return rc; }
+        if (d->real->pMethods->iVersion < 2) {     /* no shared memory, so no WAL: nothing to watch */
+          d->real->pMethods->xClose(d->real);
+          return mwb_open_plain(name, f, flags, out);
+        }
+        d->base.pMethods = &mwb_db_methods;
+        return MWB_OK;
+      }
+      if (flags & MWB_OPEN_WAL) {
+        mwb_file *db = name ? mwb_db_of(name) : 0;
+        if (db && db->pMethods == &mwb_db_methods) {   /* its database is ours: buffer it */
+          mwb_wal *w = (mwb_wal*)f;
+          memset(w, 0, sizeof(*w));
+          w->real = (mwb_file*)(w + 1);
+          rc = mwb_orig->xOpen(mwb_orig, name, w->real, flags, out);
+          /* SQLite calls no method of a file whose pMethods is NULL after a failed open */
+          if (rc != MWB_OK || !w->real->pMethods) { w->base.pMethods = 0; return rc; }
+          w->base.pMethods = &mwb_wal_methods;
+          w->db = (mwb_db*)db;
+          w->db->wal = w;
+          return MWB_OK;
+        }
+      }
+      return mwb_open_plain(name, f, flags, out);  /* journals, temporary files, a WAL we cannot watch */
     }
 
     /* 0 registered (now or before); else 1 the library cannot be opened,
@@ -233,14 +332,16 @@ cdef extern from *:
       if (!lib) return 1;
       find = (mwb_vfs *(*)(const char*))dlsym(lib, "sqlite3_vfs_find");
       reg = (int (*)(mwb_vfs*, int))dlsym(lib, "sqlite3_vfs_register");
-      if (!find || !reg) return 2;
+      mwb_db_of = (mwb_file *(*)(const char*))dlsym(lib, "sqlite3_database_file_object");
+      if (!find || !reg || !mwb_db_of) return 2;
       orig = find(0);
       if (!orig) return 3;
       if (cap > 0) mwb_cap = cap;
       size = offsetof(mwb_vfs, rest) + sizeof(void*) * (orig->iVersion >= 3 ? 15 : orig->iVersion == 2 ? 12 : 11);
       memset(&mwb_vfs_obj, 0, sizeof(mwb_vfs_obj));
       memcpy(&mwb_vfs_obj, orig, size);
-      mwb_vfs_obj.szOsFile = (int)sizeof(mwb_wal) + orig->szOsFile;
+      mwb_vfs_obj.szOsFile = (int)(sizeof(mwb_wal) > sizeof(mwb_db) ? sizeof(mwb_wal) : sizeof(mwb_db))
+                             + orig->szOsFile;
       mwb_vfs_obj.pNext = 0;
       mwb_vfs_obj.zName = MWB_NAME;
       mwb_vfs_obj.xOpen = mwb_open;
@@ -250,14 +351,14 @@ cdef extern from *:
     }
     """
     int mwb_setup(const char *libpath, int cap)
-    long long mwb_n_buffered, mwb_n_flushes, mwb_n_direct, mwb_n_commits
+    long long mwb_n_buffered, mwb_n_flushes, mwb_n_direct, mwb_n_commits, mwb_n_released
     const char *MWB_NAME
 
 
 NAME = MWB_NAME.decode()
 
 _FAILURES = {1: "the library cannot be opened", 2: "the library lacks sqlite3_vfs_register, "
-             "or sqlite3_vfs_find",
+             "sqlite3_vfs_find or sqlite3_database_file_object (SQLite before 3.31)",
              3: "SQLite has no default VFS", 4: "sqlite3_vfs_register failed"}
 
 
@@ -274,6 +375,7 @@ def register(libpath: str, buffer_kib: int = 4096) -> str:
 def stats() -> dict:
     """Counters over every WAL file of the process: writes kept in a
     buffer, buffers written (one system call per 124 KiB), writes passed straight
-    on, commit frames (each flushed at once)."""
+    on, commit frames (each flushed at once), buffers written as the write lock
+    was given up (a rolled-back transaction's spilled frames)."""
     return {"buffered": mwb_n_buffered, "flushes": mwb_n_flushes, "direct": mwb_n_direct,
-            "commits": mwb_n_commits}
+            "commits": mwb_n_commits, "released": mwb_n_released}

@@ -210,3 +210,35 @@ def test_the_server_says_at_start_which_vfs_its_store_uses(sqlite_url, caplog):
         StoredProfiles(store).check_at_start()
     assert [r.getMessage() for r in caplog.records] == [
         f"profile store {sqlite_url}: journal_mode=wal, synchronous=FULL, vfs={NAME}"]
+
+
+@needs_vfs
+@pytest.mark.parametrize("then", ["read", "write"])
+def test_a_rolled_back_transactions_frames_never_land_on_another_writers_commit(tmp_path, then):
+    """Two writers on one file (maple serve --workers 2, or an import beside
+    the server): B spills frames of a transaction it then rolls back, A
+    commits over that part of the WAL, and B goes on.  B's stale frames
+    must not reach the file after A's commit (SQLite wrote them at once,
+    while B held the write lock)."""
+    path = str(tmp_path / "a.db")
+    a, b = connect(path, NAME), connect(path, NAME, cache_pages=10)
+    a.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    a.execute("PRAGMA wal_checkpoint(TRUNCATE)")     # nothing committed left in the WAL for B's rollback to read
+    before = walbuf.stats()
+    b.execute("BEGIN IMMEDIATE")
+    b.executemany("INSERT INTO t VALUES (?, ?)", [(k, blob(k, 3000, 0)) for k in range(100, 200)])  # spills
+    b.execute("ROLLBACK")
+    assert walbuf.stats()["released"] == before["released"] + 1     # written as B gave up the write lock
+    a.execute("BEGIN IMMEDIATE")
+    a.executemany("INSERT INTO t VALUES (?, ?)", [(k, blob(k, 3000, 1)) for k in range(100)])
+    a.execute("COMMIT")
+    if then == "read":
+        assert len(content(b)) == 100
+    else:
+        b.execute("INSERT INTO t VALUES (1000, x'00')")
+    expected = [(k, blob(k, 3000, 1)) for k in range(100)] + ([] if then == "read" else [(1000, b"\0")])
+    for db in (a, b):
+        db.close()
+    fresh = sqlite3.connect(path)
+    assert fresh.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert content(fresh) == expected
