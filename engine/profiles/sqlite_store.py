@@ -20,7 +20,10 @@ The write path, per transaction:
   known, ``executemany`` for the writes, profiles updated in place
   (:data:`UPSERT_PROFILE`);
 * checkpoints run on a thread of their own
-  (:class:`.sqlite_writer.Checkpointer`), off the acknowledgement path.
+  (:class:`.sqlite_writer.Checkpointer`), off the acknowledgement path;
+* the file is opened through the store's VFS (:mod:`.walbuf`), which writes
+  a commit's WAL frames in a few system calls instead of two per page
+  (``coalesce_wal=False`` or ``MAPLE_SQLITE_WALBUF=0``: SQLite's default).
 
 Tables, version 2 (:func:`prepare` creates them, and upgrades version 1)::
 
