@@ -82,6 +82,25 @@ def measure(call, pid: int, payloads: list[bytes], n: int) -> tuple[float, float
     return (cpu_seconds(pid) - c0) / n * 1e6, wall / n * 1e6
 
 
+def stop(channels: list, started: list, tmp) -> None:
+    for ch in channels:
+        ch.close()
+    for proc in started:
+        proc.terminate()
+        proc.wait()
+    tmp.cleanup()
+
+
+def median_table(seen: dict) -> dict:
+    """name -> (CPU µs, wall µs) of the median round, printed as a table."""
+    print(f"{'':8} {'CPU µs (median round)':>22} {'wall µs':>9}")
+    med = {}
+    for name, rounds in seen.items():
+        med[name] = tuple(sorted(r[i] for r in rounds)[len(rounds) // 2] for i in (0, 1))
+        print(f"{name:8} {med[name][0]:>22.0f} {med[name][1]:>9.0f}")
+    return med
+
+
 def events_main(args) -> int:
     """``--events``: server CPU per RecordEvents batch, C codec vs runtime."""
     import grpc
@@ -108,19 +127,10 @@ def events_main(args) -> int:
             for name, (pid, call) in targets.items():
                 seen[name].append(measure(call, pid, batch, n))
     finally:
-        for ch in channels:
-            ch.close()
-        for proc in started:
-            proc.terminate()
-            proc.wait()
-        tmp.cleanup()
+        stop(channels, started, tmp)
     print(f"server CPU per RecordEvents of 100 events, {rounds} rounds of {n} batches, one caller, "
           f"a fresh SQLite store each ({os.cpu_count()} cores)\n")
-    print(f"{'':8} {'CPU µs (median round)':>22} {'wall µs':>9}")
-    med = {}
-    for name, got in seen.items():
-        med[name] = tuple(sorted(r[i] for r in got)[len(got) // 2] for i in (0, 1))
-        print(f"{name:8} {med[name][0]:>22.0f} {med[name][1]:>9.0f}")
+    med = median_table(seen)
     print(f"\nthe C reader and writer: {med['wire'][0] / med['runtime'][0]:.2f}x the runtime path's CPU, "
           f"{med['runtime'][0] - med['wire'][0]:.0f} µs less a batch; wall {med['wire'][1] / med['runtime'][1]:.2f}x")
     return 0
@@ -165,21 +175,10 @@ def main(argv=None) -> int:
             for name, (pid, _address, _method) in targets.items():
                 seen[name].append(measure(calls[name], pid, payloads, args.requests))
     finally:
-        for ch in channels:
-            ch.close()
-        for proc in started:
-            proc.terminate()
-            proc.wait()
-        tmp.cleanup()
+        stop(channels, started, tmp)
     print(f"server CPU per request, {args.rounds} rounds of {args.requests} closed-loop calls "
           f"({sum(map(len, payloads)) // len(payloads)}-byte requests, {os.cpu_count()} cores)\n")
-    print(f"{'':8} {'CPU µs (median round)':>22} {'wall µs':>9}")
-    med = {}
-    for name, rounds in seen.items():
-        cpu = sorted(r[0] for r in rounds)[len(rounds) // 2]
-        wall = sorted(r[1] for r in rounds)[len(rounds) // 2]
-        med[name] = (cpu, wall)
-        print(f"{name:8} {cpu:>22.0f} {wall:>9.0f}")
+    med = median_table(seen)
     print(f"\nDecide costs the server {med['decide'][0] - med['echo'][0]:.0f} µs of CPU beyond the echo "
           f"({med['decide'][0] / med['echo'][0]:.2f}x); wall {med['decide'][1] / med['echo'][1]:.2f}x")
     if "base" in med:
