@@ -300,14 +300,13 @@ def _wait_serving(address: str) -> None:
 
 
 def store_ids(rules: str) -> list[str]:
-    """The store ids of the rules' data (RULES/data/stores.csv), which the
-    server checks events' store ids against; [] when it has none."""
-    import csv
-    path = Path(rules) / "data" / "stores.csv"
-    if not path.exists():
+    """The store ids of the rules' data (RULES/data), as the server loads it
+    and checks events' store ids against; [] when it has none."""
+    from engine.inventory.loader import load_dir
+    data = Path(rules) / "data"
+    if not (data / "stores.csv").exists():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [row["id"] for row in csv.DictReader(f) if row.get("id")]
+    return list(load_dir(data).data.stores)
 
 
 def default_pack() -> str:

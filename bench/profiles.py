@@ -63,12 +63,11 @@ def batch_requests(singles: list[bytes], size: int) -> list[bytes]:
     return out
 
 
-#: the bench month's event types and channels as the wire numbers them
 def _enum_numbers():
-    from engine.server.pb.maple.v1 import events_pb2 as epb
-    types = {v.name[len("EVENT_TYPE_"):].lower(): v.number for v in epb.EventType.DESCRIPTOR.values}
-    channels = {v.name[len("EVENT_CHANNEL_"):].lower(): v.number for v in epb.EventChannel.DESCRIPTOR.values}
-    return types, channels
+    """name -> wire number of the event types and channels: the inverse of
+    the server's own tables (engine.server.events.TYPES, CHANNELS)."""
+    from engine.server.events import CHANNELS, TYPES
+    return {v: k for k, v in TYPES.items()}, {v: k for k, v in CHANNELS.items()}
 
 
 def event_to_pb(raw: dict, types: dict, channels: dict, out) -> None:

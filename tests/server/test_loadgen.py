@@ -118,14 +118,16 @@ def test_a_target_elsewhere_serves_the_batch_phase(four_cores, monkeypatch, tmp_
 
 
 def test_events_run_against_a_server_of_their_own_on_a_fresh_sqlite_file(four_cores, monkeypatch, tmp_path):
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "stores.csv").write_text("id,name\ns001,Chelsea\ns002,Kensington\n")
+    import shutil
+    shutil.copytree(loadgen.ROOT / "rules" / "data", tmp_path / "data")      # the reference stores
     started, phases = _fake(monkeypatch, tmp_path)
     loadgen.main(["--phases", "events", "--customers", "20", "--out", str(tmp_path)])
     assert started == [("maple", 1, "sqlite")]
     assert phases == [("events", "events", "maple-1:1", 1)]
     [spec] = _fake.events_specs
-    assert spec["stores"] == ["s001", "s002"] and spec["size"] == 100
+    stores = (tmp_path / "data" / "stores.csv").read_text().splitlines()[1:]
+    assert spec["stores"] == [line.split(",", 1)[0] for line in stores if line.strip()]   # every one, in order
+    assert spec["stores"][:2] == ["s001", "s002"] and spec["size"] == 100
     report = _report(tmp_path)
     assert (report["events_target"], report["events_server_workers"]) == ("maple-1:1", 1)
     assert "events_per_s" in report["results"][0] and "decisions_per_s" not in report["results"][0]
