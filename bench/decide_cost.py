@@ -12,7 +12,9 @@ request, translating it, deciding, encoding the answer, and the whole of
 what ``maple serve`` runs for one Decide (``served``; ``handled`` adds the
 handler's metrics) -- beside the same whole path answering through the
 protobuf runtime (``result_to_pb`` + ``SerializeToString``), the baseline
-the wire encoder replaced.
+the wire encoder replaced.  ``decide_stored`` and ``served_stored`` ask for
+the same customers by id, their profiles fresh in a profile store's cache
+(``StoredProfiles``), as a frontend that sends only the id is answered.
 
 Instruction counts are what this shared, noisy machine cannot disturb: the
 same code and inputs give the same count whatever else runs, so two
@@ -80,12 +82,43 @@ STAGES = {
     "handled": "served + what maple serve's handler adds: metrics (engine.server.app.raw_unary)",
     "served_runtime": "the whole Decide through the protobuf runtime (baseline)",
     "batch": "DecideBatch as served, batches of 100, per decision (wire.batch_request, decide_batch_bytes)",
+    "decide_stored": "Decider.decide by customer id, the profile from the store's cache (a fresh hit)",
+    "served_stored": "the whole Decide as served by customer id, the profile from the store's cache",
 }
 
 
 class _NoDeadline:
     def time_remaining(self):
         return None
+
+
+def _as_folded(profile: dict) -> dict:
+    """A synthetic profile with the fields the fold writes beside those
+    ``synthetic()`` makes (the lifecycle refresh of a stored profile reads
+    them): the first purchase and the last time seen."""
+    out = dict(profile)
+    from bench.profiles import NOW
+    bought = list(out.get("purchased_at", {}).values()) or [out.get("last_purchase_at") or NOW]
+    if out.get("orders_count"):
+        out.setdefault("first_purchase_at", min(bought))
+        out.setdefault("last_purchase_at", max(bought))
+    if out.get("last_seen"):
+        out.setdefault("last_seen_at", max(out["last_seen"].values()))
+    return out
+
+
+class _HeldProfiles:
+    """A profile store holding the synthetic profiles in a dict: what
+    ``StoredProfiles`` reads on a cache miss (the stored stages prime the
+    cache, so the measured calls are fresh hits and never get here)."""
+
+    def __init__(self, profiles: list[dict]):
+        from engine.profiles.fold import DEFAULT_CONFIG
+        self.fold_config = DEFAULT_CONFIG
+        self.profiles = {p["customer_id"]: _as_folded(p) for p in profiles}
+
+    def get(self, customer_id: str) -> dict | None:
+        return self.profiles.get(customer_id)
 
 
 def _stage_calls(stage: str, customers: int):
@@ -101,16 +134,28 @@ def _stage_calls(stage: str, customers: int):
     from engine.service import Decider, RulesetHolder
     from engine.service.inventory import InventoryHolder, InventoryStores
 
-    decider = Decider(RulesetHolder(load(ROOT / "rules")),
-                      stores=InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
+    from engine.service.stored import StoredProfiles
+
+    holder = RulesetHolder(load(ROOT / "rules"))
+    stores = InventoryStores(InventoryHolder.open(ROOT / "rules" / "data"))
+    decider = Decider(holder, stores=stores)
     servicer, ctx = DecisionServicer(decider), _NoDeadline()
     measured = DecisionServicer(decider, _metrics_on_result(metrics))
     handle = raw_unary("Decide", pb.DecideRequest, None, measured.decide_bytes, metrics.RECORDER, True,
                        wire.decide_request).unary_unary
-    raw = bench_profiles.decide_requests(bench_profiles.synthetic(customers), by_id=False)
+    people = bench_profiles.synthetic(customers)
+    raw = bench_profiles.decide_requests(people, by_id=False)
     requests = [pb.DecideRequest.FromString(b) for b in raw]
     queries = [convert.query_from_pb(r) for r in requests]
     results = [decider.decide(q) for q in queries]
+    # the same customers and requests by id, their profiles in the cache of a store
+    held = StoredProfiles(_HeldProfiles(people), cache_ttl=1e9, cache_size=customers + 10)
+    stored = Decider(holder, held, stores)
+    raw_by_id = bench_profiles.decide_requests(people, by_id=True)
+    queries_by_id = [convert.query_from_pb(pb.DecideRequest.FromString(b)) for b in raw_by_id]
+    for q in queries_by_id:
+        held.lookup(q.customer_id, None, None)
+    stored_servicer = DecisionServicer(stored)
     settle_heap()
     parse = pb.DecideRequest.FromString
     read = wire.decide_request
@@ -127,6 +172,8 @@ def _stage_calls(stage: str, customers: int):
         # one input per batch, but measure() divides by --customers: per decision
         "batch": (lambda b: servicer.decide_batch_bytes(wire.batch_request(b), ctx),
                   bench_profiles.batch_requests(raw, 100)),
+        "decide_stored": (stored.decide, queries_by_id),
+        "served_stored": (lambda b: stored_servicer.decide_bytes(read(b), ctx), raw_by_id),
     }
     fn, inputs = table[stage]
     for x in inputs:

@@ -96,6 +96,11 @@ class _Entries(Cache):
 
     def __init__(self, maxsize: int):
         super().__init__(maxsize)
+        # cachetools keeps the entries in one dict (Cache.__data), made once and
+        # never replaced: the decision path's reads look a key up in it directly,
+        # one dict lookup instead of Cache.get's three Python calls (a test holds
+        # it to Cache's own view; None if a cachetools release renames it)
+        self.table: dict | None = getattr(self, "_Cache__data", None)
         self.keys_of: dict[str, object] = {}        # customer id -> a key (str or (kind, value)), or a set
         self.young: deque[tuple[str, float]] = deque()     # (key, fetched_at) of decoded entries, oldest first
 
@@ -226,7 +231,8 @@ class CachedStore:
         return the entry just dropped, as it would have a moment earlier;
         one racing :meth:`_Entries.put` (the entry briefly absent) answers
         STALE and :meth:`read` takes the lock."""
-        cached = self._entries.get(customer_id)
+        table = self._entries.table
+        cached = table.get(customer_id) if table is not None else self._entries.get(customer_id)
         if cached is not None and self._down_until is None and self.clock() - cached[1] < self.ttl:
             return _profile(cached[0])
         return STALE

@@ -25,7 +25,10 @@ hypothesis tests: ``common_case`` and ``to_request`` to
 (tests/server/test_validate.py), ``nearby_answer`` to
 ``results.nearby_answer`` (tests/server/test_nearby_answer.py),
 ``inventory_nearby`` to ``service.inventory.reference_nearby``
-(tests/server/test_inventory_domain.py).
+(tests/server/test_inventory_domain.py), ``stored_hit``, ``refresh`` and
+``lifecycle`` (a Decide by customer id answered from a fresh entry of the
+profile cache) to ``StoredProfiles.lookup``, ``fold.refresh`` and
+``fold.lifecycle`` (tests/profiles/test_profile_stored_hit.py).
 """
 import functools
 import logging
@@ -59,6 +62,7 @@ cdef object _UNAVAILABLE = NearbyFound((), None, "unavailable")  # the stores so
 cdef object _ANONYMOUS = ProfileStatus.ANONYMOUS
 cdef object _SNAPSHOT = ProfileStatus.SNAPSHOT
 cdef object _UNKNOWN_CUSTOMER = ProfileStatus.UNKNOWN_CUSTOMER
+cdef object _STORED = ProfileStatus.STORED
 cdef Py_ssize_t _MAX_ID = MAX_ID
 cdef Py_ssize_t _MAX_TEXT = MAX_TEXT
 cdef Py_ssize_t _SHAPE_CHECK_BYTES = SHAPE_CHECK_BYTES
@@ -69,6 +73,7 @@ cdef str _REQUEST_STORE = REQUEST_STORE
 cdef str _PREFERRED_STORE = PREFERRED_STORE
 cdef str _HOME = HOME
 cdef object _INVENTORY_STORES = None     # service.inventory.InventoryStores (it imports this module)
+cdef object _STORED_PROFILES = None      # service.stored.StoredProfiles (imported when first needed)
 
 # the request's fields, read from their slots (engine/service/_fields.pxd)
 cdef list _GENERIC = []                 # fields without a slot (generic_fields)
@@ -203,7 +208,9 @@ def decide_one(decider, rs, plan, q, deadline):
     # Decider._profile's first cases: no identifier, or a customer_id and no
     # profile store (every id unknown): the snapshot, or nothing
     given = field(q, Q_CUSTOMER_ID, "customer_id")
-    if not field(q, Q_ALIASES, "aliases") and (not given or type(decider.profiles) is NullProfiles):
+    aliases = field(q, Q_ALIASES, "aliases")
+    profiles = decider.profiles
+    if not aliases and (not given or type(profiles) is NullProfiles):
         snapshot = field(q, Q_PROFILE, "profile")
         degraded = []
         if snapshot is not None:
@@ -213,7 +220,21 @@ def decide_one(decider, rs, plan, q, deadline):
         else:
             profile, status = {"customer_id": given}, _UNKNOWN_CUSTOMER
     else:
-        profile, status, degraded = decider._profile(q, deadline, now)
+        # and its common case with a store: a customer_id whose profile the
+        # cache holds, fresh (Decider._profile -> StoredProfiles.lookup)
+        profile = None
+        if not aliases and type(given) is str and type(profiles) is _stored_profiles():
+            try:
+                profile = stored_hit(profiles, given, now)
+            except Exception:       # (a profile refresh cannot read): Decider._profile says what
+                profile = None
+        if profile is not None:
+            snapshot = field(q, Q_PROFILE, "profile")
+            if snapshot:
+                profile = {**profile, **snapshot}
+            status, degraded = _STORED, []
+        else:
+            profile, status, degraded = decider._profile(q, deadline, now)
     _check_deadline(deadline)
     names = field(q, Q_DECISIONS, "decisions")
     request = _request(ctx)
@@ -332,6 +353,61 @@ cdef object _size(plan, raw):
     ranks, outputs = answer[0], answer[1]
     value = outputs[0][0] if ranks else plan.ruleset.program.decisions[at].default
     return value if isinstance(value, str) else None
+
+
+cdef object _stored_profiles():
+    global _STORED_PROFILES
+    if _STORED_PROFILES is None:
+        from .stored import StoredProfiles
+        _STORED_PROFILES = StoredProfiles
+    return _STORED_PROFILES
+
+
+cpdef object stored_hit(profiles, str customer_id, now):
+    """``StoredProfiles.lookup(customer_id, timeout, now)``'s common case,
+    compiled: the profile (lifecycle as of ``now``) when the cache holds a
+    fresh profile for the id and the store is not marked down (the case in
+    which ``lookup`` answers from ``CachedStore.fresh``, not degraded);
+    else None, and the caller asks ``lookup``.  Five Python frames
+    (``Decider._profile``, ``lookup_profile``, ``lookup``, ``fresh``,
+    ``refresh``) and a ``ProfileLookup`` less.  A hypothesis test holds it
+    to ``lookup`` (tests/profiles/test_profile_stored_hit.py)."""
+    cache = profiles.cache
+    table = cache._entries.table            # cachetools' own dict of the entries
+    if table is None:
+        return None
+    cached = (<dict>table).get(customer_id)
+    if cached is None or cache._down_until is not None or not (cache.clock() - cached[1] < cache.ttl):
+        return None
+    held = cached[0]
+    if type(held) is not dict:              # a known miss, or a profile held encoded
+        return None
+    return refresh(held, now, profiles.fold_config)
+
+
+cpdef object refresh(dict profile, now, cfg):
+    """``fold.refresh``, compiled (the same operations on the same objects;
+    a hypothesis test holds the two equal)."""
+    seen = profile.get("last_seen_at") or now
+    as_of = seen if seen > now else now     # max(now, seen): the first unless the second is greater
+    stage = lifecycle(profile, as_of, cfg)
+    if stage == profile.get("lifecycle"):
+        return profile
+    return {**profile, "lifecycle": stage}
+
+
+cpdef str lifecycle(dict p, as_of, cfg):
+    """``fold.lifecycle``, compiled."""
+    orders = p.get("orders_count") or 0
+    if not orders or as_of is None:
+        return "new"
+    if as_of - p["last_purchase_at"] > cfg.lapsed_after:
+        return "lapsed"
+    if (p.get("lifetime_value") or 0) >= cfg.vip_value or orders >= cfg.vip_orders:
+        return "vip"
+    if as_of - p["first_purchase_at"] <= cfg.new_for:
+        return "new"
+    return "active"
 
 
 cdef object _inventory_stores():

@@ -18,6 +18,11 @@ The stored lifecycle is as of the customer's latest event;
 (:func:`engine.profiles.fold.refresh`), so a customer who stopped buying is
 lapsed when decided for, not when they next send an event.
 
+The decision path's common case, a customer id whose profile the cache
+holds fresh, does not come through :meth:`StoredProfiles.lookup`: the
+compiled Decide reads the cache's entry itself (``_decide.stored_hit``,
+held to ``lookup`` by a test) and calls ``lookup`` for everything else.
+
 Every process (each ``--workers`` worker) opens its own store connections.
 """
 from __future__ import annotations
