@@ -107,3 +107,16 @@ def test_annotate_compiled_functions_only():
         "JSONDecoder_decode [msgspec/_core]": {"ILmr": 6396, "DLmr": 4694, "DLmw": 3694, "Ir": 1019600},
         "engine.eval._kernel._ok": {"ILmr": 0, "DLmr": 0, "DLmw": 0, "Ir": 2968},
     }
+
+
+def test_the_stored_stages_decide_from_the_cache_not_a_degraded_fallback():
+    """decide_cost's by-id stages measure what they say: each call is a
+    fresh cache hit answered STORED (a profile the lifecycle refresh cannot
+    read would make every call the degraded error path, ~15x the cost)."""
+    from bench.decide_cost import _stage_calls
+    from engine.service.model import ProfileStatus
+    fn, queries = _stage_calls("decide_stored", 40)
+    results = [fn(q) for q in queries]
+    assert {r.profile_status for r in results} == {ProfileStatus.STORED}
+    assert not any(r.degraded for r in results)
+    assert [r.customer_id for r in results] == [q.customer_id for q in queries]
