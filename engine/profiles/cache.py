@@ -220,6 +220,46 @@ class CachedStore:
     def get(self, customer_id: str) -> dict | None:
         return self.read(customer_id).profile
 
+    def prefetch(self, customer_ids: Sequence[str]) -> int:
+        """Read into the cache, in one call of the store (``get_many``), the
+        profiles of the ``customer_ids`` it holds no fresh entry for, as
+        :meth:`read` would one by one (known misses included); return how
+        many were asked for.  DecideBatch calls this before its items, which
+        are then cache hits: one round trip to Redis instead of one per item.
+
+        Nothing is asked while the store is marked down (each item then
+        reads as :meth:`read` does), nor with ``ttl`` 0 (nothing would be
+        fresh when read).  A store that fails is marked down as by
+        :meth:`read`, and this returns 0; it raises nothing the store raises."""
+        now = self.clock()
+        if self.ttl <= 0:
+            return 0
+        with self._lock:
+            if self._down_until is not None and now < self._down_until:
+                return 0
+            entries = self._entries
+            missing = [c for c in dict.fromkeys(customer_ids)
+                       if (hit := entries.get(c)) is None or not now - hit[1] < self.ttl]
+            generation = self._generation
+        if not missing:
+            return 0
+        try:
+            found = self.store.get_many(missing)
+        except StoreUnavailable as err:
+            with self._lock:
+                started = self._mark_down(str(err), now)
+            self._log_down(started, str(err))
+            return 0
+        with self._lock:
+            was_down = self._mark_up(now)
+            if generation == self._generation:          # no write of this process raced the read
+                for cid in missing:
+                    self._entries.put(cid, found.get(cid), now)
+            self._entries.settle(now - self.ttl)
+        if was_down is not None:
+            self._log_up(was_down)
+        return len(missing)
+
     def fresh(self, customer_id: str):
         """The decision path's fast case: the cached profile (None: a known
         miss) when an entry younger than ``ttl`` is held and the store is not

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Sequence
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from .ingest import Changes, plan
-from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
+from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,30 @@ class RedisStore(ProfileStore):
                 return None
             raw = self._call(self.client.get, self.key("p", cid))
         return decode(raw) if raw is not None else None
+
+    def get_many(self, customer_ids: Sequence[str]) -> dict[str, dict | None]:
+        """As ``get`` for each id, in at most three MGETs: the profiles by id,
+        the own alias of the ids without one (merged away), their survivors'
+        profiles."""
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        blobs = {c: raw for c, raw in zip(ids, self._call(self.client.mget, [self.key("p", c) for c in ids]))
+                 if raw is not None}
+        missing = [c for c in ids if c not in blobs]
+        moved: dict[str, str] = {}
+        if missing:
+            targets = self._call(self.client.mget, [self.key("a", own_alias(c)) for c in missing])
+            moved = {c: t.decode() for c, t in zip(missing, targets) if t is not None and t.decode() != c}
+            wanted = [cid for cid in dict.fromkeys(moved.values()) if cid not in blobs]
+            if wanted:
+                blobs.update((cid, raw) for cid, raw in zip(
+                    wanted, self._call(self.client.mget, [self.key("p", cid) for cid in wanted])) if raw is not None)
+        out: dict[str, dict | None] = {}
+        for cid in ids:
+            blob = blobs.get(moved.get(cid, cid))
+            out[cid] = decode(blob) if blob is not None else None
+        return out
 
     def resolve(self, kind: str, value: str) -> str | None:
         raw = self._call(self.client.get, self.key("a", f"{kind}:{value}"))

@@ -54,9 +54,9 @@ import threading
 from typing import Sequence
 
 from .ingest import Changes, GroupCommit, Ticket, plan
-from .sqlite_writer import Checkpointer, Reader, WriterState
+from .sqlite_writer import CHUNK, Checkpointer, Reader, WriterState
 from . import walbuf
-from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode
+from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
 
 CACHE_KIB = 64 * 1024        # page cache per connection
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
@@ -130,6 +130,13 @@ EVENT_ROWS = 100
 @functools.lru_cache(maxsize=EVENT_ROWS)
 def _insert_events(n: int) -> str:
     return "INSERT OR FAIL INTO events VALUES " + ", ".join(["(?, ?, ?)"] * n)
+
+
+def _rows(db: sqlite3.Connection, sql: str, keys: Sequence[str]):
+    """The rows of ``sql`` (one ``IN ({})``) over ``keys``, CHUNK at a time."""
+    for i in range(0, len(keys), CHUNK):
+        chunk = keys[i:i + CHUNK]
+        yield from db.execute(sql.format(",".join("?" * len(chunk))), chunk)
 
 
 class SchemaError(Exception):
@@ -328,6 +335,36 @@ class SQLiteStore(ProfileStore):
                 return None
             row = self._one("SELECT profile FROM customers WHERE customer_id = ?", (cid,))
         return decode(row[0]) if row else None
+
+    def get_many(self, customer_ids: Sequence[str]) -> dict[str, dict | None]:
+        """As ``get`` for each id, in one read transaction (one state of the
+        file for all): the profiles by id, then the merged-away ids among the
+        rest through their own alias, then their survivors' profiles, one
+        ``IN (...)`` query each."""
+        ids = list(dict.fromkeys(customer_ids))
+        with self._read_lock:
+            db = self._reader_db
+            try:
+                db.execute("BEGIN")
+                try:
+                    blobs = dict(_rows(db, "SELECT customer_id, profile FROM customers WHERE customer_id IN ({})",
+                                       ids))
+                    own = {own_alias(c): c for c in ids if c not in blobs}
+                    moved = {own[alias]: cid for alias, cid in _rows(
+                        db, "SELECT alias, customer_id FROM aliases WHERE alias IN ({})", list(own))
+                        if cid != own[alias]}
+                    wanted = [cid for cid in dict.fromkeys(moved.values()) if cid not in blobs]
+                    blobs.update(_rows(db, "SELECT customer_id, profile FROM customers WHERE customer_id IN ({})",
+                                       wanted))
+                finally:
+                    db.execute("COMMIT")
+            except sqlite3.OperationalError as err:
+                raise StoreUnavailable(f"{self.url}: {err}") from err
+        out: dict[str, dict | None] = {}
+        for cid in ids:
+            blob = blobs.get(moved.get(cid, cid))
+            out[cid] = decode(blob) if blob is not None else None
+        return out
 
     def resolve(self, kind: str, value: str) -> str | None:
         row = self._one("SELECT customer_id FROM aliases WHERE alias = ?", (f"{kind}:{value}",))
