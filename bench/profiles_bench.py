@@ -9,6 +9,8 @@
    case (the profile dict already in memory), as percentiles and ratios:
    the rules alone, then the whole Decide as the server runs it (request
    bytes to response bytes; inline means the profile travels as JSON).
+3. DecideBatch by customer id with nothing cached: the items' profiles read
+   in one store call a batch, beside one read per item (``batch_by_id``).
 
     .venv/bin/python bench/profiles_bench.py                  # starts its own redis-server
     .venv/bin/python bench/profiles_bench.py --redis redis://127.0.0.1:6379/15 --events 200000
@@ -272,6 +274,46 @@ def service_cases(rs, stores: dict, customers: list[str], request: dict, now: fl
     return cases
 
 
+def batch_by_id(rs, stores: dict, customers: list[str], request: dict, now: float, nearby=None,
+                size: int = 100, rounds: int = 5) -> dict:
+    """DecideBatch by customer id with nothing cached (a campaign's batch:
+    every profile read from the store), µs per decision: ``Decider.
+    decide_batch``, which reads the items' profiles in one store call
+    (``StoredProfiles.prefetch``), beside the same items decided one by one,
+    each reading its own (what a batch did before).  Each batch starts from
+    an empty cache (cleared, uncounted); the two take turns, ``rounds``
+    times over ``customers`` in batches of ``size``."""
+    from engine.service.decide import Decider
+    from engine.service.model import DecideQuery, RequestContext
+    from engine.service.rules import RulesetHolder
+    from engine.service.stored import StoredProfiles
+    holder = RulesetHolder()
+    holder.swap(rs)
+    loc = request.get("location")
+    context = RequestContext(channel=request["channel"], page=request["page"], category=request["category"],
+                             sku=request["sku"], location=(loc["lat"], loc["lon"]) if loc else None,
+                             timestamp=now)
+    batches = [[DecideQuery(customer_id=c, context=context) for c in customers[i:i + size]]
+               for i in range(0, len(customers) - size + 1, size)]
+    out = {}
+    for name, store in stores.items():
+        profiles = StoredProfiles(store, cache_ttl=60.0, cache_size=len(customers) + 10)
+        decider = Decider(holder, profiles, nearby)
+        ways = {"one store call a batch": decider.decide_batch,
+                "one store call an item": lambda b: [decider.decide(q) for q in b]}
+        per = {way: [] for way in ways}
+        for _ in range(rounds):
+            for way, fn in ways.items():
+                for b in batches:
+                    profiles.cache.clear()
+                    t0 = time.perf_counter_ns()
+                    fn(b)
+                    per[way].append((time.perf_counter_ns() - t0) / 1000 / len(b))
+        out[name] = {way: {"p50_us": statistics.median(v), "p90_us": statistics.quantiles(v, n=10)[-1],
+                           "batches": len(v)} for way, v in per.items()}
+    return out
+
+
 def decide_latency(cases: dict, customers: list[str], repeat: int, rounds: int = 10,
                    classes: dict[str, set] | None = None) -> dict | tuple[dict, dict]:
     """Percentiles per case; the cases take turns, ``rounds`` times, so a
@@ -406,6 +448,15 @@ def render(report: dict) -> str:
         for case, r in report["tail"].items():
             lines.append(f"{case:28} {r['p50_us']:>7.1f} {r['p90_us']:>7.1f} {r['p99_us']:>7.1f} "
                          f"{r['p999_us']:>7.1f} {r['p99_us'] / r['p50_us']:>8.2f}")
+    if report.get("batch_by_id"):
+        lines += ["", "DecideBatch of 100 by customer id, nothing cached (every profile read from the store),",
+                  "µs per decision: the items' profiles read in one store call, beside one read per item", "",
+                  f"{'store':10} {'one call a batch: p50':>22} {'p90':>7} {'one call an item: p50':>22} "
+                  f"{'p90':>7} {'p50 ×':>7}"]
+        for store, r in report["batch_by_id"].items():
+            a, b = r["one store call a batch"], r["one store call an item"]
+            lines.append(f"{store:10} {a['p50_us']:>22.1f} {a['p90_us']:>7.1f} {b['p50_us']:>22.1f} "
+                         f"{b['p90_us']:>7.1f} {a['p50_us'] / b['p50_us']:>7.2f}")
     m = report["machine"]
     lines += ["", f"machine: {m['cpus']} CPUs, Python {m['python']}, "
                   f"sum(range(1000)) takes {m['sum_range_1000_us']:.1f} µs (a yardstick for comparing runs)"]
@@ -466,6 +517,8 @@ def main(argv=None) -> int:
                 classes={"the busiest 1 % of customers": busiest & set(hot), "everyone else": set(hot) - busiest})
             # issue 5's figure (the store lookup included): how much of its p99 is the machine's
             report["tail"] = tail_apart(served["sqlite cache hit"], hot, args.repeat)
+            report["batch_by_id"] = batch_by_id(rs, durable, sorted({e["customer_id"] for e in events})[:2000],
+                                                request, now, nearby)
         finally:
             for store in stores.values():
                 store.close()
