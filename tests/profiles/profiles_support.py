@@ -100,6 +100,42 @@ class RedisServer:
             self.proc = None
 
 
+class Switchable:
+    """A store wrapper for the cache tests: counts reads (``gets``; the id
+    lists of ``get_many`` in ``many``), fails them and its health while
+    ``down`` is set (StoreUnavailable, as a store that stopped answering),
+    and runs ``during()``, if set, in the middle of a get_many (a write
+    racing the read).  Everything else is the store's."""
+
+    def __init__(self, store):
+        self.store, self.down, self.during = store, False, None
+        self.gets, self.many = 0, []
+
+    def get(self, cid):
+        self.gets += 1
+        self._fail()
+        return self.store.get(cid)
+
+    def get_many(self, ids):
+        self.many.append(list(ids))
+        self._fail()
+        if self.during is not None:
+            self.during()
+        return self.store.get_many(ids)
+
+    def health(self):
+        from engine.profiles.store import Health
+        return Health(False, self.store.url, "test: no answer") if self.down else self.store.health()
+
+    def _fail(self):
+        if self.down:
+            from engine.profiles import StoreUnavailable
+            raise StoreUnavailable("test: the store is down")
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
 class FakeClock:
     """An injected clock that moves only when told."""
 

@@ -10,37 +10,17 @@ import pytest
 from cachetools import Cache
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
-from engine.profiles.store import Health
 from engine.ruleset import build
 from engine.source import SourceFile
-from profiles_support import NOW, T0, FakeClock, ev, item
+from profiles_support import NOW, T0, FakeClock, Switchable, ev, item
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Counting:
-    """A store wrapper counting reads (to see what the cache saved)."""
-
-    def __init__(self, store):
-        self.store, self.gets, self.down = store, 0, False
-
-    def get(self, cid):
-        self.gets += 1
-        if self.down:
-            raise StoreUnavailable("test: the store is down")
-        return self.store.get(cid)
-
-    def health(self):
-        return Health(False, self.store.url, "test: no answer") if self.down else self.store.health()
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
 
 
 @pytest.fixture
 def sqlite_store(sqlite_url):
     with open_store(sqlite_url, clock=lambda: NOW) as s:
-        yield Counting(s)
+        yield Switchable(s)
 
 
 def test_fresh_entries_come_from_the_cache(sqlite_store):

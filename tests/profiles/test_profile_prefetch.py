@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.profiles import CachedStore, StoreUnavailable, open_store
+from engine.profiles import CachedStore, open_store
 from engine.ruleset import load
 from engine.service.decide import Decider
 from engine.service.model import DecideQuery, ItemError, ProfileStatus, RequestContext
 from engine.service.rules import RulesetHolder
 from engine.service.stored import StoredProfiles
-from profiles_support import DAY, NOW, T0, FakeClock, ev, item
+from profiles_support import DAY, NOW, T0, FakeClock, Switchable, ev, item
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,37 +72,11 @@ def test_get_many_chunks_a_long_list(sqlite_url):
 
 
 # ---------------------------------------------------------------- the cache
-class Counting:
-    """A store wrapper counting reads, that can fail, and can run something
-    in the middle of a get_many (a write racing it)."""
-
-    def __init__(self, store):
-        self.store, self.down, self.during = store, False, None
-        self.gets, self.many = 0, []
-
-    def get(self, cid):
-        self.gets += 1
-        if self.down:
-            raise StoreUnavailable("test: the store is down")
-        return self.store.get(cid)
-
-    def get_many(self, ids):
-        self.many.append(list(ids))
-        if self.down:
-            raise StoreUnavailable("test: the store is down")
-        if self.during is not None:
-            self.during()
-        return self.store.get_many(ids)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-
 @pytest.fixture
 def counted(sqlite_url):
     with open_store(sqlite_url, clock=lambda: NOW) as s:
         _history(s)
-        yield Counting(s)
+        yield Switchable(s)
 
 
 def test_prefetch_reads_what_is_not_fresh_once_and_then_reads_are_hits(counted):
@@ -170,7 +144,7 @@ def _queries(now):
 def test_decide_batch_asks_the_store_once_and_answers_as_each_item_alone(store_url, reference_rules, now):
     with open_store(store_url, clock=lambda: NOW) as plain:
         _history(plain)
-        counted = Counting(plain)
+        counted = Switchable(plain)
         batch_decider = Decider(reference_rules, StoredProfiles(counted, cache_ttl=60.0))
         version, answers = batch_decider.decide_batch(_queries(now))
         assert counted.many == [["C1", "C2", "C7", "K1", "nobody", "C3"]]
@@ -194,7 +168,7 @@ def test_decide_batch_asks_the_store_once_and_answers_as_each_item_alone(store_u
 def test_a_failing_prefetch_leaves_each_item_to_read_its_own(sqlite_url, reference_rules, caplog):
     with open_store(sqlite_url, clock=lambda: NOW) as plain:
         _history(plain)
-        counted = Counting(plain)
+        counted = Switchable(plain)
 
         def broken(ids):
             raise RuntimeError("test: a bug in get_many")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from engine.profiles import StoreUnavailable, open_store
+from engine.profiles import open_store
 from engine.profiles.cache import STALE
 from engine.profiles.fold import DEFAULT_CONFIG, FoldConfig, lifecycle, refresh
 from engine.ruleset import load
@@ -27,7 +27,7 @@ from engine.service.decide import Decider
 from engine.service.model import DecideQuery, ProfileStatus, RequestContext
 from engine.service.rules import RulesetHolder
 from engine.service.stored import StoredProfiles
-from profiles_support import DAY, NOW, T0, FakeClock, ev, item
+from profiles_support import DAY, NOW, T0, FakeClock, Switchable, ev, item
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,22 +92,6 @@ def test_compiled_refresh_is_fold_refresh(case):
 
 
 # ---------------------------------------------------------------- the hit
-class Switchable:
-    """A store that can be made to fail (an outage) and counts its reads."""
-
-    def __init__(self, store):
-        self.store, self.down, self.gets = store, False, 0
-
-    def get(self, cid):
-        self.gets += 1
-        if self.down:
-            raise StoreUnavailable("test: the store is down")
-        return self.store.get(cid)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-
 CUSTOMERS = ["C1", "C2", "C3", "C4"]
 
 
