@@ -28,7 +28,10 @@ from tests.eval.test_property import packs
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
-ALL_RULE_FILES = sorted(p for p in ROOT.rglob("*.rules") if ".venv" not in p.parts and "build" not in p.parts)
+# the repository's own: not build output, nor hidden directories (.venv, and .maple, where a
+# server that ran here keeps copies of the versions it served)
+ALL_RULE_FILES = sorted(p for p in ROOT.rglob("*.rules") if "build" not in p.parts
+                        and not any(part.startswith(".") for part in p.relative_to(ROOT).parts[:-1]))
 _POSITION = re.compile(r"\S+\.rules:\d+:\d+")
 
 
