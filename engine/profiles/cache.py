@@ -104,11 +104,13 @@ class _Entries(Cache):
         self.keys_of: dict[str, object] = {}        # customer id -> a key (str or (kind, value)), or a set
         self.young: deque[tuple[str, float]] = deque()     # (key, fetched_at) of decoded entries, oldest first
 
-    def put(self, key: str, profile: dict | None, at: float) -> None:
+    def put(self, key: str, profile: dict | None, at: float, encoded: bytes | None = None) -> None:
+        """``encoded``: the profile as the store holds it, if the store handed
+        it out; :meth:`settle` keeps it instead of encoding the profile."""
         cid = profile.get("customer_id", key) if profile is not None else key
         if Cache.__contains__(self, key):
             Cache.__delitem__(self, key)              # last in the order again: fetched just now
-        self[key] = (profile, at, cid)
+        self[key] = (profile, at, cid, encoded)
         if profile is not None:
             keys = self.keys_of.get(cid)
             if keys is None or keys == key:
@@ -131,7 +133,8 @@ class _Entries(Cache):
                 continue
             value = Cache.__getitem__(self, key)
             if value[1] == at and type(value[0]) is dict:
-                Cache.__setitem__(self, key, (encode(value[0]), at, value[2]))
+                held = value[3] if value[3] is not None else encode(value[0])
+                Cache.__setitem__(self, key, (held, at, value[2], None))
 
     def popitem(self):
         key, value = super().popitem()
@@ -179,6 +182,9 @@ class CachedStore:
         self.retry_after = retry_after
         self.clock = clock
         self._entries = _Entries(maxsize)
+        # a ProfileStore hands out profiles as stored (get_encoded ...); a store
+        # that does not (a stand-in with get() alone) is read with get()
+        self._encoded_reads = isinstance(store, ProfileStore) or hasattr(store, "get_encoded")
         self._lock = threading.Lock()
         self._generation = 0
         self._down_until: float | None = None
@@ -200,8 +206,7 @@ class CachedStore:
                 return self._fallback(cached, now)
             generation = self._generation
         try:
-            profile = (self.store.get(customer_id) if type(customer_id) is str
-                       else self.store.get_by(*customer_id))
+            profile, encoded = self._fetch(customer_id)
         except StoreUnavailable as err:
             with self._lock:
                 started = self._mark_down(str(err), now)
@@ -211,11 +216,22 @@ class CachedStore:
         with self._lock:
             was_down = self._mark_up(now)
             if generation == self._generation:
-                self._entries.put(customer_id, profile, now)
+                self._entries.put(customer_id, profile, now, encoded)
             self._entries.settle(now - self.ttl)
         if was_down is not None:
             self._log_up(was_down)
         return ProfileRead(profile, "store" if profile is not None else "none", age=0.0)
+
+    def _fetch(self, key) -> tuple[dict | None, bytes | None]:
+        """A key's stored profile (a customer id, or a (kind, value) pair of
+        another identifier), and the bytes it is stored as when the store
+        hands them out (``get_encoded``), which the cache keeps for when the
+        profile is no longer fresh."""
+        store = self.store
+        if not self._encoded_reads:
+            return (store.get(key) if type(key) is str else store.get_by(*key)), None
+        encoded = store.get_encoded(key) if type(key) is str else store.get_by_encoded(*key)
+        return (None if encoded is None else decode(encoded)), encoded
 
     def get(self, customer_id: str) -> dict | None:
         return self.read(customer_id).profile
@@ -244,17 +260,22 @@ class CachedStore:
         if not missing:
             return 0
         try:
-            found = self.store.get_many(missing)
+            if self._encoded_reads:
+                encoded = self.store.get_many_encoded(missing)
+            else:
+                found, encoded = self.store.get_many(missing), {}
         except StoreUnavailable as err:
             with self._lock:
                 started = self._mark_down(str(err), now)
             self._log_down(started, str(err))
             return 0
+        if self._encoded_reads:
+            found = {cid: None if raw is None else decode(raw) for cid, raw in encoded.items()}
         with self._lock:
             was_down = self._mark_up(now)
             if generation == self._generation:          # no write of this process raced the read
                 for cid in missing:
-                    self._entries.put(cid, found.get(cid), now)
+                    self._entries.put(cid, found.get(cid), now, encoded.get(cid))
             self._entries.settle(now - self.ttl)
         if was_down is not None:
             self._log_up(was_down)

@@ -215,18 +215,22 @@ class RedisStore(ProfileStore):
             raise _unavailable(self.url, err) from err
 
     def get(self, customer_id: str) -> dict | None:
+        raw = self.get_encoded(customer_id)
+        return None if raw is None else decode(raw)
+
+    def get_encoded(self, customer_id: str) -> bytes | None:
         raw = self._call(self.client.get, self.key("p", customer_id))
         if raw is None:
             cid = self.resolve("customer_id", customer_id)
             if cid is None or cid == customer_id:
                 return None
             raw = self._call(self.client.get, self.key("p", cid))
-        return decode(raw) if raw is not None else None
+        return raw
 
-    def get_many(self, customer_ids: Sequence[str]) -> dict[str, dict | None]:
-        """As ``get`` for each id, in at most three MGETs: the profiles by id,
-        the own alias of the ids without one (merged away), their survivors'
-        profiles."""
+    def get_many_encoded(self, customer_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """As ``get_encoded`` for each id, in at most three MGETs: the
+        profiles by id, the own alias of the ids without one (merged away),
+        their survivors' profiles."""
         ids = list(dict.fromkeys(customer_ids))
         if not ids:
             return {}
@@ -241,11 +245,7 @@ class RedisStore(ProfileStore):
             if wanted:
                 blobs.update((cid, raw) for cid, raw in zip(
                     wanted, self._call(self.client.mget, [self.key("p", cid) for cid in wanted])) if raw is not None)
-        out: dict[str, dict | None] = {}
-        for cid in ids:
-            blob = blobs.get(moved.get(cid, cid))
-            out[cid] = decode(blob) if blob is not None else None
-        return out
+        return {cid: blobs.get(moved.get(cid, cid)) for cid in ids}
 
     def resolve(self, kind: str, value: str) -> str | None:
         raw = self._call(self.client.get, self.key("a", f"{kind}:{value}"))

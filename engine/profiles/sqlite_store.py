@@ -328,19 +328,23 @@ class SQLiteStore(ProfileStore):
                 raise StoreUnavailable(f"{self.url}: {err}") from err
 
     def get(self, customer_id: str) -> dict | None:
+        raw = self.get_encoded(customer_id)
+        return None if raw is None else decode(raw)
+
+    def get_encoded(self, customer_id: str) -> bytes | None:
         row = self._one("SELECT profile FROM customers WHERE customer_id = ?", (customer_id,))
         if row is None:
             cid = self.resolve("customer_id", customer_id)
             if cid is None or cid == customer_id:
                 return None
             row = self._one("SELECT profile FROM customers WHERE customer_id = ?", (cid,))
-        return decode(row[0]) if row else None
+        return row[0] if row else None
 
-    def get_many(self, customer_ids: Sequence[str]) -> dict[str, dict | None]:
-        """As ``get`` for each id, in one read transaction (one state of the
-        file for all): the profiles by id, then the merged-away ids among the
-        rest through their own alias, then their survivors' profiles, one
-        ``IN (...)`` query each."""
+    def get_many_encoded(self, customer_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """As ``get_encoded`` for each id, in one read transaction (one state
+        of the file for all): the profiles by id, then the merged-away ids
+        among the rest through their own alias, then their survivors'
+        profiles, one ``IN (...)`` query each."""
         ids = list(dict.fromkeys(customer_ids))
         with self._read_lock:
             db = self._reader_db
@@ -360,11 +364,7 @@ class SQLiteStore(ProfileStore):
                     db.execute("COMMIT")
             except sqlite3.OperationalError as err:
                 raise StoreUnavailable(f"{self.url}: {err}") from err
-        out: dict[str, dict | None] = {}
-        for cid in ids:
-            blob = blobs.get(moved.get(cid, cid))
-            out[cid] = decode(blob) if blob is not None else None
-        return out
+        return {cid: blobs.get(moved.get(cid, cid)) for cid in ids}
 
     def resolve(self, kind: str, value: str) -> str | None:
         row = self._one("SELECT customer_id FROM aliases WHERE alias = ?", (f"{kind}:{value}",))

@@ -112,16 +112,34 @@ class Switchable:
         self.gets, self.many = 0, []
 
     def get(self, cid):
-        self.gets += 1
-        self._fail()
+        self._read()
         return self.store.get(cid)
 
+    def get_encoded(self, cid):
+        self._read()
+        return self.store.get_encoded(cid)
+
+    def get_by_encoded(self, kind, value):
+        self._read()
+        return self.store.get_by_encoded(kind, value)
+
     def get_many(self, ids):
+        self._read_many(ids)
+        return self.store.get_many(ids)
+
+    def get_many_encoded(self, ids):
+        self._read_many(ids)
+        return self.store.get_many_encoded(ids)
+
+    def _read(self):
+        self.gets += 1
+        self._fail()
+
+    def _read_many(self, ids):
         self.many.append(list(ids))
         self._fail()
         if self.during is not None:
             self.during()
-        return self.store.get_many(ids)
 
     def health(self):
         from engine.profiles.store import Health

@@ -10,6 +10,7 @@ import pytest
 from cachetools import Cache
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
+from engine.profiles.store import encode
 from engine.ruleset import build
 from engine.source import SourceFile
 from profiles_support import NOW, T0, FakeClock, Switchable, ev, item
@@ -104,16 +105,16 @@ def test_an_identifier_cached_for_a_merged_away_customer_finds_the_survivor(sqli
 def test_a_fetch_racing_a_local_write_is_not_cached(sqlite_store):
     cache = CachedStore(sqlite_store, ttl=60, clock=FakeClock())
     cache.apply([ev("purchase", T0, items=[item("S1")])])
-    real_get = sqlite_store.get
+    real_get = sqlite_store.get_encoded      # what the cache reads: the profile as stored
 
     def get_then_write(cid):
         profile = real_get(cid)               # the old profile ...
         cache.apply([ev("purchase", T0 + 1, items=[item("S2")])])  # ... and a write lands meanwhile
         return profile
 
-    sqlite_store.get = get_then_write
+    sqlite_store.get_encoded = get_then_write
     assert cache.get("C1")["orders_count"] == 1
-    sqlite_store.get = real_get
+    sqlite_store.get_encoded = real_get
     assert cache.get("C1")["orders_count"] == 2
 
 
@@ -176,6 +177,48 @@ def test_entries_past_the_ttl_are_held_encoded_and_still_serve_an_outage(sqlite_
     down = cache.read("C1")
     assert (down.source, down.degraded, down.profile) == ("cache", True, original)
     assert down.profile["sizes"] == {"shoes": "42"}
+
+
+def test_an_entry_past_the_ttl_is_held_as_the_bytes_the_store_gave_not_encoded_again(sqlite_store, monkeypatch):
+    """A fetch reads the profile as stored (get_encoded) and decodes it; the
+    entry keeps those bytes, so settling it encodes nothing (a second
+    msgpack pass per cache miss, before)."""
+    import engine.profiles.cache as cache_module
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, ttl=1.0, clock=clock)
+    cache.apply([ev("purchase", T0, items=[item("S1", size="42")]), ev("page_view", T0, cid="C2")])
+    cache.prefetch(["C1", "C2"])
+    cache.get(("customer_id", "C1"))                          # an identifier's key too
+
+    def no_encoding(profile):
+        raise AssertionError("settling an entry encoded its profile again")
+    monkeypatch.setattr(cache_module, "encode", no_encoding)
+    clock.advance(1.5)
+    cache.get("C3")                                          # a fetch settles what passed the ttl
+    for key, cid in (("C1", "C1"), ("C2", "C2"), (("customer_id", "C1"), "C1")):
+        assert type(_held(cache, key)) is bytes and _held(cache, key) == sqlite_store.store.get_encoded(cid)
+    sqlite_store.down = True
+    assert cache.read("C1").profile == sqlite_store.store.get("C1")
+
+
+def test_a_stand_in_store_with_get_alone_is_read_with_get(sqlite_store):
+    """Anything with get() (and get_by, get_many) still works as the
+    cache's store; its profiles are encoded when settled."""
+
+    class GetOnly:
+        def __init__(self, store):
+            self.store = store
+
+        def get(self, cid):
+            return self.store.get(cid)
+
+    clock = FakeClock()
+    cache = CachedStore(GetOnly(sqlite_store.store), ttl=1.0, clock=clock)
+    sqlite_store.store.apply([ev("page_view", T0, cid="C2")])
+    assert cache.get("C2")["customer_id"] == "C2" and cache.get("nobody") is None
+    clock.advance(1.5)
+    cache.get("C3")
+    assert _held(cache, "C2") == encode(sqlite_store.store.get("C2"))
 
 
 def test_the_young_list_stays_bounded_and_every_entry_answers_right(sqlite_store):

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.profiles import CachedStore, open_store
+from engine.profiles.store import decode
 from engine.ruleset import load
 from engine.service.decide import Decider
 from engine.service.model import DecideQuery, ItemError, ProfileStatus, RequestContext
@@ -55,6 +56,13 @@ def test_get_many_is_get_for_each_id(store):
     assert many == {cid: store.get(cid) for cid in IDS}
     assert many["C7"] is not store.get_many(["C7"])["C7"]
     assert many["K0"] is not many["K1"]                       # each profile its own object, as get's
+    # the same reads, as stored: the bytes decode to what get says
+    encoded = store.get_many_encoded(IDS)
+    assert {cid: None if raw is None else decode(raw) for cid, raw in encoded.items()} == many
+    assert encoded == {cid: store.get_encoded(cid) for cid in IDS}
+    assert store.get_by_encoded("device_id", "d1") == store.get_encoded("C7") is not None
+    assert store.get_by_encoded("customer_id", "K1") == store.get_encoded("K0")
+    assert store.get_by_encoded("loyalty_card", "nobody") is None
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -172,7 +180,7 @@ def test_a_failing_prefetch_leaves_each_item_to_read_its_own(sqlite_url, referen
 
         def broken(ids):
             raise RuntimeError("test: a bug in get_many")
-        counted.get_many = broken
+        counted.get_many_encoded = broken      # the read the cache makes
         decider = Decider(reference_rules, StoredProfiles(counted, cache_ttl=60.0))
         with caplog.at_level(logging.ERROR):
             _version, answers = decider.decide_batch(_queries(NOW)[:4])
