@@ -437,7 +437,11 @@ def parse_args(argv=None):
     p.add_argument("--profiles", help="JSON Lines file of profiles (default: synthetic)")
     p.add_argument("--customers", type=int, default=2000, help="synthetic profiles to make")
     p.add_argument("--by-id", action="store_true",
-                   help="send customer ids only; the server it starts reads the profiles from --store jsonl:")
+                   help="send customer ids only; the server it starts reads the profiles from --profile-store")
+    p.add_argument("--profile-store", choices=("jsonl", "sqlite"), default="jsonl",
+                   help="with --by-id: the synthetic profiles in a file (--store jsonl:, in memory), or a SQLite "
+                        "store holding what the bench's realistic month of events (10 per customer) folds into, "
+                        "read through the server's profile cache as in production")
     p.add_argument("--phases", default=None,
                    help="comma-separated, of " + ",".join(PHASES) + " (default: all; without events "
                         "with --target, so a server elsewhere is not sent bench events unasked)")
@@ -478,7 +482,13 @@ def main(argv=None) -> int:
     try:
         people = prof.from_jsonl(args.profiles) if args.profiles else prof.synthetic(args.customers)
         store = None
-        if args.by_id and not args.target:
+        if args.by_id and not args.target and args.profile_store == "sqlite":
+            store_file = Path(tempfile.mkdtemp(prefix="maple-bench-")) / "profiles.db"
+            ids = prof.sqlite_store_of_month(store_file, 10 * args.customers, args.customers, time.time(),
+                                             store_ids(args.rules or str(ROOT / "rules")))
+            people = [{"customer_id": cid} for cid in ids]
+            store = f"sqlite://{store_file}"
+        elif args.by_id and not args.target:
             store_file = Path(tempfile.mkdtemp(prefix="maple-bench-")) / "profiles.jsonl"
             prof.write_jsonl(people, store_file)
             store = f"jsonl:{store_file}"
@@ -557,7 +567,8 @@ def main(argv=None) -> int:
                                      threads=max(1, args.events_callers // procs), rate=0,
                                      items_per_request=args.batch_size, server_workers=events_workers,
                                      events=spec, **common))
-        report = {"target": target, "echo": echo, "by_id": args.by_id, "cores": os.cpu_count(),
+        report = {"target": target, "echo": echo, "by_id": args.by_id,
+                  "profile_store": args.profile_store if args.by_id else None, "cores": os.cpu_count(),
                   "server_workers": args.server_workers, "batch_target": batch_target,
                   "batch_server_workers": batch_workers, "events_target": events_target,
                   "events_server_workers": events_workers,

@@ -91,6 +91,35 @@ def event_to_pb(raw: dict, types: dict, channels: dict, out) -> None:
             setattr(out.consent, name, raw[name])
 
 
+def month_events(n_events: int, customers: int, now: float, seed: int, store_ids: list[str]) -> list[dict]:
+    """The bench's realistic month (bench/profiles_bench.py's ``workload``:
+    a fifth of the events from the 1 % busiest customers, random UUID event
+    ids), ending at ``now``, its store ids replaced with ``store_ids`` (a
+    server with store data refuses stores it does not list)."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from profiles_bench import STORES, workload
+    swap = {s: store_ids[i % len(store_ids)] for i, s in enumerate(STORES)} if store_ids else {}
+    events = workload(n_events, customers, now, seed)
+    for raw in events:
+        if "store_id" in raw and swap:
+            raw["store_id"] = swap[raw["store_id"]]
+    return events
+
+
+def sqlite_store_of_month(path: Path, n_events: int, customers: int, now: float,
+                          store_ids: list[str]) -> list[str]:
+    """A SQLite profile store at ``path`` holding the profiles that the
+    month's events fold into (applied in batches of 100, as RecordEvents
+    would); returns their customer ids."""
+    from engine.profiles import open_store
+    events = month_events(n_events, customers, now, 1, store_ids)
+    with open_store(f"sqlite://{path}") as store:
+        for i in range(0, len(events), 100):
+            store.apply(events[i:i + 100], now)
+    return sorted({e["customer_id"] for e in events})
+
+
 def event_requests(batches: int, size: int, customers: int, now: float, seed: int,
                    store_ids: list[str]) -> list[bytes]:
     """``batches`` serialized RecordEventsRequests of ``size`` events of the
@@ -98,19 +127,13 @@ def event_requests(batches: int, size: int, customers: int, now: float, seed: in
     from the 1 % busiest customers, random UUID event ids, so every seed's
     events are new), ending at ``now``.  Its store ids are replaced with
     ``store_ids`` (a server with store data refuses stores it does not list)."""
-    import sys
     from engine.server.pb.maple.v1 import events_pb2 as epb
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from profiles_bench import STORES, workload
-    swap = {s: store_ids[i % len(store_ids)] for i, s in enumerate(STORES)} if store_ids else {}
     types, channels = _enum_numbers()
-    events = workload(batches * size, customers, now, seed)
+    events = month_events(batches * size, customers, now, seed, store_ids)
     out = []
     for i in range(0, len(events), size):
         req = epb.RecordEventsRequest()
         for raw in events[i:i + size]:
-            if "store_id" in raw and swap:
-                raw["store_id"] = swap[raw["store_id"]]
             event_to_pb(raw, types, channels, req.events.add())
         out.append(req.SerializeToString())
     return out

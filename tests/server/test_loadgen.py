@@ -172,3 +172,36 @@ def test_the_event_batches_are_the_bench_month_on_the_wire():
     [other] = profiles.event_requests(1, 300, 50, now, seed=6, store_ids=["s001"])
     assert not {e["event_id"] for e in sent} & {e["event_id"] for e in
                                                   events_from_pb(epb.RecordEventsRequest.FromString(other))}
+
+
+def test_by_id_from_a_sqlite_store_of_the_month(four_cores, monkeypatch, tmp_path):
+    """--by-id --profile-store sqlite: the server it starts reads a SQLite
+    store holding what the month's events fold into, and the requests name
+    exactly the customers in it, by id alone."""
+    import shutil
+    import sqlite3
+    from engine.server.pb.maple.v1 import decision_pb2 as pb
+    shutil.copytree(loadgen.ROOT / "rules" / "data", tmp_path / "data")
+    started, phases = _fake(monkeypatch, tmp_path)
+    sent = {}
+    real_run_phase = loadgen.run_phase
+
+    def run_phase(phase, name, target, method, payloads, **kw):
+        sent[phase] = payloads
+        return real_run_phase(phase, name, target, method, payloads, **kw)
+    monkeypatch.setattr(loadgen, "run_phase", run_phase)
+    stores = []
+    real_start = loadgen.start_maple
+    monkeypatch.setattr(loadgen, "start_maple", lambda rules, workers, store, **kw: (
+        stores.append(store), real_start(rules, workers, store, **kw))[1])
+    loadgen.main(["--phases", "c1", "--by-id", "--profile-store", "sqlite", "--customers", "30",
+                  "--rules", str(tmp_path), "--out", str(tmp_path)])
+    [store] = stores
+    assert store.startswith("sqlite://") and started[0] == ("maple", 1, "sqlite")
+    with sqlite3.connect(store[len("sqlite://"):]) as db:
+        stored = {cid for (cid,) in db.execute("SELECT customer_id FROM customers")}
+        assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 300         # 10 events a customer
+    requests = [pb.DecideRequest.FromString(b) for b in sent["c1"]]
+    assert {r.customer_id for r in requests} == stored and len(requests) == len(stored)
+    assert not any(r.profile_json or r.HasField("profile") for r in requests)
+    assert _report(tmp_path)["profile_store"] == "sqlite"
