@@ -464,6 +464,9 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.phases is None:
         args.phases = ",".join(p for p in PHASES if not (args.target and p == "events"))
+    if args.profile_store == "sqlite" and (not args.by_id or args.profiles or args.target):
+        p.error("--profile-store sqlite: with --by-id, for the server it starts; it builds the profiles from "
+                "events (not --profiles FILE)")
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
         p.error(f"--phases: unknown {', '.join(sorted(unknown))} (use {','.join(PHASES)})")

@@ -205,3 +205,11 @@ def test_by_id_from_a_sqlite_store_of_the_month(four_cores, monkeypatch, tmp_pat
     assert {r.customer_id for r in requests} == stored and len(requests) == len(stored)
     assert not any(r.profile_json or r.HasField("profile") for r in requests)
     assert _report(tmp_path)["profile_store"] == "sqlite"
+
+
+@pytest.mark.parametrize("argv", [["--profile-store", "sqlite"],
+                                  ["--by-id", "--profile-store", "sqlite", "--profiles", "p.jsonl"],
+                                  ["--by-id", "--profile-store", "sqlite", "--target", "far:1"]])
+def test_a_sqlite_profile_store_is_refused_where_it_would_not_apply(argv):
+    with pytest.raises(SystemExit):
+        loadgen.parse_args(argv)
