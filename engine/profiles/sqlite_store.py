@@ -54,7 +54,7 @@ import threading
 from typing import Sequence
 
 from .ingest import Changes, GroupCommit, Ticket, plan
-from .sqlite_writer import CHUNK, Checkpointer, Reader, WriterState
+from .sqlite_writer import Checkpointer, Reader, WriterState, rows as _rows
 from . import walbuf
 from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
 
@@ -130,13 +130,6 @@ EVENT_ROWS = 100
 @functools.lru_cache(maxsize=EVENT_ROWS)
 def _insert_events(n: int) -> str:
     return "INSERT OR FAIL INTO events VALUES " + ", ".join(["(?, ?, ?)"] * n)
-
-
-def _rows(db: sqlite3.Connection, sql: str, keys: Sequence[str]):
-    """The rows of ``sql`` (one ``IN ({})``) over ``keys``, CHUNK at a time."""
-    for i in range(0, len(keys), CHUNK):
-        chunk = keys[i:i + CHUNK]
-        yield from db.execute(sql.format(",".join("?" * len(chunk))), chunk)
 
 
 class SchemaError(Exception):

@@ -183,6 +183,12 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[i:i + CHUNK]
 
 
+def rows(db: sqlite3.Connection, sql: str, keys: Sequence[str]):
+    """The rows of ``sql`` (one ``IN ({})``) over ``keys``, CHUNK at a time."""
+    for chunk in _chunks(keys):
+        yield from db.execute(sql.format(_in(len(chunk))), chunk)
+
+
 def _in(n: int) -> str:
     return ",".join("?" * n)
 
@@ -197,8 +203,7 @@ class Reader:
         self.seq_moved = False
 
     def _rows(self, sql: str, keys: Sequence[str]):
-        for chunk in _chunks(keys):
-            yield from self.db.execute(sql.format(_in(len(chunk))), chunk)
+        return rows(self.db, sql, keys)
 
     def seen(self, event_ids):
         return {r[0] for r in self._rows("SELECT event_id FROM events WHERE event_id IN ({})", event_ids)}
@@ -283,4 +288,4 @@ class Checkpointer:
         self._thread.join()
 
 
-__all__ = ["WriterState", "Reader", "Checkpointer", "MISSING"]
+__all__ = ["WriterState", "Reader", "Checkpointer", "MISSING", "rows"]
