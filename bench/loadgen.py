@@ -460,6 +460,10 @@ def parse_args(argv=None):
                    help="RecordEvents batches made for the phase (each sent once; a caller that runs out "
                         "before the end is reported as EXHAUSTED)")
     p.add_argument("--events-customers", type=int, default=20_000, help="customers the events are about")
+    p.add_argument("--cpu-latency-us", type=int, default=None,
+                   help="hold this machine's CPU wake-up latency limit (/dev/cpu_dma_latency, as maple serve "
+                        "--cpu-latency-us does) for the whole run: client and both servers alike; 0: idle cores "
+                        "poll instead of halting (needs root)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for JSON and PNG")
     args = p.parse_args(argv)
     if args.phases is None:
@@ -467,6 +471,8 @@ def parse_args(argv=None):
     if args.profile_store == "sqlite" and (not args.by_id or args.profiles or args.target):
         p.error("--profile-store sqlite: with --by-id, for the server it starts; it builds the profiles from "
                 "events (not --profiles FILE)")
+    if args.cpu_latency_us is not None and args.cpu_latency_us < 0:
+        p.error("--cpu-latency-us: a whole number of microseconds >= 0 (0: idle cores poll)")
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
         p.error(f"--phases: unknown {', '.join(sorted(unknown))} (use {','.join(PHASES)})")
@@ -481,6 +487,14 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     args = parse_args(argv)
     from bench import profiles as prof
+    from engine.server import cpu_latency
+    qos = None
+    if args.cpu_latency_us is not None:
+        try:
+            qos = cpu_latency.CpuLatency(args.cpu_latency_us).open()
+        except cpu_latency.CpuLatencyError as err:
+            print(f"loadgen: --cpu-latency-us {args.cpu_latency_us}: {err.strerror}", file=sys.stderr)
+            return 2
     started = []
     try:
         people = prof.from_jsonl(args.profiles) if args.profiles else prof.synthetic(args.customers)
@@ -512,7 +526,7 @@ def main(argv=None) -> int:
         batches = prof.batch_requests(singles, args.batch_size)
         servers = ", ".join(f"{what} {where}" for what, where in (("decide", target), ("echo", echo)) if where)
         print(f"{servers or 'no server yet'}; {len(singles)} requests of ~{sum(map(len, singles)) // len(singles)} "
-              f"bytes; {os.cpu_count()} cores", file=sys.stderr)
+              f"bytes; {os.cpu_count()} cores; CPU wake-up latency limit {latency_limit()}", file=sys.stderr)
         common = dict(duration=args.duration, warmup=args.warmup)
         results: list[Result] = []
         server_side = {}
@@ -576,6 +590,7 @@ def main(argv=None) -> int:
                   "batch_server_workers": batch_workers, "events_target": events_target,
                   "events_server_workers": events_workers,
                   "request_bytes": sum(map(len, singles)) // len(singles),
+                  "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "server_side_decide": server_side}
         out = Path(args.out)
@@ -593,6 +608,19 @@ def main(argv=None) -> int:
         for proc in started:
             proc.terminate()
             proc.wait(30)
+        if qos is not None:
+            qos.close()
+
+
+def latency_limit() -> str:
+    """The machine's CPU wake-up latency limit as the header shows it."""
+    from engine.server import cpu_latency
+    us = cpu_latency.current()
+    if us is None:
+        return "unknown"
+    if us >= 2_000_000_000:                     # the kernel's default: no limit
+        return "none (idle cores may halt)"
+    return f"{us} µs" + (" (idle cores poll)" if us == 0 else "")
 
 
 if __name__ == "__main__":

@@ -474,10 +474,25 @@ def serve(cfg: ServeConfig) -> int:
     setup_logging(cfg.log_level)
     if encoder_from_env() != "wire":               # checked before any worker starts
         log.warning("MAPLE_ENCODER=runtime: answers are built by the protobuf runtime (slower)")
-    if cfg.worker_count > 1:
-        from .workers import supervise
-        return supervise(cfg)
-    return serve_single(cfg)
+    qos = None
+    if cfg.cpu_latency_us is not None:             # machine-wide while held: the workers need no copy
+        from .cpu_latency import CpuLatency, CpuLatencyError
+        try:
+            qos = CpuLatency(cfg.cpu_latency_us).open()
+        except CpuLatencyError as err:
+            print(f"maple serve: --cpu-latency-us {cfg.cpu_latency_us} (MAPLE_CPU_LATENCY_US): {err.strerror}",
+                  file=sys.stderr)
+            return 1
+        log.info("holding the CPU wake-up latency limit at %d µs while serving (%s)", cfg.cpu_latency_us,
+                 qos.device)
+    try:
+        if cfg.worker_count > 1:
+            from .workers import supervise
+            return supervise(cfg)
+        return serve_single(cfg)
+    finally:
+        if qos is not None:
+            qos.close()
 
 
 def open_state(cfg: ServeConfig):

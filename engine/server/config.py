@@ -37,6 +37,7 @@ class ServeConfig:
     watch_debounce_ms: int = 300         # group a burst of edits for at most this long
     decision_log: str = ""               # sampled, masked decision log (JSON Lines); "" = none
     decision_log_rate: float = 0.01      # fraction of decisions logged
+    cpu_latency_us: int | None = None    # None: leave the kernel's CPU idle states alone
 
     @property
     def data_dir(self) -> str:
@@ -82,6 +83,9 @@ OPTIONS = [
     ("watch_debounce_ms", "--watch-debounce-ms", int, "group a burst of edits for at most this many ms"),
     ("decision_log", "--decision-log", str, "append a sampled decision log (JSON Lines, personal fields masked)"),
     ("decision_log_rate", "--decision-log-rate", float, "fraction of decisions the decision log keeps"),
+    ("cpu_latency_us", "--cpu-latency-us", int,
+     "while serving, hold the kernel's CPU wake-up latency limit (/dev/cpu_dma_latency) at this many µs; "
+     "0: idle cores poll instead of halting (lowest latency, idle cores spin; needs root)"),
 ]
 
 
@@ -202,6 +206,8 @@ def _checks(values: dict, name) -> None:
         value = values.get(field, 0.0)
         if not (math.isfinite(value) and value >= 0):
             bad(field, "must be a number of seconds >= 0")
+    if values.get("cpu_latency_us") is not None and not 0 <= values["cpu_latency_us"] <= 0x7FFFFFFF:
+        bad("cpu_latency_us", "must be a whole number of microseconds >= 0 (0: idle cores poll)")
     if values.get("watch_debounce_ms", 0) < 0:
         bad("watch_debounce_ms", "must be >= 0")
     rate = values.get("decision_log_rate", 0.01)
