@@ -25,7 +25,10 @@ request bytes:
              --target unless --phases names it.
 
 c1, max and open compare Decide with the echo, so both servers run --server-workers
-processes (default 1); the batch phase measures the service as it is deployed.
+processes (default 1), and the two take --turns turns each (default 4, in ABBA
+order, the phase's --duration split between them): this shared VM's speed drifts
+by half within minutes, and alternating makes the drift fall on both alike.  The
+batch phase measures the service as it is deployed.
 The table and the JSON say how many server workers each phase ran against.
 
 Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
@@ -57,6 +60,7 @@ EVENTS = "/maple.v1.DecisionService/RecordEvents"
 PHASES = ("c1", "max", "open", "batch", "events")
 ECHO = "/maple.bench.Echo/Echo"
 LOWEST, HIGHEST, DIGITS = 1, 60_000_000, 3          # microseconds
+TURN_WARMUP = 0.25                                   # s before each turn after a target's first
 
 
 # ---------------------------------------------------------------- one client process
@@ -253,6 +257,18 @@ def run_phase(phase: str, name: str, target: str, method: str, payloads: list[by
     return Result(phase, name, count, duration, errors, hist, items_per_request, server_workers)
 
 
+def merged(parts: list[Result]) -> Result:
+    """One target's turns of a phase as one result: requests, seconds and
+    errors summed, the latency histograms added."""
+    first, hist, errors = parts[0], _hist(), {}
+    for r in parts:
+        hist.add(r.hist)
+        for k, v in r.errors.items():
+            errors[k] = errors.get(k, 0) + v
+    return Result(first.phase, first.target, sum(r.requests for r in parts), sum(r.seconds for r in parts),
+                  errors, hist, first.items_per_request, first.server_workers)
+
+
 # ---------------------------------------------------------------- servers
 def _read_announcement(proc: subprocess.Popen, what: str) -> dict:
     for line in proc.stdout:
@@ -446,7 +462,12 @@ def parse_args(argv=None):
                    help="comma-separated, of " + ",".join(PHASES) + " (default: all; without events "
                         "with --target, so a server elsewhere is not sent bench events unasked)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per phase and target")
-    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each")
+    p.add_argument("--warmup", type=float, default=1.0,
+                   help="unmeasured seconds before each phase's first turn of a target (later turns: "
+                        f"{TURN_WARMUP:g} s)")
+    p.add_argument("--turns", type=int, default=4,
+                   help="c1, max and open: the echo and Decide take this many turns each, in ABBA order, "
+                        "--duration split between them, so the machine's drift falls on both alike")
     p.add_argument("--procs", type=int, default=2, help="client processes for max, open and batch")
     p.add_argument("--concurrency", type=int, default=16, help="callers in max (over --procs)")
     p.add_argument("--rate", type=float, help="open-loop rate (default: --rate-fraction x echo max)")
@@ -471,6 +492,8 @@ def parse_args(argv=None):
     if args.profile_store == "sqlite" and (not args.by_id or args.profiles or args.target):
         p.error("--profile-store sqlite: with --by-id, for the server it starts; it builds the profiles from "
                 "events (not --profiles FILE)")
+    if args.turns < 1:
+        p.error("--turns: 1 or more")
     if args.cpu_latency_us is not None and args.cpu_latency_us < 0:
         p.error("--cpu-latency-us: a whole number of microseconds >= 0 (0: idle cores poll)")
     unknown = set(args.phases.split(",")) - set(PHASES)
@@ -527,7 +550,7 @@ def main(argv=None) -> int:
         servers = ", ".join(f"{what} {where}" for what, where in (("decide", target), ("echo", echo)) if where)
         print(f"{servers or 'no server yet'}; {len(singles)} requests of ~{sum(map(len, singles)) // len(singles)} "
               f"bytes; {os.cpu_count()} cores; CPU wake-up latency limit {latency_limit()}", file=sys.stderr)
-        common = dict(duration=args.duration, warmup=args.warmup)
+        common = dict(duration=args.duration, warmup=args.warmup)       # batch, events: one turn
         results: list[Result] = []
         server_side = {}
         per_thread = max(1, args.concurrency // args.procs)
@@ -536,14 +559,29 @@ def main(argv=None) -> int:
         decide_workers = None if args.target else args.server_workers
 
         def both(phase, **kw):
-            results.append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **common,
-                                     server_workers=echo_workers))
-            before = scrape_decide_buckets(metrics_port)
-            results.append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **common,
-                                     server_workers=decide_workers))
-            after = scrape_decide_buckets(metrics_port)
-            if before is not None and after:
-                server_side[phase] = bucket_percentiles(before, after)
+            """The echo and Decide take --turns turns each, in ABBA order, the
+            measured --duration split between them: a drift of this shared
+            VM's speed during the phase falls on both alike."""
+            parts = {"echo": [], "decide": []}
+            decide_buckets: dict = {}
+            for turn in range(args.turns):
+                timing = dict(duration=args.duration / args.turns,
+                              warmup=args.warmup if turn == 0 else min(args.warmup, TURN_WARMUP))
+                for name in ("echo", "decide") if turn % 2 == 0 else ("decide", "echo"):
+                    if name == "echo":
+                        parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
+                                                       server_workers=echo_workers))
+                        continue
+                    before = scrape_decide_buckets(metrics_port)
+                    parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
+                                                     server_workers=decide_workers))
+                    after = scrape_decide_buckets(metrics_port)
+                    if before is not None and after:
+                        for le, count in after.items():
+                            decide_buckets[le] = decide_buckets.get(le, 0.0) + count - before.get(le, 0.0)
+            results.extend((merged(parts["echo"]), merged(parts["decide"])))
+            if decide_buckets:
+                server_side[phase] = bucket_percentiles({}, decide_buckets)
 
         if "c1" in phases:
             both("c1", mode="closed", procs=1, threads=1, rate=0)
@@ -586,7 +624,7 @@ def main(argv=None) -> int:
                                      events=spec, **common))
         report = {"target": target, "echo": echo, "by_id": args.by_id,
                   "profile_store": args.profile_store if args.by_id else None, "cores": os.cpu_count(),
-                  "server_workers": args.server_workers, "batch_target": batch_target,
+                  "server_workers": args.server_workers, "turns": args.turns, "batch_target": batch_target,
                   "batch_server_workers": batch_workers, "events_target": events_target,
                   "events_server_workers": events_workers,
                   "request_bytes": sum(map(len, singles)) // len(singles),

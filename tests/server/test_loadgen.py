@@ -96,10 +96,42 @@ def test_batch_alone_starts_only_its_own_server(four_cores, monkeypatch, tmp_pat
 
 def test_every_phase_a_second_server_for_batch(four_cores, monkeypatch, tmp_path):
     started, phases = _fake(monkeypatch, tmp_path)
-    loadgen.main(["--phases", "c1,batch", "--customers", "20", "--out", str(tmp_path)])
+    loadgen.main(["--phases", "c1,batch", "--turns", "1", "--customers", "20", "--out", str(tmp_path)])
     assert started == [("maple", 1), ("echo", 1), ("maple", 4)]
     assert phases == [("c1", "echo", "echo-1:1", 1), ("c1", "decide", "maple-1:1", 1),
                       ("batch", "batch", "maple-4:1", 4)]
+
+
+def test_echo_and_decide_take_turns_abba_and_each_is_reported_once_merged(four_cores, monkeypatch, tmp_path):
+    """The drift of a shared VM falls on both: --turns alternations in ABBA
+    order, the duration split, the first turn of each warmed up in full;
+    the turns' histograms and counts add up to one row per target."""
+    _fake(monkeypatch, tmp_path)
+    calls = []
+
+    def run_phase(phase, name, target, method, payloads, **kw):
+        calls.append((phase, name, kw["duration"], kw["warmup"]))
+        hist = loadgen._hist()
+        hist.record_value({"echo": 100, "decide": 150}[name] * (len(calls) % 3 + 1))
+        return loadgen.Result(phase, name, 10, kw["duration"], {"X": 1} if name == "decide" else {}, hist, 1,
+                              kw["server_workers"])
+    monkeypatch.setattr(loadgen, "run_phase", run_phase)
+    loadgen.main(["--phases", "c1", "--turns", "4", "--duration", "8", "--warmup", "2", "--customers", "20",
+                  "--out", str(tmp_path)])
+    assert [name for _, name, _, _ in calls] == ["echo", "decide", "decide", "echo"] * 2
+    assert {d for _, _, d, _ in calls} == {2.0}
+    assert [w for _, _, _, w in calls] == [2, 2] + [loadgen.TURN_WARMUP] * 6
+    report = _report(tmp_path)
+    assert report["turns"] == 4
+    echo_row, decide_row = report["results"]
+    assert (echo_row["target"], echo_row["requests"], echo_row["throughput_rps"]) == ("echo", 40, 5.0)
+    assert (decide_row["requests"], decide_row["errors"]) == (40, {"X": 4})
+    assert decide_row["max_us"] >= 300 and echo_row["p50_us"] >= 100       # every turn's values are in
+
+
+def test_turns_must_be_one_or_more():
+    with pytest.raises(SystemExit):
+        loadgen.parse_args(["--turns", "0"])
 
 
 def test_equal_workers_share_one_server(four_cores, monkeypatch, tmp_path):
