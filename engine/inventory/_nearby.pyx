@@ -78,13 +78,19 @@ cdef class ItemIndex:
         return out
 
     def nearest(self, double lat, double lon, double radius_km, long long min_quantity, Py_ssize_t limit,
-                preferred=None):
+                preferred=None, keep=None):
         """What :meth:`within` finds, as the decision path wants it: nearest
         first (equal distances by store id, then quantity, as sorting the
         tuples does), the ``preferred`` store first when it is among them,
         at most ``limit``.  Equal to ``sorted(within(...))`` with the
         preferred hit moved to the front, cut at ``limit``, without building
-        and sorting a tuple for every store in the radius."""
+        and sorting a tuple for every store in the radius.
+
+        ``keep``: a function of a store id; a hit it says no to is left out
+        before the cut, as if it were not in the radius (availability's
+        ``_open_only``: only stores open now).  It is asked about the hits
+        in their order, until ``limit`` are kept: not about every store in
+        the radius."""
         cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
         cdef double lo_lat = lat - band, hi_lat = lat + band, d
         cdef int lo, i, j, k, best, m = 0, pref = -1
@@ -108,7 +114,8 @@ cdef class ItemIndex:
                     if d <= radius_km:
                         if pref < 0 and preferred is not None and self.ids[i] == preferred:
                             pref = i
-                            out.append((d, self.ids[i], self.qty[i]))
+                            if keep is None or keep(self.ids[i]):
+                                out.append((d, self.ids[i], self.qty[i]))
                         else:
                             dist[m] = d
                             at[m] = i
@@ -121,7 +128,8 @@ cdef class ItemIndex:
                     if _before(self, dist[k], at[k], dist[best], at[best]):
                         best = k
                 j = at[best]
-                out.append((dist[best], self.ids[j], self.qty[j]))
+                if keep is None or keep(self.ids[j]):
+                    out.append((dist[best], self.ids[j], self.qty[j]))
                 m -= 1
                 dist[best] = dist[m]
                 at[best] = at[m]

@@ -566,11 +566,8 @@ cdef object _in_stock(holder, sku, size, request_location, preferred_store, home
     min_quantity = max(1, min_quantity)
     lat, lon = point
     # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
-    if open_at is None:                          # nearby_in's common case, here in C
-        found = _nearest_rows(snap, stores, lat, lon, sku, size, radius_km, max_stores, min_quantity,
-                              max(0, low_stock_below), preferred, at)
-    else:
-        found = nearby_in(snap, lat, lon, sku, size, radius_km, max_stores, min_quantity,
+    # nearby_in, here in C; with open_at only the stores open then count (a till's "go there today")
+    found = _nearest_rows(snap, stores, lat, lon, sku, size, radius_km, max_stores, min_quantity,
                           max(0, low_stock_below), preferred, open_at, at)
     if found:
         return NearbyFound(tuple(found), located_by, None)
@@ -614,15 +611,17 @@ cdef tuple _locate(request_location, preferred_store, home, dict stores, request
 
 
 cdef list _nearest_rows(snap, dict stores, lat, lon, sku, size, radius_km, limit, min_quantity,
-                        low_stock_below, preferred, at):
-    """``availability.nearby_in(..., open_at=None, at)``: the item's compiled
-    index selects the stores, each becomes the inventory's StoreAvailability with
-    ``open_now`` at ``at``.  Arguments nearby_in refuses go to it, for its
-    ValueError."""
+                        low_stock_below, preferred, open_at, at):
+    """``availability.nearby_in(..., open_at, at)``: the item's compiled
+    index selects the stores (with ``open_at``, only those open then: asked
+    store by store in distance order until ``limit`` are found, not of
+    every store in the radius), each becomes the inventory's
+    StoreAvailability with ``open_now`` at ``at``.  Arguments nearby_in
+    refuses go to it, for its ValueError."""
     if (not -90.0 <= lat <= 90.0 or not -180.0 <= lon <= 180.0 or not 0.0 <= radius_km < INF or limit < 0
             or min_quantity < 1 or low_stock_below < 0):
         return nearby_in(snap, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below, preferred,
-                         None, at)
+                         open_at, at)
     key = (sku, size)
     by_store = snap.data.stock.get(key)
     if not by_store or limit == 0:
@@ -631,11 +630,35 @@ cdef list _nearest_rows(snap, dict stores, lat, lon, sku, size, radius_km, limit
     index = hit[1] if hit is not None and hit[0] is by_store else _item_index(snap, key, by_store)
     out = []
     local = {}                  # zone -> (weekday, minute) at ``at``, for this query's stores
-    for d, sid, n in index.nearest(lat, lon, radius_km, min_quantity, limit, preferred):
+    cdef _OpenAt keep = None
+    cdef bint same = False
+    if open_at is not None:
+        same = open_at == at    # then a kept store's open_now is what keep found
+        keep = _OpenAt(stores, open_at, local if same else {})
+    for d, sid, n in index.nearest(lat, lon, radius_km, min_quantity, limit, preferred, keep):
         store = stores[sid]
-        out.append(FoundStore(sid, field(store, STORE_NAME, "name"), d, n, n < low_stock_below,
-                                     None if at is None else _open_at(store, at, local)))
+        if at is None:
+            open_now = None
+        elif same:
+            open_now = keep.seen[sid]
+        else:
+            open_now = _open_at(store, at, local)
+        out.append(FoundStore(sid, field(store, STORE_NAME, "name"), d, n, n < low_stock_below, open_now))
     return out
+
+
+cdef class _OpenAt:
+    """``keep`` for ItemIndex.nearest: whether a store is open at ``t``, or
+    has no time zone (``availability._open_only``'s test, store by store)."""
+    cdef dict stores, local, seen
+    cdef object t
+
+    def __cinit__(self, dict stores, t, dict local):
+        self.stores, self.t, self.local, self.seen = stores, t, local, {}
+
+    def __call__(self, sid):
+        found = self.seen[sid] = _open_at(self.stores[sid], self.t, self.local)
+        return found is not False
 
 
 cdef object _open_at(store, at, dict local):
@@ -647,7 +670,13 @@ cdef object _open_at(store, at, dict local):
     if wm is None:
         wm = local[tz] = local_weekday_minute(tz, at)
     hours, m = field(store, STORE_HOURS, "hours"), wm[1]
-    for span in (hours.spans_on(wm[2]) if hours.by_date else hours.spans[wm[0]]):
+    if hours.by_date:
+        spans = hours._by_day.get(wm[2])        # OpeningHours.spans_on's memo, read here
+        if spans is None:
+            spans = hours.spans_on(wm[2])
+    else:
+        spans = hours.spans[wm[0]]
+    for span in spans:
         if span[0] <= m < span[1]:
             return True
     return False
