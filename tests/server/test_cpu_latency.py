@@ -89,13 +89,27 @@ def test_the_kernel_holds_the_limit_while_open_and_drops_it_on_close():
 
 
 @needs_device
-def test_maple_serve_holds_the_limit_while_serving_and_drops_it_when_it_exits(module_pack, start_server):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_maple_serve_holds_the_limit_while_serving_and_drops_it_when_it_exits(module_pack, start_server, workers):
     before = cpu_latency.current()
     if before is not None and before <= 7:
         pytest.skip(f"another process holds a limit of {before} µs")
-    s = start_server(module_pack, "--cpu-latency-us", "7", "--log-level", "info")
+    s = start_server(module_pack, "--cpu-latency-us", "7", "--log-level", "info", "--workers", workers)
     s.wait_health()
     assert cpu_latency.current() == 7
     assert s.terminate() == 0
     assert "holding the CPU wake-up latency limit at 7 µs" in s.stderr()
+    assert cpu_latency.current() == before
+
+
+@needs_device
+def test_a_killed_server_leaves_no_limit_behind(module_pack, start_server):
+    before = cpu_latency.current()
+    if before is not None and before <= 9:
+        pytest.skip(f"another process holds a limit of {before} µs")
+    s = start_server(module_pack, "--cpu-latency-us", "9")
+    s.wait_health()
+    assert cpu_latency.current() == 9
+    s.proc.kill()                                   # SIGKILL: no cleanup of its own runs
+    s.proc.wait(30)
     assert cpu_latency.current() == before
