@@ -11,8 +11,10 @@ Why a decision service wants it: between two requests a core that halts
 gives its caches, and on a virtual machine the physical core itself, to
 something else; the next request then pays the wake-up and runs with cold
 caches.  On this project's 2-core VM (cpuidle ``haltpoll``, which halts at
-once) holding 0 took one caller's echo from ~600 to ~160 µs and Decide's
-server-side p50 from 59 to 44 µs (docs/service.md, "Idle cores").  The
+once) holding 0 took one caller's echo from 546 to 256 µs at p50, Decide
+from 700 to 399, and Decide's own server time about a third less, the two
+settings alternated in one run (``python -m bench.idle_cores``;
+docs/service.md, "Idle cores").  The
 cost: an idle core spins at full power, so it is a setting for dedicated
 serving machines, off by default.  It is what tuned's
 ``latency-performance`` profile does machine-wide.
