@@ -61,6 +61,7 @@ PHASES = ("c1", "max", "open", "batch", "events")
 ECHO = "/maple.bench.Echo/Echo"
 LOWEST, HIGHEST, DIGITS = 1, 60_000_000, 3          # microseconds
 TURN_WARMUP = 0.25                                   # s before each turn after a target's first
+OVERLOAD = 0.8                  # an open-loop rate this close to Decide's own maximum queues: said so
 
 
 # ---------------------------------------------------------------- one client process
@@ -587,9 +588,12 @@ def main(argv=None) -> int:
             both("c1", mode="closed", procs=1, threads=1, rate=0)
         if "max" in phases or "open" in phases:
             both("max", mode="closed", procs=args.procs, threads=per_thread, rate=0)
+        open_load = None                # the open-loop rate as a fraction of Decide's own maximum
         if "open" in phases:
             echo_max = next(r.throughput for r in results if r.phase == "max" and r.target == "echo")
+            decide_max = next(r.throughput for r in results if r.phase == "max" and r.target == "decide")
             rate = args.rate or args.rate_fraction * echo_max
+            open_load = round(rate / decide_max, 3) if decide_max else None
             both("open", mode="open", procs=args.procs, threads=1, rate=rate)
         batch_target = batch_workers = None
         if "batch" in phases:
@@ -630,7 +634,7 @@ def main(argv=None) -> int:
                   "request_bytes": sum(map(len, singles)) // len(singles),
                   "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
-                  "server_side_decide": server_side}
+                  "server_side_decide": server_side, "open_rate_over_decide_max": open_load}
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -640,6 +644,9 @@ def main(argv=None) -> int:
         print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds):", json.dumps(server_side))
+        if open_load is not None and open_load >= OVERLOAD:
+            print(f"note: the open-loop rate was {open_load:.0%} of Decide's own maximum in this run (the echo's "
+                  "maximum is higher): Decide queues, so the open phase measures overload, not latency at half load")
         print(f"\nwrote {out / f'loadgen-{stamp}.json'} and .png")
         return 0
     finally:

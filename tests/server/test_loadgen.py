@@ -129,6 +129,28 @@ def test_echo_and_decide_take_turns_abba_and_each_is_reported_once_merged(four_c
     assert decide_row["max_us"] >= 300 and echo_row["p50_us"] >= 100       # every turn's values are in
 
 
+@pytest.mark.parametrize("decide_max, noted", [(1000.0, True), (5000.0, False)])
+def test_an_open_rate_near_decides_own_maximum_is_called_overload(four_cores, monkeypatch, tmp_path, capsys,
+                                                                   decide_max, noted):
+    """The open phase runs at half the echo's maximum; when that is most of
+    Decide's own, the report says the phase measured queueing."""
+    _fake(monkeypatch, tmp_path)
+    rates = []
+
+    def run_phase(phase, name, target, method, payloads, **kw):
+        rates.append(kw["rate"])
+        hist = loadgen._hist()
+        hist.record_value(100)
+        per_s = {"echo": 3000.0, "decide": decide_max}[name] if phase == "max" else 1.0
+        return loadgen.Result(phase, name, int(per_s * kw["duration"]), kw["duration"], {}, hist, 1,
+                              kw["server_workers"])
+    monkeypatch.setattr(loadgen, "run_phase", run_phase)
+    loadgen.main(["--phases", "max,open", "--turns", "1", "--customers", "20", "--out", str(tmp_path)])
+    assert rates[-1] == 1500.0                                   # half the echo's 3,000/s
+    assert _report(tmp_path)["open_rate_over_decide_max"] == round(1500.0 / decide_max, 3)
+    assert ("measures overload" in capsys.readouterr().out) is noted
+
+
 def test_turns_must_be_one_or_more():
     with pytest.raises(SystemExit):
         loadgen.parse_args(["--turns", "0"])
