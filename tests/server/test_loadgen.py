@@ -148,7 +148,17 @@ def test_an_open_rate_near_decides_own_maximum_is_called_overload(four_cores, mo
     loadgen.main(["--phases", "max,open", "--turns", "1", "--customers", "20", "--out", str(tmp_path)])
     assert rates[-1] == 1500.0                                   # half the echo's 3,000/s
     assert _report(tmp_path)["open_rate_over_decide_max"] == round(1500.0 / decide_max, 3)
-    assert ("measures overload" in capsys.readouterr().out) is noted
+    assert ("measured overload" in capsys.readouterr().out) is noted
+
+
+def test_queueing_is_read_from_decides_own_latencies_when_c1_ran():
+    def result(phase, p50):
+        hist = loadgen._hist()
+        hist.record_value(p50)
+        return loadgen.Result(phase, "decide", 1, 1.0, {}, hist)
+    assert loadgen.queued([result("c1", 700), result("open", 52_000)], open_load=0.7)
+    assert not loadgen.queued([result("c1", 700), result("open", 900)], open_load=0.9)
+    assert loadgen.queued([result("open", 900)], open_load=0.9)          # no c1: the rate decides
 
 
 def test_turns_must_be_one_or_more():
