@@ -82,6 +82,7 @@ STAGES = {
     "handled": "served + what maple serve's handler adds: metrics (engine.server.app.raw_unary)",
     "served_runtime": "the whole Decide through the protobuf runtime (baseline)",
     "batch": "DecideBatch as served, batches of 100, per decision (wire.batch_request, decide_batch_bytes)",
+    "batch_handled": "batch + what maple serve's handler adds: metrics, per decision",
     "decide_stored": "Decider.decide by customer id, the profile from the store's cache (a fresh hit)",
     "served_stored": "the whole Decide as served by customer id, the profile from the store's cache",
 }
@@ -143,6 +144,8 @@ def _stage_calls(stage: str, customers: int):
     measured = DecisionServicer(decider, _metrics_on_result(metrics))
     handle = raw_unary("Decide", pb.DecideRequest, None, measured.decide_bytes, metrics.RECORDER, True,
                        wire.decide_request).unary_unary
+    handle_batch = raw_unary("DecideBatch", pb.DecideBatchRequest, None, measured.decide_batch_bytes,
+                             metrics.RECORDER, parse=wire.batch_request).unary_unary
     people = bench_profiles.synthetic(customers)
     raw = bench_profiles.decide_requests(people, by_id=False)
     requests = [pb.DecideRequest.FromString(b) for b in raw]
@@ -172,6 +175,7 @@ def _stage_calls(stage: str, customers: int):
         # one input per batch, but measure() divides by --customers: per decision
         "batch": (lambda b: servicer.decide_batch_bytes(wire.batch_request(b), ctx),
                   bench_profiles.batch_requests(raw, 100)),
+        "batch_handled": (lambda b: handle_batch(b, ctx), bench_profiles.batch_requests(raw, 100)),
         "decide_stored": (stored.decide, queries_by_id),
         "served_stored": (lambda b: stored_servicer.decide_bytes(read(b), ctx), raw_by_id),
     }

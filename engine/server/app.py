@@ -391,8 +391,14 @@ def check_store_profiles(cfg: ServeConfig, ruleset) -> None:
 
 
 def _metrics_on_result(m):
+    """The servicer's ``on_result``: a Decide's answers counted in the
+    metrics; ``.many(results)`` counts a DecideBatch's in one call (one
+    lock, no call per item; ItemErrors are skipped)."""
+    recorder = m.RECORDER
+
     def on_result(result):
-        m.RECORDER.decided(result.decided_by, result.degraded)
+        recorder.decided(result.decided_by, result.degraded)
+    on_result.many = recorder.decided_results
     return on_result
 
 

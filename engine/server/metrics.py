@@ -23,6 +23,8 @@ from bisect import bisect_left
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+from ..service.model import ItemError
+
 _MULTI = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 FLUSH_SECONDS = 0.25
 
@@ -142,6 +144,26 @@ class Recorder:
             answers[decided_by] = answers.get(decided_by, 0) + 1
             if degraded:
                 self._degraded += 1
+
+    def decided_results(self, results) -> None:
+        """:meth:`decided` for each result of a batch, under one lock; a
+        batch item's ItemError is skipped."""
+        counts: dict = {}
+        degraded = 0
+        for r in results:
+            if isinstance(r, ItemError):
+                continue
+            decided_by = r.decided_by
+            if type(decided_by) is not tuple:
+                decided_by = tuple(decided_by)
+            counts[decided_by] = counts.get(decided_by, 0) + 1
+            if r.degraded:
+                degraded += 1
+        with self._lock:
+            answers = self._answers
+            for decided_by, n in counts.items():
+                answers[decided_by] = answers.get(decided_by, 0) + n
+            self._degraded += degraded
 
     # -- into prometheus-client
     def flush(self) -> None:

@@ -66,9 +66,13 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                     items.append(err)
         version, results = self.decider.decide_batch(items, deadline)
         if self.on_result is not None:
-            for r in results:
-                if not isinstance(r, ItemError):
-                    self.on_result(r)
+            many = getattr(self.on_result, "many", None)
+            if many is not None:              # the metrics: the whole batch in one call
+                many(results)
+            else:
+                for r in results:
+                    if not isinstance(r, ItemError):
+                        self.on_result(r)
         return version, results
 
     @translated

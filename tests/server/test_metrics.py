@@ -201,3 +201,54 @@ def test_a_new_metrics_dir_names_its_supervisor_and_is_not_stale(tmp_path):
     d = make_metrics_dir(str(tmp_path))
     assert os.path.basename(d).startswith(f"maple-metrics-{os.getpid()}-")
     assert remove_stale_metrics_dirs(str(tmp_path)) == [] and os.path.isdir(d)
+
+
+answers = st.lists(st.one_of(
+    st.tuples(st.lists(st.tuples(st.sampled_from(["homepage_category", "nearby_stores"]),
+                                 st.sampled_from(["vip", "on_the_move", None])), max_size=4), st.booleans()),
+    st.none()), max_size=30)                     # None: a batch item that failed (an ItemError)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches=st.lists(answers, max_size=5))
+def test_a_batch_counted_in_one_call_is_each_result_counted_alone(batches):
+    """DecideBatch's metrics (``decided_results``, one call a batch) equal
+    ``decided`` called per result, the items that failed left out."""
+    from engine.service.errors import DeadlineExceeded
+    from engine.service.model import DecideResult, ItemError, ProfileStatus
+    registry = CollectorRegistry()
+    one, many = m.Recorder(*metric_set(registry, "one")), m.Recorder(*metric_set(registry, "many"))
+    for batch in batches:
+        results = [ItemError(DeadlineExceeded("late")) if a is None else
+                   DecideResult("v1", 0.0, ProfileStatus.SNAPSHOT, decided_by=tuple(a[0]), degraded=a[1])
+                   for a in batch]
+        for r in results:
+            if not isinstance(r, ItemError):
+                one.decided(r.decided_by, r.degraded)
+        many.decided_results(results)
+    one.flush()
+    many.flush()
+    assert exposition(registry, "one") == exposition(registry, "many")
+
+
+def test_decide_batch_counts_through_the_servicer_in_one_call():
+    from engine.server.app import _metrics_on_result
+    from engine.server.servicers import DecisionServicer
+    from engine.service.model import DecideResult, ProfileStatus
+    calls = []
+
+    class Decider:
+        def decide_batch(self, items, deadline):
+            return "v1", [DecideResult("v1", 0.0, ProfileStatus.SNAPSHOT,
+                                       decided_by=(("homepage_category", "vip"),))] * len(items)
+
+    class Metrics:
+        class RECORDER:
+            decided = staticmethod(lambda *a: calls.append(("one", a)))
+            decided_results = staticmethod(lambda results: calls.append(("many", len(results))))
+
+    class Context:
+        def time_remaining(self):
+            return None
+    DecisionServicer(Decider(), _metrics_on_result(Metrics))._decide_batch([object()] * 3, Context())
+    assert calls == [("many", 3)]
