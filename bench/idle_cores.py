@@ -37,11 +37,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
 
-def merge_buckets(total: dict, before: dict, after: dict) -> None:
-    for le, count in after.items():
-        total[le] = total.get(le, 0.0) + count - before.get(le, 0.0)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.idle_cores", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=4)
@@ -105,7 +100,7 @@ def main(argv=None) -> int:
                             call(bodies[i % len(bodies)], timeout=10)
                             out.append(perf() - t0)
                         if port is not None:
-                            merge_buckets(server_side[(mode, kind)], before, loadgen.scrape_decide_buckets(port))
+                            loadgen.add_buckets(server_side[(mode, kind)], before, loadgen.scrape_decide_buckets(port))
                 finally:
                     if held is not None:
                         held.close()

@@ -360,6 +360,12 @@ def scrape_decide_buckets(metrics_port: int | None) -> dict[float, float] | None
     return buckets
 
 
+def add_buckets(total: dict, before: dict, after: dict) -> None:
+    """Add to ``total`` what the histogram's buckets counted between two scrapes."""
+    for le, count in after.items():
+        total[le] = total.get(le, 0.0) + count - before.get(le, 0.0)
+
+
 def bucket_percentiles(before: dict, after: dict) -> dict:
     """Upper bounds of the server-side p50/p99 from the histogram's buckets."""
     delta = sorted((le, after[le] - before.get(le, 0.0)) for le in after)
@@ -589,8 +595,7 @@ def main(argv=None) -> int:
                                                      server_workers=decide_workers))
                     after = scrape_decide_buckets(metrics_port)
                     if before is not None and after:
-                        for le, count in after.items():
-                            decide_buckets[le] = decide_buckets.get(le, 0.0) + count - before.get(le, 0.0)
+                        add_buckets(decide_buckets, before, after)
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
