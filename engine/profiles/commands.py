@@ -2,11 +2,13 @@
 
     maple profile show ID --store URL [--by KIND] [--internal] [--now T]
     maple profile import FILE.jsonl --store URL [--rebase] [--batch N] [--data DIR]
+    maple profile prune --store URL [--now T]
 
 Registered by :func:`add_commands` from engine/cli.py's ``build_parser``;
 each command is a function ``cmd_<name>(args) -> exit code``, as there.
 Exit codes: 0 done, 1 no such customer (show) or some events rejected
-(import), 2 the store cannot be opened or reached.
+(import), 2 the store cannot be opened or reached (prune: or pruning failed
+part of the way; what was deleted stays deleted).
 """
 from __future__ import annotations
 
@@ -136,6 +138,38 @@ def cmd_profile_import(args) -> int:
     return 1 if rejected else 0
 
 
+def cmd_profile_prune(args) -> int:
+    """Delete the dedupe records of events applied longer ago than any copy
+    of them could still be accepted (``maple serve`` does it once a day)."""
+    import datetime
+    import time
+    from .store import StoreError, open_store
+    now = time.time() if args.now is None else args.now
+    try:
+        with open_store(args.store, create=False) as store:
+            horizon = store.validation.dedupe_horizon
+            cutoff = datetime.datetime.fromtimestamp(now - horizon, datetime.timezone.utc)
+            if not store.keeps_dedupe_rows:
+                print(f"{store.url}: nothing to prune (its dedupe records expire by themselves after "
+                      f"{horizon / 86400:.0f} days)")
+                return 0
+            shown = [0]
+
+            def progress(n: int) -> None:
+                if sys.stderr.isatty() and n - shown[0] >= 100_000:
+                    shown[0] = n
+                    print(f"\r{n:,} deleted ...", end="", file=sys.stderr, flush=True)
+            deleted = store.prune_applied(now, progress=progress)
+            if shown[0]:
+                print(file=sys.stderr)
+    except StoreError as err:
+        print(f"maple: {err}", file=sys.stderr)
+        return 2
+    print(f"{store.url}: forgot {deleted:,} event ids applied before {cutoff:%Y-%m-%d %H:%M} UTC "
+          f"({horizon / 86400:.0f} days before now; no copy of them can be accepted any more)")
+    return 0
+
+
 def add_commands(subparsers) -> None:
     """Add ``profile`` and its subcommands to maple's argparse subparsers."""
     p = subparsers.add_parser("profile", help="look into a profile store",
@@ -174,3 +208,13 @@ def add_commands(subparsers) -> None:
                    help="store data (stores.csv, ...) to check store ids against, as `maple serve` does "
                         "(e.g. rules/data); without it any store id is accepted")
     c.set_defaults(func=cmd_profile_import)
+
+    c = sub.add_parser("prune", help="forget the ids of events too old to be sent again",
+                       description="Delete the dedupe records (applied event ids) of events applied more "
+                                   "than max_past + max_future (+ 1 h) ago: no copy of them can be accepted "
+                                   "any more, so remembering them only takes space. `maple serve` does this "
+                                   "once a day; this runs it now. A Redis store's records expire by "
+                                   "themselves. Exit 2 when the store cannot be opened or reached.")
+    c.add_argument("--store", required=True, metavar="URL", help="the profile store's URL")
+    c.add_argument("--now", type=_time, metavar="TIME", help="prune as of TIME (default: now)")
+    c.set_defaults(func=cmd_profile_prune)

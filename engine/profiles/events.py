@@ -31,6 +31,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 DAY = 86400.0
+#: replicas' clocks may disagree by this much (see ValidationConfig.dedupe_horizon)
+DEDUPE_CLOCK_SKEW = 3600.0
 
 CHANNELS = ("web", "app", "email", "pos", "call_centre")
 
@@ -139,6 +141,17 @@ class ValidationConfig:
     max_future: float = 1 * DAY
     max_past: float = 400 * DAY
     known_stores: frozenset[str] | None = None
+
+    @property
+    def dedupe_horizon(self) -> float:
+        """How long after it was applied an event id must still be known.
+
+        An event accepted at ``a`` has a timestamp ``t <= a + max_future``,
+        and a copy of it is accepted while ``now - t <= max_past``, so
+        until ``a + max_future + max_past`` at the latest.  The id is kept
+        that long, and an hour more for clocks of replicas that disagree
+        (each stamps ``a`` with its own)."""
+        return self.max_past + self.max_future + DEDUPE_CLOCK_SKEW
 
 
 @dataclass(frozen=True)

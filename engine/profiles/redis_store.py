@@ -6,7 +6,8 @@ Keys (``maple:`` is the default prefix)::
     maple:a:<kind>:<value>     alias -> customer id ("maple:a:email_hash:ab12")
     maple:ca:<customer id>     set of the customer's alias keys (for merges)
     maple:e:<event id>         customer id; the dedupe record, expires after
-                               ``dedupe_ttl`` (default: the validator's max_past)
+                               ``dedupe_ttl`` (default: the validator's
+                               dedupe_horizon, max_past + max_future + 1 h)
     maple:seq                  the customer creation counter
 
 A batch is applied with optimistic locking: WATCH every key the batch reads
@@ -16,12 +17,14 @@ another replica changed a watched key
 meanwhile, EXEC fails and the batch is planned again from fresh reads, so a
 batch is applied atomically and exactly once however many replicas write.
 
-Dedupe window: a dedupe record lives ``dedupe_ttl`` seconds, by default as
-long as the validator's ``max_past`` (400 days).  An event applied at time
-``a`` has a timestamp ``t <= a``; a later copy is only accepted while
-``now - t <= max_past``, hence while ``now - a <= max_past``: the record is
-still there.  So the window loses no idempotency, at the price of one small
-key per event for 400 days; shorten both together if memory matters.
+Dedupe window: a dedupe record lives ``dedupe_ttl`` seconds, by default
+the validator's ``dedupe_horizon`` (401 days and an hour).  An event
+applied at time ``a`` has a timestamp ``t <= a + max_future`` (a day); a
+later copy is only accepted while ``now - t <= max_past`` (400 days), hence
+at the latest while ``now - a <= max_past + max_future``: the record is
+still there (the hour more is for replicas whose clocks disagree).  So the
+window loses no idempotency, at the price of one small key per event for
+that long; shorten ``max_past`` if memory matters (the horizon follows).
 
 Durability: Redis acknowledges a write before it is on disk unless it is
 configured with ``appendonly yes`` and ``appendfsync always``; with
@@ -135,7 +138,7 @@ class RedisStore(ProfileStore):
         super().__init__(url, **options)
         self.client = client
         self.prefix = prefix
-        self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.max_past)
+        self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.dedupe_horizon)
         self._script: str | None = None
         self._write_lock = threading.Lock()
         self._check_lock = threading.Lock()

@@ -29,7 +29,8 @@ Tables, version 2 (:func:`prepare` creates them, and upgrades version 1)::
 
     customers(id INTEGER PK, customer_id UNIQUE, profile MessagePack, updated_at)
     aliases(alias PK, customer_id)                 -- "email_hash:ab12" -> customer
-    events(event_id PK, customer_id, applied_at)   -- the dedupe table
+    events(event_id PK, customer_id, applied_at)   -- the dedupe table,
+                                                   -- indexed by applied_at (pruning)
     meta(key PK, value)                            -- schema version, creation counter
 
 Why ``customers`` is a rowid table (it was ``WITHOUT ROWID`` in version 1):
@@ -41,9 +42,15 @@ profile in place (``ON CONFLICT DO UPDATE``) without touching the
 customer_id index.  Each page a transaction changes is one more frame the
 commit writes to the WAL: this layout writes ~15 % fewer frames per batch.
 
-Applied event ids are kept for good (an event older than the validator's
-``max_past`` could never be accepted again, so a pruning job may delete
-rows older than that; none runs yet).
+Applied event ids are kept for the validator's ``dedupe_horizon`` (401
+days and an hour: a copy of an event can be accepted that long after the
+first): :meth:`SQLiteStore.prune_applied` deletes older ones, a few
+thousand rows a transaction, through the ``events_by_applied_at`` index;
+``maple serve`` runs it once a day (:mod:`engine.service.retention`), and
+``maple profile prune`` runs it by hand.  The index is not part of the
+schema version: a file without it (made before it existed) gets it when
+opened, and a Maple that does not know it keeps it up to date all the
+same (SQLite maintains every index of a table it writes).
 """
 from __future__ import annotations
 
@@ -88,6 +95,7 @@ CREATE TABLE IF NOT EXISTS events (
     customer_id TEXT NOT NULL,
     applied_at  REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_applied_at ON events (applied_at);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -108,6 +116,14 @@ INSERT INTO customers (customer_id, profile, updated_at)
 DROP TABLE customers_v1;
 UPDATE meta SET value = 2 WHERE key = 'schema_version';
 """
+
+#: Pruning the dedupe table reads it by age (a file made before this index
+#: existed gets it when opened: one scan of the table, once).
+EVENTS_BY_APPLIED_AT = "CREATE INDEX IF NOT EXISTS events_by_applied_at ON events (applied_at)"
+
+#: Rows deleted per pruning transaction: each holds the write lock for a few
+#: milliseconds, so event batches keep committing between them.
+PRUNE_ROWS = 5_000
 
 #: Writes one profile: updated in place when the customer exists.
 UPSERT_PROFILE = ("INSERT INTO customers (customer_id, profile, updated_at) VALUES (?, ?, ?) "
@@ -162,6 +178,7 @@ def prepare(db: sqlite3.Connection) -> None:
         elif version != SCHEMA_VERSION:
             raise SchemaError(f"profile store schema version {version}, "
                               f"this Maple reads version {SCHEMA_VERSION}")
+        db.execute(EVENTS_BY_APPLIED_AT)         # files made before the index existed
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -171,6 +188,8 @@ def prepare(db: sqlite3.Connection) -> None:
 # ---------------------------------------------------------------- the store
 class SQLiteStore(ProfileStore):
     """Profiles in one SQLite file (WAL, synchronous=FULL)."""
+
+    keeps_dedupe_rows = True    # they stay until prune_applied deletes them (engine.service.retention)
 
     def __init__(self, path: str, *, create: bool = True, timeout: float = 10.0,
                  writer_cache: int = WRITER_CACHE, writer_decoded: int = WRITER_DECODED,
@@ -311,6 +330,41 @@ class SQLiteStore(ProfileStore):
         for i in range(0, len(applied), EVENT_ROWS):
             chunk = applied[i:i + EVENT_ROWS]
             db.execute(_insert_events(len(chunk)), [x for e, c in chunk for x in (e, c, now)])
+
+    # -- retention
+    def prune_applied(self, now: float | None = None, chunk: int = PRUNE_ROWS, progress=None) -> int:
+        """Delete the dedupe rows of events applied more than the
+        validator's ``dedupe_horizon`` before ``now`` (default: the store's
+        clock): no copy of those events can be accepted any more (see
+        ValidationConfig.dedupe_horizon).  ``chunk`` rows a transaction,
+        each taking the write lock as an event batch does; ``progress``
+        (rows deleted so far) is called after each.  Returns the rows
+        deleted."""
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1")
+        cutoff = (self.clock() if now is None else now) - self.validation.dedupe_horizon
+        total = 0
+        while True:
+            with self._write_lock:
+                db = self._db
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        n = db.execute("DELETE FROM events WHERE event_id IN (SELECT event_id FROM events "
+                                       "WHERE applied_at < ? LIMIT ?)", (cutoff, chunk)).rowcount
+                    except BaseException:
+                        db.execute("ROLLBACK")
+                        raise
+                    db.execute("COMMIT")
+                except sqlite3.OperationalError as err:
+                    raise StoreUnavailable(f"{self.url}: {err}; pruning stopped after {total} rows") from err
+            total += n
+            if self._checkpointer is not None:
+                self._checkpointer.committed()
+            if progress is not None and n:
+                progress(total)
+            if n < chunk:
+                return total
 
     # -- reads
     def _one(self, sql: str, args: tuple):

@@ -125,6 +125,9 @@ class ProfileStore(abc.ABC):
     url: str
     #: True when the store logs a warning itself on finding it is not durable
     warns_durability = False
+    #: True when applied event ids stay until prune_applied deletes them (False:
+    #: they expire by themselves, or prune_applied does it all)
+    keeps_dedupe_rows = False
 
     def __init__(self, url: str, validation: ValidationConfig | None = None,
                  fold_config: FoldConfig | None = None, clock: Callable[[], float] = time.time):
@@ -202,6 +205,13 @@ class ProfileStore(abc.ABC):
     @abc.abstractmethod
     def applied(self, event_id: str) -> str | None:
         """The customer an applied event went to (at the time), or None."""
+
+    def prune_applied(self, now: float | None = None, chunk: int = 5_000, progress=None) -> int:
+        """Forget the event ids no copy of which can be accepted any more
+        (applied more than ``validation.dedupe_horizon`` ago); the rows
+        deleted.  This default deletes nothing: a Redis store's dedupe
+        records expire on their own (``dedupe_ttl``)."""
+        return 0
 
     @abc.abstractmethod
     def health(self) -> Health:

@@ -299,6 +299,7 @@ class DecisionNode:
             self.decision_log = self.decider.decision_log = open_decision_log(
                 cfg.decision_log, cfg.decision_log_rate, None if cfg.state == "off" else cfg.state)
         self.address = ""
+        self.pruner = None
 
     def listen(self, address: str) -> str:
         self.address = bind(self.server, address, "decisions")
@@ -306,6 +307,10 @@ class DecisionNode:
 
     def start(self) -> None:
         self.server.start()
+        from ..service.retention import pruner_for
+        self.pruner = pruner_for(self.profiles)          # the dedupe rows of old events (SQLite)
+        if self.pruner is not None:
+            self.pruner.start()
 
     def drain(self, drain_seconds: float, grace_seconds: float, hurry: threading.Event | None = None) -> None:
         """NOT_SERVING at once; keep answering for drain_seconds (so balancers
@@ -315,6 +320,8 @@ class DecisionNode:
         if drain_seconds > 0:
             (hurry or threading.Event()).wait(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        if self.pruner is not None:
+            self.pruner.stop()
         if self.recorder is not None:
             self.recorder.flush()                  # the last requests' counts (metrics are batched)
         if self.decision_log is not None:
