@@ -383,6 +383,35 @@ def log_profile_problems(profiles, ruleset, shown: int = PROFILE_PROBLEMS_SHOWN)
     return len(problems)
 
 
+def profile_schema(ruleset):
+    """The pack's ``schema profile`` (None: it declares none)."""
+    return (getattr(getattr(ruleset, "checked", None), "schema", None) or {}).get("profile")
+
+
+class ProfileRecheck:
+    """``--store jsonl:PATH`` serves the file's profiles as they are, so
+    they are checked against the pack's ``schema profile`` when the first
+    ruleset is installed and again after each reload that changes that
+    schema (a renamed attribute now reads as missing in every profile that
+    still spells it the old way).  Called with each installed ruleset;
+    ``check(ruleset)`` runs on a thread of its own, which it returns (None:
+    no check)."""
+
+    def __init__(self, check):
+        self.check = check
+        self._schema = self._unset = object()
+
+    def __call__(self, ruleset) -> threading.Thread | None:
+        schema = profile_schema(ruleset)
+        if schema is not self._unset and schema == self._schema:
+            return None
+        self._schema = schema
+        t = threading.Thread(target=self.check, args=(ruleset,), daemon=True,
+                             name="maple-profile-check")      # ~0.1 ms a profile: not on the way to serving
+        t.start()
+        return t
+
+
 def check_store_profiles(cfg: ServeConfig, ruleset) -> None:
     """The supervisor of ``--workers N`` opens no profile source (each
     worker opens its own): it reads a ``jsonl:`` file once more, only to
@@ -589,11 +618,11 @@ def serve_single(cfg: ServeConfig) -> int:
         set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
     node.start()
     announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=1)
+    if hasattr(node.profiles, "schema_problems"):            # a jsonl: file, served as it is
+        node.holder.on_swap(ProfileRecheck(lambda rs: log_profile_problems(node.profiles, rs)))
     rules.load_initial()
     settle_heap()
     log_loaded(rules, address)
-    threading.Thread(target=log_profile_problems, args=(node.profiles, rules.current), daemon=True,
-                     name="maple-profile-check").start()      # ~0.1 ms a profile: not on the way to serving
     rules.compiler.start()
     watcher = start_watcher(cfg, rules, [inventory_listener(node.inventory, node.inventory.reload)])
     stop.wait()

@@ -124,6 +124,7 @@ class FanoutRules:
         self._ctx = multiprocessing.get_context("spawn")
         self._signalled: set[int] = set()     # pids sent SIGTERM by terminate()
         self.on_restart = None
+        self.on_install = None                # called with each ruleset installed
 
     # -- startup and supervision
     def start_worker(self) -> Worker:
@@ -236,6 +237,8 @@ class FanoutRules:
                     w.version = reply[1]
                 else:
                     log.error("worker %d could not load %s: %s", w.pid, bundle.version, reply[1])
+        if self.on_install is not None:
+            self.on_install(ruleset)
         return previous
 
     def serving(self) -> tuple[tuple[int, str], ...]:
@@ -406,8 +409,8 @@ def supervise(cfg: ServeConfig) -> int:
     serving; after that, any failure stops the workers before the
     supervisor exits (non-zero): no worker serves unsupervised."""
     from .app import (ADMIN_SERVICE, AdminServicer, TokenGuard, add_health_and_reflection, admin_handler,
-                      announce, bind, check_store_profiles, inventory_listener, log_loaded, make_server,
-                      open_inventory_or_exit, open_state, set_serving, start_watcher, stop_event)
+                      ProfileRecheck, announce, bind, check_store_profiles, inventory_listener, log_loaded,
+                      make_server, open_inventory_or_exit, open_state, set_serving, start_watcher, stop_event)
     from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
     stop = stop_event()
     metrics_dir = None
@@ -431,6 +434,8 @@ def supervise(cfg: ServeConfig) -> int:
                              watch=cfg.watch)
         stock = FanoutInventory(fan, open_inventory_or_exit(cfg))
         fan.on_restart = stock.sync
+        if (cfg.store or "").startswith("jsonl:"):   # the file's profiles, against each new schema
+            fan.on_install = ProfileRecheck(lambda rs: check_store_profiles(cfg, rs))
         admin_address = admin_health = None
         if cfg.admin_listen != "off":           # bound now, started once the workers are
             admin_server = make_server(2, 16, cfg.max_message_bytes,
@@ -448,8 +453,6 @@ def supervise(cfg: ServeConfig) -> int:
             set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
         announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
         log_loaded(rules, f"{address} ({len(fan.workers)} workers)")
-        threading.Thread(target=check_store_profiles, args=(cfg, rules.current), daemon=True,
-                         name="maple-profile-check").start()  # ~0.1 ms a profile: not on the way to serving
         rules.compiler.start()
         watcher = start_watcher(cfg, rules, [inventory_listener(stock.holder, stock.reload)])
         while not stop.is_set():
