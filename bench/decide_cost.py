@@ -12,7 +12,7 @@ request, translating it, deciding, encoding the answer, and the whole of
 what ``maple serve`` runs for one Decide (``served``; ``handled`` adds the
 handler's metrics) -- beside the same whole path answering through the
 protobuf runtime (``result_to_pb`` + ``SerializeToString``), the baseline
-the wire encoder replaced.  ``decide_stored`` and ``served_stored`` ask for
+the wire encoder replaced.  ``decide_stored``, ``served_stored`` and ``batch_stored`` ask for
 the same customers by id, their profiles fresh in a profile store's cache
 (``StoredProfiles``), as a frontend that sends only the id is answered.
 
@@ -85,6 +85,7 @@ STAGES = {
     "batch_handled": "batch + what maple serve's handler adds: metrics, per decision",
     "decide_stored": "Decider.decide by customer id, the profile from the store's cache (a fresh hit)",
     "served_stored": "the whole Decide as served by customer id, the profile from the store's cache",
+    "batch_stored": "DecideBatch as served by customer id, batches of 100, per decision (profiles cached)",
 }
 
 
@@ -178,6 +179,8 @@ def _stage_calls(stage: str, customers: int):
         "batch_handled": (lambda b: handle_batch(b, ctx), bench_profiles.batch_requests(raw, 100)),
         "decide_stored": (stored.decide, queries_by_id),
         "served_stored": (lambda b: stored_servicer.decide_bytes(read(b), ctx), raw_by_id),
+        "batch_stored": (lambda b: stored_servicer.decide_batch_bytes(wire.batch_request(b), ctx),
+                         bench_profiles.batch_requests(raw_by_id, 100)),
     }
     fn, inputs = table[stage]
     for x in inputs:
