@@ -120,3 +120,19 @@ def test_the_stored_stages_decide_from_the_cache_not_a_degraded_fallback():
     assert {r.profile_status for r in results} == {ProfileStatus.STORED}
     assert not any(r.degraded for r in results)
     assert [r.customer_id for r in results] == [q.customer_id for q in queries]
+
+
+def test_the_stored_batch_stage_answers_every_item_from_the_cache():
+    """batch_stored: DecideBatch by id, each item a STORED answer for its
+    own customer (not an item error, not degraded)."""
+    from bench.decide_cost import _stage_calls
+    from engine.server.pb.maple.v1 import decision_pb2 as pb
+    fn, batches = _stage_calls("batch_stored", 200)
+    assert len(batches) == 2
+    items = [item for b in batches for item in pb.DecideBatchResponse.FromString(fn(b)).results]
+    assert len(items) == 200 and all(i.WhichOneof("outcome") == "response" for i in items)
+    answers = [i.response for i in items]
+    assert {a.profile_status for a in answers} == {pb.PROFILE_STATUS_STORED}
+    assert not any(a.degraded for a in answers)
+    asked = [r.customer_id for b in batches for r in pb.DecideBatchRequest.FromString(b).requests]
+    assert [a.customer_id for a in answers] == asked
