@@ -130,7 +130,7 @@ def test_the_stored_batch_stage_answers_every_item_from_the_cache():
     fn, batches = _stage_calls("batch_stored", 200)
     assert len(batches) == 2
     items = [item for b in batches for item in pb.DecideBatchResponse.FromString(fn(b)).results]
-    assert len(items) == 200 and all(i.WhichOneof("outcome") == "response" for i in items)
+    assert len(items) == 200 and all(i.WhichOneof("result") == "response" for i in items)
     answers = [i.response for i in items]
     assert {a.profile_status for a in answers} == {pb.PROFILE_STATUS_STORED}
     assert not any(a.degraded for a in answers)
