@@ -153,15 +153,23 @@ def cmd_profile_prune(args) -> int:
                 print(f"{store.url}: nothing to prune (its dedupe records expire by themselves after "
                       f"{horizon / 86400:.0f} days)")
                 return 0
-            shown = [0]
+            bar = None
+            if sys.stderr.isatty():
+                try:
+                    from tqdm import tqdm
+                    bar = tqdm(total=store.prunable(now), desc="prune", unit="event id", file=sys.stderr)
+                except ImportError:  # pragma: no cover
+                    pass
+            done = [0]
 
             def progress(n: int) -> None:
-                if sys.stderr.isatty() and n - shown[0] >= 100_000:
-                    shown[0] = n
-                    print(f"\r{n:,} deleted ...", end="", file=sys.stderr, flush=True)
-            deleted = store.prune_applied(now, progress=progress)
-            if shown[0]:
-                print(file=sys.stderr)
+                bar.update(n - done[0])
+                done[0] = n
+            try:
+                deleted = store.prune_applied(now, progress=progress if bar is not None else None)
+            finally:
+                if bar is not None:
+                    bar.close()
     except StoreError as err:
         print(f"maple: {err}", file=sys.stderr)
         return 2

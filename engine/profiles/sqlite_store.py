@@ -332,6 +332,12 @@ class SQLiteStore(ProfileStore):
             db.execute(_insert_events(len(chunk)), [x for e, c in chunk for x in (e, c, now)])
 
     # -- retention
+    def prunable(self, now: float | None = None) -> int:
+        """How many dedupe rows :meth:`prune_applied` would delete now (a
+        count over the index)."""
+        cutoff = (self.clock() if now is None else now) - self.validation.dedupe_horizon
+        return self._one("SELECT count(*) FROM events WHERE applied_at < ?", (cutoff,))[0]
+
     def prune_applied(self, now: float | None = None, chunk: int = PRUNE_ROWS, progress=None) -> int:
         """Delete the dedupe rows of events applied more than the
         validator's ``dedupe_horizon`` before ``now`` (default: the store's

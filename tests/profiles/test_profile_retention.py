@@ -71,6 +71,7 @@ def test_prune_deletes_only_rows_past_the_horizon_a_chunk_at_a_time(sqlite_url):
         clock.t = NOW + 100 * DAY
         s.apply([ev("page_view", clock.t - i, event_id=f"new{i}") for i in range(4)])
         seen = []
+        assert s.prunable(NOW + HORIZON - 1) == 0 and s.prunable(NOW + HORIZON + 1) == 10
         assert s.prune_applied(NOW + HORIZON - 1, chunk=3) == 0        # not yet: kept to the second
         assert s.prune_applied(NOW + HORIZON + 1, chunk=3, progress=seen.append) == 10
         assert seen == [3, 6, 9, 10]
@@ -199,3 +200,35 @@ def test_the_prune_command(sqlite_url, redis_url, tmp_path, capsys):
     assert "nothing to prune (its dedupe records expire by themselves after 401 days)" in capsys.readouterr().out
     assert main(["profile", "prune", "--store", f"sqlite://{tmp_path / 'missing.db'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_prune_command_shows_a_progress_bar_on_a_terminal(sqlite_url):
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import subprocess
+    import sys
+    import termios
+    with open_store(sqlite_url, clock=lambda: NOW) as s:
+        s.apply([ev("page_view", NOW - i, event_id=f"e{i}") for i in range(12_000)])
+    main_fd, term = pty.openpty()
+    fcntl.ioctl(term, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        done = subprocess.run([sys.executable, "-m", "engine", "profile", "prune", "--store", sqlite_url,
+                               "--now", str(NOW + HORIZON + 1)], stdout=subprocess.PIPE, stderr=term, timeout=120)
+    finally:
+        os.close(term)
+    shown = b""
+    while select.select([main_fd], [], [], 5)[0]:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:                          # the terminal's other end is closed: all read
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main_fd)
+    assert done.returncode == 0 and b"forgot 12,000 event ids" in done.stdout
+    assert b"prune:   0%" in shown and b"12000/12000" in shown, shown
