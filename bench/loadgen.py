@@ -411,6 +411,61 @@ def ratios(results: list[Result]) -> dict:
     return out
 
 
+#: Issue 3's targets (Decide against the echo on the same stack, DecideBatch)
+#: and the product brief's budget for one Decide end to end.
+RATIO_MAX = 1.15                # Decide / echo, p50 and p99, at one caller and in the open loop
+THROUGHPUT_MIN = 0.80           # Decide's maximum / the echo's
+BATCH_MIN = 100_000             # DecideBatch decisions per second
+SERVER_P99_MAX_US = 100         # maple_decide_seconds p99 at one caller
+BUDGET_P99_US = 1_000           # the brief: one Decide over gRPC on loopback, p99 under 1 ms
+
+
+def targets(results: list[Result], server_side: dict, overload: bool = False) -> list[dict]:
+    """Each target this run can speak to: what it asks, what was measured,
+    and whether it was met (None: this run cannot tell, e.g. the open phase
+    measured overload).  The server-side p99 is a histogram bucket's upper
+    bound: met when that bound is within the target (100 µs is a bound)."""
+    rows = []
+
+    def row(what: str, goal: str, measured: str, met) -> None:
+        rows.append({"target": what, "goal": goal, "measured": measured, "met": met})
+
+    c1 = (server_side or {}).get("c1")
+    if c1 and c1.get("p99_le_us") is not None:
+        le = c1["p99_le_us"]
+        row("server-side Decide p99, one caller", f"< {SERVER_P99_MAX_US} µs", f"<= {le:g} µs",
+            le <= SERVER_P99_MAX_US)
+    r = ratios(results)
+    for phase, label in (("c1", "one caller"), ("open", "open loop, half the echo's maximum")):
+        for p in ("p50", "p99"):
+            if phase in r:
+                x = r[phase][p]
+                met = None if phase == "open" and overload else x <= RATIO_MAX
+                row(f"Decide / echo {p}, {label}", f"<= {RATIO_MAX:g}x",
+                    f"{x:.2f}x" + (" (overload)" if met is None else ""), met)
+    if "max" in r:
+        x = r["max"]["throughput"]
+        row("Decide / echo maximum throughput", f">= {THROUGHPUT_MIN:.2f}x", f"{x:.2f}x", x >= THROUGHPUT_MIN)
+    for b in (b for b in results if b.phase == "batch" and b.requests):
+        x = b.throughput * b.items_per_request
+        row("DecideBatch decisions/s", f">= {BATCH_MIN:,}", f"{x:,.0f}", x >= BATCH_MIN)
+    for d in (d for d in results if d.phase == "c1" and d.target == "decide" and d.requests):
+        x = d.pct(99)
+        row("Decide p99 end to end, one caller (the brief)", f"< {BUDGET_P99_US:,} µs", f"{x:,.0f} µs",
+            x < BUDGET_P99_US)
+    return rows
+
+
+def targets_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    width = max(len(t["target"]) for t in rows)
+    verdict = {True: "met", False: "NOT met", None: "cannot tell"}
+    lines = ["targets, this run:"]
+    lines += [f"  {t['target']:<{width}}  {t['goal']:>11}  {t['measured']:>20}  {verdict[t['met']]}" for t in rows]
+    return "\n".join(lines)
+
+
 def plot(results: list[Result], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -651,6 +706,8 @@ def main(argv=None) -> int:
                   "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "server_side_decide": server_side, "open_rate_over_decide_max": open_load}
+        overload = open_load is not None and queued(results, open_load)
+        report["targets"] = targets(results, server_side, overload)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -660,9 +717,11 @@ def main(argv=None) -> int:
         print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds):", json.dumps(server_side))
-        if open_load is not None and queued(results, open_load):
+        if overload:
             print(f"note: the open-loop rate was {open_load:.0%} of Decide's own maximum in this run (the echo's "
                   "maximum is higher) and Decide queued: the open phase measured overload, not latency at half load")
+        if report["targets"]:
+            print("\n" + targets_table(report["targets"]))
         print(f"\nwrote {out / f'loadgen-{stamp}.json'} and .png")
         return 0
     finally:

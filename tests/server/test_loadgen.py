@@ -277,3 +277,46 @@ def test_by_id_from_a_sqlite_store_of_the_month(four_cores, monkeypatch, tmp_pat
 def test_a_sqlite_profile_store_is_refused_where_it_would_not_apply(argv):
     with pytest.raises(SystemExit):
         loadgen.parse_args(argv)
+
+
+def _result(phase, target, us: list[int], requests=None, seconds=1.0, items=1):
+    hist = loadgen._hist()
+    for v in us:
+        hist.record_value(v)
+    return loadgen.Result(phase, target, len(us) if requests is None else requests, seconds, {}, hist, items)
+
+
+def test_each_target_is_judged_from_the_run():
+    results = [_result("c1", "echo", [500] * 98 + [900] * 2), _result("c1", "decide", [560] * 98 + [1_200] * 2),
+               _result("open", "echo", [600] * 100), _result("open", "decide", [650] * 100),
+               _result("max", "echo", [1] * 10, requests=4_000), _result("max", "decide", [1] * 10, requests=3_400),
+               _result("batch", "batch", [1] * 10, requests=800, items=100)]
+    rows = {t["target"]: t for t in loadgen.targets(results, {"c1": {"p99_le_us": 150.0}})}
+    assert {k: (v["measured"], v["met"]) for k, v in rows.items()} == {
+        "server-side Decide p99, one caller": ("<= 150 µs", False),
+        "Decide / echo p50, one caller": ("1.12x", True),
+        "Decide / echo p99, one caller": ("1.33x", False),
+        "Decide / echo p50, open loop, half the echo's maximum": ("1.08x", True),
+        "Decide / echo p99, open loop, half the echo's maximum": ("1.08x", True),
+        "Decide / echo maximum throughput": ("0.85x", True),
+        "DecideBatch decisions/s": ("80,000", False),
+        "Decide p99 end to end, one caller (the brief)": ("1,200 µs", False)}
+    assert rows["server-side Decide p99, one caller"]["goal"] == "< 100 µs"
+    met = loadgen.targets(results, {"c1": {"p99_le_us": 100.0}})[0]
+    assert met["met"] is True and met["measured"] == "<= 100 µs"
+    # an open phase that measured overload says nothing of half load
+    over = {t["target"]: t for t in loadgen.targets(results, {}, overload=True)}
+    assert over["Decide / echo p50, open loop, half the echo's maximum"]["met"] is None
+    assert over["Decide / echo p50, open loop, half the echo's maximum"]["measured"] == "1.08x (overload)"
+    assert "server-side Decide p99, one caller" not in over          # no metrics scraped: not judged
+    text = loadgen.targets_table(list(over.values()))
+    assert text.splitlines()[0] == "targets, this run:" and "cannot tell" in text and "NOT met" in text
+    assert loadgen.targets([], {}) == [] and loadgen.targets_table([]) == ""
+
+
+def test_the_report_carries_the_targets(four_cores, monkeypatch, tmp_path, capsys):
+    _fake(monkeypatch, tmp_path)
+    assert loadgen.main(["--phases", "c1,batch", "--out", str(tmp_path), "--duration", "1", "--warmup", "0"]) == 0
+    names = [t["target"] for t in _report(tmp_path)["targets"]]
+    assert "Decide / echo p50, one caller" in names and "DecideBatch decisions/s" in names
+    assert "targets, this run:" in capsys.readouterr().out
