@@ -338,19 +338,20 @@ class SQLiteStore(ProfileStore):
         cutoff = (self.clock() if now is None else now) - self.validation.dedupe_horizon
         return self._one("SELECT count(*) FROM events WHERE applied_at < ?", (cutoff,))[0]
 
-    def prune_applied(self, now: float | None = None, chunk: int = PRUNE_ROWS, progress=None) -> int:
+    def prune_applied(self, now: float | None = None, chunk: int = PRUNE_ROWS, progress=None,
+                      stop: threading.Event | None = None) -> int:
         """Delete the dedupe rows of events applied more than the
         validator's ``dedupe_horizon`` before ``now`` (default: the store's
         clock): no copy of those events can be accepted any more (see
         ValidationConfig.dedupe_horizon).  ``chunk`` rows a transaction,
         each taking the write lock as an event batch does; ``progress``
-        (rows deleted so far) is called after each.  Returns the rows
-        deleted."""
+        (rows deleted so far) is called after each; once ``stop`` is set,
+        no further transaction starts.  Returns the rows deleted."""
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
         cutoff = (self.clock() if now is None else now) - self.validation.dedupe_horizon
         total = 0
-        while True:
+        while stop is None or not stop.is_set():
             with self._write_lock:
                 db = self._db
                 try:
@@ -370,7 +371,8 @@ class SQLiteStore(ProfileStore):
             if progress is not None and n:
                 progress(total)
             if n < chunk:
-                return total
+                break
+        return total
 
     # -- reads
     def _one(self, sql: str, args: tuple):

@@ -206,7 +206,7 @@ class ProfileStore(abc.ABC):
     def applied(self, event_id: str) -> str | None:
         """The customer an applied event went to (at the time), or None."""
 
-    def prune_applied(self, now: float | None = None, chunk: int = 5_000, progress=None) -> int:
+    def prune_applied(self, now: float | None = None, chunk: int = 5_000, progress=None, stop=None) -> int:
         """Forget the event ids no copy of which can be accepted any more
         (applied more than ``validation.dedupe_horizon`` ago); the rows
         deleted.  This default deletes nothing: a Redis store's dedupe

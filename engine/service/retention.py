@@ -48,7 +48,7 @@ class DedupePruner:
         """One pass now: the rows deleted (0 after a failure, logged)."""
         t0 = time.monotonic()
         try:
-            n = self.store.prune_applied()
+            n = self.store.prune_applied(stop=self._stop)
         except Exception:
             log.exception("pruning the dedupe records of %s failed; next try in %.0f s", self.store.url, self.every)
             n = 0
@@ -72,8 +72,8 @@ class DedupePruner:
             wait = self.every
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """No more passes; waits for one in progress (it deletes a few
-        thousand rows a transaction, so it ends soon)."""
+        """No more passes; a pass in progress ends after its current
+        transaction (a few thousand rows), and this waits for it."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

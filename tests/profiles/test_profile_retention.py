@@ -101,6 +101,19 @@ def test_pruning_reads_the_index_and_an_older_file_gets_it(tmp_path):
     db.close()
 
 
+def test_a_pass_stops_between_transactions_when_asked(sqlite_url):
+    clock = Clock(NOW)
+    with open_store(sqlite_url, clock=clock) as s:
+        s.apply([ev("page_view", NOW - i, event_id=f"old{i}") for i in range(10)])
+        clock.t = NOW + HORIZON + 1
+        stop = threading.Event()
+        assert s.prune_applied(chunk=3, progress=lambda n: n >= 6 and stop.set(), stop=stop) == 6
+        assert s.count("events") == 4
+        assert s.prune_applied(chunk=3, stop=stop) == 0                 # set before: nothing starts
+        stop.clear()
+        assert s.prune_applied(chunk=3, stop=stop) == 4
+
+
 def test_events_keep_committing_between_pruning_chunks(sqlite_url):
     """Each chunk takes the write lock on its own: a batch applied from
     another thread while a pruning pass runs is stored (not blocked for
@@ -143,7 +156,8 @@ class FakeStore:
         self.results = list(results)
         self.calls = threading.Semaphore(0)
 
-    def prune_applied(self):
+    def prune_applied(self, stop=None):
+        self.stop = stop
         try:
             r = self.results.pop(0)
             if isinstance(r, Exception):
@@ -170,6 +184,7 @@ def test_the_pruner_thread_runs_passes_until_stopped():
         assert store.calls.acquire(timeout=30)
     p.stop()
     assert not p._thread.is_alive() and p.passes >= 3 and p.deleted == 6
+    assert store.stop is p._stop and store.stop.is_set()          # a pass in progress is told to end
     with pytest.raises(ValueError):
         DedupePruner(store, every=0)
 
