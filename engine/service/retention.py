@@ -4,7 +4,7 @@ Every applied event id is kept so a copy of it (a retry, a replayed file)
 is recognised and not applied twice.  A copy can only be accepted while
 its timestamp is within the validator's ``max_past``, so an id can be
 forgotten once its event was applied more than
-``ValidationConfig.dedupe_horizon`` ago (docs/profiles.md, "Retention").
+``ValidationConfig.dedupe_horizon`` ago (docs/profiles.md, "Retention of event ids").
 A Redis store's records expire by themselves; a SQLite store's rows are
 deleted by :meth:`~engine.profiles.sqlite_store.SQLiteStore.prune_applied`,
 which :class:`DedupePruner` runs in ``maple serve`` once a day.
