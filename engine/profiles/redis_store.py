@@ -1,6 +1,8 @@
 """Profiles in Redis, shared by many replicas.
 
-Keys (``maple:`` is the default prefix)::
+Keys (``maple:`` is the default prefix; in a Redis Cluster ``{maple}:``, a
+hash tag, so that a batch's keys share one slot: docs/profiles.md, "Redis
+Cluster")::
 
     maple:p:<customer id>      the profile, MessagePack
     maple:a:<kind>:<value>     alias -> customer id ("maple:a:email_hash:ab12")
@@ -40,15 +42,25 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Sequence
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.retry import Retry
 
 from .ingest import Changes, plan
-from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
+from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias, safe_url
 
 log = logging.getLogger(__name__)
+
+#: ``redis-cluster://HOST:PORT`` (any node; the client reads the rest of
+#: the cluster from it) and its TLS twin: the scheme the client is given.
+CLUSTER_SCHEMES = {"redis-cluster": "redis", "rediss-cluster": "rediss"}
+#: In a cluster every key of a batch must be in one hash slot (WATCH, MULTI
+#: and the script): the braces make ``maple`` the hash tag of every key.
+CLUSTER_PREFIX = "{maple}:"
 
 MAX_ATTEMPTS = 20            # optimistic-locking retries before giving up
 SEQ_BLOCK = 100              # creation numbers reserved per INCRBY
@@ -74,7 +86,9 @@ for i = 1, ne do redis.call('SET', KEYS[k + i], ARGV[a + i], 'EX', ttl) end
 return np
 """
 
-_DOWN = (redis.ConnectionError, redis.TimeoutError)
+#: The store cannot answer now (retrying later is safe): the connection, or a
+#: cluster that is failing over or moving the slot (CLUSTERDOWN, TRYAGAIN).
+_DOWN = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, ClusterDownError, TryAgainError)
 
 
 def _durable(conf: dict | None) -> bool | None:
@@ -99,7 +113,7 @@ class _Reader:
 
     def _get(self, keys: list[str]) -> list:
         self.pipe.watch(*keys)
-        return self.pipe.mget(keys)
+        return self.pipe.execute_command("MGET", *keys)
 
     def seen(self, event_ids):
         values = self._get([self.k("e", e) for e in event_ids])
@@ -133,11 +147,15 @@ class RedisStore(ProfileStore):
 
     warns_durability = True     # it logs its own durability warning (see _check_durability)
 
-    def __init__(self, client: redis.Redis, url: str, *, prefix: str = "maple:",
+    def __init__(self, client: redis.Redis | RedisCluster, url: str, *, prefix: str | None = None,
                  dedupe_ttl: float | None = None, **options):
         super().__init__(url, **options)
         self.client = client
-        self.prefix = prefix
+        self.cluster = isinstance(client, RedisCluster)
+        self.prefix = prefix if prefix is not None else CLUSTER_PREFIX if self.cluster else "maple:"
+        if self.cluster and not self.prefix.startswith("{"):
+            raise StoreError(f"{self.url}: in a Redis Cluster the key prefix must be a hash tag "
+                             f"(like {CLUSTER_PREFIX!r}): a batch's keys must share one slot")
         self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.dedupe_horizon)
         self._script: str | None = None
         self._write_lock = threading.Lock()
@@ -151,11 +169,38 @@ class RedisStore(ProfileStore):
     @classmethod
     def from_url(cls, url: str, *, create: bool = True, socket_timeout: float = 2.0,
                  connect_timeout: float = 0.5, **options) -> "RedisStore":
-        """``create`` is accepted for symmetry with SQLite and ignored."""
-        client = redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=connect_timeout,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.01), 2))
-        return cls(client, url, **options)
+        """``redis://``, ``rediss://``, ``unix://``: one Redis server (or
+        whatever one address answers for, e.g. a Sentinel-managed primary
+        behind a proxy).  ``redis-cluster://HOST:PORT`` (``rediss-cluster``
+        with TLS): a Redis Cluster, reached through any of its nodes, which
+        must answer now (the client reads the cluster's layout at open).
+        ``create`` is accepted for symmetry with SQLite and ignored."""
+        retry = Retry(ExponentialBackoff(cap=0.1, base=0.01), 2)
+        scheme, _, rest = url.partition("://")
+        if scheme not in CLUSTER_SCHEMES:
+            client = redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                          socket_connect_timeout=connect_timeout, retry=retry)
+            return cls(client, url, **options)
+        plain = f"{CLUSTER_SCHEMES[scheme]}://{rest}"
+        path = urlsplit(plain).path
+        if path not in ("", "/", "/0"):
+            raise StoreError(f"{safe_url(url)}: a Redis Cluster has database 0 only (the URL names {path[1:]!r})")
+        try:
+            client = RedisCluster.from_url(plain, socket_timeout=socket_timeout,
+                                           socket_connect_timeout=connect_timeout, retry=retry)
+        except (RedisClusterException, redis.RedisError) as err:
+            raise StoreUnavailable(f"{safe_url(url)}: cannot read the cluster's layout from that node: "
+                                   f"{type(err).__name__}: {err}") from err
+        try:
+            return cls(client, url, **options)
+        except BaseException:
+            client.close()
+            raise
+
+    def _node(self) -> dict:
+        """Where a per-server command goes: in a cluster, the primary of the
+        slot holding Maple's keys (its settings are the ones that count)."""
+        return {"target_nodes": self.client.get_node_from_key(self.key("seq"))} if self.cluster else {}
 
     def key(self, kind: str, name: str = "") -> str:
         return f"{self.prefix}{kind}:{name}" if name else f"{self.prefix}{kind}"
@@ -174,9 +219,10 @@ class RedisStore(ProfileStore):
                         self._check_durability()        # before the batch is acknowledged
                     with self.client.pipeline(transaction=True) as pipe:
                         changes = plan(events, _Reader(pipe, self), self.fold_config)
-                        pipe.multi()
-                        self._queue(pipe, changes)
-                        pipe.execute()
+                        if self._has_writes(changes):     # (a batch of duplicates writes nothing)
+                            pipe.multi()
+                            self._queue(pipe, changes)
+                            pipe.execute()
                         return changes
                 except redis.WatchError:
                     continue            # another writer (or a dropped connection): plan again
@@ -187,6 +233,10 @@ class RedisStore(ProfileStore):
                     raise StoreError(f"{self.url}: {err}; the batch was not acknowledged") from err
         raise StoreError(f"{self.url}: a batch kept conflicting with other writers "
                          f"({MAX_ATTEMPTS} attempts); nothing was acknowledged, retry it")
+
+    @staticmethod
+    def _has_writes(changes: Changes) -> bool:
+        return bool(changes.deleted or changes.profiles or changes.aliases or changes.applied)
 
     def _queue(self, pipe, changes: Changes) -> None:
         """All of a batch's writes as ONE command (WRITE_BATCH), queued
@@ -199,11 +249,11 @@ class RedisStore(ProfileStore):
         args = ([len(deleted), len(changes.profiles), len(aliases), len(changes.applied), self.dedupe_ttl]
                 + [encode(p) for p in changes.profiles.values()] + [cid for _, cid in aliases]
                 + [a for a, _ in aliases] + [cid for _, cid in changes.applied])
-        pipe.eval(self._write_script(), len(keys), *keys, *args)
+        pipe.execute_command("EVAL", self._write_script(), len(keys), *keys, *args)
 
     def _write_script(self) -> str:
         if self._script is None:
-            major = int(str(self.client.info("server").get("redis_version", "6")).split(".")[0])
+            major = int(str(self.client.info("server", **self._node()).get("redis_version", "6")).split(".")[0])
             self._script = ("#!lua\n" if major >= 7 else "") + WRITE_BATCH
         return self._script
 
@@ -266,7 +316,7 @@ class RedisStore(ProfileStore):
 
     def _append_config(self) -> dict | None:
         try:
-            return self.client.config_get("append*")
+            return self.client.config_get("append*", **self._node())
         except redis.ResponseError:
             return None
 

@@ -239,20 +239,23 @@ def own_alias(customer_id: str) -> str:
 SCHEMES = {"sqlite": "engine.profiles.sqlite_store:SQLiteStore",
            "redis": "engine.profiles.redis_store:RedisStore",
            "rediss": "engine.profiles.redis_store:RedisStore",
-           "unix": "engine.profiles.redis_store:RedisStore"}
+           "unix": "engine.profiles.redis_store:RedisStore",
+           "redis-cluster": "engine.profiles.redis_store:RedisStore",
+           "rediss-cluster": "engine.profiles.redis_store:RedisStore"}
 
 
 def open_store(url: str, **options) -> ProfileStore:
     """The store a URL names: ``sqlite:///path/to/file.db`` (the path is
     everything after ``sqlite://``; a relative path is relative to the
-    working directory) or ``redis://host:port/db``.  ``options``:
+    working directory), ``redis://host:port/db`` or
+    ``redis-cluster://host:port`` (a Redis Cluster).  ``options``:
     ``validation``, ``fold_config``, ``clock``, and ``create`` (SQLite: make
     the file if it does not exist; default True)."""
     scheme = urlsplit(url).scheme
     target = SCHEMES.get(scheme)
     if target is None:
-        raise StoreError(f"unknown profile store URL {url!r}: use sqlite:///path/to/file.db "
-                         "or redis://host:port/db")
+        raise StoreError(f"unknown profile store URL {url!r}: use sqlite:///path/to/file.db, "
+                         "redis://host:port/db or redis-cluster://host:port")
     module_name, _, class_name = target.partition(":")
     import importlib
     cls = getattr(importlib.import_module(module_name), class_name)

@@ -55,14 +55,14 @@ class ServeConfig:
 
 
 #: (field, flag, type, help); the environment variable is MAPLE_<FIELD>.
-STORE_SCHEMES = ("jsonl", "sqlite", "redis", "rediss", "unix")
+STORE_SCHEMES = ("jsonl", "sqlite", "redis", "rediss", "unix", "redis-cluster", "rediss-cluster")
 
 OPTIONS = [
     ("rules", "--rules", str, "rules directory (required)"),
     ("listen", "--listen", str, "decision service address HOST:PORT (port 0: any free port)"),
     ("admin_listen", "--admin-listen", str, "admin service address HOST:PORT; 'off' disables it"),
     ("workers", "--workers", int, "processes sharing the decision port (SO_REUSEPORT); 0: one per core"),
-    ("store", "--store", str, "profile store URL: sqlite://PATH (sqlite://.maple/profiles.db is relative, sqlite:///var/... absolute), redis://HOST:PORT/DB, jsonl:PATH or none"),
+    ("store", "--store", str, "profile store URL: sqlite://PATH (sqlite://.maple/profiles.db is relative, sqlite:///var/... absolute), redis://HOST:PORT/DB, redis-cluster://HOST:PORT, jsonl:PATH or none"),
     ("profile_cache_ttl", "--profile-cache-ttl", float,
      "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),
     ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
@@ -215,7 +215,7 @@ def _checks(values: dict, name) -> None:
         bad("decision_log_rate", "must be from 0 to 1")
     store = values.get("store", "")
     if store and store != "none" and store.partition(":")[0] not in STORE_SCHEMES:
-        bad("store", "use sqlite://PATH, redis://HOST:PORT/DB, jsonl:PATH or none")
+        bad("store", "use sqlite://PATH, redis://HOST:PORT/DB, redis-cluster://HOST:PORT, jsonl:PATH or none")
     data = values.get("data", "")
     if data and data != "none" and not os.path.isdir(data):
         bad("data", "not a directory" if os.path.exists(data) else "no such directory (none: no store data)")

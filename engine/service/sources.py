@@ -139,9 +139,10 @@ class StaticProfiles:
 
 def open_profile_source(url: str | None, **store_options) -> ProfileSource:
     """``--store URL``: empty or ``none`` for no store, ``jsonl:PATH`` for a
-    file of profiles (read-only), ``sqlite:///PATH`` or
-    ``redis://HOST:PORT/DB`` for the profile store behind a cache
-    (:class:`.stored.StoredProfiles`; ``store_options``: cache_ttl,
+    file of profiles (read-only), ``sqlite:///PATH``,
+    ``redis://HOST:PORT/DB`` or ``redis-cluster://HOST:PORT`` for the
+    profile store behind a cache (:class:`.stored.StoredProfiles`;
+    ``store_options``: cache_ttl,
     cache_size).  ValueError says what is wrong with the URL."""
     if not url or url == "none":
         return NullProfiles()
@@ -152,7 +153,7 @@ def open_profile_source(url: str | None, **store_options) -> ProfileSource:
     if scheme in SCHEMES:
         return StoredProfiles.open(url, **store_options)
     raise ValueError(f"unsupported profile store {url!r}: use sqlite:///PATH, redis://HOST:PORT/DB, "
-                     "jsonl:PATH or none")
+                     "redis-cluster://HOST:PORT, jsonl:PATH or none")
 
 
 # ---------------------------------------------------------------- stores

@@ -40,7 +40,7 @@ from .sources import ProfileLookup, SourceUnavailable
 
 log = logging.getLogger("maple.service")
 
-SCHEMES = ("sqlite", "redis", "rediss", "unix")
+SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis-cluster", "rediss-cluster")
 
 
 class StoredProfiles:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from profiles_support import RedisServer
+from profiles_support import RedisClusterServers, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,19 @@ def redis_url(redis_server):
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster):
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
 @pytest.fixture
 def own_redis(tmp_path):
     """A redis-server of this test's own, free to stop, kill and restart."""
@@ -36,6 +49,6 @@ def sqlite_url(tmp_path):
     return f"sqlite://{tmp_path / 'profiles.db'}"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis_cluster"])
 def store_url(request):
     return request.getfixturevalue(f"{request.param}_url")

@@ -56,6 +56,7 @@ class RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
+        self.extra: list[str] = []           # more redis-server arguments (RedisClusterServers)
 
     @property
     def url(self) -> str:
@@ -68,7 +69,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
              "--appendonly", "yes" if self.durable else "no", "--appendfsync", "always", "--save", "",
-             "--daemonize", "no", "--protected-mode", "no"],
+             "--daemonize", "no", "--protected-mode", "no", *self.extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
         log = []
         for line in self.proc.stdout:        # blocks until the server says it is ready
@@ -98,6 +99,70 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``size`` primaries (no replicas), each a
+    redis-server child with the durable settings of :class:`RedisServer`
+    and ``cluster-enabled yes``, joined by ``redis-cli --cluster create``
+    (which returns once every node agrees on the slots)."""
+
+    def __init__(self, data_dir: Path, size: int = 3):
+        self.dir = Path(data_dir)
+        self.nodes = [RedisServer(self.dir / f"node{i}") for i in range(size)]
+
+    @property
+    def url(self) -> str:
+        return f"redis-cluster://127.0.0.1:{self.nodes[0].port}"
+
+    def start(self) -> "RedisClusterServers":
+        for node in self.nodes:
+            # the cluster bus port defaults to port + 10000, past 65535 for a high free port
+            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
+                          "--cluster-node-timeout", "5000", "--cluster-port", str(free_port())]
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install -y redis-tools)")
+        made = subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                               "--cluster-replicas", "0", "--cluster-yes"],
+                              capture_output=True, text=True, timeout=120)
+        if made.returncode != 0 or "All 16384 slots covered" not in made.stdout:
+            self.stop()
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{made.stdout}\n{made.stderr}")
+        self._until_ok()
+        return self
+
+    def _until_ok(self, timeout: float = 60.0) -> None:
+        """Until every node says ``cluster_state:ok`` (a node may still be
+        learning its peers' slots when ``--cluster create`` returns)."""
+        import time
+
+        import redis
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            client = redis.Redis(port=node.port)
+            try:
+                while client.cluster("info").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(f"the Redis Cluster's node {node.port} never said cluster_state:ok")
+                    time.sleep(0.05)
+            finally:
+                client.close()
+
+    def flush(self) -> None:
+        import redis
+        for node in self.nodes:
+            client = redis.Redis(port=node.port)
+            try:
+                client.flushall()
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
 
 
 class Switchable:

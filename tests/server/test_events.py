@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import pytest
@@ -24,7 +25,7 @@ from engine.service.sources import StaticProfiles
 from .conftest import until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "profiles"))
-from profiles_support import RedisServer  # noqa: E402
+from profiles_support import RedisClusterServers, RedisServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
@@ -217,6 +218,24 @@ def test_redis_an_acknowledged_event_survives_kill_9_of_maple_and_redis(start_se
         assert decide(again, "c-r").prefill_size.size == "45"
     finally:
         redis.stop()
+
+
+def test_a_redis_cluster_store_serves_two_workers(start_server, tmp_path):
+    """`--store redis-cluster://HOST:PORT`: an event stored through one
+    worker decides in whichever worker answers (each has its own cluster
+    client; six new connections spread over the two)."""
+    cluster = RedisClusterServers(tmp_path / "cluster").start()
+    try:
+        s = start_server(RULES, "--store", cluster.url, "--workers", "2")
+        s.wait_health()
+        assert record(s, [till_purchase("c-rc", size="46")]).results[0].status == epb.EVENT_STATUS_STORED
+        for _ in range(6):                      # new connections: SO_REUSEPORT spreads them over both workers
+            with grpc.insecure_channel(s.address) as ch:
+                d = decide(SimpleNamespace(channel=ch), "c-rc")
+            assert d.profile_status == pb.PROFILE_STATUS_STORED and d.prefill_size.size == "46"
+        assert s.terminate() == 0
+    finally:
+        cluster.stop()
 
 
 def test_redis_down_degrades_decisions_refuses_events_and_recovers(start_server, tmp_path):
