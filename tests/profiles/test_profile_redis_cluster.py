@@ -93,15 +93,22 @@ def test_the_primary_holding_the_keys_down_is_unavailable_and_nothing_acknowledg
                 s.get("C1")
             node.start()                                    # same port, its nodes.conf and AOF
             cluster._until_ok()
-            p = None
-            for _ in range(50):                             # the client finds the node again
-                try:
-                    p = s.get("C1")
-                    break
-                except StoreUnavailable:
-                    continue
+            p = _until_answered(lambda: s.get("C1"))        # the client finds the node again
             assert p is not None and p["last_seen_at"] == T0
             assert s.applied("before") == "C1" and s.applied("during") is None
             assert s.apply([ev("page_view", T0 + 1, cid="C1", event_id="during")]).accepted == ("during",)
     finally:
         cluster.stop()
+
+
+def _until_answered(read, timeout: float = 30.0):
+    """``read()`` once the store answers (polled up to a deadline, as
+    tests/server/conftest.py's ``until``; never a fixed sleep)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read()
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "the cluster never answered again"
+            time.sleep(0.05)
