@@ -159,7 +159,26 @@ class Server:
                     return
         except grpc.RpcError as err:
             seen.append(err.code())
-        raise AssertionError(f"health never became {status}; saw {seen}")
+        raise AssertionError(f"health never became {status}; saw {seen}; the server's log:\n{self._log_now()}")
+
+    def _log_now(self) -> str:
+        """The server's stderr so far, for a failure message: the server is
+        killed to read it (a test that fails here is over anyway).  Workers
+        it leaves behind may hold the pipe open while they drain, so this
+        reads what has come and stops at a quiet second, not at EOF."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        fd = self.proc.stderr.fileno()
+        sel = selectors.DefaultSelector()
+        sel.register(fd, selectors.EVENT_READ)
+        out = b""
+        while sel.select(timeout=1.0):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out += chunk
+        return out.decode(errors="replace")[-20_000:]
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
