@@ -1,5 +1,6 @@
 """Fixtures: a real redis-server per session (and one per test that stops
-it), a fresh SQLite file per test, and ``store_url`` over both."""
+it), a Redis Cluster of three per session, a fresh SQLite file per test,
+and ``store_url`` over the three kinds of store."""
 from __future__ import annotations
 
 import pytest
