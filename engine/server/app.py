@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -312,7 +313,7 @@ class DecisionNode:
         if self.pruner is not None:
             self.pruner.start()
 
-    def drain(self, drain_seconds: float, grace_seconds: float, hurry: threading.Event | None = None) -> None:
+    def drain(self, drain_seconds: float, grace_seconds: float, hurry=None) -> None:
         """NOT_SERVING at once; keep answering for drain_seconds (so balancers
         see it; a second signal cuts it short); then refuse new calls and let
         in-flight ones finish within grace_seconds."""
@@ -457,20 +458,54 @@ def settle_heap() -> None:
 
 
 # ---------------------------------------------------------------- signals
+class _Flag:
+    """A ``threading.Event`` whose ``wait`` also wakes when a signal came
+    to any thread of the process (see :class:`Stop`); ``set`` from any
+    thread wakes it too."""
+
+    def __init__(self, stop: "Stop"):
+        self._event = threading.Event()
+        self._stop = stop
+
+    def set(self) -> None:
+        self._event.set()
+        self._stop.poke()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait_for(self._event, timeout)
+
+
 class Stop:
     """SIGTERM/SIGINT: the first sets ``requested`` (drain); a second one
-    sets ``hurry`` (cut the drain period short) and calls ``on_again``."""
+    sets ``hurry`` (cut the drain period short) and calls ``on_again``.
+
+    The kernel hands a signal sent to the process to any of its threads
+    that does not block it, gRPC's C threads included.  Python runs the
+    handler in the main thread, but only when that thread next runs
+    bytecode: a main thread asleep in a lock (``threading.Event.wait``)
+    stays asleep when another thread received the signal, and a worker
+    idling in ``stop.wait()`` ignored SIGTERM until something else woke it
+    (seen once in about twenty runs of the two-worker drain test).  So the
+    C-level handler writes to a pipe (``signal.set_wakeup_fd``) from
+    whichever thread got the signal, and the waits here select() on that
+    pipe: returning to Python runs the pending handler.  Create it in the
+    main thread."""
 
     def __init__(self):
-        self.requested = threading.Event()
-        self.hurry = threading.Event()
-        self.on_again = None
         # readable once a signal came: a select() (the supervisor's wait on
-        # its workers) wakes at once instead of at its next timeout
+        # its workers, the waits below) wakes at once
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
+        self.requested = _Flag(self)
+        self.hurry = _Flag(self)
+        self.on_again = None
         signal.signal(signal.SIGTERM, self._handler)
         signal.signal(signal.SIGINT, self._handler)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     def _handler(self, signum, frame):
         if self.requested.is_set():
@@ -481,13 +516,32 @@ class Stop:
             return
         log.info("received %s: draining", signal.Signals(signum).name)
         self.requested.set()
+
+    def poke(self) -> None:
+        """Wake whoever waits (a flag was set, maybe from another thread)."""
         try:
             os.write(self._wake_w, b"!")
-        except OSError:                         # full (cannot be: one byte) or closed
+        except OSError:                         # full: it is readable anyway
             pass
 
+    def wait_for(self, event: threading.Event, timeout: float | None = None) -> bool:
+        """Until ``event`` is set, or ``timeout``: asleep in select() on the
+        pipe, which any thread's signal (and every flag set) writes to."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not event.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            select.select([self._wake_r], [], [], remaining)
+            try:                                # (a handler still pending runs on the way back here)
+                while os.read(self._wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        return True
+
     def fileno(self) -> int:
-        """For select() and multiprocessing.connection.wait: readable once stop is requested."""
+        """For select() and multiprocessing.connection.wait: readable once a signal came."""
         return self._wake_r
 
     def is_set(self) -> bool:

@@ -1,0 +1,68 @@
+"""maple serve's Stop: a SIGTERM received by any thread of the process
+wakes the main thread's wait (engine.server.app.Stop).
+
+The kernel hands a signal sent to a process to any thread that does not
+block it; Python runs the handler only in the main thread, and only when
+it next runs bytecode.  Here the signal is sent to one idle thread on
+purpose (``signal.pthread_kill``) while the main thread waits."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent("""
+    import signal, sys, threading
+    sys.path.insert(0, {root!r})
+    from engine.server.app import Stop
+    stop = Stop()
+    idle_forever, waiting = threading.Event(), threading.Event()
+    other = threading.Thread(target=idle_forever.wait, daemon=True)
+    other.start()
+
+    def kill_other_thread(times):
+        for _ in range(times):
+            waiting.wait()
+            waiting.clear()
+            signal.pthread_kill(other.ident, signal.SIGTERM)   # not the main thread
+
+    threading.Thread(target=kill_other_thread, args=({signals},), daemon=True).start()
+    waiting.set()
+    print("requested", stop.wait(), flush=True)            # the first SIGTERM: drain
+    if {signals} > 1:
+        waiting.set()
+        print("hurry", stop.hurry.wait(600), flush=True)    # the second: cut the drain short
+""")
+
+
+def run(signals: int) -> str:
+    done = subprocess.run([sys.executable, "-c", SCRIPT.format(root=str(ROOT), signals=signals)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_sigterm_to_another_thread_wakes_the_main_threads_wait():
+    assert run(1) == "requested True\n"
+
+
+def test_a_second_sigterm_to_another_thread_cuts_the_drain_short():
+    assert run(2) == "requested True\nhurry True\n"
+
+
+def test_a_flag_set_from_another_thread_wakes_the_wait_and_timeouts_hold():
+    script = textwrap.dedent(f"""
+        import sys, threading
+        sys.path.insert(0, {str(ROOT)!r})
+        from engine.server.app import Stop
+        stop = Stop()
+        print(stop.wait(0.01), stop.hurry.wait(0), flush=True)          # nothing yet: timeouts
+        threading.Thread(target=stop.requested.set).start()           # the supervisor gone (EOF)
+        print(stop.wait(), stop.is_set(), flush=True)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False False\nTrue True\n"
