@@ -13,12 +13,11 @@ import argparse
 import json
 import multiprocessing
 import os
-import signal
 import threading
 
 import grpc
 
-from engine.server.app import make_server
+from engine.server.app import make_server, stop_event
 from engine.server.workers import reserve_port
 
 METHOD = "/maple.bench.Echo/Echo"
@@ -34,9 +33,7 @@ def _serve_one(address: str, threads: int, ready=None) -> None:
         "maple.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}),))
     port = server.add_insecure_port(address)
     server.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    stop = stop_event()         # wakes for a signal whichever thread gets it (engine.server.app.Stop)
     if ready is not None:
         ready.send(port)
     stop.wait()
@@ -63,9 +60,7 @@ def main(argv=None) -> int:
     for proc in procs:
         proc.start()
     print(json.dumps({"event": "listening", "decisions": address, "pid": os.getpid()}), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    signal.signal(signal.SIGINT, lambda *a: stop.set())
+    stop = stop_event()
     stop.wait()
     for proc in procs:
         proc.terminate()

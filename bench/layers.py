@@ -41,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -93,9 +92,8 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
     server.start()
     settle_heap()
     print(json.dumps({"listening": f"127.0.0.1:{port}"}), flush=True)
-    stop = threading.Event()
-    import signal
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    from engine.server.app import stop_event
+    stop = stop_event()         # wakes for a signal whichever thread gets it (engine.server.app.Stop)
     stop.wait()
     server.stop(0)
 
