@@ -332,11 +332,14 @@ class SQLiteStore(ProfileStore):
             db.execute(_insert_events(len(chunk)), [x for e, c in chunk for x in (e, c, now)])
 
     # -- retention
+    def _prune_cutoff(self, now: float | None) -> float:
+        """Rows applied before this are past the dedupe horizon."""
+        return (self.clock() if now is None else now) - self.validation.dedupe_horizon
+
     def prunable(self, now: float | None = None) -> int:
         """How many dedupe rows :meth:`prune_applied` would delete now (a
         count over the index)."""
-        cutoff = (self.clock() if now is None else now) - self.validation.dedupe_horizon
-        return self._one("SELECT count(*) FROM events WHERE applied_at < ?", (cutoff,))[0]
+        return self._one("SELECT count(*) FROM events WHERE applied_at < ?", (self._prune_cutoff(now),))[0]
 
     def prune_applied(self, now: float | None = None, chunk: int = PRUNE_ROWS, progress=None,
                       stop: threading.Event | None = None) -> int:
@@ -349,7 +352,7 @@ class SQLiteStore(ProfileStore):
         no further transaction starts.  Returns the rows deleted."""
         if chunk < 1:
             raise ValueError("chunk must be at least 1")
-        cutoff = (self.clock() if now is None else now) - self.validation.dedupe_horizon
+        cutoff = self._prune_cutoff(now)
         total = 0
         while stop is None or not stop.is_set():
             with self._write_lock:

@@ -488,7 +488,7 @@ class Stop:
     bytecode: a main thread asleep in a lock (``threading.Event.wait``)
     stays asleep when another thread received the signal, and a worker
     idling in ``stop.wait()`` ignored SIGTERM until something else woke it
-    (seen once in about twenty runs of the two-worker drain test).  So the
+    (the two-worker drain test caught it twice in a day of runs).  So the
     C-level handler writes to a pipe (``signal.set_wakeup_fd``) from
     whichever thread got the signal, and the waits here select() on that
     pipe: returning to Python runs the pending handler.  Create it in the
