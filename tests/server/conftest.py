@@ -169,16 +169,31 @@ class Server:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        return self.read_stderr(quiet=1.0).decode(errors="replace")[-20_000:]
+
+    def read_stderr(self, until: bytes | None = None, quiet: float | None = None, timeout: float = 60.0) -> bytes:
+        """The server's stderr as it comes, by raw reads (a buffered
+        readline could hold a line back from the selector): up to the
+        first chunk holding ``until``, or until nothing came for ``quiet``
+        seconds, or EOF.  Waiting for ``until`` fails at ``timeout``."""
         fd = self.proc.stderr.fileno()
         sel = selectors.DefaultSelector()
         sel.register(fd, selectors.EVENT_READ)
         out = b""
-        while sel.select(timeout=1.0):
+        deadline = time.monotonic() + timeout
+        while until is None or until not in out:
+            wait = quiet if quiet is not None else max(0.0, deadline - time.monotonic())
+            if not sel.select(timeout=wait):
+                if until is not None:
+                    raise AssertionError(f"never logged {until!r}; stderr so far:\n{out.decode(errors='replace')}")
+                break
             chunk = os.read(fd, 65536)
             if not chunk:
+                if until is not None:
+                    raise AssertionError(f"stderr ended before {until!r}:\n{out.decode(errors='replace')}")
                 break
             out += chunk
-        return out.decode(errors="replace")[-20_000:]
+        return out
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:

@@ -2,9 +2,6 @@
 schema profile at start and again after a reload that changes it."""
 from __future__ import annotations
 
-import os
-import selectors
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -34,26 +31,6 @@ def test_a_check_runs_first_and_then_only_when_the_schema_changes():
     assert profile_schema(first) == ("a",) and profile_schema(none) is None and profile_schema(object()) is None
 
 
-def stderr_until(proc, text: str, timeout: float = 60.0) -> str:
-    """The server's stderr up to the first line holding ``text``, read as
-    it comes (raw reads: a buffered readline could hold the line back from
-    the selector); fails at the deadline."""
-    fd = proc.stderr.fileno()
-    sel = selectors.DefaultSelector()
-    sel.register(fd, selectors.EVENT_READ)
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            seen += chunk
-            if text.encode() in seen:
-                return seen.decode()
-    raise AssertionError(f"never logged {text!r}; stderr so far:\n{seen.decode()}")
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_reload_that_drops_an_attribute_names_the_profiles_still_holding_it(pack, tmp_path, start_server,
                                                                                workers):
@@ -62,11 +39,11 @@ def test_a_reload_that_drops_an_attribute_names_the_profiles_still_holding_it(pa
     f.write_text('{"customer_id": "c1", "lifecycle": "vip"}\n{"customer_id": "c2", "tier": "gold"}\n')
     s = start_server(pack, "--store", f"jsonl:{f}", "--workers", workers, "--log-level", "INFO")
     s.wait_health()
-    before = stderr_until(s.proc, "serving ruleset")
+    before = s.read_stderr(until=b"serving ruleset").decode()
     assert "no attribute" not in before
     (pack / "tier.rules").unlink()
     reply = admin_pb2_grpc.AdminServiceStub(s.admin_channel).ReloadRules(apb.ReloadRulesRequest(), timeout=60)
     assert reply.changed
-    after = stderr_until(s.proc, "profile has no attribute `tier`")
+    after = s.read_stderr(until=b"profile has no attribute `tier`").decode()
     assert f"{f}:2: profile has no attribute `tier`" in after
     assert s.terminate() == 0

@@ -38,11 +38,15 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def run(signals: int) -> str:
-    done = subprocess.run([sys.executable, "-c", SCRIPT.format(root=str(ROOT), signals=signals)],
-                          capture_output=True, text=True, timeout=120)
+def python(script: str) -> str:
+    """What ``script`` prints, run in a process of its own (exit 0)."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def run(signals: int) -> str:
+    return python(SCRIPT.format(root=str(ROOT), signals=signals))
 
 
 def test_a_sigterm_to_another_thread_wakes_the_main_threads_wait():
@@ -63,6 +67,4 @@ def test_a_flag_set_from_another_thread_wakes_the_wait_and_timeouts_hold():
         threading.Thread(target=stop.requested.set).start()           # the supervisor gone (EOF)
         print(stop.wait(), stop.is_set(), flush=True)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "False False\nTrue True\n"
+    assert python(script) == "False False\nTrue True\n"
