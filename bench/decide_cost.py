@@ -21,8 +21,8 @@ same code and inputs give the same count whatever else runs, so two
 commits can be compared by running this at each.  They predict the hot,
 in-process time (and DecideBatch's, whose items run back to back), not
 the server's: there a Decide runs with cold caches and costs mostly what
-refilling them costs (``bench.layers``; docs/service.md, "Where the time
-goes").  Needs valgrind.
+refilling them costs (``bench.layers``; docs/performance.md, "Where the
+time goes").  Needs valgrind.
 
 ``--cold`` counts that cost, as repeatably: callgrind simulates this VM's
 caches (``CACHES``: L1i, L1d and the per-core L2 as the last level, LL),
