@@ -1,6 +1,6 @@
 """Where a Decide's server time goes, layer by layer, beside the echo floor.
 
-    python -m bench.layers [--requests 3000] [--rounds 7] [--interleave] [--base REF]
+    python -m bench.layers [--requests 3000] [--rounds 7] [--interleave] [--spin] [--base REF]
 
 Starts the echo server and one server per layer of the Decide path, each a
 process of its own on maple's server stack (``make_server``, ``raw_unary``)
@@ -12,6 +12,14 @@ request bytes:
     decide  + Decider.decide (rules, typed results, nearby stores)
     encode  + the C encoder: the whole Decide, no metrics
     served  + the metrics: the handler ``maple serve`` registers
+
+and with ``--spin`` one more, beside ``stack``:
+
+    spin    fixed answer bytes after ``sum(range(n))``, n set at start so
+            that it takes the whole Decide's hot time in process (bytes to
+            bytes, the same request; ``spin_size``): as much work as a
+            Decide, done in a few cache lines, the best a denser decision
+            path could do
 
 and sends them the same requests in a closed loop from this process,
 reading each server's CPU time (every thread) from /proc.  The servers
@@ -47,10 +55,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS = ("stack", "read", "decide", "encode", "served")
+SPIN_CALLS = 2000           # in-process calls timing the whole Decide and sum(range(n)), --spin
 METHOD = "/maple.v1.DecisionService/Decide"
 
 
 # ---------------------------------------------------------------- one layer's server (a child process)
+def spin_size(decide) -> tuple[int, float, float]:
+    """(n, the whole Decide's hot time, sum(range(n))'s) in µs: n such that
+    ``sum(range(n))`` (a C loop over a few objects) takes as long in process
+    as ``decide()``, medians of SPIN_CALLS calls of each, the two taking
+    turns call by call so that a change of the machine's speed falls on
+    both; three passes, each correcting n by the ratio found."""
+    n = 1000
+    for _ in range(3):
+        d, s = [], []
+        for _ in range(SPIN_CALLS):
+            t0 = time.perf_counter_ns()
+            decide()
+            t1 = time.perf_counter_ns()
+            sum(range(n))
+            t2 = time.perf_counter_ns()
+            d.append(t1 - t0)
+            s.append(t2 - t1)
+        dm, sm = statistics.median(d), statistics.median(s)
+        n = max(1, round(n * dm / sm))
+    return n, dm / 1e3, sm / 1e3
+
+
 def serve(layer: str, first: bytes, engine_dir: str) -> None:
     import grpc
 
@@ -67,6 +98,7 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
 
     decider = Decider(RulesetHolder(load(ROOT / "rules")),
                       stores=InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
+    announce = {}
     if layer == "served":                         # as DecisionNode wires it
         handler = decision_handler(DecisionServicer(decider, _metrics_on_result(metrics)), metrics.RECORDER)
     else:
@@ -77,13 +109,18 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
                 return None
 
         fixed = servicer.decide_bytes(wire.decide_request(first), _Context())
+        announce = {}
+        if layer == "spin":
+            n, decide_us, spin_us = spin_size(lambda: servicer.decide_bytes(wire.decide_request(first), _Context()))
+            announce = {"decide_hot_us": decide_us, "spin_n": n, "spin_hot_us": spin_us}
         method = {
             "stack": lambda raw, context: fixed,
+            "spin": lambda raw, context: (sum(range(n)), fixed)[1],
             "read": lambda q, context: fixed,
             "decide": lambda q, context: (servicer._decide(q, context), fixed)[1],
             "encode": servicer.decide_bytes,
         }[layer]
-        parse = (lambda raw: raw) if layer == "stack" else wire.decide_request
+        parse = (lambda raw: raw) if layer in ("stack", "spin") else wire.decide_request
         handler = grpc.method_handlers_generic_handler("maple.v1.DecisionService", {
             "Decide": raw_unary("Decide", pb.DecideRequest, None, method, None, True, parse)})
     server = make_server(8, 512, 4 * 1024 * 1024, reuseport=True)
@@ -91,7 +128,7 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     settle_heap()
-    print(json.dumps({"listening": f"127.0.0.1:{port}"}), flush=True)
+    print(json.dumps({"listening": f"127.0.0.1:{port}", **announce}), flush=True)
     from engine.server.app import stop_event
     stop = stop_event()         # wakes for a signal whichever thread gets it (engine.server.app.Stop)
     stop.wait()
@@ -99,10 +136,11 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
 
 
 # ---------------------------------------------------------------- the measurement
-def start_layer(layer: str, first: bytes, code: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """A layer's server; ``code``: a directory whose ``engine`` package it
-    runs instead of this checkout's (first on the path: the child runs
-    there, with this checkout after it for ``bench``)."""
+def start_layer(layer: str, first: bytes, code: Path | None = None) -> tuple[subprocess.Popen, dict]:
+    """A layer's server and what it announced (``listening``: its address);
+    ``code``: a directory whose ``engine`` package it runs instead of this
+    checkout's (first on the path: the child runs there, with this checkout
+    after it for ``bench``)."""
     where = code or ROOT
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(where), str(ROOT), env.get("PYTHONPATH")]))
@@ -111,7 +149,7 @@ def start_layer(layer: str, first: bytes, code: Path | None = None) -> tuple[sub
                             stdout=subprocess.PIPE, text=True, cwd=where, env=env)
     for line in proc.stdout:
         if line.startswith("{"):
-            return proc, json.loads(line)["listening"]
+            return proc, json.loads(line)
     raise SystemExit(f"layers: the {layer} server did not start (exit {proc.wait()})")
 
 
@@ -121,7 +159,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--interleave", action="store_true", help="servers take turns call by call (cold caches)")
     ap.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
-    ap.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
+    ap.add_argument("--spin", action="store_true",
+                    help="also a server doing the whole Decide's hot time of compact work (sum(range(n)))")
+    ap.add_argument("--serve", choices=LAYERS + ("spin",), help=argparse.SUPPRESS)
     ap.add_argument("--first", help=argparse.SUPPRESS)
     ap.add_argument("--engine-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -139,16 +179,18 @@ def main(argv=None) -> int:
         echo, address = loadgen.start_echo(1)
         procs.append(echo)
         targets["echo"] = (echo.pid, address, "/maple.bench.Echo/Echo")
-        for layer in LAYERS:
-            proc, address = start_layer(layer, payloads[0])
+        spin = None
+        for layer in LAYERS + (("spin",) if args.spin else ()):
+            proc, info = start_layer(layer, payloads[0])
             procs.append(proc)
-            targets[layer] = (proc.pid, address, METHOD)
+            targets[layer] = (proc.pid, info["listening"], METHOD)
+            spin = info if layer == "spin" else spin
         if args.base:
             code = base_code(args.base, Path(tmp.name))
             for layer in ("decide", "served"):
-                proc, address = start_layer(layer, payloads[0], code)
+                proc, info = start_layer(layer, payloads[0], code)
                 procs.append(proc)
-                targets[f"{layer}@base"] = (proc.pid, address, METHOD)
+                targets[f"{layer}@base"] = (proc.pid, info["listening"], METHOD)
         channels = []
         calls = connect(targets, payloads, channels)
         cpu = {name: [] for name in targets}
@@ -190,9 +232,14 @@ def main(argv=None) -> int:
         c, w = statistics.median(cpu[k]), statistics.median(wall[k])
         if k == "decide@base":                  # what the base's decide adds to the same reader
             prev = statistics.median(cpu["read"])
+        if k == "spin":                         # what compact work adds to the fixed answer
+            prev = statistics.median(cpu["stack"])
         adds = "" if prev is None else f"{c - prev:+.0f}"
         print(f"{k:12} {c:>7.0f} {adds:>6} {c / statistics.median(cpu['echo']):>7.2f} {w:>8.0f}")
         prev = c
+    if spin:
+        print(f"\nspin: sum(range({spin['spin_n']:,})) per call, {spin['spin_hot_us']:.1f} µs in process; "
+              f"the whole Decide in process, hot: {spin['decide_hot_us']:.1f} µs (medians)")
     if args.base:
         print(f"\n@base: the engine's Python files as of {args.base}")
     return 0
