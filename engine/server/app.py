@@ -13,6 +13,7 @@ the request's bytes to the response ready.
 """
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import logging
@@ -232,7 +233,13 @@ def set_serving(h: health.HealthServicer, services: list[str], serving: bool) ->
         h.set(name, status)
 
 
-def bind(server: grpc.Server, address: str, what: str) -> str:
+def bind(server: grpc.Server, address: str, what: str, probe: bool = False) -> str:
+    """Listen on ``address``; ``probe``: try the address first with a plain
+    socket (``ensure_free``), so that a port in use is refused with the
+    reason rather than with gRPC's own log line and its generic error (for
+    the admin server: the decision port is probed when it is reserved)."""
+    if probe:
+        ensure_free(address, what)
     try:
         port = server.add_insecure_port(address)
     except RuntimeError as err:
@@ -241,6 +248,12 @@ def bind(server: grpc.Server, address: str, what: str) -> str:
         raise SystemExit(f"maple serve: cannot listen on {address} for {what}")
     host = address.rsplit(":", 1)[0]
     return f"{host}:{port}"
+
+
+# why a bind failed, in the words a reader of ``maple serve: cannot listen on ...`` needs
+_BIND_HINTS = {errno.EADDRINUSE: "another maple serve, or another program, listens there",
+               errno.EADDRNOTAVAIL: "no network interface of this host has that address",
+               errno.EACCES: "a port below 1024 needs root or CAP_NET_BIND_SERVICE"}
 
 
 def ensure_free(address: str, what: str) -> None:
@@ -260,8 +273,9 @@ def ensure_free(address: str, what: str) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)     # as gRPC does: TIME_WAIT is no owner
         probe.bind(sockaddr)
     except OSError as err:
-        raise SystemExit(f"maple serve: cannot listen on {address} for {what}: {err.strerror} "
-                         "(another maple serve, or another program, listens there)")
+        hint = _BIND_HINTS.get(err.errno)
+        raise SystemExit(f"maple serve: cannot listen on {address} for {what}: {err.strerror}"
+                         + (f" ({hint})" if hint else "")) from None
     finally:
         probe.close()
 
@@ -303,7 +317,8 @@ class DecisionNode:
         self.pruner = None
 
     def listen(self, address: str) -> str:
-        self.address = bind(self.server, address, "decisions")
+        # a worker's port was reserved by its supervisor; a single process probes its own
+        self.address = bind(self.server, address, "decisions", probe=self.cfg.worker_count == 1)
         return self.address
 
     def start(self) -> None:
@@ -667,7 +682,7 @@ def serve_single(cfg: ServeConfig) -> int:
         admin_server.add_generic_rpc_handlers((admin_handler(AdminServicer(rules)),
                                                inventory_handler(InventoryServicer(node.inventory))))
         admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
-        admin_address = bind(admin_server, cfg.admin_listen, "admin")
+        admin_address = bind(admin_server, cfg.admin_listen, "admin", probe=True)
         admin_server.start()
         set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
     node.start()

@@ -444,7 +444,7 @@ def supervise(cfg: ServeConfig) -> int:
                 admin_handler(AdminServicer(rules)),
                 inventory_handler(InventoryServicer(stock.holder, stock.apply, stock.reload))))
             admin_health = add_health_and_reflection(admin_server, [ADMIN_SERVICE, INVENTORY_SERVICE])
-            admin_address = bind(admin_server, cfg.admin_listen, "admin")
+            admin_address = bind(admin_server, cfg.admin_listen, "admin", probe=True)
         rules.load_initial()                    # before the workers start: they start serving it
         fan.start(cfg.worker_count)
         stop.on_again = fan.signal_all          # a second signal hurries the workers too

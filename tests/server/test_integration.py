@@ -264,9 +264,26 @@ def test_a_second_server_on_a_port_in_use_refuses_to_start(server, module_pack, 
                                *listen, "--workers", workers, "--state", state, "--watch", "off"],
                               capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode != 0
-    assert f"cannot listen on {taken} for {port}" in done.stderr
+    assert (f"cannot listen on {taken} for {port}: Address already in use (another maple serve, or another "
+            "program, listens there)") in done.stderr
+    assert "add_port" not in done.stderr          # the reason, not gRPC's own log line and its generic error
     stub = decision_pb2_grpc.DecisionServiceStub(server.channel)
     assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"    # the first one serves on
+
+
+@pytest.mark.parametrize("workers, port", [("1", "decisions"), ("2", "decisions"), ("1", "admin")])
+def test_an_address_this_host_does_not_have_stops_the_server_saying_so(module_pack, workers, port):
+    """192.0.2.1 (TEST-NET-1, never a host's) cannot be listened on: the
+    server exits 1 with the system's reason and what it means, not the
+    hint for a port in use."""
+    listen = ["--listen", "192.0.2.1:5000", "--admin-listen", "off"] if port == "decisions" else \
+             ["--listen", "127.0.0.1:0", "--admin-listen", "192.0.2.1:5000"]
+    done = subprocess.run([sys.executable, "-m", "engine", "serve", "--rules", str(module_pack), *listen,
+                           "--workers", workers, "--state", "off", "--watch", "off"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "add_port" not in done.stderr
+    assert (f"maple serve: cannot listen on 192.0.2.1:5000 for {port}: Cannot assign requested address "
+            "(no network interface of this host has that address)") in done.stderr
 
 
 def test_store_data_that_cannot_be_loaded_stops_the_server_at_start_with_the_problem(module_pack, tmp_path):
