@@ -143,6 +143,21 @@ def test_decide_explain_names_the_failed_condition(pack, tmp_path):
     assert "false: profile.n > 1" in r.stdout and "profile.n = 0" in r.stdout and "rules.rules:2:13" in r.stdout
 
 
+def test_decide_explain_shows_whole_numbers_whole(pack, tmp_path):
+    """The language's numbers are floats; a person reading the text reads
+    ``"max_stores": 5``, not ``5.0`` (a fraction stays as it is)."""
+    d = pack('decision d pick first {\n  n: number = 1\n  r: distance = 10 km\n}\n'
+             'rule r when profile.n > 1 then d.n = profile.n, d.r = 2.5 km\n')
+    prof = tmp_path / "p.json"
+    prof.write_text('{"n": 5}')
+    r = maple("decide", "--rules", str(d), "--profile", str(prof), "--explain")
+    assert r.returncode == 0, r.stderr
+    assert 'd = {"n": 5, "r": 2.5}' in r.stdout, r.stdout
+    prof.write_text('{"n": 0}')
+    r = maple("decide", "--rules", str(d), "--profile", str(prof), "--explain")
+    assert "profile.n = 0]" in r.stdout and "profile.n = 0.0" not in r.stdout, r.stdout
+
+
 def test_decide_bad_profile_file(pack, tmp_path):
     d = pack('decision d: string default "x"\n')
     prof = tmp_path / "p.json"

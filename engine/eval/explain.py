@@ -168,8 +168,20 @@ def explain(ruleset, profile, request, now, customer_id=None, wanted=None) -> di
 
 
 # ---------------------------------------------------------------- text
+def _plain(v):
+    """``v`` as a person reads it: the language's numbers are floats, and a
+    whole one (a store count, a radius of 3 km) is shown without ``.0``."""
+    if type(v) is float and v.is_integer() and abs(v) < 2 ** 53:
+        return int(v)
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
 def _value_text(v) -> str:
-    return json.dumps(v, ensure_ascii=False) if v is not None else "missing"
+    return json.dumps(_plain(v), ensure_ascii=False) if v is not None else "missing"
 
 
 def _failure_lines(f: dict, indent: str) -> list[str]:
@@ -193,7 +205,7 @@ def render_text(result) -> str:
         if o.kind == "offer":
             shown = "; ".join(f"{c.id} ({c.score:g}): {c.message!r}" for c in value) or "no offer"
         else:
-            shown = json.dumps(value, ensure_ascii=False, default=str)
+            shown = json.dumps(_plain(value), ensure_ascii=False, default=str)
         lines.append(f"{name} = {shown}")
         if o.reasons:
             r = o.reasons[0]
