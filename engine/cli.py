@@ -265,6 +265,24 @@ def cmd_serve(args) -> int:
     return serve(cfg)
 
 
+def serve_defaults() -> dict[str, str]:
+    """Each ``maple serve`` setting's default as ``--help`` shows it
+    (ServeConfig's, in words where the value is a sentinel); ``rules`` has
+    none and ``data``'s is in its help text."""
+    import dataclasses
+    from .server.config import ServeConfig
+    words = {"store": {"": "none"}, "metrics_port": {None: "off"}, "admin_token": {"": "none"},
+             "decision_log": {"": "none"}, "cpu_latency_us": {None: "off"}}
+    out = {}
+    for f in dataclasses.fields(ServeConfig):
+        if f.name in ("rules", "data"):
+            continue
+        d = f.default
+        out[f.name] = words.get(f.name, {}).get(d, f"{d:,}" if type(d) is int else f"{d:g}" if type(d) is float
+                                               else str(d))
+    return out
+
+
 def _add_serve(sub) -> None:
     from .server.config import CHOICES, OPTIONS, env_name
     c = sub.add_parser("serve", help="serve decisions over gRPC",
@@ -275,9 +293,11 @@ def _add_serve(sub) -> None:
                                    "exit 0. See docs/service.md.")
     metavars = {"rules": "DIR", "listen": "HOST:PORT", "admin_listen": "HOST:PORT", "workers": "N",
                 "store": "URL", "metrics_port": "P", "metrics_host": "HOST"}
+    defaults = serve_defaults()
     for field, flag, type_, text in OPTIONS:
+        default = f" (default: {defaults[field]})" if field in defaults else ""
         c.add_argument(flag, dest=field, type=type_, default=None, choices=CHOICES.get(field),
-                       metavar=metavars.get(field, field.upper()), help=f"{text} [{env_name(field)}]")
+                       metavar=metavars.get(field, field.upper()), help=f"{text}{default} [{env_name(field)}]")
     c.set_defaults(func=cmd_serve)
 
 

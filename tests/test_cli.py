@@ -202,3 +202,19 @@ def test_compile_dis(pack):
     r = maple("compile", "--dis", str(d))
     assert r.returncode == 0
     assert "; maple IR format 1" in r.stdout and "eq_str" in r.stdout
+
+
+def test_serve_help_shows_each_setting_with_its_default_and_variable():
+    from engine.server.config import OPTIONS, env_name
+    r = maple("serve", "--help")
+    assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split("options:", 1)[1].split())       # argparse wraps the lines
+    for field, flag, _type, _help in OPTIONS:
+        assert f"[{env_name(field)}]" in text, flag
+        if field != "rules":
+            assert "(default:" in text.split(flag + " ", 1)[1].split(" --", 1)[0], f"{flag}: no default shown"
+    for shown in ("(default: 0.0.0.0:50051)", "(default: 127.0.0.1:50052)", "(default: none) [MAPLE_STORE]",
+                  "(default: off) [MAPLE_METRICS_PORT]", "(default: 1) [MAPLE_PROFILE_CACHE_TTL]",
+                  "(default: 4,194,304)", "(default: RULES/data)"):
+        assert shown in text, shown
+
