@@ -1,6 +1,7 @@
 """Where a Decide's server time goes, layer by layer, beside the echo floor.
 
-    python -m bench.layers [--requests 3000] [--rounds 7] [--interleave] [--spin] [--base REF]
+    python -m bench.layers [--requests 3000] [--rounds 7] [--interleave] [--spin] [--chase N,...]
+                           [--scan N,...] [--base REF]
 
 Starts the echo server and one server per layer of the Decide path, each a
 process of its own on maple's server stack (``make_server``, ``raw_unary``)
@@ -20,6 +21,22 @@ and with ``--spin`` one more, beside ``stack``:
             bytes, the same request; ``spin_size``): as much work as a
             Decide, done in a few cache lines, the best a denser decision
             path could do
+
+and with ``--chase N,...`` one per N, beside ``stack``:
+
+    chase:N fixed answer bytes after walking a ring of N one-item lists,
+            linked in random order (``node = node[0]``, N steps): a
+            Python object graph of N nodes read the way a Decide reads its
+            profile, rules and stores; how a server's cost grows with the
+            memory a call touches (``python -m bench.layers --chase
+            500,1000,2000 --interleave``)
+
+and with ``--scan N,...`` one per N:
+
+    scan:N  fixed answer bytes after reading N cache lines in a row (a
+            ``bytes.find``, memchr, over N x 64 zero bytes): as many lines as the
+            chase's, laid out as flat arrays are, which the CPU fetches
+            ahead
 
 and sends them the same requests in a closed loop from this process,
 reading each server's CPU time (every thread) from /proc.  The servers
@@ -82,6 +99,25 @@ def spin_size(decide) -> tuple[int, float, float]:
     return n, dm / 1e3, sm / 1e3
 
 
+def chase_ring(n: int) -> list:
+    """The first node of a ring of ``n`` one-item lists, each holding the
+    next, linked in a random order: walking it is a chain of dependent
+    loads over ~2n scattered cache lines (the list and its item array)."""
+    nodes = [[None] for _ in range(n)]
+    order = list(range(n))
+    random.Random(n).shuffle(order)
+    for i, j in enumerate(order):
+        nodes[j][0] = nodes[order[(i + 1) % n]]
+    return nodes[order[0]]
+
+
+def chase(head: list, n: int) -> list:
+    node = head
+    for _ in range(n):
+        node = node[0]
+    return node
+
+
 def serve(layer: str, first: bytes, engine_dir: str) -> None:
     import grpc
 
@@ -110,17 +146,37 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
 
         fixed = servicer.decide_bytes(wire.decide_request(first), _Context())
         announce = {}
+        if layer.startswith("scan:"):
+            area = bytes(int(layer.split(":", 1)[1]) * 64)
+            t = []
+            for _ in range(SPIN_CALLS):
+                t0 = time.perf_counter_ns()
+                area.find(b"\x01")
+                t.append(time.perf_counter_ns() - t0)
+            announce = {"hot_us": statistics.median(t) / 1e3}
+        if layer.startswith("chase:"):
+            steps = int(layer.split(":", 1)[1])
+            head = chase_ring(steps)
+            t = []
+            for _ in range(SPIN_CALLS):
+                t0 = time.perf_counter_ns()
+                chase(head, steps)
+                t.append(time.perf_counter_ns() - t0)
+            announce = {"hot_us": statistics.median(t) / 1e3}
         if layer == "spin":
             n, decide_us, spin_us = spin_size(lambda: servicer.decide_bytes(wire.decide_request(first), _Context()))
             announce = {"decide_hot_us": decide_us, "spin_n": n, "spin_hot_us": spin_us}
         method = {
             "stack": lambda raw, context: fixed,
             "spin": lambda raw, context: (sum(range(n)), fixed)[1],
+            **({layer: lambda raw, context: (chase(head, steps), fixed)[1]} if layer.startswith("chase:") else {}),
+            **({layer: lambda raw, context: (area.find(b"\x01"), fixed)[1]} if layer.startswith("scan:") else {}),
             "read": lambda q, context: fixed,
             "decide": lambda q, context: (servicer._decide(q, context), fixed)[1],
             "encode": servicer.decide_bytes,
         }[layer]
-        parse = (lambda raw: raw) if layer in ("stack", "spin") else wire.decide_request
+        parse = (lambda raw: raw) if layer in ("stack", "spin") or layer.startswith(("chase:", "scan:")) \
+            else wire.decide_request
         handler = grpc.method_handlers_generic_handler("maple.v1.DecisionService", {
             "Decide": raw_unary("Decide", pb.DecideRequest, None, method, None, True, parse)})
     server = make_server(8, 512, 4 * 1024 * 1024, reuseport=True)
@@ -161,7 +217,11 @@ def main(argv=None) -> int:
     ap.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
     ap.add_argument("--spin", action="store_true",
                     help="also a server doing the whole Decide's hot time of compact work (sum(range(n)))")
-    ap.add_argument("--serve", choices=LAYERS + ("spin",), help=argparse.SUPPRESS)
+    ap.add_argument("--chase", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                    help="also servers walking a ring of N scattered Python objects per call, one per N")
+    ap.add_argument("--scan", type=lambda s: [int(x) for x in s.split(",")], default=[],
+                    help="also servers reading N cache lines in a row per call, one per N")
+    ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--first", help=argparse.SUPPRESS)
     ap.add_argument("--engine-dir", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -180,11 +240,15 @@ def main(argv=None) -> int:
         procs.append(echo)
         targets["echo"] = (echo.pid, address, "/maple.bench.Echo/Echo")
         spin = None
-        for layer in LAYERS + (("spin",) if args.spin else ()):
+        hot = {}
+        for layer in (LAYERS + (("spin",) if args.spin else ()) + tuple(f"chase:{n}" for n in args.chase)
+                      + tuple(f"scan:{n}" for n in args.scan)):
             proc, info = start_layer(layer, payloads[0])
             procs.append(proc)
             targets[layer] = (proc.pid, info["listening"], METHOD)
             spin = info if layer == "spin" else spin
+            if "hot_us" in info:
+                hot[layer] = info["hot_us"]
         if args.base:
             code = base_code(args.base, Path(tmp.name))
             for layer in ("decide", "served"):
@@ -232,7 +296,7 @@ def main(argv=None) -> int:
         c, w = statistics.median(cpu[k]), statistics.median(wall[k])
         if k == "decide@base":                  # what the base's decide adds to the same reader
             prev = statistics.median(cpu["read"])
-        if k == "spin":                         # what compact work adds to the fixed answer
+        if k == "spin" or k.startswith(("chase:", "scan:")):      # what its work adds to the fixed answer
             prev = statistics.median(cpu["stack"])
         adds = "" if prev is None else f"{c - prev:+.0f}"
         print(f"{k:12} {c:>7.0f} {adds:>6} {c / statistics.median(cpu['echo']):>7.2f} {w:>8.0f}")
@@ -240,6 +304,8 @@ def main(argv=None) -> int:
     if spin:
         print(f"\nspin: sum(range({spin['spin_n']:,})) per call, {spin['spin_hot_us']:.1f} µs in process; "
               f"the whole Decide in process, hot: {spin['decide_hot_us']:.1f} µs (medians)")
+    for k, us in hot.items():
+        print(f"{k}: {us:.1f} µs a call in process, hot (median)")
     if args.base:
         print(f"\n@base: the engine's Python files as of {args.base}")
     return 0
