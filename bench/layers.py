@@ -99,6 +99,16 @@ def spin_size(decide) -> tuple[int, float, float]:
     return n, dm / 1e3, sm / 1e3
 
 
+def hot_us(fn) -> float:
+    """``fn()``'s median time in process over SPIN_CALLS calls, µs."""
+    times = []
+    for _ in range(SPIN_CALLS):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append(time.perf_counter_ns() - t0)
+    return statistics.median(times) / 1e3
+
+
 def chase_ring(n: int) -> list:
     """The first node of a ring of ``n`` one-item lists, each holding the
     next, linked in a random order: walking it is a chain of dependent
@@ -145,38 +155,29 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
                 return None
 
         fixed = servicer.decide_bytes(wire.decide_request(first), _Context())
-        announce = {}
-        if layer.startswith("scan:"):
-            area = bytes(int(layer.split(":", 1)[1]) * 64)
-            t = []
-            for _ in range(SPIN_CALLS):
-                t0 = time.perf_counter_ns()
-                area.find(b"\x01")
-                t.append(time.perf_counter_ns() - t0)
-            announce = {"hot_us": statistics.median(t) / 1e3}
-        if layer.startswith("chase:"):
-            steps = int(layer.split(":", 1)[1])
-            head = chase_ring(steps)
-            t = []
-            for _ in range(SPIN_CALLS):
-                t0 = time.perf_counter_ns()
-                chase(head, steps)
-                t.append(time.perf_counter_ns() - t0)
-            announce = {"hot_us": statistics.median(t) / 1e3}
+        probe = None                    # a probe layer's work, done before answering the fixed bytes
         if layer == "spin":
             n, decide_us, spin_us = spin_size(lambda: servicer.decide_bytes(wire.decide_request(first), _Context()))
             announce = {"decide_hot_us": decide_us, "spin_n": n, "spin_hot_us": spin_us}
-        method = {
-            "stack": lambda raw, context: fixed,
-            "spin": lambda raw, context: (sum(range(n)), fixed)[1],
-            **({layer: lambda raw, context: (chase(head, steps), fixed)[1]} if layer.startswith("chase:") else {}),
-            **({layer: lambda raw, context: (area.find(b"\x01"), fixed)[1]} if layer.startswith("scan:") else {}),
-            "read": lambda q, context: fixed,
-            "decide": lambda q, context: (servicer._decide(q, context), fixed)[1],
-            "encode": servicer.decide_bytes,
-        }[layer]
-        parse = (lambda raw: raw) if layer in ("stack", "spin") or layer.startswith(("chase:", "scan:")) \
-            else wire.decide_request
+            probe = lambda: sum(range(n))                                   # noqa: E731
+        elif layer.startswith("chase:"):
+            steps = int(layer.split(":", 1)[1])
+            head = chase_ring(steps)
+            probe = lambda: chase(head, steps)                              # noqa: E731
+        elif layer.startswith("scan:"):
+            area = bytes(int(layer.split(":", 1)[1]) * 64)
+            probe = lambda: area.find(b"\x01")                             # noqa: E731
+        if probe is not None:
+            announce.setdefault("hot_us", hot_us(probe))
+            method, parse = (lambda raw, context: (probe(), fixed)[1]), (lambda raw: raw)
+        else:
+            method = {
+                "stack": lambda raw, context: fixed,
+                "read": lambda q, context: fixed,
+                "decide": lambda q, context: (servicer._decide(q, context), fixed)[1],
+                "encode": servicer.decide_bytes,
+            }[layer]
+            parse = (lambda raw: raw) if layer == "stack" else wire.decide_request
         handler = grpc.method_handlers_generic_handler("maple.v1.DecisionService", {
             "Decide": raw_unary("Decide", pb.DecideRequest, None, method, None, True, parse)})
     server = make_server(8, 512, 4 * 1024 * 1024, reuseport=True)
@@ -247,7 +248,7 @@ def main(argv=None) -> int:
             procs.append(proc)
             targets[layer] = (proc.pid, info["listening"], METHOD)
             spin = info if layer == "spin" else spin
-            if "hot_us" in info:
+            if "hot_us" in info and layer != "spin":
                 hot[layer] = info["hot_us"]
         if args.base:
             code = base_code(args.base, Path(tmp.name))
