@@ -33,10 +33,9 @@ and with ``--chase N,...`` one per N, beside ``stack``:
 
 and with ``--scan N,...`` one per N:
 
-    scan:N  fixed answer bytes after reading N cache lines in a row (a
-            ``bytes.find``, memchr, over N x 64 zero bytes): as many lines as the
-            chase's, laid out as flat arrays are, which the CPU fetches
-            ahead
+    scan:N  fixed answer bytes after reading N cache lines in a row
+            (``bytes.find``, a memchr, over N x 64 zero bytes): lines laid
+            out as a flat array's are, which the CPU fetches ahead
 
 and sends them the same requests in a closed loop from this process,
 reading each server's CPU time (every thread) from /proc.  The servers
