@@ -33,6 +33,9 @@ log = logging.getLogger("maple.watch")
 logging.getLogger("watchfiles").setLevel(logging.WARNING)     # it logs every batch at INFO; we log our own
 
 MODES = ("on", "poll", "off")
+#: what a rule pack is made of (``*.rules``, the rule tests' ``*.yaml``): a changed file of
+#: another kind that is gone again was an editor's temporary copy (``sed -i``'s ``sedXXXXXX``)
+PACK_SUFFIXES = (".rules", ".yaml", ".yml")
 
 
 def pack_filter(ignore_paths=()):
@@ -143,8 +146,20 @@ class PackWatcher:
                 except Exception:
                     log.exception("a data-change listener failed")
         if rules:
-            log.info("rules changed: %s", ", ".join(sorted(os.path.relpath(p, self.root) for p in rules)[:10]))
+            log.info("rules changed: %s", _changed_text(rules, self.root))
             self.on_rules_change()
+
+
+def _changed_text(paths, root: Path, most: int = 10) -> str:
+    """The changed paths for the log, relative to ``root``: those of the
+    pack and those still there; temporary files that came and went are
+    counted, not named."""
+    named = sorted(os.path.relpath(p, root) for p in paths if p.endswith(PACK_SUFFIXES) or os.path.exists(p))
+    text = ", ".join(named[:most]) + (f" and {len(named) - most} more" if len(named) > most else "")
+    gone = len(paths) - len(named)
+    if gone:
+        text += ("; " if named else "") + f"{gone} temporary file{'s' if gone > 1 else ''} that came and went"
+    return text
 
 
 def _under(path: Path, folder: Path) -> bool:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from engine.server.watch import PackWatcher
+from engine.server.watch import PackWatcher, _changed_text
 
 DEADLINE = 30
 
@@ -108,3 +108,19 @@ def test_a_data_directory_outside_the_rules_is_watched_too(tmp_path, mode):
         assert pokes.wait(before + 1)
     finally:
         w.stop()
+
+
+def test_the_log_names_the_pack_files_changed_and_counts_temporary_ones(tmp_path):
+    """``sed -i`` writes a temporary copy beside the file and renames it over
+    it: the watcher sees both; the log names the rule file (and any file
+    still there) and counts the copy that came and went."""
+    (tmp_path / "homepage.rules").write_text("")
+    (tmp_path / "notes.txt").write_text("")
+    gone = [str(tmp_path / "sedYkzhMN"), str(tmp_path / "tests" / "old.yaml")]
+    changed = {str(tmp_path / "homepage.rules"), str(tmp_path / "notes.txt"), gone[0]}
+    assert _changed_text(changed, tmp_path) == "homepage.rules, notes.txt; 1 temporary file that came and went"
+    assert _changed_text({gone[1]}, tmp_path) == "tests/old.yaml"              # a deleted rule test is named
+    assert _changed_text({gone[0], gone[0] + "2"}, tmp_path) == "2 temporary files that came and went"
+    many = {str(tmp_path / f"r{i:02}.rules") for i in range(12)}
+    assert _changed_text(many, tmp_path) == ", ".join(f"r{i:02}.rules" for i in range(10)) + " and 2 more"
+
