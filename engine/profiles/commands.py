@@ -1,6 +1,6 @@
 """``maple profile ...``: look into a profile store from the command line.
 
-    maple profile show ID --store URL [--by KIND] [--internal] [--now T]
+    maple profile show ID --store URL [--by KIND] [--internal] [--now T] [--times iso|epoch]
     maple profile import FILE.jsonl --store URL [--rebase] [--batch N] [--data DIR]
     maple profile prune --store URL [--now T]
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 
 from .events import IDENTIFIERS, ValidationConfig, parse_timestamp
 
@@ -24,6 +25,39 @@ def _time(text: str) -> float:
     if ts is None:
         raise argparse.ArgumentTypeError(f"{text!r} is neither seconds since the epoch nor an ISO-8601 time")
     return ts
+
+
+def iso_time(t):
+    """Seconds since the epoch as ISO-8601 UTC (``2026-11-21T19:31:00.5Z``,
+    microseconds at most); anything else, or a time out of datetime's
+    range, as it is."""
+    if type(t) not in (int, float):
+        return t
+    try:
+        dt = datetime.fromtimestamp(t, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return t
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def readable_times(value, key: str | None = None):
+    """A public profile with the times the fold writes (``fold.TIME_MAPS``,
+    ``TIMELINE_MAPS``, keys ``at`` and ``*_at``) as ISO-8601 text, which
+    rules, ``maple decide --profile`` and the service read as they read
+    seconds; the fold's bookkeeping (``_fold``) is left as it is."""
+    from .fold import TIME_MAPS, TIMELINE_MAPS, is_time_key
+    if isinstance(value, dict):
+        if key in TIMELINE_MAPS:
+            return {k: [iso_time(x) for x in v] if isinstance(v, list) else v for k, v in value.items()}
+        if key in TIME_MAPS or (key is not None and is_time_key(key)):
+            return {k: iso_time(v) for k, v in value.items()}
+        return {k: v if k.startswith("_") else readable_times(v, k) for k, v in value.items()}
+    if key is not None and is_time_key(key):
+        return iso_time(value)
+    return value
 
 
 def cmd_profile_show(args) -> int:
@@ -42,6 +76,8 @@ def cmd_profile_show(args) -> int:
     if args.now is not None:
         profile = refresh(profile, args.now, store.fold_config)
     shown = profile if args.internal else public(profile)
+    if args.times == "iso":
+        shown = readable_times(shown)
     print(json.dumps(shown, indent=2, sort_keys=True, ensure_ascii=False))
     return 0
 
@@ -196,6 +232,8 @@ def add_commands(subparsers) -> None:
     c.add_argument("--by", choices=IDENTIFIERS, default="customer_id",
                    help="what kind of identifier ID is (default: customer_id)")
     c.add_argument("--internal", action="store_true", help="include the fold's bookkeeping (_fold)")
+    c.add_argument("--times", choices=("iso", "epoch"), default="iso",
+                   help="times as ISO-8601 UTC (default) or as the seconds since the epoch stored")
     c.add_argument("--now", type=_time, metavar="TIME",
                    help="recompute the lifecycle as of TIME (default: as of the latest event)")
     c.set_defaults(func=cmd_profile_show)

@@ -555,6 +555,17 @@ def fold_all(profile: dict, events: Iterable[Event], cfg: FoldConfig = DEFAULT_C
     return reduce(lambda p, e: fold_into(p, e, cfg), events, copy_profile(profile))
 
 
+#: Where the fold writes times (seconds since the epoch), for ``maple profile show``'s ISO-8601:
+#: a key ``at`` or ``*_at`` holds a time, or a map of times (``purchased_at``); these hold a
+#: map of times (per channel) and maps of timelines (ascending lists of times).
+TIME_MAPS = frozenset({"last_seen"})
+TIMELINE_MAPS = frozenset({"visits", "offer_impressions", "offer_redemptions"})
+
+
+def is_time_key(key: str) -> bool:
+    return key == "at" or key.endswith("_at")
+
+
 def public(profile: dict) -> dict:
     """The profile as rules see it: without the fold's bookkeeping."""
     return {k: v for k, v in profile.items() if not k.startswith("_")}

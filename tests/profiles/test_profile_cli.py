@@ -5,6 +5,7 @@ import json
 
 from engine.cli import main
 from engine.profiles import open_store
+from engine.profiles.commands import iso_time
 from profiles_support import NOW, T0, ev, item
 
 
@@ -44,3 +45,52 @@ def test_show_unknown_customer_and_bad_stores(sqlite_url, tmp_path, capsys):
     assert code == 2 and "ConnectionError" in err
     code, _, err = show(capsys, "C1", "--store", "ftp://x")
     assert code == 2 and "unknown profile store URL" in err
+
+
+def test_show_prints_times_as_iso_text_or_as_stored(sqlite_url, capsys):
+    with open_store(sqlite_url, clock=lambda: NOW) as s:
+        s.apply([ev("purchase", T0 + 0.25, items=[item("S1")])])
+    p = json.loads(show(capsys, "C1", "--store", sqlite_url)[1])
+    assert p["first_purchase_at"] == iso_time(T0 + 0.25) == "2025-09-09T08:53:20.25Z"
+    assert p["purchased_at"] == {"shoes": "2025-09-09T08:53:20.25Z"} and p["lifetime_value"] == 10.0
+    p = json.loads(show(capsys, "C1", "--store", sqlite_url, "--times", "epoch")[1])
+    assert p["first_purchase_at"] == T0 + 0.25 and p["purchased_at"] == {"shoes": T0 + 0.25}
+
+
+def test_every_time_the_fold_writes_is_shown_as_iso_text(tmp_path):
+    """A realistic month of events on every channel (bench.profiles_bench's):
+    no number in the shown profiles looks like a time any more, and each
+    ISO text reads back (as rules read it) to the stored time."""
+    import time
+    from bench.profiles_bench import ingest, workload
+    from engine.profiles.commands import readable_times
+    from engine.profiles.events import parse_timestamp
+    from engine.profiles.fold import public
+    now = time.time()
+    events = workload(3000, 60, now)
+    with open_store(f"sqlite://{tmp_path / 'p.db'}") as s:
+        ingest(s, events, 100, now)
+        profiles = [public(s.get(c)) for c in sorted({e["customer_id"] for e in events})]
+
+    def leaves(v, path=""):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                yield from leaves(x, f"{path}.{k}")
+        elif isinstance(v, list):
+            for x in v:
+                yield from leaves(x, path + "[]")
+        else:
+            yield path, v
+
+    seen = 0
+    for p in profiles:
+        pairs = list(zip(leaves(p), leaves(readable_times(p))))
+        assert [a[0] for a, _ in pairs] == [b[0] for _, b in pairs]
+        for (path, raw), (_, text) in pairs:
+            if type(raw) is float and raw > 1e9:                # a time: 2001 or later
+                seen += 1
+                assert type(text) is str and abs(parse_timestamp(text) - raw) < 1e-6, path
+            else:
+                assert text == raw, path                        # nothing else changes
+    assert seen > 1000
+
