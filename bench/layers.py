@@ -1,7 +1,7 @@
 """Where a Decide's server time goes, layer by layer, beside the echo floor.
 
     python -m bench.layers [--requests 3000] [--rounds 7] [--interleave] [--spin] [--chase N,...]
-                           [--scan N,...] [--base REF]
+                           [--scan N,...] [--base REF | --base-dir DIR]
 
 Starts the echo server and one server per layer of the Decide path, each a
 process of its own on maple's server stack (``make_server``, ``raw_unary``)
@@ -46,7 +46,11 @@ the caches as the other servers left them (the cold case; CPU per call is
 then higher for every server).  What a layer adds is its CPU per call
 minus the previous layer's.  ``--base REF`` adds the decide and served
 layers running the engine's Python files as of REF (as ``bench.server_cpu
---base`` lays them over this checkout), in the same rounds.
+--base`` lays them over this checkout), in the same rounds; for a change
+to compiled code, ``--base-dir DIR`` runs the engine package in DIR
+instead, compiled modules included (a worktree of the base built in place:
+``git worktree add DIR REF && cd DIR && python setup.py build_ext
+--inplace``).
 
 Why this exists: in-process instruction counts (``bench.decide_cost``)
 stopped predicting the server's cost.  On 2026-12-02 the served path went
@@ -214,7 +218,11 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=3000, help="calls per server per round")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--interleave", action="store_true", help="servers take turns call by call (cold caches)")
-    ap.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
+    base = ap.add_mutually_exclusive_group()
+    base.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
+    base.add_argument("--base-dir", metavar="DIR",
+                      help="also the decide and served layers with the engine package in DIR, compiled modules "
+                           "included (a worktree built with setup.py build_ext --inplace)")
     ap.add_argument("--spin", action="store_true",
                     help="also a server doing the whole Decide's hot time of compact work (sum(range(n)))")
     ap.add_argument("--chase", type=lambda s: [int(x) for x in s.split(",")], default=[],
@@ -249,8 +257,10 @@ def main(argv=None) -> int:
             spin = info if layer == "spin" else spin
             if "hot_us" in info and layer != "spin":
                 hot[layer] = info["hot_us"]
-        if args.base:
-            code = base_code(args.base, Path(tmp.name))
+        if args.base or args.base_dir:
+            code = Path(args.base_dir).resolve() if args.base_dir else base_code(args.base, Path(tmp.name))
+            if not (code / "engine" / "__init__.py").is_file():
+                raise SystemExit(f"layers: {code} holds no engine package")
             for layer in ("decide", "served"):
                 proc, info = start_layer(layer, payloads[0], code)
                 procs.append(proc)
@@ -308,6 +318,8 @@ def main(argv=None) -> int:
         print(f"{k}: {us:.1f} µs a call in process, hot (median)")
     if args.base:
         print(f"\n@base: the engine's Python files as of {args.base}")
+    elif args.base_dir:
+        print(f"\n@base: the engine package in {args.base_dir}")
     return 0
 
 
