@@ -145,7 +145,8 @@ def test_decide_explain_names_the_failed_condition(pack, tmp_path):
 
 def test_decide_explain_shows_whole_numbers_whole(pack, tmp_path):
     """The language's numbers are floats; a person reading the text reads
-    ``"max_stores": 5``, not ``5.0`` (a fraction stays as it is)."""
+    ``"max_stores": 5``, not ``5.0``, in the decided value as beside a
+    failed condition (a fraction stays as it is)."""
     d = pack('decision d pick first {\n  n: number = 1\n  r: distance = 10 km\n}\n'
              'rule r when profile.n > 1 then d.n = profile.n, d.r = 2.5 km\n')
     prof = tmp_path / "p.json"

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from ..check.model import AttrRef, SegmentRef
 from ..syntax import ast
 from .reference import Context, Reference
+from .values import iso_time
 
 MAX_TEXT = 120
 
@@ -27,9 +28,9 @@ def _show(value, type_=None):
     if value is None:
         return None
     if type_ is not None and type_.kind == "timestamp" and isinstance(value, float):
-        return _iso(value)
+        return iso_time(value)
     if type_ is not None and type_.kind == "timeline" and isinstance(value, list):
-        return [_iso(t) for t in value]
+        return [iso_time(t) for t in value]
     if type_ is not None and type_.kind == "map" and type_.elem is not None and isinstance(value, dict):
         return {k: _show(v, type_.elem) for k, v in value.items()}     # times in a map read as ISO too
     if isinstance(value, frozenset):
@@ -39,15 +40,6 @@ def _show(value, type_=None):
     if isinstance(value, float) and value == int(value) and abs(value) < 1e15:
         return int(value)
     return value
-
-
-def _iso(t: float):
-    if type(t) not in (int, float):          # a raw profile's map may hold ISO text already
-        return t
-    try:
-        return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    except (OverflowError, OSError, ValueError):
-        return t
 
 
 def _when(t: float) -> str:
@@ -169,9 +161,11 @@ def explain(ruleset, profile, request, now, customer_id=None, wanted=None) -> di
 
 # ---------------------------------------------------------------- text
 def _plain(v):
-    """``v`` as a person reads it: the language's numbers are floats, and a
-    whole one (a store count, a radius of 3 km) is shown without ``.0``."""
-    if type(v) is float and v.is_integer() and abs(v) < 2 ** 53:
+    """A decided value as a person reads it: the language's numbers are
+    floats, and a whole one (a store count, a radius of 3 km) is shown
+    without ``.0``, inside a record too (``_show`` does the same for the
+    values beside a failed condition)."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
         return int(v)
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
@@ -181,7 +175,7 @@ def _plain(v):
 
 
 def _value_text(v) -> str:
-    return json.dumps(_plain(v), ensure_ascii=False) if v is not None else "missing"
+    return json.dumps(v, ensure_ascii=False) if v is not None else "missing"
 
 
 def _failure_lines(f: dict, indent: str) -> list[str]:

@@ -169,6 +169,23 @@ MIN_TIME, MAX_TIME = -62135596800.0, 253402300799.0
 MILLISECONDS_FROM = 1e11
 
 
+def iso_time(t, fraction: bool = False):
+    """Seconds since the epoch as ISO-8601 UTC text (``2026-11-21T19:31:00Z``;
+    with ``fraction``, the microseconds too, trailing zeros dropped:
+    ``...:00.5Z``), for a person to read; anything else, or a time out of
+    datetime's range, as it is."""
+    if type(t) not in (int, float):          # a raw profile's map may hold ISO text already
+        return t
+    try:
+        dt = datetime.fromtimestamp(t, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return t
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if fraction and dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
 def time_problem(t: float) -> str | None:
     """Why ``t`` cannot be the time of a decision (a test's ``now``, ``--now``),
     or None: not a number, milliseconds, or outside 0001..9999."""

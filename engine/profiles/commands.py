@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
 
 from .events import IDENTIFIERS, ValidationConfig, parse_timestamp
 
@@ -27,36 +26,21 @@ def _time(text: str) -> float:
     return ts
 
 
-def iso_time(t):
-    """Seconds since the epoch as ISO-8601 UTC (``2026-11-21T19:31:00.5Z``,
-    microseconds at most); anything else, or a time out of datetime's
-    range, as it is."""
-    if type(t) not in (int, float):
-        return t
-    try:
-        dt = datetime.fromtimestamp(t, timezone.utc)
-    except (OverflowError, OSError, ValueError):
-        return t
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        text += f".{dt.microsecond:06d}".rstrip("0")
-    return text + "Z"
-
-
 def readable_times(value, key: str | None = None):
     """A public profile with the times the fold writes (``fold.TIME_MAPS``,
     ``TIMELINE_MAPS``, keys ``at`` and ``*_at``) as ISO-8601 text, which
     rules, ``maple decide --profile`` and the service read as they read
     seconds; the fold's bookkeeping (``_fold``) is left as it is."""
+    from ..eval.values import iso_time
     from .fold import TIME_MAPS, TIMELINE_MAPS, is_time_key
     if isinstance(value, dict):
         if key in TIMELINE_MAPS:
-            return {k: [iso_time(x) for x in v] if isinstance(v, list) else v for k, v in value.items()}
+            return {k: [iso_time(x, True) for x in v] if isinstance(v, list) else v for k, v in value.items()}
         if key in TIME_MAPS or (key is not None and is_time_key(key)):
-            return {k: iso_time(v) for k, v in value.items()}
+            return {k: iso_time(v, True) for k, v in value.items()}
         return {k: v if k.startswith("_") else readable_times(v, k) for k, v in value.items()}
     if key is not None and is_time_key(key):
-        return iso_time(value)
+        return iso_time(value, True)
     return value
 
 

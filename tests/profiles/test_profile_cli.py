@@ -5,7 +5,7 @@ import json
 
 from engine.cli import main
 from engine.profiles import open_store
-from engine.profiles.commands import iso_time
+from engine.eval.values import iso_time
 from profiles_support import NOW, T0, ev, item
 
 
@@ -51,7 +51,7 @@ def test_show_prints_times_as_iso_text_or_as_stored(sqlite_url, capsys):
     with open_store(sqlite_url, clock=lambda: NOW) as s:
         s.apply([ev("purchase", T0 + 0.25, items=[item("S1")])])
     p = json.loads(show(capsys, "C1", "--store", sqlite_url)[1])
-    assert p["first_purchase_at"] == iso_time(T0 + 0.25) == "2025-09-09T08:53:20.25Z"
+    assert p["first_purchase_at"] == iso_time(T0 + 0.25, True) == "2025-09-09T08:53:20.25Z"
     assert p["purchased_at"] == {"shoes": "2025-09-09T08:53:20.25Z"} and p["lifetime_value"] == 10.0
     p = json.loads(show(capsys, "C1", "--store", sqlite_url, "--times", "epoch")[1])
     assert p["first_purchase_at"] == T0 + 0.25 and p["purchased_at"] == {"shoes": T0 + 0.25}
