@@ -1,6 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled per-item store index: which stores holding one (sku, size) lie
-within R km.
+"""Compiled store data for the nearby-stores query.
+
+:class:`StoreTable` holds one load's stores as numbered arrays (numbers in
+the order of the store ids, so comparing numbers orders as comparing ids):
+positions, names, and whether each is open at a time, answered from C
+arrays (each zone's local minute and date, each store's open spans on that
+date) that fill in from :func:`engine.inventory.model.local_weekday_minute`
+and ``OpeningHours.spans_on`` the first time a minute, a date, is asked.
+It answers ``Store.open_at_time`` exactly (tests/inventory/test_store_table.py).
 
 An :class:`ItemIndex` holds the stores that stock one item, sorted by
 latitude; a query reads only the latitude band the radius allows and
@@ -8,50 +15,169 @@ measures each store there with the same great-circle distance as the rule
 kernel and :func:`engine.eval.values.haversine_km` (operation for
 operation, so answers equal the pure-Python scan's to the bit).  The
 inventory builds one per item on first use and again when that item's
-stock changes (availability.py).
+stock changes (availability.py).  :meth:`ItemIndex.nearest` answers in
+Python objects (availability.nearby_in); ``select`` answers the compiled
+decision path (engine/service/_decide.pyx) in C arrays.
+
+Thread safety: the decision handlers share a table.  Its memos are written
+under the GIL with no Python call between the writes that belong
+together, and read likewise, so a reader sees a zone's (or a store's)
+entry whole, from before or after a refill.
 """
-from libc.math cimport M_PI
+from libc.math cimport M_PI, floor
 from engine.eval._geo cimport haversine_km
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
+
+from .model import local_weekday_minute
 
 cdef double DEG2RAD = M_PI / 180.0
 cdef double EARTH_RADIUS_KM = 6371.0088
 cdef double PAD_RAD = 1e-6            # as geo.PAD_RAD: rounding never drops a store on the rim
+cdef long long NO_MINUTE = -(1LL << 62)
+
+cdef enum:
+    DAY_SPANS = 4       # open spans a day kept in C a store; a day with more is asked of its hours
+
+
+cdef void* _alloc(Py_ssize_t n, size_t size) except NULL:
+    cdef void* p = calloc(n if n > 0 else 1, size)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef class StoreTable:
+    """One load's stores (``{id: Store}``) as numbered arrays."""
+
+    def __cinit__(self, stores):
+        cdef int i, z
+        self.ids = sorted(stores)
+        self.n = len(self.ids)
+        self.lat = <double*>_alloc(self.n, sizeof(double))
+        self.lon = <double*>_alloc(self.n, sizeof(double))
+        self.zone = <int*>_alloc(self.n, sizeof(int))
+        self.day_ord = <int*>_alloc(self.n, sizeof(int))
+        self.day_n = <int*>_alloc(self.n, sizeof(int))
+        self.day_spans = <int*>_alloc(self.n * DAY_SPANS * 2, sizeof(int))
+        self.number = {sid: i for i, sid in enumerate(self.ids)}
+        self.stores = [stores[sid] for sid in self.ids]
+        self.names = [s.name for s in self.stores]
+        self.zones = []
+        by_name = {}
+        for i, s in enumerate(self.stores):
+            self.lat[i] = s.lat
+            self.lon[i] = s.lon
+            if s.tz is None:
+                self.zone[i] = -1
+            else:
+                z = by_name.setdefault(s.tz, len(self.zones))
+                if z == len(self.zones):
+                    self.zones.append(s.tz)
+                self.zone[i] = z
+        z = len(self.zones)
+        self.zone_key = <long long*>_alloc(z, sizeof(long long))
+        self.zone_min = <int*>_alloc(z, sizeof(int))
+        self.zone_ord = <int*>_alloc(z, sizeof(int))
+        self.zone_dates = [None] * z
+        for i in range(z):
+            self.zone_key[i] = NO_MINUTE
+
+    def __dealloc__(self):
+        free(self.lat)
+        free(self.lon)
+        free(self.zone)
+        free(self.day_ord)
+        free(self.day_n)
+        free(self.day_spans)
+        free(self.zone_key)
+        free(self.zone_min)
+        free(self.zone_ord)
+
+    def __len__(self):
+        return self.n
+
+    def open_at_time(self, store_id, t):
+        """``stores[store_id].open_at_time(t)``: True, False, or None for a
+        store without a time zone."""
+        cdef int state = self.open_state(self.number[store_id], t)
+        return None if state == 2 else state == 1
+
+    cdef int open_state(self, int s, double t) except -2:
+        """Whether store ``s`` is open at ``t``: 1 open, 0 closed, 2 not
+        known (no time zone), by its hours in its zone, dated clauses
+        included (``Store.open_at_time``)."""
+        cdef int z = self.zone[s], m, o, i, n
+        cdef long long key
+        cdef int *span
+        if z < 0:
+            return 2
+        # the minute local_weekday_minute keys by, int(t // 60): floor(t / 60)
+        # is the same, as t / 60 cannot round up to a whole minute (60 < 64:
+        # t one ulp under 60k divides to over half an ulp of k under k)
+        key = <long long>floor(t / 60.0)
+        if self.zone_key[z] != key:
+            wm = local_weekday_minute(self.zones[z], t)       # Python: may let another thread run
+            m, o, day = wm[1], wm[2].toordinal(), wm[2]
+            self.zone_min[z] = m                            # the entry, whole
+            self.zone_ord[z] = o
+            self.zone_dates[z] = day
+            self.zone_key[z] = key
+        else:
+            m, o, day = self.zone_min[z], self.zone_ord[z], self.zone_dates[z]
+        if self.day_ord[s] != o:
+            spans = self.stores[s].hours.spans_on(day)        # Python
+            n = len(spans)
+            if n > DAY_SPANS:
+                n = -1
+            else:
+                span = self.day_spans + s * DAY_SPANS * 2
+                for i in range(n):
+                    span[2 * i] = spans[i][0]
+                    span[2 * i + 1] = spans[i][1]
+            self.day_n[s] = n
+            self.day_ord[s] = o
+        n = self.day_n[s]
+        if n < 0:                                           # more spans than kept: its hours answer
+            return 1 if self.stores[s].hours.open_on(day, m) else 0
+        span = self.day_spans + s * DAY_SPANS * 2
+        for i in range(n):
+            if span[2 * i] <= m < span[2 * i + 1]:
+                return 1
+        return 0
 
 
 cdef class ItemIndex:
-    cdef int n
-    cdef double *lat
-    cdef double *lon
-    cdef long long *qty
-    cdef list ids
+    """The stores holding one item, by latitude."""
 
-    def __cinit__(self, entries):
-        """``entries``: (lat, lon, store id, quantity) of every store holding the item."""
+    def __cinit__(self, entries, StoreTable table=None):
+        """``entries``: (lat, lon, store id, quantity) of every store holding
+        the item; ``table``: the stores' numbers, for :meth:`select`."""
+        cdef int i
         rows = sorted(entries)
         self.n = len(rows)
-        self.lat = <double*>malloc(max(1, self.n) * sizeof(double))
-        self.lon = <double*>malloc(max(1, self.n) * sizeof(double))
-        self.qty = <long long*>malloc(max(1, self.n) * sizeof(long long))
-        if self.lat == NULL or self.lon == NULL or self.qty == NULL:
-            raise MemoryError()
+        self.lat = <double*>_alloc(self.n, sizeof(double))
+        self.lon = <double*>_alloc(self.n, sizeof(double))
+        self.qty = <long long*>_alloc(self.n, sizeof(long long))
+        self.num = <int*>_alloc(self.n, sizeof(int))
         self.ids = []
-        cdef int i
+        number = table.number if table is not None else {}
         for i, (la, lo, sid, q) in enumerate(rows):
             self.lat[i] = la
             self.lon[i] = lo
             self.qty[i] = q
+            self.num[i] = number.get(sid, -1)
             self.ids.append(sid)
 
     def __dealloc__(self):
         free(self.lat)
         free(self.lon)
         free(self.qty)
+        free(self.num)
 
     def __len__(self):
         return self.n
 
-    cdef int _first_at_or_above(self, double lo_lat):
+    cdef int _first_at_or_above(self, double lo_lat) noexcept:
         """The first store (by latitude) at or above ``lo_lat``: a binary search."""
         cdef int lo = 0, hi = self.n, mid
         while lo < hi:
@@ -139,6 +265,75 @@ cdef class ItemIndex:
             free(at)
 
 
+    cdef int select(self, StoreTable table, double lat, double lon, double radius_km, long long min_quantity,
+                    int limit, int preferred, bint open_only, double open_at, int *out, double *dist_out,
+                    int *opened, bint *any_in_stock) except -1:
+        """:meth:`nearest` for the compiled decision path, in C: the rows
+        (indexes into this index) of at most ``limit`` stores, their
+        distances and, with ``open_only``, their ``table.open_state`` at
+        ``open_at`` (closed ones left out, as ``keep`` does); ``preferred``
+        is a store number (-1: none).  Ties go by store number, which is the
+        store ids' order.  ``any_in_stock``: whether any store in the radius
+        holds ``min_quantity``, open or not.  Returns how many were kept.
+        Built with the ``table`` it is given (``num``)."""
+        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
+        cdef double lo_lat = lat - band, hi_lat = lat + band, d
+        cdef int lo, i, j, k, best, m = 0, kept = 0, pref = -1, state = -1
+        cdef double *dist
+        cdef int *at
+        any_in_stock[0] = False
+        if limit <= 0:
+            return 0
+        lo = self._first_at_or_above(lo_lat)
+        dist = <double*>malloc(max(1, self.n - lo) * sizeof(double))
+        at = <int*>malloc(max(1, self.n - lo) * sizeof(int))
+        if dist == NULL or at == NULL:
+            free(dist)
+            free(at)
+            raise MemoryError()
+        try:
+            i = lo
+            while i < self.n and self.lat[i] <= hi_lat:
+                if self.qty[i] >= min_quantity:
+                    d = haversine_km(lat, lon, self.lat[i], self.lon[i])
+                    if d <= radius_km:
+                        any_in_stock[0] = True
+                        if pref < 0 and preferred >= 0 and self.num[i] == preferred:
+                            pref = i
+                            if open_only:
+                                state = table.open_state(self.num[i], open_at)
+                            if state != 0:
+                                out[kept] = i
+                                dist_out[kept] = d
+                                opened[kept] = state
+                                kept += 1
+                        else:
+                            dist[m] = d
+                            at[m] = i
+                            m += 1
+                i += 1
+            while kept < limit and m > 0:     # selection of the nearest: limit is a handful
+                best = 0
+                for k in range(1, m):
+                    if _ahead(self, dist[k], at[k], dist[best], at[best]):
+                        best = k
+                j = at[best]
+                if open_only:
+                    state = table.open_state(self.num[j], open_at)
+                if state != 0:
+                    out[kept] = j
+                    dist_out[kept] = dist[best]
+                    opened[kept] = state
+                    kept += 1
+                m -= 1
+                dist[best] = dist[m]
+                at[best] = at[m]
+            return kept
+        finally:
+            free(dist)
+            free(at)
+
+
 cdef bint _before(ItemIndex index, double d1, int i1, double d2, int i2) except -1:
     """(d1, id, qty) < (d2, id, qty) as tuples compare."""
     if d1 != d2:
@@ -146,4 +341,13 @@ cdef bint _before(ItemIndex index, double d1, int i1, double d2, int i2) except 
     a, b = index.ids[i1], index.ids[i2]
     if a != b:
         return a < b
+    return index.qty[i1] < index.qty[i2]
+
+
+cdef inline bint _ahead(ItemIndex index, double d1, int i1, double d2, int i2) noexcept:
+    """(d1, store, qty) < (d2, store, qty), the stores by number."""
+    if d1 != d2:
+        return d1 < d2
+    if index.num[i1] != index.num[i2]:
+        return index.num[i1] < index.num[i2]
     return index.qty[i1] < index.qty[i2]

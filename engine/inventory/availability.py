@@ -43,7 +43,7 @@ import msgspec
 
 from .geo import GeoIndex, check_query
 from .loader import LoadReport, load_dir
-from ._nearby import ItemIndex
+from ._nearby import ItemIndex, StoreTable
 from .location import Location, locate
 from .model import MAX_QUANTITY, InventoryData, StoreAvailability, local_weekday_minute
 
@@ -90,7 +90,7 @@ class Inventory:
 
     def __init__(self, data: InventoryData):
         self._write = threading.Lock()
-        self._snapshot = Snapshot(data, GeoIndex.of_stores(data.stores.values()), 1)
+        self._snapshot = Snapshot(data, _geo_of(data), 1)
 
     @classmethod
     def from_dir(cls, directory: str | os.PathLike) -> tuple["Inventory", LoadReport]:
@@ -121,7 +121,7 @@ class Inventory:
 
     def replace(self, data: InventoryData) -> None:
         """Swap in a whole new data set (its geo index is built first)."""
-        geo = GeoIndex.of_stores(data.stores.values())
+        geo = _geo_of(data)
         with self._write:
             self._snapshot = Snapshot(data, geo, self._snapshot.version + 1)
 
@@ -201,8 +201,9 @@ def nearby_in(snap: Snapshot, lat, lon, sku, size, radius_km, limit, min_quantit
         return []
     index = _item_index(snap, (sku, size), by_store)
     stores = snap.data.stores
+    min_quantity = min(min_quantity, MAX_QUANTITY + 1)      # none holds more: the index's counts are 64-bit
     if open_at is None:                 # nearest first, the preferred store first, cut: in C
-        hits = index.nearest(lat, lon, radius_km, min_quantity, limit, preferred_store)
+        hits = index.nearest(lat, lon, radius_km, min_quantity, min(limit, len(index)), preferred_store)
     else:
         hits = ranked(_open_only(index.within(lat, lon, radius_km, min_quantity), stores, open_at),
                       preferred_store)[:limit]     # before the limit: a closed store leaves room for the next
@@ -248,6 +249,14 @@ def _open_only(hits: list, stores: dict, t: float) -> list:
     return out
 
 
+def _geo_of(data: InventoryData) -> GeoIndex:
+    """The stores' geo index, with their compiled table (``geo.table``:
+    valid exactly as long as the index)."""
+    geo = GeoIndex.of_stores(data.stores.values())
+    geo.table = StoreTable(data.stores)
+    return geo
+
+
 def _item_index(snap: Snapshot, key: tuple[str, str], by_store: dict) -> ItemIndex:
     """The compiled index of the stores holding one item, built on first use
     and again when the item's stock changed (updates copy the item's dict,
@@ -257,7 +266,8 @@ def _item_index(snap: Snapshot, key: tuple[str, str], by_store: dict) -> ItemInd
     if hit is not None and hit[0] is by_store:
         return hit[1]
     stores = snap.data.stores
-    index = ItemIndex([(stores[sid].lat, stores[sid].lon, sid, n) for sid, n in by_store.items() if sid in stores])
+    index = ItemIndex([(stores[sid].lat, stores[sid].lon, sid, n) for sid, n in by_store.items() if sid in stores],
+                      snap.geo.table)
     cache[key] = (by_store, index)
     return index
 

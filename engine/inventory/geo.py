@@ -90,6 +90,8 @@ class GeoIndex:
         #: availability._item_index (lives here because it is valid exactly
         #: as long as these store positions are)
         self.item_indexes: dict = {}
+        #: the stores as a compiled table (availability._geo_of), same lifetime
+        self.table = None
         self._grids = [_Grid(FINEST_DEG * 2 ** k) for k in range(LEVELS)]
         for entry in self._entries:
             for grid in self._grids:

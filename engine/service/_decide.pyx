@@ -37,8 +37,10 @@ import time
 from ._fields cimport Slot, field, field_slot
 
 from ..eval.values import to_geo
+from libc.stdlib cimport free, malloc
+from ..inventory._nearby cimport ItemIndex, StoreTable
 from ..inventory.availability import _item_index, nearby_in
-from ..inventory.model import Store, StoreAvailability as FoundStore, local_weekday_minute
+from ..inventory.model import StoreAvailability as FoundStore
 from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, REQUEST_STORE
 from . import results
 from ._assemble import map_raw
@@ -111,11 +113,6 @@ cdef Slot ROW_QUANTITY = field_slot(FoundStore, "quantity", _GENERIC)
 cdef Slot ROW_OPEN_NOW = field_slot(FoundStore, "open_now", _GENERIC)
 cdef Slot AVAIL_PREFERRED = field_slot(StoreAvailability, "preferred", _GENERIC)
 cdef Slot AVAIL_DISTANCE_KM = field_slot(StoreAvailability, "distance_km", _GENERIC)
-cdef Slot STORE_NAME = field_slot(Store, "name", _GENERIC)
-cdef Slot STORE_LAT = field_slot(Store, "lat", _GENERIC)
-cdef Slot STORE_LON = field_slot(Store, "lon", _GENERIC)
-cdef Slot STORE_TZ = field_slot(Store, "tz", _GENERIC)
-cdef Slot STORE_HOURS = field_slot(Store, "hours", _GENERIC)
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -470,8 +467,8 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
         source = decider.stores
         try:
             if type(source) is _inventory_stores():     # InventoryStores.nearby, without the query object
-                found = _in_stock(source.holder, sku, size, where, preferred, home, radius_km, max_stores,
-                                  min_quantity, low, open_at, now, request_store)
+                return _stock(source.holder, sku, size, where, preferred, home, radius_km, max_stores,
+                              min_quantity, low, open_at, now, request_store, p, common)
             else:
                 query = NearbyQuery(sku, size, where, preferred, home, radius_km, max_stores, min_quantity, low,
                                     open_at, now, request_store)
@@ -520,8 +517,10 @@ def nearby_answer(p, common, found, preferred_store):
         reason = field(found, FOUND_EMPTY_REASON, "empty_reason")
         return NearbyStores((), p, common, field(found, FOUND_LOCATED_BY, "located_by"),
                             reason if reason is not None else "no_stock")
-    return NearbyStores(tuple(stores[:field(p, P_MAX_STORES, "max_stores")]), p, common,
-                        field(found, FOUND_LOCATED_BY, "located_by"), None)
+    cut = field(p, P_MAX_STORES, "max_stores")
+    if cut > n:                         # (a Py_ssize_t slice of a larger int overflows)
+        cut = n
+    return NearbyStores(tuple(stores[:cut]), p, common, field(found, FOUND_LOCATED_BY, "located_by"), None)
 
 
 cdef inline bint _ahead(a, b, bint preferred_first) except -1:
@@ -537,38 +536,142 @@ cdef inline bint _ahead(a, b, bint preferred_first) except -1:
 def inventory_nearby(holder, query):
     """``InventoryStores.nearby``: the stores of the in-memory stock near
     where the query says the customer is."""
-    return _in_stock(holder, query.sku, query.size, query.request_location, query.preferred_store, query.home,
-                     query.radius_km, query.max_stores, query.min_quantity, query.low_stock_below, query.open_at,
-                     query.at, query.request_store)
+    return _stock(holder, query.sku, query.size, query.request_location, query.preferred_store, query.home,
+                  query.radius_km, query.max_stores, query.min_quantity, query.low_stock_below, query.open_at,
+                  query.at, query.request_store, None, None)
 
 
-cdef object _in_stock(holder, sku, size, request_location, preferred_store, home, radius_km, max_stores,
-                      min_quantity, low_stock_below, open_at, at, request_store):
-    """:func:`inventory_nearby` of a NearbyQuery's fields."""
+def inventory_answer(holder, p, common, query):
+    """:func:`nearby`'s answer from the in-memory stock, as it makes it:
+    ``nearby_answer(p, common, inventory_nearby(holder, query),
+    query.preferred_store)`` in one step (the test holds the two equal)."""
+    return _stock(holder, query.sku, query.size, query.request_location, query.preferred_store, query.home,
+                  query.radius_km, query.max_stores, query.min_quantity, query.low_stock_below, query.open_at,
+                  query.at, query.request_store, p, common)
+
+
+cdef object _empty(p, common, located_by, reason):
+    if p is None:
+        return NearbyFound((), located_by, reason)
+    return NearbyStores((), p, common, located_by, reason)
+
+
+cdef long long _LARGE = 1LL << 62       # more than any count (MAX_QUANTITY): "none holds that many"
+
+
+cdef object _stock(holder, sku, size, request_location, preferred_store, home, radius_km, max_stores,
+                   min_quantity, low_stock_below, open_at, at, request_store, p, common):
+    """The stores of the in-memory stock near the customer holding (sku,
+    size).  ``p`` None: ``InventoryStores.nearby``'s NearbyFound, the rows
+    as ``availability.nearby_in`` makes them (``reference_nearby`` is its
+    Python twin).  ``p`` a policy: the NearbyStores :func:`nearby_answer`
+    makes of those rows, built straight from the store table's arrays with
+    no rows between (on every Decide that shows stores).
+
+    The common case runs in C over the snapshot's ``StoreTable`` (numbered
+    stores: positions, names, open spans) and the item's ``ItemIndex``
+    (``select``); arguments outside it (a limit past the item's stores
+    aside, a non-int count, a radius ``nearby_in`` refuses) go through
+    ``nearby_in`` for its answer or its ValueError."""
+    cdef StoreTable table
+    cdef ItemIndex index
+    cdef double lat = 0.0, lon = 0.0, t_open = 0.0, t_at = 0.0, d
+    cdef int pref = -1, kept, i, j, k, s, state, limit
+    cdef long long minq, q
+    cdef bint any_in_stock = False, open_only, at_known, same
+    cdef int *out
+    cdef int *opened
+    cdef double *dist
     inv = holder.inventory
     if inv is None:
-        return NearbyFound((), None, "no_data")
+        return _empty(p, common, None, "no_data")
     snap = inv._snapshot                         # one state for every step (Inventory.snapshot's value)
-    stores = snap.data.stores
-    point, located_by = _locate(request_location, preferred_store, home, stores, request_store)
-    if point is None:
-        return NearbyFound((), None, "no_location")
-    # located_by: REQUEST, REQUEST_STORE, PREFERRED_STORE, HOME: the answer's names
+    geo = snap.geo
+    if geo.table is None:                        # (built with the index: availability._geo_of)
+        geo.table = StoreTable(snap.data.stores)
+    table = geo.table
+    located_by = _place(table, request_location, preferred_store, home, request_store, &lat, &lon)
+    if located_by is None:
+        return _empty(p, common, None, "no_location")
     if not sku:
-        return NearbyFound((), located_by, "no_sku")
+        return _empty(p, common, located_by, "no_sku")
     if size is None:
         size = _one_size(snap, sku)
         if size is None:
-            return NearbyFound((), located_by, "no_size")
-    preferred = preferred_store
-    if type(preferred) is not str:
-        preferred = None
+            return _empty(p, common, located_by, "no_size")
+    preferred = preferred_store if type(preferred_store) is str else None
     min_quantity = max(1, min_quantity)
-    lat, lon = point
-    # the inventory's StoreAvailability has the fields a StoreStock has: passed as they are
-    # nearby_in, here in C; with open_at only the stores open then count (a till's "go there today")
-    found = _nearest_rows(snap, stores, lat, lon, sku, size, radius_km, max_stores, min_quantity,
-                          max(0, low_stock_below), preferred, open_at, at)
+    low = max(0, low_stock_below)
+    if not (type(radius_km) is float and 0.0 <= <double>radius_km < INF and type(max_stores) is int
+            and max_stores > 0 and type(min_quantity) is int and type(low) is int
+            and (open_at is None or type(open_at) is float) and (at is None or type(at) is float)):
+        found = _general(snap, lat, lon, sku, size, radius_km, max_stores, min_quantity, low, preferred,
+                         open_at, at, located_by)
+        return found if p is None else nearby_answer(p, common, found, preferred)
+    by_store = snap.data.stock.get((sku, size))
+    if not by_store:
+        return _empty(p, common, located_by, "no_stock")
+    key = (sku, size)
+    hit = snap.geo.item_indexes.get(key)
+    index = hit[1] if hit is not None and hit[0] is by_store else _item_index(snap, key, by_store)
+    limit = min(max_stores, len(index))
+    minq = min_quantity if min_quantity < _LARGE else _LARGE
+    if preferred is not None:
+        n = table.number.get(preferred)
+        if n is not None:
+            pref = n
+    open_only = open_at is not None
+    if open_only:
+        t_open = open_at
+    at_known = at is not None
+    if at_known:
+        t_at = at
+    same = open_only and at_known and t_open == t_at       # then a kept store's open_now is what select found
+    out = <int*>malloc((limit + 1) * sizeof(int))
+    opened = <int*>malloc((limit + 1) * sizeof(int))
+    dist = <double*>malloc((limit + 1) * sizeof(double))
+    try:
+        if out == NULL or opened == NULL or dist == NULL:
+            raise MemoryError()
+        kept = index.select(table, lat, lon, radius_km, minq, limit, pref, open_only, t_open, out, dist, opened,
+                            &any_in_stock)
+        if kept == 0:
+            return _empty(p, common, located_by, "none_open" if open_only and any_in_stock else "no_stock")
+        if p is not None and not field(p, P_PREFERRED_FIRST, "preferred_first"):
+            for i in range(1, kept):            # nearest first, stably (the preferred one to its place)
+                j, d, state = out[i], dist[i], opened[i]
+                k = i
+                while k > 0 and d < dist[k - 1]:
+                    out[k], dist[k], opened[k] = out[k - 1], dist[k - 1], opened[k - 1]
+                    k -= 1
+                out[k], dist[k], opened[k] = j, d, state
+        rows = []
+        for i in range(kept):
+            s, q = index.num[out[i]], index.qty[out[i]]
+            if not at_known:
+                open_now = None
+            else:
+                state = opened[i] if same else table.open_state(s, t_at)
+                open_now = None if state == 2 else state == 1
+            if p is None:
+                rows.append(FoundStore(table.ids[s], table.names[s], dist[i], q, q < low, open_now))
+            else:
+                rows.append(StoreAvailability(table.ids[s], table.names[s], dist[i], q, q < low_stock_below,
+                                              s == pref, open_now))
+        if p is None:
+            return NearbyFound(tuple(rows), located_by, None)
+        return NearbyStores(tuple(rows), p, common, located_by, None)
+    finally:
+        free(out)
+        free(opened)
+        free(dist)
+
+
+cdef object _general(snap, lat, lon, sku, size, radius_km, max_stores, min_quantity, low, preferred, open_at, at,
+                     located_by):
+    """What ``reference_nearby`` does once it knows where: ``nearby_in``
+    (the Python path, for arguments the compiled one does not take)."""
+    found = nearby_in(snap, lat, lon, sku, size, radius_km, max_stores, min_quantity, low, preferred, open_at, at)
     if found:
         return NearbyFound(tuple(found), located_by, None)
     if open_at is not None and nearby_in(snap, lat, lon, sku, size, radius_km, 1, min_quantity, 0, preferred):
@@ -588,98 +691,32 @@ cdef inline object _geo(v):
     return to_geo(v)
 
 
-cdef tuple _locate(request_location, preferred_store, home, dict stores, request_store):
-    """``location.locate_point``: (point, source) by its order: the request's
-    point, its store, the preferred store, the home."""
+cdef object _place(StoreTable table, request_location, preferred_store, home, request_store,
+                   double *lat, double *lon):
+    """``location.locate_point``: where to search, by its order (the
+    request's point, its store, the preferred store, the home), into
+    ``lat``/``lon``; the answer's name for it, or None when none is known."""
     if request_location is not None:
         point = _geo(request_location)
         if point is not None:
-            return point, _REQUEST
+            lat[0], lon[0] = point[0], point[1]
+            return _REQUEST
     if request_store is not None and type(request_store) is str:
-        store = stores.get(request_store)
-        if store is not None:
-            return (field(store, STORE_LAT, "lat"), field(store, STORE_LON, "lon")), _REQUEST_STORE   # Store.position
+        s = table.number.get(request_store)
+        if s is not None:
+            lat[0], lon[0] = table.lat[<int>s], table.lon[<int>s]
+            return _REQUEST_STORE
     if type(preferred_store) is str:
-        store = stores.get(preferred_store)
-        if store is not None:
-            return (field(store, STORE_LAT, "lat"), field(store, STORE_LON, "lon")), _PREFERRED_STORE
+        s = table.number.get(preferred_store)
+        if s is not None:
+            lat[0], lon[0] = table.lat[<int>s], table.lon[<int>s]
+            return _PREFERRED_STORE
     if home is not None:
         point = _geo(home)
         if point is not None:
-            return point, _HOME
-    return None, None
-
-
-cdef list _nearest_rows(snap, dict stores, lat, lon, sku, size, radius_km, limit, min_quantity,
-                        low_stock_below, preferred, open_at, at):
-    """``availability.nearby_in(..., open_at, at)``: the item's compiled
-    index selects the stores (with ``open_at``, only those open then: asked
-    store by store in distance order until ``limit`` are found, not of
-    every store in the radius), each becomes the inventory's
-    StoreAvailability with ``open_now`` at ``at``.  Arguments nearby_in
-    refuses go to it, for its ValueError."""
-    if (not -90.0 <= lat <= 90.0 or not -180.0 <= lon <= 180.0 or not 0.0 <= radius_km < INF or limit < 0
-            or min_quantity < 1 or low_stock_below < 0):
-        return nearby_in(snap, lat, lon, sku, size, radius_km, limit, min_quantity, low_stock_below, preferred,
-                         open_at, at)
-    key = (sku, size)
-    by_store = snap.data.stock.get(key)
-    if not by_store or limit == 0:
-        return []
-    hit = snap.geo.item_indexes.get(key)
-    index = hit[1] if hit is not None and hit[0] is by_store else _item_index(snap, key, by_store)
-    out = []
-    local = {}                  # zone -> (weekday, minute) at ``at``, for this query's stores
-    cdef _OpenAt keep = None
-    cdef bint same = False
-    if open_at is not None:
-        same = open_at == at    # then a kept store's open_now is what keep found
-        keep = _OpenAt(stores, open_at, local if same else {})
-    for d, sid, n in index.nearest(lat, lon, radius_km, min_quantity, limit, preferred, keep):
-        store = stores[sid]
-        if at is None:
-            open_now = None
-        elif same:
-            open_now = keep.seen[sid]
-        else:
-            open_now = _open_at(store, at, local)
-        out.append(FoundStore(sid, field(store, STORE_NAME, "name"), d, n, n < low_stock_below, open_now))
-    return out
-
-
-cdef class _OpenAt:
-    """``keep`` for ItemIndex.nearest: whether a store is open at ``t``, or
-    has no time zone (``availability._open_only``'s test, store by store)."""
-    cdef dict stores, local, seen
-    cdef object t
-
-    def __cinit__(self, dict stores, t, dict local):
-        self.stores, self.t, self.local, self.seen = stores, t, local, {}
-
-    def __call__(self, sid):
-        found = self.seen[sid] = _open_at(self.stores[sid], self.t, self.local)
-        return found is not False
-
-
-cdef object _open_at(store, at, dict local):
-    """``Store.open_at_time(at, local)``."""
-    tz = field(store, STORE_TZ, "tz")
-    if tz is None:
-        return None
-    wm = local.get(tz)
-    if wm is None:
-        wm = local[tz] = local_weekday_minute(tz, at)
-    hours, m = field(store, STORE_HOURS, "hours"), wm[1]
-    if hours.by_date:
-        spans = hours._by_day.get(wm[2])        # OpeningHours.spans_on's memo, read here
-        if spans is None:
-            spans = hours.spans_on(wm[2])
-    else:
-        spans = hours.spans[wm[0]]
-    for span in spans:
-        if span[0] <= m < span[1]:
-            return True
-    return False
+            lat[0], lon[0] = point[0], point[1]
+            return _HOME
+    return None
 
 
 cdef object _one_size(snap, sku):

@@ -9,8 +9,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.inventory.availability import StockUpdate
 from engine.service.errors import FailedPrecondition
-from engine.service._decide import inventory_nearby as nearby_compiled
+from engine.service import results
+from engine.service._decide import inventory_answer, inventory_nearby as nearby_compiled
 from engine.service.inventory import MAX_LOGGED, InventoryHolder, InventoryStores, reference_nearby
+from engine.service.model import Common, NearbyStoresPolicy
 from engine.service.sources import NearbyQuery
 
 from .conftest import ROOT
@@ -212,11 +214,8 @@ def _answer(fn, holder, query):
         return ("ValueError", str(err))
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.data())
-def test_the_compiled_nearby_is_the_reference(sample, data):
+def _query(sample, draw) -> NearbyQuery:
     holder, items, store_ids, positions = sample
-    draw = data.draw
     sku, size = draw(st.sampled_from(items) | st.tuples(st.sampled_from(["TEE-001", "NOPE", ""]) | st.none(),
                                                          st.none() | st.just("M")))
     def near():
@@ -225,10 +224,38 @@ def test_the_compiled_nearby_is_the_reference(sample, data):
     where = draw(st.none() | st.builds(near))
     home = draw(st.none() | st.builds(near) | st.just({"lat": 51.5, "lon": -0.1}) | st.just("garbage"))
     preferred = draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown") | st.just(5))
-    t = draw(st.none() | st.floats(1.7e9, 1.9e9))
-    query = NearbyQuery(sku, size, where, preferred, home,
-                        draw(st.sampled_from([0.0, 0.5, 2.0, 10.0, 50.0, -1.0, float("nan")])),
-                        draw(st.integers(-1, 6)), draw(st.integers(-1, 4)), draw(st.integers(-1, 4)),
-                        draw(st.none() | st.just(t)), t,
-                        draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown")))   # a till's store
-    assert _answer(nearby_compiled, holder, query) == _answer(reference_nearby, holder, query)
+    t = draw(st.none() | st.floats(1.7e9, 1.9e9) | st.sampled_from(CHRISTMAS))
+    at = draw(st.just(t) | st.none() | st.floats(1.7e9, 1.9e9))       # a Decide's: the same as open_at
+    return NearbyQuery(sku, size, where, preferred, home,
+                       draw(st.sampled_from([0.0, 0.5, 2.0, 10.0, 50.0, -1.0, float("nan"), float("inf"), 3])),
+                       draw(st.integers(-1, 6) | st.sampled_from([10**6, 2**70, True])),
+                       draw(st.integers(-1, 4) | st.sampled_from([10**12, 2**70, 1.5])), draw(st.integers(-1, 4)),
+                       draw(st.none() | st.just(t)), at,
+                       draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown")))   # a till's store
+
+
+# the reference stores close early on Dec 24 and stay shut on the 25th
+CHRISTMAS = [1798106400.0 + h * 3600.0 for h in (-12, 0, 5, 6, 7, 8, 20, 30, 40)]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_the_compiled_nearby_is_the_reference(sample, data):
+    query = _query(sample, data.draw)
+    assert _answer(nearby_compiled, sample[0], query) == _answer(reference_nearby, sample[0], query)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data(), st.booleans())
+def test_a_decides_stores_are_the_policy_applied_to_the_reference(sample, data, preferred_first):
+    """What a Decide shows (``inventory_answer``: the NearbyStores built
+    straight from the store table) is ``results.nearby_answer`` of the
+    policy and what ``reference_nearby`` finds."""
+    query = _query(sample, data.draw)
+    policy = NearbyStoresPolicy(query.radius_km, query.max_stores, query.min_quantity, query.low_stock_below,
+                                preferred_first, query.open_at is not None)
+    common = Common("rule")
+    expected = _answer(reference_nearby, sample[0], query)
+    if not isinstance(expected, tuple):
+        expected = results.nearby_answer(policy, common, expected, query.preferred_store)
+    assert _answer(lambda h, q: inventory_answer(h, policy, common, q), sample[0], query) == expected

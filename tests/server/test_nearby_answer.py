@@ -15,7 +15,7 @@ ids = st.sampled_from(["s1", "s2", "s3", "s4", "s5", "s6"])
 rows = st.builds(Row, ids, st.sampled_from(["Riverside", "Market St"]),
                  st.sampled_from([0.0, 0.5, 1.25, 3.0]) | st.floats(0.0, 20.0),   # equal distances often
                  st.integers(0, 8), st.booleans(), st.none() | st.booleans())
-policies = st.builds(NearbyStoresPolicy, st.floats(0.0, 50.0), st.integers(0, 6), st.integers(-1, 5),
+policies = st.builds(NearbyStoresPolicy, st.floats(0.0, 50.0), st.integers(-1, 6) | st.just(2**70), st.integers(-1, 5),
                      st.integers(-1, 5), st.booleans(), st.booleans())
 founds = st.builds(NearbyFound, st.lists(rows, max_size=8).map(tuple),
                    st.none() | st.sampled_from(["request", "preferred_store", "home"]),
