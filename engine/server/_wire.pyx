@@ -23,6 +23,9 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
 from ..service._fields cimport Slot, field as _f, field_slot
+from ..service._assemble cimport (DecisionMap, OFFERS, RECORD, TEXT, common_of, generic_of, offer_message,
+                                  offer_score, record_of)
+from ..service.results import HOMEPAGE as _HOMEPAGE, jsonable as _jsonable
 from ..service.model import (Common, DecideResult, GenericDecision, HomepageCategory, NearbyStores,
                              NearbyStoresPolicy, NextBestOffers, OfferResult, PrefilledSize, Reason,
                              StoreAvailability)
@@ -395,13 +398,13 @@ cdef int _text_decision(Buf *b, int field, object text, object common) except -1
     return _close(b, at)
 
 
-cdef int _result(Buf *b, object r) except -1:
-    cdef Py_ssize_t at, entry
-    _str(b, 1, _f(r, R_RULESET_VERSION, "ruleset_version"))
-    _enum(b, 9, PROFILE_STATUS[_f(r, R_PROFILE_STATUS, "profile_status")])
-    decided_at = _f(r, R_DECIDED_AT, "decided_at")
+cdef int _head(Buf *b, object version, object status, object decided_at) except -1:
+    """DecideResponse's ruleset_version, profile_status and decided_at."""
+    cdef Py_ssize_t at
     cdef double t, whole
     cdef int64_t nanos
+    _str(b, 1, version)
+    _enum(b, 9, PROFILE_STATUS[status])
     if decided_at is not None and isfinite(decided_at):
         # as result_to_pb: math.floor, then int((t - whole) * 1e9), in C doubles
         t = decided_at
@@ -417,6 +420,37 @@ cdef int _result(Buf *b, object r) except -1:
             _tag(b, 2, VARINT)
             _varint(b, <uint64_t> nanos)
         _close(b, at)
+    return 0
+
+
+cdef int _nearby_field(Buf *b, object n) except -1:
+    cdef Py_ssize_t at = _open(b, 4)
+    _nearby(b, n)
+    return _close(b, at)
+
+
+cdef int _generic_entry(Buf *b, object name, object g) except -1:
+    """One entry of DecideResponse.decisions (a map<string, GenericDecision>)."""
+    cdef Py_ssize_t entry = _open(b, 6), at
+    _str(b, 1, name)
+    at = _open(b, 2)
+    _generic(b, g)
+    _close(b, at)
+    return _close(b, entry)
+
+
+cdef int _tail(Buf *b, bint degraded, object reason, object customer_id) except -1:
+    if degraded:
+        _tag(b, 7, VARINT)
+        _varint(b, 1)
+        _str(b, 8, reason)
+    return _str(b, 12, customer_id)
+
+
+cdef int _result(Buf *b, object r) except -1:
+    cdef Py_ssize_t at
+    _head(b, _f(r, R_RULESET_VERSION, "ruleset_version"), _f(r, R_PROFILE_STATUS, "profile_status"),
+          _f(r, R_DECIDED_AT, "decided_at"))
     h = _f(r, R_HOMEPAGE_CATEGORY, "homepage_category")
     if h is not None:
         _text_decision(b, 2, _f(h, HOME_CATEGORY, "category"), _f(h, HOME_COMMON, "common"))
@@ -425,9 +459,7 @@ cdef int _result(Buf *b, object r) except -1:
         _text_decision(b, 3, _f(s, SIZE_SIZE, "size"), _f(s, SIZE_COMMON, "common"))
     n = _f(r, R_NEARBY_STORES, "nearby_stores")
     if n is not None:
-        at = _open(b, 4)
-        _nearby(b, n)
-        _close(b, at)
+        _nearby_field(b, n)
     o = _f(r, R_NEXT_BEST_OFFER, "next_best_offer")
     if o is not None:
         at = _open(b, 5)
@@ -436,18 +468,9 @@ cdef int _result(Buf *b, object r) except -1:
         _common(b, _f(o, OFFERS_COMMON, "common"), 2, 0, 3)        # each offer has its own reason
         _close(b, at)
     for name, g in _f(r, R_DECISIONS, "decisions").items():
-        entry = _open(b, 6)
-        _str(b, 1, name)
-        at = _open(b, 2)
-        _generic(b, g)
-        _close(b, at)
-        _close(b, entry)
-    if _f(r, R_DEGRADED, "degraded"):
-        _tag(b, 7, VARINT)
-        _varint(b, 1)
-        _str(b, 8, _f(r, R_DEGRADED_REASON, "degraded_reason"))
-    _str(b, 12, _f(r, R_CUSTOMER_ID, "customer_id"))
-    return 0
+        _generic_entry(b, name, g)
+    return _tail(b, _f(r, R_DEGRADED, "degraded"), _f(r, R_DEGRADED_REASON, "degraded_reason"),
+                 _f(r, R_CUSTOMER_ID, "customer_id"))
 
 
 def encode_result(r):
@@ -462,6 +485,224 @@ def encode_result(r):
         return PyBytes_FromStringAndSize(b.data, b.len)
     finally:
         free(b.data)
+
+
+# ---------------------------------------------------------------- straight from the kernel's raw answers
+cdef class WirePlan:
+    """What a plan's decisions write the same way on every call, as bytes:
+    each rule's Common in its decision's message, each offer rule's reason;
+    and where the typed decisions are."""
+    cdef object plan
+    cdef tuple decisions
+    cdef tuple commons           # per decision: per rank, its Common's fields (None: not TEXT or OFFERS)
+    cdef tuple reasons           # per decision: per rank, field 6 of an offer (OFFERS only)
+    cdef int homepage, size, record, offers     # their positions; -1: none
+    cdef tuple generics          # positions of the decisions mapped through their Outcome
+
+    def __cinit__(self, plan):
+        cdef DecisionMap D
+        cdef int i
+        self.plan = plan
+        self.decisions = plan.decisions
+        self.homepage = self.size = self.record = self.offers = -1
+        commons, reasons, generics = [], [], []
+        for i, D in enumerate(self.decisions):
+            c = r = None
+            if D.how == TEXT:
+                c = tuple(_common_bytes(x, 2, 3, 4) for x in D.commons)
+                if D.name == _HOMEPAGE:
+                    self.homepage = i
+                else:
+                    self.size = i
+            elif D.how == OFFERS:
+                c = tuple(_common_bytes(x, 2, 0, 3) for x in D.commons)
+                r = tuple(_reason_bytes(x) for x in D.reasons)
+                self.offers = i
+            elif D.how == RECORD:
+                self.record = i
+            else:
+                generics.append(i)
+            commons.append(c)
+            reasons.append(r)
+        self.commons, self.reasons, self.generics = tuple(commons), tuple(reasons), tuple(generics)
+
+
+cdef bytes _common_bytes(object c, int source_field, int reason_field, int experiments_field):
+    cdef Buf b
+    _start(&b, 256)
+    try:
+        _common(&b, c, source_field, reason_field, experiments_field)
+        return PyBytes_FromStringAndSize(b.data, b.len)
+    finally:
+        free(b.data)
+
+
+cdef bytes _reason_bytes(object r):
+    cdef Buf b
+    _start(&b, 256)
+    try:
+        _reason(&b, 6, r)
+        return PyBytes_FromStringAndSize(b.data, b.len)
+    finally:
+        free(b.data)
+
+
+cdef inline int _append(Buf *b, bytes body) except -1:
+    return _raw(b, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+
+
+cdef object _last_plan = None        # the plan the WirePlan below is of (a reload makes a new plan)
+cdef WirePlan _last_wire = None
+
+
+cdef WirePlan _wire_plan(plan):
+    global _last_plan, _last_wire
+    cdef WirePlan wp = _last_wire
+    if wp is None or _last_plan is not plan:
+        wp = WirePlan(plan)
+        _last_wire = wp                  # (two threads may both build one: either is right)
+        _last_plan = plan
+    return wp
+
+
+cdef int _wanted(object r, DecisionMap D, object asked) except -1:
+    return r is not None and (asked is None or D.name in asked)
+
+
+cdef object _text_raw(Buf *b, WirePlan wp, int i, object r, list decided_by, list late):
+    """A homepage category or prefilled size: its message from the raw
+    answer (what map_raw's TEXT branch and _text_decision write)."""
+    cdef DecisionMap D = wp.decisions[i]
+    cdef Py_ssize_t at
+    ranks, outputs, scores, variants, status = r
+    if ranks:
+        value = outputs[0][0]
+        decided_by.append(D.decided[ranks[0]])
+    else:
+        value = D.default
+        decided_by.append(D.undecided)
+    if value is not None and not isinstance(value, str):
+        late.append(i)                   # not text: a generic decision (map_raw's generic[name])
+        return None
+    at = _open(b, 2 if i == wp.homepage else 3)
+    _str(b, 1, value or "")
+    if ranks and not variants:
+        _append(b, wp.commons[i][ranks[0]])
+    else:
+        _common(b, common_of(D, ranks, variants, status), 2, 3, 4)
+    return _close(b, at)
+
+
+cdef int _offers_raw(Buf *b, WirePlan wp, int i, object r, list decided_by) except -1:
+    """The next best offers from the raw answer (map_raw's OFFERS branch
+    and _offer, in one)."""
+    cdef DecisionMap D = wp.decisions[i]
+    cdef Py_ssize_t at = _open(b, 5), one, entry, j, k, n
+    cdef tuple names, reasons = wp.reasons[i]
+    ranks, outputs, scores, variants, status = r
+    exp = variant = None
+    if variants:
+        exp, variant = variants[0]
+    n = len(ranks)
+    for k in range(n):
+        rank, values = ranks[k], outputs[k]
+        one = _open(b, 1)
+        _str(b, 1, D.rules[rank])
+        _str(b, 2, offer_message(D, rank, values))
+        _double(b, 3, offer_score(scores[k]))
+        if exp:
+            _str(b, 4, exp)
+            _str(b, 5, variant or "")
+        _append(b, reasons[rank])
+        names = D.shapes[rank][0]
+        for j in range(len(names)):
+            v = values[j]
+            if v is not None:
+                entry = _open(b, 7)
+                _str(b, 1, names[j])
+                _str(b, 2, v if type(v) is str else RENDER(_jsonable(v)))
+                _close(b, entry)
+        _close(b, one)
+    decided_by.append(D.decided[ranks[0]] if ranks else D.undecided)
+    if ranks and not variants:
+        _append(b, wp.commons[i][ranks[0]])
+    else:
+        _common(b, common_of(D, ranks, variants, status), 2, 0, 3)
+    return _close(b, at)
+
+
+def encode_raw(plan, list raw, asked, near, version, decided_at, status, customer_id, list degraded):
+    """(the bytes :func:`encode_result` writes for the DecideResult that
+    ``decide_one`` makes of the kernel's ``raw`` answers, its decided_by),
+    written from the raw answers with no typed results between: the
+    server's Decide without an explanation.  ``near(policy, common)``: the
+    NearbyStores for the nearby_stores record's policy (it may add to
+    ``degraded``).  tests/server/test_wire.py holds the bytes equal."""
+    cdef WirePlan wp = _wire_plan(plan)
+    cdef DecisionMap D
+    cdef Py_ssize_t n = min(len(wp.decisions), len(raw))
+    cdef int i
+    cdef list decided_by = [], late = []
+    cdef Buf b
+    nearby = None
+    _start(&b, 1024)
+    try:
+        _head(&b, version, status, decided_at)
+        # in the order of the answer's fields: homepage (2), size (3), stores (4), offers (5), the rest (6);
+        # decided_by in the plan's order, as map_raw makes it
+        for i in range(n):
+            r = raw[i]
+            D = wp.decisions[i]
+            if not _wanted(r, D, asked):
+                continue
+            if i == wp.homepage or i == wp.size:
+                _text_raw(&b, wp, i, r, decided_by, late)
+            elif i == wp.offers:
+                decided_by.append(None)       # its place; filled when written, after the stores
+            elif i == wp.record:
+                policy, common, decided = record_of(D, r[0], r[1], r[3], r[4])
+                decided_by.append(decided)
+                nearby = (policy, common)
+            else:
+                decided_by.append(None)       # generic: filled below
+        if nearby is not None:
+            _nearby_field(&b, near(nearby[0], nearby[1]))
+        return _rest(&b, wp, raw, asked, n, decided_by, late, degraded, customer_id)
+    finally:
+        free(b.data)
+
+
+cdef tuple _rest(Buf *b, WirePlan wp, list raw, asked, Py_ssize_t n, list decided_by, list late, list degraded,
+                 customer_id):
+    """encode_raw's offers, generic decisions and tail; decided_by's places
+    filled in the plan's order."""
+    cdef int i, k = 0
+    cdef list generic = []
+    cdef DecisionMap D
+    cdef list own = []
+    for i in range(n):                  # the places, in the plan's order, of what is written now
+        r = raw[i]
+        D = wp.decisions[i]
+        if not _wanted(r, D, asked):
+            continue
+        if i == wp.offers:
+            _offers_raw(b, wp, i, r, own)
+            decided_by[k] = own.pop()
+        elif i != wp.homepage and i != wp.size and i != wp.record:
+            decided, g = generic_of(wp.plan, D, r)
+            decided_by[k] = decided
+            generic.append((D.name, g))
+        elif i in late:                 # a homepage or size that is not text
+            generic.append((D.name, _generic_of_text(wp, D, r)))
+        k += 1
+    for name, g in generic:
+        _generic_entry(b, name, g)
+    _tail(b, bool(degraded), "; ".join(degraded) if degraded else "", customer_id)
+    return PyBytes_FromStringAndSize(b.data, b.len), decided_by
+
+
+cdef object _generic_of_text(WirePlan wp, DecisionMap D, object r):
+    return generic_of(wp.plan, D, r)[1]
 
 
 cdef int _bytes_field(Buf *b, int field, bytes body) except -1:

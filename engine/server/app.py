@@ -445,12 +445,15 @@ def check_store_profiles(cfg: ServeConfig, ruleset) -> None:
 def _metrics_on_result(m):
     """The servicer's ``on_result``: a Decide's answers counted in the
     metrics; ``.many(results)`` counts a DecideBatch's in one call (one
-    lock, no call per item; ItemErrors are skipped)."""
+    lock, no call per item; ItemErrors are skipped); ``.decided(decided_by,
+    degraded)`` counts an answer written without a DecideResult
+    (``_decide.answer`` with ``wire.encode_raw``)."""
     recorder = m.RECORDER
 
     def on_result(result):
         recorder.decided(result.decided_by, result.degraded)
     on_result.many = recorder.decided_results
+    on_result.decided = recorder.decided
     return on_result
 
 

@@ -83,7 +83,8 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     def decide_bytes(self, request: pb.DecideRequest | DecideQuery, context) -> bytes:
         # what _decide does, then the encoder, in one compiled call (engine.service._decide.answer)
         q = request if type(request) is DecideQuery else convert.query_from_pb(request)
-        return answer(self.decider, q, context.time_remaining(), self.on_result, wire.encode_result)
+        return answer(self.decider, q, context.time_remaining(), self.on_result, wire.encode_result,
+                      wire.encode_raw)
 
     @translated
     def DecideBatch(self, request: pb.DecideBatchRequest, context) -> pb.DecideBatchResponse:

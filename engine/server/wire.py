@@ -156,6 +156,8 @@ _batch_queries = _wire.batch_queries
 _wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request)
 
 encode_result = _wire.encode_result
+#: the same bytes written from the kernel's raw answers, with no DecideResult between (_decide.answer)
+encode_raw = _wire.encode_raw
 
 _parse_events = epb.RecordEventsRequest.FromString
 _record_events = _wire.record_events          # its enum tables: engine.server.events configures them
@@ -191,5 +193,5 @@ def encode_batch(version: str, results: list, error_bytes) -> bytes:
     return _wire.encode_batch(version, results, ItemError, error_bytes)
 
 
-__all__ = ["encode_result", "encode_batch", "check_layout", "decide_request", "batch_request",
+__all__ = ["encode_result", "encode_raw", "encode_batch", "check_layout", "decide_request", "batch_request",
            "record_events_request"]

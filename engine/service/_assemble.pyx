@@ -16,14 +16,8 @@ from ..eval.values import render_value
 from . import results
 from .model import HomepageCategory, NextBestOffers, OfferResult, PrefilledSize
 
-# what a decision's raw tuple becomes (DecisionMap.how)
-cdef enum:
-    GENERIC = 0
-    TEXT = 1
-    OFFERS = 2
-    RECORD = 3
-
-#: the same numbers, for engine.service.assemble
+#: what a decision's raw tuple becomes (DecisionMap.how: GENERIC, TEXT,
+#: OFFERS, RECORD in _assemble.pxd), the numbers, for engine.service.assemble
 HOWS = (GENERIC, TEXT, OFFERS, RECORD)
 
 cdef str HOMEPAGE = results.HOMEPAGE
@@ -35,11 +29,7 @@ cdef object _policy_of = results.policy_of
 
 cdef class DecisionMap:
     """One decision's part of a plan (engine.service.assemble._Decision
-    fills it; these are its fields)."""
-    cdef public object ir, name, default, undecided, policies, defaults
-    cdef public int how
-    cdef public tuple rules, decided, reasons, commons, shapes, templates
-    cdef public dict shared
+    fills it; its fields are in _assemble.pxd)."""
 
 
 cdef inline object _common(DecisionMap D, object key, object variants):
@@ -50,41 +40,95 @@ cdef inline object _common(DecisionMap D, object key, object variants):
     return hit
 
 
+cdef object common_of(DecisionMap D, object ranks, object variants, object status):
+    """The decision's Common: its winning rule's (the same object every
+    call without variants), or the default's, holdout's or cap's."""
+    if ranks:
+        return D.commons[ranks[0]] if not variants else _common(D, ranks[0], variants)
+    return _common(D, status or "default", variants)
+
+
+cdef object offer_message(DecisionMap D, object rank, object values):
+    """An offer's message: its static text, or its template filled with the
+    values that follow the shape's fields."""
+    cdef tuple shape = D.shapes[rank], holes
+    cdef list parts
+    cdef Py_ssize_t j, at
+    static = shape[1]
+    if static is not None:
+        return static
+    template = D.templates[rank]
+    parts = (<list> template[0]).copy()
+    holes = template[1]
+    at = len(shape[0])
+    for j in range(len(holes)):
+        parts[holes[j]] = render_value(values[at + j])
+    return "".join(parts)
+
+
+cdef object offer_score(object score):
+    """A score as the answer carries it: finite, else 0.0 (results._finite)."""
+    cdef double x
+    if type(score) is float:
+        x = score
+        if isfinite(x):
+            return score
+    return _finite(score)
+
+
 cdef tuple _offers(DecisionMap D, object ranks, object outputs, object scores, object variants):
     cdef object exp = None, variant = None
-    cdef Py_ssize_t i, j, n = len(ranks), at
-    cdef tuple shape, names, holes
+    cdef Py_ssize_t i, j, n = len(ranks)
+    cdef tuple names
     cdef dict fields
-    cdef list out = [], parts
-    cdef object rank, values, score, static, v
-    cdef double x
+    cdef list out = []
+    cdef object rank, values, v
     if variants:
         exp, variant = variants[0]
     for i in range(n):
-        rank, values, score = ranks[i], outputs[i], scores[i]
-        shape = D.shapes[rank]
-        names, static = shape[0], shape[1]
+        rank, values = ranks[i], outputs[i]
+        names = D.shapes[rank][0]
         fields = {}
         for j in range(len(names)):
             v = values[j]
             if v is not None:
                 fields[names[j]] = v if type(v) is str else _jsonable(v)     # text, the common case, as is
-        if static is None:
-            template = D.templates[rank]
-            parts = (<list> template[0]).copy()
-            holes = template[1]
-            at = len(names)
-            for j in range(len(holes)):
-                parts[holes[j]] = render_value(values[at + j])
-            static = "".join(parts)
-        if type(score) is float:
-            x = score
-            if not isfinite(x):
-                score = _finite(score)
-        else:
-            score = _finite(score)
-        out.append(OfferResult(D.rules[rank], static, score, exp, variant, D.reasons[rank], fields))
+        out.append(OfferResult(D.rules[rank], offer_message(D, rank, values), offer_score(scores[i]), exp, variant,
+                               D.reasons[rank], fields))
     return tuple(out)
+
+
+cdef tuple record_of(DecisionMap D, object ranks, object outputs, object variants, object status):
+    """A nearby_stores record's (policy, common, decided_by pair)."""
+    if ranks:
+        rank = ranks[0]
+        common = D.commons[rank] if not variants else _common(D, rank, variants)
+        decided = D.decided[rank]
+        key = (rank, outputs[0])
+    else:
+        common = _common(D, status or "default", variants)
+        decided = D.undecided
+        key = None
+    try:
+        policy = D.policies.get(key)
+    except TypeError:                         # an unhashable output: worked out, not kept
+        policy, key = None, ()
+    if policy is None:
+        value = D.defaults.copy()
+        if ranks:
+            value.update(zip(D.shapes[ranks[0]][0], outputs[0]))
+        policy = _policy_of(value)
+        if key != ():
+            D.policies.put(key, policy)
+    return policy, common, decided
+
+
+cdef tuple generic_of(object plan, DecisionMap D, object r):
+    """A decision the plan does not map in one step: (decided_by pair,
+    GenericDecision), through the ruleset's Outcome."""
+    o = plan.ruleset._outcome(D.ir, r, None)
+    reasons = o.reasons
+    return (D.name, reasons[0].name if reasons and o.source == "rule" else None), _generic(o)
 
 
 def map_raw(plan, tuple decisions, list raw, asked):
@@ -94,7 +138,7 @@ def map_raw(plan, tuple decisions, list raw, asked):
     cdef object nearby = None
     cdef DecisionMap D
     cdef Py_ssize_t i, n = min(len(decisions), len(raw))
-    cdef object r, ranks, outputs, scores, variants, status, rank, value, common, key, policy, name
+    cdef object r, ranks, outputs, scores, variants, status, value, common, name
     cdef int how
     for i in range(n):
         r = raw[i]
@@ -107,14 +151,12 @@ def map_raw(plan, tuple decisions, list raw, asked):
         ranks, outputs, scores, variants, status = r
         how = D.how
         if how == TEXT:
+            common = common_of(D, ranks, variants, status)
             if ranks:
-                rank = ranks[0]
                 value = outputs[0][0]
-                common = D.commons[rank] if not variants else _common(D, rank, variants)
-                decided_by.append(D.decided[rank])
+                decided_by.append(D.decided[ranks[0]])
             else:
                 value = D.default
-                common = _common(D, status or "default", variants)
                 decided_by.append(D.undecided)
             if value is None or isinstance(value, str):
                 fields[name] = (HomepageCategory(value, common) if name == HOMEPAGE
@@ -123,39 +165,13 @@ def map_raw(plan, tuple decisions, list raw, asked):
             generic[name] = _generic(plan.ruleset._outcome(D.ir, r, None))
         elif how == OFFERS:
             offers = _offers(D, ranks, outputs, scores, variants)
-            if ranks:
-                rank = ranks[0]
-                common = D.commons[rank] if not variants else _common(D, rank, variants)
-                decided_by.append(D.decided[rank])
-            else:
-                common = _common(D, status or "default", variants)
-                decided_by.append(D.undecided)
-            fields[name] = NextBestOffers(offers, common)
+            decided_by.append(D.decided[ranks[0]] if ranks else D.undecided)
+            fields[name] = NextBestOffers(offers, common_of(D, ranks, variants, status))
         elif how == RECORD:
-            if ranks:
-                rank = ranks[0]
-                common = D.commons[rank] if not variants else _common(D, rank, variants)
-                decided_by.append(D.decided[rank])
-                key = (rank, outputs[0])
-            else:
-                common = _common(D, status or "default", variants)
-                decided_by.append(D.undecided)
-                key = None
-            try:
-                policy = D.policies.get(key)
-            except TypeError:                         # an unhashable output: worked out, not kept
-                policy, key = None, ()
-            if policy is None:
-                value = D.defaults.copy()
-                if ranks:
-                    value.update(zip(D.shapes[ranks[0]][0], outputs[0]))
-                policy = _policy_of(value)
-                if key != ():
-                    D.policies.put(key, policy)
+            policy, common, decided = record_of(D, ranks, outputs, variants, status)
+            decided_by.append(decided)
             nearby = (policy, common)
         else:
-            o = plan.ruleset._outcome(D.ir, r, None)
-            reasons = o.reasons
-            decided_by.append((name, reasons[0].name if reasons and o.source == "rule" else None))
-            generic[name] = _generic(o)
+            decided, generic[name] = generic_of(plan, D, r)
+            decided_by.append(decided)
     return fields, generic, decided_by, nearby

@@ -126,15 +126,30 @@ cdef inline object _remaining(deadline):
     return max(0.0, deadline - _monotonic())
 
 
-def answer(decider, q, remaining, on_result, encode):
+def answer(decider, q, remaining, on_result, encode, encode_raw=None):
     """``DecisionServicer.decide_bytes`` once the request is read: the
     deadline from the call's remaining time (``servicers.deadline_of``),
     :func:`decide` (``Decider.decide``), ``on_result`` (the metrics) and
     ``encode`` (the wire encoder) -- one C call where the server ran six
-    Python functions."""
+    Python functions.
+
+    With ``encode_raw`` (``engine.server.wire.encode_raw``), an answer
+    without an explanation is written from the kernel's raw answers with
+    no DecideResult between, and the metrics are told through
+    ``on_result.decided(decided_by, degraded)``; an ``on_result`` without
+    that attribute is given the DecideResult, as before."""
     deadline = None
     if remaining is not None and remaining <= 1e9:     # grpc reports "no deadline" as a huge number
         deadline = _monotonic() + remaining
+    if encode_raw is not None and not field(q, Q_EXPLAIN, "explain"):
+        counted = None if on_result is None else getattr(on_result, "decided", None)
+        if on_result is None or counted is not None:
+            _check_deadline(deadline)
+            rs, plan = _current(decider)
+            out, decided_by, degraded = decide_one(decider, rs, plan, q, deadline, encode_raw)
+            if counted is not None:
+                counted(decided_by, degraded)
+            return out
     result = decide(decider, q, deadline)
     if on_result is not None:
         on_result(result)
@@ -211,9 +226,12 @@ def decide_batch(decider, queries, deadline=None):
     return rs.version, out
 
 
-def decide_one(decider, rs, plan, q, deadline):
+def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
     """``Decider._decide``: the answer to one query by ruleset ``rs`` and
     its plan.  Raises ServiceError subclasses for what the client must be told.
+    With ``encode_raw`` (a query without ``explain``): (the answer's wire
+    bytes, its decided_by, whether degraded) instead of the DecideResult,
+    written from the kernel's raw answers (``wire.encode_raw``).
 
     Every step of the common request runs here in C, not through the
     Python methods it stands for (``validate.common_case``,
@@ -276,6 +294,10 @@ def decide_one(decider, rs, plan, q, deadline):
     if dlog is not None:          # the outcomes are made on the log's thread, if sampled
         dlog.offer(rs.version, given, profile, request, functools.partial(rs.decision_set, raw, now), status)
     asked = set(names) if names else None
+    if encode_raw is not None:
+        near = _Near(decider, q, plan, raw, profile, degraded, deadline, now)
+        out, decided_by = encode_raw(plan, raw, asked, near, rs.version, now, status, cid or "", degraded)
+        return out, decided_by, bool(degraded)
     fields, generic, decided_by, found = map_raw(plan, plan.decisions, raw, asked)
     if found is not None:
         fields[NEARBY] = nearby(decider, q, _size(plan, raw), found[0], found[1], profile, degraded, deadline, now)
@@ -288,6 +310,20 @@ def decide_one(decider, rs, plan, q, deadline):
     return DecideResult(rs.version, now, status, get(HOMEPAGE), get(SIZE), get(NEARBY), get(OFFER), generic,
                         bool(degraded), "; ".join(degraded) if degraded else "", explanation, tuple(decided_by),
                         cid or "")
+
+
+cdef class _Near:
+    """``near(policy, common)`` for ``wire.encode_raw``: :func:`nearby` for
+    this Decide, as ``decide_one`` calls it after ``map_raw``."""
+    cdef object decider, q, plan, raw, profile, degraded, deadline, now
+
+    def __cinit__(self, decider, q, plan, raw, profile, degraded, deadline, now):
+        self.decider, self.q, self.plan, self.raw = decider, q, plan, raw
+        self.profile, self.degraded, self.deadline, self.now = profile, degraded, deadline, now
+
+    def __call__(self, policy, common):
+        return nearby(self.decider, self.q, _size(self.plan, self.raw), policy, common, self.profile,
+                      self.degraded, self.deadline, self.now)
 
 
 def common_case(q):
