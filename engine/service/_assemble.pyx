@@ -10,7 +10,7 @@ asks the plan's Python code for, exactly as before.  The reference is
 ``results.from_outcomes``: tests/server/test_assemble.py holds the two
 equal on generated customers and every reference-pack answer.
 """
-from libc.math cimport isfinite
+from libc.math cimport floor, isfinite
 
 from ..eval.values import render_value
 from . import results
@@ -62,8 +62,31 @@ cdef object offer_message(DecisionMap D, object rank, object values):
     holes = template[1]
     at = len(shape[0])
     for j in range(len(holes)):
-        parts[holes[j]] = render_value(values[at + j])
+        parts[holes[j]] = _render(values[at + j])
     return "".join(parts)
+
+
+def render(v):
+    """``render_value`` as offer messages fill their templates (compiled;
+    tests/server/test_assemble.py holds it to render_value)."""
+    return _render(v)
+
+
+cdef object _render(object v):
+    """``render_value``; a whole number, text, a truth value or nothing
+    without the Python call (the rest, NaN and infinities included, by it)."""
+    cdef double x
+    if type(v) is str:
+        return v
+    if type(v) is float:
+        x = v
+        if -1e15 < x < 1e15 and x == floor(x):
+            return str(<long long> x)
+    elif v is None:
+        return ""
+    elif type(v) is bool:
+        return "true" if v else "false"
+    return render_value(v)
 
 
 cdef object offer_score(object score):

@@ -20,6 +20,8 @@ from engine.ruleset import build, load
 from engine.server import convert
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.service import Decider, RulesetHolder, results
+from engine.eval.values import render_value
+from engine.service._assemble import render
 from engine.service.assemble import Plan
 from engine.service.decision_log import DecisionLog
 from engine.service.inventory import InventoryHolder, InventoryStores
@@ -167,3 +169,18 @@ def test_a_reload_gets_a_new_plan(reference_pack):
     assert decider._plan.ruleset is other         # made at the swap, not by the next Decide
     result = decider.decide(DecideQuery(context=RequestContext()))
     assert result.homepage_category.category == "other" and result.ruleset_version == other.version
+
+
+def _rendered(fn, v):
+    try:
+        return fn(v)
+    except (ValueError, OverflowError) as err:          # NaN and infinities: refused alike
+        return type(err)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.none() | st.booleans() | st.text(max_size=5) | st.integers(-10**18, 10**18)
+       | st.floats() | st.sampled_from([0.5, -0.0, 1e15, -1e15, 999999999999999.0, 2.0**53, 12.0, -3.0])
+       | st.tuples(st.floats(-90, 90), st.floats(-180, 180)))
+def test_the_compiled_message_values_are_render_value(v):
+    assert _rendered(render, v) == _rendered(render_value, v)
