@@ -26,7 +26,7 @@ from ..service._fields cimport Slot, field as _f, field_slot
 from ..service._assemble cimport (DecisionMap, OFFERS, RECORD, TEXT, common_of, generic_of, offer_message,
                                   offer_score, record_of)
 from ..service.results import HOMEPAGE as _HOMEPAGE, jsonable as _jsonable
-from ..service.model import (Common, DecideResult, GenericDecision, HomepageCategory, NearbyStores,
+from ..service.model import (Common, DecideResult, EncodedAnswer, GenericDecision, HomepageCategory, NearbyStores,
                              NearbyStoresPolicy, NextBestOffers, OfferResult, PrefilledSize, Reason,
                              StoreAvailability)
 
@@ -221,6 +221,7 @@ cdef Slot R_DEGRADED = field_slot(DecideResult, "degraded", _GENERIC)
 cdef Slot R_DEGRADED_REASON = field_slot(DecideResult, "degraded_reason", _GENERIC)
 cdef Slot R_EXPLANATION = field_slot(DecideResult, "explanation", _GENERIC)
 cdef Slot R_CUSTOMER_ID = field_slot(DecideResult, "customer_id", _GENERIC)
+cdef Slot ENCODED_BODY = field_slot(EncodedAnswer, "body", _GENERIC)
 cdef Slot REASON_RULE = field_slot(Reason, "rule", _GENERIC)
 cdef Slot REASON_BECAUSE = field_slot(Reason, "because", _GENERIC)
 cdef Slot REASON_LOCATION = field_slot(Reason, "location", _GENERIC)
@@ -716,8 +717,9 @@ cdef int _bytes_field(Buf *b, int field, bytes body) except -1:
 def encode_batch(version, list results, error_type, error_bytes):
     """The bytes of a DecideBatchResponse: per item of ``results`` a
     DecideBatchItem holding, for an ``error_type`` instance, the ItemError
-    message ``error_bytes(item)`` returns, else the DecideResponse
-    ``encode_result`` writes for it; then the ruleset version.  One buffer
+    message ``error_bytes(item)`` returns, for an EncodedAnswer its bytes,
+    else the DecideResponse ``encode_result`` writes for it; then the
+    ruleset version.  One buffer
     for the whole batch (wire.encode_batch framed each item in Python)."""
     cdef Buf b
     cdef Py_ssize_t item, body
@@ -725,7 +727,9 @@ def encode_batch(version, list results, error_type, error_bytes):
     try:
         for r in results:
             item = _open(&b, 1)                               # DecideBatchResponse.results
-            if isinstance(r, error_type):
+            if type(r) is EncodedAnswer:
+                _bytes_field(&b, 1, _f(r, ENCODED_BODY, "body"))    # DecideBatchItem.response, written already
+            elif isinstance(r, error_type):
                 _bytes_field(&b, 2, error_bytes(r))           # DecideBatchItem.error
             elif r.explanation is not None:
                 _bytes_field(&b, 1, FALLBACK(r))              # DecideBatchItem.response, by the runtime

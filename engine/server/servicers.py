@@ -51,7 +51,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
             self.on_result(result)
         return result
 
-    def _decide_batch(self, request: pb.DecideBatchRequest | list[DecideQuery], context):
+    def _decide_batch(self, request: pb.DecideBatchRequest | list[DecideQuery], context, encode_raw=None):
         deadline = deadline_of(context)
         if type(request) is list:             # read by the C decoder (engine.server.wire.batch_request)
             validate_batch_size(len(request))
@@ -64,7 +64,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
                     items.append(convert.query_from_pb(item))
                 except InvalidArgument as err:
                     items.append(err)
-        version, results = self.decider.decide_batch(items, deadline)
+        version, results = self.decider.decide_batch(items, deadline, encode_raw)
         if self.on_result is not None:
             many = getattr(self.on_result, "many", None)
             if many is not None:              # the metrics: the whole batch in one call
@@ -100,7 +100,7 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
 
     @translated
     def decide_batch_bytes(self, request: pb.DecideBatchRequest | list[DecideQuery], context) -> bytes:
-        version, results = self._decide_batch(request, context)
+        version, results = self._decide_batch(request, context, wire.encode_raw)
         return wire.encode_batch(version, results, _item_error_bytes)
 
 

@@ -188,7 +188,8 @@ def batch_request(raw: bytes):
 
 def encode_batch(version: str, results: list, error_bytes) -> bytes:
     """A DecideBatchResponse's bytes, in C: each DecideResult's answer as
-    :func:`encode_result` writes it, each ItemError as ``error_bytes(it)``
+    :func:`encode_result` writes it, each EncodedAnswer's bytes as they are
+    (:func:`encode_raw` wrote them), each ItemError as ``error_bytes(it)``
     (its ItemError message's bytes), then the ruleset version."""
     return _wire.encode_batch(version, results, ItemError, error_bytes)
 

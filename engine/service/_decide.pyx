@@ -46,7 +46,7 @@ from . import results
 from ._assemble import map_raw
 from .assemble import Plan
 from .errors import DeadlineExceeded, InvalidArgument, ServiceError
-from .model import (DecideQuery, DecideResult, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus,
+from .model import (DecideQuery, DecideResult, EncodedAnswer, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus,
                     RequestContext, StoreAvailability)
 from .sources import NearbyFound, NearbyQuery, NullProfiles, SourceUnavailable
 from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_batch_size, validate_query
@@ -86,6 +86,9 @@ cdef Slot Q_CONTEXT = field_slot(DecideQuery, "context", _GENERIC)
 cdef Slot Q_DECISIONS = field_slot(DecideQuery, "decisions", _GENERIC)
 cdef Slot Q_EXPLAIN = field_slot(DecideQuery, "explain", _GENERIC)
 cdef Slot Q_ALIASES = field_slot(DecideQuery, "aliases", _GENERIC)
+cdef Slot E_BODY = field_slot(EncodedAnswer, "body", _GENERIC)
+cdef Slot E_DECIDED_BY = field_slot(EncodedAnswer, "decided_by", _GENERIC)
+cdef Slot E_DEGRADED = field_slot(EncodedAnswer, "degraded", _GENERIC)
 cdef Slot C_CHANNEL = field_slot(RequestContext, "channel", _GENERIC)
 cdef Slot C_DEVICE = field_slot(RequestContext, "device", _GENERIC)
 cdef Slot C_LOCALE = field_slot(RequestContext, "locale", _GENERIC)
@@ -146,10 +149,10 @@ def answer(decider, q, remaining, on_result, encode, encode_raw=None):
         if on_result is None or counted is not None:
             _check_deadline(deadline)
             rs, plan = _current(decider)
-            out, decided_by, degraded = decide_one(decider, rs, plan, q, deadline, encode_raw)
+            written = decide_one(decider, rs, plan, q, deadline, encode_raw)
             if counted is not None:
-                counted(decided_by, degraded)
-            return out
+                counted(field(written, E_DECIDED_BY, "decided_by"), field(written, E_DEGRADED, "degraded"))
+            return field(written, E_BODY, "body")
     result = decide(decider, q, deadline)
     if on_result is not None:
         on_result(result)
@@ -199,10 +202,12 @@ cdef tuple _current(decider):
     return rs, plan
 
 
-def decide_batch(decider, queries, deadline=None):
+def decide_batch(decider, queries, deadline=None, encode_raw=None):
     """``Decider.decide_batch``: every item decided by the same ruleset
     version; an item's error is its own (an item may already be the error
-    its translation raised); a passed deadline stops the batch."""
+    its translation raised); a passed deadline stops the batch.  With
+    ``encode_raw``, an item without ``explain`` is an EncodedAnswer
+    (:func:`decide_one`)."""
     validate_batch_size(len(queries))
     _check_deadline(deadline)
     rs, plan = _current(decider)
@@ -215,7 +220,8 @@ def decide_batch(decider, queries, deadline=None):
         try:
             if isinstance(q, ServiceError):
                 raise q
-            out.append(decide_one(decider, rs, plan, q, deadline))
+            out.append(decide_one(decider, rs, plan, q, deadline,
+                                  None if encode_raw is None or field(q, Q_EXPLAIN, "explain") else encode_raw))
         except InvalidArgument as err:
             out.append(ItemError(err.prefixed(f"requests[{i}]")))
         except DeadlineExceeded:
@@ -229,9 +235,10 @@ def decide_batch(decider, queries, deadline=None):
 def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
     """``Decider._decide``: the answer to one query by ruleset ``rs`` and
     its plan.  Raises ServiceError subclasses for what the client must be told.
-    With ``encode_raw`` (a query without ``explain``): (the answer's wire
-    bytes, its decided_by, whether degraded) instead of the DecideResult,
-    written from the kernel's raw answers (``wire.encode_raw``).
+    With ``encode_raw`` (a query without ``explain``): an EncodedAnswer
+    (the answer's wire bytes, its decided_by, whether degraded) instead of
+    the DecideResult, written from the kernel's raw answers
+    (``wire.encode_raw``).
 
     Every step of the common request runs here in C, not through the
     Python methods it stands for (``validate.common_case``,
@@ -297,7 +304,7 @@ def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
     if encode_raw is not None:
         near = _Near(decider, q, plan, raw, profile, degraded, deadline, now)
         out, decided_by = encode_raw(plan, raw, asked, near, rs.version, now, status, cid or "", degraded)
-        return out, decided_by, bool(degraded)
+        return EncodedAnswer(out, tuple(decided_by), bool(degraded))
     fields, generic, decided_by, found = map_raw(plan, plan.decisions, raw, asked)
     if found is not None:
         fields[NEARBY] = nearby(decider, q, _size(plan, raw), found[0], found[1], profile, degraded, deadline, now)

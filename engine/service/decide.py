@@ -30,7 +30,7 @@ from . import results
 from ._decide import decide as decide_compiled, decide_batch as decide_batch_compiled
 from .assemble import Plan
 from .errors import FailedPrecondition, ServiceError
-from .model import DecideQuery, DecideResult, ItemError, ProfileStatus
+from .model import DecideQuery, DecideResult, EncodedAnswer, ItemError, ProfileStatus
 from .rules import RulesetHolder
 from ..profiles.identity import mint_customer_id
 from .sources import (NullProfiles, NullStores, ProfileLookup, ProfileSource, SourceUnavailable, StoresSource,
@@ -75,13 +75,15 @@ class Decider:
         return decide_compiled(self, q, deadline)
 
     # -- many
-    def decide_batch(self, queries: Sequence[DecideQuery | ServiceError], deadline: float | None = None
-                     ) -> tuple[str, list[DecideResult | ItemError]]:
+    def decide_batch(self, queries: Sequence[DecideQuery | ServiceError], deadline: float | None = None,
+                     encode_raw=None) -> tuple[str, list[DecideResult | ItemError | EncodedAnswer]]:
         """Every item decided by the same ruleset version; an item's error is
         its own (an item may already be the error its translation raised);
-        a passed deadline stops the batch (no more work).  Compiled:
-        ``_decide.decide_batch``."""
-        return decide_batch_compiled(self, queries, deadline)
+        a passed deadline stops the batch (no more work).  With
+        ``encode_raw`` (the server's ``wire.encode_raw``) an item without
+        ``explain`` comes as an EncodedAnswer, its bytes already written.
+        Compiled: ``_decide.decide_batch``."""
+        return decide_batch_compiled(self, queries, deadline, encode_raw)
 
     # -- the work (the rest is compiled: engine/service/_decide.pyx)
     def _profile(self, q: DecideQuery, deadline, now: float) -> tuple[dict, ProfileStatus, list[str]]:

@@ -172,3 +172,12 @@ class DecideResult(msgspec.Struct):
 class ItemError:
     """One failed item of a batch: the error Decide would have raised."""
     error: Exception
+
+
+class EncodedAnswer(msgspec.Struct):
+    """An answer the server's encoder already wrote as the DecideResponse's
+    wire bytes, straight from the kernel's raw answers (``decide_one`` with
+    ``encode_raw``), with what the metrics count of it."""
+    body: bytes
+    decided_by: tuple
+    degraded: bool

@@ -238,7 +238,7 @@ def test_decide_batch_counts_through_the_servicer_in_one_call():
     calls = []
 
     class Decider:
-        def decide_batch(self, items, deadline):
+        def decide_batch(self, items, deadline, encode_raw=None):
             return "v1", [DecideResult("v1", 0.0, ProfileStatus.SNAPSHOT,
                                        decided_by=(("homepage_category", "vip"),))] * len(items)
 

@@ -25,7 +25,9 @@ from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.service import Decider, RulesetHolder
 from engine.service._decide import answer, decide_one
 from engine.service.inventory import InventoryHolder, InventoryStores
-from engine.service.model import DecideQuery, RequestContext
+from engine.server.app import _metrics_on_result
+from engine.server.servicers import DecisionServicer, _item_error_bytes
+from engine.service.model import DecideQuery, ItemError, RequestContext
 from engine.service.sources import SourceUnavailable
 
 from engine.ruleset import build
@@ -41,15 +43,16 @@ NOW = 1_796_300_000.0          # a Thursday afternoon in December 2026: stores o
 def both(decider, q):
     """(bytes, decided_by, degraded) of the raw path and of the result path."""
     rs, plan = decider.holder.current, decider._plan
-    raw = decide_one(decider, rs, plan, q, None, wire.encode_raw)
+    written = decide_one(decider, rs, plan, q, None, wire.encode_raw)
     result = decide_one(decider, rs, plan, q, None)
-    return raw, (wire.encode_result(result), list(result.decided_by), result.degraded)
+    return (written.body, list(written.decided_by), written.degraded), \
+        (wire.encode_result(result), list(result.decided_by), result.degraded)
 
 
 def assert_same(decider, q):
     raw, reference = both(decider, q)
     assert raw[0] == reference[0], pb.DecideResponse.FromString(raw[0])
-    assert list(raw[1]) == reference[1] and raw[2] == reference[2]
+    assert raw[1] == reference[1] and raw[2] == reference[2]
     return reference
 
 
@@ -139,6 +142,46 @@ def test_the_typed_decisions_under_experiments(profile, customer):
     rs = build([SourceFile("schema.rules", TEST_SCHEMA), SourceFile("typed.rules", TYPED)])
     decider = Decider(RulesetHolder(rs), clock=lambda: NOW)
     assert_same(decider, DecideQuery(customer_id=f"c{customer}", profile=profile))
+
+
+class NoDeadline:
+    def time_remaining(self):
+        return None
+
+
+class Recorder:
+    """The metrics' recorder as _metrics_on_result uses it (m.RECORDER)."""
+
+    def __init__(self):
+        self.RECORDER = self
+        self.batches, self.answers = [], []
+
+    def decided_results(self, results):
+        self.batches.append(list(results))
+
+    def decided(self, decided_by, degraded=False):
+        self.answers.append((tuple(decided_by), degraded))
+
+
+def test_a_served_batch_is_the_results_batch(reference):
+    """DecideBatch as served (items written from their raw answers, an
+    explained one and a bad one among them) against the batch encoded from
+    DecideResults; the metrics count the same answers."""
+    decider, queries = reference
+    items = list(queries[:60])
+    items[5] = DecideQuery(items[5].customer_id, items[5].profile, items[5].snapshot_bytes, items[5].context,
+                           explain=True)
+    items[9] = DecideQuery(customer_id="x" * 10_000)            # too long: this item's error
+    recorder = Recorder()
+    servicer = DecisionServicer(decider, _metrics_on_result(recorder))
+    served = servicer.decide_batch_bytes(items, NoDeadline())
+    version, results = decider.decide_batch(items)
+    assert served == wire.encode_batch(version, results, _item_error_bytes)
+    assert isinstance(results[9], ItemError) and results[5].explanation
+    written = recorder.batches[0]
+    assert [type(r).__name__ for r in written].count("EncodedAnswer") == 58
+    assert [(r.decided_by, r.degraded) for r in written if not isinstance(r, ItemError)] == \
+        [(tuple(r.decided_by), r.degraded) for r in results if not isinstance(r, ItemError)]
 
 
 class Counted:
