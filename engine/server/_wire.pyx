@@ -552,17 +552,18 @@ cdef inline int _append(Buf *b, bytes body) except -1:
     return _raw(b, PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
 
 
-cdef object _last_plan = None        # the plan the WirePlan below is of (a reload makes a new plan)
-cdef WirePlan _last_wire = None
+cdef WirePlan _last_wire = None      # the last plan's (a reload makes a new plan)
 
 
 cdef WirePlan _wire_plan(plan):
-    global _last_plan, _last_wire
+    """The plan's WirePlan: one reference read and, for a new plan, one
+    written, so a handler thread never pairs a plan with another's bytes
+    (two threads may both build one for a new plan: either is right)."""
+    global _last_wire
     cdef WirePlan wp = _last_wire
-    if wp is None or _last_plan is not plan:
+    if wp is None or wp.plan is not plan:
         wp = WirePlan(plan)
-        _last_wire = wp                  # (two threads may both build one: either is right)
-        _last_plan = plan
+        _last_wire = wp
     return wp
 
 

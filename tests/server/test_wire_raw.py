@@ -207,3 +207,19 @@ def test_answer_counts_what_it_wrote_and_explains_through_the_result(reference):
     assert pb.DecideResponse.FromString(out).HasField("explanation") and counted.calls[-1][0] == "result"
     plain = answer(decider, q, None, lambda r: counted.calls.append("plain"), wire.encode_result, wire.encode_raw)
     assert plain == expected and counted.calls[-1] == "plain"    # an on_result without .decided: the result path
+
+
+def test_a_reload_writes_by_the_new_plan():
+    """The bytes each rule's Common was written to belong to one plan: after
+    a swap the answer is the new ruleset's, not the old bytes."""
+    first = build([SourceFile("schema.rules", TEST_SCHEMA), SourceFile("typed.rules", TYPED)])
+    holder = RulesetHolder(first)
+    decider = Decider(holder, clock=lambda: NOW)
+    q = DecideQuery(customer_id="c7", profile={"n": 20})
+    before = pb.DecideResponse.FromString(assert_same(decider, q)[0])
+    assert before.homepage_category.reason.rule == "vip"
+    holder.swap(build([SourceFile("schema.rules", TEST_SCHEMA), SourceFile("typed.rules", TYPED.replace(
+        'rule vip when profile.n > 10 then homepage_category = "new-in"',
+        'rule big_spender when profile.n > 10 then homepage_category = "new-in"'))]))
+    after = pb.DecideResponse.FromString(assert_same(decider, q)[0])
+    assert after.homepage_category.reason.rule == "big_spender" and after.ruleset_version != before.ruleset_version
