@@ -217,53 +217,24 @@ cdef class ItemIndex:
         ``_open_only``: only stores open now).  It is asked about the hits
         in their order, until ``limit`` are kept: not about every store in
         the radius."""
-        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
-        cdef double lo_lat = lat - band, hi_lat = lat + band, d
-        cdef int lo, i, j, k, best, m = 0, pref = -1
-        cdef double *dist
-        cdef int *at
+        cdef _Hits h
+        cdef int j
+        cdef double d
         if limit <= 0:
             return []
-        lo = self._first_at_or_above(lo_lat)
-        dist = <double*>malloc(max(1, self.n - lo) * sizeof(double))
-        at = <int*>malloc(max(1, self.n - lo) * sizeof(int))
-        if dist == NULL or at == NULL:
-            free(dist)
-            free(at)
-            raise MemoryError()
+        _scan(self, &h, lat, lon, radius_km, min_quantity, -1, preferred)
         out = []
         try:
-            i = lo
-            while i < self.n and self.lat[i] <= hi_lat:
-                if self.qty[i] >= min_quantity:
-                    d = haversine_km(lat, lon, self.lat[i], self.lon[i])
-                    if d <= radius_km:
-                        if pref < 0 and preferred is not None and self.ids[i] == preferred:
-                            pref = i
-                            if keep is None or keep(self.ids[i]):
-                                out.append((d, self.ids[i], self.qty[i]))
-                        else:
-                            dist[m] = d
-                            at[m] = i
-                            m += 1
-                i += 1
-            # selection of the nearest: limit is a handful, the hits a few dozen
-            while len(out) < limit and m > 0:
-                best = 0
-                for k in range(1, m):
-                    if _before(self, dist[k], at[k], dist[best], at[best]):
-                        best = k
-                j = at[best]
+            if h.pref >= 0 and (keep is None or keep(self.ids[h.pref])):
+                out.append((h.pref_dist, self.ids[h.pref], self.qty[h.pref]))
+            while len(out) < limit and h.m > 0:
+                j = _take(self, &h, False, &d)
                 if keep is None or keep(self.ids[j]):
-                    out.append((dist[best], self.ids[j], self.qty[j]))
-                m -= 1
-                dist[best] = dist[m]
-                at[best] = at[m]
+                    out.append((d, self.ids[j], self.qty[j]))
             return out
         finally:
-            free(dist)
-            free(at)
-
+            free(h.dist)
+            free(h.at)
 
     cdef int select(self, StoreTable table, double lat, double lon, double radius_km, long long min_quantity,
                     int limit, int preferred, bint open_only, double open_at, int *out, double *dist_out,
@@ -276,62 +247,88 @@ cdef class ItemIndex:
         store ids' order.  ``any_in_stock``: whether any store in the radius
         holds ``min_quantity``, open or not.  Returns how many were kept.
         Built with the ``table`` it is given (``num``)."""
-        cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
-        cdef double lo_lat = lat - band, hi_lat = lat + band, d
-        cdef int lo, i, j, k, best, m = 0, kept = 0, pref = -1, state = -1
-        cdef double *dist
-        cdef int *at
+        cdef _Hits h
+        cdef int j, kept = 0, state = -1
+        cdef double d
         any_in_stock[0] = False
         if limit <= 0:
             return 0
-        lo = self._first_at_or_above(lo_lat)
-        dist = <double*>malloc(max(1, self.n - lo) * sizeof(double))
-        at = <int*>malloc(max(1, self.n - lo) * sizeof(int))
-        if dist == NULL or at == NULL:
-            free(dist)
-            free(at)
-            raise MemoryError()
+        _scan(self, &h, lat, lon, radius_km, min_quantity, preferred, None)
         try:
-            i = lo
-            while i < self.n and self.lat[i] <= hi_lat:
-                if self.qty[i] >= min_quantity:
-                    d = haversine_km(lat, lon, self.lat[i], self.lon[i])
-                    if d <= radius_km:
-                        any_in_stock[0] = True
-                        if pref < 0 and preferred >= 0 and self.num[i] == preferred:
-                            pref = i
-                            if open_only:
-                                state = table.open_state(self.num[i], open_at)
-                            if state != 0:
-                                out[kept] = i
-                                dist_out[kept] = d
-                                opened[kept] = state
-                                kept += 1
-                        else:
-                            dist[m] = d
-                            at[m] = i
-                            m += 1
-                i += 1
-            while kept < limit and m > 0:     # selection of the nearest: limit is a handful
-                best = 0
-                for k in range(1, m):
-                    if _ahead(self, dist[k], at[k], dist[best], at[best]):
-                        best = k
-                j = at[best]
+            any_in_stock[0] = h.pref >= 0 or h.m > 0
+            if h.pref >= 0:
+                if open_only:
+                    state = table.open_state(self.num[h.pref], open_at)
+                if state != 0:
+                    out[0], dist_out[0], opened[0] = h.pref, h.pref_dist, state
+                    kept = 1
+            while kept < limit and h.m > 0:
+                j = _take(self, &h, True, &d)
                 if open_only:
                     state = table.open_state(self.num[j], open_at)
                 if state != 0:
-                    out[kept] = j
-                    dist_out[kept] = dist[best]
-                    opened[kept] = state
+                    out[kept], dist_out[kept], opened[kept] = j, d, state
                     kept += 1
-                m -= 1
-                dist[best] = dist[m]
-                at[best] = at[m]
             return kept
         finally:
-            free(dist)
-            free(at)
+            free(h.dist)
+            free(h.at)
+
+
+cdef struct _Hits:
+    double *dist            # the hits' distances ...
+    int *at                 # ... and rows, the preferred store's aside; m of them left
+    int m
+    int pref                # the preferred store's row (-1: not among the hits)
+    double pref_dist
+
+
+cdef int _scan(ItemIndex index, _Hits *h, double lat, double lon, double radius_km, long long min_quantity,
+               int preferred_num, object preferred_id) except -1:
+    """The stores of the radius's latitude band within the radius holding
+    ``min_quantity``, measured, into ``h`` (the caller frees ``h.dist`` and
+    ``h.at``); the preferred one (by number, or by id when
+    ``preferred_num`` is -1) set aside."""
+    cdef double band = (radius_km / EARTH_RADIUS_KM + PAD_RAD) / DEG2RAD
+    cdef double lo_lat = lat - band, hi_lat = lat + band, d
+    cdef int lo = index._first_at_or_above(lo_lat), i
+    h.m, h.pref, h.pref_dist = 0, -1, 0.0
+    h.dist = <double*>malloc(max(1, index.n - lo) * sizeof(double))
+    h.at = <int*>malloc(max(1, index.n - lo) * sizeof(int))
+    if h.dist == NULL or h.at == NULL:
+        free(h.dist)
+        free(h.at)
+        raise MemoryError()
+    i = lo
+    while i < index.n and index.lat[i] <= hi_lat:
+        if index.qty[i] >= min_quantity:
+            d = haversine_km(lat, lon, index.lat[i], index.lon[i])
+            if d <= radius_km:
+                if h.pref < 0 and (index.num[i] == preferred_num if preferred_num >= 0 else
+                                   preferred_id is not None and index.ids[i] == preferred_id):
+                    h.pref, h.pref_dist = i, d
+                else:
+                    h.dist[h.m] = d
+                    h.at[h.m] = i
+                    h.m += 1
+        i += 1
+    return 0
+
+
+cdef int _take(ItemIndex index, _Hits *h, bint by_number, double *d) except -1:
+    """The nearest hit left (equal distances by store number or id, then
+    quantity), taken out of ``h``: its row, its distance into ``d``.  A
+    selection, as the limit is a handful and the hits a few dozen."""
+    cdef int best = 0, k, j
+    for k in range(1, h.m):
+        if (_ahead(index, h.dist[k], h.at[k], h.dist[best], h.at[best]) if by_number else
+                _before(index, h.dist[k], h.at[k], h.dist[best], h.at[best])):
+            best = k
+    j, d[0] = h.at[best], h.dist[best]
+    h.m -= 1
+    h.dist[best] = h.dist[h.m]
+    h.at[best] = h.at[h.m]
+    return j
 
 
 cdef bint _before(ItemIndex index, double d1, int i1, double d2, int i2) except -1:

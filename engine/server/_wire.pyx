@@ -24,7 +24,7 @@ from libc.string cimport memcpy, memmove
 
 from ..service._fields cimport Slot, field as _f, field_slot
 from ..service._assemble cimport (DecisionMap, OFFERS, RECORD, TEXT, common_of, generic_of, offer_message,
-                                  offer_score, record_of)
+                                  offer_score, record_of, text_value)
 from ..service.results import HOMEPAGE as _HOMEPAGE, jsonable as _jsonable
 from ..service.model import (Common, DecideResult, EncodedAnswer, GenericDecision, HomepageCategory, NearbyStores,
                              NearbyStoresPolicy, NextBestOffers, OfferResult, PrefilledSize, Reason,
@@ -577,12 +577,7 @@ cdef object _text_raw(Buf *b, WirePlan wp, int i, object r, list decided_by, lis
     cdef DecisionMap D = wp.decisions[i]
     cdef Py_ssize_t at
     ranks, outputs, scores, variants, status = r
-    if ranks:
-        value = outputs[0][0]
-        decided_by.append(D.decided[ranks[0]])
-    else:
-        value = D.default
-        decided_by.append(D.undecided)
+    value = text_value(D, ranks, outputs, decided_by)
     if value is not None and not isinstance(value, str):
         late.append(i)                   # not text: a generic decision (map_raw's generic[name])
         return None

@@ -15,6 +15,7 @@ cdef enum:
     RECORD = 3
 
 cdef object common_of(DecisionMap D, object ranks, object variants, object status)
+cdef object text_value(DecisionMap D, object ranks, object outputs, list decided_by)
 cdef object offer_message(DecisionMap D, object rank, object values)
 cdef object offer_score(object score)
 cdef tuple record_of(DecisionMap D, object ranks, object outputs, object variants, object status)

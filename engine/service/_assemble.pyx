@@ -48,6 +48,16 @@ cdef object common_of(DecisionMap D, object ranks, object variants, object statu
     return _common(D, status or "default", variants)
 
 
+cdef object text_value(DecisionMap D, object ranks, object outputs, list decided_by):
+    """A single-value decision's value (its winning rule's, or its
+    default), its (decision, rule) added to ``decided_by``."""
+    if ranks:
+        decided_by.append(D.decided[ranks[0]])
+        return outputs[0][0]
+    decided_by.append(D.undecided)
+    return D.default
+
+
 cdef object offer_message(DecisionMap D, object rank, object values):
     """An offer's message: its static text, or its template filled with the
     values that follow the shape's fields."""
@@ -175,12 +185,7 @@ def map_raw(plan, tuple decisions, list raw, asked):
         how = D.how
         if how == TEXT:
             common = common_of(D, ranks, variants, status)
-            if ranks:
-                value = outputs[0][0]
-                decided_by.append(D.decided[ranks[0]])
-            else:
-                value = D.default
-                decided_by.append(D.undecided)
+            value = text_value(D, ranks, outputs, decided_by)
             if value is None or isinstance(value, str):
                 fields[name] = (HomepageCategory(value, common) if name == HOMEPAGE
                                 else PrefilledSize(value, common))
