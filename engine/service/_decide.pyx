@@ -38,6 +38,9 @@ from ._fields cimport Slot, field, field_slot
 
 from ..eval.values import to_geo
 from libc.stdlib cimport free, malloc
+
+cdef extern from "Python.h":
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 from ..inventory._nearby cimport ItemIndex, StoreTable
 from ..inventory.availability import _item_index, nearby_in
 from ..inventory.model import StoreAvailability as FoundStore
@@ -380,7 +383,7 @@ cdef dict _request(ctx):
     """``RequestContext.to_request``: the ``request`` the rules read, typed
     fields over ``attributes``."""
     attributes = field(ctx, C_ATTRIBUTES, "attributes")
-    cdef dict req = dict(attributes) if attributes else {}
+    cdef dict req = dict(attributes) if attributes else _PyDict_NewPresized(8)   # room for the fields: no resize
     v = field(ctx, C_CHANNEL, "channel")
     if v is not None:
         req["channel"] = v
@@ -462,16 +465,24 @@ cpdef object refresh(dict profile, now, cfg):
     return {**profile, "lifecycle": stage}
 
 
+cdef tuple _CFG = None      # (the last FoldConfig, its lapsed_after, vip_value, vip_orders, new_for)
+
+
 cpdef str lifecycle(dict p, as_of, cfg):
-    """``fold.lifecycle``, compiled."""
+    """``fold.lifecycle``, compiled (the thresholds of a FoldConfig, which
+    is frozen, read once per config)."""
+    global _CFG
+    cdef tuple c = _CFG
+    if c is None or c[0] is not cfg:
+        c = _CFG = (cfg, cfg.lapsed_after, cfg.vip_value, cfg.vip_orders, cfg.new_for)
     orders = p.get("orders_count") or 0
     if not orders or as_of is None:
         return "new"
-    if as_of - p["last_purchase_at"] > cfg.lapsed_after:
+    if as_of - p["last_purchase_at"] > c[1]:
         return "lapsed"
-    if (p.get("lifetime_value") or 0) >= cfg.vip_value or orders >= cfg.vip_orders:
+    if (p.get("lifetime_value") or 0) >= c[2] or orders >= c[3]:
         return "vip"
-    if as_of - p["first_purchase_at"] <= cfg.new_for:
+    if as_of - p["first_purchase_at"] <= c[4]:
         return "new"
     return "active"
 
