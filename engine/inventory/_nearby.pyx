@@ -111,6 +111,9 @@ cdef class StoreTable:
         cdef int *span
         if z < 0:
             return 2
+        if not -1e17 < t < 1e17:                            # NaN, infinities, no year: the store's own answer
+            found = self.stores[s].open_at_time(t)          # (or its error)
+            return 2 if found is None else 1 if found else 0
         # the minute local_weekday_minute keys by, int(t // 60): floor(t / 60)
         # is the same, as t / 60 cannot round up to a whole minute (60 < 64:
         # t one ulp under 60k divides to over half an ulp of k under k)

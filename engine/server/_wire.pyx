@@ -497,8 +497,7 @@ cdef class WirePlan:
     cdef tuple decisions
     cdef tuple commons           # per decision: per rank, its Common's fields (None: not TEXT or OFFERS)
     cdef tuple reasons           # per decision: per rank, field 6 of an offer (OFFERS only)
-    cdef int homepage, size, record, offers     # their positions; -1: none
-    cdef tuple generics          # positions of the decisions mapped through their Outcome
+    cdef int homepage, size, record, offers     # their positions; -1: none; the rest are generic
 
     def __cinit__(self, plan):
         cdef DecisionMap D
@@ -506,7 +505,7 @@ cdef class WirePlan:
         self.plan = plan
         self.decisions = plan.decisions
         self.homepage = self.size = self.record = self.offers = -1
-        commons, reasons, generics = [], [], []
+        commons, reasons = [], []
         for i, D in enumerate(self.decisions):
             c = r = None
             if D.how == TEXT:
@@ -521,11 +520,9 @@ cdef class WirePlan:
                 self.offers = i
             elif D.how == RECORD:
                 self.record = i
-            else:
-                generics.append(i)
             commons.append(c)
             reasons.append(r)
-        self.commons, self.reasons, self.generics = tuple(commons), tuple(reasons), tuple(generics)
+        self.commons, self.reasons = tuple(commons), tuple(reasons)
 
 
 cdef bytes _common_bytes(object c, int source_field, int reason_field, int experiments_field):
@@ -571,16 +568,18 @@ cdef int _wanted(object r, DecisionMap D, object asked) except -1:
     return r is not None and (asked is None or D.name in asked)
 
 
-cdef object _text_raw(Buf *b, WirePlan wp, int i, object r, list decided_by, list late):
+cdef int _text_raw(Buf *b, WirePlan wp, int i, object r, list decided_by, list late) except -1:
     """A homepage category or prefilled size: its message from the raw
-    answer (what map_raw's TEXT branch and _text_decision write)."""
+    answer (what map_raw's TEXT branch and _text_decision write); one whose
+    value is not text goes into ``late``, to be written as a generic
+    decision."""
     cdef DecisionMap D = wp.decisions[i]
     cdef Py_ssize_t at
     ranks, outputs, scores, variants, status = r
     value = text_value(D, ranks, outputs, decided_by)
     if value is not None and not isinstance(value, str):
         late.append(i)                   # not text: a generic decision (map_raw's generic[name])
-        return None
+        return 0
     at = _open(b, 2 if i == wp.homepage else 3)
     _str(b, 1, value or "")
     if ranks and not variants:
@@ -590,9 +589,9 @@ cdef object _text_raw(Buf *b, WirePlan wp, int i, object r, list decided_by, lis
     return _close(b, at)
 
 
-cdef int _offers_raw(Buf *b, WirePlan wp, int i, object r, list decided_by) except -1:
+cdef tuple _offers_raw(Buf *b, WirePlan wp, int i, object r):
     """The next best offers from the raw answer (map_raw's OFFERS branch
-    and _offer, in one)."""
+    and _offer, in one); their (decision, rule) pair for decided_by."""
     cdef DecisionMap D = wp.decisions[i]
     cdef Py_ssize_t at = _open(b, 5), one, entry, j, k, n
     cdef tuple names, reasons = wp.reasons[i]
@@ -620,12 +619,12 @@ cdef int _offers_raw(Buf *b, WirePlan wp, int i, object r, list decided_by) exce
                 _str(b, 2, v if type(v) is str else RENDER(_jsonable(v)))
                 _close(b, entry)
         _close(b, one)
-    decided_by.append(D.decided[ranks[0]] if ranks else D.undecided)
     if ranks and not variants:
         _append(b, wp.commons[i][ranks[0]])
     else:
         _common(b, common_of(D, ranks, variants, status), 2, 0, 3)
-    return _close(b, at)
+    _close(b, at)
+    return D.decided[ranks[0]] if ranks else D.undecided
 
 
 def encode_raw(plan, list raw, asked, near, version, decided_at, status, customer_id, list degraded):
@@ -634,7 +633,7 @@ def encode_raw(plan, list raw, asked, near, version, decided_at, status, custome
     written from the raw answers with no typed results between: the
     server's Decide without an explanation.  ``near(policy, common)``: the
     NearbyStores for the nearby_stores record's policy (it may add to
-    ``degraded``).  tests/server/test_wire.py holds the bytes equal."""
+    ``degraded``).  tests/server/test_wire_raw.py holds the bytes equal."""
     cdef WirePlan wp = _wire_plan(plan)
     cdef DecisionMap D
     cdef Py_ssize_t n = min(len(wp.decisions), len(raw))
@@ -676,30 +675,24 @@ cdef tuple _rest(Buf *b, WirePlan wp, list raw, asked, Py_ssize_t n, list decide
     cdef int i, k = 0
     cdef list generic = []
     cdef DecisionMap D
-    cdef list own = []
     for i in range(n):                  # the places, in the plan's order, of what is written now
         r = raw[i]
         D = wp.decisions[i]
         if not _wanted(r, D, asked):
             continue
         if i == wp.offers:
-            _offers_raw(b, wp, i, r, own)
-            decided_by[k] = own.pop()
+            decided_by[k] = _offers_raw(b, wp, i, r)
         elif i != wp.homepage and i != wp.size and i != wp.record:
             decided, g = generic_of(wp.plan, D, r)
             decided_by[k] = decided
             generic.append((D.name, g))
         elif i in late:                 # a homepage or size that is not text
-            generic.append((D.name, _generic_of_text(wp, D, r)))
+            generic.append((D.name, generic_of(wp.plan, D, r)[1]))
         k += 1
     for name, g in generic:
         _generic_entry(b, name, g)
     _tail(b, bool(degraded), "; ".join(degraded) if degraded else "", customer_id)
     return PyBytes_FromStringAndSize(b.data, b.len), decided_by
-
-
-cdef object _generic_of_text(WirePlan wp, DecisionMap D, object r):
-    return generic_of(wp.plan, D, r)[1]
 
 
 cdef int _bytes_field(Buf *b, int field, bytes body) except -1:

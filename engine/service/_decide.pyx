@@ -6,10 +6,13 @@
 servicer's Decide once the request is read (deadline, decide, metrics,
 encoder).  :func:`decide_one` answers one query: validate, the profile,
 the rules, the typed results (``_assemble.map_raw``), the nearby stores
-and the ``DecideResult``.  :func:`nearby` is the stores' part of it and
-:func:`nearby_answer` the policy applied to what the stores source found;
-:func:`inventory_nearby` is ``InventoryStores.nearby`` (the in-memory
-stock's answer, with ``availability.nearby_in``'s common case inlined).
+and the ``DecideResult``; or, given the server's ``wire.encode_raw``, the
+answer's bytes written from the rules' raw answers (an EncodedAnswer, held
+to the encoded DecideResult by tests/server/test_wire_raw.py).
+:func:`nearby` is the stores' part of it and :func:`nearby_answer` the
+policy applied to what a stores source found; over the in-memory stock
+(``_stock``) the two are one step from the store table's arrays, and
+:func:`inventory_nearby` is ``InventoryStores.nearby``.
 In the interpreter this glue cost ~19,000 instructions a Decide besides
 the parts it calls (frames, locals, two dozen small calls); in the server,
 where a Decide runs with cold caches, each Python function on the path
@@ -24,8 +27,9 @@ hypothesis tests: ``common_case`` and ``to_request`` to
 ``validate.common_case`` and ``RequestContext.to_request``
 (tests/server/test_validate.py), ``nearby_answer`` to
 ``results.nearby_answer`` (tests/server/test_nearby_answer.py),
-``inventory_nearby`` to ``service.inventory.reference_nearby``
-(tests/server/test_inventory_domain.py), ``stored_hit``, ``refresh`` and
+``inventory_nearby`` to ``service.inventory.reference_nearby`` and
+``inventory_answer`` (the stores a Decide shows) to ``results.nearby_answer``
+of it (tests/server/test_inventory_domain.py), ``stored_hit``, ``refresh`` and
 ``lifecycle`` (a Decide by customer id answered from a fresh entry of the
 profile cache) to ``StoredProfiles.lookup``, ``fold.refresh`` and
 ``fold.lifecycle`` (tests/profiles/test_profile_stored_hit.py).
@@ -624,9 +628,10 @@ cdef object _stock(holder, sku, size, request_location, preferred_store, home, r
 
     The common case runs in C over the snapshot's ``StoreTable`` (numbered
     stores: positions, names, open spans) and the item's ``ItemIndex``
-    (``select``); arguments outside it (a limit past the item's stores
-    aside, a non-int count, a radius ``nearby_in`` refuses) go through
-    ``nearby_in`` for its answer or its ValueError."""
+    (``select``).  Arguments outside it (a limit that is not a positive
+    int, a count that is not an int, a radius ``nearby_in`` refuses, times
+    that are not floats) go through ``nearby_in``, for its answer or its
+    ValueError."""
     cdef StoreTable table
     cdef ItemIndex index
     cdef double lat = 0.0, lon = 0.0, t_open = 0.0, t_at = 0.0, d
@@ -662,11 +667,11 @@ cdef object _stock(holder, sku, size, request_location, preferred_store, home, r
         found = _general(snap, lat, lon, sku, size, radius_km, max_stores, min_quantity, low, preferred,
                          open_at, at, located_by)
         return found if p is None else nearby_answer(p, common, found, preferred)
-    by_store = snap.data.stock.get((sku, size))
+    key = (sku, size)
+    by_store = snap.data.stock.get(key)
     if not by_store:
         return _empty(p, common, located_by, "no_stock")
-    key = (sku, size)
-    hit = snap.geo.item_indexes.get(key)
+    hit = geo.item_indexes.get(key)
     index = hit[1] if hit is not None and hit[0] is by_store else _item_index(snap, key, by_store)
     limit = min(max_stores, len(index))
     minq = min_quantity if min_quantity < _LARGE else _LARGE

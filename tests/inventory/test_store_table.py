@@ -119,3 +119,13 @@ def test_a_hair_before_the_opening_minute_is_the_minute_before(stores):
     assert table.open_at_time("a5", hair) is False
     assert table.open_at_time("a5", opening) is True
     assert table.open_at_time("a5", hair) is False
+
+
+@pytest.mark.parametrize("t", [math.nan, math.inf, -math.inf, 1e18])
+def test_a_time_no_calendar_holds_fails_as_the_store_fails(stores, t):
+    table = StoreTable(stores)
+    with pytest.raises(Exception) as expected:
+        stores["s001"].open_at_time(t)
+    with pytest.raises(expected.type):
+        table.open_at_time("s001", t)
+    assert table.open_at_time("a1", t) is None                # no zone: not known, whatever the time
