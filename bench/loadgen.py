@@ -360,6 +360,27 @@ def scrape_decide_buckets(metrics_port: int | None) -> dict[float, float] | None
     return buckets
 
 
+def scrape_cache_reads(metrics_port: int | None) -> dict[str, float] | None:
+    """maple_profile_cache_reads_total by result, or None (no metrics, or a
+    server whose profiles are not behind a cache: no store, a jsonl: file)."""
+    if metrics_port is None:
+        return None
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    reads = {m.group(1): float(m.group(2))
+             for m in re.finditer(r'^maple_profile_cache_reads_total\{result="(\w+)"\} (\S+)$', text, re.M)}
+    return reads or None
+
+
+def cache_hit_share(reads: dict) -> dict:
+    """What a phase's Decides read of the profile cache: the counts, and the
+    share the store was spared, (hit - prefetched) / all reads
+    (engine/profiles/cache.py)."""
+    total = sum(reads.get(k, 0.0) for k in ("hit", "miss", "stale"))
+    spared = reads.get("hit", 0.0) - reads.get("prefetched", 0.0)
+    return {**{k: int(v) for k, v in reads.items()}, "hit_share": round(spared / total, 4) if total else None}
+
+
 def add_buckets(total: dict, before: dict, after: dict) -> None:
     """Add to ``total`` what the histogram's buckets counted between two scrapes."""
     for le, count in after.items():
@@ -626,6 +647,7 @@ def main(argv=None) -> int:
         common = dict(duration=args.duration, warmup=args.warmup)       # batch, events: one turn
         results: list[Result] = []
         server_side = {}
+        profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
         per_thread = max(1, args.concurrency // args.procs)
 
         echo_workers = None if args.echo else args.server_workers
@@ -637,6 +659,7 @@ def main(argv=None) -> int:
             VM's speed during the phase falls on both alike."""
             parts = {"echo": [], "decide": []}
             decide_buckets: dict = {}
+            reads: dict = {}
             for turn in range(args.turns):
                 timing = dict(duration=args.duration / args.turns,
                               warmup=args.warmup if turn == 0 else min(args.warmup, TURN_WARMUP))
@@ -645,15 +668,19 @@ def main(argv=None) -> int:
                         parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
                                                        server_workers=echo_workers))
                         continue
-                    before = scrape_decide_buckets(metrics_port)
+                    before, reads_before = scrape_decide_buckets(metrics_port), scrape_cache_reads(metrics_port)
                     parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
                                                      server_workers=decide_workers))
-                    after = scrape_decide_buckets(metrics_port)
+                    after, reads_after = scrape_decide_buckets(metrics_port), scrape_cache_reads(metrics_port)
                     if before is not None and after:
                         add_buckets(decide_buckets, before, after)
+                    if reads_before is not None and reads_after:
+                        add_buckets(reads, reads_before, reads_after)
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
+            if reads:
+                profile_cache[phase] = cache_hit_share(reads)
 
         if "c1" in phases:
             both("c1", mode="closed", procs=1, threads=1, rate=0)
@@ -705,7 +732,8 @@ def main(argv=None) -> int:
                   "request_bytes": sum(map(len, singles)) // len(singles),
                   "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
-                  "server_side_decide": server_side, "open_rate_over_decide_max": open_load}
+                  "server_side_decide": server_side, "open_rate_over_decide_max": open_load,
+                  "profile_cache": profile_cache}
         overload = open_load is not None and queued(results, open_load)
         report["targets"] = targets(results, server_side, overload)
         out = Path(args.out)
@@ -717,6 +745,9 @@ def main(argv=None) -> int:
         print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds):", json.dumps(server_side))
+        if profile_cache:
+            print("profile cache during Decide (maple_profile_cache_reads_total; hit_share: reads the store "
+                  "was spared):", json.dumps(profile_cache))
         if overload:
             print(f"note: the open-loop rate was {open_load:.0%} of Decide's own maximum in this run (the echo's "
                   "maximum is higher) and Decide queued: the open phase measured overload, not latency at half load")

@@ -38,6 +38,19 @@ ago as their encoded bytes (:meth:`_Entries.settle`), which the collector
 does not track; the fallback decodes them again.  Decoded entries are thus
 bounded by the fetches of one ``ttl`` (and by ``maxsize``).
 
+**How often the cache answers** (:attr:`CachedStore.reads`, what
+``maple_profile_cache_reads_total`` exports): each read for a decision is
+counted once by where its answer came from.  ``hit``: a fresh entry (a
+known miss included), the store not asked; ``miss``: the store was asked
+(:meth:`read`'s fetch); ``stale``: the store is down, or failed this read,
+and the answer is an expired entry or nothing (degraded).  ``prefetched``
+counts the ids :meth:`prefetch` fetched for a DecideBatch; its items are
+then read from fresh entries and counted as hits, so the share of reads
+the store was spared is ``(hit - prefetched) / (hit + miss + stale)``.
+The counts are kept without a lock where the read takes none
+(:meth:`fresh`, the compiled Decide's ``stored_hit``): a figure for a
+ratio, not an audit.
+
 The clock is injected (``clock``, monotonic seconds), so expiry and
 recovery are tested without sleeping.
 """
@@ -58,6 +71,9 @@ from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, 
 log = logging.getLogger(__name__)
 
 STALE = object()        # CachedStore.fresh: not answerable from the cache alone
+# CachedStore.reads: the index of each count (what maple_profile_cache_reads_total labels "result")
+HIT, MISS, STALE_READ, PREFETCHED = range(4)
+READ_RESULTS = ("hit", "miss", "stale", "prefetched")
 
 
 @dataclass(frozen=True)
@@ -190,6 +206,9 @@ class CachedStore:
         self._down_until: float | None = None
         self._down_reason: str | None = None
         self._down_since: float | None = None     # the outage's first failure (clock), for the log
+        #: reads by result, indexed by HIT, MISS, STALE_READ, PREFETCHED (see the module docstring);
+        #: one list, its items replaced, so a reader may hold it (the compiled stored_hit counts here too)
+        self.reads = [0, 0, 0, 0]
 
     # -- reads
     def read(self, customer_id) -> ProfileRead:
@@ -198,22 +217,27 @@ class CachedStore:
         identifier (loyalty_card, email_hash, device_id), cached under the
         pair (a tuple: no customer id equals it)."""
         now = self.clock()
+        reads = self.reads
         with self._lock:
             cached = self._entries.get(customer_id)
             if cached is not None and now - cached[1] < self.ttl:
+                reads[HIT] += 1
                 return self._from_cache(cached, now, fresh=True)
             if self._down_until is not None and now < self._down_until:
+                reads[STALE_READ] += 1
                 return self._fallback(cached, now)
             generation = self._generation
         try:
             profile, encoded = self._fetch(customer_id)
         except StoreUnavailable as err:
             with self._lock:
+                reads[STALE_READ] += 1
                 started = self._mark_down(str(err), now)
                 answer = self._fallback(self._entries.get(customer_id), now)
             self._log_down(started, str(err))
             return answer
         with self._lock:
+            reads[MISS] += 1
             was_down = self._mark_up(now)
             if generation == self._generation:
                 self._entries.put(customer_id, profile, now, encoded)
@@ -272,6 +296,7 @@ class CachedStore:
         if self._encoded_reads:
             found = {cid: None if raw is None else decode(raw) for cid, raw in encoded.items()}
         with self._lock:
+            self.reads[PREFETCHED] += len(missing)
             was_down = self._mark_up(now)
             if generation == self._generation:          # no write of this process raced the read
                 for cid in missing:
@@ -295,6 +320,7 @@ class CachedStore:
         table = self._entries.table
         cached = table.get(customer_id) if table is not None else self._entries.get(customer_id)
         if cached is not None and self._down_until is None and self.clock() - cached[1] < self.ttl:
+            self.reads[HIT] += 1
             return _profile(cached[0])
         return STALE
 

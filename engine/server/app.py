@@ -297,6 +297,9 @@ class DecisionNode:
             recorder = m.RECORDER
             on_result = _metrics_on_result(m)
             self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
+            reads = getattr(getattr(self.profiles, "cache", None), "reads", None)
+            if reads is not None:                   # a store behind a cache (sqlite:, redis:)
+                m.RECORDER.profile_reads(reads)
         self.servicer = DecisionServicer(self.decider, on_result)
         self.recorder = recorder
         # workers share the decision port (SO_REUSEPORT; the supervisor checked it was free)

@@ -23,6 +23,7 @@ from bisect import bisect_left
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
+from ..profiles.cache import READ_RESULTS
 from ..service.model import ItemError
 
 _MULTI = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -78,6 +79,11 @@ LAST_RELOAD_OK = Gauge("maple_ruleset_last_reload_ok",
 RELOAD_SECONDS = Histogram("maple_ruleset_reload_seconds",
                            "A successful reload: reading the directory, compiling, rule tests and the swap",
                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+PROFILE_READS = Counter("maple_profile_cache_reads",
+                        "Profile reads for decisions, by where the answer came from: hit (a fresh cache entry, "
+                        "the store not asked), miss (read from the store), stale (the store down: an expired "
+                        "entry or nothing, degraded), prefetched (ids a DecideBatch read ahead in one call; its "
+                        "items then count as hits)", ["result"])
 ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
 
 
@@ -114,6 +120,9 @@ class Recorder:
         self._version: str | None = None
         self._flush_seconds = flush_seconds
         self._flusher: threading.Thread | None = None
+        self._reads: list | None = None     # a CachedStore's reads (profile_reads), and what was flushed of them
+        self._reads_flushed: list = []
+        self._read_counter = PROFILE_READS
 
     # -- the hot path
     def request(self, rpc: str, code: str, seconds: float, decide: bool = False) -> None:
@@ -165,6 +174,18 @@ class Recorder:
                 answers[decided_by] = answers.get(decided_by, 0) + n
             self._degraded += degraded
 
+    def profile_reads(self, reads: list, counter=None) -> None:
+        """Export a profile cache's read counts (``CachedStore.reads``, which
+        it keeps itself: nothing is recorded per request here) as
+        ``maple_profile_cache_reads_total``, what they grew by at each
+        flush.  Every result is shown from the start, at 0."""
+        if counter is not None:
+            self._read_counter = counter
+        with self._lock:
+            self._reads, self._reads_flushed = reads, list(reads)
+        for result in READ_RESULTS:
+            self._child(("p", result), lambda: self._read_counter.labels(result))
+
     # -- into prometheus-client
     def flush(self) -> None:
         """Move what was recorded since the last flush into the metrics."""
@@ -174,6 +195,11 @@ class Recorder:
             decide, self._decide = self._decide, _Timings(n)
             answers, self._answers = self._answers, {}
             degraded, self._degraded = self._degraded, 0
+            reads = ()
+            if self._reads is not None:
+                now = list(self._reads)
+                reads = [(r, a - b) for r, a, b in zip(READ_RESULTS, now, self._reads_flushed) if a > b]
+                self._reads_flushed = now
         decisions: dict = {}
         for decided_by, times in answers.items():
             for key in decided_by:
@@ -189,6 +215,8 @@ class Recorder:
             self._child(("d",) + key, lambda: decision_counter.labels(key[0], key[1] or "(none)")).inc(count)
         if degraded:
             degraded_counter.inc(degraded)
+        for result, grew in reads:
+            self._child(("p", result), lambda: self._read_counter.labels(result)).inc(grew)
 
     def _child(self, key, make):
         c = self._children.get(key)

@@ -441,7 +441,8 @@ cpdef object stored_hit(profiles, str customer_id, now):
     compiled: the profile (lifecycle as of ``now``) when the cache holds a
     fresh profile for the id and the store is not marked down (the case in
     which ``lookup`` answers from ``CachedStore.fresh``, not degraded);
-    else None, and the caller asks ``lookup``.  Five Python frames
+    else None, and the caller asks ``lookup``.  Counted as a hit in
+    ``cache.reads``, as ``fresh`` counts one.  Five Python frames
     (``Decider._profile``, ``lookup_profile``, ``lookup``, ``fresh``,
     ``refresh``) and a ``ProfileLookup`` less.  A hypothesis test holds it
     to ``lookup`` (tests/profiles/test_profile_stored_hit.py)."""
@@ -455,7 +456,10 @@ cpdef object stored_hit(profiles, str customer_id, now):
     held = cached[0]
     if type(held) is not dict:              # a known miss, or a profile held encoded
         return None
-    return refresh(held, now, profiles.fold_config)
+    profile = refresh(held, now, profiles.fold_config)
+    reads = <list> cache.reads              # CachedStore.reads[HIT] (no GIL switch in between)
+    reads[0] += 1
+    return profile
 
 
 cpdef object refresh(dict profile, now, cfg):

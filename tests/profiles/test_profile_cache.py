@@ -443,3 +443,44 @@ def test_lock_free_fresh_reads_race_writes_and_still_read_own_writes(sqlite_stor
         for t in threads:
             t.join()
     assert errors == []
+
+
+def test_each_read_is_counted_once_by_where_its_answer_came_from(sqlite_store):
+    """CachedStore.reads (maple_profile_cache_reads_total): hit, miss, stale,
+    prefetched, in the order the module docstring defines them."""
+    from engine.profiles.cache import HIT, MISS, PREFETCHED, READ_RESULTS, STALE, STALE_READ
+    assert READ_RESULTS[HIT] == "hit" and READ_RESULTS[MISS] == "miss"
+    assert READ_RESULTS[STALE_READ] == "stale" and READ_RESULTS[PREFETCHED] == "prefetched"
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, ttl=1.0, retry_after=5.0, clock=clock)
+    cache.apply([ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B"), ev("page_view", T0, cid="C")])
+    counted = cache.reads
+
+    def reads():
+        assert cache.reads is counted          # held by reference (the metrics and stored_hit read it)
+        return dict(zip(READ_RESULTS, counted))
+
+    cache.read("A")
+    assert reads() == {"hit": 0, "miss": 1, "stale": 0, "prefetched": 0}
+    cache.read("A")
+    assert cache.fresh("A")["customer_id"] == "A"
+    cache.read("nobody"), cache.read("nobody")          # a known miss is a hit the second time
+    assert cache.fresh("nobody") is None
+    assert cache.fresh("B") is STALE                    # not held: fresh counts nothing, read will
+    assert reads() == {"hit": 4, "miss": 2, "stale": 0, "prefetched": 0}
+    assert sqlite_store.gets == 2
+    clock.advance(1.0)
+    assert cache.fresh("A") is STALE
+    sqlite_store.down = True
+    assert cache.read("A").degraded                     # the store failed this read: an expired entry
+    assert cache.read("B").profile is None              # marked down: nothing held, nothing asked
+    assert reads() == {"hit": 4, "miss": 2, "stale": 2, "prefetched": 0}
+    clock.advance(5.0)
+    sqlite_store.down = False
+    assert cache.prefetch(["A", "B", "C", "A"]) == 3     # ids fetched ahead, each once
+    for cid in "ABC":
+        assert cache.read(cid).source == "cache"
+    assert reads() == {"hit": 7, "miss": 2, "stale": 2, "prefetched": 3}
+    cache.apply([ev("page_view", T0 + 1, cid="A")])       # a write drops the entry: the next read asks
+    cache.read("A")
+    assert reads() == {"hit": 7, "miss": 3, "stale": 2, "prefetched": 3}

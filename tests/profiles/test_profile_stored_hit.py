@@ -122,7 +122,9 @@ def _check(profiles, cid, now):
     answers whenever the cache holds the customer's profile, decoded and
     fresh, with the store up."""
     cache = profiles.cache
+    before = list(cache.reads)
     hit = _decide.stored_hit(profiles, cid, now)
+    assert cache.reads == [before[0] + (hit is not None), *before[1:]]     # an answer is one hit, as fresh counts
     fresh = cache.fresh(cid)                        # (reads only: lookup below may fill the cache)
     entry = cache._entries.table.get(cid)
     held_decoded = entry is not None and type(entry[0]) is dict
@@ -222,6 +224,7 @@ def test_a_decide_through_the_compiled_hit_is_the_python_path_s(sqlite_url, refe
             answers[name] = [decider.decide(DecideQuery(customer_id=c, profile=snapshot, context=context))
                              for c in CUSTOMERS for _ in range(2)]      # a miss, then a hit
         assert answers["fast"] == answers["slow"]
+        assert fast.cache.reads == slow.cache.reads == [4, 4, 0, 0]     # hits and misses counted alike
         statuses = {r.customer_id: r.profile_status for r in answers["fast"]}
         assert statuses["C1"] == ProfileStatus.STORED
         assert statuses["C4"] == (ProfileStatus.SNAPSHOT if snapshot is not None else ProfileStatus.UNKNOWN_CUSTOMER)

@@ -4,6 +4,8 @@ the prefill that a till purchase makes on the web, kill -9 durability for
 both stores, Redis stopped mid-run, and two servers sharing one Redis."""
 from __future__ import annotations
 
+import re
+
 import signal
 import sys
 import time
@@ -177,6 +179,24 @@ def test_a_batch_stores_the_good_events_and_names_each_bad_one(start_server, tmp
     with pytest.raises(grpc.RpcError) as err:
         stub.Decide(pb.DecideRequest(loyalty_card="L" * 300, context=ctx), timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "loyalty_card" in err.value.details()
+
+
+def test_the_profile_cache_s_hits_and_misses_are_in_the_metrics(start_server, tmp_path):
+    s = start_server(RULES, "--store", f"sqlite://{tmp_path / 'p.db'}", "--profile-cache-ttl", "3600")
+    s.wait_health()
+    reads = lambda: {m.group(1): float(m.group(2)) for m in re.finditer(
+        r'^maple_profile_cache_reads_total\{result="(\w+)"\} (\S+)$', s.metrics(), re.M)}
+    assert reads() == {"hit": 0, "miss": 0, "stale": 0, "prefetched": 0}
+    assert record(s, [till_purchase("c-cached", event_id="c-1")]).stored == 1
+    for _ in range(3):                                       # read from the store once, then held
+        assert decide(s, "c-cached").profile_status == pb.PROFILE_STATUS_STORED
+    assert reads() == {"hit": 2, "miss": 1, "stale": 0, "prefetched": 0}
+    stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
+    batch = stub.DecideBatch(pb.DecideBatchRequest(requests=[pb.DecideRequest(customer_id=c)
+                                                             for c in ("c-cached", "c-new-1", "c-new-2")]), timeout=30)
+    assert [r.response.profile_status for r in batch.results] == [pb.PROFILE_STATUS_STORED] + [
+        pb.PROFILE_STATUS_UNKNOWN_CUSTOMER] * 2
+    assert reads() == {"hit": 5, "miss": 1, "stale": 0, "prefetched": 2}     # two fetched ahead, three held
 
 
 def test_no_store_means_failed_precondition(server):

@@ -245,21 +245,28 @@ def test_by_id_from_a_sqlite_store_of_the_month(four_cores, monkeypatch, tmp_pat
     import shutil
     import sqlite3
     from engine.server.pb.maple.v1 import decision_pb2 as pb
-    shutil.copytree(loadgen.ROOT / "rules" / "data", tmp_path / "data")
+    import grpc
+    shutil.copytree(loadgen.ROOT / "rules", tmp_path / "rules", ignore=shutil.ignore_patterns("tests"))
+    real_start = loadgen.start_maple                # a real maple serve on the store, the phases faked
     started, phases = _fake(monkeypatch, tmp_path)
     sent = {}
-    real_run_phase = loadgen.run_phase
+    fake_run_phase = loadgen.run_phase
 
     def run_phase(phase, name, target, method, payloads, **kw):
         sent[phase] = payloads
-        return real_run_phase(phase, name, target, method, payloads, **kw)
+        if name == "decide":                        # each request twice: a miss, then a hit
+            with grpc.insecure_channel(target) as channel:
+                call = channel.unary_unary(method)
+                for raw in payloads * 2:
+                    call(raw, timeout=30)
+        return fake_run_phase(phase, name, target, method, payloads, **kw)
     monkeypatch.setattr(loadgen, "run_phase", run_phase)
     stores = []
-    real_start = loadgen.start_maple
     monkeypatch.setattr(loadgen, "start_maple", lambda rules, workers, store, **kw: (
-        stores.append(store), real_start(rules, workers, store, **kw))[1])
-    loadgen.main(["--phases", "c1", "--by-id", "--profile-store", "sqlite", "--customers", "30",
-                  "--rules", str(tmp_path), "--out", str(tmp_path)])
+        stores.append(store), started.append(("maple", workers, store.split(":")[0])),
+        real_start(rules, workers, store, env={"MAPLE_PROFILE_CACHE_TTL": "3600"}))[2])     # nothing expires
+    loadgen.main(["--phases", "c1", "--turns", "1", "--by-id", "--profile-store", "sqlite", "--customers", "30",
+                  "--rules", str(tmp_path / "rules"), "--out", str(tmp_path)])
     [store] = stores
     assert store.startswith("sqlite://") and started[0] == ("maple", 1, "sqlite")
     with sqlite3.connect(store[len("sqlite://"):]) as db:
@@ -268,7 +275,15 @@ def test_by_id_from_a_sqlite_store_of_the_month(four_cores, monkeypatch, tmp_pat
     requests = [pb.DecideRequest.FromString(b) for b in sent["c1"]]
     assert {r.customer_id for r in requests} == stored and len(requests) == len(stored)
     assert not any(r.profile_json or r.HasField("profile") for r in requests)
-    assert _report(tmp_path)["profile_store"] == "sqlite"
+    report = _report(tmp_path)
+    assert report["profile_store"] == "sqlite"
+    assert report["profile_cache"] == {"c1": {"hit": 30, "miss": 30, "stale": 0, "prefetched": 0, "hit_share": 0.5}}
+
+
+def test_the_cache_s_hit_share_leaves_out_what_a_batch_fetched_ahead():
+    assert loadgen.cache_hit_share({"hit": 70.0, "miss": 20.0, "stale": 10.0, "prefetched": 30.0}) == {
+        "hit": 70, "miss": 20, "stale": 10, "prefetched": 30, "hit_share": 0.4}
+    assert loadgen.cache_hit_share({"hit": 0.0, "miss": 0.0})["hit_share"] is None
 
 
 @pytest.mark.parametrize("argv", [["--profile-store", "sqlite"],

@@ -252,3 +252,24 @@ def test_decide_batch_counts_through_the_servicer_in_one_call():
             return None
     DecisionServicer(Decider(), _metrics_on_result(Metrics))._decide_batch([object()] * 3, Context())
     assert calls == [("many", 3)]
+
+
+def test_a_profile_cache_s_reads_are_exported_as_they_grow():
+    """Recorder.profile_reads: maple_profile_cache_reads_total by result is
+    what CachedStore.reads grew by, each result shown from the start."""
+    from engine.profiles.cache import READ_RESULTS
+    registry = CollectorRegistry()
+    recorder = m.Recorder(*metric_set(registry, "r"))
+    counter = Counter("p_reads", "p", ["result"], registry=registry)
+    reads = [5, 1, 0, 0]                        # counted before the metrics were wired: not exported
+    recorder.profile_reads(reads, counter)
+    assert exposition(registry, "p_") == {f'X{"reads_total"}{{result="{r}"}}': 0.0 for r in READ_RESULTS}
+    reads[0] += 3
+    reads[3] += 2
+    recorder.flush()
+    reads[1] += 1
+    recorder.flush()
+    recorder.flush()
+    assert exposition(registry, "p_") == {'Xreads_total{result="hit"}': 3.0, 'Xreads_total{result="miss"}': 1.0,
+                                          'Xreads_total{result="stale"}': 0.0,
+                                          'Xreads_total{result="prefetched"}': 2.0}
