@@ -86,6 +86,8 @@ STAGES = {
     "decide_stored": "Decider.decide by customer id, the profile from the store's cache (a fresh hit)",
     "served_stored": "the whole Decide as served by customer id, the profile from the store's cache",
     "batch_stored": "DecideBatch as served by customer id, batches of 100, per decision (profiles cached)",
+    "served_miss": "the whole Decide as served by customer id, the profile read from a SQLite store (a cache "
+                   "miss: what most Decides by id are at the default 1 s ttl)",
 }
 
 
@@ -160,6 +162,15 @@ def _stage_calls(stage: str, customers: int):
     for q in queries_by_id:
         held.lookup(q.customer_id, None, None)
     stored_servicer = DecisionServicer(stored)
+    raw_miss, miss_servicer = [], None
+    if stage == "served_miss":      # a SQLite file of what a month of events folds into; nothing cached
+        from bench.loadgen import store_ids
+        tmp = Path(tempfile.mkdtemp(prefix="maple-decide-cost-"))
+        ids = bench_profiles.sqlite_store_of_month(tmp / "profiles.db", 10 * customers, customers,
+                                                   bench_profiles.NOW, store_ids(str(ROOT / "rules")))
+        missing = StoredProfiles.open(f"sqlite://{tmp / 'profiles.db'}", cache_ttl=0.0)
+        miss_servicer = DecisionServicer(Decider(holder, missing, stores))
+        raw_miss = bench_profiles.decide_requests([{"customer_id": c} for c in ids], by_id=True)
     settle_heap()
     parse = pb.DecideRequest.FromString
     read = wire.decide_request
@@ -181,6 +192,7 @@ def _stage_calls(stage: str, customers: int):
         "served_stored": (lambda b: stored_servicer.decide_bytes(read(b), ctx), raw_by_id),
         "batch_stored": (lambda b: stored_servicer.decide_batch_bytes(wire.batch_request(b), ctx),
                          bench_profiles.batch_requests(raw_by_id, 100)),
+        "served_miss": (lambda b: miss_servicer.decide_bytes(read(b), ctx), raw_miss),
     }
     fn, inputs = table[stage]
     for x in inputs:

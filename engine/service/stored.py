@@ -106,6 +106,13 @@ class StoredProfiles:
         if hit is not STALE:
             return ProfileLookup(refresh(hit, now, self.fold_config) if hit is not None and now is not None
                                  else hit)
+        return self.read_lookup(customer_id, now)
+
+    def read_lookup(self, customer_id, now: float | None) -> ProfileLookup:
+        """:meth:`lookup` without its lock-free first look at the cache: what
+        the compiled Decide calls when its own look (``_decide.stored_hit``)
+        found nothing fresh.  ``CachedStore.read`` looks again, under its
+        lock, and answers as ``lookup`` would have."""
         read = self.cache.read(customer_id)
         profile = read.profile
         if read.degraded and profile is None:

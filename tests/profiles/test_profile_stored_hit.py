@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.profiles import open_store
 from engine.profiles.cache import STALE
+from engine.profiles.store import encode
 from engine.profiles.fold import DEFAULT_CONFIG, FoldConfig, lifecycle, refresh
 from engine.ruleset import load
 from engine.service import _decide
@@ -246,3 +247,43 @@ def test_a_profile_the_refresh_cannot_read_is_the_python_path_s_degraded_answer(
             DecideQuery(customer_id="C9", context=RequestContext(channel="web", timestamp=NOW)))
         assert result.degraded and "profile store failed: KeyError" in result.degraded_reason
         assert result.profile_status == ProfileStatus.UNAVAILABLE
+
+
+@pytest.mark.parametrize("snapshot", [None, {"sizes": {"t-shirts": "S"}}])
+def test_a_decide_that_misses_is_the_python_path_s_through_an_outage(sqlite_url, reference_rules, snapshot, caplog):
+    """The compiled miss (``_decide._stored_read``, after ``stored_hit``
+    found nothing fresh) answers as ``Decider._profile`` does in each state
+    the store and the entry can be in: read from the store, an expired
+    entry while the store is down (STORED, degraded, its age said), nothing
+    held while it is down (UNAVAILABLE), a profile the refresh cannot read
+    (UNAVAILABLE, the failure named), and the store back."""
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        _history(store)
+        odd = encode({"customer_id": "C9", "orders_count": 2, "last_purchase_at": NOW - DAY})
+        store.get_encoded = lambda cid, real=store.get_encoded: odd if cid == "C9" else real(cid)
+        answers, counted = {}, {}
+        for name, kind in (("fast", StoredProfiles), ("slow", ReferenceProfiles)):
+            switch, clock = Switchable(store), FakeClock()
+            profiles = kind(switch, cache_ttl=1.0, retry_after=5.0)
+            profiles.cache.clock = clock
+            decider = Decider(reference_rules, profiles)
+            context = RequestContext(channel="web", page="product", category="t-shirts", sku="TEE-001",
+                                     timestamp=NOW)
+            ask = lambda cid: decider.decide(DecideQuery(customer_id=cid, profile=snapshot, context=context))
+            seen = [ask(c) for c in ("C1", "C2", "C4", "C9")]          # read from the store (C9 fails to refresh)
+            clock.advance(1.5)
+            switch.down = True
+            seen += [ask(c) for c in ("C1", "C3", "C4")]               # expired, never held, a known miss expired
+            clock.advance(5.0)
+            switch.down = False
+            seen += [ask(c) for c in ("C1", "C3")]                     # the store answers again
+            answers[name], counted[name] = seen, list(profiles.cache.reads)
+        assert answers["fast"] == answers["slow"] and counted["fast"] == counted["slow"]
+        by = answers["fast"]
+        assert [r.profile_status for r in by[:4]] == [ProfileStatus.STORED, ProfileStatus.STORED,
+                                                     ProfileStatus.SNAPSHOT if snapshot else
+                                                     ProfileStatus.UNKNOWN_CUSTOMER, ProfileStatus.UNAVAILABLE]
+        assert "profile store failed: KeyError" in by[3].degraded_reason
+        assert by[4].profile_status == ProfileStatus.STORED and "using a cached profile 1.5 s old" in by[4].degraded_reason
+        assert by[5].profile_status == ProfileStatus.UNAVAILABLE and "profile store unavailable" in by[5].degraded_reason
+        assert not any(r.degraded for r in by[7:])
