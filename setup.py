@@ -94,6 +94,8 @@ def extensions():
                       extra_compile_args=flags),
             Extension("engine.service._assemble", ["engine/service/_assemble.pyx"], define_macros=macros,
                       extra_compile_args=flags),
+            Extension("engine.server._recording", ["engine/server/_recording.pyx"], define_macros=macros,
+                      extra_compile_args=flags),
             Extension("engine.service._decide", ["engine/service/_decide.pyx"], define_macros=macros,
                       extra_compile_args=flags),
             Extension("engine.profiles._fastpaths", ["engine/profiles/_fastpaths.pyx"], define_macros=macros,

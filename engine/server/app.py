@@ -43,6 +43,7 @@ from .pb.maple.v1 import events_pb2 as epb
 from .inventory_servicer import INVENTORY_SERVICE, InventoryServicer, inventory_handler
 from .events import EventsServicer
 from . import nesting, wire
+from ._recording import RawUnary
 from .servicers import AdminServicer, DecisionServicer
 from .status import abort as abort_with
 
@@ -95,25 +96,10 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide
     request's bytes to the response, is also recorded as a Decide's
     (maple_decide_seconds)."""
     parse = parse or request_cls.FromString
-    perf = time.perf_counter
     what = request_cls.DESCRIPTOR.full_name
-
-    def handle(raw: bytes, context):
-        t0 = perf()
-        code = "OK"
-        try:
-            try:
-                request = parse(raw)
-            except Exception as err:              # DecodeError, recursion limit, bad UTF-8
-                request = _unparsed(raw, err, on_parse_error, context, what)
-            return method(request, context)
-        except BaseException:
-            c = context.code()
-            code = c.name if isinstance(c, grpc.StatusCode) else "INTERNAL"
-            raise
-        finally:
-            if recorder is not None:
-                recorder.request(rpc, code, perf() - t0, decide and code == "OK")
+    # compiled (engine/server/_recording.pyx): parse, call, and record the status and the time
+    handle = RawUnary(rpc, parse, method, recorder.request if recorder is not None else None, decide,
+                      lambda raw, err, context: _unparsed(raw, err, on_parse_error, context, what), grpc.StatusCode)
 
     # response_cls None: the method returns the response's wire bytes itself
     serialize = response_cls.SerializeToString if response_cls is not None else None

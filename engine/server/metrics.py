@@ -13,17 +13,21 @@ supervisor of several workers reads), and when a server drains.  Recording
 them one by one through prometheus-client cost ~51,000 instructions per
 Decide (two histograms, five counters, each behind its own lock): a fifth
 of the whole Decide.  Batched, the two calls a Decide makes (``request``
-with ``decide=True``, ``decided``) cost a few thousand.
+with ``decide=True``, ``decided``) cost a few thousand; compiled
+(:class:`~engine.server._recording.Counts`, with ``app.raw_unary``'s
+handler), the handler and both calls add ~4,300 instructions to a Decide
+(``python -m bench.decide_cost --stages served,handled``; ~12,300 in
+Python).
 """
 from __future__ import annotations
 
 import os
 import threading
-from bisect import bisect_left
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from ..profiles.cache import READ_RESULTS
+from ._recording import Counts, Timings
 from ..service.model import ItemError
 
 _MULTI = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
@@ -87,17 +91,6 @@ PROFILE_READS = Counter("maple_profile_cache_reads",
 ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
 
 
-class _Timings:
-    """A histogram's observations since the last flush: their sum and how
-    many fell in each bucket (prometheus-client's buckets: the first upper
-    bound >= the value)."""
-    __slots__ = ("sum", "buckets")
-
-    def __init__(self, n: int):
-        self.sum = 0.0
-        self.buckets = [0] * n
-
-
 class Recorder:
     """Per process: the hot path's metrics, batched (see the module doc).
 
@@ -110,11 +103,13 @@ class Recorder:
         self._metrics = (requests or REQUESTS, request_seconds or REQUEST_SECONDS,
                          decide_seconds or DECIDE_SECONDS, decisions or DECISIONS, degraded or DEGRADED)
         self._bounds = tuple(buckets) + (float("inf"),)
-        self._lock = threading.Lock()
-        self._requests: dict = {}           # (rpc, code) -> _Timings
-        self._decide = _Timings(len(self._bounds))
-        self._answers: dict = {}            # a Decide's decided_by -> count (split at the flush)
-        self._degraded = 0
+        self._lock = threading.Lock()       # the flusher's start, the profile cache's reads
+        # the hot path, compiled (engine/server/_recording.pyx): (rpc, code) -> Timings, Decide's
+        # Timings, a Decide's decided_by -> count (split at the flush), degraded answers
+        self._counts = Counts(self._bounds, on_first=self._start_flusher, item_error=ItemError)
+        self.request = self._counts.request
+        self.decided = self._counts.decided
+        self.decided_results = self._counts.decided_results
         self._children: dict = {}           # labelled children, made once
         self._inflight: dict = {}
         self._version: str | None = None
@@ -124,55 +119,8 @@ class Recorder:
         self._reads_flushed: list = []
         self._read_counter = PROFILE_READS
 
-    # -- the hot path
-    def request(self, rpc: str, code: str, seconds: float, decide: bool = False) -> None:
-        """An RPC answered with ``code`` in ``seconds``; ``decide``: the same
-        time is also a Decide's (maple_decide_seconds), under the same lock."""
-        i = bisect_left(self._bounds, seconds)
-        with self._lock:
-            t = self._requests.get((rpc, code))
-            if t is None:
-                t = self._requests[(rpc, code)] = _Timings(len(self._bounds))
-            t.sum += seconds
-            t.buckets[i] += 1
-            if decide:
-                t = self._decide
-                t.sum += seconds
-                t.buckets[i] += 1
-        if self._flusher is None:
-            self._start_flusher()
-
-    def decided(self, decided_by, degraded: bool = False) -> None:
-        """A Decide's answers: ``decided_by`` is its (decision, rule or None)
-        pairs.  Counted whole (one dict update; a pack's rules make few
-        distinct answers) and split per decision at the flush."""
-        if type(decided_by) is not tuple:
-            decided_by = tuple(decided_by)
-        with self._lock:
-            answers = self._answers
-            answers[decided_by] = answers.get(decided_by, 0) + 1
-            if degraded:
-                self._degraded += 1
-
-    def decided_results(self, results) -> None:
-        """:meth:`decided` for each result of a batch, under one lock; a
-        batch item's ItemError is skipped."""
-        counts: dict = {}
-        degraded = 0
-        for r in results:
-            if isinstance(r, ItemError):
-                continue
-            decided_by = r.decided_by
-            if type(decided_by) is not tuple:
-                decided_by = tuple(decided_by)
-            counts[decided_by] = counts.get(decided_by, 0) + 1
-            if r.degraded:
-                degraded += 1
-        with self._lock:
-            answers = self._answers
-            for decided_by, n in counts.items():
-                answers[decided_by] = answers.get(decided_by, 0) + n
-            self._degraded += degraded
+    # -- the hot path: request(rpc, code, seconds, decide=False), decided(decided_by, degraded=False) and
+    # decided_results(results) are Counts' methods (set in __init__; see engine/server/_recording.pyx)
 
     def profile_reads(self, reads: list, counter=None) -> None:
         """Export a profile cache's read counts (``CachedStore.reads``, which
@@ -189,12 +137,8 @@ class Recorder:
     # -- into prometheus-client
     def flush(self) -> None:
         """Move what was recorded since the last flush into the metrics."""
-        n = len(self._bounds)
+        requests, decide, answers, degraded = self._counts.take()
         with self._lock:
-            requests, self._requests = self._requests, {}
-            decide, self._decide = self._decide, _Timings(n)
-            answers, self._answers = self._answers, {}
-            degraded, self._degraded = self._degraded, 0
             reads = ()
             if self._reads is not None:
                 now = list(self._reads)
@@ -251,7 +195,7 @@ class Recorder:
         self._version = version
 
 
-def _add(histogram, t: _Timings) -> None:
+def _add(histogram, t: Timings) -> None:
     """What ``histogram.observe`` would have done for each observation in
     ``t`` (prometheus-client keeps a sum and per-bucket counts; the tests
     hold the exposition equal to observing one by one)."""

@@ -273,3 +273,63 @@ def test_a_profile_cache_s_reads_are_exported_as_they_grow():
     assert exposition(registry, "p_") == {'Xreads_total{result="hit"}': 3.0, 'Xreads_total{result="miss"}': 1.0,
                                           'Xreads_total{result="stale"}': 0.0,
                                           'Xreads_total{result="prefetched"}': 2.0}
+
+
+def test_the_compiled_handler_records_each_outcome_s_status_and_time():
+    """engine.server._recording.RawUnary (app.raw_unary's handler): the
+    status gRPC will send and the time from the bytes to the answer, for an
+    answer, a method that set a status and raised, one that just raised
+    (INTERNAL), and bytes the parser refused (the unparsed path's answer)."""
+    import grpc
+    import pytest
+    from engine.server._recording import RawUnary
+    recorded = []
+
+    class Context:
+        status = None
+
+        def code(self):
+            return self.status
+
+    def method(request, context):
+        if request == "boom":
+            raise RuntimeError("a bug")
+        if request == "refused":
+            context.status = grpc.StatusCode.INVALID_ARGUMENT
+            raise RuntimeError("aborted")
+        return b"answer to " + request.encode()
+
+    def parse(raw):
+        if raw == b"garbage":
+            raise ValueError("not a message")
+        return raw.decode()
+
+    unparsed = lambda raw, err, context: "parsed after all" if raw == b"garbage" else None  # noqa: E731
+    handle = RawUnary("Decide", parse, method, lambda *a: recorded.append(a), True, unparsed, grpc.StatusCode)
+    import time
+    before = time.perf_counter()
+    assert handle(b"hi", Context()) == b"answer to hi"
+    outside = time.perf_counter() - before           # the handler's interval lies inside this one
+    assert 0 <= recorded[0][2] <= outside
+    assert handle(b"garbage", Context()) == b"answer to parsed after all"
+    for raw in (b"refused", b"boom"):
+        with pytest.raises(RuntimeError):
+            handle(raw, Context())
+    assert [(rpc, code, decide) for rpc, code, _, decide in recorded] == [
+        ("Decide", "OK", True), ("Decide", "OK", True), ("Decide", "INVALID_ARGUMENT", False),
+        ("Decide", "INTERNAL", False)]
+    assert all(type(seconds) is float and seconds >= 0 for _, _, seconds, _ in recorded)
+    quiet = RawUnary("Decide", parse, method, None, True, unparsed, grpc.StatusCode)   # no recorder: no metrics
+    assert quiet(b"hi", Context()) == b"answer to hi"
+
+
+def test_the_flusher_starts_once_at_the_first_request():
+    recorder = m.Recorder(*metric_set(CollectorRegistry(), "f"), flush_seconds=3600)
+    assert recorder._flusher is None
+    recorder.decided((("homepage_category", "vip"),))       # answers alone do not start it
+    assert recorder._flusher is None
+    recorder.request("Decide", "OK", 0.0001, True)
+    flusher = recorder._flusher
+    assert flusher is not None and flusher.is_alive()
+    recorder.request("Decide", "OK", 0.0001, True)
+    assert recorder._flusher is flusher
