@@ -349,24 +349,31 @@ def default_pack() -> str:
 
 
 # ---------------------------------------------------------------- server-side histogram
-def scrape_decide_buckets(metrics_port: int | None) -> dict[float, float] | None:
+def scrape(metrics_port: int | None) -> str | None:
+    """The server's /metrics text, or None without a metrics port."""
     if metrics_port is None:
         return None
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
+        return r.read().decode()
+
+
+def scrape_decide_buckets(metrics_port: int | None, text: str | None = None) -> dict[float, float] | None:
+    """maple_decide_seconds' buckets, from ``text`` (a scrape) or scraped now."""
+    text = text if text is not None else scrape(metrics_port)
+    if text is None:
+        return None
     buckets = {}
     for m in re.finditer(r'^maple_decide_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
         buckets[float(m.group(1))] = float(m.group(2))
     return buckets
 
 
-def scrape_cache_reads(metrics_port: int | None) -> dict[str, float] | None:
-    """maple_profile_cache_reads_total by result, or None (no metrics, or a
-    server whose profiles are not behind a cache: no store, a jsonl: file)."""
-    if metrics_port is None:
+def cache_reads(text: str | None) -> dict[str, float] | None:
+    """maple_profile_cache_reads_total by result in a scrape, or None (no
+    metrics, or a server whose profiles are not behind a cache: no store, a
+    jsonl: file)."""
+    if text is None:
         return None
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
-        text = r.read().decode()
     reads = {m.group(1): float(m.group(2))
              for m in re.finditer(r'^maple_profile_cache_reads_total\{result="(\w+)"\} (\S+)$', text, re.M)}
     return reads or None
@@ -668,10 +675,12 @@ def main(argv=None) -> int:
                         parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
                                                        server_workers=echo_workers))
                         continue
-                    before, reads_before = scrape_decide_buckets(metrics_port), scrape_cache_reads(metrics_port)
+                    text = scrape(metrics_port)
+                    before, reads_before = scrape_decide_buckets(metrics_port, text), cache_reads(text)
                     parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
                                                      server_workers=decide_workers))
-                    after, reads_after = scrape_decide_buckets(metrics_port), scrape_cache_reads(metrics_port)
+                    text = scrape(metrics_port)
+                    after, reads_after = scrape_decide_buckets(metrics_port, text), cache_reads(text)
                     if before is not None and after:
                         add_buckets(decide_buckets, before, after)
                     if reads_before is not None and reads_after:
