@@ -5,7 +5,6 @@ both stores, Redis stopped mid-run, and two servers sharing one Redis."""
 from __future__ import annotations
 
 import re
-
 import signal
 import sys
 import time
