@@ -45,6 +45,7 @@ bench/README.md, "Cold caches".
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import os
 import re
@@ -169,8 +170,11 @@ def _stage_calls(stage: str, customers: int):
         ids = bench_profiles.sqlite_store_of_month(tmp / "profiles.db", 10 * customers, customers,
                                                    bench_profiles.NOW, store_ids(str(ROOT / "rules")))
         missing = StoredProfiles.open(f"sqlite://{tmp / 'profiles.db'}", cache_ttl=0.0)
+        atexit.register(shutil.rmtree, tmp, True)
+        atexit.register(missing.close)      # (registered last: runs first)
         miss_servicer = DecisionServicer(Decider(holder, missing, stores))
         raw_miss = bench_profiles.decide_requests([{"customer_id": c} for c in ids], by_id=True)
+        raw_miss = [raw_miss[i % len(raw_miss)] for i in range(customers)]     # per call: measure() divides by it
     settle_heap()
     parse = pb.DecideRequest.FromString
     read = wire.decide_request

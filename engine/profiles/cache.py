@@ -44,9 +44,11 @@ counted once by where its answer came from.  ``hit``: a fresh entry (a
 known miss included), the store not asked; ``miss``: the store was asked
 (:meth:`read`'s fetch); ``stale``: the store is down, or failed this read,
 and the answer is an expired entry or nothing (degraded).  ``prefetched``
-counts the ids :meth:`prefetch` fetched for a DecideBatch; its items are
-then read from fresh entries and counted as hits, so the share of reads
-the store was spared is ``(hit - prefetched) / (hit + miss + stale)``.
+counts the ids :meth:`prefetch` fetched and cached for a DecideBatch; its
+items are then read from fresh entries and counted as hits, so the share
+of reads the store was spared is ``(hit - prefetched) / (hit + miss +
+stale)`` (a little low when batch items were refused before reading their
+profile: their ids were fetched, not read).
 The counts are kept without a lock where the read takes none
 (:meth:`fresh`, the compiled Decide's ``stored_hit``): a figure for a
 ratio, not an audit.
@@ -237,6 +239,10 @@ class CachedStore:
                 answer = self._fallback(self._entries.get(customer_id), now)
             self._log_down(started, str(err))
             return answer
+        except BaseException:           # e.g. a stored profile that does not decode: the store was asked
+            with self._lock:
+                reads[MISS] += 1
+            raise
         with self._lock:
             reads[MISS] += 1
             was_down = None
@@ -299,9 +305,9 @@ class CachedStore:
         if self._encoded_reads:
             found = {cid: None if raw is None else decode(raw) for cid, raw in encoded.items()}
         with self._lock:
-            self.reads[PREFETCHED] += len(missing)
             was_down = self._mark_up(now)
             if generation == self._generation:          # no write of this process raced the read
+                self.reads[PREFETCHED] += len(missing)
                 for cid in missing:
                     self._entries.put(cid, found.get(cid), now, encoded.get(cid))
             self._entries.settle(now - self.ttl)

@@ -77,6 +77,8 @@ cdef class Counts:
 
     def __cinit__(self, bounds, on_first=None, item_error=None):
         bounds = [float(b) for b in bounds]
+        if not bounds or bounds[len(bounds) - 1] != float("inf"):     # (no negative index: wraparound is off)
+            bounds.append(float("inf"))     # every value falls in a bucket (the counts are indexed unchecked)
         self.nb = len(bounds)
         self.bounds = <double *> calloc(max(self.nb, 1), sizeof(double))
         self.lock = PyThread_allocate_lock()

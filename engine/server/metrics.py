@@ -127,12 +127,15 @@ class Recorder:
         it keeps itself: nothing is recorded per request here) as
         ``maple_profile_cache_reads_total``, what they grew by at each
         flush.  Every result is shown from the start, at 0."""
+        if self._reads is not None:
+            self.flush()                    # what the previous source counted is exported first
         if counter is not None:
             self._read_counter = counter
+        counter = self._read_counter
         with self._lock:
             self._reads, self._reads_flushed = reads, list(reads)
         for result in READ_RESULTS:
-            self._child(("p", result), lambda: self._read_counter.labels(result))
+            self._child(("p", id(counter), result), lambda: counter.labels(result))
 
     # -- into prometheus-client
     def flush(self) -> None:
@@ -159,8 +162,9 @@ class Recorder:
             self._child(("d",) + key, lambda: decision_counter.labels(key[0], key[1] or "(none)")).inc(count)
         if degraded:
             degraded_counter.inc(degraded)
+        counter = self._read_counter
         for result, grew in reads:
-            self._child(("p", result), lambda: self._read_counter.labels(result)).inc(grew)
+            self._child(("p", id(counter), result), lambda: counter.labels(result)).inc(grew)
 
     def _child(self, key, make):
         c = self._children.get(key)

@@ -460,7 +460,7 @@ cpdef object stored_hit(profiles, str customer_id, now):
     if type(held) is not dict:              # a known miss, or a profile held encoded
         return None
     profile = refresh(held, now, profiles.fold_config)
-    reads = <list> cache.reads              # CachedStore.reads[HIT] (no GIL switch in between)
+    reads = <list?> cache.reads             # CachedStore.reads[HIT] (no GIL switch in between)
     reads[0] += 1
     return profile
 

@@ -484,3 +484,23 @@ def test_each_read_is_counted_once_by_where_its_answer_came_from(sqlite_store):
     cache.apply([ev("page_view", T0 + 1, cid="A")])       # a write drops the entry: the next read asks
     cache.read("A")
     assert reads() == {"hit": 7, "miss": 3, "stale": 2, "prefetched": 3}
+
+
+def test_a_read_that_fails_past_the_store_is_a_miss_and_a_raced_prefetch_counts_nothing(sqlite_store):
+    """A stored profile that does not decode: the store was asked, so the
+    read counts as a miss though it raises.  A prefetch that a write of
+    this process raced caches nothing, so it counts nothing: its items
+    then read the store themselves (misses)."""
+    from engine.profiles.cache import MISS, PREFETCHED, STALE
+    cache = CachedStore(sqlite_store, clock=FakeClock())
+    cache.apply([ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B")])
+    real = sqlite_store.get_encoded
+    sqlite_store.get_encoded = lambda cid: b"\xc1" if cid == "A" else real(cid)     # 0xc1: never valid msgpack
+    with pytest.raises(Exception):
+        cache.read("A")
+    assert cache.reads[MISS] == 1
+    sqlite_store.during = lambda: cache.apply([ev("page_view", T0 + 1, cid="B")])
+    assert cache.prefetch(["B", "C"]) == 2
+    assert cache.reads[PREFETCHED] == 0 and cache.fresh("B") is STALE
+    sqlite_store.during = None
+    assert cache.prefetch(["B", "C"]) == 2 and cache.reads[PREFETCHED] == 2

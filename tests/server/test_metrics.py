@@ -333,3 +333,26 @@ def test_the_flusher_starts_once_at_the_first_request():
     assert flusher is not None and flusher.is_alive()
     recorder.request("Decide", "OK", 0.0001, True)
     assert recorder._flusher is flusher
+
+
+def test_bounds_without_infinity_still_give_every_value_a_bucket():
+    from engine.server._recording import Counts
+    counts = Counts([0.001, 0.01])          # +Inf added: a value past the last bound has a bucket
+    counts.request("Decide", "OK", 5.0, True)
+    requests, decide, _, _ = counts.take()
+    assert decide.buckets == [0, 0, 1] and requests[("Decide", "OK")].buckets == [0, 0, 1]
+
+
+def test_a_second_cache_s_reads_take_over_after_the_first_s_are_exported():
+    registry = CollectorRegistry()
+    recorder = m.Recorder(*metric_set(registry, "w"))
+    first, second = Counter("w1_reads", "a", ["result"], registry=registry), Counter(
+        "w2_reads", "b", ["result"], registry=registry)
+    old, new = [0, 0, 0, 0], [7, 0, 0, 0]
+    recorder.profile_reads(old, first)
+    old[1] += 2                                 # counted before the rewiring: exported to the first
+    recorder.profile_reads(new, second)
+    new[0] += 1
+    recorder.flush()
+    assert exposition(registry, "w1_")['Xreads_total{result="miss"}'] == 2.0
+    assert exposition(registry, "w2_")['Xreads_total{result="hit"}'] == 1.0
