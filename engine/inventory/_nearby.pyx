@@ -24,6 +24,7 @@ under the GIL with no Python call between the writes that belong
 together, and read likewise, so a reader sees a zone's (or a store's)
 entry whole, from before or after a refill.
 """
+from .._sorted cimport first_at_or_above
 from libc.math cimport M_PI, floor
 from engine.eval._geo cimport haversine_km
 from libc.stdlib cimport malloc, calloc, free
@@ -182,14 +183,7 @@ cdef class ItemIndex:
 
     cdef int _first_at_or_above(self, double lo_lat) noexcept:
         """The first store (by latitude) at or above ``lo_lat``: a binary search."""
-        cdef int lo = 0, hi = self.n, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self.lat[mid] < lo_lat:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return first_at_or_above(self.lat, self.n, lo_lat)
 
     def within(self, double lat, double lon, double radius_km, long long min_quantity):
         """[(distance km, store id, quantity)] of the stores within the radius

@@ -22,6 +22,7 @@ servers (tests/server/test_integration.py and others).
 from cpython.pythread cimport (NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
                                PyThread_free_lock, PyThread_release_lock, PyThread_type_lock)
 from libc.stdlib cimport calloc, free
+from .._sorted cimport first_at_or_above
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 
@@ -107,14 +108,7 @@ cdef class Counts:
 
     cdef inline int _bucket(self, double x):
         """bisect.bisect_left(bounds, x), as prometheus-client's observe."""
-        cdef int lo = 0, hi = self.nb, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self.bounds[mid] < x:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        return first_at_or_above(self.bounds, self.nb, x)
 
     cdef inline void _started(self) except *:
         if self.on_first is not None:
