@@ -117,10 +117,14 @@ profiles = st.fixed_dictionaries({}, optional={
 })
 
 
+#: which decisions a request asks for: all (None), or a subset of the odd pack's names
+decision_names = st.none() | st.sets(st.sampled_from(["homepage_category", "prefill_size", "next_best_offer",
+                                                      "nearby_stores", "hero", "extras", "shape"]), min_size=1)
+
+
 @settings(max_examples=300, deadline=None)
 @given(profile=profiles, customer=st.integers(0, 10_000),
-       decisions=st.none() | st.sets(st.sampled_from(["homepage_category", "prefill_size", "next_best_offer",
-                                                      "nearby_stores", "hero", "extras", "shape"]), min_size=1))
+       decisions=decision_names)
 def test_other_shapes_of_the_typed_names_and_generic_decisions(profile, customer, decisions):
     rs, plan = odd_pack()
     assert_same(rs, plan, profile, {"channel": "web"}, 1_700_000_000.0, f"c{customer}", decisions)

@@ -34,7 +34,7 @@ from engine.ruleset import build
 from engine.source import SourceFile
 from tests.conftest import TEST_SCHEMA
 
-from .test_assemble import odd_pack, profiles
+from .test_assemble import decision_names, odd_pack, profiles
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_796_300_000.0          # a Thursday afternoon in December 2026: stores open
@@ -109,8 +109,7 @@ def test_a_degraded_answer(reference):
 
 @settings(max_examples=300, deadline=None)
 @given(profile=profiles, customer=st.integers(0, 10_000),
-       decisions=st.none() | st.sets(st.sampled_from(["homepage_category", "prefill_size", "next_best_offer",
-                                                      "nearby_stores", "hero", "extras", "shape"]), min_size=1))
+       decisions=decision_names)
 def test_every_way_through_the_plan(profile, customer, decisions):
     rs, _ = odd_pack()
     decider = Decider(RulesetHolder(rs), clock=lambda: NOW)
