@@ -15,6 +15,13 @@ store is down.
   the staleness bound, and it holds with any number of replicas on Redis.
   (A fetch that races a local write is not cached: a generation counter
   drops it.)
+* **Unless the store has a change feed** (SQLite: every process writing
+  the file feeds it, see ``sqlite_store.FEED``): then :meth:`sync`, run
+  every quarter ``ttl`` by :meth:`start_sync`'s thread, drops the entries
+  of what other processes changed, and an entry stays valid until it is
+  changed, for as long as the last sync is younger than ``ttl``: the same
+  staleness bound, with entries living past one ``ttl``.  A sync that
+  fails, or stops, leaves the entries to expire as without a feed.
 * **Store down** (:class:`~.store.StoreUnavailable`): reads are answered from
   the cache, expired entries included, marked ``degraded`` with the reason;
   a customer not in the cache reads as missing (so decisions use defaults),
@@ -37,6 +44,10 @@ so each fetch also re-holds the decoded profiles fetched more than ``ttl``
 ago as their encoded bytes (:meth:`_Entries.settle`), which the collector
 does not track; the fallback decodes them again.  Decoded entries are thus
 bounded by the fetches of one ``ttl`` (and by ``maxsize``).
+
+With a change feed, an entry held encoded still answers while valid: it
+is decoded for each read (msgpack's ~3 µs), which still spares the store's
+read.
 
 **How often the cache answers** (:attr:`CachedStore.reads`, what
 ``maple_profile_cache_reads_total`` exports): each read for a decision is
@@ -210,6 +221,18 @@ class CachedStore:
         #: reads by result, indexed by HIT, MISS, STALE_READ, PREFETCHED (see the module docstring);
         #: one list, its items replaced, so a reader may hold it (the compiled stored_hit counts here too)
         self.reads = [0, 0, 0, 0]
+        # the change feed (sync): entries fetched after _feed_since (strictly: a fetch
+        # at the same clock reading may have raced the sync) are valid until
+        # _feed_until (the last sync's start + ttl) unless a sync dropped them
+        self._feed_position: int | None = None
+        self._feed_since = float("inf")
+        self._feed_until = float("-inf")
+        self._sync_stop: threading.Event | None = None
+        self._sync_thread: threading.Thread | None = None
+        #: entries the change feed dropped (another process changed them), and
+        #: the times the feed had been pruned past this cache (all entries dropped)
+        self.feed_drops = 0
+        self.feed_losses = 0
 
     # -- reads
     def read(self, customer_id) -> ProfileRead:
@@ -223,7 +246,8 @@ class CachedStore:
         with self._lock:
             table = entries.table
             cached = table.get(customer_id) if table is not None else entries.get(customer_id)
-            if cached is not None and now - cached[1] < self.ttl:
+            if cached is not None and (now - cached[1] < self.ttl
+                                       or (cached[1] > self._feed_since and now < self._feed_until)):
                 reads[HIT] += 1
                 return self._from_cache(cached, now, fresh=True)
             if self._down_until is not None and now < self._down_until:
@@ -287,8 +311,8 @@ class CachedStore:
             if self._down_until is not None and now < self._down_until:
                 return 0
             entries = self._entries
-            missing = [c for c in dict.fromkeys(customer_ids)
-                       if (hit := entries.get(c)) is None or not now - hit[1] < self.ttl]
+            missing = [c for c in dict.fromkeys(customer_ids) if (hit := entries.get(c)) is None
+                       or not (now - hit[1] < self.ttl or (hit[1] > self._feed_since and now < self._feed_until))]
             generation = self._generation
         if not missing:
             return 0
@@ -325,12 +349,16 @@ class CachedStore:
         writer replaces whole values.  A read racing an invalidation may
         return the entry just dropped, as it would have a moment earlier;
         one racing :meth:`_Entries.put` (the entry briefly absent) answers
-        STALE and :meth:`read` takes the lock."""
+        STALE and :meth:`read` takes the lock.  (The feed's two times are
+        read separately: a sync moving them between the reads vouches for an
+        entry by one of the two syncs, each of which would have.)"""
         table = self._entries.table
         cached = table.get(customer_id) if table is not None else self._entries.get(customer_id)
-        if cached is not None and self._down_until is None and self.clock() - cached[1] < self.ttl:
-            self.reads[HIT] += 1
-            return _profile(cached[0])
+        if cached is not None and self._down_until is None:
+            now, at = self.clock(), cached[1]
+            if now - at < self.ttl or (at > self._feed_since and now < self._feed_until):
+                self.reads[HIT] += 1
+                return _profile(cached[0])
         return STALE
 
     def _from_cache(self, cached, now: float, fresh: bool) -> ProfileRead:
@@ -379,6 +407,90 @@ class CachedStore:
     def _log_up(self, was_down: float | None) -> None:
         if was_down is not None:
             log.info("profile store %s answers again after %.1f s unavailable", self.store.url, was_down)
+
+    # -- the change feed
+    def sync(self) -> bool:
+        """Read the store's change feed once and drop the entries of what
+        changed since the last read (another process's writes; this
+        process's own were dropped when written).  Then every entry fetched
+        after the first sync stays valid until ``ttl`` after this sync
+        started, unless a later sync drops it.  The first sync, and one
+        that finds the feed pruned past its last read (it had not run for
+        longer than the feed keeps changes), vouches only for entries
+        fetched after it; those held before stay valid for their ``ttl``.  Returns
+        whether the feed was read (False: the store has none, or it did not
+        answer; entries then expire after ``ttl`` as without a feed).
+
+        Each sync bumps the generation, so a fetch that raced it (its read
+        may predate a change the sync has now passed) is not cached."""
+        store = self.store
+        if not getattr(store, "has_change_feed", False) or self.ttl <= 0:
+            return False
+        started = self.clock()
+        try:
+            feed = store.changes_since(self._feed_position)
+        except StoreUnavailable:
+            return False            # the reads find the outage themselves (and log it)
+        except Exception:
+            log.exception("reading the profile store's change feed failed; cached profiles expire "
+                          "after the ttl until it is read again")
+            return False
+        lost = False
+        with self._lock:
+            self._generation += 1
+            entries = self._entries
+            if feed.complete:
+                drops = 0
+                for key in dict.fromkeys(feed.keys):
+                    kind, _, value = key.partition(":")
+                    target = value if kind == "customer_id" else (kind, value)
+                    if Cache.__contains__(entries, target) or target in entries.keys_of:
+                        drops += 1
+                        entries.drop(target)
+                self.feed_drops += drops
+            else:
+                lost = self._feed_position is not None
+                if lost:
+                    self.feed_losses += 1
+                # what changed before this read is unknown: the entries held now
+                # are valid for their ttl only, those fetched from now on as before
+                self._feed_since = self.clock()
+            self._feed_position = feed.head
+            self._feed_until = started + self.ttl
+        if lost:
+            log.warning("profile cache: the store's change feed was pruned past this cache's last read "
+                        "(it had not synced for longer than the feed keeps changes): the profiles cached "
+                        "until now are kept for the ttl only")
+        return True
+
+    def start_sync(self, every: float | None = None) -> bool:
+        """Run :meth:`sync` now and then every ``every`` seconds (default a
+        quarter of ``ttl``) on a daemon thread, until :meth:`close`.  False
+        (and no thread) when the store has no change feed or ``ttl`` is 0."""
+        if not getattr(self.store, "has_change_feed", False) or self.ttl <= 0 or self._sync_thread is not None:
+            return False
+        period = every if every is not None else self.ttl / 4
+        stop = threading.Event()
+
+        def run() -> None:
+            while True:
+                self.sync()
+                if stop.wait(period):
+                    return
+
+        self._sync_stop = stop
+        self._sync_thread = threading.Thread(target=run, name="maple-profile-feed", daemon=True)
+        self._sync_thread.start()
+        return True
+
+    def stop_sync(self) -> None:
+        """Stop :meth:`start_sync`'s thread (entries then expire after ``ttl``)."""
+        stop, thread = self._sync_stop, self._sync_thread
+        if stop is not None:
+            stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self._sync_stop = self._sync_thread = None
 
     # -- writes
     def apply(self, raw_events: Sequence[Any], now: float | None = None) -> BatchResult:
@@ -430,4 +542,5 @@ class CachedStore:
         return len(self._entries)
 
     def close(self) -> None:
+        self.stop_sync()
         self.store.close()

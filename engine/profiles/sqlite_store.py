@@ -61,9 +61,9 @@ import threading
 from typing import Sequence
 
 from .ingest import Changes, GroupCommit, Ticket, plan
-from .sqlite_writer import Checkpointer, Reader, WriterState, rows as _rows
+from .sqlite_writer import Checkpointer, FeedPruner, Reader, WriterState, rows as _rows
 from . import walbuf
-from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
+from .store import Feed, Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
 
 CACHE_KIB = 64 * 1024        # page cache per connection
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
@@ -116,6 +116,28 @@ INSERT INTO customers (customer_id, profile, updated_at)
 DROP TABLE customers_v1;
 UPDATE meta SET value = 2 WHERE key = 'schema_version';
 """
+
+#: The change feed: one row per key a transaction changed, written by
+#: triggers (so every writer of the file feeds it, whatever its version),
+#: read by each process's profile cache (:meth:`SQLiteStore.changes_since`,
+#: ``CachedStore.sync``) to drop what another process changed, and pruned
+#: by the writers a minute after (:class:`.sqlite_writer.FeedPruner`).
+#: Keys are alias keys: ``customer_id:<id>`` for a profile written or
+#: deleted, ``<kind>:<value>`` for an identifier (re)pointed.  Not part of
+#: the schema version: a file made before it gets it when opened.  ``seq``
+#: is a rowid (the largest + 1); the pruner never deletes the largest, so
+#: numbers are never reused.
+FEED = [
+    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, key TEXT NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS changes_customer_inserted AFTER INSERT ON customers BEGIN "
+    "INSERT INTO changes (key) VALUES ('customer_id:' || NEW.customer_id); END",
+    "CREATE TRIGGER IF NOT EXISTS changes_customer_updated AFTER UPDATE ON customers BEGIN "
+    "INSERT INTO changes (key) VALUES ('customer_id:' || NEW.customer_id); END",
+    "CREATE TRIGGER IF NOT EXISTS changes_customer_deleted AFTER DELETE ON customers BEGIN "
+    "INSERT INTO changes (key) VALUES ('customer_id:' || OLD.customer_id); END",
+    "CREATE TRIGGER IF NOT EXISTS changes_alias_written AFTER INSERT ON aliases BEGIN "
+    "INSERT INTO changes (key) VALUES (NEW.alias); END",
+]
 
 #: Pruning the dedupe table reads it by age (a file made before this index
 #: existed gets it when opened: one scan of the table, once).
@@ -179,6 +201,8 @@ def prepare(db: sqlite3.Connection) -> None:
             raise SchemaError(f"profile store schema version {version}, "
                               f"this Maple reads version {SCHEMA_VERSION}")
         db.execute(EVENTS_BY_APPLIED_AT)         # files made before the index existed
+        for statement in FEED:                   # and before the change feed
+            db.execute(statement)
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -190,6 +214,7 @@ class SQLiteStore(ProfileStore):
     """Profiles in one SQLite file (WAL, synchronous=FULL)."""
 
     keeps_dedupe_rows = True    # they stay until prune_applied deletes them (engine.service.retention)
+    has_change_feed = True      # FEED: every writer's changes, for other processes' caches
 
     def __init__(self, path: str, *, create: bool = True, timeout: float = 10.0,
                  writer_cache: int = WRITER_CACHE, writer_decoded: int = WRITER_DECODED,
@@ -205,6 +230,7 @@ class SQLiteStore(ProfileStore):
         self._read_lock = threading.Lock()
         self._group: GroupCommit[Changes] = GroupCommit(self._commit_group, GROUP_EVENTS)
         self._autocheckpoint = 4 * CHECKPOINT_PAGES if checkpoint_every else CHECKPOINT_PAGES
+        self._feed_pruner = FeedPruner()
         self._vfs = walbuf.vfs() if coalesce_wal else None
         try:
             self._db = self._connect(timeout)
@@ -258,6 +284,7 @@ class SQLiteStore(ProfileStore):
                 db.execute("BEGIN IMMEDIATE")
                 try:
                     state.check(db.execute("PRAGMA data_version").fetchone()[0])
+                    self._feed_pruner.run(db)
                     reader = Reader(db, state)
                     for t in tickets:
                         changes = self._plan_one(reader, t)
@@ -423,6 +450,29 @@ class SQLiteStore(ProfileStore):
             except sqlite3.OperationalError as err:
                 raise StoreUnavailable(f"{self.url}: {err}") from err
         return {cid: blobs.get(moved.get(cid, cid)) for cid in ids}
+
+    def changes_since(self, position: int | None) -> Feed:
+        """The change feed (:data:`FEED`) after ``position``, in one read
+        transaction: the keys of the rows after it and the last row's
+        number; incomplete for None or when the pruner deleted rows past it
+        (``meta.changes_pruned``)."""
+        with self._read_lock:
+            db = self._reader_db
+            try:
+                db.execute("BEGIN")
+                try:
+                    row = db.execute("SELECT value FROM meta WHERE key = 'changes_pruned'").fetchone()
+                    pruned = row[0] if row else 0
+                    last = db.execute("SELECT max(seq) FROM changes").fetchone()[0]
+                    head = max(pruned, last or 0)
+                    if position is None or position < pruned or position > head:
+                        return Feed(head, [], False)    # (past the head: another file, or rows reused)
+                    rows = db.execute("SELECT key FROM changes WHERE seq > ? ORDER BY seq", (position,)).fetchall()
+                finally:
+                    db.execute("COMMIT")
+            except sqlite3.OperationalError as err:
+                raise StoreUnavailable(f"{self.url}: {err}") from err
+        return Feed(head, [r[0] for r in rows], True)
 
     def resolve(self, kind: str, value: str) -> str | None:
         row = self._one("SELECT customer_id FROM aliases WHERE alias = ?", (f"{kind}:{value}",))

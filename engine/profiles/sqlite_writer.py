@@ -39,12 +39,15 @@ one ``IN (...)`` query each for the event ids of a batch, for the aliases
 and for the profiles the writer's state does not know.
 
 **Checkpoints** (:class:`Checkpointer`): see the class.
+
+**The change feed's pruning** (:class:`FeedPruner`): see the class.
 """
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from itertools import islice
 from typing import Iterable, Iterator, Sequence
 
@@ -241,6 +244,50 @@ class Reader:
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (self.seq,))
 
 
+# ---------------------------------------------------------------- the change feed
+#: seconds a change stays in the feed (sqlite_store.FEED): the caches poll
+#: it every quarter ttl, so only a cache stalled this long misses changes
+#: (it then sees the feed was pruned past it and drops every entry)
+FEED_KEEP = 60.0
+
+
+class FeedPruner:
+    """Deletes the change feed's rows older than ``keep`` seconds, in the
+    writer's own transactions.  At most once a ``every`` seconds it notes
+    the feed's last row as it stands at the start of a transaction
+    (committed rows only); a mark older than ``keep`` is a cut-off: rows up
+    to it are deleted (never the feed's last row, so row numbers are never
+    reused) and ``meta.changes_pruned`` records it, which tells a cache
+    that polls from before it that it missed rows.  Marks live in the
+    writer's memory: after a restart, rows written before it go once the
+    new process's first mark is ``keep`` old.  Rows of other processes that
+    write the file are pruned with them (they are in commit order)."""
+
+    def __init__(self, keep: float = FEED_KEEP, every: float = 1.0, clock=time.monotonic):
+        self.keep, self.every, self.clock = keep, every, clock
+        self.marks: deque[tuple[float, int]] = deque()
+        self._noted = float("-inf")
+
+    def run(self, db: sqlite3.Connection) -> int:
+        """(In a write transaction, before its writes.)  The rows deleted."""
+        now = self.clock()
+        if now - self._noted >= self.every:
+            self._noted = now
+            last = db.execute("SELECT max(seq) FROM changes").fetchone()[0]
+            if last is not None and (not self.marks or self.marks[-1][1] != last):
+                self.marks.append((now, last))
+        cutoff = None
+        while self.marks and self.marks[0][0] <= now - self.keep:
+            cutoff = self.marks.popleft()[1]
+        if cutoff is None:
+            return 0
+        deleted = db.execute("DELETE FROM changes WHERE seq <= ? AND seq < (SELECT max(seq) FROM changes)",
+                             (cutoff,)).rowcount
+        db.execute("INSERT INTO meta VALUES ('changes_pruned', ?) "
+                   "ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)", (cutoff,))
+        return deleted
+
+
 # ---------------------------------------------------------------- checkpoints
 class Checkpointer:
     """Copies the WAL back into the database file on a thread of its own.
@@ -288,4 +335,4 @@ class Checkpointer:
         self._thread.join()
 
 
-__all__ = ["WriterState", "Reader", "Checkpointer", "MISSING", "rows"]
+__all__ = ["WriterState", "Reader", "Checkpointer", "FeedPruner", "MISSING", "rows"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -82,6 +82,14 @@ class Health:
     store: str                      # the URL, password hidden
     detail: str
     durable: bool | None = None     # None: could not tell
+
+
+class Feed(NamedTuple):
+    """One read of a store's change feed (:meth:`ProfileStore.changes_since`)."""
+    head: int                   # the position to read from next time
+    keys: list[str]             # alias keys changed after the position asked for, oldest first
+    complete: bool              # False: the keys since then are not all known (a first read, or
+                                # the feed was pruned past it): trust nothing cached before
 
 
 # ---------------------------------------------------------------- encoding
@@ -212,6 +220,19 @@ class ProfileStore(abc.ABC):
         deleted.  This default deletes nothing: a Redis store's dedupe
         records expire on their own (``dedupe_ttl``)."""
         return 0
+
+    #: True when :meth:`changes_since` reads a change feed (SQLite); caches of
+    #: other stores keep their entries for one ttl
+    has_change_feed = False
+
+    def changes_since(self, position: int | None) -> Feed:
+        """What changed in the store after ``position`` (a :attr:`Feed.head`
+        of an earlier call; None: only the head): the alias key of each
+        profile written or deleted (``customer_id:<id>``) and of each
+        identifier (re)pointed, in commit order, from every process that
+        writes the store.  Raises StoreUnavailable.  Only stores with
+        :attr:`has_change_feed` have one."""
+        raise NotImplementedError(f"{type(self).__name__} has no change feed")
 
     @abc.abstractmethod
     def health(self) -> Health:

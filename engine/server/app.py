@@ -359,6 +359,8 @@ def open_store_or_exit(cfg: ServeConfig, known_stores=None):
                                        cache_size=cfg.profile_cache_size, known_stores=known_stores)
     except (ValueError, OSError) as err:
         raise SystemExit(f"maple serve: --store: {err}")
+    if cfg.profile_cache_feed == "on" and hasattr(profiles, "start_sync"):
+        profiles.start_sync()           # (SQLite; a store without a change feed keeps the ttl)
     log.info("profiles from %s", profiles.describe())
     return profiles
 

@@ -41,6 +41,7 @@ import time
 from ._fields cimport Slot, field, field_slot
 
 from ..eval.values import to_geo
+from ..profiles.store import decode as _decode_profile
 from libc.stdlib cimport free, malloc
 
 cdef extern from "Python.h":
@@ -442,8 +443,10 @@ cdef object _stored_profiles():
 cpdef object stored_hit(profiles, str customer_id, now):
     """``StoredProfiles.lookup(customer_id, timeout, now)``'s common case,
     compiled: the profile (lifecycle as of ``now``) when the cache holds a
-    fresh profile for the id and the store is not marked down (the case in
-    which ``lookup`` answers from ``CachedStore.fresh``, not degraded);
+    valid profile for the id (younger than the ttl, or vouched for by the
+    change feed; decoded here if held encoded) and the store is not marked
+    down (the case in which ``lookup`` answers from ``CachedStore.fresh``,
+    not degraded);
     else None, and the caller asks ``lookup``.  Counted as a hit in
     ``cache.reads``, as ``fresh`` counts one.  Five Python frames
     (``Decider._profile``, ``lookup_profile``, ``lookup``, ``fresh``,
@@ -454,10 +457,16 @@ cpdef object stored_hit(profiles, str customer_id, now):
     if table is None:
         return None
     cached = (<dict>table).get(customer_id)
-    if cached is None or cache._down_until is not None or not (cache.clock() - cached[1] < cache.ttl):
+    if cached is None or cache._down_until is not None:
         return None
+    at = cached[1]
+    t = cache.clock()
+    if not (t - at < cache.ttl or (at > cache._feed_since and t < cache._feed_until)):
+        return None                         # (CachedStore.fresh's rule: its ttl, or the change feed's)
     held = cached[0]
-    if type(held) is not dict:              # a known miss, or a profile held encoded
+    if type(held) is bytes:                 # held encoded (past its first ttl, valid by the feed)
+        held = _decode_profile(held)
+    elif type(held) is not dict:            # a known miss
         return None
     profile = refresh(held, now, profiles.fold_config)
     reads = <list?> cache.reads             # CachedStore.reads[HIT] (no GIL switch in between)

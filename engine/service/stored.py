@@ -136,8 +136,15 @@ class StoredProfiles:
         cache hits."""
         return self.cache.prefetch(customer_ids)
 
+    def start_sync(self) -> bool:
+        """Follow the store's change feed (``CachedStore.start_sync``): cached
+        profiles then stay valid until another process changes them, not
+        for one ttl.  False when the store has none (Redis)."""
+        return self.cache.start_sync()
+
     def describe(self) -> str:
-        return f"{self.store.url} (cache ttl {self.cache.ttl:g} s)"
+        feed = ", kept until changed (change feed)" if self.cache._sync_thread is not None else ""
+        return f"{self.store.url} (cache ttl {self.cache.ttl:g} s{feed})"
 
     # -- EventSink
     def apply(self, raw_events: Sequence[Any]) -> BatchResult:

@@ -120,16 +120,15 @@ def stored(sqlite_url):
 
 def _check(profiles, cid, now):
     """The compiled hit says what lookup says whenever it answers, and it
-    answers whenever the cache holds the customer's profile, decoded and
-    fresh, with the store up."""
+    answers whenever the cache holds the customer's profile, valid (fresh,
+    or vouched for by the change feed; decoded or held encoded), with the
+    store up."""
     cache = profiles.cache
     before = list(cache.reads)
     hit = _decide.stored_hit(profiles, cid, now)
     assert cache.reads == [before[0] + (hit is not None), *before[1:]]     # an answer is one hit, as fresh counts
     fresh = cache.fresh(cid)                        # (reads only: lookup below may fill the cache)
-    entry = cache._entries.table.get(cid)
-    held_decoded = entry is not None and type(entry[0]) is dict
-    if fresh is not STALE and fresh is not None and held_decoded:
+    if fresh is not STALE and fresh is not None:
         assert hit is not None
     if hit is not None:
         found = profiles.lookup(cid, None, now)
@@ -139,14 +138,23 @@ def _check(profiles, cid, now):
     return hit
 
 
+@pytest.fixture
+def other(sqlite_url, stored):
+    """Another process's store on the same file (its writes reach the
+    cache through the change feed only)."""
+    with open_store(sqlite_url, clock=lambda: NOW) as store:
+        yield store
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(
-    st.sampled_from(["lookup", "advance", "settle", "down", "up", "write", "check"]),
+    st.sampled_from(["lookup", "advance", "settle", "down", "up", "write", "check", "sync", "elsewhere"]),
     st.sampled_from(CUSTOMERS), st.sampled_from([0.3, 0.7, 1.0, 6.0]),
     st.sampled_from([NOW, NOW + 200 * DAY, NOW - 25 * DAY])), max_size=25))
-def test_the_compiled_hit_answers_exactly_when_lookup_answers_from_a_fresh_entry(stored, steps):
+def test_the_compiled_hit_answers_exactly_when_lookup_answers_from_a_valid_entry(stored, other, steps):
     profiles, switch, clock = stored
     cache = profiles.cache
+    written = T0 + 3 * DAY
     for op, cid, seconds, now in steps:
         if op == "lookup":
             try:
@@ -163,7 +171,13 @@ def test_the_compiled_hit_answers_exactly_when_lookup_answers_from_a_fresh_entry
         elif op == "up":
             switch.down = False
         elif op == "write" and not switch.down:     # a write through the cache drops its entries
-            profiles.apply([ev("page_view", T0 + 3 * DAY, cid=cid, channel="web", page="home")])
+            written += 1
+            profiles.apply([ev("page_view", written, cid=cid, channel="web", page="home")])
+        elif op == "elsewhere":                     # another process's write: seen at the next sync
+            written += 1
+            other.apply([ev("page_view", written, cid=cid, channel="app", page="home")], NOW)
+        elif op == "sync":
+            cache.sync()
         _check(profiles, cid, now)
 
 
@@ -181,7 +195,22 @@ def test_each_state_of_an_entry(stored):
     with cache._lock:                                                      # held encoded (settled)
         cache._entries.settle(clock() + 1)
     assert type(cache._entries.table["C1"][0]) is bytes
-    assert _check(profiles, "C1", NOW) is None
+    assert _check(profiles, "C1", NOW)["customer_id"] == "C1"              # answered, decoded
+    clock.advance(1.0)
+    assert _check(profiles, "C1", NOW) is None                             # past ttl, no feed
+    cache.sync()                                                           # the first sync vouches only
+    clock.advance(0.1)
+    assert _check(profiles, "C1", NOW) is None                             # for what is fetched after it
+    profiles.lookup("C1", None, NOW)
+    clock.advance(0.5)
+    cache.sync()
+    clock.advance(0.9)                                                     # 1.4 s old, the sync 0.9 s
+    with cache._lock:
+        cache._entries.settle(clock())
+    assert type(cache._entries.table["C1"][0]) is bytes
+    assert _check(profiles, "C1", NOW)["customer_id"] == "C1"              # valid by the feed, decoded
+    clock.advance(0.1)
+    assert _check(profiles, "C1", NOW) is None                             # the sync is a ttl old
     clock.advance(1.0)
     profiles.lookup("C2", None, NOW)
     switch.down = True

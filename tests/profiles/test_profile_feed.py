@@ -1,0 +1,330 @@
+"""The SQLite store's change feed and the caches that follow it.
+
+Every process writing the file feeds it (triggers); each process's cache
+reads it (``CachedStore.sync``) and drops what the others changed, so an
+entry stays valid until changed, for as long as the last sync is younger
+than the ttl: the staleness bound of a cache without a feed, with entries
+that outlive one ttl.  Two stores on one file stand for two processes (each
+has its own connections, as a worker does).  Time is a FakeClock; nothing
+sleeps.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from engine.profiles import CachedStore, StoreUnavailable, open_store
+from engine.profiles.sqlite_writer import FeedPruner
+from profiles_support import NOW, T0, FakeClock, ev, item
+
+
+@pytest.fixture
+def two(sqlite_url):
+    """Two processes' stores on one file."""
+    with open_store(sqlite_url, clock=lambda: NOW) as a, open_store(sqlite_url, clock=lambda: NOW) as b:
+        yield a, b
+
+
+def _keys_after(store, position):
+    feed = store.changes_since(position)
+    assert feed.complete
+    return feed.keys, feed.head
+
+
+# ---------------------------------------------------------------- the feed
+def test_every_write_of_every_process_is_in_the_feed_in_commit_order(two):
+    a, b = two
+    start = a.changes_since(None)
+    assert not start.complete and start.keys == []
+    a.apply([ev("page_view", T0, cid="A")])
+    b.apply([ev("page_view", T0 + 1, cid="B", device_id="d1")])
+    keys, head = _keys_after(b, start.head)
+    assert keys == ["customer_id:A", "customer_id:A",           # the profile, and its own alias
+                    "customer_id:B", "customer_id:B", "device_id:d1"]
+    result = a.apply([ev("push_open", T0 + 2, channel="app", cid="A", device_id="d1")])
+    assert result.merged == (("B", "A"),)
+    keys, head2 = _keys_after(b, head)
+    assert {"customer_id:A", "customer_id:B", "device_id:d1"} <= set(keys)   # survivor, merged away, repointed
+    assert head2 > head
+    a.apply([ev("page_view", T0 + 3, cid="A")])                 # an update in place: one row
+    assert _keys_after(a, head2)[0] == ["customer_id:A"]
+    assert _keys_after(a, a.changes_since(None).head) == ([], a.changes_since(None).head)
+
+
+def test_a_position_past_the_head_is_another_file_and_reads_as_incomplete(two):
+    a, _ = two
+    a.apply([ev("page_view", T0, cid="A")])
+    head = a.changes_since(None).head
+    assert a.changes_since(head + 100).complete is False
+
+
+def test_a_file_made_before_the_feed_gets_it_when_opened(sqlite_url):
+    with open_store(sqlite_url, clock=lambda: NOW) as s:
+        s.apply([ev("page_view", T0, cid="A")])
+        path = s.path
+    db = sqlite3.connect(path)
+    for trigger in ("changes_customer_inserted", "changes_customer_updated", "changes_customer_deleted",
+                    "changes_alias_written"):
+        db.execute(f"DROP TRIGGER {trigger}")
+    db.execute("DROP TABLE changes")
+    db.commit()
+    db.close()
+    with open_store(sqlite_url, clock=lambda: NOW) as s:
+        head = s.changes_since(None).head
+        s.apply([ev("page_view", T0 + 1, cid="A")])
+        assert _keys_after(s, head)[0] == ["customer_id:A"]
+        assert s.get("A")["last_seen_at"] == T0 + 1
+
+
+def test_the_pruner_keeps_a_minute_of_changes_and_never_the_last_row(two, caplog):
+    a, b = two
+    clock = FakeClock()
+    a._feed_pruner = FeedPruner(keep=60.0, every=1.0, clock=clock)
+    cache = CachedStore(b, ttl=1.0, clock=FakeClock())
+    assert cache.sync()
+    a.apply([ev("page_view", T0, cid="A")])                     # marks the feed as it stood: empty
+    clock.advance(1.0)
+    a.apply([ev("page_view", T0 + 1, cid="B")])                 # marks rows 1-2 (A's)
+    first = a.changes_since(None).head
+    clock.advance(30.0)
+    a.apply([ev("page_view", T0 + 2, cid="C")])
+    rows = lambda: [r[0] for r in a._db.execute("SELECT seq FROM changes ORDER BY seq")]   # noqa: E731
+    assert len(rows()) == 6                                     # three customers, two rows each
+    clock.advance(30.5)                                         # the mark of rows 1-2 is a minute old
+    a.apply([ev("page_view", T0 + 3, cid="C")])
+    assert rows()[0] == 3 and a._one("SELECT value FROM meta WHERE key = 'changes_pruned'", ())[0] == 2
+    assert b.changes_since(2).complete and not b.changes_since(1).complete
+    with caplog.at_level(logging.WARNING, logger="engine.profiles.cache"):
+        assert cache.sync()                                     # it last read before row 1: it missed rows
+    assert cache.feed_losses == 1 and cache._feed_position == a.changes_since(None).head
+    assert "pruned past this cache's last read" in caplog.text
+    clock.advance(120.0)                                        # nothing new since: the last row stays
+    a.apply([ev("page_view", T0 + 4, cid="C")], NOW)
+    clock.advance(120.0)
+    a.apply([], NOW)
+    a.apply([ev("page_view", T0 + 5, cid="C")], NOW)
+    assert rows() and max(rows()) > first
+
+
+# ---------------------------------------------------------------- a cache following it
+def test_a_cache_drops_what_another_process_changed_at_its_next_sync(two):
+    a, b = two
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("purchase", T0, cid="A", items=[item("S1")], loyalty_card="L1")])
+    cache.sync()
+    clock.advance(0.1)
+    assert cache.get("A")["orders_count"] == 1
+    assert cache.read(("loyalty_card", "L1")).profile["orders_count"] == 1
+    assert cache.read(("loyalty_card", "L2")).profile is None              # an unknown card, cached
+    assert cache.get("nobody") is None
+    a.apply([ev("purchase", T0 + 1, cid="A", items=[item("S2")])])
+    a.apply([ev("store_visit", T0 + 2, channel="pos", cid="B", loyalty_card="L2", store_id="s1")])
+    assert cache.get("A")["orders_count"] == 1                             # not synced yet: the entry
+    assert cache.read(("loyalty_card", "L2")).profile is None
+    assert cache.sync()
+    assert cache.feed_drops == 2                                           # A (its card's entry with it), L2
+    assert cache.get("A")["orders_count"] == 2
+    assert cache.read(("loyalty_card", "L1")).profile["orders_count"] == 2
+    assert cache.read(("loyalty_card", "L2")).profile["customer_id"] == "B"
+    a.apply([ev("page_view", T0 + 3, cid="nobody")])                       # a cached miss starts naming someone
+    cache.sync()
+    assert cache.get("nobody")["customer_id"] == "nobody"
+
+
+def test_a_merge_elsewhere_reaches_the_ids_and_identifiers_cached_here(two):
+    a, b = two
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("page_view", T0, cid="A"), ev("page_view", T0 + 1, cid="B", email_hash="h1")])
+    cache.sync()
+    clock.advance(0.1)
+    assert cache.get("B")["customer_id"] == "B"
+    assert cache.read(("email_hash", "h1")).profile["customer_id"] == "B"
+    a.apply([ev("email_open", T0 + 2, channel="email", cid="A", email_hash="h1")])
+    cache.sync()
+    assert cache.get("B")["customer_id"] == "A"
+    assert cache.read(("email_hash", "h1")).profile["customer_id"] == "A"
+
+
+def test_entries_stay_valid_while_syncs_come_and_expire_when_they_stop(two):
+    a, b = two
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("page_view", T0, cid="A")])
+    fetched_before_the_first_sync = cache.read("A")
+    assert fetched_before_the_first_sync.source == "store"
+    cache.sync()
+    clock.advance(0.1)
+    assert cache.read("B").source == "none"                     # fetched after it: a known miss
+    for _ in range(40):                                         # ten seconds of syncs, a quarter ttl apart
+        clock.advance(0.25)
+        cache.sync()
+        assert cache.read("B").source == "none" and cache.reads[1] == 2
+    assert cache.read("A").source == "store"                    # fetched before the first sync: its ttl only
+    clock.advance(0.99)                                         # no sync for just under a ttl: still valid
+    assert cache.read("B").source == "none" and cache.reads[1] == 3
+    clock.advance(0.01)                                         # a ttl since the last sync began: expired
+    assert cache.read("B").source == "none" and cache.reads[1] == 4
+
+
+def test_a_sync_that_fails_leaves_the_entries_to_their_ttl(two, monkeypatch):
+    a, b = two
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("page_view", T0, cid="A")])
+    cache.sync()
+    clock.advance(0.1)
+    cache.read("A")
+
+    def down(position):
+        raise StoreUnavailable("sqlite://x: disk I/O error")
+
+    monkeypatch.setattr(b, "changes_since", down)
+    for _ in range(3):
+        clock.advance(0.3)
+        assert cache.sync() is False
+        assert cache.read("A").source == "cache"                # the last good sync is younger than the ttl
+    clock.advance(0.2)
+    assert cache.read("A").source == "store"                    # 1.1 s since it: back to expiry
+
+
+def test_a_fetch_racing_a_sync_is_not_cached(two, monkeypatch):
+    a, b = two
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("purchase", T0, cid="A", items=[item("S1")])])
+    cache.sync()
+    clock.advance(0.1)
+    real = b.get_encoded
+
+    def read_then_sync(cid):
+        old = real(cid)                                         # the profile as it was ...
+        a.apply([ev("purchase", T0 + 1, cid="A", items=[item("S2")])])    # ... changed elsewhere,
+        cache.sync()                                            # ... and a sync passes the change
+        return old
+
+    monkeypatch.setattr(b, "get_encoded", read_then_sync)
+    assert cache.get("A")["orders_count"] == 1                  # answered (it was current when read) ...
+    monkeypatch.setattr(b, "get_encoded", real)
+    clock.advance(0.1)
+    assert cache.get("A")["orders_count"] == 2                  # ... but not cached
+
+
+def test_a_prefetch_skips_entries_the_feed_vouches_for(two):
+    a, b = two
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B")])
+    cache.sync()
+    clock.advance(0.1)
+    assert cache.prefetch(["A", "B"]) == 2
+    clock.advance(5.0)
+    cache.sync()
+    assert cache.prefetch(["A", "B", "C"]) == 1                 # A and B still valid
+
+
+def test_stores_without_a_feed_and_a_zero_ttl_do_not_sync(two):
+    a, b = two
+
+    class NoFeed:
+        has_change_feed = False
+
+        def __getattr__(self, name):
+            return getattr(b, name)
+
+    assert CachedStore(NoFeed(), ttl=1.0).sync() is False
+    assert CachedStore(NoFeed(), ttl=1.0).start_sync() is False
+    assert CachedStore(b, ttl=0.0).start_sync() is False
+
+
+def test_the_sync_thread_runs_until_close(sqlite_url, monkeypatch):
+    store = open_store(sqlite_url, clock=lambda: NOW)
+    cache = CachedStore(store, ttl=1.0)
+    seen = threading.Event()
+    real = store.changes_since
+
+    def noted(position):
+        seen.set()
+        return real(position)
+
+    monkeypatch.setattr(store, "changes_since", noted)
+    assert cache.start_sync(every=3600)
+    assert cache.start_sync() is False                          # one thread
+    assert seen.wait(30)                                        # the first sync runs at once
+    thread = cache._sync_thread
+    cache.close()
+    assert not thread.is_alive() and cache._sync_thread is None
+
+
+# ---------------------------------------------------------------- the staleness bound
+CUSTOMERS = ["A", "B", "C"]
+
+
+class _Process:
+    def __init__(self, store, clock):
+        self.store = store
+        self.cache = CachedStore(store, ttl=1.0, clock=clock)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["read", "read", "write", "write_cached", "sync", "sync", "advance", "advance", "settle",
+                     "prefetch"]),
+    st.sampled_from([0, 1]), st.sampled_from(CUSTOMERS), st.sampled_from([0.1, 0.25, 0.6, 1.0, 3.0])),
+    max_size=40))
+def test_two_caches_never_serve_a_profile_older_than_the_ttl(tmp_path_factory, steps):
+    """Whatever the order of writes, reads, syncs and time: a profile a
+    cache answers with was the store's at some moment less than a ttl ago
+    (the bound without a feed), and right after a sync it is the store's
+    current one, unless written to before that cache's first sync."""
+    url = f"sqlite://{tmp_path_factory.mktemp('feed') / 'profiles.db'}"
+    with open_store(url, clock=lambda: NOW) as a, open_store(url, clock=lambda: NOW) as b:
+        _staleness(steps, (a, b))
+
+
+def _staleness(steps, two) -> None:
+    clock = FakeClock()
+    procs = [_Process(s, clock) for s in two]
+    versions: dict[str, list[tuple[dict | None, float | None]]] = {c: [(None, None)] for c in CUSTOMERS}
+    t = [T0]
+    first_sync: list[int | None] = [None, None]               # the step of each process's first sync
+    last_write: dict[str, int] = {}
+
+    def wrote(cid, step):
+        now = clock()
+        versions[cid][-1] = (versions[cid][-1][0], now)        # replaced now
+        versions[cid].append((two[0].get(cid), None))
+        last_write[cid] = step
+
+    for step, (op, who, cid, seconds) in enumerate(steps):
+        p = procs[who]
+        if op in ("write", "write_cached"):
+            t[0] += 1
+            event = ev("page_view", t[0], cid=cid)
+            (p.cache.apply([event]) if op == "write_cached" else p.store.apply([event]))
+            wrote(cid, step)
+        elif op == "sync":
+            p.cache.sync()
+            if first_sync[who] is None:
+                first_sync[who] = step
+        elif op == "advance":
+            clock.advance(seconds)
+        elif op == "settle":
+            with p.cache._lock:
+                p.cache._entries.settle(clock())
+        elif op == "prefetch":
+            p.cache.prefetch(CUSTOMERS)
+        got = p.cache.read(cid)
+        assert not got.degraded
+        now = clock()
+        allowed = [v for v, replaced in versions[cid] if replaced is None or now - replaced < 1.0]
+        assert got.profile in allowed, (op, who, cid, got)
+        # right after a sync, every write the feed holds for this process has
+        # reached it: those since its first sync (before it, the ttl bounds them)
+        if op == "sync" and last_write.get(cid, step) > first_sync[who]:
+            assert got.profile == versions[cid][-1][0]
