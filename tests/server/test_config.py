@@ -3,6 +3,7 @@ anything starts, naming the flag or variable, with exit 2 (as argparse)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import subprocess
 import sys
@@ -108,6 +109,7 @@ def test_a_bad_metrics_host_is_refused_at_start_naming_the_flag_or_variable(host
     ({"decision_log_rate": 2.0}, "--decision-log-rate 2.0: must be from 0 to 1"),
     ({"log_level": "LOUD"}, "--log-level 'LOUD': use one of DEBUG, INFO, WARNING, ERROR"),
     ({"watch": "sometimes"}, "--watch 'sometimes': use one of on, poll, off"),
+    ({"profile_cache_feed": "yes"}, "--profile-cache-feed 'yes': use one of on, off"),
 ])
 def test_bad_values_are_refused_naming_the_flag(flags, message):
     with pytest.raises(ConfigError, match="^maple serve: " + re.escape(message)):
@@ -128,6 +130,22 @@ def test_bad_values_are_refused_naming_the_flag(flags, message):
 def test_bad_values_in_variables_name_the_variable(variable, raw, message):
     with pytest.raises(ConfigError, match="^maple serve: " + re.escape(message)):
         config(environ={variable: raw})
+
+
+@pytest.mark.parametrize("feed, follows", [("on", True), ("off", False)])
+def test_a_sqlite_store_s_cache_follows_its_change_feed_unless_told_not_to(tmp_path, feed, follows, caplog):
+    from engine.server.app import open_store_or_exit
+    cfg = config(store=f"sqlite://{tmp_path / 'profiles.db'}", profile_cache_feed=feed)
+    assert config(store="sqlite://x.db").profile_cache_feed == "on"                # the default
+    with caplog.at_level(logging.INFO, logger="maple.server"):
+        profiles = open_store_or_exit(cfg)
+    try:
+        thread = profiles.cache._sync_thread
+        assert (thread is not None and thread.is_alive()) is follows
+        assert ("kept until changed (change feed)" in caplog.text) is follows
+    finally:
+        profiles.close()
+    assert profiles.cache._sync_thread is None
 
 
 def test_documented_meanings_are_kept():

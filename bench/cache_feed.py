@@ -1,0 +1,173 @@
+"""Decides by id with the profile cache following the change feed, beside
+the same server keeping the ttl alone, in one run.
+
+Two ``maple serve`` of this checkout, each on its own copy of one SQLite
+store holding what a month of events folds into (``--customers``
+customers, ten events each), one with ``--profile-cache-feed on`` (the
+default) and one with ``off``.  One caller asks each for every customer in
+turn (a customer comes back after ``--customers`` calls), the two servers in
+alternating turns (ABBA).  Before each turn another process (this script,
+through a store of its own on each file) applies ``--writes`` new events to
+both files: the changes the feed must pass on.
+
+Reported per server: how its Decides read the profile cache
+(``maple_profile_cache_reads_total``: the share that did not ask the
+store), its CPU a call (from /proc), the caller's wall time a call (p50,
+p99) and the server-side time (``maple_decide_seconds`` bucket bounds);
+then feed ÷ ttl for each.  Compare within a run: the machine drifts.
+
+    python -m bench.cache_feed
+    python -m bench.cache_feed --customers 2000 --calls 3000 --turns 8 --writes 100
+
+Writes bench/results/cache_feed.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(ROOT))
+
+from bench import loadgen, profiles as prof       # noqa: E402
+
+MODES = ("feed", "ttl")
+
+
+def server_cpu(pid: int) -> float:
+    """Seconds of CPU of a process and its children (/proc)."""
+    total = 0.0
+    for p in [pid, *(int(c) for c in os.popen(f"pgrep -P {pid}").read().split())]:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--customers", type=int, default=2000)
+    ap.add_argument("--calls", type=int, default=3000, help="Decides per turn")
+    ap.add_argument("--turns", type=int, default=8, help="turns per server (alternating)")
+    ap.add_argument("--writes", type=int, default=100, help="events applied elsewhere before each turn")
+    ap.add_argument("--ttl", type=float, default=1.0, help="--profile-cache-ttl of both servers")
+    ap.add_argument("--rules", default=None, help="rules (default: the load generator's pack)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cache_feed.json"))
+    args = ap.parse_args(argv)
+
+    import grpc
+    from tqdm import tqdm
+    from engine.profiles import open_store
+
+    rules = args.rules or loadgen.default_pack()
+    stores = loadgen.store_ids(rules)
+    tmp = Path(tempfile.mkdtemp(prefix="maple-bench-feed-"))
+    servers: dict[str, tuple] = {}
+    writers = []
+    try:
+        now = time.time()
+        print(f"cache_feed: a month of {10 * args.customers:,} events for {args.customers:,} customers ...",
+              file=sys.stderr)
+        ids = prof.sqlite_store_of_month(tmp / "feed.db", 10 * args.customers, args.customers, now, stores)
+        shutil.copy(tmp / "feed.db", tmp / "ttl.db")
+        requests = prof.decide_requests([{"customer_id": c} for c in ids], by_id=True)
+        later = prof.month_events(args.writes * 2 * args.turns, args.customers, now, 99, stores)
+        for mode in MODES:
+            env = {"MAPLE_PROFILE_CACHE_FEED": "on" if mode == "feed" else "off",
+                   "MAPLE_PROFILE_CACHE_TTL": str(args.ttl)}
+            proc, info = loadgen.start_maple(rules, 1, f"sqlite://{tmp / mode}.db", env=env)
+            servers[mode] = (proc, grpc.insecure_channel(info["decisions"]), info["metrics"])
+            writers.append(open_store(f"sqlite://{tmp / mode}.db"))
+        calls = {m: servers[m][1].unary_unary(loadgen.DECIDE) for m in MODES}
+        for m in MODES:                                     # every customer once: the caches warm
+            for r in requests:
+                calls[m](r, timeout=10)
+        cpu = {m: [] for m in MODES}
+        wall = {m: [] for m in MODES}
+        reads = {m: {} for m in MODES}
+        buckets = {m: {} for m in MODES}
+        position = 0
+        order_of = [MODES, MODES[::-1]]
+        with tqdm(total=2 * args.turns * args.calls, desc="Decides by id", unit="call", file=sys.stderr) as bar:
+            for turn in range(args.turns):
+                batch = later[turn * args.writes * 2:(turn + 1) * args.writes * 2]
+                for store in writers:                       # another process's writes, on both files
+                    for i in range(0, len(batch), 100):
+                        store.apply(batch[i:i + 100], now)
+                for m in order_of[turn % 2]:
+                    proc, _channel, port = servers[m]
+                    before = loadgen.scrape(port)
+                    c0 = server_cpu(proc.pid)
+                    call = calls[m]
+                    for i in range(args.calls):
+                        r = requests[(position + i) % len(requests)]
+                        t0 = time.perf_counter()
+                        call(r, timeout=10)
+                        wall[m].append((time.perf_counter() - t0) * 1e6)
+                    cpu[m].append((server_cpu(proc.pid) - c0) / args.calls * 1e6)
+                    after = loadgen.scrape(port)
+                    for key, value in (loadgen.cache_reads(after) or {}).items():
+                        reads[m][key] = reads[m].get(key, 0.0) + value - (loadgen.cache_reads(before) or {}).get(key, 0.0)
+                    loadgen.add_buckets(buckets[m], loadgen.scrape_decide_buckets(port, before),
+                                        loadgen.scrape_decide_buckets(port, after))
+                    bar.update(args.calls)
+                position += args.calls
+        report = {"customers": args.customers, "calls_per_turn": args.calls, "turns": args.turns,
+                  "writes_per_turn": args.writes, "ttl": args.ttl, "rules": rules, "servers": {}}
+        print(f"\nDecides by id, one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
+              f"{args.writes} events written elsewhere before each turn ({args.turns} turns of "
+              f"{args.calls:,} calls per server)\n")
+        print(f"{'cache':<6} {'hit share':>10} {'store reads':>12} {'CPU µs/call':>12} {'wall p50':>9} "
+              f"{'wall p99':>9} {'server p50 ≤':>13} {'server p99 ≤':>13}")
+        for m in MODES:
+            share = loadgen.cache_hit_share(reads[m])
+            side = loadgen.bucket_percentiles({}, buckets[m])
+            row = {"cache_reads": share, "cpu_us_per_call": round(statistics.median(cpu[m]), 1),
+                   "cpu_us_per_turn": [round(x, 1) for x in cpu[m]],
+                   "wall_p50_us": round(percentile(wall[m], 50), 1), "wall_p99_us": round(percentile(wall[m], 99), 1),
+                   **side}
+            report["servers"][m] = row
+            print(f"{m:<6} {share['hit_share'] * 100:>9.1f}% {share.get('miss', 0):>12,} "
+                  f"{row['cpu_us_per_call']:>12.1f} {row['wall_p50_us']:>9.0f} {row['wall_p99_us']:>9.0f} "
+                  f"{side.get('p50_le_us') or float('nan'):>13.0f} {side.get('p99_le_us') or float('nan'):>13.0f}")
+        f, t = report["servers"]["feed"], report["servers"]["ttl"]
+        report["ratios"] = {"cpu": loadgen.ratio(f["cpu_us_per_call"], t["cpu_us_per_call"]),
+                            "wall_p50": loadgen.ratio(f["wall_p50_us"], t["wall_p50_us"]),
+                            "wall_p99": loadgen.ratio(f["wall_p99_us"], t["wall_p99_us"])}
+        lower = sum(a < b for a, b in zip(cpu["feed"], cpu["ttl"]))
+        print(f"\nfeed ÷ ttl: CPU a call {report['ratios']['cpu']:.3f}× (lower in {lower} turns of "
+              f"{args.turns}), wall p50 {report['ratios']['wall_p50']:.3f}×, p99 {report['ratios']['wall_p99']:.3f}×")
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    finally:
+        for store in writers:
+            store.close()
+        for proc, channel, _port in servers.values():
+            channel.close()
+            proc.terminate()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
