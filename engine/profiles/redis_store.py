@@ -11,6 +11,8 @@ Cluster")::
                                ``dedupe_ttl`` (default: the validator's
                                dedupe_horizon, max_past + max_future + 1 h)
     maple:seq                  the customer creation counter
+    maple:changes              the change feed: a stream, one entry per batch
+                               holding the alias keys it changed (see below)
 
 A batch is applied with optimistic locking: WATCH every key the batch reads
 (its event ids, aliases, profiles), read, fold in Python, then write
@@ -18,6 +20,17 @@ everything in one MULTI/EXEC holding a single Lua call (WRITE_BATCH).  If
 another replica changed a watched key
 meanwhile, EXEC fails and the batch is planned again from fresh reads, so a
 batch is applied atomically and exactly once however many replicas write.
+
+The change feed (``maple:changes``): the same Lua call appends one stream
+entry per batch, field ``k``: a JSON list of the alias keys the batch
+changed (``customer_id:<id>`` for each profile written or deleted, and
+every identifier it pointed), capped at about ``feed_length`` entries
+(``MAXLEN ~``).  Each replica's cache reads it (:meth:`RedisStore.changes_since`,
+``CachedStore.sync``) and drops what the others changed.  A reader whose
+last entry has been trimmed away is told it missed some.  Only writers of
+this version feed it: while replicas of an earlier Maple still write the
+store (a rolling upgrade), run the new ones with ``--profile-cache-feed
+off``.
 
 Dedupe window: a dedupe record lives ``dedupe_ttl`` seconds, by default
 the validator's ``dedupe_horizon`` (401 days and an hour).  An event
@@ -42,6 +55,8 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Sequence
+
+import msgspec
 from urllib.parse import urlsplit
 
 import redis
@@ -51,7 +66,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainEr
 from redis.retry import Retry
 
 from .ingest import Changes, plan
-from .store import Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias, safe_url
+from .store import Feed, Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +79,8 @@ CLUSTER_PREFIX = "{maple}:"
 
 MAX_ATTEMPTS = 20            # optimistic-locking retries before giving up
 SEQ_BLOCK = 100              # creation numbers reserved per INCRBY
+FEED_LENGTH = 10_000         # change feed entries (batches) kept, about (MAXLEN ~)
+FEED_READ = 1_000            # entries per XREAD when a cache catches up
 
 #: One planned batch's writes, run inside MULTI/EXEC (so only if no watched
 #: key changed).  Sent with EVAL, not EVALSHA: a restarted server has no
@@ -71,10 +88,11 @@ SEQ_BLOCK = 100              # creation numbers reserved per INCRBY
 #: ``#!lua`` line makes the server refuse the whole script up front when it
 #: is out of memory, instead of failing halfway through its writes.
 WRITE_BATCH = """
--- KEYS: deleted | profiles | aliases | alias sets | events   (counts in ARGV[1..4])
--- ARGV: counts, dedupe ttl | profiles | alias targets | alias names | event customers
+-- KEYS: deleted | profiles | aliases | alias sets | events | the change feed   (counts in ARGV[1..4])
+-- ARGV: counts, dedupe ttl, feed length, feed entry | profiles | alias targets | alias names | event customers
 local nd, np, na, ne, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-local k, a = 0, 5
+redis.call('XADD', KEYS[#KEYS], 'MAXLEN', '~', ARGV[6], '*', 'k', ARGV[7])
+local k, a = 0, 7
 for i = 1, nd do redis.call('DEL', KEYS[k + i]) end
 k = k + nd
 for i = 1, np do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
@@ -89,6 +107,27 @@ return np
 #: The store cannot answer now (retrying later is safe): the connection, or a
 #: cluster that is failing over or moving the slot (CLUSTERDOWN, TRYAGAIN).
 _DOWN = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, ClusterDownError, TryAgainError)
+
+
+def _entry_id(text) -> tuple[int, int]:
+    """A stream entry id ("1700000000000-3", str or bytes), comparable."""
+    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _stream_entries(read) -> list[tuple[bytes, bytes]]:
+    """(entry id, field ``k``) of XREAD's entries of its one stream, as a
+    client parses them ([[stream, [(id, {field: value})]]]) or as a
+    cluster's transaction hands them over ({stream: [[id, [field, value]]]})."""
+    if not read:
+        return []
+    entries = next(iter(read.values())) if isinstance(read, dict) else read[0][1]
+    out = []
+    for entry_id, fields in entries:
+        if not isinstance(fields, dict):
+            fields = dict(zip(fields[::2], fields[1::2]))
+        out.append((entry_id, fields[b"k"]))
+    return out
 
 
 def _durable(conf: dict | None) -> bool | None:
@@ -147,8 +186,10 @@ class RedisStore(ProfileStore):
 
     warns_durability = True     # it logs its own durability warning (see _check_durability)
 
+    has_change_feed = True      # maple:changes, appended by WRITE_BATCH (see the module docstring)
+
     def __init__(self, client: redis.Redis | RedisCluster, url: str, *, prefix: str | None = None,
-                 dedupe_ttl: float | None = None, **options):
+                 dedupe_ttl: float | None = None, feed_length: int = FEED_LENGTH, **options):
         super().__init__(url, **options)
         self.client = client
         self.cluster = isinstance(client, RedisCluster)
@@ -157,6 +198,7 @@ class RedisStore(ProfileStore):
             raise StoreError(f"{self.url}: in a Redis Cluster the key prefix must be a hash tag "
                              f"(like {CLUSTER_PREFIX!r}): a batch's keys must share one slot")
         self.dedupe_ttl = int(dedupe_ttl if dedupe_ttl is not None else self.validation.dedupe_horizon)
+        self.feed_length = int(feed_length)
         self._script: str | None = None
         self._write_lock = threading.Lock()
         self._check_lock = threading.Lock()
@@ -245,8 +287,12 @@ class RedisStore(ProfileStore):
         deleted = [key for cid in changes.deleted for key in (k("p", cid), k("ca", cid))]
         aliases = list(changes.aliases.items())
         keys = (deleted + [k("p", cid) for cid in changes.profiles] + [k("a", a) for a, _ in aliases]
-                + [k("ca", cid) for _, cid in aliases] + [k("e", e) for e, _ in changes.applied])
-        args = ([len(deleted), len(changes.profiles), len(aliases), len(changes.applied), self.dedupe_ttl]
+                + [k("ca", cid) for _, cid in aliases] + [k("e", e) for e, _ in changes.applied]
+                + [k("changes")])
+        changed = list(dict.fromkeys([*(own_alias(cid) for cid in changes.deleted),
+                                      *(own_alias(cid) for cid in changes.profiles), *changes.aliases]))
+        args = ([len(deleted), len(changes.profiles), len(aliases), len(changes.applied), self.dedupe_ttl,
+                 self.feed_length, msgspec.json.encode(changed)]
                 + [encode(p) for p in changes.profiles.values()] + [cid for _, cid in aliases]
                 + [a for a, _ in aliases] + [cid for _, cid in changes.applied])
         pipe.execute_command("EVAL", self._write_script(), len(keys), *keys, *args)
@@ -299,6 +345,42 @@ class RedisStore(ProfileStore):
                 blobs.update((cid, raw) for cid, raw in zip(
                     wanted, self._call(self.client.mget, [self.key("p", cid) for cid in wanted])) if raw is not None)
         return {cid: blobs.get(moved.get(cid, cid)) for cid in ids}
+
+    def changes_since(self, position: str | None) -> Feed:
+        """The change feed (``maple:changes``) after ``position`` (a stream
+        entry id): each entry's keys, oldest first, read FEED_READ entries
+        at a time, each read in one MULTI with a look at the stream's first
+        entry.  Incomplete for None, and when the entry last read has been
+        trimmed away (more than ``feed_length`` batches since) or the
+        stream is gone."""
+        key = self.key("changes")
+        try:
+            if self._unchecked:
+                self._check_durability()
+            if position is None:
+                last = self.client.xrevrange(key, "+", "-", count=1)
+                return Feed(last[0][0].decode() if last else "0-0", [], False)
+            keys: list[str] = []
+            while True:
+                with self.client.pipeline(transaction=True) as pipe:
+                    pipe.xrange(key, "-", "+", count=1)
+                    pipe.xread({key: position}, count=FEED_READ)
+                    first, read = pipe.execute()
+                if position != "0-0" and (not first or _entry_id(first[0][0]) > _entry_id(position)):
+                    return Feed(self._last_id(key), [], False)
+                entries = _stream_entries(read)
+                for entry_id, changed in entries:
+                    keys.extend(msgspec.json.decode(changed))
+                    position = entry_id.decode()
+                if len(entries) < FEED_READ:
+                    return Feed(position, keys, True)
+        except _DOWN as err:
+            self._unchecked = True
+            raise _unavailable(self.url, err) from err
+
+    def _last_id(self, key: str) -> str:
+        last = self.client.xrevrange(key, "+", "-", count=1)
+        return last[0][0].decode() if last else "0-0"
 
     def resolve(self, kind: str, value: str) -> str | None:
         raw = self._call(self.client.get, self.key("a", f"{kind}:{value}"))

@@ -1,15 +1,18 @@
-"""The SQLite store's change feed and the caches that follow it.
+"""The stores' change feeds and the caches that follow them.
 
-Every process writing the file feeds it (triggers); each process's cache
+Every process writing a SQLite file feeds it (triggers), every Maple
+writing Redis appends to its stream; each process's cache
 reads it (``CachedStore.sync``) and drops what the others changed, so an
 entry stays valid until changed, for as long as the last sync is younger
 than the ttl: the staleness bound of a cache without a feed, with entries
 that outlive one ttl.  Two stores on one file stand for two processes (each
 has its own connections, as a worker does).  Time is a FakeClock; nothing
-sleeps.
+sleeps.  Redis stores get a fresh key prefix each, so one redis-server
+serves them all.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import threading
@@ -22,10 +25,31 @@ from engine.profiles.sqlite_writer import FeedPruner
 from profiles_support import NOW, T0, FakeClock, ev, item
 
 
+_prefixes = itertools.count()
+
+
+def _pair(url: str):
+    """Two processes' stores on one store: a SQLite file, or Redis (a fresh
+    key prefix each time: a hash tag in a cluster)."""
+    options = {}
+    if not url.startswith("sqlite"):
+        n = next(_prefixes)
+        options["prefix"] = f"{{t{n}}}:" if "cluster" in url else f"t{n}:"
+    return (open_store(url, clock=lambda: NOW, **options), open_store(url, clock=lambda: NOW, **options))
+
+
 @pytest.fixture
-def two(sqlite_url):
-    """Two processes' stores on one file."""
-    with open_store(sqlite_url, clock=lambda: NOW) as a, open_store(sqlite_url, clock=lambda: NOW) as b:
+def two(store_url):
+    """Two processes' stores, over each kind of store that has a feed."""
+    a, b = _pair(store_url)
+    with a, b:
+        yield a, b
+
+
+@pytest.fixture
+def two_sqlite(sqlite_url):
+    a, b = _pair(sqlite_url)
+    with a, b:
         yield a, b
 
 
@@ -36,8 +60,8 @@ def _keys_after(store, position):
 
 
 # ---------------------------------------------------------------- the feed
-def test_every_write_of_every_process_is_in_the_feed_in_commit_order(two):
-    a, b = two
+def test_every_write_of_every_process_is_in_the_feed_in_commit_order(two_sqlite):
+    a, b = two_sqlite
     start = a.changes_since(None)
     assert not start.complete and start.keys == []
     a.apply([ev("page_view", T0, cid="A")])
@@ -55,11 +79,45 @@ def test_every_write_of_every_process_is_in_the_feed_in_commit_order(two):
     assert _keys_after(a, a.changes_since(None).head) == ([], a.changes_since(None).head)
 
 
-def test_a_position_past_the_head_is_another_file_and_reads_as_incomplete(two):
-    a, _ = two
+def test_a_position_past_the_head_is_another_file_and_reads_as_incomplete(two_sqlite):
+    a, _ = two_sqlite
     a.apply([ev("page_view", T0, cid="A")])
     head = a.changes_since(None).head
     assert a.changes_since(head + 100).complete is False
+
+
+def test_each_redis_batch_is_one_entry_of_the_keys_it_changed(redis_url):
+    a, b = _pair(redis_url)
+    with a, b:
+        start = b.changes_since(None)
+        assert not start.complete and start.head == "0-0"
+        a.apply([ev("page_view", T0, cid="A")])
+        b.apply([ev("page_view", T0 + 1, cid="B", device_id="d1")])
+        keys, head = _keys_after(a, start.head)
+        assert keys == ["customer_id:A", "customer_id:B", "device_id:d1"]
+        a.apply([ev("push_open", T0 + 2, channel="app", cid="A", device_id="d1")])      # B merged into A
+        keys, head = _keys_after(b, head)
+        assert set(keys) == {"customer_id:A", "customer_id:B", "device_id:d1"}
+        a.apply([ev("page_view", T0 + 2, cid="A")], NOW)                                # a duplicate? no: new id
+        assert _keys_after(b, head)[0] == ["customer_id:A"]
+        assert a.client.xlen(a.key("changes")) == 4
+
+
+def test_a_redis_reader_whose_entry_was_trimmed_away_is_told_it_missed_some(redis_url):
+    a, b = _pair(redis_url)
+    a.feed_length = 1                               # MAXLEN ~ 1: trimmed by whole nodes (~100 entries)
+    with a, b:
+        a.apply([ev("page_view", T0, cid="A")])
+        position = b.changes_since(None).head
+        assert b.changes_since(position).complete
+        for i in range(300):
+            a.apply([ev("page_view", T0 + 1 + i, cid=f"C{i}")])
+        assert a.client.xlen(a.key("changes")) < 300
+        feed = b.changes_since(position)
+        assert not feed.complete and feed.head == a._last_id(a.key("changes"))
+        assert b.changes_since(feed.head) == (feed.head, [], True)
+        a.client.delete(a.key("changes"))           # the stream gone (flushed): nothing to trust
+        assert b.changes_since(feed.head) == ("0-0", [], False)
 
 
 def test_a_file_made_before_the_feed_gets_it_when_opened(sqlite_url):
@@ -80,8 +138,8 @@ def test_a_file_made_before_the_feed_gets_it_when_opened(sqlite_url):
         assert s.get("A")["last_seen_at"] == T0 + 1
 
 
-def test_the_pruner_keeps_a_minute_of_changes_and_never_the_last_row(two, caplog):
-    a, b = two
+def test_the_pruner_keeps_a_minute_of_changes_and_never_the_last_row(two_sqlite, caplog):
+    a, b = two_sqlite
     clock = FakeClock()
     a._feed_pruner = FeedPruner(keep=60.0, every=1.0, clock=clock)
     cache = CachedStore(b, ttl=1.0, clock=FakeClock())
@@ -277,13 +335,16 @@ class _Process:
                      "prefetch"]),
     st.sampled_from([0, 1]), st.sampled_from(CUSTOMERS), st.sampled_from([0.1, 0.25, 0.6, 1.0, 3.0])),
     max_size=40))
-def test_two_caches_never_serve_a_profile_older_than_the_ttl(tmp_path_factory, steps):
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_two_caches_never_serve_a_profile_older_than_the_ttl(kind, request, tmp_path_factory, steps):
     """Whatever the order of writes, reads, syncs and time: a profile a
     cache answers with was the store's at some moment less than a ttl ago
     (the bound without a feed), and right after a sync it is the store's
     current one, unless written to before that cache's first sync."""
-    url = f"sqlite://{tmp_path_factory.mktemp('feed') / 'profiles.db'}"
-    with open_store(url, clock=lambda: NOW) as a, open_store(url, clock=lambda: NOW) as b:
+    url = (f"sqlite://{tmp_path_factory.mktemp('feed') / 'profiles.db'}" if kind == "sqlite"
+           else request.getfixturevalue("redis_url"))
+    a, b = _pair(url)                       # (a fresh file, or a fresh key prefix)
+    with a, b:
         _staleness(steps, (a, b))
 
 
