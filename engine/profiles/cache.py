@@ -86,6 +86,9 @@ STALE = object()        # CachedStore.fresh: not answerable from the cache alone
 # CachedStore.reads: the index of each count (what maple_profile_cache_reads_total labels "result")
 HIT, MISS, STALE_READ, PREFETCHED = range(4)
 READ_RESULTS = ("hit", "miss", "stale", "prefetched")
+# CachedStore.feed: the index of each count (maple_profile_cache_feed_total's "event")
+SYNCED, SYNC_FAILED, FEED_MISSED, FEED_DROPPED = range(4)
+FEED_EVENTS = ("synced", "failed", "missed", "dropped")
 
 
 class ProfileRead(NamedTuple):
@@ -229,10 +232,11 @@ class CachedStore:
         self._feed_until = float("-inf")
         self._sync_stop: threading.Event | None = None
         self._sync_thread: threading.Thread | None = None
-        #: entries the change feed dropped (another process changed them), and
-        #: the times the feed had been pruned past this cache (all entries dropped)
-        self.feed_drops = 0
-        self.feed_losses = 0
+        #: the change feed's events, indexed by SYNCED (feed reads), SYNC_FAILED (reads
+        #: that failed), FEED_MISSED (reads that found the feed pruned past this cache)
+        #: and FEED_DROPPED (entries dropped: another process changed them)
+        self.feed = [0, 0, 0, 0]
+        self._feed_failing = False          # the last read failed (logged once per run of failures)
 
     # -- reads
     def read(self, customer_id) -> ProfileRead:
@@ -429,14 +433,18 @@ class CachedStore:
         started = self.clock()
         try:
             feed = store.changes_since(self._feed_position)
-        except StoreUnavailable:
-            return False            # the reads find the outage themselves (and log it)
-        except Exception:
-            log.exception("reading the profile store's change feed failed; cached profiles expire "
-                          "after the ttl until it is read again")
+        except Exception as err:
+            with self._lock:
+                self.feed[SYNC_FAILED] += 1
+                first, self._feed_failing = not self._feed_failing, True
+            if first and not isinstance(err, StoreUnavailable):     # (an outage: the reads log it)
+                log.exception("reading the profile store's change feed failed; cached profiles expire "
+                              "after the ttl until it is read again")
             return False
         lost = False
         with self._lock:
+            self.feed[SYNCED] += 1
+            self._feed_failing = False
             self._generation += 1
             entries = self._entries
             if feed.complete:
@@ -447,11 +455,11 @@ class CachedStore:
                     if Cache.__contains__(entries, target) or target in entries.keys_of:
                         drops += 1
                         entries.drop(target)
-                self.feed_drops += drops
+                self.feed[FEED_DROPPED] += drops
             else:
                 lost = self._feed_position is not None
                 if lost:
-                    self.feed_losses += 1
+                    self.feed[FEED_MISSED] += 1
                 # what changed before this read is unknown: the entries held now
                 # are valid for their ttl only, those fetched from now on as before
                 self._feed_since = self.clock()

@@ -283,9 +283,9 @@ class DecisionNode:
             recorder = m.RECORDER
             on_result = _metrics_on_result(m)
             self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
-            reads = getattr(getattr(self.profiles, "cache", None), "reads", None)
-            if reads is not None:                   # a store behind a cache (sqlite:, redis:)
-                m.RECORDER.profile_reads(reads)
+            cache = getattr(self.profiles, "cache", None)
+            if getattr(cache, "reads", None) is not None:       # a store behind a cache (sqlite:, redis:)
+                m.RECORDER.profile_reads(cache.reads, feed=getattr(cache, "feed", None))
         self.servicer = DecisionServicer(self.decider, on_result)
         self.recorder = recorder
         # workers share the decision port (SO_REUSEPORT; the supervisor checked it was free)
@@ -360,7 +360,7 @@ def open_store_or_exit(cfg: ServeConfig, known_stores=None):
     except (ValueError, OSError) as err:
         raise SystemExit(f"maple serve: --store: {err}")
     if cfg.profile_cache_feed == "on" and hasattr(profiles, "start_sync"):
-        profiles.start_sync()           # (SQLite; a store without a change feed keeps the ttl)
+        profiles.start_sync()           # (SQLite, Redis; a store without a change feed keeps the ttl)
     log.info("profiles from %s", profiles.describe())
     return profiles
 

@@ -22,7 +22,7 @@ class ServeConfig:
     store: str = ""                      # profile store URL ("" / none, sqlite:///PATH, redis://..., jsonl:PATH)
     profile_cache_ttl: float = 1.0       # seconds a cached profile is served: the staleness bound
     profile_cache_size: int = 100_000    # profiles cached per worker
-    profile_cache_feed: str = "on"       # SQLite: keep cached profiles until the change feed says they changed
+    profile_cache_feed: str = "on"       # keep cached profiles until the store's change feed says they changed
     data: str = ""                       # stores/catalogue/inventory files ("": RULES/data; "none")
     metrics_port: int | None = None      # None: no metrics endpoint
     metrics_host: str = "0.0.0.0"
@@ -68,8 +68,8 @@ OPTIONS = [
      "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),
     ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
     ("profile_cache_feed", "--profile-cache-feed", str,
-     "on: with a SQLite store, a cached profile stays valid until another process changes it (the store's "
-     "change feed, read every quarter ttl), within the same staleness bound; off: for one ttl"),
+     "on: with a SQLite or Redis store, a cached profile stays valid until another process changes it (the "
+     "store's change feed, read every quarter ttl), within the same staleness bound; off: for one ttl"),
     ("data", "--data", str, "directory of stores.csv, catalog.csv, inventory.csv, or none (default: RULES/data)"),
     ("metrics_port", "--metrics-port", int, "serve Prometheus metrics over HTTP on this port"),
     ("metrics_host", "--metrics-host", str,

@@ -26,7 +26,7 @@ import threading
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
-from ..profiles.cache import READ_RESULTS
+from ..profiles.cache import FEED_EVENTS, READ_RESULTS
 from ._recording import Counts, Timings
 from ..service.model import ItemError
 
@@ -88,6 +88,10 @@ PROFILE_READS = Counter("maple_profile_cache_reads",
                         "the store not asked), miss (read from the store), stale (the store down: an expired "
                         "entry or nothing, degraded), prefetched (ids a DecideBatch read ahead in one call; its "
                         "items then count as hits)", ["result"])
+PROFILE_FEED = Counter("maple_profile_cache_feed",
+                       "The profile cache following the store's change feed: synced (the feed read), failed "
+                       "(a read that failed: cached profiles fall back to their ttl), missed (the feed had been "
+                       "pruned past this cache), dropped (cached profiles another process changed)", ["event"])
 ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
 
 
@@ -115,38 +119,49 @@ class Recorder:
         self._version: str | None = None
         self._flush_seconds = flush_seconds
         self._flusher: threading.Thread | None = None
-        self._reads: list | None = None     # a CachedStore's reads (profile_reads), and what was flushed of them
-        self._reads_flushed: list = []
+        # a CachedStore's counts it exports (profile_reads): name -> [the list, what was
+        # flushed of it, the labels of its items, the counter]
+        self._cache_counts: dict[str, list] = {}
         self._read_counter = PROFILE_READS
+        self._feed_counter = PROFILE_FEED
 
     # -- the hot path: request(rpc, code, seconds, decide=False), decided(decided_by, degraded=False) and
     # decided_results(results) are Counts' methods (set in __init__; see engine/server/_recording.pyx)
 
-    def profile_reads(self, reads: list, counter=None) -> None:
+    def profile_reads(self, reads: list, counter=None, feed: list | None = None, feed_counter=None) -> None:
         """Export a profile cache's read counts (``CachedStore.reads``, which
         it keeps itself: nothing is recorded per request here) as
-        ``maple_profile_cache_reads_total``, what they grew by at each
-        flush.  Every result is shown from the start, at 0."""
-        if self._reads is not None:
+        ``maple_profile_cache_reads_total``, and its change feed's
+        (``CachedStore.feed``) as ``maple_profile_cache_feed_total``, what
+        they grew by at each flush.  Every label is shown from the start,
+        at 0."""
+        if self._cache_counts:
             self.flush()                    # what the previous source counted is exported first
         if counter is not None:
             self._read_counter = counter
-        counter = self._read_counter
+        if feed_counter is not None:
+            self._feed_counter = feed_counter
+        sources = {"reads": (reads, READ_RESULTS, self._read_counter)}
+        if feed is not None:
+            sources["feed"] = (feed, FEED_EVENTS, self._feed_counter)
         with self._lock:
-            self._reads, self._reads_flushed = reads, list(reads)
-        for result in READ_RESULTS:
-            self._child(("p", id(counter), result), lambda: counter.labels(result))
+            self._cache_counts = {name: [counts, list(counts), labels, c]
+                                  for name, (counts, labels, c) in sources.items()}
+        for _counts, labels, c in sources.values():
+            for label in labels:
+                self._child(("p", id(c), label), lambda: c.labels(label))
 
     # -- into prometheus-client
     def flush(self) -> None:
         """Move what was recorded since the last flush into the metrics."""
         requests, decide, answers, degraded = self._counts.take()
+        grown = []
         with self._lock:
-            reads = ()
-            if self._reads is not None:
-                now = list(self._reads)
-                reads = [(r, a - b) for r, a, b in zip(READ_RESULTS, now, self._reads_flushed) if a > b]
-                self._reads_flushed = now
+            for source in self._cache_counts.values():
+                counts, flushed, labels, c = source
+                now = list(counts)
+                grown += [(c, label, a - b) for label, a, b in zip(labels, now, flushed) if a > b]
+                source[1] = now
         decisions: dict = {}
         for decided_by, times in answers.items():
             for key in decided_by:
@@ -162,9 +177,8 @@ class Recorder:
             self._child(("d",) + key, lambda: decision_counter.labels(key[0], key[1] or "(none)")).inc(count)
         if degraded:
             degraded_counter.inc(degraded)
-        counter = self._read_counter
-        for result, grew in reads:
-            self._child(("p", id(counter), result), lambda: counter.labels(result)).inc(grew)
+        for c, label, grew in grown:
+            self._child(("p", id(c), label), lambda: c.labels(label)).inc(grew)
 
     def _child(self, key, make):
         c = self._children.get(key)

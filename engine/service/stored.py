@@ -139,7 +139,7 @@ class StoredProfiles:
     def start_sync(self) -> bool:
         """Follow the store's change feed (``CachedStore.start_sync``): cached
         profiles then stay valid until another process changes them, not
-        for one ttl.  False when the store has none (Redis)."""
+        for one ttl.  False when the store has none."""
         return self.cache.start_sync()
 
     def describe(self) -> str:

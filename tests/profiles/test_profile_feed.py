@@ -158,7 +158,7 @@ def test_the_pruner_keeps_a_minute_of_changes_and_never_the_last_row(two_sqlite,
     assert b.changes_since(2).complete and not b.changes_since(1).complete
     with caplog.at_level(logging.WARNING, logger="engine.profiles.cache"):
         assert cache.sync()                                     # it last read before row 1: it missed rows
-    assert cache.feed_losses == 1 and cache._feed_position == a.changes_since(None).head
+    assert cache.feed[2] == 1 and cache._feed_position == a.changes_since(None).head
     assert "pruned past this cache's last read" in caplog.text
     clock.advance(120.0)                                        # nothing new since: the last row stays
     a.apply([ev("page_view", T0 + 4, cid="C")], NOW)
@@ -185,7 +185,7 @@ def test_a_cache_drops_what_another_process_changed_at_its_next_sync(two):
     assert cache.get("A")["orders_count"] == 1                             # not synced yet: the entry
     assert cache.read(("loyalty_card", "L2")).profile is None
     assert cache.sync()
-    assert cache.feed_drops == 2                                           # A (its card's entry with it), L2
+    assert cache.feed[3] == 2                                           # A (its card's entry with it), L2
     assert cache.get("A")["orders_count"] == 2
     assert cache.read(("loyalty_card", "L1")).profile["orders_count"] == 2
     assert cache.read(("loyalty_card", "L2")).profile["customer_id"] == "B"
@@ -249,6 +249,25 @@ def test_a_sync_that_fails_leaves_the_entries_to_their_ttl(two, monkeypatch):
         assert cache.read("A").source == "cache"                # the last good sync is younger than the ttl
     clock.advance(0.2)
     assert cache.read("A").source == "store"                    # 1.1 s since it: back to expiry
+
+
+def test_a_feed_that_keeps_failing_is_logged_once_per_run_of_failures(two_sqlite, monkeypatch, caplog):
+    _, b = two_sqlite
+    cache = CachedStore(b, ttl=1.0, clock=FakeClock())
+    real = b.changes_since
+
+    def broken(position):
+        raise RuntimeError("a bug")
+
+    with caplog.at_level(logging.ERROR, logger="engine.profiles.cache"):
+        monkeypatch.setattr(b, "changes_since", broken)
+        assert [cache.sync() for _ in range(3)] == [False] * 3
+        monkeypatch.setattr(b, "changes_since", real)
+        assert cache.sync()
+        monkeypatch.setattr(b, "changes_since", broken)
+        assert cache.sync() is False
+    failures = [r for r in caplog.records if "change feed failed" in r.getMessage()]
+    assert len(failures) == 2 and cache.feed[:2] == [1, 4]          # synced once, failed four times
 
 
 def test_a_fetch_racing_a_sync_is_not_cached(two, monkeypatch):

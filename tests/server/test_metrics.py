@@ -275,6 +275,32 @@ def test_a_profile_cache_s_reads_are_exported_as_they_grow():
                                           'Xreads_total{result="prefetched"}': 2.0}
 
 
+def test_a_profile_cache_s_change_feed_is_exported_beside_its_reads(tmp_path):
+    """maple_profile_cache_feed_total by event is what CachedStore.feed grew
+    by, through a real sync of a SQLite store's feed."""
+    from engine.profiles import CachedStore, open_store
+    from engine.profiles.cache import FEED_EVENTS
+    registry = CollectorRegistry()
+    recorder = m.Recorder(*metric_set(registry, "f"))
+    reads_counter = Counter("f_reads", "r", ["result"], registry=registry)
+    feed_counter = Counter("f_feed", "f", ["event"], registry=registry)
+    with open_store(f"sqlite://{tmp_path / 'p.db'}") as writer, open_store(f"sqlite://{writer.path}") as store:
+        cache = CachedStore(store, ttl=60)
+        recorder.profile_reads(cache.reads, reads_counter, feed=cache.feed, feed_counter=feed_counter)
+        assert exposition(registry, "f_feed") == {f'X_total{{event="{e}"}}': 0.0 for e in FEED_EVENTS}
+        writer.apply([{"event_id": "e1", "type": "page_view", "channel": "web", "timestamp": writer.clock(),
+                       "customer_id": "A"}])
+        cache.sync()
+        cache.read("A")
+        writer.apply([{"event_id": "e2", "type": "page_view", "channel": "web", "timestamp": writer.clock(),
+                       "customer_id": "A"}])
+        cache.sync()
+        recorder.flush()
+    assert exposition(registry, "f_feed") == {'X_total{event="synced"}': 2.0, 'X_total{event="failed"}': 0.0,
+                                              'X_total{event="missed"}': 0.0, 'X_total{event="dropped"}': 1.0}
+    assert exposition(registry, "f_reads")['X_total{result="miss"}'] == 1.0
+
+
 def test_the_compiled_handler_records_each_outcome_s_status_and_time():
     """engine.server._recording.RawUnary (app.raw_unary's handler): the
     status gRPC will send and the time from the bytes to the answer, for an
