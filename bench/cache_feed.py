@@ -16,6 +16,12 @@ store), its CPU a call (from /proc), the caller's wall time a call (p50,
 p99) and the server-side time (``maple_decide_seconds`` bucket bounds);
 then feed ÷ ttl for each.  Compare within a run: the machine drifts.
 
+Then the staleness each server shows (``--bound-rounds``): a new customer
+is asked for (cached as unknown) and asked for again 50 times, then
+another process records an event for them; how long until the server's
+answer says STORED.  Without the feed that is the ttl; with it, about the
+time to the next sync (a quarter ttl).
+
     python -m bench.cache_feed
     python -m bench.cache_feed --customers 2000 --calls 3000 --turns 8 --writes 100
 
@@ -61,6 +67,26 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
 
 
+def staleness(call, writer, rounds: int, tag: str) -> list[float]:
+    """Milliseconds from another process's write to the server's answer
+    showing it, ``rounds`` times: a customer the server has cached as
+    unknown (asked for 51 times) gets an event; then Decide until STORED."""
+    from engine.server.pb.maple.v1 import decision_pb2 as pb
+    out = []
+    for n in range(rounds):
+        cid = f"bound-{tag}-{n}-{time.time_ns()}"
+        request = pb.DecideRequest(customer_id=cid).SerializeToString()
+        for _ in range(51):
+            call(request, timeout=10)
+        writer.apply([{"event_id": f"e-{cid}", "type": "page_view", "channel": "web", "timestamp": time.time(),
+                       "customer_id": cid}])
+        t0 = time.perf_counter()
+        while pb.DecideResponse.FromString(call(request, timeout=10)).profile_status != pb.PROFILE_STATUS_STORED:
+            pass
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -69,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--turns", type=int, default=8, help="turns per server (alternating)")
     ap.add_argument("--writes", type=int, default=100, help="events applied elsewhere before each turn")
     ap.add_argument("--ttl", type=float, default=1.0, help="--profile-cache-ttl of both servers")
+    ap.add_argument("--bound-rounds", type=int, default=10,
+                    help="customers written elsewhere whose staleness is timed, per server")
     ap.add_argument("--rules", default=None, help="rules (default: the load generator's pack)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cache_feed.json"))
     args = ap.parse_args(argv)
@@ -130,24 +158,26 @@ def main(argv=None) -> int:
                                         loadgen.scrape_decide_buckets(port, after))
                     bar.update(args.calls)
                 position += args.calls
+        stale = {m: staleness(calls[m], writers[i], args.bound_rounds, m) for i, m in enumerate(MODES)}
         report = {"customers": args.customers, "calls_per_turn": args.calls, "turns": args.turns,
                   "writes_per_turn": args.writes, "ttl": args.ttl, "rules": rules, "servers": {}}
         print(f"\nDecides by id, one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
               f"{args.writes} events written elsewhere before each turn ({args.turns} turns of "
               f"{args.calls:,} calls per server)\n")
         print(f"{'cache':<6} {'hit share':>10} {'store reads':>12} {'CPU µs/call':>12} {'wall p50':>9} "
-              f"{'wall p99':>9} {'server p50 ≤':>13} {'server p99 ≤':>13}")
+              f"{'wall p99':>9} {'server p50 ≤':>13} {'server p99 ≤':>13} {'stale ms p50':>13} {'max':>5}")
         for m in MODES:
             share = loadgen.cache_hit_share(reads[m])
             side = loadgen.bucket_percentiles({}, buckets[m])
             row = {"cache_reads": share, "cpu_us_per_call": round(statistics.median(cpu[m]), 1),
                    "cpu_us_per_turn": [round(x, 1) for x in cpu[m]],
                    "wall_p50_us": round(percentile(wall[m], 50), 1), "wall_p99_us": round(percentile(wall[m], 99), 1),
-                   **side}
+                   **side, "stale_ms": [round(x, 1) for x in stale[m]]}
             report["servers"][m] = row
             print(f"{m:<6} {share['hit_share'] * 100:>9.1f}% {share.get('miss', 0):>12,} "
                   f"{row['cpu_us_per_call']:>12.1f} {row['wall_p50_us']:>9.0f} {row['wall_p99_us']:>9.0f} "
-                  f"{side.get('p50_le_us') or float('nan'):>13.0f} {side.get('p99_le_us') or float('nan'):>13.0f}")
+                  f"{side.get('p50_le_us') or float('nan'):>13.0f} {side.get('p99_le_us') or float('nan'):>13.0f} "
+                  f"{percentile(stale[m], 50):>13.0f} {max(stale[m], default=float('nan')):>5.0f}")
         f, t = report["servers"]["feed"], report["servers"]["ttl"]
         report["ratios"] = {"cpu": loadgen.ratio(f["cpu_us_per_call"], t["cpu_us_per_call"]),
                             "wall_p50": loadgen.ratio(f["wall_p50_us"], t["wall_p50_us"]),

@@ -9,7 +9,7 @@ from bench import cache_feed
 def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path, capsys):
     out = tmp_path / "cache_feed.json"
     assert cache_feed.main(["--customers", "150", "--calls", "120", "--turns", "2", "--writes", "10",
-                            "--out", str(out)]) == 0
+                            "--bound-rounds", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert set(report["servers"]) == {"feed", "ttl"}
     for server in report["servers"].values():
@@ -17,6 +17,7 @@ def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path
         assert reads["hit"] + reads["miss"] + reads.get("stale", 0) == 2 * 120       # one read a Decide by id
         assert 0.0 <= reads["hit_share"] <= 1.0
         assert len(server["cpu_us_per_turn"]) == 2 and server["wall_p50_us"] <= server["wall_p99_us"]
+        assert len(server["stale_ms"]) == 1          # another process's write was seen (STORED) in the end
     assert set(report["ratios"]) == {"cpu", "wall_p50", "wall_p99"}
     printed = capsys.readouterr().out
     assert "feed ÷ ttl: CPU a call" in printed and "hit share" in printed
