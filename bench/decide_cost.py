@@ -88,7 +88,9 @@ STAGES = {
     "served_stored": "the whole Decide as served by customer id, the profile from the store's cache",
     "batch_stored": "DecideBatch as served by customer id, batches of 100, per decision (profiles cached)",
     "served_miss": "the whole Decide as served by customer id, the profile read from a SQLite store (a cache "
-                   "miss: what most Decides by id are at the default 1 s ttl)",
+                   "miss: what most Decides by id were at the default 1 s ttl without the change feed)",
+    "served_feed": "the whole Decide as served by customer id, the profile from the cache of a SQLite store, "
+                   "held as bytes and valid by the change feed (what most Decides by id are with it)",
 }
 
 
@@ -164,17 +166,26 @@ def _stage_calls(stage: str, customers: int):
         held.lookup(q.customer_id, None, None)
     stored_servicer = DecisionServicer(stored)
     raw_miss, miss_servicer = [], None
-    if stage == "served_miss":      # a SQLite file of what a month of events folds into; nothing cached
+    if stage in ("served_miss", "served_feed"):   # a SQLite file of what a month of events folds into
         from bench.loadgen import store_ids
         tmp = Path(tempfile.mkdtemp(prefix="maple-decide-cost-"))
         ids = bench_profiles.sqlite_store_of_month(tmp / "profiles.db", 10 * customers, customers,
                                                    bench_profiles.NOW, store_ids(str(ROOT / "rules")))
-        missing = StoredProfiles.open(f"sqlite://{tmp / 'profiles.db'}", cache_ttl=0.0)
+        feed = stage == "served_feed"
+        missing = StoredProfiles.open(f"sqlite://{tmp / 'profiles.db'}", cache_ttl=1.0 if feed else 0.0)
         atexit.register(shutil.rmtree, tmp, True)
         atexit.register(missing.close)      # (registered last: runs first)
         miss_servicer = DecisionServicer(Decider(holder, missing, stores))
         raw_miss = bench_profiles.decide_requests([{"customer_id": c} for c in ids], by_id=True)
         raw_miss = [raw_miss[i % len(raw_miss)] for i in range(customers)]     # per call: measure() divides by it
+        if feed:        # (the entries fetched after the first sync are the ones it vouches for)
+            cache = missing.cache
+            cache.sync()
+            for c in ids:
+                missing.read_lookup(c, None)
+            with cache._lock:                   # past their first ttl: held as bytes ...
+                cache._entries.settle(float("inf"))
+            cache._feed_until = float("inf")    # ... and valid, as while syncs keep coming
     settle_heap()
     parse = pb.DecideRequest.FromString
     read = wire.decide_request
@@ -197,6 +208,7 @@ def _stage_calls(stage: str, customers: int):
         "batch_stored": (lambda b: stored_servicer.decide_batch_bytes(wire.batch_request(b), ctx),
                          bench_profiles.batch_requests(raw_by_id, 100)),
         "served_miss": (lambda b: miss_servicer.decide_bytes(read(b), ctx), raw_miss),
+        "served_feed": (lambda b: miss_servicer.decide_bytes(read(b), ctx), raw_miss),
     }
     fn, inputs = table[stage]
     for x in inputs:

@@ -227,7 +227,7 @@ class CachedStore:
         # the change feed (sync): entries fetched after _feed_since (strictly: a fetch
         # at the same clock reading may have raced the sync) are valid until
         # _feed_until (the last sync's start + ttl) unless a sync dropped them
-        self._feed_position: int | None = None
+        self._feed_position: int | str | None = None     # Feed.head: a row number, a stream entry id
         self._feed_since = float("inf")
         self._feed_until = float("-inf")
         self._sync_stop: threading.Event | None = None
@@ -251,7 +251,7 @@ class CachedStore:
             table = entries.table
             cached = table.get(customer_id) if table is not None else entries.get(customer_id)
             if cached is not None and (now - cached[1] < self.ttl
-                                       or (cached[1] > self._feed_since and now < self._feed_until)):
+                                       or (now < self._feed_until and cached[1] > self._feed_since)):
                 reads[HIT] += 1
                 return self._from_cache(cached, now, fresh=True)
             if self._down_until is not None and now < self._down_until:
@@ -316,7 +316,7 @@ class CachedStore:
                 return 0
             entries = self._entries
             missing = [c for c in dict.fromkeys(customer_ids) if (hit := entries.get(c)) is None
-                       or not (now - hit[1] < self.ttl or (hit[1] > self._feed_since and now < self._feed_until))]
+                       or not (now - hit[1] < self.ttl or (now < self._feed_until and hit[1] > self._feed_since))]
             generation = self._generation
         if not missing:
             return 0
@@ -354,13 +354,14 @@ class CachedStore:
         return the entry just dropped, as it would have a moment earlier;
         one racing :meth:`_Entries.put` (the entry briefly absent) answers
         STALE and :meth:`read` takes the lock.  (The feed's two times are
-        read separately: a sync moving them between the reads vouches for an
-        entry by one of the two syncs, each of which would have.)"""
+        read apart: ``_feed_until`` first, as :meth:`sync` writes
+        ``_feed_since`` first, so a sync between the two reads can only make
+        the answer STALE, never vouch for an entry its first sync should not.)"""
         table = self._entries.table
         cached = table.get(customer_id) if table is not None else self._entries.get(customer_id)
         if cached is not None and self._down_until is None:
             now, at = self.clock(), cached[1]
-            if now - at < self.ttl or (at > self._feed_since and now < self._feed_until):
+            if now - at < self.ttl or (now < self._feed_until and at > self._feed_since):
                 self.reads[HIT] += 1
                 return _profile(cached[0])
         return STALE

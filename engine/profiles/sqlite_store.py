@@ -31,7 +31,10 @@ Tables, version 2 (:func:`prepare` creates them, and upgrades version 1)::
     aliases(alias PK, customer_id)                 -- "email_hash:ab12" -> customer
     events(event_id PK, customer_id, applied_at)   -- the dedupe table,
                                                    -- indexed by applied_at (pruning)
-    meta(key PK, value)                            -- schema version, creation counter
+    meta(key PK, value)                            -- schema version, creation counter,
+                                                   -- how far the change feed was pruned
+    changes(seq PK, key)                           -- the change feed, written by triggers
+                                                   -- (FEED; not part of the schema version)
 
 Why ``customers`` is a rowid table (it was ``WITHOUT ROWID`` in version 1):
 a profile is ~0.5-4 KB, and a WITHOUT ROWID table keeps at most ~1 KB of a

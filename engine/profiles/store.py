@@ -86,7 +86,7 @@ class Health:
 
 class Feed(NamedTuple):
     """One read of a store's change feed (:meth:`ProfileStore.changes_since`)."""
-    head: int                   # the position to read from next time
+    head: int | str             # the position to read from next time (SQLite: a row number; Redis: an entry id)
     keys: list[str]             # alias keys changed after the position asked for, oldest first
     complete: bool              # False: the keys since then are not all known (a first read, or
                                 # the feed was pruned past it): trust nothing cached before
@@ -225,7 +225,7 @@ class ProfileStore(abc.ABC):
     #: other stores keep their entries for one ttl
     has_change_feed = False
 
-    def changes_since(self, position: int | None) -> Feed:
+    def changes_since(self, position: int | str | None) -> Feed:
         """What changed in the store after ``position`` (a :attr:`Feed.head`
         of an earlier call; None: only the head): the alias key of each
         profile written or deleted (``customer_id:<id>``) and of each

@@ -461,7 +461,7 @@ cpdef object stored_hit(profiles, str customer_id, now):
         return None
     at = cached[1]
     t = cache.clock()
-    if not (t - at < cache.ttl or (at > cache._feed_since and t < cache._feed_until)):
+    if not (t - at < cache.ttl or (t < cache._feed_until and at > cache._feed_since)):
         return None                         # (CachedStore.fresh's rule: its ttl, or the change feed's)
     held = cached[0]
     if type(held) is bytes:                 # held encoded (past its first ttl, valid by the feed)
