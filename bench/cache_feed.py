@@ -152,8 +152,9 @@ def main(argv=None) -> int:
                         wall[m].append((time.perf_counter() - t0) * 1e6)
                     cpu[m].append((server_cpu(proc.pid) - c0) / args.calls * 1e6)
                     after = loadgen.scrape(port)
+                    earlier = loadgen.cache_reads(before) or {}
                     for key, value in (loadgen.cache_reads(after) or {}).items():
-                        reads[m][key] = reads[m].get(key, 0.0) + value - (loadgen.cache_reads(before) or {}).get(key, 0.0)
+                        reads[m][key] = reads[m].get(key, 0.0) + value - earlier.get(key, 0.0)
                     loadgen.add_buckets(buckets[m], loadgen.scrape_decide_buckets(port, before),
                                         loadgen.scrape_decide_buckets(port, after))
                     bar.update(args.calls)

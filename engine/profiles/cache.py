@@ -16,12 +16,14 @@ store is down.
   (A fetch that races a local write is not cached: a generation counter
   drops it.)
 * **Unless the store has a change feed** (SQLite: every process writing
-  the file feeds it, see ``sqlite_store.FEED``): then :meth:`sync`, run
-  every quarter ``ttl`` by :meth:`start_sync`'s thread, drops the entries
+  the file feeds it, see ``sqlite_store.FEED``; Redis: each batch's script
+  appends to a stream): then :meth:`sync`, run every quarter ``ttl`` (at
+  most a second apart) by :meth:`start_sync`'s thread, drops the entries
   of what other processes changed, and an entry stays valid until it is
   changed, for as long as the last sync is younger than ``ttl``: the same
-  staleness bound, with entries living past one ``ttl``.  A sync that
-  fails, or stops, leaves the entries to expire as without a feed.
+  staleness bound, with entries living past one ``ttl`` (up to
+  ``feed_max_age``, 60 s, a backstop).  A sync that fails, or stops,
+  leaves the entries to expire as without a feed.
 * **Store down** (:class:`~.store.StoreUnavailable`): reads are answered from
   the cache, expired entries included, marked ``degraded`` with the reason;
   a customer not in the cache reads as missing (so decisions use defaults),
@@ -89,6 +91,8 @@ READ_RESULTS = ("hit", "miss", "stale", "prefetched")
 # CachedStore.feed: the index of each count (maple_profile_cache_feed_total's "event")
 SYNCED, SYNC_FAILED, FEED_MISSED, FEED_DROPPED = range(4)
 FEED_EVENTS = ("synced", "failed", "missed", "dropped")
+FEED_MAX_AGE = 60.0     # seconds an entry may live on the change feed's word (CachedStore.feed_max_age)
+SYNC_EVERY_MAX = 1.0    # seconds between two syncs at most (start_sync: a quarter ttl, or this)
 
 
 class ProfileRead(NamedTuple):
@@ -119,8 +123,9 @@ class _Entries(Cache):
     order is the insertion order of cachetools' plain dict: a fetch puts its
     entry last, and :meth:`popitem` (MutableMapping's) takes the first.  A
     read of a young entry does not move it, but a customer still being read
-    is fetched again every ``ttl`` and so stays near the end: least recently
-    used, to within one ``ttl``.  The index holds one key as itself (a str,
+    is fetched again every ``ttl`` (with a change feed: when changed, and at
+    least every ``feed_max_age``) and so stays near the end: least recently
+    used, to within that time.  The index holds one key as itself (a str,
     or an identifier's (kind, value) pair) and a set only for a customer
     cached under several (sets are objects
     the collector visits too)."""
@@ -207,9 +212,13 @@ class CachedStore:
     """A profile store with a cache of hot profiles (see the module docstring)."""
 
     def __init__(self, store: ProfileStore, *, maxsize: int = 100_000, ttl: float = 1.0,
-                 retry_after: float = 1.0, clock: Callable[[], float] = time.monotonic):
+                 retry_after: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 feed_max_age: float = FEED_MAX_AGE):
         self.store = store
         self.ttl = ttl
+        #: an entry the change feed vouches for is fetched again once this old
+        #: (a backstop, should a writer that does not feed it change the store)
+        self.feed_max_age = feed_max_age
         self.retry_after = retry_after
         self.clock = clock
         self._entries = _Entries(maxsize)
@@ -250,8 +259,7 @@ class CachedStore:
         with self._lock:
             table = entries.table
             cached = table.get(customer_id) if table is not None else entries.get(customer_id)
-            if cached is not None and (now - cached[1] < self.ttl
-                                       or (now < self._feed_until and cached[1] > self._feed_since)):
+            if cached is not None and (now - cached[1] < self.ttl or self._vouched(cached[1], now)):
                 reads[HIT] += 1
                 return self._from_cache(cached, now, fresh=True)
             if self._down_until is not None and now < self._down_until:
@@ -316,7 +324,7 @@ class CachedStore:
                 return 0
             entries = self._entries
             missing = [c for c in dict.fromkeys(customer_ids) if (hit := entries.get(c)) is None
-                       or not (now - hit[1] < self.ttl or (now < self._feed_until and hit[1] > self._feed_since))]
+                       or not (now - hit[1] < self.ttl or self._vouched(hit[1], now))]
             generation = self._generation
         if not missing:
             return 0
@@ -353,15 +361,21 @@ class CachedStore:
         writer replaces whole values.  A read racing an invalidation may
         return the entry just dropped, as it would have a moment earlier;
         one racing :meth:`_Entries.put` (the entry briefly absent) answers
-        STALE and :meth:`read` takes the lock.  (The feed's two times are
-        read apart: ``_feed_until`` first, as :meth:`sync` writes
-        ``_feed_since`` first, so a sync between the two reads can only make
-        the answer STALE, never vouch for an entry its first sync should not.)"""
+        STALE and :meth:`read` takes the lock.
+
+        The feed's times are read before the entry, ``_feed_until`` first:
+        :meth:`sync` drops what changed, then writes ``_feed_since`` (when
+        it must), then ``_feed_until``.  So the ``_feed_until`` read here is
+        one whose sync's drops this lookup already sees, and a sync racing
+        the reads can only make the answer STALE (read the other way round,
+        a sync between the lookup and the check would vouch for the entry
+        it had just dropped)."""
+        until, since = self._feed_until, self._feed_since
         table = self._entries.table
         cached = table.get(customer_id) if table is not None else self._entries.get(customer_id)
         if cached is not None and self._down_until is None:
             now, at = self.clock(), cached[1]
-            if now - at < self.ttl or (now < self._feed_until and at > self._feed_since):
+            if now - at < self.ttl or (now < until and at > since and now - at < self.feed_max_age):
                 self.reads[HIT] += 1
                 return _profile(cached[0])
         return STALE
@@ -414,6 +428,12 @@ class CachedStore:
             log.info("profile store %s answers again after %.1f s unavailable", self.store.url, was_down)
 
     # -- the change feed
+    def _vouched(self, at: float, now: float) -> bool:
+        """(Under the lock.)  Whether the change feed vouches for an entry
+        fetched at ``at``: fetched after the first sync, the last sync began
+        less than ``ttl`` ago, and younger than ``feed_max_age``."""
+        return now < self._feed_until and at > self._feed_since and now - at < self.feed_max_age
+
     def sync(self) -> bool:
         """Read the store's change feed once and drop the entries of what
         changed since the last read (another process's writes; this
@@ -426,8 +446,11 @@ class CachedStore:
         whether the feed was read (False: the store has none, or it did not
         answer; entries then expire after ``ttl`` as without a feed).
 
-        Each sync bumps the generation, so a fetch that raced it (its read
-        may predate a change the sync has now passed) is not cached."""
+        A sync that read changes (or could not tell) bumps the generation,
+        so a fetch that raced it (its read may predate a change the sync has
+        now passed) is not cached.  An entry the feed vouches for is still
+        fetched again once ``feed_max_age`` old (60 s), a backstop should a
+        writer that does not feed it (an earlier Maple on Redis) change it."""
         store = self.store
         if not getattr(store, "has_change_feed", False) or self.ttl <= 0:
             return False
@@ -446,7 +469,8 @@ class CachedStore:
         with self._lock:
             self.feed[SYNCED] += 1
             self._feed_failing = False
-            self._generation += 1
+            if feed.keys or not feed.complete:
+                self._generation += 1       # a fetch racing this sync may predate what it passed
             entries = self._entries
             if feed.complete:
                 drops = 0
@@ -472,18 +496,28 @@ class CachedStore:
                         "until now are kept for the ttl only")
         return True
 
+    def sync_period(self) -> float:
+        """Seconds between two syncs of :meth:`start_sync`: a quarter of
+        ``ttl``, at most SYNC_EVERY_MAX (1 s): a long ttl must not outlast
+        the minute the SQLite feed keeps changes, nor let another process's
+        writes wait long."""
+        return min(self.ttl / 4, SYNC_EVERY_MAX)
+
     def start_sync(self, every: float | None = None) -> bool:
-        """Run :meth:`sync` now and then every ``every`` seconds (default a
-        quarter of ``ttl``) on a daemon thread, until :meth:`close`.  False
+        """Run :meth:`sync` now and then every ``every`` seconds (default
+        :meth:`sync_period`) on a daemon thread, until :meth:`close`.  False
         (and no thread) when the store has no change feed or ``ttl`` is 0."""
         if not getattr(self.store, "has_change_feed", False) or self.ttl <= 0 or self._sync_thread is not None:
             return False
-        period = every if every is not None else self.ttl / 4
+        period = every if every is not None else self.sync_period()
         stop = threading.Event()
 
         def run() -> None:
             while True:
-                self.sync()
+                try:
+                    self.sync()
+                except Exception:           # (sync catches the store's errors: this is a bug)
+                    log.exception("profile cache: syncing with the change feed failed")
                 if stop.wait(period):
                     return
 

@@ -80,7 +80,7 @@ CLUSTER_PREFIX = "{maple}:"
 MAX_ATTEMPTS = 20            # optimistic-locking retries before giving up
 SEQ_BLOCK = 100              # creation numbers reserved per INCRBY
 FEED_LENGTH = 10_000         # change feed entries (batches) kept, about (MAXLEN ~)
-FEED_READ = 1_000            # entries per XREAD when a cache catches up
+FEED_READ = 1_000            # entries one read of the feed returns at most (more: incomplete)
 
 #: One planned batch's writes, run inside MULTI/EXEC (so only if no watched
 #: key changed).  Sent with EVAL, not EVALSHA: a restarted server has no
@@ -107,6 +107,16 @@ return np
 #: The store cannot answer now (retrying later is safe): the connection, or a
 #: cluster that is failing over or moving the slot (CLUSTERDOWN, TRYAGAIN).
 _DOWN = (redis.ConnectionError, redis.TimeoutError, RedisClusterException, ClusterDownError, TryAgainError)
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _position(position: str) -> tuple[str, int]:
+    """A feed position, "<entry id>/<entries ever added>" -> its parts."""
+    entry_id, _, added = position.partition("/")
+    return entry_id, int(added or -1)
 
 
 def _entry_id(text) -> tuple[int, int]:
@@ -347,40 +357,56 @@ class RedisStore(ProfileStore):
         return {cid: blobs.get(moved.get(cid, cid)) for cid in ids}
 
     def changes_since(self, position: str | None) -> Feed:
-        """The change feed (``maple:changes``) after ``position`` (a stream
-        entry id): each entry's keys, oldest first, read FEED_READ entries
-        at a time, each read in one MULTI with a look at the stream's first
-        entry.  Incomplete for None, and when the entry last read has been
-        trimmed away (more than ``feed_length`` batches since) or the
-        stream is gone."""
+        """The change feed (``maple:changes``) after ``position``, in one
+        MULTI: XINFO STREAM and XREAD of up to FEED_READ entries.  A
+        position is ``<last entry id>/<entries ever added>`` as XINFO said
+        then, so the entries since are counted (Redis 7+): fewer read than
+        added means some were trimmed away (the reader is more than
+        ``feed_length`` batches behind) and the feed is incomplete, as it is
+        for None, past FEED_READ entries, for a stream gone or recreated
+        (fewer entries ever added), and for ids that went back (a restore,
+        or a failover to a replica that lagged: the last id is below the
+        position).  Redis 6 (no count): incomplete when the first entry
+        left is past the position."""
         key = self.key("changes")
+        after = _position(position)[0] if position is not None else "$"
         try:
             if self._unchecked:
                 self._check_durability()
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.exists(key)
+                pipe.xinfo_stream(key)
+                pipe.xread({key: after}, count=FEED_READ + 1)
+                exists, info, read = pipe.execute(raise_on_error=False)
+            if isinstance(exists, Exception):
+                raise exists
+            if not exists:
+                last, added, first = "0-0", 0, None
+            elif isinstance(info, Exception):
+                raise info
+            else:
+                info = {(k.decode() if isinstance(k, bytes) else k): v for k, v in info.items()}
+                last = _text(info["last-generated-id"])
+                added = info.get("entries-added")           # (Redis 7+)
+                first = info.get("first-entry")
+            head = f"{last}/{-1 if added is None else added}"
             if position is None:
-                last = self.client.xrevrange(key, "+", "-", count=1)
-                return Feed(last[0][0].decode() if last else "0-0", [], False)
-            keys: list[str] = []
-            while True:
-                with self.client.pipeline(transaction=True) as pipe:
-                    pipe.xrange(key, "-", "+", count=1)
-                    pipe.xread({key: position}, count=FEED_READ)
-                    first, read = pipe.execute()
-                if position != "0-0" and (not first or _entry_id(first[0][0]) > _entry_id(position)):
-                    return Feed(self._last_id(key), [], False)
-                entries = _stream_entries(read)
-                for entry_id, changed in entries:
-                    keys.extend(msgspec.json.decode(changed))
-                    position = entry_id.decode()
-                if len(entries) < FEED_READ:
-                    return Feed(position, keys, True)
+                return Feed(head, [], False)
+            if isinstance(read, Exception):
+                raise read
+            entries = _stream_entries(read)
+            since, counted = _position(position)
+            if _entry_id(last) < _entry_id(since) or len(entries) > FEED_READ:
+                return Feed(head, [], False)
+            if added is not None and counted >= 0:
+                if added - counted != len(entries):         # trimmed past us, or recreated
+                    return Feed(head, [], False)
+            elif since != "0-0" and (first is None or _entry_id(first[0]) > _entry_id(since)):
+                return Feed(head, [], False)
+            return Feed(head, [k for _id, changed in entries for k in msgspec.json.decode(changed)], True)
         except _DOWN as err:
             self._unchecked = True
             raise _unavailable(self.url, err) from err
-
-    def _last_id(self, key: str) -> str:
-        last = self.client.xrevrange(key, "+", "-", count=1)
-        return last[0][0].decode() if last else "0-0"
 
     def resolve(self, kind: str, value: str) -> str | None:
         raw = self._call(self.client.get, self.key("a", f"{kind}:{value}"))

@@ -142,6 +142,10 @@ FEED = [
     "INSERT INTO changes (key) VALUES (NEW.alias); END",
 ]
 
+#: Rows of the change feed one read returns at most; past them the read
+#: says it is incomplete (the cache then trusts only what it fetches next).
+FEED_ROWS = 10_000
+
 #: Pruning the dedupe table reads it by age (a file made before this index
 #: existed gets it when opened: one scan of the table, once).
 EVENTS_BY_APPLIED_AT = "CREATE INDEX IF NOT EXISTS events_by_applied_at ON events (applied_at)"
@@ -457,8 +461,9 @@ class SQLiteStore(ProfileStore):
     def changes_since(self, position: int | None) -> Feed:
         """The change feed (:data:`FEED`) after ``position``, in one read
         transaction: the keys of the rows after it and the last row's
-        number; incomplete for None or when the pruner deleted rows past it
-        (``meta.changes_pruned``)."""
+        number; incomplete for None, when the pruner deleted rows past it
+        (``meta.changes_pruned``), and past FEED_ROWS rows (reading and
+        dropping them would hold the reader and the cache up)."""
         with self._read_lock:
             db = self._reader_db
             try:
@@ -470,7 +475,10 @@ class SQLiteStore(ProfileStore):
                     head = max(pruned, last or 0)
                     if position is None or position < pruned or position > head:
                         return Feed(head, [], False)    # (past the head: another file, or rows reused)
-                    rows = db.execute("SELECT key FROM changes WHERE seq > ? ORDER BY seq", (position,)).fetchall()
+                    rows = db.execute("SELECT key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                                      (position, FEED_ROWS + 1)).fetchall()
+                    if len(rows) > FEED_ROWS:           # (a bulk import): cheaper to trust nothing held
+                        return Feed(head, [], False)
                 finally:
                     db.execute("COMMIT")
             except sqlite3.OperationalError as err:

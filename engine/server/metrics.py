@@ -91,7 +91,9 @@ PROFILE_READS = Counter("maple_profile_cache_reads",
 PROFILE_FEED = Counter("maple_profile_cache_feed",
                        "The profile cache following the store's change feed: synced (the feed read), failed "
                        "(a read that failed: cached profiles fall back to their ttl), missed (the feed had been "
-                       "pruned past this cache), dropped (cached profiles another process changed)", ["event"])
+                       "pruned past this cache, or held more than one read returns), dropped (cached profiles "
+                       "changed in the store since, by another process or coming back from this one's writes)",
+                       ["event"])
 ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
 
 

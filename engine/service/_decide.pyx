@@ -453,6 +453,8 @@ cpdef object stored_hit(profiles, str customer_id, now):
     ``refresh``) and a ``ProfileLookup`` less.  A hypothesis test holds it
     to ``lookup`` (tests/profiles/test_profile_stored_hit.py)."""
     cache = profiles.cache
+    until = cache._feed_until               # before the entry, until first (see CachedStore.fresh)
+    since = cache._feed_since
     table = cache._entries.table            # cachetools' own dict of the entries
     if table is None:
         return None
@@ -461,7 +463,7 @@ cpdef object stored_hit(profiles, str customer_id, now):
         return None
     at = cached[1]
     t = cache.clock()
-    if not (t - at < cache.ttl or (t < cache._feed_until and at > cache._feed_since)):
+    if not (t - at < cache.ttl or (t < until and at > since and t - at < cache.feed_max_age)):
         return None                         # (CachedStore.fresh's rule: its ttl, or the change feed's)
     held = cached[0]
     if type(held) is bytes:                 # held encoded (past its first ttl, valid by the feed)

@@ -143,7 +143,8 @@ class StoredProfiles:
         return self.cache.start_sync()
 
     def describe(self) -> str:
-        feed = ", kept until changed (change feed)" if self.cache._sync_thread is not None else ""
+        following = self.cache._sync_thread is not None
+        feed = "; entries kept until changed: the store's change feed is followed" if following else ""
         return f"{self.store.url} (cache ttl {self.cache.ttl:g} s{feed})"
 
     # -- EventSink

@@ -90,7 +90,7 @@ def test_each_redis_batch_is_one_entry_of_the_keys_it_changed(redis_url):
     a, b = _pair(redis_url)
     with a, b:
         start = b.changes_since(None)
-        assert not start.complete and start.head == "0-0"
+        assert not start.complete and start.head == "0-0/0"
         a.apply([ev("page_view", T0, cid="A")])
         b.apply([ev("page_view", T0 + 1, cid="B", device_id="d1")])
         keys, head = _keys_after(a, start.head)
@@ -114,10 +114,41 @@ def test_a_redis_reader_whose_entry_was_trimmed_away_is_told_it_missed_some(redi
             a.apply([ev("page_view", T0 + 1 + i, cid=f"C{i}")])
         assert a.client.xlen(a.key("changes")) < 300
         feed = b.changes_since(position)
-        assert not feed.complete and feed.head == a._last_id(a.key("changes"))
+        last = a.client.xrevrange(a.key("changes"), "+", "-", count=1)[0][0].decode()
+        assert not feed.complete and feed.head == f"{last}/301"     # the last id, and 301 entries ever added
         assert b.changes_since(feed.head) == (feed.head, [], True)
         a.client.delete(a.key("changes"))           # the stream gone (flushed): nothing to trust
-        assert b.changes_since(feed.head) == ("0-0", [], False)
+        assert b.changes_since(feed.head) == ("0-0/0", [], False)
+        a.apply([ev("page_view", T0 + 400, cid="A")])              # ... nor in a stream made afresh
+        assert not b.changes_since(feed.head).complete
+
+
+def test_a_redis_reader_on_an_empty_stream_still_notices_a_trim(redis_url):
+    a, b = _pair(redis_url)
+    a.feed_length = 1
+    with a, b:
+        position = b.changes_since(None).head
+        assert position == "0-0/0"
+        a.apply([ev("page_view", T0, cid="A")])
+        assert b.changes_since(position) == (b.changes_since(None).head, ["customer_id:A"], True)
+        for i in range(300):
+            a.apply([ev("page_view", T0 + 1 + i, cid=f"C{i}")])
+        assert not b.changes_since(position).complete               # 301 added, ~100 left
+
+
+def test_a_redis_stream_whose_ids_went_back_reads_as_incomplete(redis_url):
+    """A restore, or a failover to a replica that lagged behind with its
+    clock behind: new entries get ids below the position a cache holds."""
+    a, b = _pair(redis_url)
+    with a, b:
+        a.apply([ev("page_view", T0, cid="A")])
+        position = b.changes_since(None).head
+        ms = int(position.split("-")[0])
+        key = a.key("changes")
+        a.client.delete(key)
+        a.client.xadd(key, {"k": b'["customer_id:A"]'}, id=f"{ms - 50}-0")
+        a.client.xadd(key, {"k": b'["customer_id:A"]'}, id=f"{ms - 10}-0")
+        assert not b.changes_since(position).complete
 
 
 def test_a_file_made_before_the_feed_gets_it_when_opened(sqlite_url):
@@ -268,6 +299,102 @@ def test_a_feed_that_keeps_failing_is_logged_once_per_run_of_failures(two_sqlite
         assert cache.sync() is False
     failures = [r for r in caplog.records if "change feed failed" in r.getMessage()]
     assert len(failures) == 2 and cache.feed[:2] == [1, 4]          # synced once, failed four times
+
+
+class HookClock(FakeClock):
+    """A FakeClock that runs ``hook`` once, at its next reading: a thread
+    switch at that point (the sync thread running in between)."""
+
+    hook = None
+
+    def __call__(self) -> float:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return self.t
+
+
+@pytest.mark.parametrize("path", ["fresh", "compiled"])
+def test_a_sync_between_a_lock_free_lookup_and_its_check_cannot_vouch_for_what_it_dropped(two_sqlite, path):
+    """fresh() and the compiled hit read no lock: a sync may run between
+    their lookup of the entry and their clock reading.  If that sync
+    dropped the entry (changed elsewhere) after a gap in syncs, the entry
+    must not be judged by the sync's new time."""
+    from engine.profiles.cache import STALE
+    from engine.service import _decide
+    from engine.service.stored import StoredProfiles
+    a, b = two_sqlite
+    profiles = StoredProfiles(b, cache_ttl=1.0)
+    cache = profiles.cache
+    clock = cache.clock = HookClock()
+    a.apply([ev("purchase", T0, cid="A", items=[item("S1")])])
+    cache.sync()
+    clock.advance(0.1)
+    assert cache.read("A").profile["orders_count"] == 1
+    a.apply([ev("purchase", T0 + 1, cid="A", items=[item("S2")])])        # changed elsewhere ...
+    clock.advance(5.0)                                                      # ... and no sync for 5 s
+    assert cache.fresh("A") is STALE
+    clock.hook = cache.sync                                                 # the sync thread gets in
+    got = cache.fresh("A") if path == "fresh" else _decide.stored_hit(profiles, "A", NOW)
+    assert got is (STALE if path == "fresh" else None)
+    assert "A" not in cache._entries.table and cache.get("A")["orders_count"] == 2
+
+
+def test_a_sync_with_nothing_new_leaves_a_racing_fetch_cached(two_sqlite, monkeypatch):
+    a, b = two_sqlite
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B")])
+    cache.sync()
+    clock.advance(0.1)
+    real = b.get_many_encoded
+
+    def read_then_sync(ids):
+        found = real(ids)
+        assert cache.sync()                 # nothing changed since the last sync
+        return found
+
+    monkeypatch.setattr(b, "get_many_encoded", read_then_sync)
+    assert cache.prefetch(["A", "B"]) == 2
+    assert cache.reads[3] == 2 and set(cache._entries.table) == {"A", "B"}       # cached
+
+
+def test_an_entry_on_the_feed_s_word_is_fetched_again_at_its_max_age(two_sqlite):
+    """A backstop should a writer that does not feed the store change it."""
+    a, b = two_sqlite
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock, feed_max_age=10.0)
+    a.apply([ev("page_view", T0, cid="A")])
+    cache.sync()
+    clock.advance(0.1)
+    assert cache.read("A").source == "store"
+    for _ in range(38):                     # 9.5 s more, a sync every quarter second
+        clock.advance(0.25)
+        cache.sync()
+    assert cache.read("A").source == "cache" and cache.fresh("A") is not None
+    clock.advance(0.5)
+    cache.sync()
+    assert cache.read("A").source == "store"                               # 10.1 s old
+
+
+def test_a_long_ttl_still_syncs_every_second_at_most(two_sqlite):
+    _, b = two_sqlite
+    assert CachedStore(b, ttl=1.0).sync_period() == 0.25
+    assert CachedStore(b, ttl=240.0).sync_period() == 1.0      # the feed keeps a minute of changes
+
+
+def test_more_changes_than_one_read_returns_read_as_incomplete(two_sqlite, monkeypatch):
+    """After a bulk import: dropping each key would hold the reader and the
+    cache up; the cache trusts only what it fetches next instead."""
+    from engine.profiles import sqlite_store
+    a, b = two_sqlite
+    monkeypatch.setattr(sqlite_store, "FEED_ROWS", 5)
+    position = b.changes_since(None).head
+    a.apply([ev("page_view", T0, cid=f"C{i}") for i in range(2)])           # 4 rows
+    assert b.changes_since(position).complete
+    a.apply([ev("page_view", T0, cid=f"C{i}") for i in range(2, 5)])        # 10 rows in all
+    feed = b.changes_since(position)
+    assert not feed.complete and feed.head == b.changes_since(None).head
 
 
 def test_a_fetch_racing_a_sync_is_not_cached(two, monkeypatch):

@@ -142,7 +142,7 @@ def test_a_sqlite_store_s_cache_follows_its_change_feed_unless_told_not_to(tmp_p
     try:
         thread = profiles.cache._sync_thread
         assert (thread is not None and thread.is_alive()) is follows
-        assert ("kept until changed (change feed)" in caplog.text) is follows
+        assert ("kept until changed: the store's change feed is followed" in caplog.text) is follows
     finally:
         profiles.close()
     assert profiles.cache._sync_thread is None
