@@ -24,6 +24,7 @@ time to the next sync (a quarter ttl).
 
     python -m bench.cache_feed
     python -m bench.cache_feed --customers 2000 --calls 3000 --turns 8 --writes 100
+    python -m bench.cache_feed --store redis     # a redis-server of its own, one database per server
 
 Writes bench/results/cache_feed.json.
 """
@@ -97,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ttl", type=float, default=1.0, help="--profile-cache-ttl of both servers")
     ap.add_argument("--bound-rounds", type=int, default=10,
                     help="customers written elsewhere whose staleness is timed, per server")
+    ap.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                    help="the profile store: SQLite files, or a redis-server started here (databases 1 and 2)")
     ap.add_argument("--rules", default=None, help="rules (default: the load generator's pack)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cache_feed.json"))
     args = ap.parse_args(argv)
@@ -110,20 +113,35 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="maple-bench-feed-"))
     servers: dict[str, tuple] = {}
     writers = []
+    redis_server = None
     try:
         now = time.time()
-        print(f"cache_feed: a month of {10 * args.customers:,} events for {args.customers:,} customers ...",
-              file=sys.stderr)
-        ids = prof.sqlite_store_of_month(tmp / "feed.db", 10 * args.customers, args.customers, now, stores)
-        shutil.copy(tmp / "feed.db", tmp / "ttl.db")
+        print(f"cache_feed: a month of {10 * args.customers:,} events for {args.customers:,} customers "
+              f"({args.store}) ...", file=sys.stderr)
+        if args.store == "redis":
+            sys.path.insert(0, str(ROOT / "tests" / "profiles"))
+            from profiles_support import RedisServer
+            redis_server = RedisServer(tmp / "redis").start()
+            base = redis_server.url.rsplit("/", 1)[0]
+            urls = {"feed": f"{base}/1", "ttl": f"{base}/2"}
+            month = prof.month_events(10 * args.customers, args.customers, now, 1, stores)
+            for url in urls.values():
+                with open_store(url) as store:
+                    for i in range(0, len(month), 100):
+                        store.apply(month[i:i + 100], now)
+            ids = sorted({e["customer_id"] for e in month})
+        else:
+            ids = prof.sqlite_store_of_month(tmp / "feed.db", 10 * args.customers, args.customers, now, stores)
+            shutil.copy(tmp / "feed.db", tmp / "ttl.db")
+            urls = {mode: f"sqlite://{tmp / mode}.db" for mode in MODES}
         requests = prof.decide_requests([{"customer_id": c} for c in ids], by_id=True)
         later = prof.month_events(args.writes * 2 * args.turns, args.customers, now, 99, stores)
         for mode in MODES:
             env = {"MAPLE_PROFILE_CACHE_FEED": "on" if mode == "feed" else "off",
                    "MAPLE_PROFILE_CACHE_TTL": str(args.ttl)}
-            proc, info = loadgen.start_maple(rules, 1, f"sqlite://{tmp / mode}.db", env=env)
+            proc, info = loadgen.start_maple(rules, 1, urls[mode], env=env)
             servers[mode] = (proc, grpc.insecure_channel(info["decisions"]), info["metrics"])
-            writers.append(open_store(f"sqlite://{tmp / mode}.db"))
+            writers.append(open_store(urls[mode]))
         calls = {m: servers[m][1].unary_unary(loadgen.DECIDE) for m in MODES}
         for m in MODES:                                     # every customer once: the caches warm
             for r in requests:
@@ -160,9 +178,9 @@ def main(argv=None) -> int:
                     bar.update(args.calls)
                 position += args.calls
         stale = {m: staleness(calls[m], writers[i], args.bound_rounds, m) for i, m in enumerate(MODES)}
-        report = {"customers": args.customers, "calls_per_turn": args.calls, "turns": args.turns,
+        report = {"store": args.store, "customers": args.customers, "calls_per_turn": args.calls, "turns": args.turns,
                   "writes_per_turn": args.writes, "ttl": args.ttl, "rules": rules, "servers": {}}
-        print(f"\nDecides by id, one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
+        print(f"\nDecides by id ({args.store}), one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
               f"{args.writes} events written elsewhere before each turn ({args.turns} turns of "
               f"{args.calls:,} calls per server)\n")
         print(f"{'cache':<6} {'hit share':>10} {'store reads':>12} {'CPU µs/call':>12} {'wall p50':>9} "
@@ -196,6 +214,8 @@ def main(argv=None) -> int:
             channel.close()
             proc.terminate()
             proc.wait()
+        if redis_server is not None:
+            redis_server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -1,16 +1,21 @@
-"""bench.cache_feed runs two real `maple serve` on SQLite copies, one
-following the change feed and one not, and reports each one's cache reads,
-CPU and percentiles side by side."""
+"""bench.cache_feed runs two real `maple serve` on copies of one store
+(SQLite files, or two databases of a redis-server it starts), one following
+the change feed and one not, and reports each one's cache reads, CPU and
+percentiles side by side."""
 import json
+
+import pytest
 
 from bench import cache_feed
 
 
-def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path, capsys):
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path, capsys, store):
     out = tmp_path / "cache_feed.json"
     assert cache_feed.main(["--customers", "150", "--calls", "120", "--turns", "2", "--writes", "10",
-                            "--bound-rounds", "1", "--out", str(out)]) == 0
+                            "--bound-rounds", "1", "--store", store, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert report["store"] == store
     assert set(report["servers"]) == {"feed", "ttl"}
     for server in report["servers"].values():
         reads = server["cache_reads"]
