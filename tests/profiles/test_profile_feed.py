@@ -340,6 +340,34 @@ def test_a_sync_between_a_lock_free_lookup_and_its_check_cannot_vouch_for_what_i
     assert "A" not in cache._entries.table and cache.get("A")["orders_count"] == 2
 
 
+def test_a_slow_sync_vouches_from_when_it_began_not_from_when_it_ended(two_sqlite, monkeypatch):
+    """The feed is read at some moment during the sync: what changed after
+    its start may be missing from it, so the ttl runs from the start."""
+    a, b = two_sqlite
+    clock = FakeClock()
+    cache = CachedStore(b, ttl=1.0, clock=clock)
+    a.apply([ev("page_view", T0, cid="A")])
+    cache.sync()
+    clock.advance(0.1)
+    cache.read("A")
+    real = b.changes_since
+
+    def slow(position):
+        feed = real(position)
+        clock.advance(0.9)                  # the read took most of a ttl
+        return feed
+
+    clock.advance(0.5)
+    started = clock()
+    monkeypatch.setattr(b, "changes_since", slow)
+    assert cache.sync()
+    assert cache._feed_until == started + 1.0
+    clock.t = started + 0.999
+    assert cache.read("A").source == "cache"
+    clock.t = started + 1.0
+    assert cache.read("A").source == "store"
+
+
 def test_a_sync_with_nothing_new_leaves_a_racing_fetch_cached(two_sqlite, monkeypatch):
     a, b = two_sqlite
     clock = FakeClock()
