@@ -69,7 +69,8 @@ OPTIONS = [
     ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
     ("profile_cache_feed", "--profile-cache-feed", str,
      "on: with a SQLite or Redis store, a cached profile stays valid until another process changes it (the "
-     "store's change feed, read every quarter ttl), within the same staleness bound; off: for one ttl"),
+     "store's change feed, read every quarter ttl, at most 1 s apart), within the same staleness bound; off: for "
+     "one ttl"),
     ("data", "--data", str, "directory of stores.csv, catalog.csv, inventory.csv, or none (default: RULES/data)"),
     ("metrics_port", "--metrics-port", int, "serve Prometheus metrics over HTTP on this port"),
     ("metrics_host", "--metrics-host", str,
