@@ -200,13 +200,21 @@ def test_the_pruner_keeps_a_minute_of_changes_and_never_the_last_row(two_sqlite,
 
 
 # ---------------------------------------------------------------- a cache following it
-def test_a_cache_drops_what_another_process_changed_at_its_next_sync(two):
-    a, b = two
+def _following(a, b, *events):
+    """Process b's cache (ttl 1 s), synced once after process a applied
+    ``events``, its clock a tenth of a second on: what it fetches from now
+    on, the feed vouches for."""
     clock = FakeClock()
     cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("purchase", T0, cid="A", items=[item("S1")], loyalty_card="L1")])
+    a.apply(list(events))
     cache.sync()
     clock.advance(0.1)
+    return cache, clock
+
+
+def test_a_cache_drops_what_another_process_changed_at_its_next_sync(two):
+    a, b = two
+    cache, clock = _following(a, b, ev("purchase", T0, cid="A", items=[item("S1")], loyalty_card="L1"))
     assert cache.get("A")["orders_count"] == 1
     assert cache.read(("loyalty_card", "L1")).profile["orders_count"] == 1
     assert cache.read(("loyalty_card", "L2")).profile is None              # an unknown card, cached
@@ -227,11 +235,7 @@ def test_a_cache_drops_what_another_process_changed_at_its_next_sync(two):
 
 def test_a_merge_elsewhere_reaches_the_ids_and_identifiers_cached_here(two):
     a, b = two
-    clock = FakeClock()
-    cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("page_view", T0, cid="A"), ev("page_view", T0 + 1, cid="B", email_hash="h1")])
-    cache.sync()
-    clock.advance(0.1)
+    cache, clock = _following(a, b, ev("page_view", T0, cid="A"), ev("page_view", T0 + 1, cid="B", email_hash="h1"))
     assert cache.get("B")["customer_id"] == "B"
     assert cache.read(("email_hash", "h1")).profile["customer_id"] == "B"
     a.apply([ev("email_open", T0 + 2, channel="email", cid="A", email_hash="h1")])
@@ -263,11 +267,7 @@ def test_entries_stay_valid_while_syncs_come_and_expire_when_they_stop(two):
 
 def test_a_sync_that_fails_leaves_the_entries_to_their_ttl(two, monkeypatch):
     a, b = two
-    clock = FakeClock()
-    cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("page_view", T0, cid="A")])
-    cache.sync()
-    clock.advance(0.1)
+    cache, clock = _following(a, b, ev("page_view", T0, cid="A"))
     cache.read("A")
 
     def down(position):
@@ -344,11 +344,7 @@ def test_a_slow_sync_vouches_from_when_it_began_not_from_when_it_ended(two_sqlit
     """The feed is read at some moment during the sync: what changed after
     its start may be missing from it, so the ttl runs from the start."""
     a, b = two_sqlite
-    clock = FakeClock()
-    cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("page_view", T0, cid="A")])
-    cache.sync()
-    clock.advance(0.1)
+    cache, clock = _following(a, b, ev("page_view", T0, cid="A"))
     cache.read("A")
     real = b.changes_since
 
@@ -370,11 +366,7 @@ def test_a_slow_sync_vouches_from_when_it_began_not_from_when_it_ended(two_sqlit
 
 def test_a_sync_with_nothing_new_leaves_a_racing_fetch_cached(two_sqlite, monkeypatch):
     a, b = two_sqlite
-    clock = FakeClock()
-    cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B")])
-    cache.sync()
-    clock.advance(0.1)
+    cache, clock = _following(a, b, ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B"))
     real = b.get_many_encoded
 
     def read_then_sync(ids):
@@ -427,11 +419,7 @@ def test_more_changes_than_one_read_returns_read_as_incomplete(two_sqlite, monke
 
 def test_a_fetch_racing_a_sync_is_not_cached(two, monkeypatch):
     a, b = two
-    clock = FakeClock()
-    cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("purchase", T0, cid="A", items=[item("S1")])])
-    cache.sync()
-    clock.advance(0.1)
+    cache, clock = _following(a, b, ev("purchase", T0, cid="A", items=[item("S1")]))
     real = b.get_encoded
 
     def read_then_sync(cid):
@@ -449,11 +437,7 @@ def test_a_fetch_racing_a_sync_is_not_cached(two, monkeypatch):
 
 def test_a_prefetch_skips_entries_the_feed_vouches_for(two):
     a, b = two
-    clock = FakeClock()
-    cache = CachedStore(b, ttl=1.0, clock=clock)
-    a.apply([ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B")])
-    cache.sync()
-    clock.advance(0.1)
+    cache, clock = _following(a, b, ev("page_view", T0, cid="A"), ev("page_view", T0, cid="B"))
     assert cache.prefetch(["A", "B"]) == 2
     clock.advance(5.0)
     cache.sync()
