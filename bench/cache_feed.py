@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -46,26 +45,15 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(ROOT))
 
 from bench import loadgen, profiles as prof       # noqa: E402
+from bench.idle_cores import percentile as sorted_percentile     # noqa: E402
+from bench.server_cpu import cpu_seconds          # noqa: E402  (a maple serve of one worker: one process)
 
 MODES = ("feed", "ttl")
 
 
-def server_cpu(pid: int) -> float:
-    """Seconds of CPU of a process and its children (/proc)."""
-    total = 0.0
-    for p in [pid, *(int(c) for c in os.popen(f"pgrep -P {pid}").read().split())]:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
+    """bench.idle_cores' percentile of unsorted values (NaN for none)."""
+    return sorted_percentile(sorted(values), p) if values else float("nan")
 
 
 def staleness(call, writer, rounds: int, tag: str) -> list[float]:
@@ -161,14 +149,14 @@ def main(argv=None) -> int:
                 for m in order_of[turn % 2]:
                     proc, _channel, port = servers[m]
                     before = loadgen.scrape(port)
-                    c0 = server_cpu(proc.pid)
+                    c0 = cpu_seconds(proc.pid)
                     call = calls[m]
                     for i in range(args.calls):
                         r = requests[(position + i) % len(requests)]
                         t0 = time.perf_counter()
                         call(r, timeout=10)
                         wall[m].append((time.perf_counter() - t0) * 1e6)
-                    cpu[m].append((server_cpu(proc.pid) - c0) / args.calls * 1e6)
+                    cpu[m].append((cpu_seconds(proc.pid) - c0) / args.calls * 1e6)
                     after = loadgen.scrape(port)
                     earlier = loadgen.cache_reads(before) or {}
                     for key, value in (loadgen.cache_reads(after) or {}).items():
