@@ -428,6 +428,15 @@ class CachedStore:
             log.info("profile store %s answers again after %.1f s unavailable", self.store.url, was_down)
 
     # -- the change feed
+    def _feed_usable(self) -> bool:
+        """The store has a change feed, and entries are cached at all (ttl > 0)."""
+        return getattr(self.store, "has_change_feed", False) and self.ttl > 0
+
+    @property
+    def following(self) -> bool:
+        """Whether :meth:`start_sync`'s thread follows the change feed."""
+        return self._sync_thread is not None
+
     def _vouched(self, at: float, now: float) -> bool:
         """(Under the lock.)  Whether the change feed vouches for an entry
         fetched at ``at``: fetched after the first sync, the last sync began
@@ -451,9 +460,9 @@ class CachedStore:
         now passed) is not cached.  An entry the feed vouches for is still
         fetched again once ``feed_max_age`` old (60 s), a backstop should a
         writer that does not feed it (an earlier Maple on Redis) change it."""
-        store = self.store
-        if not getattr(store, "has_change_feed", False) or self.ttl <= 0:
+        if not self._feed_usable():
             return False
+        store = self.store
         started = self.clock()
         try:
             feed = store.changes_since(self._feed_position)
@@ -507,7 +516,7 @@ class CachedStore:
         """Run :meth:`sync` now and then every ``every`` seconds (default
         :meth:`sync_period`) on a daemon thread, until :meth:`close`.  False
         (and no thread) when the store has no change feed or ``ttl`` is 0."""
-        if not getattr(self.store, "has_change_feed", False) or self.ttl <= 0 or self._sync_thread is not None:
+        if not self._feed_usable() or self._sync_thread is not None:
             return False
         period = every if every is not None else self.sync_period()
         stop = threading.Event()

@@ -121,7 +121,7 @@ def _position(position: str) -> tuple[str, int]:
 
 def _entry_id(text) -> tuple[int, int]:
     """A stream entry id ("1700000000000-3", str or bytes), comparable."""
-    ms, _, seq = (text.decode() if isinstance(text, bytes) else text).partition("-")
+    ms, _, seq = _text(text).partition("-")
     return int(ms), int(seq or 0)
 
 

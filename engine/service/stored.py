@@ -143,8 +143,7 @@ class StoredProfiles:
         return self.cache.start_sync()
 
     def describe(self) -> str:
-        following = self.cache._sync_thread is not None
-        feed = "; entries kept until changed: the store's change feed is followed" if following else ""
+        feed = "; entries kept until changed: the store's change feed is followed" if self.cache.following else ""
         return f"{self.store.url} (cache ttl {self.cache.ttl:g} s{feed})"
 
     # -- EventSink
