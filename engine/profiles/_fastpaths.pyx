@@ -20,6 +20,10 @@ hypothesis tests hold each pair equal (tests/profiles/test_profile_fastpaths.py)
   division: any value compares as it does in Python); a profile that is not
   a plain dict goes to the Python reference.  :func:`add_visit_in_place`
   is ``fold._add_visit_in_place``.
+* :func:`public_bytes` is ``store.reference_public_bytes``: a stored
+  profile's MessagePack without the fold's bookkeeping, cut out of the
+  bytes (the entries skipped over, nothing decoded) for the profile cache
+  (tests/profiles/test_profile_public_bytes.py).
 """
 from cpython.dict cimport PyDict_Next, PyDict_SetItem
 from cpython.float cimport PyFloat_AS_DOUBLE
@@ -377,3 +381,184 @@ def fold_into(p, event, cfg=_UNSET):
     _HANDLERS[event.type](p, fb, event, cfg)
     d["lifecycle"] = _lifecycle(p, last, cfg) if d.get("orders_count") else "new"
     return p
+
+
+# ---------------------------------------------------------------- a stored profile as the rules see it
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+cdef enum:
+    MAX_DROPPED = 32        # bookkeeping keys dropped in place; more: the Python reference
+
+
+cdef Py_ssize_t _skip(const unsigned char *p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """The offset just past the MessagePack value at ``p[i]`` (and all it
+    holds), or -1 when it is not MessagePack or runs past ``n``.  Walks,
+    never builds: one step per header, the items still to skip counted."""
+    cdef Py_ssize_t pending = 1, extra
+    cdef unsigned char b
+    while pending > 0:
+        if i >= n:
+            return -1
+        b = p[i]
+        pending -= 1
+        if b <= 0x7f or b >= 0xe0 or b == 0xc0 or b == 0xc2 or b == 0xc3:
+            i += 1                                      # fixint, nil, false, true
+        elif b <= 0x8f:
+            pending += 2 * (b & 0x0f)                   # fixmap
+            i += 1
+        elif b <= 0x9f:
+            pending += b & 0x0f                         # fixarray
+            i += 1
+        elif b <= 0xbf:
+            i += 1 + (b & 0x1f)                         # fixstr
+        elif b == 0xcc or b == 0xd0:
+            i += 2
+        elif b == 0xcd or b == 0xd1 or b == 0xd4:
+            i += 3
+        elif b == 0xd5:
+            i += 4
+        elif b == 0xca or b == 0xce or b == 0xd2:
+            i += 5
+        elif b == 0xd6:
+            i += 6
+        elif b == 0xcb or b == 0xcf or b == 0xd3:
+            i += 9
+        elif b == 0xd7:
+            i += 10
+        elif b == 0xd8:
+            i += 18
+        elif b == 0xc4 or b == 0xd9 or b == 0xc7:       # bin8, str8, ext8: a one-byte length
+            if i + 2 > n:
+                return -1
+            i += (3 if b == 0xc7 else 2) + p[i + 1]
+        elif b == 0xc5 or b == 0xda or b == 0xc8:       # bin16, str16, ext16
+            if i + 3 > n:
+                return -1
+            i += (4 if b == 0xc8 else 3) + ((<Py_ssize_t>p[i + 1] << 8) | p[i + 2])
+        elif b == 0xc6 or b == 0xdb or b == 0xc9:       # bin32, str32, ext32
+            if i + 5 > n:
+                return -1
+            i += (6 if b == 0xc9 else 5) + _be32(p + i + 1)
+        elif b == 0xdc or b == 0xde:                    # array16, map16
+            if i + 3 > n:
+                return -1
+            extra = (<Py_ssize_t>p[i + 1] << 8) | p[i + 2]
+            pending += 2 * extra if b == 0xde else extra
+            i += 3
+        elif b == 0xdd or b == 0xdf:                    # array32, map32
+            if i + 5 > n:
+                return -1
+            extra = _be32(p + i + 1)
+            pending += 2 * extra if b == 0xdf else extra
+            i += 5
+        else:                                           # 0xc1: never used
+            return -1
+    return i if i <= n else -1
+
+
+cdef inline Py_ssize_t _be32(const unsigned char *q) noexcept nogil:
+    return ((<Py_ssize_t>q[0] << 24) | (<Py_ssize_t>q[1] << 16) | (<Py_ssize_t>q[2] << 8) | q[3])
+
+
+cdef inline bint _bookkeeping_key(const unsigned char *p, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """Whether the map key at ``p[i]`` is text starting with ``_``."""
+    cdef unsigned char b = p[i]
+    cdef Py_ssize_t at
+    if 0xa1 <= b <= 0xbf:
+        at = i + 1
+    elif b == 0xd9:
+        at = i + 2
+    elif b == 0xda:
+        at = i + 3
+    elif b == 0xdb:
+        at = i + 5
+    else:
+        return False
+    if at >= n or (b == 0xd9 and p[i + 1] == 0) or (b == 0xda and p[i + 1] == 0 and p[i + 2] == 0) or (
+            b == 0xdb and p[i + 1] == 0 and p[i + 2] == 0 and p[i + 3] == 0 and p[i + 4] == 0):
+        return False
+    return p[at] == 0x5f
+
+
+def public_bytes(data):
+    """``store.reference_public_bytes``: a stored profile (MessagePack
+    bytes) without the fold's bookkeeping (the top-level keys that start
+    with ``_``, as ``fold.public``), for the decision path, which never
+    reads it: ``_fold`` is half of a stored profile's bytes and objects.
+
+    The entries are cut out of the bytes, nothing decoded: the map's header
+    written again for the entries left (in the width msgspec would use, so
+    msgspec's bytes cut are the bytes it writes for the public profile), the
+    rest copied as it is.  Bytes that are not one well-formed MessagePack map, or that hold
+    no such key, come back as they are (the same object)."""
+    if type(data) is not bytes:
+        return data
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), i, k, count, hdr, start, size, at, dropped = 0
+    cdef Py_ssize_t cut_start[MAX_DROPPED]
+    cdef Py_ssize_t cut_end[MAX_DROPPED]
+    cdef bint key
+    if n == 0:
+        return data
+    cdef unsigned char b = p[0]
+    if 0x80 <= b <= 0x8f:
+        count, hdr = b & 0x0f, 1
+    elif b == 0xde and n >= 3:
+        count, hdr = (<Py_ssize_t>p[1] << 8) | p[2], 3
+    elif b == 0xdf and n >= 5:
+        count, hdr = _be32(p + 1), 5
+    else:
+        return data
+    i = hdr
+    for k in range(count):
+        if i >= n:
+            return data
+        start = i
+        key = _bookkeeping_key(p, i, n)
+        i = _skip(p, i, n)
+        if i < 0:
+            return data
+        i = _skip(p, i, n)
+        if i < 0:
+            return data
+        if key:
+            if dropped == MAX_DROPPED:
+                return _reference_public_bytes(data)
+            cut_start[dropped] = start
+            cut_end[dropped] = i
+            dropped += 1
+    if i != n or dropped == 0:
+        return data
+    count -= dropped
+    cdef Py_ssize_t width = 1 if count <= 15 else (3 if count <= 0xffff else 5)     # the header msgspec writes
+    size = n - hdr + width
+    for k in range(dropped):
+        size -= cut_end[k] - cut_start[k]
+    out = PyBytes_FromStringAndSize(NULL, size)
+    cdef unsigned char *o = <unsigned char *>PyBytes_AS_STRING(out)
+    if width == 1:
+        o[0] = <unsigned char>(0x80 | count)
+    elif width == 3:
+        o[0], o[1], o[2] = 0xde, (count >> 8) & 0xff, count & 0xff
+    else:
+        o[0], o[1], o[2], o[3], o[4] = 0xdf, (count >> 24) & 0xff, (count >> 16) & 0xff, (count >> 8) & 0xff, \
+            count & 0xff
+    at = width
+    start = hdr
+    for k in range(dropped):
+        memcpy(o + at, p + start, cut_start[k] - start)
+        at += cut_start[k] - start
+        start = cut_end[k]
+    memcpy(o + at, p + start, n - start)
+    return out
+
+
+cdef object _reference_public_bytes = None
+
+
+def setup_public_bytes(reference):
+    """Called once by ``store`` with the Python reference (for maps with
+    more than MAX_DROPPED bookkeeping keys, which no fold writes)."""
+    global _reference_public_bytes
+    _reference_public_bytes = reference

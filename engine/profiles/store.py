@@ -116,6 +116,31 @@ def decode(data: bytes) -> dict:
     return _DECODER.decode(data)
 
 
+def reference_public_bytes(data: bytes) -> bytes:
+    """A stored profile's bytes without the fold's bookkeeping (the
+    top-level keys starting with ``_``, as ``fold.public`` drops them):
+    what the profile cache keeps, for the decision path, which never reads
+    it.  Bytes that do not decode to a map, or hold no such key, come back
+    as they are.  The definition of the compiled ``_fastpaths.public_bytes``
+    (which cuts the entries out of the bytes without decoding them); the
+    two decode alike (tests/profiles/test_profile_public_bytes.py)."""
+    try:
+        profile = _DECODER.decode(data)
+    except (msgspec.DecodeError, TypeError):
+        return data
+    if type(profile) is not dict or not any(type(k) is str and k.startswith("_") for k in profile):
+        return data
+    return _ENCODER.encode({k: v for k, v in profile.items() if not (type(k) is str and k.startswith("_"))})
+
+
+try:
+    from ._fastpaths import public_bytes, setup_public_bytes
+except ImportError:             # not built (python setup.py build_ext --inplace)
+    public_bytes = reference_public_bytes
+else:
+    setup_public_bytes(reference_public_bytes)
+
+
 def safe_url(url: str) -> str:
     """The URL without its password, for messages and health."""
     parts = urlsplit(url)
