@@ -51,6 +51,15 @@ With a change feed, an entry held encoded still answers while valid: it
 is decoded for each read (msgpack's ~3 µs), which still spares the store's
 read.
 
+**Profiles as the rules see them.**  The cache holds each profile without
+the fold's bookkeeping (``_fold`` and any other top-level key starting
+with ``_``, as ``fold.public``): no rule, no decision and no log reads it,
+and it is half of a stored profile's bytes and objects.  The store's bytes
+are cut (``store.public_bytes``, compiled: the entries skipped, nothing
+decoded) before they are decoded or held, so a fetch decodes, and an
+entry keeps, half as much.  The cache serves only decisions: writes read
+their profiles from the store itself.
+
 **How often the cache answers** (:attr:`CachedStore.reads`, what
 ``maple_profile_cache_reads_total`` exports): each read for a decision is
 counted once by where its answer came from.  ``hit``: a fresh entry (a
@@ -79,7 +88,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from cachetools import Cache
 
-from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode
+from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode, public_bytes
 
 
 log = logging.getLogger(__name__)
@@ -103,6 +112,14 @@ class ProfileRead(NamedTuple):
     degraded: bool = False
     reason: str | None = None       # why degraded
     age: float | None = None        # seconds since the profile was read from the store
+
+
+def _public(profile: dict | None) -> dict | None:
+    """A profile from a store read with ``get`` (no bytes to cut) without
+    the fold's bookkeeping, as :func:`.store.public_bytes` leaves the bytes."""
+    if type(profile) is not dict or not any(type(k) is str and k.startswith("_") for k in profile):
+        return profile
+    return {k: v for k, v in profile.items() if not (type(k) is str and k.startswith("_"))}
 
 
 def _profile(held) -> dict | None:
@@ -298,9 +315,12 @@ class CachedStore:
         profile is no longer fresh."""
         store = self.store
         if not self._encoded_reads:
-            return (store.get(key) if type(key) is str else store.get_by(*key)), None
+            return _public(store.get(key) if type(key) is str else store.get_by(*key)), None
         encoded = store.get_encoded(key) if type(key) is str else store.get_by_encoded(*key)
-        return (None if encoded is None else decode(encoded)), encoded
+        if encoded is None:
+            return None, None
+        encoded = public_bytes(encoded)
+        return decode(encoded), encoded
 
     def get(self, customer_id: str) -> dict | None:
         return self.read(customer_id).profile
@@ -332,13 +352,14 @@ class CachedStore:
             if self._encoded_reads:
                 encoded = self.store.get_many_encoded(missing)
             else:
-                found, encoded = self.store.get_many(missing), {}
+                found, encoded = {cid: _public(p) for cid, p in self.store.get_many(missing).items()}, {}
         except StoreUnavailable as err:
             with self._lock:
                 started = self._mark_down(str(err), now)
             self._log_down(started, str(err))
             return 0
         if self._encoded_reads:
+            encoded = {cid: None if raw is None else public_bytes(raw) for cid, raw in encoded.items()}
             found = {cid: None if raw is None else decode(raw) for cid, raw in encoded.items()}
         with self._lock:
             was_down = self._mark_up(now)

@@ -37,6 +37,13 @@ def item(sku: str, category: str = "shoes", price: float = 10.0, qty: int | None
     return out
 
 
+def as_cached(profile: dict | None) -> dict | None:
+    """A stored profile as the profile cache holds it (and Decide reads it):
+    without the fold's bookkeeping (``fold.public``)."""
+    from engine.profiles.fold import public
+    return None if profile is None else public(profile)
+
+
 # ---------------------------------------------------------------- redis-server
 def free_port() -> int:
     with socket.socket() as s:

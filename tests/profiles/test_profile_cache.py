@@ -10,7 +10,8 @@ import pytest
 from cachetools import Cache
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
-from engine.profiles.store import encode
+from engine.profiles.fold import public
+from engine.profiles.store import encode, public_bytes
 from engine.ruleset import build
 from engine.source import SourceFile
 from profiles_support import NOW, T0, FakeClock, Switchable, ev, item
@@ -172,7 +173,7 @@ def test_entries_past_the_ttl_are_held_encoded_and_still_serve_an_outage(sqlite_
     assert type(_held(cache, "C1")) is dict                  # nothing fetched since: unchanged
     cache.get("C2")                                          # a fetch settles what passed the ttl
     assert type(_held(cache, "C1")) is bytes and not gc.is_tracked(_held(cache, "C1"))
-    assert type(_held(cache, "C2")) is dict and cache.fresh("C2") == cache.store.get("C2")
+    assert type(_held(cache, "C2")) is dict and cache.fresh("C2") == public(cache.store.get("C2"))
     sqlite_store.down = True
     down = cache.read("C1")
     assert (down.source, down.degraded, down.profile) == ("cache", True, original)
@@ -180,9 +181,10 @@ def test_entries_past_the_ttl_are_held_encoded_and_still_serve_an_outage(sqlite_
 
 
 def test_an_entry_past_the_ttl_is_held_as_the_bytes_the_store_gave_not_encoded_again(sqlite_store, monkeypatch):
-    """A fetch reads the profile as stored (get_encoded) and decodes it; the
-    entry keeps those bytes, so settling it encodes nothing (a second
-    msgpack pass per cache miss, before)."""
+    """A fetch reads the profile as stored (get_encoded), cuts the fold's
+    bookkeeping out of the bytes (public_bytes) and decodes them; the entry
+    keeps those bytes, so settling it encodes nothing (a second msgpack
+    pass per cache miss, before)."""
     import engine.profiles.cache as cache_module
     clock = FakeClock()
     cache = CachedStore(sqlite_store, ttl=1.0, clock=clock)
@@ -196,14 +198,15 @@ def test_an_entry_past_the_ttl_is_held_as_the_bytes_the_store_gave_not_encoded_a
     clock.advance(1.5)
     cache.get("C3")                                          # a fetch settles what passed the ttl
     for key, cid in (("C1", "C1"), ("C2", "C2"), (("customer_id", "C1"), "C1")):
-        assert type(_held(cache, key)) is bytes and _held(cache, key) == sqlite_store.store.get_encoded(cid)
+        assert type(_held(cache, key)) is bytes and _held(cache, key) == public_bytes(sqlite_store.store.get_encoded(cid))
     sqlite_store.down = True
-    assert cache.read("C1").profile == sqlite_store.store.get("C1")
+    assert cache.read("C1").profile == public(sqlite_store.store.get("C1"))
 
 
 def test_a_stand_in_store_with_get_alone_is_read_with_get(sqlite_store):
     """Anything with get() (and get_by, get_many) still works as the
-    cache's store; its profiles are encoded when settled."""
+    cache's store; its profiles are held without the fold's bookkeeping,
+    as a ProfileStore's bytes are cut, and encoded when settled."""
 
     class GetOnly:
         def __init__(self, store):
@@ -216,9 +219,10 @@ def test_a_stand_in_store_with_get_alone_is_read_with_get(sqlite_store):
     cache = CachedStore(GetOnly(sqlite_store.store), ttl=1.0, clock=clock)
     sqlite_store.store.apply([ev("page_view", T0, cid="C2")])
     assert cache.get("C2")["customer_id"] == "C2" and cache.get("nobody") is None
+    assert "_fold" in sqlite_store.store.get("C2") and "_fold" not in cache.get("C2")
     clock.advance(1.5)
     cache.get("C3")
-    assert _held(cache, "C2") == encode(sqlite_store.store.get("C2"))
+    assert _held(cache, "C2") == encode(public(sqlite_store.store.get("C2")))
 
 
 def test_the_young_list_stays_bounded_and_every_entry_answers_right(sqlite_store):
@@ -241,7 +245,7 @@ def test_the_young_list_stays_bounded_and_every_entry_answers_right(sqlite_store
         assert len(cache._entries.young) <= 3 and len(cache) <= 3
         for live in [c for c in ids if Cache.__contains__(cache._entries, c)]:
             encoded_early += type(_held(cache, live)) is bytes
-            assert cache.fresh(live) == sqlite_store.store.get(live)
+            assert cache.fresh(live) == public(sqlite_store.store.get(live))
     assert encoded_early        # the sequence does reach the early case
 
 

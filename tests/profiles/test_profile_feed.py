@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
 from engine.profiles.sqlite_writer import FeedPruner
-from profiles_support import NOW, T0, FakeClock, ev, item
+from profiles_support import NOW, T0, FakeClock, as_cached, ev, item
 
 
 _prefixes = itertools.count()
@@ -517,7 +517,7 @@ def _staleness(steps, two) -> None:
     def wrote(cid, step):
         now = clock()
         versions[cid][-1] = (versions[cid][-1][0], now)        # replaced now
-        versions[cid].append((two[0].get(cid), None))
+        versions[cid].append((as_cached(two[0].get(cid)), None))        # as the caches hold it
         last_write[cid] = step
 
     for step, (op, who, cid, seconds) in enumerate(steps):

@@ -22,7 +22,7 @@ from engine.service.decide import Decider
 from engine.service.model import DecideQuery, ItemError, ProfileStatus, RequestContext
 from engine.service.rules import RulesetHolder
 from engine.service.stored import StoredProfiles
-from profiles_support import DAY, NOW, T0, FakeClock, Switchable, ev, item
+from profiles_support import DAY, NOW, T0, FakeClock, Switchable, as_cached, ev, item
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_prefetch_reads_what_is_not_fresh_once_and_then_reads_are_hits(counted):
     before = counted.gets
     for cid in ("C1", "C2", "C7", "nobody"):
         read = cache.read(cid)
-        assert read.profile == counted.store.get(cid) and not read.degraded
+        assert read.profile == as_cached(counted.store.get(cid)) and not read.degraded
     assert counted.gets == before                                        # all hits, known miss included
     assert cache.prefetch(["C2", "nobody"]) == 0 and len(counted.many) == 1
     clock.advance(1.0)                                                   # past ttl: asked again
