@@ -25,6 +25,12 @@ time to the next sync (a quarter ttl).
     python -m bench.cache_feed
     python -m bench.cache_feed --customers 2000 --calls 3000 --turns 8 --writes 100
     python -m bench.cache_feed --store redis     # a redis-server of its own, one database per server
+    python -m bench.cache_feed --base-dir /tmp/base   # this checkout against another (feed on in both)
+
+With ``--base-dir DIR`` the two servers are this checkout and the engine
+package in DIR (a worktree of another commit, built with ``setup.py
+build_ext --inplace``), both following the feed: an A/B of a change to the
+path by id, in one run (``this ÷ base``).
 
 Writes bench/results/cache_feed.json.
 """
@@ -89,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
                     help="the profile store: SQLite files, or a redis-server started here (databases 1 and 2)")
     ap.add_argument("--rules", default=None, help="rules (default: the load generator's pack)")
+    ap.add_argument("--base-dir", default=None, metavar="DIR",
+                    help="instead of feed against ttl: this checkout against the engine in DIR, both with the feed")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cache_feed.json"))
     args = ap.parse_args(argv)
 
@@ -97,6 +105,10 @@ def main(argv=None) -> int:
     from engine.profiles import open_store
 
     rules = args.rules or loadgen.default_pack()
+    modes = ("this", "base") if args.base_dir else MODES
+    base_dir = Path(args.base_dir).resolve() if args.base_dir else None
+    if base_dir is not None and not (base_dir / "engine").is_dir():
+        ap.error(f"--base-dir {args.base_dir}: no engine package there")
     stores = loadgen.store_ids(rules)
     tmp = Path(tempfile.mkdtemp(prefix="maple-bench-feed-"))
     servers: dict[str, tuple] = {}
@@ -111,7 +123,7 @@ def main(argv=None) -> int:
             from profiles_support import RedisServer
             redis_server = RedisServer(tmp / "redis").start()
             base = redis_server.url.rsplit("/", 1)[0]
-            urls = {"feed": f"{base}/1", "ttl": f"{base}/2"}
+            urls = dict(zip(modes, (f"{base}/1", f"{base}/2")))
             month = prof.month_events(10 * args.customers, args.customers, now, 1, stores)
             for url in urls.values():
                 with open_store(url) as store:
@@ -120,26 +132,29 @@ def main(argv=None) -> int:
             ids = sorted({e["customer_id"] for e in month})
         else:
             ids = prof.sqlite_store_of_month(tmp / "feed.db", 10 * args.customers, args.customers, now, stores)
-            shutil.copy(tmp / "feed.db", tmp / "ttl.db")
-            urls = {mode: f"sqlite://{tmp / mode}.db" for mode in MODES}
+            for mode in modes:
+                if mode != "feed":
+                    shutil.copy(tmp / "feed.db", tmp / f"{mode}.db")
+            urls = {mode: f"sqlite://{tmp / mode}.db" for mode in modes}
         requests = prof.decide_requests([{"customer_id": c} for c in ids], by_id=True)
         later = prof.month_events(args.writes * 2 * args.turns, args.customers, now, 99, stores)
-        for mode in MODES:
-            env = {"MAPLE_PROFILE_CACHE_FEED": "on" if mode == "feed" else "off",
+        for mode in modes:
+            env = {"MAPLE_PROFILE_CACHE_FEED": "off" if mode == "ttl" else "on",
                    "MAPLE_PROFILE_CACHE_TTL": str(args.ttl)}
-            proc, info = loadgen.start_maple(rules, 1, urls[mode], env=env)
+            proc, info = loadgen.start_maple(rules, 1, urls[mode], env=env,
+                                             code=base_dir if mode == "base" else None)
             servers[mode] = (proc, grpc.insecure_channel(info["decisions"]), info["metrics"])
             writers.append(open_store(urls[mode]))
-        calls = {m: servers[m][1].unary_unary(loadgen.DECIDE) for m in MODES}
-        for m in MODES:                                     # every customer once: the caches warm
+        calls = {m: servers[m][1].unary_unary(loadgen.DECIDE) for m in modes}
+        for m in modes:                                     # every customer once: the caches warm
             for r in requests:
                 calls[m](r, timeout=10)
-        cpu = {m: [] for m in MODES}
-        wall = {m: [] for m in MODES}
-        reads = {m: {} for m in MODES}
-        buckets = {m: {} for m in MODES}
+        cpu = {m: [] for m in modes}
+        wall = {m: [] for m in modes}
+        reads = {m: {} for m in modes}
+        buckets = {m: {} for m in modes}
         position = 0
-        order_of = [MODES, MODES[::-1]]
+        order_of = [modes, modes[::-1]]
         with tqdm(total=2 * args.turns * args.calls, desc="Decides by id", unit="call", file=sys.stderr) as bar:
             for turn in range(args.turns):
                 batch = later[turn * args.writes * 2:(turn + 1) * args.writes * 2]
@@ -165,15 +180,16 @@ def main(argv=None) -> int:
                                         loadgen.scrape_decide_buckets(port, after))
                     bar.update(args.calls)
                 position += args.calls
-        stale = {m: staleness(calls[m], writers[i], args.bound_rounds, m) for i, m in enumerate(MODES)}
+        stale = {m: staleness(calls[m], writers[i], args.bound_rounds, m) for i, m in enumerate(modes)}
         report = {"store": args.store, "customers": args.customers, "calls_per_turn": args.calls, "turns": args.turns,
-                  "writes_per_turn": args.writes, "ttl": args.ttl, "rules": rules, "servers": {}}
+                  "writes_per_turn": args.writes, "ttl": args.ttl, "rules": rules, "servers": {},
+                  "compared": f"{modes[0]} ÷ {modes[1]}", "base_dir": str(base_dir) if base_dir else None}
         print(f"\nDecides by id ({args.store}), one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
               f"{args.writes} events written elsewhere before each turn ({args.turns} turns of "
               f"{args.calls:,} calls per server)\n")
-        print(f"{'cache':<6} {'hit share':>10} {'store reads':>12} {'CPU µs/call':>12} {'wall p50':>9} "
+        print(f"{'server':<6} {'hit share':>10} {'store reads':>12} {'CPU µs/call':>12} {'wall p50':>9} "
               f"{'wall p99':>9} {'server p50 ≤':>13} {'server p99 ≤':>13} {'stale ms p50':>13} {'max':>5}")
-        for m in MODES:
+        for m in modes:
             share = loadgen.cache_hit_share(reads[m])
             side = loadgen.bucket_percentiles({}, buckets[m])
             row = {"cache_reads": share, "cpu_us_per_call": round(statistics.median(cpu[m]), 1),
@@ -185,12 +201,13 @@ def main(argv=None) -> int:
                   f"{row['cpu_us_per_call']:>12.1f} {row['wall_p50_us']:>9.0f} {row['wall_p99_us']:>9.0f} "
                   f"{side.get('p50_le_us') or float('nan'):>13.0f} {side.get('p99_le_us') or float('nan'):>13.0f} "
                   f"{percentile(stale[m], 50):>13.0f} {max(stale[m], default=float('nan')):>5.0f}")
-        f, t = report["servers"]["feed"], report["servers"]["ttl"]
+        a, b = modes
+        f, t = report["servers"][a], report["servers"][b]
         report["ratios"] = {"cpu": loadgen.ratio(f["cpu_us_per_call"], t["cpu_us_per_call"]),
                             "wall_p50": loadgen.ratio(f["wall_p50_us"], t["wall_p50_us"]),
                             "wall_p99": loadgen.ratio(f["wall_p99_us"], t["wall_p99_us"])}
-        lower = sum(a < b for a, b in zip(cpu["feed"], cpu["ttl"]))
-        print(f"\nfeed ÷ ttl: CPU a call {report['ratios']['cpu']:.3f}× (lower in {lower} turns of "
+        lower = sum(x < y for x, y in zip(cpu[a], cpu[b]))
+        print(f"\n{a} ÷ {b}: CPU a call {report['ratios']['cpu']:.3f}× (lower in {lower} turns of "
               f"{args.turns}), wall p50 {report['ratios']['wall_p50']:.3f}×, p99 {report['ratios']['wall_p99']:.3f}×")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

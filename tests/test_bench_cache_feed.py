@@ -1,28 +1,46 @@
 """bench.cache_feed runs two real `maple serve` on copies of one store
 (SQLite files, or two databases of a redis-server it starts), one following
-the change feed and one not, and reports each one's cache reads, CPU and
+the change feed and one not (or, with --base-dir, this checkout and
+another, both following it), and reports each one's cache reads, CPU and
 percentiles side by side."""
 import json
+from pathlib import Path
 
 import pytest
 
 from bench import cache_feed
 
+ROOT = Path(__file__).resolve().parents[1]
 
-@pytest.mark.parametrize("store", ["sqlite", "redis"])
-def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path, capsys, store):
+
+@pytest.mark.parametrize("store, base", [("sqlite", False), ("redis", False), ("sqlite", True)],
+                         ids=["sqlite", "redis", "sqlite-base-dir"])
+def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path, capsys, store, base):
     out = tmp_path / "cache_feed.json"
+    # the base: this checkout again (a real A/B names a built worktree of another commit)
+    extra = ["--base-dir", str(ROOT)] if base else []
     assert cache_feed.main(["--customers", "150", "--calls", "120", "--turns", "2", "--writes", "10",
-                            "--bound-rounds", "1", "--store", store, "--out", str(out)]) == 0
+                            "--bound-rounds", "1", "--store", store, "--out", str(out)] + extra) == 0
     report = json.loads(out.read_text())
     assert report["store"] == store
-    assert set(report["servers"]) == {"feed", "ttl"}
+    names = ("this", "base") if base else ("feed", "ttl")
+    assert set(report["servers"]) == set(names) and report["compared"] == f"{names[0]} ÷ {names[1]}"
+    assert report["base_dir"] == (str(ROOT) if base else None)
     for server in report["servers"].values():
         reads = server["cache_reads"]
         assert reads["hit"] + reads["miss"] + reads.get("stale", 0) == 2 * 120       # one read a Decide by id
         assert 0.0 <= reads["hit_share"] <= 1.0
         assert len(server["cpu_us_per_turn"]) == 2 and server["wall_p50_us"] <= server["wall_p99_us"]
         assert len(server["stale_ms"]) == 1          # another process's write was seen (STORED) in the end
+    if base:        # both follow the feed: the same code, the same hits once warm
+        assert report["servers"]["this"]["cache_reads"]["hit_share"] > 0.5
+        assert report["servers"]["base"]["cache_reads"]["hit_share"] > 0.5
     assert set(report["ratios"]) == {"cpu", "wall_p50", "wall_p99"}
     printed = capsys.readouterr().out
-    assert "feed ÷ ttl: CPU a call" in printed and "hit share" in printed
+    assert f"{names[0]} ÷ {names[1]}: CPU a call" in printed and "hit share" in printed
+
+
+def test_a_base_dir_without_an_engine_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cache_feed.main(["--base-dir", str(tmp_path)])
+    assert "no engine package there" in capsys.readouterr().err
