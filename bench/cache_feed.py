@@ -15,6 +15,8 @@ Reported per server: how its Decides read the profile cache
 store), its CPU a call (from /proc), the caller's wall time a call (p50,
 p99) and the server-side time (``maple_decide_seconds`` bucket bounds);
 then feed ÷ ttl for each.  Compare within a run: the machine drifts.
+With ``--batch N`` the caller sends DecideBatch calls of N customers
+instead (the customers in turn, N a call), and the CPU is per decision.
 
 Then the staleness each server shows (``--bound-rounds``): a new customer
 is asked for (cached as unknown) and asked for again 50 times, then
@@ -95,6 +97,9 @@ def main(argv=None) -> int:
     ap.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
                     help="the profile store: SQLite files, or a redis-server started here (databases 1 and 2)")
     ap.add_argument("--rules", default=None, help="rules (default: the load generator's pack)")
+    ap.add_argument("--batch", type=int, default=0, metavar="N",
+                    help="DecideBatch calls of N customers each instead of Decides (--calls batches a turn; "
+                         "CPU reported per decision)")
     ap.add_argument("--base-dir", default=None, metavar="DIR",
                     help="instead of feed against ttl: this checkout against the engine in DIR, both with the feed")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cache_feed.json"))
@@ -137,6 +142,9 @@ def main(argv=None) -> int:
                     shutil.copy(tmp / "feed.db", tmp / f"{mode}.db")
             urls = {mode: f"sqlite://{tmp / mode}.db" for mode in modes}
         requests = prof.decide_requests([{"customer_id": c} for c in ids], by_id=True)
+        per_call = max(1, args.batch)                   # decisions a call
+        if args.batch:
+            requests = prof.batch_requests(requests, args.batch)
         later = prof.month_events(args.writes * 2 * args.turns, args.customers, now, 99, stores)
         for mode in modes:
             env = {"MAPLE_PROFILE_CACHE_FEED": "off" if mode == "ttl" else "on",
@@ -145,7 +153,8 @@ def main(argv=None) -> int:
                                              code=base_dir if mode == "base" else None)
             servers[mode] = (proc, grpc.insecure_channel(info["decisions"]), info["metrics"])
             writers.append(open_store(urls[mode]))
-        calls = {m: servers[m][1].unary_unary(loadgen.DECIDE) for m in modes}
+        decides = {m: servers[m][1].unary_unary(loadgen.DECIDE) for m in modes}
+        calls = {m: servers[m][1].unary_unary(loadgen.BATCH) for m in modes} if args.batch else decides
         for m in modes:                                     # every customer once: the caches warm
             for r in requests:
                 calls[m](r, timeout=10)
@@ -171,7 +180,7 @@ def main(argv=None) -> int:
                         t0 = time.perf_counter()
                         call(r, timeout=10)
                         wall[m].append((time.perf_counter() - t0) * 1e6)
-                    cpu[m].append((cpu_seconds(proc.pid) - c0) / args.calls * 1e6)
+                    cpu[m].append((cpu_seconds(proc.pid) - c0) / (args.calls * per_call) * 1e6)
                     after = loadgen.scrape(port)
                     earlier = loadgen.cache_reads(before) or {}
                     for key, value in (loadgen.cache_reads(after) or {}).items():
@@ -180,14 +189,17 @@ def main(argv=None) -> int:
                                         loadgen.scrape_decide_buckets(port, after))
                     bar.update(args.calls)
                 position += args.calls
-        stale = {m: staleness(calls[m], writers[i], args.bound_rounds, m) for i, m in enumerate(modes)}
+        stale = {m: staleness(decides[m], writers[i], args.bound_rounds, m) for i, m in enumerate(modes)}
         report = {"store": args.store, "customers": args.customers, "calls_per_turn": args.calls, "turns": args.turns,
                   "writes_per_turn": args.writes, "ttl": args.ttl, "rules": rules, "servers": {},
-                  "compared": f"{modes[0]} ÷ {modes[1]}", "base_dir": str(base_dir) if base_dir else None}
-        print(f"\nDecides by id ({args.store}), one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
+                  "compared": f"{modes[0]} ÷ {modes[1]}", "base_dir": str(base_dir) if base_dir else None,
+                  "batch": args.batch, "cpu_per": "decision" if args.batch else "call"}
+        what = f"DecideBatch calls of {args.batch} customers by id" if args.batch else "Decides by id"
+        unit = "µs/decision" if args.batch else "µs/call"
+        print(f"\n{what} ({args.store}), one caller, {args.customers:,} customers in turn, ttl {args.ttl:g} s, "
               f"{args.writes} events written elsewhere before each turn ({args.turns} turns of "
               f"{args.calls:,} calls per server)\n")
-        print(f"{'server':<6} {'hit share':>10} {'store reads':>12} {'CPU µs/call':>12} {'wall p50':>9} "
+        print(f"{'server':<6} {'hit share':>10} {'store reads':>12} {'CPU ' + unit:>16} {'wall p50':>9} "
               f"{'wall p99':>9} {'server p50 ≤':>13} {'server p99 ≤':>13} {'stale ms p50':>13} {'max':>5}")
         for m in modes:
             share = loadgen.cache_hit_share(reads[m])
@@ -198,7 +210,7 @@ def main(argv=None) -> int:
                    **side, "stale_ms": [round(x, 1) for x in stale[m]]}
             report["servers"][m] = row
             print(f"{m:<6} {share['hit_share'] * 100:>9.1f}% {share.get('miss', 0):>12,} "
-                  f"{row['cpu_us_per_call']:>12.1f} {row['wall_p50_us']:>9.0f} {row['wall_p99_us']:>9.0f} "
+                  f"{row['cpu_us_per_call']:>16.1f} {row['wall_p50_us']:>9.0f} {row['wall_p99_us']:>9.0f} "
                   f"{side.get('p50_le_us') or float('nan'):>13.0f} {side.get('p99_le_us') or float('nan'):>13.0f} "
                   f"{percentile(stale[m], 50):>13.0f} {max(stale[m], default=float('nan')):>5.0f}")
         a, b = modes
@@ -207,7 +219,7 @@ def main(argv=None) -> int:
                             "wall_p50": loadgen.ratio(f["wall_p50_us"], t["wall_p50_us"]),
                             "wall_p99": loadgen.ratio(f["wall_p99_us"], t["wall_p99_us"])}
         lower = sum(x < y for x, y in zip(cpu[a], cpu[b]))
-        print(f"\n{a} ÷ {b}: CPU a call {report['ratios']['cpu']:.3f}× (lower in {lower} turns of "
+        print(f"\n{a} ÷ {b}: CPU a {report['cpu_per']} {report['ratios']['cpu']:.3f}× (lower in {lower} turns of "
               f"{args.turns}), wall p50 {report['ratios']['wall_p50']:.3f}×, p99 {report['ratios']['wall_p99']:.3f}×")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
