@@ -36,7 +36,7 @@ def test_both_servers_are_measured_and_every_decide_read_the_cache_once(tmp_path
     if base:        # both follow the feed: the same code, the same hits once warm
         assert report["servers"]["this"]["cache_reads"]["hit_share"] > 0.5
         assert report["servers"]["base"]["cache_reads"]["hit_share"] > 0.5
-    assert set(report["ratios"]) == {"cpu", "wall_p50", "wall_p99"}
+    assert set(report["ratios"]) == {"cpu", "wall_p50", "wall_p99", "cpu_paired"}
     printed = capsys.readouterr().out
     assert f"{names[0]} ÷ {names[1]}: CPU a {'decision' if base else 'call'}" in printed and "hit share" in printed
     assert report["cpu_per"] == ("decision" if base else "call") and report["batch"] == (3 if base else 0)
