@@ -131,10 +131,10 @@ def _in_multiproc(metrics_dir, code: str, *args: str) -> str:
 
 
 WORKER = "for v in sys.argv[1:]: m.RECORDER.ruleset(v, 1.0)\nprint(os.getpid())"
-SCRAPE = """from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+SCRAPE = """from prometheus_client import CollectorRegistry, generate_latest
 for pid in sys.argv[1:]: m.mark_process_dead(int(pid))
 registry = CollectorRegistry()
-multiprocess.MultiProcessCollector(registry)
+registry.register(m._ServedVersions())          # what maple serve's metrics endpoint registers
 print(generate_latest(registry).decode())"""
 
 
@@ -146,18 +146,42 @@ def ruleset_info(text: str) -> dict[str, float]:
 def test_a_dead_workers_ruleset_stops_counting_once_it_is_marked_dead(tmp_path):
     """A worker SIGKILLed while serving v1 leaves its gauge file behind; the
     supervisor restarts it and marks it dead; after a reload to v2 only v2
-    is 1 (with multiprocess_mode "max" the dead file kept v1 at 1)."""
+    is exported (with multiprocess_mode "max" the dead file kept v1 at 1)."""
     dead = _in_multiproc(tmp_path, WORKER, "v1").strip()        # killed while serving v1
     _in_multiproc(tmp_path, WORKER, "v1", "v2")                 # the other worker, reloaded
     _in_multiproc(tmp_path, WORKER, "v1", "v2")                 # the restarted one, reloaded
     assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 1.0, "v2": 1.0}   # not yet marked dead
-    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE, dead)) == {"v1": 0.0, "v2": 1.0}
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE, dead)) == {"v2": 1.0}
 
 
 def test_live_workers_on_one_version_report_it_once(tmp_path):
     _in_multiproc(tmp_path, WORKER, "v1", "v2")
     _in_multiproc(tmp_path, WORKER, "v1", "v2")
-    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v1": 0.0, "v2": 1.0}
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v2": 1.0}
+
+
+def test_versions_no_worker_serves_are_left_out_however_many_reloads(tmp_path):
+    """One series a version would grow the export with every reload; the
+    gauge files keep each old version at 0, and the endpoint leaves those
+    out: what is exported is what some live worker serves."""
+    versions = [f"v{i}" for i in range(200)]
+    _in_multiproc(tmp_path, WORKER, *versions)
+    _in_multiproc(tmp_path, WORKER, *versions[:150])          # a worker the last reloads have not reached yet
+    assert ruleset_info(_in_multiproc(tmp_path, SCRAPE)) == {"v149": 1.0, "v199": 1.0}
+
+
+def test_one_process_exports_only_the_version_it_serves(tmp_path):
+    """Without PROMETHEUS_MULTIPROC_DIR (maple serve --workers 1) the old
+    version's series is removed at each reload."""
+    code = ("from prometheus_client import REGISTRY, generate_latest\n"
+            "for i in range(100): m.RECORDER.ruleset(f'v{i}', 1.0)\n"
+            "print(generate_latest(REGISTRY).decode())")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", "import os, sys\nfrom engine.server import metrics as m\n" + code],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert ruleset_info(done.stdout) == {"v99": 1.0}
 
 
 # ---------------------------------------------------------------- stale metrics directories
