@@ -249,7 +249,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     tmp = Path(tempfile.mkdtemp(prefix="maple-soak-"))
-    proc = callers = None
+    proc = callers = log = None
     threads: list[threading.Thread] = []
     try:
         shutil.copytree(ROOT / "rules", tmp / "rules")
@@ -356,6 +356,8 @@ def main(argv=None) -> int:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        if log is not None:
+            log.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
