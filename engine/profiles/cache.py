@@ -88,7 +88,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from cachetools import Cache
 
-from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode, public_bytes
+from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode, public_bytes, without_bookkeeping
 
 
 log = logging.getLogger(__name__)
@@ -112,14 +112,6 @@ class ProfileRead(NamedTuple):
     degraded: bool = False
     reason: str | None = None       # why degraded
     age: float | None = None        # seconds since the profile was read from the store
-
-
-def _public(profile: dict | None) -> dict | None:
-    """A profile from a store read with ``get`` (no bytes to cut) without
-    the fold's bookkeeping, as :func:`.store.public_bytes` leaves the bytes."""
-    if type(profile) is not dict or not any(type(k) is str and k.startswith("_") for k in profile):
-        return profile
-    return {k: v for k, v in profile.items() if not (type(k) is str and k.startswith("_"))}
 
 
 def _profile(held) -> dict | None:
@@ -315,7 +307,7 @@ class CachedStore:
         profile is no longer fresh."""
         store = self.store
         if not self._encoded_reads:
-            return _public(store.get(key) if type(key) is str else store.get_by(*key)), None
+            return without_bookkeeping(store.get(key) if type(key) is str else store.get_by(*key)), None
         encoded = store.get_encoded(key) if type(key) is str else store.get_by_encoded(*key)
         if encoded is None:
             return None, None
@@ -352,7 +344,7 @@ class CachedStore:
             if self._encoded_reads:
                 encoded = self.store.get_many_encoded(missing)
             else:
-                found, encoded = {cid: _public(p) for cid, p in self.store.get_many(missing).items()}, {}
+                found, encoded = {cid: without_bookkeeping(p) for cid, p in self.store.get_many(missing).items()}, {}
         except StoreUnavailable as err:
             with self._lock:
                 started = self._mark_down(str(err), now)

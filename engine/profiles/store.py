@@ -116,6 +116,15 @@ def decode(data: bytes) -> dict:
     return _DECODER.decode(data)
 
 
+def without_bookkeeping(profile):
+    """A profile without the fold's bookkeeping (its top-level text keys
+    starting with ``_``, as ``fold.public`` drops them); the same object
+    when it holds none, or is not a dict (None: nobody)."""
+    if type(profile) is not dict or not any(type(k) is str and k.startswith("_") for k in profile):
+        return profile
+    return {k: v for k, v in profile.items() if not (type(k) is str and k.startswith("_"))}
+
+
 def reference_public_bytes(data: bytes) -> bytes:
     """A stored profile's bytes without the fold's bookkeeping (the
     top-level keys starting with ``_``, as ``fold.public`` drops them):
@@ -128,9 +137,8 @@ def reference_public_bytes(data: bytes) -> bytes:
         profile = _DECODER.decode(data)
     except (msgspec.DecodeError, TypeError):
         return data
-    if type(profile) is not dict or not any(type(k) is str and k.startswith("_") for k in profile):
-        return data
-    return _ENCODER.encode({k: v for k, v in profile.items() if not (type(k) is str and k.startswith("_"))})
+    public = without_bookkeeping(profile)
+    return data if public is profile else _ENCODER.encode(public)
 
 
 try:
