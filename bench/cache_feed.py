@@ -136,10 +136,10 @@ def main(argv=None) -> int:
                         store.apply(month[i:i + 100], now)
             ids = sorted({e["customer_id"] for e in month})
         else:
-            ids = prof.sqlite_store_of_month(tmp / "feed.db", 10 * args.customers, args.customers, now, stores)
-            for mode in modes:
-                if mode != "feed":
-                    shutil.copy(tmp / "feed.db", tmp / f"{mode}.db")
+            first = tmp / f"{modes[0]}.db"
+            ids = prof.sqlite_store_of_month(first, 10 * args.customers, args.customers, now, stores)
+            for mode in modes[1:]:
+                shutil.copy(first, tmp / f"{mode}.db")
             urls = {mode: f"sqlite://{tmp / mode}.db" for mode in modes}
         requests = prof.decide_requests([{"customer_id": c} for c in ids], by_id=True)
         per_call = max(1, args.batch)                   # decisions a call
