@@ -88,7 +88,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from cachetools import Cache
 
-from .store import BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode, public_bytes, without_bookkeeping
+from .store import (BatchResult, Health, ProfileStore, StoreUnavailable, decode, encode, public_bytes,
+                    without_bookkeeping)
 
 
 log = logging.getLogger(__name__)
