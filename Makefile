@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maple-installed
-SOURCES := pyproject.toml setup.py engine/eval/_kernel.pyx engine/eval/_kernel.pxd engine/eval/_geo.pxd engine/ir/opcodes.py engine/inventory/_nearby.pyx engine/server/_wire.pyx engine/service/_assemble.pyx engine/service/_decide.pyx engine/service/_fields.pxd engine/profiles/_fastpaths.pyx engine/profiles/_walbuf.pyx proto/maple/v1/*.proto
+# Every compiled module and its declarations: a new .pyx is rebuilt without editing this line.
+SOURCES := pyproject.toml setup.py engine/ir/opcodes.py proto/maple/v1/*.proto \
+	$(wildcard engine/*.pxd engine/*/*.pyx engine/*/*.pxd)
 
 .PHONY: serve test bench check clean
 
@@ -34,4 +36,5 @@ check: $(STAMP)
 	$(BIN)/maple check rules/
 
 clean:
-	rm -rf $(VENV) build *.egg-info engine/eval/_kernel.c engine/server/_wire.c engine/service/_assemble.c engine/service/_decide.c engine/inventory/_nearby.c engine/profiles/_fastpaths.c engine/profiles/_walbuf.c engine/*/*.so engine/eval/_opcodes.pxi engine/server/pb
+	rm -rf $(VENV) build *.egg-info engine/eval/_opcodes.pxi engine/server/pb \
+		$(patsubst %.pyx,%.c,$(wildcard engine/*/*.pyx)) $(wildcard engine/*/*.so)
