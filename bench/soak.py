@@ -21,7 +21,10 @@ Every ``--sample-seconds`` the resident memory (VmRSS) of each of the
 server's processes (the supervisor, each worker as GetRuleset names them,
 the rule compiler, multiprocessing's resource tracker) is read from /proc. Reported: each process's memory at
 the start, at the end, its largest, and how fast it grew over the second
-half of the run (MiB a minute: the first half fills caches); the calls of
+half of the run (MiB a minute: the first half fills caches), and of that
+growth how much is anonymous memory (RssAnon: the heap, where a leak
+would show) beside the store file's own growth (the events written grow
+it, and SQLite's page cache, up to 64 MiB a connection, follows); the calls of
 each kind and their rate; the errors by code, those provoked on purpose
 apart from any other; and the server's exit status after SIGTERM (it must
 drain and exit 0). Exits 1 if a call failed unexpectedly or the server did
@@ -58,15 +61,27 @@ EXPECTED = {("bad", "INVALID_ARGUMENT"), ("reload", "FAILED_PRECONDITION")}
 BROKEN_RULE = "\nrule soak_broken priority 1\n  when profile.no_such_attribute is set\n"
 
 
-def rss_mib(pid: int) -> float | None:
+def status_mib(pid: int, field: str = "VmRSS") -> float | None:
+    """A memory line of /proc/PID/status in MiB: VmRSS (resident), RssAnon
+    (of it, the heap and other anonymous memory: what a leak grows),
+    RssFile (mapped files: code, libraries)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
     return None
+
+
+def rss_mib(pid: int) -> float | None:
+    return status_mib(pid, "VmRSS")
+
+
+def files_mib(*paths: Path) -> float:
+    """The size of the files that exist among ``paths``, in MiB (the store and its WAL)."""
+    return sum(p.stat().st_size for p in paths if p.exists()) / 2 ** 20
 
 
 def children(pid: int) -> list[int]:
@@ -256,7 +271,8 @@ def main(argv=None) -> int:
         stores = loadgen.store_ids(str(tmp / "rules"))
         now = time.time()
         print(f"soak: a month of {10 * args.customers:,} events for {args.customers:,} customers ...", file=sys.stderr)
-        ids = prof.sqlite_store_of_month(tmp / "profiles.db", 10 * args.customers, args.customers, now, stores)
+        db = tmp / "profiles.db"
+        ids = prof.sqlite_store_of_month(db, 10 * args.customers, args.customers, now, stores)
         cmd = [sys.executable, "-m", "engine", "serve", "--rules", str(tmp / "rules"), "--listen", "127.0.0.1:0",
                "--admin-listen", "127.0.0.1:0", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
                "--workers", str(args.workers), "--store", f"sqlite://{tmp / 'profiles.db'}",
@@ -295,7 +311,10 @@ def main(argv=None) -> int:
         with tqdm(total=round(duration), desc="soak", unit="s", file=sys.stderr) as bar:
             while True:
                 t = time.monotonic() - start
-                samples.append({"t": round(t, 1), "rss_mib": {str(p): rss_mib(p) for p in processes()},
+                pids = processes()
+                samples.append({"t": round(t, 1), "rss_mib": {str(p): rss_mib(p) for p in pids},
+                                "anon_mib": {str(p): status_mib(p, "RssAnon") for p in pids},
+                                "store_mib": round(files_mib(db, db.with_name(db.name + "-wal")), 2),
                                 "calls": dict(callers.calls)})
                 bar.n = min(round(t), round(duration))
                 bar.refresh()
@@ -317,17 +336,25 @@ def main(argv=None) -> int:
                   "processes": {}, "calls": {}, "errors_expected": {}, "errors_unexpected": {},
                   "exit_code": exit_code, "samples": samples}
         print(f"\nmaple serve --workers {args.workers}, {elapsed / 60:.1f} minutes of mixed load\n")
-        print(f"{'process':<22} {'start MiB':>10} {'end MiB':>9} {'max MiB':>9} {'2nd half MiB/min':>17}")
+        print(f"{'process':<22} {'start MiB':>10} {'end MiB':>9} {'max MiB':>9} {'2nd half MiB/min':>17} "
+              f"{'of it anon':>11}")
         for pid, label in labels.items():
             pts = [(s["t"], s["rss_mib"][pid]) for s in samples if s["rss_mib"].get(pid) is not None]
             if not pts:
                 continue
+            anon = [(s["t"], s["anon_mib"][pid]) for s in samples if s["anon_mib"].get(pid) is not None]
             row = {"label": label, "start_mib": round(pts[0][1], 1), "end_mib": round(pts[-1][1], 1),
-                   "max_mib": round(max(m for _, m in pts), 1), "growth_mib_per_min_2nd_half": growth(pts)}
+                   "max_mib": round(max(m for _, m in pts), 1), "growth_mib_per_min_2nd_half": growth(pts),
+                   "anon_growth_mib_per_min_2nd_half": growth(anon)}
             report["processes"][pid] = row
-            g = row["growth_mib_per_min_2nd_half"]
+            g, a = row["growth_mib_per_min_2nd_half"], row["anon_growth_mib_per_min_2nd_half"]
             print(f"{label:<22} {row['start_mib']:>10.1f} {row['end_mib']:>9.1f} {row['max_mib']:>9.1f} "
-                  f"{g if g is not None else float('nan'):>17.3f}")
+                  f"{g if g is not None else float('nan'):>17.3f} {a if a is not None else float('nan'):>11.3f}")
+        store = [(s["t"], s["store_mib"]) for s in samples]
+        report["store"] = {"start_mib": store[0][1], "end_mib": store[-1][1],
+                           "growth_mib_per_min_2nd_half": growth(store)}
+        print(f"{'the store (db + wal)':<22} {store[0][1]:>10.1f} {store[-1][1]:>9.1f} "
+              f"{max(m for _, m in store):>9.1f} {report['store']['growth_mib_per_min_2nd_half'] or 0.0:>17.3f}")
         print(f"\n{'calls':<18} {'count':>9} {'per s':>8}  errors")
         for kind, count in sorted(callers.calls.items()):
             errs = {code: c for (k, code), c in callers.errors.items() if k == kind}

@@ -19,6 +19,9 @@ def test_a_short_soak_meets_every_kind_of_call_and_the_server_drains(tmp_path, c
     labels = [p["label"] for p in report["processes"].values()]
     assert "supervisor" in labels and sum(label.startswith("worker ") for label in labels) == 2
     assert len(report["samples"]) >= 3
+    # each process's anonymous memory and the store's files are sampled beside the RSS
+    assert all(s["store_mib"] > 0 and set(s["anon_mib"]) == set(s["rss_mib"]) for s in report["samples"])
+    assert report["store"]["end_mib"] >= report["store"]["start_mib"] > 0
     assert (tmp_path / "soak.png").stat().st_size > 0
     assert "after SIGTERM the server exited 0" in capsys.readouterr().out
 
