@@ -9,7 +9,9 @@ Callers, each on a thread of this process, all the time:
 * Decide by customer id (two callers), Decide with the profile inline,
   DecideBatch of 50 by id;
 * RecordEvents of 20 new events (the bench's realistic month; new
-  customers too);
+  customers too; every 10,000 events (``--event-batches``) a new month of new events, so the
+  store keeps growing and the change feed keeps invalidating cached
+  profiles all run long);
 * UpdateInventory of 20 deltas and absolute counts;
 * ReloadRules every few seconds, one reload in three of a rule file made
   broken on purpose (the server must refuse it, FAILED_PRECONDITION, and
@@ -118,7 +120,8 @@ def growth(points: list[tuple[float, float]]) -> float | None:
 class Callers:
     """The load: one thread per kind of call, counting calls and errors."""
 
-    def __init__(self, info: dict, rules_dir: Path, ids: list[str], customers: int, now: float, stores: list[str]):
+    def __init__(self, info: dict, rules_dir: Path, ids: list[str], customers: int, now: float, stores: list[str],
+                 event_batches: int = 500):
         import grpc
         from engine.server.pb.maple.v1 import admin_pb2 as apb, decision_pb2 as pb, inventory_pb2 as ipb
         self.pb, self.apb, self.ipb = pb, apb, ipb
@@ -138,7 +141,9 @@ class Callers:
         self.by_id = prof.decide_requests([{"customer_id": c} for c in ids], by_id=True)
         self.inline = prof.decide_requests(prof.synthetic(min(customers, 2000)), by_id=False)
         self.batches = prof.batch_requests(self.by_id, 50)
-        self.events = prof.event_requests(500, 20, 2 * customers, now, 5, stores)
+        self.events = prof.event_requests(event_batches, 20, 2 * customers, now, 5, stores)
+        self.event_args = (event_batches, 2 * customers, stores)
+        self.rounds = 0                 # rounds of new events sent after the first
         rows = (rules_dir / "data" / "inventory.csv").read_text().splitlines()[1:]
         self.stock = [r.split(",")[:3] for r in rows if r]
         self.rule_file = rules_dir / "homepage.rules"
@@ -187,7 +192,14 @@ class Callers:
         self.batch(self.batches[n % len(self.batches)], timeout=10)
 
     def _events(self, decide, n: int) -> None:
-        self.record(self.events[n % len(self.events)], timeout=10)     # after one round: duplicates, stored once
+        # each round's events are new (fresh ids, a month ending now): the store, the change feed and
+        # the caches they invalidate keep working all run long, as under real traffic, not only dedupe
+        k, i = divmod(n, len(self.events))
+        if i == 0 and k > 0:
+            batches, customers, stores = self.event_args
+            self.events = prof.event_requests(batches, 20, customers, time.time(), 5 + k, stores)
+            self.rounds = k
+        self.record(self.events[i], timeout=10)
 
     def _inventory(self, decide, n: int) -> None:
         req = self.ipb.UpdateInventoryRequest()
@@ -256,10 +268,12 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="maple serve --workers")
     ap.add_argument("--customers", type=int, default=2000)
     ap.add_argument("--sample-seconds", type=float, default=10.0)
+    ap.add_argument("--event-batches", type=int, default=500,
+                    help="RecordEvents calls (of 20 new events) a round; each round's events are new")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.json"))
     args = ap.parse_args(argv)
-    if args.minutes <= 0 or args.sample_seconds <= 0:
-        ap.error("--minutes and --sample-seconds must be positive")
+    if args.minutes <= 0 or args.sample_seconds <= 0 or args.event_batches <= 0:
+        ap.error("--minutes, --sample-seconds and --event-batches must be positive")
 
     from tqdm import tqdm
 
@@ -282,7 +296,7 @@ def main(argv=None) -> int:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
         info = loadgen._read_announcement(proc, "maple serve")
         loadgen._wait_serving(info["decisions"])
-        callers = Callers(info, tmp / "rules", ids, args.customers, now, stores)
+        callers = Callers(info, tmp / "rules", ids, args.customers, now, stores, args.event_batches)
         labels: dict[str, str] = {}
 
         def processes() -> list[int]:
@@ -333,6 +347,7 @@ def main(argv=None) -> int:
             exit_code = proc.wait()
         elapsed = samples[-1]["t"]
         report = {"minutes": args.minutes, "workers": args.workers, "customers": args.customers,
+                  "event_rounds": callers.rounds + 1,
                   "processes": {}, "calls": {}, "errors_expected": {}, "errors_unexpected": {},
                   "exit_code": exit_code, "samples": samples}
         print(f"\nmaple serve --workers {args.workers}, {elapsed / 60:.1f} minutes of mixed load\n")
@@ -365,6 +380,7 @@ def main(argv=None) -> int:
             shown = ", ".join(f"{code} {c:,}{'' if (kind, code) in EXPECTED else ' (UNEXPECTED)'}"
                               for code, c in sorted(errs.items()))
             print(f"{kind:<18} {count:>9,} {count / max(elapsed, 1e-9):>8.1f}  {shown}")
+        print(f"record_events: {callers.rounds + 1} rounds of {20 * args.event_batches:,} new events, each sent once")
         print(f"\nafter SIGTERM the server exited {exit_code}{'' if exit_code == 0 else ' (expected 0: drained)'}")
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

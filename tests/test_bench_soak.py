@@ -8,7 +8,8 @@ from bench import soak
 
 def test_a_short_soak_meets_every_kind_of_call_and_the_server_drains(tmp_path, capsys):
     out = tmp_path / "soak.json"
-    assert soak.main(["--minutes", "0.1", "--sample-seconds", "2", "--customers", "100", "--out", str(out)]) == 0
+    assert soak.main(["--minutes", "0.1", "--sample-seconds", "2", "--customers", "100", "--event-batches", "10",
+                      "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["exit_code"] == 0 and report["errors_unexpected"] == {}
     assert set(report["calls"]) == {"decide_by_id", "decide_inline", "decide_batch", "record_events",
@@ -22,6 +23,8 @@ def test_a_short_soak_meets_every_kind_of_call_and_the_server_drains(tmp_path, c
     # each process's anonymous memory and the store's files are sampled beside the RSS
     assert all(s["store_mib"] > 0 and set(s["anon_mib"]) == set(s["rss_mib"]) for s in report["samples"])
     assert report["store"]["end_mib"] >= report["store"]["start_mib"] > 0
+    # RecordEvents went through several rounds of new events, all stored (no unexpected error)
+    assert report["event_rounds"] >= 2
     assert (tmp_path / "soak.png").stat().st_size > 0
     assert "after SIGTERM the server exited 0" in capsys.readouterr().out
 
