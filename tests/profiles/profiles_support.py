@@ -62,29 +62,51 @@ class RedisServer:
         self.dir = Path(data_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        # A port from free_port() is only free when it is picked: another test's
+        # server or an outgoing connection can take it before redis-server binds
+        # it. Such a port is picked again at start, unless someone already holds
+        # it (a port passed in, a url read before start, a restart).
+        self._pinned = port is not None
         self.proc: subprocess.Popen | None = None
-        self.extra: list[str] = []           # more redis-server arguments (RedisClusterServers)
+        self.cluster_node = False            # cluster-enabled, its bus on a free port (RedisClusterServers)
+        self.bus_port: int | None = None
 
     @property
     def url(self) -> str:
+        self._pinned = True
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self, attempts: int = 5) -> "RedisServer":
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes" if self.durable else "no", "--appendfsync", "always", "--save", "",
-             "--daemonize", "no", "--protected-mode", "no", *self.extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-        log = []
-        for line in self.proc.stdout:        # blocks until the server says it is ready
-            log.append(line)
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise RuntimeError("redis-server did not start:\n" + "".join(log))
+        for attempt in range(1, attempts + 1):
+            extra = []
+            if self.cluster_node:
+                # the cluster bus port defaults to port + 10000, past 65535 for a high free port
+                self.bus_port = self.bus_port or free_port()
+                extra = ["--cluster-enabled", "yes", "--cluster-config-file", str(self.dir / "nodes.conf"),
+                         "--cluster-node-timeout", "5000", "--cluster-port", str(self.bus_port)]
+            self.proc = subprocess.Popen(
+                [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                 "--appendonly", "yes" if self.durable else "no", "--appendfsync", "always", "--save", "",
+                 "--daemonize", "no", "--protected-mode", "no", *extra],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+            log = []
+            for line in self.proc.stdout:        # blocks until the server says it is ready
+                log.append(line)
+                if "Ready to accept connections" in line:
+                    break
+            else:
+                self.proc.wait()
+                self.proc = None
+                taken = any("Address already in use" in line for line in log)
+                if taken and not self._pinned and attempt < attempts:
+                    self.port, self.bus_port = free_port(), None
+                    continue
+                raise RuntimeError("redis-server did not start:\n" + "".join(log))
+            break
+        self._pinned = True                  # a restart comes back on the same port
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
         return self
 
@@ -124,9 +146,7 @@ class RedisClusterServers:
 
     def start(self) -> "RedisClusterServers":
         for node in self.nodes:
-            # the cluster bus port defaults to port + 10000, past 65535 for a high free port
-            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", str(node.dir / "nodes.conf"),
-                          "--cluster-node-timeout", "5000", "--cluster-port", str(free_port())]
+            node.cluster_node = True
             node.start()
         cli = shutil.which("redis-cli")
         if cli is None:
