@@ -47,6 +47,14 @@ ago as their encoded bytes (:meth:`_Entries.settle`), which the collector
 does not track; the fallback decodes them again.  Decoded entries are thus
 bounded by the fetches of one ``ttl`` (and by ``maxsize``).
 
+**Two bounds.**  At most ``maxsize`` entries (``--profile-cache-size``)
+and at most ``max_bytes`` of them as :func:`held_size` counts an entry
+(``--profile-cache-mib``, 256 MiB by default): its bytes, ~6x while held
+decoded, and ~300 bytes of bookkeeping.  An entry count alone does not
+bound memory: a profile grows with its customer up to the fold's caps,
+from ~0.5 KB for a month's events to tens of KB.  Past either bound the
+least recently fetched entries go first.
+
 With a change feed, an entry held encoded still answers while valid: it
 is decoded for each read (msgpack's ~3 µs), which still spares the store's
 read.
@@ -103,6 +111,7 @@ SYNCED, SYNC_FAILED, FEED_MISSED, FEED_DROPPED = range(4)
 FEED_EVENTS = ("synced", "failed", "missed", "dropped")
 FEED_MAX_AGE = 60.0     # seconds an entry may live on the change feed's word (CachedStore.feed_max_age)
 SYNC_EVERY_MAX = 1.0    # seconds between two syncs at most (start_sync: a quarter ttl, or this)
+MAX_BYTES = 256 * 2**20     # the entries' memory as held_size counts it (CachedStore.max_bytes; --profile-cache-mib)
 
 
 class ProfileRead(NamedTuple):
@@ -140,8 +149,11 @@ class _Entries(Cache):
     cached under several (sets are objects
     the collector visits too)."""
 
-    def __init__(self, maxsize: int):
+    def __init__(self, maxsize: int, max_bytes: int | None = None):
         super().__init__(maxsize)
+        #: the entries' memory as :func:`held_size` counts it, and its bound (None: none)
+        self.held_bytes = 0
+        self.max_bytes = max_bytes
         # cachetools keeps the entries in one dict (Cache.__data), made once and
         # never replaced: the decision path's reads look a key up in it directly,
         # one dict lookup instead of Cache.get's three Python calls (a test holds
@@ -155,8 +167,11 @@ class _Entries(Cache):
         it out; :meth:`settle` keeps it instead of encoding the profile."""
         cid = profile.get("customer_id", key) if profile is not None else key
         if Cache.__contains__(self, key):
-            Cache.__delitem__(self, key)              # last in the order again: fetched just now
+            del self[key]                             # last in the order again: fetched just now
         self[key] = (profile, at, cid, encoded)
+        if self.max_bytes is not None:
+            while self.held_bytes > self.max_bytes and len(self) > 1:
+                self.popitem()                        # the least recently fetched, never this one
         if profile is not None:
             keys = self.keys_of.get(cid)
             if keys is None or keys == key:
@@ -180,7 +195,23 @@ class _Entries(Cache):
             value = Cache.__getitem__(self, key)
             if value[1] == at and type(value[0]) is dict:
                 held = value[3] if value[3] is not None else encode(value[0])
-                Cache.__setitem__(self, key, (held, at, value[2], None))
+                self[key] = (held, at, value[2], None)
+
+    def __setitem__(self, key, value) -> None:
+        old = Cache.__getitem__(self, key) if Cache.__contains__(self, key) else None
+        Cache.__setitem__(self, key, value)           # (past maxsize entries: popitem, which counts)
+        self.held_bytes += held_size(value) - (held_size(old) if old is not None else 0)
+
+    def __delitem__(self, key) -> None:
+        value = Cache.__getitem__(self, key)
+        Cache.__delitem__(self, key)
+        self.held_bytes -= held_size(value)
+
+    def clear(self) -> None:
+        Cache.clear(self)                             # (cachetools': its dict at once, no popitem)
+        self.keys_of.clear()
+        self.young.clear()
+        self.held_bytes = 0
 
     def popitem(self):
         key, value = super().popitem()
@@ -212,6 +243,29 @@ class _Entries(Cache):
             del self.keys_of[cid]
 
 
+#: what an entry costs beside its profile: the entry's tuple, its key, its
+#: fetch time and customer id, its slots in the entries' dict and the id
+#: index (tracemalloc, 100,000 entries of a month's profiles: ~265 bytes)
+ENTRY_BYTES = 300
+#: a decoded profile's memory over its bytes' (a month's profile: ~3.3 KB against ~0.55 KB)
+DECODED_FACTOR = 6
+#: a decoded profile of unknown size (from a store that hands out no bytes: test stand-ins)
+DECODED_GUESS = 3_300
+
+
+def held_size(value: tuple) -> int:
+    """What an entry ``(profile, fetched_at, customer id, encoded)`` is
+    counted as against ``--profile-cache-mib``: the bytes it is held as,
+    ~6x those while held decoded, plus :data:`ENTRY_BYTES`.  An estimate
+    of its memory, not a measure (a decoded profile is not walked)."""
+    held, encoded = value[0], value[3]
+    if type(held) is bytes:
+        return ENTRY_BYTES + len(held)
+    if held is None:
+        return ENTRY_BYTES
+    return ENTRY_BYTES + (DECODED_FACTOR * len(encoded) if encoded is not None else DECODED_GUESS)
+
+
 def _keys(keys) -> set:
     if keys is None:
         return set()
@@ -223,7 +277,7 @@ class CachedStore:
 
     def __init__(self, store: ProfileStore, *, maxsize: int = 100_000, ttl: float = 1.0,
                  retry_after: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 feed_max_age: float = FEED_MAX_AGE):
+                 feed_max_age: float = FEED_MAX_AGE, max_bytes: int | None = MAX_BYTES):
         self.store = store
         self.ttl = ttl
         #: an entry the change feed vouches for is fetched again once this old
@@ -231,7 +285,7 @@ class CachedStore:
         self.feed_max_age = feed_max_age
         self.retry_after = retry_after
         self.clock = clock
-        self._entries = _Entries(maxsize)
+        self._entries = _Entries(maxsize, max_bytes)
         # a ProfileStore hands out profiles as stored (get_encoded ...); a store
         # that does not (a stand-in with get() alone) is read with get()
         self._encoded_reads = isinstance(store, ProfileStore) or hasattr(store, "get_encoded")
@@ -586,8 +640,6 @@ class CachedStore:
         with self._lock:
             self._generation += 1
             self._entries.clear()
-            self._entries.keys_of.clear()
-            self._entries.young.clear()
 
     # -- state
     @property
@@ -606,6 +658,12 @@ class CachedStore:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def held_bytes(self) -> int:
+        """The entries' memory as :func:`held_size` counts it (bounded by
+        ``max_bytes``; ``maple_profile_cache_bytes``)."""
+        return self._entries.held_bytes
 
     def close(self) -> None:
         self.stop_sync()

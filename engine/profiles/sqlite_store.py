@@ -68,7 +68,10 @@ from .sqlite_writer import Checkpointer, FeedPruner, Reader, WriterState, rows a
 from . import walbuf
 from .store import Feed, Health, ProfileStore, StoreError, StoreUnavailable, decode, encode, own_alias
 
-CACHE_KIB = 64 * 1024        # page cache per connection
+CACHE_KIB = 16 * 1024        # page cache per connection, three a store (reads, writes, checkpoints): at
+                             # 100,000 customers 64 MiB read and wrote no faster (the OS caches the file,
+                             # and another process's commit empties a WAL connection's cache); 16 leaves
+                             # room for a group commit's dirty pages (docs/service.md, "What a worker holds")
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
 WRITER_DECODED = 100         # of those, the big ones (>= DECODED_MIN_BYTES stored) it keeps decoded:
 DECODED_MIN_BYTES = 3_072    # ~30 KiB of memory each; each adds to a full GC pass (sqlite_writer)
@@ -216,6 +219,37 @@ def prepare(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
+@functools.lru_cache(maxsize=1)
+def _status64():
+    """``sqlite3_status64`` of the SQLite the ``sqlite3`` module runs on
+    (looked up through ``_sqlite3``'s own handle, so a module linked
+    statically or against its own copy is asked, not the system's), or
+    None where it cannot be found."""
+    import ctypes
+    import _sqlite3
+    try:
+        fn = ctypes.CDLL(_sqlite3.__file__).sqlite3_status64
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def memory_used() -> int | None:
+    """Bytes SQLite holds in this process now (``SQLITE_STATUS_MEMORY_USED``:
+    every connection's page cache, schema and statements), or None where
+    SQLite does not say (``maple_sqlite_memory_bytes``)."""
+    import ctypes
+    fn = _status64()
+    if fn is None:
+        return None
+    current, highest = ctypes.c_int64(), ctypes.c_int64()
+    if fn(0, ctypes.byref(current), ctypes.byref(highest), 0) != 0:        # SQLITE_OK
+        return None
+    return current.value
+
+
 # ---------------------------------------------------------------- the store
 class SQLiteStore(ProfileStore):
     """Profiles in one SQLite file (WAL, synchronous=FULL)."""
@@ -226,9 +260,10 @@ class SQLiteStore(ProfileStore):
     def __init__(self, path: str, *, create: bool = True, timeout: float = 10.0,
                  writer_cache: int = WRITER_CACHE, writer_decoded: int = WRITER_DECODED,
                  decoded_min_bytes: int = DECODED_MIN_BYTES, checkpoint_every: int = CHECKPOINT_EVERY,
-                 coalesce_wal: bool = True, **options):
+                 coalesce_wal: bool = True, cache_kib: int = CACHE_KIB, **options):
         super().__init__(f"sqlite://{path}", **options)
         self.path = path
+        self._cache_kib = cache_kib
         self._state = WriterState(max_profiles=writer_cache, max_decoded=writer_decoded,
                                   decoded_min_bytes=decoded_min_bytes)
         if not create and not os.path.exists(path):
@@ -269,7 +304,7 @@ class SQLiteStore(ProfileStore):
         if mode.lower() != "wal":
             raise StoreError(f"{self.url}: cannot switch to WAL mode (journal_mode={mode})")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        db.execute(f"PRAGMA cache_size=-{int(self._cache_kib)}")
         db.execute(f"PRAGMA wal_autocheckpoint={self._autocheckpoint}")
         return db
 

@@ -285,7 +285,7 @@ class DecisionNode:
             self.holder.on_swap(lambda rs: m.RECORDER.ruleset(rs.version, rs.loaded_at))
             cache = getattr(self.profiles, "cache", None)
             if getattr(cache, "reads", None) is not None:       # a store behind a cache (sqlite:, redis:)
-                m.RECORDER.profile_reads(cache.reads, feed=getattr(cache, "feed", None))
+                m.RECORDER.profile_reads(cache.reads, feed=getattr(cache, "feed", None), held=cache)
         self.servicer = DecisionServicer(self.decider, on_result)
         self.recorder = recorder
         # workers share the decision port (SO_REUSEPORT; the supervisor checked it was free)
@@ -356,7 +356,8 @@ def open_store_or_exit(cfg: ServeConfig, known_stores=None):
     ``known_stores``: the store ids events may name (the store data's)."""
     try:
         profiles = open_profile_source(cfg.store, cache_ttl=cfg.profile_cache_ttl,
-                                       cache_size=cfg.profile_cache_size, known_stores=known_stores)
+                                       cache_size=cfg.profile_cache_size, cache_mib=cfg.profile_cache_mib,
+                                       known_stores=known_stores)
     except (ValueError, OSError) as err:
         raise SystemExit(f"maple serve: --store: {err}")
     if cfg.profile_cache_feed == "on" and hasattr(profiles, "start_sync"):

@@ -22,6 +22,7 @@ class ServeConfig:
     store: str = ""                      # profile store URL ("" / none, sqlite:///PATH, redis://..., jsonl:PATH)
     profile_cache_ttl: float = 1.0       # seconds a cached profile is served: the staleness bound
     profile_cache_size: int = 100_000    # profiles cached per worker
+    profile_cache_mib: float = 256.0     # and their memory, at most (engine.profiles.cache.held_size)
     profile_cache_feed: str = "on"       # keep cached profiles until the store's change feed says they changed
     data: str = ""                       # stores/catalogue/inventory files ("": RULES/data; "none")
     metrics_port: int | None = None      # None: no metrics endpoint
@@ -66,7 +67,10 @@ OPTIONS = [
     ("store", "--store", str, "profile store URL: sqlite://PATH (sqlite://.maple/profiles.db is relative, sqlite:///var/... absolute), redis://HOST:PORT/DB, redis-cluster://HOST:PORT, jsonl:PATH or none"),
     ("profile_cache_ttl", "--profile-cache-ttl", float,
      "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),
-    ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker"),
+    ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker, at most"),
+    ("profile_cache_mib", "--profile-cache-mib", float,
+     "memory the cached profiles of one worker take, at most, in MiB (their bytes, ~6x while decoded, and "
+     "~300 bytes each of bookkeeping)"),
     ("profile_cache_feed", "--profile-cache-feed", str,
      "on: with a SQLite or Redis store, a cached profile stays valid until another process changes it (the "
      "store's change feed, read every quarter ttl, at most 1 s apart), within the same staleness bound; off: for "
@@ -208,6 +212,9 @@ def _checks(values: dict, name) -> None:
             bad(field, "must be 1 or more")
     if values.get("max_message_bytes", MIN_MESSAGE_BYTES) < MIN_MESSAGE_BYTES:
         bad("max_message_bytes", f"must be at least {MIN_MESSAGE_BYTES} (health checks must fit)")
+    mib = values.get("profile_cache_mib", 1.0)
+    if not (math.isfinite(mib) and mib >= 1.0):
+        bad("profile_cache_mib", "must be a number of MiB >= 1")
     for field in ("drain_seconds", "grace_seconds", "profile_cache_ttl"):
         value = values.get(field, 0.0)
         if not (math.isfinite(value) and value >= 0):

@@ -27,6 +27,7 @@ import threading
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from ..profiles.cache import FEED_EVENTS, READ_RESULTS
+from ..profiles.sqlite_store import memory_used
 from ._recording import Counts, Timings
 from ..service.model import ItemError
 
@@ -95,6 +96,18 @@ PROFILE_FEED = Counter("maple_profile_cache_feed",
                        "changed in the store since, by another process or coming back from this one's writes)",
                        ["event"])
 ROLLBACKS = Counter("maple_ruleset_rollbacks", "RollbackRules that changed the live version")
+# what a worker holds (docs/service.md, "What a worker holds"): set at each flush
+_LIVESUM = {"multiprocess_mode": "livesum"} if _MULTI else {}
+PROFILE_CACHE_ENTRIES = Gauge("maple_profile_cache_entries",
+                              "Profiles the workers' caches hold (each worker at most --profile-cache-size)",
+                              **_LIVESUM)
+PROFILE_CACHE_BYTES = Gauge("maple_profile_cache_bytes",
+                            "The memory of the cached profiles as --profile-cache-mib counts it (each worker at "
+                            "most that): their bytes, ~6x while held decoded, and ~300 bytes each of bookkeeping",
+                            **_LIVESUM)
+SQLITE_MEMORY = Gauge("maple_sqlite_memory_bytes",
+                      "Memory SQLite holds in the workers (page caches of at most 16 MiB a connection, three a "
+                      "worker with a SQLite store; schemas; statements)", **_LIVESUM)
 
 
 class Recorder:
@@ -126,17 +139,23 @@ class Recorder:
         self._cache_counts: dict[str, list] = {}
         self._read_counter = PROFILE_READS
         self._feed_counter = PROFILE_FEED
+        self._held = None                   # the profile cache whose size is exported (profile_reads)
 
     # -- the hot path: request(rpc, code, seconds, decide=False), decided(decided_by, degraded=False) and
     # decided_results(results) are Counts' methods (set in __init__; see engine/server/_recording.pyx)
 
-    def profile_reads(self, reads: list, counter=None, feed: list | None = None, feed_counter=None) -> None:
+    def profile_reads(self, reads: list, counter=None, feed: list | None = None, feed_counter=None,
+                      held=None) -> None:
         """Export a profile cache's read counts (``CachedStore.reads``, which
         it keeps itself: nothing is recorded per request here) as
         ``maple_profile_cache_reads_total``, and its change feed's
         (``CachedStore.feed``) as ``maple_profile_cache_feed_total``, what
         they grew by at each flush.  Every label is shown from the start,
-        at 0."""
+        at 0.  ``held``: the cache itself (its ``len`` and ``held_bytes``),
+        whose size each flush sets ``maple_profile_cache_entries`` and
+        ``maple_profile_cache_bytes`` to, and SQLite's memory
+        ``maple_sqlite_memory_bytes``."""
+        self._held = held
         if self._cache_counts:
             self.flush()                    # what the previous source counted is exported first
         if counter is not None:
@@ -181,6 +200,13 @@ class Recorder:
             degraded_counter.inc(degraded)
         for c, label, grew in grown:
             self._child(("p", id(c), label), lambda: c.labels(label)).inc(grew)
+        held = self._held
+        if held is not None:
+            PROFILE_CACHE_ENTRIES.set(len(held))
+            PROFILE_CACHE_BYTES.set(held.held_bytes)
+            sqlite_bytes = memory_used()
+            if sqlite_bytes is not None:
+                SQLITE_MEMORY.set(sqlite_bytes)
 
     def _child(self, key, make):
         c = self._children.get(key)

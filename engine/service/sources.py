@@ -143,7 +143,7 @@ def open_profile_source(url: str | None, **store_options) -> ProfileSource:
     ``redis://HOST:PORT/DB`` or ``redis-cluster://HOST:PORT`` for the
     profile store behind a cache (:class:`.stored.StoredProfiles`;
     ``store_options``: cache_ttl,
-    cache_size).  ValueError says what is wrong with the URL."""
+    cache_size, cache_mib).  ValueError says what is wrong with the URL."""
     if not url or url == "none":
         return NullProfiles()
     scheme, _, rest = url.partition(":")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from cachetools import Cache
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from engine.profiles import CachedStore, StoreUnavailable, open_store
+from engine.profiles.cache import DECODED_FACTOR, ENTRY_BYTES, held_size
 from engine.profiles.fold import public
 from engine.profiles.store import encode, public_bytes
 from engine.ruleset import build
@@ -508,3 +510,71 @@ def test_a_read_that_fails_past_the_store_is_a_miss_and_a_raced_prefetch_counts_
     assert cache.reads[PREFETCHED] == 0 and cache.fresh("B") is STALE
     sqlite_store.during = None
     assert cache.prefetch(["B", "C"]) == 2 and cache.reads[PREFETCHED] == 2
+
+
+# ---------------------------------------------------------------- the memory bound
+def _counted(cache) -> int:
+    return sum(held_size(v) for v in Cache.values(cache._entries))
+
+
+def test_entries_are_counted_by_their_bytes_and_the_memory_bound_evicts_the_oldest(sqlite_store):
+    """--profile-cache-mib: an entry counts its bytes (6x while decoded)
+    and ~300 of bookkeeping; past the bound the least recently fetched go,
+    never the entry just fetched."""
+    clock = FakeClock()
+    big = [ev("purchase", T0 + i, items=[item(f"S{i}-{j}", size="42") for j in range(5)]) for i in range(40)]
+    cache = CachedStore(sqlite_store, ttl=1.0, clock=clock, max_bytes=10**9)
+    cache.apply(big + [ev("page_view", T0, cid=c) for c in ("a", "b", "c")])
+    cache.get("C1")
+    stored = public_bytes(sqlite_store.store.get_encoded("C1"))
+    assert cache.held_bytes == ENTRY_BYTES + DECODED_FACTOR * len(stored)          # decoded: 6x
+    clock.advance(1.5)
+    cache.get("a")                                                              # settles C1 as bytes
+    assert _held(cache, "C1") == stored
+    assert cache.held_bytes == _counted(cache) == 2 * ENTRY_BYTES + len(stored) + DECODED_FACTOR * len(
+        public_bytes(sqlite_store.store.get_encoded("a")))
+    cache.get("nobody")                                                         # a known miss: bookkeeping
+    assert cache.held_bytes == _counted(cache)
+
+    small = len(public_bytes(sqlite_store.store.get_encoded("a")))
+    bound = CachedStore(sqlite_store, ttl=1.0, clock=clock, max_bytes=2 * ENTRY_BYTES + 12 * small)
+    for cid in ("a", "b", "c"):
+        bound.get(cid)                  # decoded, 6x each: two fit, a third pushes out the first
+    assert [c for c in ("a", "b", "c") if Cache.__contains__(bound._entries, c)] == ["b", "c"]
+    assert bound.held_bytes == _counted(bound) <= bound._entries.max_bytes
+    bound.get("C1")                     # larger than the bound alone: kept, everything else goes
+    assert list(bound._entries) == ["C1"] and bound.get("C1") == public(sqlite_store.store.get("C1"))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["get", "get", "prefetch", "invalidate", "advance", "write", "clear"]),
+                          st.sampled_from(["a", "b", "c", "d", "C1", "nobody"])), max_size=40),
+       st.integers(min_value=1, max_value=5), st.integers(min_value=1_000, max_value=20_000))
+def test_the_counted_memory_is_always_the_entries_and_within_both_bounds(sqlite_store, steps, maxsize, max_bytes):
+    """Whatever reads, prefetches, invalidations, writes and settling do,
+    ``held_bytes`` is the sum of the entries' sizes, the entries stay within
+    ``maxsize`` and (but for one larger than the bound alone) within
+    ``max_bytes``, and every entry still answers as the store would."""
+    clock = FakeClock()
+    cache = CachedStore(sqlite_store, ttl=1.0, clock=clock, maxsize=maxsize, max_bytes=max_bytes)
+    n = 0
+    for op, cid in steps:
+        if op == "get":
+            cache.get(cid)
+        elif op == "prefetch":
+            cache.prefetch([cid, "a", "b"])
+        elif op == "invalidate":
+            cache.invalidate([cid])
+        elif op == "advance":
+            clock.advance(0.7)
+        elif op == "write":
+            n += 1
+            cache.apply([ev("purchase", T0 + n, cid=cid, items=[item(f"P{n}", size="40")])])
+        else:
+            cache.clear()
+        assert cache.held_bytes == _counted(cache)
+        assert len(cache) <= maxsize
+        assert cache.held_bytes <= max_bytes or len(cache) == 1
+    for key in list(cache._entries):
+        assert cache.read(key).profile == public(sqlite_store.store.get(key)) if sqlite_store.store.get(key) \
+            else cache.read(key).profile is None

@@ -110,6 +110,8 @@ def test_a_bad_metrics_host_is_refused_at_start_naming_the_flag_or_variable(host
     ({"log_level": "LOUD"}, "--log-level 'LOUD': use one of DEBUG, INFO, WARNING, ERROR"),
     ({"watch": "sometimes"}, "--watch 'sometimes': use one of on, poll, off"),
     ({"profile_cache_feed": "yes"}, "--profile-cache-feed 'yes': use one of on, off"),
+    ({"profile_cache_mib": 0.5}, "--profile-cache-mib 0.5: must be a number of MiB >= 1"),
+    ({"profile_cache_mib": float("inf")}, "--profile-cache-mib inf: must be a number of MiB >= 1"),
 ])
 def test_bad_values_are_refused_naming_the_flag(flags, message):
     with pytest.raises(ConfigError, match="^maple serve: " + re.escape(message)):
@@ -126,6 +128,7 @@ def test_bad_values_are_refused_naming_the_flag(flags, message):
     ("MAPLE_MAX_MESSAGE_BYTES", "0", "MAPLE_MAX_MESSAGE_BYTES=0: must be at least 1024"),
     ("MAPLE_DRAIN_SECONDS", "-1", "MAPLE_DRAIN_SECONDS=-1.0: must be"),
     ("MAPLE_GRACE_SECONDS", "-1", "MAPLE_GRACE_SECONDS=-1.0: must be"),
+    ("MAPLE_PROFILE_CACHE_MIB", "0", "MAPLE_PROFILE_CACHE_MIB=0.0: must be a number of MiB >= 1"),
 ])
 def test_bad_values_in_variables_name_the_variable(variable, raw, message):
     with pytest.raises(ConfigError, match="^maple serve: " + re.escape(message)):

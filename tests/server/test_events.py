@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from engine.profiles.cache import ENTRY_BYTES
 from engine.server.events import event_from_pb, wire_field
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.server.pb.maple.v1 import decision_pb2_grpc
@@ -196,6 +197,12 @@ def test_the_profile_cache_s_hits_and_misses_are_in_the_metrics(start_server, tm
     assert [r.response.profile_status for r in batch.results] == [pb.PROFILE_STATUS_STORED] + [
         pb.PROFILE_STATUS_UNKNOWN_CUSTOMER] * 2
     assert reads() == {"hit": 5, "miss": 1, "stale": 0, "prefetched": 2}     # two fetched ahead, three held
+    # what the worker holds: three entries (two known misses), their counted memory, SQLite's own
+    held = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r"^maple_(profile_cache_entries|profile_cache_bytes|sqlite_memory_bytes) (\S+)$", s.metrics(), re.M)}
+    assert held["profile_cache_entries"] == 3
+    assert 3 * ENTRY_BYTES < held["profile_cache_bytes"] < 3 * ENTRY_BYTES + 100_000
+    assert 0 < held["sqlite_memory_bytes"] < 3 * 16 * 2**20 + 8 * 2**20
 
 
 def test_no_store_means_failed_precondition(server):
