@@ -26,7 +26,8 @@ the start, at the end, its largest, and how fast it grew over the second
 half of the run (MiB a minute: the first half fills caches), and of that
 growth how much is anonymous memory (RssAnon: the heap, where a leak
 would show) beside the store file's own growth (the events written grow
-it, and SQLite's page cache, up to 64 MiB a connection, follows); the calls of
+it, and SQLite's page cache, up to 16 MiB a connection, follows), and what the workers say
+they hold (/metrics: the profile caches, entries and MiB, and SQLite's memory); the calls of
 each kind and their rate; the errors by code, those provoked on purpose
 apart from any other; and the server's exit status after SIGTERM (it must
 drain and exit 0). Exits 1 if a call failed unexpectedly or the server did
@@ -243,6 +244,30 @@ class Callers:
         self.admin.close()
 
 
+#: the gauges of what the workers hold (summed over workers), sampled from /metrics
+HELD = {"maple_profile_cache_entries": "cache_entries", "maple_profile_cache_bytes": "cache_mib",
+        "maple_sqlite_memory_bytes": "sqlite_mib"}
+
+
+def held(metrics_port: int) -> dict[str, float]:
+    """The workers' profile cache (entries; MiB as --profile-cache-mib counts
+    it) and SQLite's memory (MiB), from the server's /metrics; {} if it does
+    not answer."""
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in HELD:
+            v = float(value)
+            out[HELD[name]] = round(v if name.endswith("_entries") else v / 2**20, 2)
+    return out
+
+
 def plot(samples: list[dict], labels: dict[str, str], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -251,6 +276,10 @@ def plot(samples: list[dict], labels: dict[str, str], path: Path) -> None:
     for pid, label in labels.items():
         pts = [(s["t"], s["rss_mib"][pid]) for s in samples if s["rss_mib"].get(pid) is not None]
         ax.plot([t / 60 for t, _ in pts], [m for _, m in pts], marker=".", label=label)
+    for key, label in (("cache_mib", "of the workers: profile caches"), ("sqlite_mib", "of the workers: SQLite")):
+        pts = [(s["t"], s["held"][key]) for s in samples if key in s.get("held", {})]
+        if pts:
+            ax.plot([t / 60 for t, _ in pts], [m for _, m in pts], linestyle="--", label=label)
     ax.set_xlabel("minutes")
     ax.set_ylabel("resident memory (MiB)")
     ax.set_ylim(bottom=0)
@@ -270,6 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sample-seconds", type=float, default=10.0)
     ap.add_argument("--event-batches", type=int, default=500,
                     help="RecordEvents calls (of 20 new events) a round; each round's events are new")
+    ap.add_argument("--profile-cache-size", type=int, help="maple serve --profile-cache-size (default its own)")
+    ap.add_argument("--profile-cache-mib", type=float, help="maple serve --profile-cache-mib (default its own)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.json"))
     args = ap.parse_args(argv)
     if args.minutes <= 0 or args.sample_seconds <= 0 or args.event_batches <= 0:
@@ -289,9 +320,12 @@ def main(argv=None) -> int:
         ids = prof.sqlite_store_of_month(db, 10 * args.customers, args.customers, now, stores)
         cmd = [sys.executable, "-m", "engine", "serve", "--rules", str(tmp / "rules"), "--listen", "127.0.0.1:0",
                "--admin-listen", "127.0.0.1:0", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
-               "--workers", str(args.workers), "--store", f"sqlite://{tmp / 'profiles.db'}",
+               "--workers", str(args.workers), "--store", f"sqlite://{db}",
                "--decision-log", str(tmp / "decisions.jsonl"), "--decision-log-rate", "0.01",
                "--state", str(tmp / "state"), "--log-level", "ERROR"]
+        for flag in ("profile_cache_size", "profile_cache_mib"):
+            if getattr(args, flag) is not None:
+                cmd += ["--" + flag.replace("_", "-"), str(getattr(args, flag))]
         log = open(tmp / "serve.log", "w")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, cwd=ROOT)
         info = loadgen._read_announcement(proc, "maple serve")
@@ -329,6 +363,7 @@ def main(argv=None) -> int:
                 samples.append({"t": round(t, 1), "rss_mib": {str(p): rss_mib(p) for p in pids},
                                 "anon_mib": {str(p): status_mib(p, "RssAnon") for p in pids},
                                 "store_mib": round(files_mib(db, db.with_name(db.name + "-wal")), 2),
+                                "held": held(info["metrics"]),
                                 "calls": dict(callers.calls)})
                 bar.n = min(round(t), round(duration))
                 bar.refresh()
@@ -370,6 +405,16 @@ def main(argv=None) -> int:
                            "growth_mib_per_min_2nd_half": growth(store)}
         print(f"{'the store (db + wal)':<22} {store[0][1]:>10.1f} {store[-1][1]:>9.1f} "
               f"{max(m for _, m in store):>9.1f} {report['store']['growth_mib_per_min_2nd_half'] or 0.0:>17.3f}")
+        report["held"] = {}
+        for key, what in (("cache_entries", "profile cache, entries"), ("cache_mib", "profile cache, MiB"),
+                          ("sqlite_mib", "SQLite, MiB")):
+            pts = [(s["t"], s["held"][key]) for s in samples if key in s["held"]]
+            if pts:
+                report["held"][key] = {"start": pts[0][1], "end": pts[-1][1], "max": max(v for _, v in pts),
+                                       "growth_per_min_2nd_half": growth(pts)}
+                g = growth(pts)
+                print(f"{'workers: ' + what:<22} {pts[0][1]:>10,.1f} {pts[-1][1]:>9,.1f} "
+                      f"{max(v for _, v in pts):>9,.1f} {g if g is not None else float('nan'):>17.3f}")
         print(f"\n{'calls':<18} {'count':>9} {'per s':>8}  errors")
         for kind, count in sorted(callers.calls.items()):
             errs = {code: c for (k, code), c in callers.errors.items() if k == kind}

@@ -9,7 +9,7 @@ from bench import soak
 def test_a_short_soak_meets_every_kind_of_call_and_the_server_drains(tmp_path, capsys):
     out = tmp_path / "soak.json"
     assert soak.main(["--minutes", "0.1", "--sample-seconds", "2", "--customers", "100", "--event-batches", "10",
-                      "--out", str(out)]) == 0
+                      "--profile-cache-mib", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["exit_code"] == 0 and report["errors_unexpected"] == {}
     assert set(report["calls"]) == {"decide_by_id", "decide_inline", "decide_batch", "record_events",
@@ -25,6 +25,9 @@ def test_a_short_soak_meets_every_kind_of_call_and_the_server_drains(tmp_path, c
     assert report["store"]["end_mib"] >= report["store"]["start_mib"] > 0
     # RecordEvents went through several rounds of new events, all stored (no unexpected error)
     assert report["event_rounds"] >= 2
+    # what the two workers say they hold: the profile caches (within --profile-cache-mib each) and SQLite
+    assert report["held"]["cache_entries"]["max"] > 0 and report["held"]["sqlite_mib"]["max"] > 0
+    assert 0 < report["held"]["cache_mib"]["max"] <= 2 * 1.0
     assert (tmp_path / "soak.png").stat().st_size > 0
     assert "after SIGTERM the server exited 0" in capsys.readouterr().out
 
