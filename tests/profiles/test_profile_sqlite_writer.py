@@ -314,3 +314,22 @@ def test_the_writer_maps_are_invisible_to_the_garbage_collector_and_bounded():
     assert "C1" not in state.profiles and "device_id:x" not in state.aliases
     assert list(state.aliases)[-1] == "device_id:d19"
     assert state.split_aliases(["device_id:d19", "device_id:d0"]) == ({"device_id:d19": "C19"}, ["device_id:d0"])
+
+
+def test_the_page_cache_is_bounded_per_connection_and_sqlite_s_memory_is_read(tmp_path):
+    """Each of a store's connections asks for CACHE_KIB of page cache, and
+    memory_used (maple_sqlite_memory_bytes) reads SQLite's own count: it
+    grows as a connection caches pages and falls when it closes."""
+    from engine.profiles.sqlite_store import CACHE_KIB, memory_used
+    with open_store(f"sqlite://{tmp_path / 'p.db'}", clock=lambda: NOW) as store:
+        assert store._db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+        assert store._reader_db.execute("PRAGMA cache_size").fetchone()[0] == -CACHE_KIB
+    before = memory_used()
+    assert before is not None and before >= 0
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (x BLOB)")
+    db.executemany("INSERT INTO t VALUES (?)", [(b"x" * 1000,) for _ in range(2000)])     # ~2 MB of pages
+    held = memory_used()
+    assert held > before + 1_000_000
+    db.close()
+    assert memory_used() < held - 1_000_000
