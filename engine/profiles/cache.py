@@ -49,7 +49,7 @@ bounded by the fetches of one ``ttl`` (and by ``maxsize``).
 
 **Two bounds.**  At most ``maxsize`` entries (``--profile-cache-size``)
 and at most ``max_bytes`` of them as :func:`held_size` counts an entry
-(``--profile-cache-mib``, 256 MiB by default): its bytes, ~6x while held
+(``--profile-cache-mib``, 256 MiB by default): its bytes, ~4x while held
 decoded, and ~300 bytes of bookkeeping.  An entry count alone does not
 bound memory: a profile grows with its customer up to the fold's caps,
 from ~0.5 KB for a month's events to tens of KB.  Past either bound the
@@ -247,8 +247,9 @@ class _Entries(Cache):
 #: fetch time and customer id, its slots in the entries' dict and the id
 #: index (tracemalloc, 100,000 entries of a month's profiles: ~265 bytes)
 ENTRY_BYTES = 300
-#: a decoded profile's memory over its bytes' (a month's profile: ~3.3 KB against ~0.55 KB)
-DECODED_FACTOR = 6
+#: a decoded profile's memory over its bytes' (tracemalloc, the public bytes of a month's
+#: profiles: median 2.3x, p90 3.3x, the 200 largest 3.4x, at most 5.8x; counted high)
+DECODED_FACTOR = 4
 #: a decoded profile of unknown size (from a store that hands out no bytes: test stand-ins)
 DECODED_GUESS = 3_300
 
@@ -256,7 +257,7 @@ DECODED_GUESS = 3_300
 def held_size(value: tuple) -> int:
     """What an entry ``(profile, fetched_at, customer id, encoded)`` is
     counted as against ``--profile-cache-mib``: the bytes it is held as,
-    ~6x those while held decoded, plus :data:`ENTRY_BYTES`.  An estimate
+    ~4x those while held decoded, plus :data:`ENTRY_BYTES`.  An estimate
     of its memory, not a measure (a decoded profile is not walked)."""
     held, encoded = value[0], value[3]
     if type(held) is bytes:

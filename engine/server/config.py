@@ -69,7 +69,7 @@ OPTIONS = [
      "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),
     ("profile_cache_size", "--profile-cache-size", int, "profiles cached per worker, at most"),
     ("profile_cache_mib", "--profile-cache-mib", float,
-     "memory the cached profiles of one worker take, at most, in MiB (their bytes, ~6x while decoded, and "
+     "memory the cached profiles of one worker take, at most, in MiB (their bytes, ~4x while decoded, and "
      "~300 bytes each of bookkeeping)"),
     ("profile_cache_feed", "--profile-cache-feed", str,
      "on: with a SQLite or Redis store, a cached profile stays valid until another process changes it (the "

@@ -103,7 +103,7 @@ PROFILE_CACHE_ENTRIES = Gauge("maple_profile_cache_entries",
                               **_LIVESUM)
 PROFILE_CACHE_BYTES = Gauge("maple_profile_cache_bytes",
                             "The memory of the cached profiles as --profile-cache-mib counts it (each worker at "
-                            "most that): their bytes, ~6x while held decoded, and ~300 bytes each of bookkeeping",
+                            "most that): their bytes, ~4x while held decoded, and ~300 bytes each of bookkeeping",
                             **_LIVESUM)
 SQLITE_MEMORY = Gauge("maple_sqlite_memory_bytes",
                       "Memory SQLite holds in the workers (page caches of at most 16 MiB a connection, three a "

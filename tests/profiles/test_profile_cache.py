@@ -518,7 +518,7 @@ def _counted(cache) -> int:
 
 
 def test_entries_are_counted_by_their_bytes_and_the_memory_bound_evicts_the_oldest(sqlite_store):
-    """--profile-cache-mib: an entry counts its bytes (6x while decoded)
+    """--profile-cache-mib: an entry counts its bytes (4x while decoded)
     and ~300 of bookkeeping; past the bound the least recently fetched go,
     never the entry just fetched."""
     clock = FakeClock()
@@ -527,7 +527,7 @@ def test_entries_are_counted_by_their_bytes_and_the_memory_bound_evicts_the_olde
     cache.apply(big + [ev("page_view", T0, cid=c) for c in ("a", "b", "c")])
     cache.get("C1")
     stored = public_bytes(sqlite_store.store.get_encoded("C1"))
-    assert cache.held_bytes == ENTRY_BYTES + DECODED_FACTOR * len(stored)          # decoded: 6x
+    assert cache.held_bytes == ENTRY_BYTES + DECODED_FACTOR * len(stored)          # decoded: 4x
     clock.advance(1.5)
     cache.get("a")                                                              # settles C1 as bytes
     assert _held(cache, "C1") == stored
@@ -537,9 +537,9 @@ def test_entries_are_counted_by_their_bytes_and_the_memory_bound_evicts_the_olde
     assert cache.held_bytes == _counted(cache)
 
     small = len(public_bytes(sqlite_store.store.get_encoded("a")))
-    bound = CachedStore(sqlite_store, ttl=1.0, clock=clock, max_bytes=2 * ENTRY_BYTES + 12 * small)
+    bound = CachedStore(sqlite_store, ttl=1.0, clock=clock, max_bytes=2 * (ENTRY_BYTES + DECODED_FACTOR * small))
     for cid in ("a", "b", "c"):
-        bound.get(cid)                  # decoded, 6x each: two fit, a third pushes out the first
+        bound.get(cid)                  # decoded, 4x each: two fit, a third pushes out the first
     assert [c for c in ("a", "b", "c") if Cache.__contains__(bound._entries, c)] == ["b", "c"]
     assert bound.held_bytes == _counted(bound) <= bound._entries.max_bytes
     bound.get("C1")                     # larger than the bound alone: kept, everything else goes
