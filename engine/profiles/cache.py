@@ -166,9 +166,17 @@ class _Entries(Cache):
         """``encoded``: the profile as the store holds it, if the store handed
         it out; :meth:`settle` keeps it instead of encoding the profile."""
         cid = profile.get("customer_id", key) if profile is not None else key
-        if Cache.__contains__(self, key):
-            del self[key]                             # last in the order again: fetched just now
-        self[key] = (profile, at, cid, encoded)
+        # (held_size inlined, and cachetools' dict read directly: this runs on every miss)
+        table = self.table
+        old = table.get(key) if table is not None else Cache.get(self, key)
+        if old is not None:
+            held = old[0]
+            self.held_bytes -= ENTRY_BYTES + (len(held) if type(held) is bytes else 0 if held is None else
+                                              DECODED_FACTOR * len(old[3]) if old[3] is not None else DECODED_GUESS)
+            Cache.__delitem__(self, key)              # last in the order again: fetched just now
+        self.held_bytes += ENTRY_BYTES if profile is None else ENTRY_BYTES + (
+            DECODED_FACTOR * len(encoded) if encoded is not None else DECODED_GUESS)
+        Cache.__setitem__(self, key, (profile, at, cid, encoded))    # past maxsize: popitem, which counts
         if self.max_bytes is not None:
             while self.held_bytes > self.max_bytes and len(self) > 1:
                 self.popitem()                        # the least recently fetched, never this one
@@ -187,25 +195,18 @@ class _Entries(Cache):
         oldest, past ``maxsize`` young ones): they stay for the store-down
         fallback, but as bytes, which the garbage collector does not track.
         Keeps the order (a dict keeps a key's place when its value changes)."""
-        young = self.young
+        young, table = self.young, self.table
         while young and (young[0][1] < before or len(young) > self.maxsize):
             key, at = young.popleft()
-            if not Cache.__contains__(self, key):
+            value = table.get(key) if table is not None else Cache.get(self, key)
+            if value is None:
                 continue
-            value = Cache.__getitem__(self, key)
             if value[1] == at and type(value[0]) is dict:
                 held = value[3] if value[3] is not None else encode(value[0])
-                self[key] = (held, at, value[2], None)
-
-    def __setitem__(self, key, value) -> None:
-        old = Cache.__getitem__(self, key) if Cache.__contains__(self, key) else None
-        Cache.__setitem__(self, key, value)           # (past maxsize entries: popitem, which counts)
-        self.held_bytes += held_size(value) - (held_size(old) if old is not None else 0)
-
-    def __delitem__(self, key) -> None:
-        value = Cache.__getitem__(self, key)
-        Cache.__delitem__(self, key)
-        self.held_bytes -= held_size(value)
+                # held_size: the decoded count goes, the bytes' comes
+                self.held_bytes += len(held) - (DECODED_FACTOR * len(value[3]) if value[3] is not None
+                                                else DECODED_GUESS)
+                Cache.__setitem__(self, key, (held, at, value[2], None))
 
     def clear(self) -> None:
         Cache.clear(self)                             # (cachetools': its dict at once, no popitem)
@@ -215,6 +216,7 @@ class _Entries(Cache):
 
     def popitem(self):
         key, value = super().popitem()
+        self.held_bytes -= held_size(value)
         self._unindex(key, value)
         return key, value
 
@@ -223,6 +225,7 @@ class _Entries(Cache):
         for key in _keys(keys) | {customer_id}:
             value = self.pop(key, None)
             if value is not None:
+                self.held_bytes -= held_size(value)
                 self._unindex(key, value)
 
     def _unindex(self, key: str, value: tuple) -> None:
