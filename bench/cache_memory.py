@@ -37,7 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import loadgen, profiles as prof       # noqa: E402
-from bench.sqlite_cache import build              # noqa: E402
+from bench.sqlite_cache import store_of           # noqa: E402
 
 
 def anon_mib() -> float:
@@ -68,14 +68,7 @@ def main(argv=None) -> int:
     db = Path(args.db)
     stores = loadgen.store_ids(str(ROOT / "rules"))
     now = time.time()
-    ids: list[str] = []
-    if db.exists():
-        with sqlite3.connect(db) as probe:
-            ids = [r[0] for r in probe.execute("SELECT customer_id FROM customers")]
-    if not ids or abs(len(ids) - args.customers) > args.customers // 100:
-        build(db, args.customers, now, stores)
-        with sqlite3.connect(db) as probe:
-            ids = [r[0] for r in probe.execute("SELECT customer_id FROM customers")]
+    ids = store_of(db, args.customers, now, stores)
     work = db.with_name(db.stem + "-cache-memory.db")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{work}{suffix}").unlink(missing_ok=True)

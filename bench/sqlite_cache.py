@@ -46,6 +46,21 @@ def build(db: Path, customers: int, now: float, stores: list[str]) -> None:
     prof.sqlite_store_of_month(db, 10 * customers, customers, now, stores)
 
 
+def store_of(db: Path, customers: int, now: float, stores: list[str]) -> list[str]:
+    """The customer ids of the store at ``db``, built first when it is
+    missing or holds another number of customers (kept for the next run)."""
+    def ids() -> list[str]:
+        if not db.exists():
+            return []
+        with sqlite3.connect(db) as probe:
+            return [r[0] for r in probe.execute("SELECT customer_id FROM customers")]
+    found = ids()
+    if not found or abs(len(found) - customers) > customers // 100:
+        build(db, customers, now, stores)
+        found = ids()
+    return found
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -70,14 +85,7 @@ def main(argv=None) -> int:
     db = Path(args.db)
     stores = loadgen.store_ids(str(ROOT / "rules"))
     now = time.time()
-    ids: list[str] = []
-    if db.exists():
-        with sqlite3.connect(db) as probe:
-            ids = [r[0] for r in probe.execute("SELECT customer_id FROM customers")]
-    if not ids or abs(len(ids) - args.customers) > args.customers // 100:
-        build(db, args.customers, now, stores)
-        with sqlite3.connect(db) as probe:
-            ids = [r[0] for r in probe.execute("SELECT customer_id FROM customers")]
+    ids = store_of(db, args.customers, now, stores)
     opened = {mib: open_store(f"sqlite://{db}", cache_kib=mib * 1024) for mib in sizes}
     other = sqlite3.connect(db, isolation_level=None)      # the other process's commits
     other.execute("PRAGMA journal_mode=WAL")
