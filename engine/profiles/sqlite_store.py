@@ -70,8 +70,8 @@ from .store import Feed, Health, ProfileStore, StoreError, StoreUnavailable, dec
 
 CACHE_KIB = 16 * 1024        # page cache per connection, three a store (reads, writes, checkpoints): at
                              # 100,000 customers 64 MiB read and wrote no faster (the OS caches the file,
-                             # and another process's commit empties a WAL connection's cache); 16 leaves
-                             # room for a group commit's dirty pages (docs/service.md, "What a worker holds")
+                             # and another process's commit empties a WAL connection's cache); 8 was no
+                             # slower for groups of 1,000 events either (docs/service.md, "What a worker holds")
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
 WRITER_DECODED = 100         # of those, the big ones (>= DECODED_MIN_BYTES stored) it keeps decoded:
 DECODED_MIN_BYTES = 3_072    # ~30 KiB of memory each; each adds to a full GC pass (sqlite_writer)

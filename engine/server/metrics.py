@@ -27,7 +27,7 @@ import threading
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from ..profiles.cache import FEED_EVENTS, READ_RESULTS
-from ..profiles.sqlite_store import memory_used
+from ..profiles.sqlite_store import CACHE_KIB, memory_used
 from ._recording import Counts, Timings
 from ..service.model import ItemError
 
@@ -106,8 +106,8 @@ PROFILE_CACHE_BYTES = Gauge("maple_profile_cache_bytes",
                             "most that): their bytes, ~4x while held decoded, and ~300 bytes each of bookkeeping",
                             **_LIVESUM)
 SQLITE_MEMORY = Gauge("maple_sqlite_memory_bytes",
-                      "Memory SQLite holds in the workers (page caches of at most 16 MiB a connection, three a "
-                      "worker with a SQLite store; schemas; statements)", **_LIVESUM)
+                      f"Memory SQLite holds in the workers (page caches of at most {CACHE_KIB // 1024} MiB a "
+                      "connection, three a worker with a SQLite store; schemas; statements)", **_LIVESUM)
 
 
 class Recorder:
