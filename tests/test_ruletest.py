@@ -266,6 +266,7 @@ def test_a_profile_value_the_rules_would_read_as_missing_is_an_error(run, profil
 def test_values_the_schema_accepts_pass(run):
     report, text = run("cases:\n"
                        "  - name: every kind of value\n"
+                       "    now: 2026-11-23T10:00:00Z\n"      # last_view.at is recent then, and no season's rule fires
                        "    customer_id: c-1\n"
                        "    profile: {lifecycle: active, orders_count: 4, lifetime_value: 12.5, sizes: {shoes: '42'},\n"
                        "              last_view: {category: socks, at: 2026-11-20T10:00:00Z}, channels: [web],\n"
