@@ -13,7 +13,9 @@ parsed message; ``record_events``: a RecordEventsRequest's events straight
 to the raw event objects ``engine.server.events.events_from_pb`` makes.  Anything it does not read exactly as the protobuf runtime
 would (a Struct, an unknown field or enum number, a repeated sub-message,
 bad UTF-8, a truncated field, JSON that does not parse) makes it answer
-None, and the caller takes the runtime's path, errors included.
+None, and the caller takes the runtime's path, errors included.  (A
+DecideBatch item's profile_json is not parsed here but at the item's
+turn, with the runtime path's errors: ``_query``.)
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
@@ -740,12 +742,14 @@ cdef object DECODE_JSON = None       # convert._decode_json
 cdef object QUERY = None             # engine.service.model.DecideQuery
 cdef object CONTEXT = None           # engine.service.model.RequestContext
 cdef object PARSE_REQUEST = None     # DecideRequest.FromString: the runtime's path
+cdef object PENDING_JSON = None      # engine.service.model.PendingJson: a batch item's profile_json
 
 
-def configure_decoding(channels, devices, decode_json, query_cls, context_cls, parse_request=None):
-    global CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT, PARSE_REQUEST
+def configure_decoding(channels, devices, decode_json, query_cls, context_cls, parse_request=None,
+                       pending_json=None):
+    global CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT, PARSE_REQUEST, PENDING_JSON
     CHANNELS, DEVICES, DECODE_JSON, QUERY, CONTEXT = channels, devices, decode_json, query_cls, context_cls
-    PARSE_REQUEST = parse_request
+    PARSE_REQUEST, PENDING_JSON = parse_request, pending_json
 
 
 class _Fallback(Exception):
@@ -881,7 +885,12 @@ cdef object _context(Reader *r):
     return CONTEXT(channel, device, locale, page, sku, category, location, store, timestamp, None)
 
 
-cdef object _query(Reader *r):
+cdef object _query(Reader *r, bint pending=False):
+    """The DecideQuery of one DecideRequest (raising _Fallback for what the
+    runtime's path must read).  ``pending``: its profile_json is left as it
+    came, a PendingJson, for the batch to decode at the item's turn
+    (engine.service.validate.decoded_snapshot, which says what is wrong
+    with it as the runtime's path would)."""
     cdef uint64_t key
     cdef Reader body
     cdef bint explain = False, seen_context = False
@@ -917,6 +926,9 @@ cdef object _query(Reader *r):
         aliases = tuple([(kind, value) for kind, value in (("loyalty_card", loyalty_card),
                                                            ("email_hash", email_hash),
                                                            ("device_id", device_id)) if value is not None])
+    if raw_json and pending:
+        return QUERY(customer_id, PENDING_JSON(raw_json), len(raw_json),
+                     context if context is not None else CONTEXT(), tuple(decisions), explain, True, aliases)
     if raw_json:
         try:
             profile = DECODE_JSON(raw_json)
@@ -979,10 +991,15 @@ cdef object _items(bytes raw, ItemReader read):
     return out
 
 
+cdef object _batch_item(Reader *r):
+    return _query(r, PENDING_JSON is not None)
+
+
 def batch_queries(bytes raw):
     """A DecideBatchRequest's items as DecideQuery objects, or None if any
-    of them (or the batch) is not for this decoder."""
-    return _items(raw, _query)
+    of them (or the batch) is not for this decoder.  Each item's
+    profile_json is left undecoded (a PendingJson; see ``_query``)."""
+    return _items(raw, _batch_item)
 
 
 # ---------------------------------------------------------------- RecordEvents

@@ -36,7 +36,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from ..eval.values import render_value
 from . import _wire
-from ..service.model import DecideQuery, ItemError, RequestContext
+from ..service.model import DecideQuery, ItemError, PendingJson, RequestContext
 from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _decode_json, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
 from .pb.maple.v1 import events_pb2 as epb
@@ -153,7 +153,8 @@ _wire.configure(SOURCES, PROFILE_STATUS, render_value, _plain, lambda r: result_
 _parse_request = pb.DecideRequest.FromString
 _parse_batch = pb.DecideBatchRequest.FromString
 _batch_queries = _wire.batch_queries
-_wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request)
+_wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request,
+                         PendingJson)
 
 encode_result = _wire.encode_result
 #: the same bytes written from the kernel's raw answers, with no DecideResult between (_decide.answer)
@@ -181,7 +182,10 @@ decide_request = _wire.decide_request
 
 def batch_request(raw: bytes):
     """A DecideBatchRequest's bytes as a list of DecideQuery, or the parsed
-    message (as ``decide_request``)."""
+    message (as ``decide_request``).  An item's profile_json is not decoded
+    yet (a PendingJson): ``Decider.decide_batch`` decodes it at the item's
+    turn, and ``engine.service.validate.decoded_snapshot`` gives the query
+    ``convert.query_from_pb`` would have made (or its InvalidArgument)."""
     items = _batch_queries(raw)
     return items if items is not None else _parse_batch(raw)
 

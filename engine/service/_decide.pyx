@@ -54,10 +54,11 @@ from . import results
 from ._assemble import map_raw
 from .assemble import Plan
 from .errors import DeadlineExceeded, InvalidArgument, ServiceError
-from .model import (DecideQuery, DecideResult, EncodedAnswer, ItemError, NearbyStores, NearbyStoresPolicy, ProfileStatus,
-                    RequestContext, StoreAvailability)
+from .model import (DecideQuery, DecideResult, EncodedAnswer, ItemError, NearbyStores, NearbyStoresPolicy, PendingJson,
+                    ProfileStatus, RequestContext, StoreAvailability)
 from .sources import NearbyFound, NearbyQuery, NullProfiles, SourceUnavailable
-from .validate import MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, validate_batch_size, validate_query
+from .validate import (MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, decoded_snapshot, validate_batch_size,
+                       validate_query)
 
 log = logging.getLogger("maple.service")
 
@@ -85,6 +86,7 @@ cdef str _PREFERRED_STORE = PREFERRED_STORE
 cdef str _HOME = HOME
 cdef object _INVENTORY_STORES = None     # service.inventory.InventoryStores (it imports this module)
 cdef object _STORED_PROFILES = None      # service.stored.StoredProfiles (imported when first needed)
+cdef object _PENDING_JSON = PendingJson  # a DecideBatch item's profile_json, decoded at its turn
 
 # the request's fields, read from their slots (engine/service/_fields.pxd)
 cdef list _GENERIC = []                 # fields without a slot (generic_fields)
@@ -229,6 +231,8 @@ def decide_batch(decider, queries, deadline=None, encode_raw=None):
         try:
             if isinstance(q, ServiceError):
                 raise q
+            if type(field(q, Q_PROFILE, "profile")) is _PENDING_JSON:
+                q = decoded_snapshot(q)         # decoded now, freed after the item (see PendingJson)
             out.append(decide_one(decider, rs, plan, q, deadline,
                                   None if encode_raw is None or field(q, Q_EXPLAIN, "explain") else encode_raw))
         except InvalidArgument as err:

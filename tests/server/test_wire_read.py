@@ -22,6 +22,7 @@ from engine.server import _wire, convert, wire
 from engine.server.pb.maple.v1 import decision_pb2 as pb
 from engine.service.errors import InvalidArgument
 from engine.service.model import DecideQuery
+from engine.service.validate import decoded_snapshot
 
 from .conftest import damaged
 
@@ -54,8 +55,8 @@ def served(raw: bytes):
 
 
 def batch_answers(parsed):
-    if type(parsed) is list:
-        return [("query", repr(q)) for q in parsed]
+    if type(parsed) is list:            # each snapshot decoded as Decider.decide_batch does at the item's turn
+        return [_answer(lambda q=q: decoded_snapshot(q)) for q in parsed]
     return [_answer(lambda item=item: convert.query_from_pb(item)) for item in parsed.requests]
 
 
@@ -228,6 +229,41 @@ def test_a_plain_batch_is_read_in_c():
     assert type(items) is list and len(items) == 20
     assert served_batch(batch) == runtime_batch(batch)
     assert _wire.batch_queries(b"") == []
+
+
+def test_a_batch_decodes_each_snapshot_at_its_turn_and_a_bad_one_fails_only_its_item():
+    """The C reader leaves each item's profile_json undecoded (PendingJson);
+    the batch decodes it at the item's turn: the same answer bytes as the
+    runtime's path (which decodes them all first), a bad snapshot the
+    error of its item alone, and the caller's queries left as they were."""
+    from engine.ruleset import load
+    from engine.server.servicers import DecisionServicer
+    from engine.service import Decider, RulesetHolder
+    from engine.service.model import PendingJson
+
+    servicer = DecisionServicer(Decider(RulesetHolder(load(ROOT / "rules"))))
+    good = bench_profiles.decide_requests(bench_profiles.synthetic(2), by_id=False)
+    items = [pb.DecideRequest.FromString(good[0])]
+    for raw_json in (b'{"a": ', b"[1, 2]"):
+        items.append(pb.DecideRequest.FromString(good[1]))
+        items[-1].profile_json = raw_json
+    items.append(pb.DecideRequest.FromString(good[1]))
+    raw = pb.DecideBatchRequest(requests=items).SerializeToString()
+
+    read = wire.batch_request(raw)
+    assert type(read) is list and all(type(q.profile) is PendingJson for q in read)     # read in C, not decoded
+    answer = pb.DecideBatchResponse.FromString(servicer.decide_batch_bytes(read, _Context()))
+    assert all(type(q.profile) is PendingJson for q in read)                            # not changed
+    runtime_answer = pb.DecideBatchResponse.FromString(
+        servicer.decide_batch_bytes(pb.DecideBatchRequest.FromString(raw), _Context()))
+    for a in (answer, runtime_answer):                                  # the clock: each answer's own
+        for r in a.results:
+            if r.HasField("response"):
+                r.response.ClearField("decided_at")
+    assert answer == runtime_answer
+    assert [r.WhichOneof("result") for r in answer.results] == ["response", "error", "error", "response"]
+    assert [(v.field, v.description.split(":")[0]) for r in answer.results[1:3] for v in r.error.field_violations] \
+        == [("requests[1].profile_json", "not valid JSON"), ("requests[2].profile_json", "must be a JSON object")]
 
 
 # ---------------------------------------------------------------- in the handler
