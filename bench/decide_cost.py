@@ -82,11 +82,13 @@ STAGES = {
     "served": "the whole Decide as served: wire.decide_request, decide_bytes",
     "handled": "served + what maple serve's handler adds: metrics (engine.server.app.raw_unary)",
     "served_runtime": "the whole Decide through the protobuf runtime (baseline)",
-    "batch": "DecideBatch as served, batches of 100, per decision (wire.batch_request, decide_batch_bytes)",
+    "batch": "DecideBatch as served, batches of 100 (--batch-size), per decision (wire.batch_request, "
+             "decide_batch_bytes)",
     "batch_handled": "batch + what maple serve's handler adds: metrics, per decision",
     "decide_stored": "Decider.decide by customer id, the profile from the store's cache (a fresh hit)",
     "served_stored": "the whole Decide as served by customer id, the profile from the store's cache",
-    "batch_stored": "DecideBatch as served by customer id, batches of 100, per decision (profiles cached)",
+    "batch_stored": "DecideBatch as served by customer id, batches of 100 (--batch-size), per decision "
+                    "(profiles cached)",
     "served_miss": "the whole Decide as served by customer id, the profile read from a SQLite store (a cache "
                    "miss: what most Decides by id were at the default 1 s ttl without the change feed)",
     "served_feed": "the whole Decide as served by customer id, the profile from the cache of a SQLite store, "
@@ -128,8 +130,9 @@ class _HeldProfiles:
         return self.profiles.get(customer_id)
 
 
-def _stage_calls(stage: str, customers: int):
-    """(function, inputs) for one stage, warmed up."""
+def _stage_calls(stage: str, customers: int, batch_size: int = 100):
+    """(function, inputs) for one stage, warmed up; the batch stages send
+    ``batch_size`` items a call."""
     sys.path.insert(0, str(ROOT))
     from bench import profiles as bench_profiles
     from engine.ruleset import load
@@ -201,12 +204,12 @@ def _stage_calls(stage: str, customers: int):
         "handled": (lambda b: handle(b, ctx), raw),
         # one input per batch, but measure() divides by --customers: per decision
         "batch": (lambda b: servicer.decide_batch_bytes(wire.batch_request(b), ctx),
-                  bench_profiles.batch_requests(raw, 100)),
-        "batch_handled": (lambda b: handle_batch(b, ctx), bench_profiles.batch_requests(raw, 100)),
+                  bench_profiles.batch_requests(raw, batch_size)),
+        "batch_handled": (lambda b: handle_batch(b, ctx), bench_profiles.batch_requests(raw, batch_size)),
         "decide_stored": (stored.decide, queries_by_id),
         "served_stored": (lambda b: stored_servicer.decide_bytes(read(b), ctx), raw_by_id),
         "batch_stored": (lambda b: stored_servicer.decide_batch_bytes(wire.batch_request(b), ctx),
-                         bench_profiles.batch_requests(raw_by_id, 100)),
+                         bench_profiles.batch_requests(raw_by_id, batch_size)),
         "served_miss": (lambda b: miss_servicer.decide_bytes(read(b), ctx), raw_miss),
         "served_feed": (lambda b: miss_servicer.decide_bytes(read(b), ctx), raw_miss),
     }
@@ -216,8 +219,8 @@ def _stage_calls(stage: str, customers: int):
     return fn, inputs
 
 
-def child(stage: str, customers: int, flush_kib: int = 0) -> None:
-    fn, inputs = _stage_calls(stage, customers)
+def child(stage: str, customers: int, flush_kib: int = 0, batch_size: int = 100) -> None:
+    fn, inputs = _stage_calls(stage, customers, batch_size)
     call = lambda _, x: fn(x)  # noqa: E731
     if not flush_kib:
         # callgrind counts only inside functools.reduce (--toggle-collect): the calls, nothing else
@@ -234,10 +237,10 @@ def child(stage: str, customers: int, flush_kib: int = 0) -> None:
         reduce(call, (x,), None)  # one call, counted
 
 
-def measure(stage: str, customers: int) -> float:
+def measure(stage: str, customers: int, batch_size: int = 100) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        n = instructions(["bench.decide_cost", "--child", stage, "--customers", str(customers)], tmp,
-                         f"decide_cost {stage}")
+        n = instructions(["bench.decide_cost", "--child", stage, "--customers", str(customers),
+                          "--batch-size", str(batch_size)], tmp, f"decide_cost {stage}")
     return n / customers
 
 
@@ -246,13 +249,15 @@ def cache_args(llc_kib: int) -> list[str]:
     return ["--cache-sim=yes", *(f"--{name}={size},{assoc},{line}" for name, (size, assoc, line) in caches.items())]
 
 
-def measure_cold(stage: str, customers: int, llc_kib: int, keep: str | None = None) -> dict[str, float]:
+def measure_cold(stage: str, customers: int, llc_kib: int, keep: str | None = None,
+                 batch_size: int = 100) -> dict[str, float]:
     """Events per call of ``stage`` with the caches flushed before each call
     (callgrind's cache simulator), by callgrind's event names; with ``keep``,
     callgrind's output file is copied there."""
     with tempfile.TemporaryDirectory() as tmp:
         n = counts(["bench.decide_cost", "--child", stage, "--customers", str(customers),
-                    "--flush-kib", str(FLUSH_FACTOR * llc_kib)], tmp, f"decide_cost --cold {stage}",
+                    "--flush-kib", str(FLUSH_FACTOR * llc_kib), "--batch-size", str(batch_size)], tmp,
+                   f"decide_cost --cold {stage}",
                    cache_args(llc_kib), COLD_ENV)
         if keep:
             shutil.copy(Path(tmp) / "cg.out", keep)
@@ -335,7 +340,8 @@ def cold(args, stages: list[str]) -> int:
     try:
         with ThreadPoolExecutor(args.jobs) as pool:
             found = dict(zip(stages, pool.map(
-                lambda s: measure_cold(s, customers, args.llc_kib, keep and f"{keep}/{s}.out"), stages)))
+                lambda s: measure_cold(s, customers, args.llc_kib, keep and f"{keep}/{s}.out", args.batch_size),
+                stages)))
         _cold_table(stages, found)
         for s in stages if keep else ():
             breakdown(s, f"{keep}/{s}.out", customers, args.top)
@@ -369,11 +375,14 @@ def main(argv=None) -> int:
     ap.add_argument("--breakdown", action="store_true",
                     help="with --cold: each stage's compiled functions by LL misses, inclusive (callgrind_annotate)")
     ap.add_argument("--top", type=int, default=15, help="with --breakdown: functions shown per stage")
+    ap.add_argument("--batch-size", type=int, default=100,
+                    help="items a DecideBatch call in the batch stages (default 100; --customers should be a "
+                         "multiple: with --cold the caches are flushed before each call, not each item)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--flush-kib", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.customers or 300, args.flush_kib)
+        child(args.child, args.customers or 300, args.flush_kib, args.batch_size)
         return 0
     require_valgrind("decide_cost")
     stages = args.stages.split(",")
@@ -383,7 +392,7 @@ def main(argv=None) -> int:
     print(f"callgrind: instructions per call, reference pack, {args.customers} customers (hot, in process)",
           file=sys.stderr)
     with ThreadPoolExecutor(args.jobs) as pool:
-        counts = dict(zip(stages, pool.map(lambda s: measure(s, args.customers), stages)))
+        counts = dict(zip(stages, pool.map(lambda s: measure(s, args.customers, args.batch_size), stages)))
     width = max(map(len, stages))
     for s in stages:
         print(f"{s:<{width}}  {counts[s]:>10,.0f}  {STAGES[s]}")

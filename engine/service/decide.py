@@ -78,7 +78,9 @@ class Decider:
     def decide_batch(self, queries: Sequence[DecideQuery | ServiceError], deadline: float | None = None,
                      encode_raw=None) -> tuple[str, list[DecideResult | ItemError | EncodedAnswer]]:
         """Every item decided by the same ruleset version; an item's error is
-        its own (an item may already be the error its translation raised);
+        its own (an item may already be the error its translation raised, and
+        its snapshot may still be the C reader's PendingJson, decoded at its
+        turn: ``validate.decoded_snapshot``);
         a passed deadline stops the batch (no more work).  With
         ``encode_raw`` (the server's ``wire.encode_raw``) an item without
         ``explain`` comes as an EncodedAnswer, its bytes already written.
