@@ -71,9 +71,9 @@ class PendingJson:
     each item's snapshot so, and the batch decodes it when the item's turn
     comes (:func:`engine.service.validate.decoded_snapshot`): a batch then
     holds one decoded profile at a time, not all of them, and each is read
-    while it is still in the CPU's caches (batches of 1,000 inline items
-    were 1.6x the time a decision of batches of 100; ``python -m
-    bench.batch_size``).  Only a DecideQuery in a batch holds one; the
+    while it is still in the CPU's caches (decoded all first, a decision
+    of a 1,000-item inline batch took 1.4x what a single Decide does;
+    ``python -m bench.batch_size``).  Only a DecideQuery in a batch holds one; the
     batch hands each item on with its snapshot decoded."""
     __slots__ = ("raw",)
 
