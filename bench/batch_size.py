@@ -41,8 +41,8 @@ if __package__ in (None, ""):
 PATHS = {"inline": ("served", "batch"), "by id": ("served_stored", "batch_stored")}
 
 
-def one_round(customers: int, sizes: list[int], rounds: int) -> dict:
-    """{path: {"single" | size: [µs a decision, a round each]}}, measured in this process."""
+def one_round(customers: int, sizes: list[int]) -> dict:
+    """{path: {"single" | size: [µs a decision]}}: one round, measured in this process."""
     from bench import decide_cost
     from bench import profiles as bench_profiles
 
@@ -54,17 +54,16 @@ def one_round(customers: int, sizes: list[int], rounds: int) -> dict:
         calls[path] = (single, requests, batch, {n: bench_profiles.batch_requests(requests, n) for n in sizes})
         out[path] = {"single": [], **{n: [] for n in sizes}}
     perf = time.perf_counter
-    for _ in range(rounds):
-        for path, (single, requests, batch, batches) in calls.items():
+    for path, (single, requests, batch, batches) in calls.items():
+        t = perf()
+        for r in requests:
+            single(r)
+        out[path]["single"].append((perf() - t) / len(requests) * 1e6)
+        for n, bs in batches.items():
             t = perf()
-            for r in requests:
-                single(r)
-            out[path]["single"].append((perf() - t) / len(requests) * 1e6)
-            for n, bs in batches.items():
-                t = perf()
-                for b in bs:
-                    batch(b)
-                out[path][n].append((perf() - t) / len(requests) * 1e6)
+            for b in bs:
+                batch(b)
+            out[path][n].append((perf() - t) / len(requests) * 1e6)
     return out
 
 
@@ -76,7 +75,7 @@ _CHILD = ("import sys; code, root = sys.argv[1], sys.argv[2]; sys.path[:0] = [co
 
 def child(customers: int, sizes: str) -> None:
     import engine
-    print(json.dumps({"engine": engine.__file__, "round": one_round(customers, [int(n) for n in sizes.split(",")], 1)}))
+    print(json.dumps({"engine": engine.__file__, "round": one_round(customers, [int(n) for n in sizes.split(",")])}))
 
 
 def child_round(code: Path, customers: int, sizes: list[int]) -> dict:

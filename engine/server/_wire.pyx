@@ -738,7 +738,7 @@ def encode_batch(version, list results, error_type, error_bytes):
 # ---------------------------------------------------------------- decoding
 cdef object CHANNELS = None          # enum number -> channel name (convert.CHANNELS)
 cdef object DEVICES = None           # enum number -> device name (convert.DEVICES)
-cdef object DECODE_JSON = None       # convert._decode_json
+cdef object DECODE_JSON = None       # engine.service.validate.decode_json
 cdef object QUERY = None             # engine.service.model.DecideQuery
 cdef object CONTEXT = None           # engine.service.model.RequestContext
 cdef object PARSE_REQUEST = None     # DecideRequest.FromString: the runtime's path

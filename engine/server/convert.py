@@ -17,7 +17,7 @@ from ..service.errors import FieldViolation, InvalidArgument
 from ..service.model import (Common, DecideQuery, DecideResult, GenericDecision, OfferResult,
                              ProfileStatus, RequestContext)
 from ..service.rules import LoadError, RulesetState, Validation
-from ..service.validate import decode_json, snapshot_from_json
+from ..service.validate import snapshot_from_json
 from .pb.maple.v1 import admin_pb2 as apb
 from .pb.maple.v1 import decision_pb2 as pb
 
@@ -32,10 +32,6 @@ PROFILE_STATUS = {ProfileStatus.STORED: pb.PROFILE_STATUS_STORED,
                   ProfileStatus.UNKNOWN_CUSTOMER: pb.PROFILE_STATUS_UNKNOWN_CUSTOMER,
                   ProfileStatus.ANONYMOUS: pb.PROFILE_STATUS_ANONYMOUS,
                   ProfileStatus.UNAVAILABLE: pb.PROFILE_STATUS_UNAVAILABLE}
-
-# profile_json's decoder (msgspec: see there); the C reader uses it too
-_decode_json = decode_json
-
 
 # ---------------------------------------------------------------- Struct
 def _value(v):

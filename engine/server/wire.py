@@ -37,7 +37,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from ..eval.values import render_value
 from . import _wire
 from ..service.model import DecideQuery, ItemError, PendingJson, RequestContext
-from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _decode_json, _plain, result_to_pb
+from ..service.validate import decode_json
+from .convert import CHANNELS, DEVICES, PROFILE_STATUS, SOURCES, _plain, result_to_pb
 from .pb.maple.v1 import decision_pb2 as pb
 from .pb.maple.v1 import events_pb2 as epb
 
@@ -153,7 +154,7 @@ _wire.configure(SOURCES, PROFILE_STATUS, render_value, _plain, lambda r: result_
 _parse_request = pb.DecideRequest.FromString
 _parse_batch = pb.DecideBatchRequest.FromString
 _batch_queries = _wire.batch_queries
-_wire.configure_decoding(CHANNELS, DEVICES, _decode_json, DecideQuery, RequestContext, _parse_request,
+_wire.configure_decoding(CHANNELS, DEVICES, decode_json, DecideQuery, RequestContext, _parse_request,
                          PendingJson)
 
 encode_result = _wire.encode_result
