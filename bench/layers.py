@@ -38,7 +38,11 @@ and with ``--scan N,...`` one per N:
             out as a flat array's are, which the CPU fetches ahead
 
 and sends them the same requests in a closed loop from this process,
-reading each server's CPU time (every thread) from /proc.  The servers
+reading each server's CPU time (every thread) from /proc, and each server
+times its own handler call by call (from the request's bytes to the answer's,
+as ``maple_decide_seconds`` does, to the nanosecond instead of in buckets):
+the table's p50 and p99 are the server-side time of every layer, the spin's
+and the probes' included, beside Decide's.  The servers
 take turns, in a new order each round, for ``--rounds`` rounds of
 ``--requests`` calls; with
 ``--interleave`` they take turns call by call instead, so each call finds
@@ -62,6 +66,7 @@ several times its hot in-process time.  Linux only (/proc).
 from __future__ import annotations
 
 import argparse
+import array
 import json
 import os
 import random
@@ -77,6 +82,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ("stack", "read", "decide", "encode", "served")
 SPIN_CALLS = 2000           # in-process calls timing the whole Decide and sum(range(n)), --spin
 METHOD = "/maple.v1.DecisionService/Decide"
+#: where a layer's server writes its handler times when it stops (an
+#: environment variable, not an option: a --base-dir worktree's older
+#: bench.layers ignores it, and its columns are left empty)
+TIMES_ENV = "MAPLE_LAYERS_TIMES"
 
 
 # ---------------------------------------------------------------- one layer's server (a child process)
@@ -129,6 +138,58 @@ def chase(head: list, n: int) -> list:
     for _ in range(n):
         node = node[0]
     return node
+
+
+class HandlerTimes:
+    """The server-side time of each call of one method, in ns: wraps the
+    method's handler (``timed``) as a generic handler that passes every other
+    method through, and writes the times to a file at the end (``write``)."""
+
+    def __init__(self, method: str):
+        self.method = method
+        self.times = array.array("q")
+
+    def timed(self, generic):
+        """``generic`` (a grpc.GenericRpcHandler) with this method's calls timed."""
+        import grpc
+
+        times, now, method = self.times, time.perf_counter_ns, self.method
+
+        def wrap(inner):
+            def unary_unary(request, context):
+                t0 = now()
+                try:
+                    return inner(request, context)
+                finally:
+                    times.append(now() - t0)
+            return unary_unary
+
+        class Timed(grpc.GenericRpcHandler):
+            def service(self, details):
+                handler = generic.service(details)
+                if handler is None or details.method != method:
+                    return handler
+                return handler._replace(unary_unary=wrap(handler.unary_unary))
+        return Timed()
+
+    def write(self, path: str) -> None:
+        with open(path, "wb") as f:
+            self.times.tofile(f)
+
+
+def read_times(path: Path, skip: int) -> tuple[float, float] | None:
+    """(p50, p99) in µs of a server's handler times, the first ``skip``
+    calls (the warm-up) left out; None when the file holds none."""
+    times = array.array("q")
+    try:
+        with open(path, "rb") as f:
+            times.frombytes(f.read())
+    except FileNotFoundError:
+        return None
+    kept = sorted(times[skip:])
+    if not kept:
+        return None
+    return kept[len(kept) // 2] / 1e3, kept[min(len(kept) - 1, len(kept) * 99 // 100)] / 1e3
 
 
 def serve(layer: str, first: bytes, engine_dir: str) -> None:
@@ -184,7 +245,8 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
         handler = grpc.method_handlers_generic_handler("maple.v1.DecisionService", {
             "Decide": raw_unary("Decide", pb.DecideRequest, None, method, None, True, parse)})
     server = make_server(8, 512, 4 * 1024 * 1024, reuseport=True)
-    server.add_generic_rpc_handlers((handler,))
+    timer = HandlerTimes(METHOD)
+    server.add_generic_rpc_handlers((timer.timed(handler),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     settle_heap()
@@ -193,16 +255,22 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
     stop = stop_event()         # wakes for a signal whichever thread gets it (engine.server.app.Stop)
     stop.wait()
     server.stop(0)
+    if os.environ.get(TIMES_ENV):
+        timer.write(os.environ[TIMES_ENV])
 
 
 # ---------------------------------------------------------------- the measurement
-def start_layer(layer: str, first: bytes, code: Path | None = None) -> tuple[subprocess.Popen, dict]:
+def start_layer(layer: str, first: bytes, code: Path | None = None,
+                times: Path | None = None) -> tuple[subprocess.Popen, dict]:
     """A layer's server and what it announced (``listening``: its address);
     ``code``: a directory whose ``engine`` package it runs instead of this
     checkout's (first on the path: the child runs there, with this checkout
-    after it for ``bench``)."""
+    after it for ``bench``); ``times``: the file its handler's times go to
+    when it stops."""
     where = code or ROOT
     env = dict(os.environ)
+    if times is not None:
+        env[TIMES_ENV] = str(times)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(where), str(ROOT), env.get("PYTHONPATH")]))
     proc = subprocess.Popen([sys.executable, "-m", "bench.layers", "--serve", layer, "--first", first.hex(),
                              "--engine-dir", str(where / "engine")],
@@ -238,7 +306,7 @@ def main(argv=None) -> int:
         return 0
     from bench import loadgen
     from bench import profiles as bench_profiles
-    from bench.server_cpu import base_code, connect, cpu_seconds
+    from bench.server_cpu import WARMUP_CALLS, base_code, connect, cpu_seconds
 
     payloads = bench_profiles.decide_requests(bench_profiles.synthetic(2000), by_id=False)
     procs, targets = [], {}
@@ -251,7 +319,7 @@ def main(argv=None) -> int:
         hot = {}
         for layer in (LAYERS + (("spin",) if args.spin else ()) + tuple(f"chase:{n}" for n in args.chase)
                       + tuple(f"scan:{n}" for n in args.scan)):
-            proc, info = start_layer(layer, payloads[0])
+            proc, info = start_layer(layer, payloads[0], times=Path(tmp.name) / f"{layer}.times")
             procs.append(proc)
             targets[layer] = (proc.pid, info["listening"], METHOD)
             spin = info if layer == "spin" else spin
@@ -262,7 +330,7 @@ def main(argv=None) -> int:
             if not (code / "engine" / "__init__.py").is_file():
                 raise SystemExit(f"layers: {code} holds no engine package")
             for layer in ("decide", "served"):
-                proc, info = start_layer(layer, payloads[0], code)
+                proc, info = start_layer(layer, payloads[0], code, Path(tmp.name) / f"{layer}@base.times")
                 procs.append(proc)
                 targets[f"{layer}@base"] = (proc.pid, info["listening"], METHOD)
         channels = []
@@ -296,11 +364,13 @@ def main(argv=None) -> int:
         for proc in procs:
             proc.terminate()
             proc.wait()
+        # the handlers' times, written as each server stopped; the warm-up's calls left out
+        served_times = {k: read_times(Path(tmp.name) / f"{k}.times", min(WARMUP_CALLS, len(payloads))) for k in targets}
         tmp.cleanup()
     how = "call by call (cold)" if args.interleave else "in turns"
     print(f"server CPU per call, {args.rounds} rounds of {args.requests} calls, servers {how} "
           f"({os.cpu_count()} cores); medians of the rounds\n")
-    print(f"{'':12} {'CPU µs':>7} {'adds':>6} {'× echo':>7} {'wall µs':>8}")
+    print(f"{'':12} {'CPU µs':>7} {'adds':>6} {'× echo':>7} {'wall µs':>8} {'server-side p50':>16} {'p99 µs':>7}")
     prev = None
     for k in names:
         c, w = statistics.median(cpu[k]), statistics.median(wall[k])
@@ -309,7 +379,9 @@ def main(argv=None) -> int:
         if k == "spin" or k.startswith(("chase:", "scan:")):      # what its work adds to the fixed answer
             prev = statistics.median(cpu["stack"])
         adds = "" if prev is None else f"{c - prev:+.0f}"
-        print(f"{k:12} {c:>7.0f} {adds:>6} {c / statistics.median(cpu['echo']):>7.2f} {w:>8.0f}")
+        side = served_times.get(k)
+        side = f"{side[0]:>16.1f} {side[1]:>7.1f}" if side else f"{'-':>16} {'-':>7}"
+        print(f"{k:12} {c:>7.0f} {adds:>6} {c / statistics.median(cpu['echo']):>7.2f} {w:>8.0f} {side}")
         prev = c
     if spin:
         print(f"\nspin: sum(range({spin['spin_n']:,})) per call, {spin['spin_hot_us']:.1f} µs in process; "

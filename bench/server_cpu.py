@@ -59,16 +59,19 @@ def base_code(ref: str, into: Path) -> Path:
     return into
 
 
+WARMUP_CALLS = 500
+
+
 def connect(targets: dict, payloads: list[bytes], channels: list) -> dict:
     """name -> a unary call of each target (pid, address, method), each
-    warmed up with 500 requests; the channels opened go into ``channels``."""
+    warmed up with its first WARMUP_CALLS payloads; the channels opened go into ``channels``."""
     import grpc
     calls = {}
     for name, (_pid, address, method) in targets.items():
         ch = grpc.insecure_channel(address)
         channels.append(ch)
         calls[name] = ch.unary_unary(method)
-        for p in payloads[:500]:
+        for p in payloads[:WARMUP_CALLS]:
             calls[name](p, timeout=10)
     return calls
 
