@@ -7,7 +7,10 @@
 
 Switches (environment): ``MAPLE_CYTHON_ANNOTATE=1`` writes the HTML
 annotation next to the .pyx; ``MAPLE_CYTHON_LINETRACE=1`` builds with line
-tracing for coverage and profilers (slower).
+tracing for coverage and profilers (slower); ``MAPLE_PGO=generate`` builds
+the modules instrumented to write a profile of what runs, ``MAPLE_PGO=use``
+builds them laid out by that profile (GCC; ``python -m bench.pgo`` runs the
+three steps, and ``make`` does it at install: docs/performance.md).
 """
 from __future__ import annotations
 
@@ -79,6 +82,18 @@ class BuildExt(build_ext):
         super().run()
 
 
+#: MAPLE_PGO's (compile, link) flags.  "generate": each module writes its
+#: counts (a .gcda beside its object file) when a process that ran it exits;
+#: "use": GCC lays the code out by them, the hot paths together and the
+#: error paths away from them; functions the training never ran are
+#: compiled as without a profile.
+PGO_FLAGS = {
+    "generate": (["-fprofile-generate", "-fprofile-update=atomic"], ["-fprofile-generate"]),
+    "use": (["-fprofile-use", "-fprofile-partial-training", "-Wno-missing-profile",
+             "-Wno-error=coverage-mismatch"], []),
+}
+
+
 def extensions():
     from Cython.Build import cythonize
 
@@ -86,25 +101,31 @@ def extensions():
     linetrace = os.environ.get("MAPLE_CYTHON_LINETRACE") == "1"
     macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if linetrace else []
     flags = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"]
+    pgo = os.environ.get("MAPLE_PGO", "")
+    if pgo and pgo not in PGO_FLAGS:
+        raise SystemExit(f"MAPLE_PGO={pgo}: expected one of {', '.join(PGO_FLAGS)}")
+    pgo_compile, link = PGO_FLAGS.get(pgo, ([], []))
+    flags += pgo_compile
     exts = [Extension("engine.eval._kernel", ["engine/eval/_kernel.pyx"], define_macros=macros,
-                      extra_compile_args=flags),
+                      extra_compile_args=flags, extra_link_args=link),
             Extension("engine.inventory._nearby", ["engine/inventory/_nearby.pyx"], define_macros=macros,
-                      extra_compile_args=flags),
+                      extra_compile_args=flags, extra_link_args=link),
             Extension("engine.server._wire", ["engine/server/_wire.pyx"], define_macros=macros,
-                      extra_compile_args=flags),
+                      extra_compile_args=flags, extra_link_args=link),
             Extension("engine.service._assemble", ["engine/service/_assemble.pyx"], define_macros=macros,
-                      extra_compile_args=flags),
+                      extra_compile_args=flags, extra_link_args=link),
             Extension("engine.server._recording", ["engine/server/_recording.pyx"], define_macros=macros,
-                      extra_compile_args=flags),
+                      extra_compile_args=flags, extra_link_args=link),
             Extension("engine.service._decide", ["engine/service/_decide.pyx"], define_macros=macros,
-                      extra_compile_args=flags),
+                      extra_compile_args=flags, extra_link_args=link),
             Extension("engine.profiles._fastpaths", ["engine/profiles/_fastpaths.pyx"], define_macros=macros,
-                      extra_compile_args=flags)]
+                      extra_compile_args=flags, extra_link_args=link)]
     if sys.platform.startswith("linux"):
         # the SQLite store's WAL-write VFS (engine/profiles/walbuf.py): no SQLite
         # headers needed, the functions are looked up in the loaded library
         exts.append(Extension("engine.profiles._walbuf", ["engine/profiles/_walbuf.pyx"],
-                              define_macros=macros, extra_compile_args=flags, libraries=["dl"]))
+                              define_macros=macros, extra_compile_args=flags, extra_link_args=link,
+                              libraries=["dl"]))
     return cythonize(exts, annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
                      compiler_directives={"language_level": 3, "linetrace": linetrace})
 

@@ -18,7 +18,8 @@ items' data outgrows the CPU's caches does not.
 
 ``--base-dir DIR``: each round runs in two child processes, this checkout
 and the ``engine`` package in DIR (a worktree of another commit, built
-with ``setup.py build_ext --inplace``), in alternating order; reported
+as this checkout is: ``python -m bench.pgo`` there after ``make`` here;
+bench/README.md), in alternating order; reported
 side by side with ``this ÷ base``.
 
 Writes bench/results/batch_size.json.

@@ -30,8 +30,9 @@ time to the next sync (a quarter ttl).
     python -m bench.cache_feed --base-dir /tmp/base   # this checkout against another (feed on in both)
 
 With ``--base-dir DIR`` the two servers are this checkout and the engine
-package in DIR (a worktree of another commit, built with ``setup.py
-build_ext --inplace``), both following the feed: an A/B of a change to the
+package in DIR (a worktree of another commit, built as this checkout is:
+``python -m bench.pgo`` there after ``make`` here; bench/README.md), both
+following the feed: an A/B of a change to the
 path by id, in one run (``this ÷ base``).
 
 Writes bench/results/cache_feed.json.

@@ -52,9 +52,9 @@ minus the previous layer's.  ``--base REF`` adds the decide and served
 layers running the engine's Python files as of REF (as ``bench.server_cpu
 --base`` lays them over this checkout), in the same rounds; for a change
 to compiled code, ``--base-dir DIR`` runs the engine package in DIR
-instead, compiled modules included (a worktree of the base built in place:
-``git worktree add DIR REF && cd DIR && python setup.py build_ext
---inplace``).
+instead, compiled modules included (a worktree of the base built in place
+as this checkout is: ``git worktree add DIR REF && cd DIR && python -m
+bench.pgo``, or ``python setup.py build_ext --inplace`` in both).
 
 Why this exists: in-process instruction counts (``bench.decide_cost``)
 stopped predicting the server's cost.  On 2026-12-02 the served path went
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     base.add_argument("--base", help="also the decide and served layers with the engine's Python files of this git ref")
     base.add_argument("--base-dir", metavar="DIR",
                       help="also the decide and served layers with the engine package in DIR, compiled modules "
-                           "included (a worktree built with setup.py build_ext --inplace)")
+                           "included (a worktree built as this checkout is: python -m bench.pgo there after make here)")
     ap.add_argument("--spin", action="store_true",
                     help="also a server doing the whole Decide's hot time of compact work (sum(range(n)))")
     ap.add_argument("--chase", type=lambda s: [int(x) for x in s.split(",")], default=[],
