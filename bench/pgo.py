@@ -17,10 +17,10 @@ Three steps, each module rebuilt in place (``setup.py build_ext --inplace``):
 Why: a Decide in the server runs with the CPU's caches emptied by the gRPC
 stack between two calls, and over half of the lines it fetches from memory
 are code. Laid out by the profile, the compiled modules fetch fewer of
-them: on 2026-12-04 a Decide fetched 3,655 -> 3,414 lines cold (by id
-3,494 -> 3,196) in 3.6 % (6.3 %) fewer instructions (``bench.decide_cost
+them: on 2026-12-04 a Decide fetched 3,655 -> 3,409 lines cold (by id
+3,494 -> 3,204) in 3.7 % (6.0 %) fewer instructions (``bench.decide_cost
 --cold``), and the server's handler took 0.88-0.92x the time at p50 and
-0.87-0.93x at p99 (``bench.layers --base-dir``, three runs) (docs/performance.md).
+0.87-0.93x at p99 (``bench.layers --base-dir``, four runs; docs/performance.md).
 
 It is an optimisation, never a reason for an install to fail: without GCC
 10 or later, or when any step fails, the modules are built as without it
