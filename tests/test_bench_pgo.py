@@ -74,8 +74,10 @@ def test_without_gcc_10_nothing_is_rebuilt(steps, monkeypatch, capsys):
     assert pgo.main(["--strict"]) == 1
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CI machine's compiler: GCC on Linux")
 def test_this_machines_compiler_is_recognised():
-    """The CI machine builds with GCC (Debian's): the profile is used there."""
+    """The CI machine builds with GCC (Debian's): the profile is used there,
+    not skipped because its version went unread."""
     assert (pgo.gcc_major() or 0) >= 10
 
 
