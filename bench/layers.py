@@ -372,6 +372,7 @@ def main(argv=None) -> int:
           f"({os.cpu_count()} cores); medians of the rounds\n")
     print(f"{'':12} {'CPU µs':>7} {'adds':>6} {'× echo':>7} {'wall µs':>8} {'server-side p50':>16} {'p99 µs':>7}")
     prev = None
+    echo_cpu = statistics.median(cpu["echo"])     # 0 in a run too short for /proc's clock ticks
     for k in names:
         c, w = statistics.median(cpu[k]), statistics.median(wall[k])
         if k == "decide@base":                  # what the base's decide adds to the same reader
@@ -381,7 +382,8 @@ def main(argv=None) -> int:
         adds = "" if prev is None else f"{c - prev:+.0f}"
         side = served_times.get(k)
         side = f"{side[0]:>16.1f} {side[1]:>7.1f}" if side else f"{'-':>16} {'-':>7}"
-        print(f"{k:12} {c:>7.0f} {adds:>6} {c / statistics.median(cpu['echo']):>7.2f} {w:>8.0f} {side}")
+        times_echo = f"{c / echo_cpu:>7.2f}" if echo_cpu else f"{'-':>7}"
+        print(f"{k:12} {c:>7.0f} {adds:>6} {times_echo} {w:>8.0f} {side}")
         prev = c
     if spin:
         print(f"\nspin: sum(range({spin['spin_n']:,})) per call, {spin['spin_hot_us']:.1f} µs in process; "
