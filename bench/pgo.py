@@ -52,12 +52,12 @@ class PgoError(Exception):
 
 def gcc_major() -> int | None:
     """The major version of the C compiler extensions are built with, when it is GCC."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]     # as setuptools picks it
     try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.lower()
     except (OSError, subprocess.SubprocessError):
         return None
-    if "gcc" not in out.lower() and "free software foundation" not in out.lower():
+    if "clang" in out or ("gcc" not in out and "free software foundation" not in out):
         return None                                     # clang's profiles are another format
     m = re.search(r"(\d+)\.\d+(?:\.\d+)?", out.splitlines()[0] if out else "")
     return int(m.group(1)) if m else None

@@ -85,3 +85,20 @@ def test_setup_refuses_an_unknown_mode():
     done = subprocess.run([sys.executable, "setup.py", "--version"], cwd=pgo.ROOT, capture_output=True, text=True,
                           env={**os.environ, "MAPLE_PGO": "sometimes"})
     assert done.returncode != 0 and "MAPLE_PGO=sometimes" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("version, major", [
+    ("gcc (Debian 12.2.0-14+deb12u1) 12.2.0\nCopyright (C) 2022 Free Software Foundation, Inc.", 12),
+    ("cc (GCC) 4.8.5 20150623 (Red Hat 4.8.5-44)\nCopyright (C) 2015 Free Software Foundation, Inc.", 4),
+    ("Apple clang version 15.0.0 (clang-1500.1.0.2.5)\nTarget: arm64-apple-darwin23.2.0", None),
+    ("Debian clang version 14.0.6\nTarget: x86_64-pc-linux-gnu", None),
+])
+def test_the_compilers_version_is_read(monkeypatch, version, major):
+    monkeypatch.setenv("CC", "cc -pthread")
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, version, "")
+    monkeypatch.setattr(pgo.subprocess, "run", run)
+    assert pgo.gcc_major() == major and seen == [["cc", "--version"]]
