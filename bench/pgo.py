@@ -87,6 +87,7 @@ def train() -> None:
 
     sys.path.insert(0, str(ROOT))
     from bench.decide_cost import _stage_calls
+    from bench.profiles import NOW
     from bench.profiles_bench import workload
     from engine.profiles import open_store
 
@@ -95,13 +96,12 @@ def train() -> None:
         for _ in range(TRAIN_PASSES):
             for x in inputs:
                 fn(x)
-    now = 1.8e9
-    events = workload(TRAIN_EVENTS, TRAIN_EVENT_CUSTOMERS, now)
+    events = workload(TRAIN_EVENTS, TRAIN_EVENT_CUSTOMERS, NOW)
     with tempfile.TemporaryDirectory(prefix="maple-pgo-") as tmp:
         store = open_store(f"sqlite://{tmp}/profiles.db")
         try:
             for i in range(0, len(events), 100):
-                store.apply(events[i:i + 100], now)
+                store.apply(events[i:i + 100], NOW)
         finally:
             store.close()
 
@@ -135,9 +135,10 @@ def main(argv=None) -> int:
         if trained.returncode != 0:
             raise PgoError(f"the training run exited {trained.returncode}:\n"
                            + "\n".join(trained.stderr.splitlines()[-20:]))
-        if not counts():
+        written = counts()
+        if not written:
             raise PgoError(f"the training run wrote no counts under {BUILD_TEMP}")
-        say(f"3/3 building the modules laid out by {len(counts())} modules' counts", t0)
+        say(f"3/3 building the modules laid out by {len(written)} modules' counts", t0)
         build("use", args.jobs)
     except (PgoError, OSError) as err:
         print(f"pgo: warning: {err}\npgo: building the modules without a profile", file=sys.stderr)
