@@ -71,6 +71,8 @@ cdef extern from "Python.h":
     bint PyAnySet_CheckExact(object o)
     Py_ssize_t PY_SSIZE_T_MAX
 
+from sys import intern as _intern
+
 from . import values as _values
 
 from ._geo cimport haversine_km
@@ -225,7 +227,9 @@ cdef class Kernel:
         for i, s in enumerate(program.slots):
             self.path_start[i] = len(keys)
             self.path_len[i] = len(s.path)
-            keys.extend(s.path)
+            # interned: msgpack interns a stored profile's keys, so the walk's lookups match by
+            # identity without reading the cached profile's key objects
+            keys.extend([_intern(k) for k in s.path])
             self.slot_kind[i] = s.kind
             self.slot_vkind[i] = s.value_kind
             self.slot_ts[i] = s.timestamp
@@ -235,8 +239,9 @@ cdef class Kernel:
         self.path_keys = <PyObject**>_alloc(len(keys), sizeof(PyObject*))
         for i in range(len(keys)):
             self.path_keys[i] = <PyObject*>keys[i]
-        self.strings = list(program.strings)
-        self.string_ids = dict(program.string_ids)
+        # interned for the same reason: a map's key (a channel, a category) looked up by identity
+        self.strings = [_intern(x) if type(x) is str else x for x in program.strings]
+        self.string_ids = {_intern(x) if type(x) is str else x: i for x, i in program.string_ids.items()}
         self.string_ids_p = <PyObject*>self.string_ids
         self.n_lists = len(program.lists)
         self.list_sids = <int64_t**>_alloc(self.n_lists, sizeof(int64_t*))
