@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         print(f"{r['idle cores']:<14} {r['profile']:<7} {r['echo_p50_us']:>6} / {r['echo_p99_us']:<4}"
               f" {r['decide_p50_us']:>7} / {r['decide_p99_us']:<5} {r['ratio_p50']:>11.2f} / {r['ratio_p99']:<6.2f}"
               f" {r['server_p50_le_us']:>21g} / {r['server_p99_le_us']:<g}")
-    print("\nµs, end to end at the client; server-side: maple_decide_seconds, request bytes to response ready")
+    print("\nµs, end to end at the client; server-side: maple_decide_seconds, request parsed to response ready")
     if args.json:
         Path(args.json).write_text(json.dumps({"rounds": args.rounds, "calls": args.calls,
                                                "limit_us": args.limit_us, "rows": rows}, indent=2))

@@ -40,7 +40,8 @@ and with ``--scan N,...`` one per N:
 and sends them the same requests in a closed loop from this process,
 reading each server's CPU time (every thread) from /proc, and each server
 times its own handler call by call (from the request's bytes to the answer's,
-as ``maple_decide_seconds`` does, to the nanosecond instead of in buckets):
+as ``maple_request_seconds`` does, to the nanosecond instead of in buckets;
+``maple_decide_seconds`` starts after the read):
 the table's p50 and p99 are the server-side time of every layer, the spin's
 and the probes' included, beside Decide's.  The servers
 take turns, in a new order each round, for ``--rounds`` rounds of

@@ -34,7 +34,7 @@ The table and the JSON say how many server workers each phase ran against.
 Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
 merged.  Results: a table on stdout, JSON and a latency-distribution PNG in --out.
 When the harness starts the server itself it also reads the server's own
-``maple_decide_seconds`` histogram (request bytes to response ready).
+``maple_decide_seconds`` histogram (request parsed to response ready).
 """
 from __future__ import annotations
 
@@ -357,14 +357,25 @@ def scrape(metrics_port: int | None) -> str | None:
         return r.read().decode()
 
 
-def scrape_decide_buckets(metrics_port: int | None, text: str | None = None) -> dict[float, float] | None:
-    """maple_decide_seconds' buckets, from ``text`` (a scrape) or scraped now."""
+#: answered Decides' server time from their bytes, the read included (maple_decide_seconds starts after it)
+READ_INCLUDED = ("maple_request_seconds", {"rpc": "Decide", "code": "OK"})
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def scrape_decide_buckets(metrics_port: int | None, text: str | None = None,
+                          metric: tuple[str, dict] = ("maple_decide_seconds", {})) -> dict[float, float] | None:
+    """maple_decide_seconds' buckets (or ``metric``'s: its name and the
+    labels its series must have, as :data:`READ_INCLUDED`), from ``text``
+    (a scrape) or scraped now."""
     text = text if text is not None else scrape(metrics_port)
     if text is None:
         return None
+    name, want = metric
     buckets = {}
-    for m in re.finditer(r'^maple_decide_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.M):
-        buckets[float(m.group(1))] = float(m.group(2))
+    for m in re.finditer(rf'^{name}_bucket\{{([^}}]*)\}} (\S+)$', text, re.M):
+        labels = dict(_LABEL.findall(m.group(1)))
+        if "le" in labels and all(labels.get(k) == v for k, v in want.items()):
+            buckets[float(labels["le"])] = float(m.group(2))
     return buckets
 
 
@@ -654,6 +665,7 @@ def main(argv=None) -> int:
         common = dict(duration=args.duration, warmup=args.warmup)       # batch, events: one turn
         results: list[Result] = []
         server_side = {}
+        read_included = {}              # by phase: the same from the request's bytes (maple_request_seconds)
         profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
         per_thread = max(1, args.concurrency // args.procs)
 
@@ -666,6 +678,7 @@ def main(argv=None) -> int:
             VM's speed during the phase falls on both alike."""
             parts = {"echo": [], "decide": []}
             decide_buckets: dict = {}
+            handler_buckets: dict = {}
             reads: dict = {}
             for turn in range(args.turns):
                 timing = dict(duration=args.duration / args.turns,
@@ -677,17 +690,23 @@ def main(argv=None) -> int:
                         continue
                     text = scrape(metrics_port)
                     before, reads_before = scrape_decide_buckets(metrics_port, text), cache_reads(text)
+                    handler_before = scrape_decide_buckets(metrics_port, text, READ_INCLUDED)
                     parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
                                                      server_workers=decide_workers))
                     text = scrape(metrics_port)
                     after, reads_after = scrape_decide_buckets(metrics_port, text), cache_reads(text)
+                    handler_after = scrape_decide_buckets(metrics_port, text, READ_INCLUDED)
                     if before is not None and after:
                         add_buckets(decide_buckets, before, after)
+                    if handler_before is not None and handler_after:
+                        add_buckets(handler_buckets, handler_before, handler_after)
                     if reads_before is not None and reads_after:
                         add_buckets(reads, reads_before, reads_after)
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
+            if handler_buckets:
+                read_included[phase] = bucket_percentiles({}, handler_buckets)
             if reads:
                 profile_cache[phase] = cache_hit_share(reads)
 
@@ -741,7 +760,8 @@ def main(argv=None) -> int:
                   "request_bytes": sum(map(len, singles)) // len(singles),
                   "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
-                  "server_side_decide": server_side, "open_rate_over_decide_max": open_load,
+                  "server_side_decide": server_side, "server_side_read_included": read_included,
+                  "open_rate_over_decide_max": open_load,
                   "profile_cache": profile_cache}
         overload = open_load is not None and queued(results, open_load)
         report["targets"] = targets(results, server_side, overload)
@@ -753,7 +773,11 @@ def main(argv=None) -> int:
         print(table(results))
         print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
         if server_side:
-            print("server-side Decide (maple_decide_seconds bucket bounds):", json.dumps(server_side))
+            print("server-side Decide (maple_decide_seconds bucket bounds, from the request parsed):",
+                  json.dumps(server_side))
+        if read_included:
+            print("the same with the request's read (maple_request_seconds{rpc=\"Decide\",code=\"OK\"}):",
+                  json.dumps(read_included))
         if profile_cache:
             print("profile cache during Decide (maple_profile_cache_reads_total; hit_share: reads the store "
                   "was spared):", json.dumps(profile_cache))

@@ -115,12 +115,14 @@ cdef class Counts:
             first, self.on_first = self.on_first, None
             first()
 
-    def request(self, str rpc, str code, double seconds, bint decide=False):
-        """An RPC answered with ``code`` in ``seconds``; ``decide``: the same
-        time is also a Decide's (maple_decide_seconds)."""
+    def request(self, str rpc, str code, double seconds, double decide_seconds=-1.0):
+        """An RPC answered with ``code`` in ``seconds`` (maple_request_seconds:
+        from its bytes); ``decide_seconds`` >= 0: an answered Decide's time
+        from its request parsed to the response ready (maple_decide_seconds)."""
         cdef int i = self._bucket(seconds)
         key = (rpc, code)
         cdef Timings t
+        cdef int j = self._bucket(decide_seconds) if decide_seconds >= 0.0 else -1
         self._acquire()
         try:
             found = self.requests.get(key)
@@ -128,8 +130,8 @@ cdef class Counts:
                 found = self.requests[key] = Timings(self.nb)
             t = <Timings> found
             t.add(i, seconds)
-            if decide:
-                self.decide.add(i, seconds)
+            if j >= 0:
+                self.decide.add(j, decide_seconds)
         finally:
             PyThread_release_lock(self.lock)
         if self.on_first is not None:
@@ -191,10 +193,11 @@ cdef class Counts:
 cdef class RawUnary:
     """``app.raw_unary``'s handler (see there): ``parse`` the request's
     bytes (``unparsed(raw, err)`` when it raises), ``method(request,
-    context)``, and ``record(rpc, code, seconds, decide)`` at the end,
-    whatever happened: the status gRPC will send (``context.code()``'s
-    name, INTERNAL for an exception the method did not turn into one) and
-    the time from the bytes to the answer."""
+    context)``, and ``record(rpc, code, seconds, decide_seconds)`` at the
+    end, whatever happened: the status gRPC will send (``context.code()``'s
+    name, INTERNAL for an exception the method did not turn into one), the
+    time from the bytes to the answer, and for an answered Decide (``decide``)
+    the time from the request parsed to the answer (else -1)."""
     cdef object parse, method, record, unparsed, status_code
     cdef str rpc
     cdef bint decide
@@ -209,13 +212,15 @@ cdef class RawUnary:
         self.status_code = status_code
 
     def __call__(self, raw, context):
-        cdef double t0 = _now()
+        cdef double t0 = _now(), t1 = -1.0, t
         cdef str code = "OK"
         try:
             try:
                 request = self.parse(raw)
             except Exception as err:              # DecodeError, recursion limit, bad UTF-8
                 request = self.unparsed(raw, err, context)
+            if self.decide:
+                t1 = _now()                       # parsed: issue 3's span of maple_decide_seconds starts
             return self.method(request, context)
         except BaseException:
             c = context.code()
@@ -223,4 +228,5 @@ cdef class RawUnary:
             raise
         finally:
             if self.record is not None:
-                self.record(self.rpc, code, _now() - t0, self.decide and code == "OK")
+                t = _now()
+                self.record(self.rpc, code, t - t0, t - t1 if t1 >= 0.0 and code == "OK" else -1.0)

@@ -9,7 +9,8 @@ process is a :class:`DecisionNode`.
 Handlers take the request as raw bytes and parse it themselves, so a
 payload that is not a valid message is INVALID_ARGUMENT (grpc's own
 deserializer would answer INTERNAL), and so server time is measured from
-the request's bytes to the response ready.
+the request's bytes to the response ready (``maple_request_seconds``;
+a Decide's ``maple_decide_seconds`` from the request parsed).
 """
 from __future__ import annotations
 
@@ -92,9 +93,9 @@ def raw_unary(rpc: str, request_cls, response_cls, method, recorder=None, decide
     (raw, error), called only when ``parse`` raised, may say more than "not
     a valid message": it raises a ServiceError to answer with, or returns
     the request for ``method`` after all, or None for the generic answer
-    (engine.server.nesting).  ``decide``: an answered call's time, from the
-    request's bytes to the response, is also recorded as a Decide's
-    (maple_decide_seconds)."""
+    (engine.server.nesting).  ``decide``: an answered call's time from the
+    request parsed to the response ready is also recorded as a Decide's
+    (maple_decide_seconds; maple_request_seconds counts from its bytes)."""
     parse = parse or request_cls.FromString
     what = request_cls.DESCRIPTOR.full_name
     # compiled (engine/server/_recording.pyx): parse, call, and record the status and the time

@@ -13,7 +13,7 @@ supervisor of several workers reads), and when a server drains.  Recording
 them one by one through prometheus-client cost ~51,000 instructions per
 Decide (two histograms, five counters, each behind its own lock): a fifth
 of the whole Decide.  Batched, the two calls a Decide makes (``request``
-with ``decide=True``, ``decided``) cost a few thousand; compiled
+with ``decide_seconds``, ``decided``) cost a few thousand; compiled
 (:class:`~engine.server._recording.Counts`, with ``app.raw_unary``'s
 handler), the handler and both calls add ~4,300 instructions to a Decide
 (``python -m bench.decide_cost --stages served,handled``; ~12,300 in
@@ -60,7 +60,8 @@ REQUEST_SECONDS = Histogram("maple_request_seconds",
                             "Server time per RPC (handler entered to response ready), by method and code",
                             ["rpc", "code"], buckets=FAST_BUCKETS)
 DECIDE_SECONDS = Histogram("maple_decide_seconds",
-                           "Decide server-side time from the request's bytes to the response ready",
+                           "Decide server-side time from the request parsed to the response ready "
+                           "(maple_request_seconds counts from the request's bytes)",
                            buckets=FAST_BUCKETS)
 DECISIONS = Counter("maple_decisions", "Decisions made, by decision and the rule that decided "
                     "(the source when no rule did)", ["decision", "rule"])
@@ -143,7 +144,7 @@ class Recorder:
         self._feed_counter = PROFILE_FEED
         self._held = None                   # the profile cache whose size is exported (profile_reads)
 
-    # -- the hot path: request(rpc, code, seconds, decide=False), decided(decided_by, degraded=False) and
+    # -- the hot path: request(rpc, code, seconds, decide_seconds=-1.0), decided(decided_by, degraded=False) and
     # decided_results(results) are Counts' methods (set in __init__; see engine/server/_recording.pyx)
 
     def profile_reads(self, reads: list, counter=None, feed: list | None = None, feed_counter=None,

@@ -335,3 +335,31 @@ def test_the_report_carries_the_targets(four_cores, monkeypatch, tmp_path, capsy
     names = [t["target"] for t in _report(tmp_path)["targets"]]
     assert "Decide / echo p50, one caller" in names and "DecideBatch decisions/s" in names
     assert "targets, this run:" in capsys.readouterr().out
+
+
+def test_the_server_side_times_are_read_from_a_real_scrape():
+    """maple_decide_seconds (from the request parsed) and, beside it,
+    maple_request_seconds' answered Decides (from the request's bytes), as a
+    server's Recorder exposes them; another RPC's times are not a Decide's."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from engine.server import metrics as m
+    registry = CollectorRegistry()
+    metrics = (Counter("maple_requests", "", ["rpc", "code"], registry=registry),
+               Histogram("maple_request_seconds", "", ["rpc", "code"], buckets=m.FAST_BUCKETS, registry=registry),
+               Histogram("maple_decide_seconds", "", buckets=m.FAST_BUCKETS, registry=registry),
+               Counter("maple_decisions", "", ["decision", "rule"], registry=registry),
+               Counter("maple_degraded_responses", "", registry=registry))
+    recorder = m.Recorder(*metrics)
+    before = generate_latest(registry).decode()
+    recorder.request("Decide", "OK", 0.000140, 0.000060)    # 80 µs reading the request, 60 deciding
+    recorder.request("Decide", "INVALID_ARGUMENT", 0.0009)
+    recorder.request("DecideBatch", "OK", 0.0009)
+    recorder.flush()
+    after = generate_latest(registry).decode()
+    for metric, le in ((("maple_decide_seconds", {}), 0.000075), (loadgen.READ_INCLUDED, 0.00015)):
+        total = {}
+        loadgen.add_buckets(total, loadgen.scrape_decide_buckets(None, before, metric),
+                            loadgen.scrape_decide_buckets(None, after, metric))
+        assert total[float("inf")] == 1                     # the answered Decide alone
+        assert {b for b, n in total.items() if n} == {b for b in total if b >= le}

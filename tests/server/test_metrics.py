@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -52,7 +53,7 @@ def test_batched_metrics_expose_what_one_by_one_observation_would(requests, flus
     for i, (rpc, code, took, decided_by, degraded) in enumerate(requests):
         direct[0].labels(rpc, code).inc()
         direct[1].labels(rpc, code).observe(took)
-        recorder.request(rpc, code, took, rpc == "Decide")     # as maple serve's handler records them
+        recorder.request(rpc, code, took, took if rpc == "Decide" else -1.0)   # as maple serve's handler does
         if rpc == "Decide":
             direct[2].observe(took)
             for d, rule in decided_by:
@@ -327,9 +328,11 @@ def test_a_profile_cache_s_change_feed_is_exported_beside_its_reads(tmp_path):
 
 def test_the_compiled_handler_records_each_outcome_s_status_and_time():
     """engine.server._recording.RawUnary (app.raw_unary's handler): the
-    status gRPC will send and the time from the bytes to the answer, for an
-    answer, a method that set a status and raised, one that just raised
-    (INTERNAL), and bytes the parser refused (the unparsed path's answer)."""
+    status gRPC will send, the time from the bytes to the answer, and an
+    answered Decide's time from the request parsed (issue 3's span of
+    maple_decide_seconds), for an answer, a method that set a status and
+    raised, one that just raised (INTERNAL), and bytes the parser refused
+    (the unparsed path's answer)."""
     import grpc
     import pytest
     from engine.server._recording import RawUnary
@@ -349,26 +352,36 @@ def test_the_compiled_handler_records_each_outcome_s_status_and_time():
             raise RuntimeError("aborted")
         return b"answer to " + request.encode()
 
+    parsed_at = []
+
     def parse(raw):
+        sum(range(200_000))                           # a parse far longer than the rest of the call
+        parsed_at.append(time.perf_counter())
         if raw == b"garbage":
             raise ValueError("not a message")
         return raw.decode()
 
     unparsed = lambda raw, err, context: "parsed after all" if raw == b"garbage" else None  # noqa: E731
     handle = RawUnary("Decide", parse, method, lambda *a: recorded.append(a), True, unparsed, grpc.StatusCode)
-    import time
     before = time.perf_counter()
     assert handle(b"hi", Context()) == b"answer to hi"
-    outside = time.perf_counter() - before           # the handler's interval lies inside this one
-    assert 0 <= recorded[0][2] <= outside
+    after = time.perf_counter()
+    assert 0 <= recorded[0][2] <= after - before      # the handler's interval lies inside this one
+    # the Decide's own time starts after the parse (the handler's clock is perf_counter's)
+    assert 0 <= recorded[0][3] <= after - parsed_at[0]
+    assert recorded[0][3] < recorded[0][2]
     assert handle(b"garbage", Context()) == b"answer to parsed after all"
     for raw in (b"refused", b"boom"):
         with pytest.raises(RuntimeError):
             handle(raw, Context())
-    assert [(rpc, code, decide) for rpc, code, _, decide in recorded] == [
+    assert [(rpc, code, decide >= 0) for rpc, code, _, decide in recorded] == [
         ("Decide", "OK", True), ("Decide", "OK", True), ("Decide", "INVALID_ARGUMENT", False),
         ("Decide", "INTERNAL", False)]
+    assert [decide for _, _, _, decide in recorded[2:]] == [-1.0, -1.0]
     assert all(type(seconds) is float and seconds >= 0 for _, _, seconds, _ in recorded)
+    others = RawUnary("GetRuleset", parse, method, lambda *a: recorded.append(a), False, unparsed, grpc.StatusCode)
+    others(b"hi", Context())
+    assert recorded[-1][1:2] == ("OK",) and recorded[-1][3] == -1.0    # not a Decide: no Decide time
     quiet = RawUnary("Decide", parse, method, None, True, unparsed, grpc.StatusCode)   # no recorder: no metrics
     assert quiet(b"hi", Context()) == b"answer to hi"
 
@@ -378,19 +391,20 @@ def test_the_flusher_starts_once_at_the_first_request():
     assert recorder._flusher is None
     recorder.decided((("homepage_category", "vip"),))       # answers alone do not start it
     assert recorder._flusher is None
-    recorder.request("Decide", "OK", 0.0001, True)
+    recorder.request("Decide", "OK", 0.0001, 0.0001)
     flusher = recorder._flusher
     assert flusher is not None and flusher.is_alive()
-    recorder.request("Decide", "OK", 0.0001, True)
+    recorder.request("Decide", "OK", 0.0001, 0.0001)
     assert recorder._flusher is flusher
 
 
 def test_bounds_without_infinity_still_give_every_value_a_bucket():
     from engine.server._recording import Counts
     counts = Counts([0.001, 0.01])          # +Inf added: a value past the last bound has a bucket
-    counts.request("Decide", "OK", 5.0, True)
+    counts.request("Decide", "OK", 5.0, 0.005)
     requests, decide, _, _ = counts.take()
-    assert decide.buckets == [0, 0, 1] and requests[("Decide", "OK")].buckets == [0, 0, 1]
+    assert requests[("Decide", "OK")].buckets == [0, 0, 1]
+    assert decide.buckets == [0, 1, 0]      # its own time, in its own bucket
 
 
 def test_a_second_cache_s_reads_take_over_after_the_first_s_are_exported():
