@@ -229,7 +229,7 @@ cdef class Kernel:
             self.path_len[i] = len(s.path)
             # interned: msgpack interns a stored profile's keys, so the walk's lookups match by
             # identity without reading the cached profile's key objects
-            keys.extend([_intern(k) for k in s.path])
+            keys.extend([_intern(k) if type(k) is str else k for k in s.path])   # (a str subclass cannot be)
             self.slot_kind[i] = s.kind
             self.slot_vkind[i] = s.value_kind
             self.slot_ts[i] = s.timestamp
