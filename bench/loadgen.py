@@ -437,6 +437,16 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
+def turn_ratios(echo: list[Result], decide: list[Result]) -> dict:
+    """Decide over echo in each turn (ABBA: a turn is one of each, run back
+    to back), p50, p99 and throughput: how far the run's own drift moves the
+    ratios the merged rows give."""
+    pairs = list(zip(echo, decide))
+    return {"p50": [ratio(d.pct(50), e.pct(50)) for e, d in pairs],
+            "p99": [ratio(d.pct(99), e.pct(99)) for e, d in pairs],
+            "throughput": [ratio(d.throughput, e.throughput) for e, d in pairs]}
+
+
 def ratios(results: list[Result]) -> dict:
     by = {(r.phase, r.target): r for r in results}
     out = {}
@@ -666,6 +676,7 @@ def main(argv=None) -> int:
         results: list[Result] = []
         server_side = {}
         read_included = {}              # by phase: the same from the request's bytes (maple_request_seconds)
+        per_turn = {}                   # by phase: Decide / echo in each turn
         profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
         per_thread = max(1, args.concurrency // args.procs)
 
@@ -703,6 +714,7 @@ def main(argv=None) -> int:
                     if reads_before is not None and reads_after:
                         add_buckets(reads, reads_before, reads_after)
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
+            per_turn[phase] = turn_ratios(parts["echo"], parts["decide"])
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
             if handler_buckets:
@@ -760,6 +772,7 @@ def main(argv=None) -> int:
                   "request_bytes": sum(map(len, singles)) // len(singles),
                   "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
+                  "ratios_per_turn": per_turn,
                   "server_side_decide": server_side, "server_side_read_included": read_included,
                   "open_rate_over_decide_max": open_load,
                   "profile_cache": profile_cache}
@@ -772,6 +785,11 @@ def main(argv=None) -> int:
         plot(results, out / f"loadgen-{stamp}.png")
         print(table(results))
         print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
+        for phase, r in per_turn.items():
+            if len(r["p50"]) > 1:
+                keys = ("p50", "p99") if phase != "max" else ("throughput",)
+                print(f"  {phase}, each turn (the run's own drift): "
+                      + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in r[k]) for k in keys))
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds, from the request parsed):",
                   json.dumps(server_side))

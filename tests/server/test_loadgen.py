@@ -127,6 +127,9 @@ def test_echo_and_decide_take_turns_abba_and_each_is_reported_once_merged(four_c
     assert (echo_row["target"], echo_row["requests"], echo_row["throughput_rps"]) == ("echo", 40, 5.0)
     assert (decide_row["requests"], decide_row["errors"]) == (40, {"X": 4})
     assert decide_row["max_us"] >= 300 and echo_row["p50_us"] >= 100       # every turn's values are in
+    # and each turn's own ratio (echo 200, 200, 300, 300 µs; Decide 450, 150, 150, 300), in the turns' order
+    assert report["ratios_per_turn"]["c1"]["p50"] == [2.25, 0.75, 0.5, 1.0]
+    assert report["ratios_per_turn"]["c1"]["throughput"] == [1.0] * 4
 
 
 @pytest.mark.parametrize("decide_max, noted", [(1000.0, True), (5000.0, False)])
