@@ -73,6 +73,7 @@ CACHE_KIB = 16 * 1024        # page cache per connection, three a store (reads, 
                              # and another process's commit empties a WAL connection's cache); 8 was no
                              # slower for groups of 1,000 events either (docs/service.md, "What a worker holds")
 WRITER_CACHE = 20_000        # stored profiles the writer keeps between batches (WriterState)
+WRITER_CACHE_BYTES = 64 * 2**20  # and their stored bytes, at most (~22 MiB for 20,000 of a month's profiles)
 WRITER_DECODED = 100         # of those, the big ones (>= DECODED_MIN_BYTES stored) it keeps decoded:
 DECODED_MIN_BYTES = 3_072    # ~30 KiB of memory each; each adds to a full GC pass (sqlite_writer)
 GROUP_EVENTS = 1_000         # events of concurrent callers committed in one transaction, at most
@@ -264,8 +265,8 @@ class SQLiteStore(ProfileStore):
         super().__init__(f"sqlite://{path}", **options)
         self.path = path
         self._cache_kib = cache_kib
-        self._state = WriterState(max_profiles=writer_cache, max_decoded=writer_decoded,
-                                  decoded_min_bytes=decoded_min_bytes)
+        self._state = WriterState(max_profiles=writer_cache, max_bytes=WRITER_CACHE_BYTES,
+                                  max_decoded=writer_decoded, decoded_min_bytes=decoded_min_bytes)
         if not create and not os.path.exists(path):
             raise StoreError(f"no profile store at {self.url} (the file does not exist)")
         self._write_lock = threading.Lock()

@@ -7,7 +7,8 @@ shopper's next click, the busy customers.  :class:`WriterState` keeps,
 per writer, the store's current answers for what it read or wrote last,
 so a batch asks the store only about the rest:
 alias key -> customer id (or "no such alias"), customer id -> the stored
-profile bytes (an LRU of ``max_profiles``), and the creation counter.
+profile bytes (an LRU of ``max_profiles`` holding ``max_bytes`` at most),
+and the creation counter.
 
 Profiles are kept encoded, as stored, and decoded again for each batch,
 except the biggest (``decoded_min_bytes`` stored, 3 KiB as the store
@@ -58,6 +59,20 @@ CHUNK = 500                  # ids per IN (...) query
 
 
 # ---------------------------------------------------------------- writer state
+def _trimmed_bytes(d: dict[str, bytes], limit: int, held: int) -> tuple[dict[str, bytes], int]:
+    """``(d, held)``, or if its values' bytes (``held``) pass ``limit`` the
+    newest entries holding at most three quarters of ``limit``, copied, and
+    their bytes: :func:`_trimmed`'s policy, counted in bytes."""
+    if held <= limit:
+        return d, held
+    keep, total, start = limit - limit // 4, 0, len(d)
+    items = list(d.items())
+    while start > 0 and total + len(items[start - 1][1]) <= keep:
+        start -= 1
+        total += len(items[start][1])
+    return dict(items[start:]), total
+
+
 def _trimmed(d: dict, limit: int) -> dict:
     """``d``, or if it holds more than ``limit`` entries its newest three
     quarters of ``limit``, copied.  The writer's maps are plain dicts of
@@ -81,8 +96,10 @@ class WriterState:
     """The store's state as last read or written by this writer."""
 
     def __init__(self, max_profiles: int = 10_000, max_aliases: int = 200_000,
-                 max_decoded: int = 100, decoded_min_bytes: int = 3_072):
+                 max_decoded: int = 100, decoded_min_bytes: int = 3_072, max_bytes: int = 64 * 2**20):
         self.max_profiles, self.max_aliases = max_profiles, max_aliases
+        self.max_bytes = max_bytes          # the kept profiles' stored bytes, at most (as max_profiles)
+        self.profile_bytes = 0              # what they hold now
         self.max_decoded, self.decoded_min_bytes = max_decoded, decoded_min_bytes
         self.version: object = None
         # Plain dicts (insertion order: least recently written first) of text and
@@ -105,6 +122,7 @@ class WriterState:
 
     def forget(self) -> None:
         self.profiles.clear()
+        self.profile_bytes = 0
         self.decoded.clear()
         self.aliases.clear()
         self.seq = None
@@ -159,19 +177,28 @@ class WriterState:
         if not self.enabled:
             return
         profiles, dicts = self.profiles, self.decoded
+        held = self.profile_bytes
         for cid in changes.deleted:
-            profiles.pop(cid, None)
+            old = profiles.pop(cid, None)
+            if old is not None:
+                held -= len(old)
             dicts.pop(cid, None)
         big, new = self.decoded_min_bytes, changes.profiles
         for cid, blob in stored.items():
-            profiles.pop(cid, None)         # to the end
+            old = profiles.pop(cid, None)   # to the end
+            if old is not None:
+                held -= len(old)
             profiles[cid] = blob
+            held += len(blob)
             if len(blob) >= big and self.max_decoded:
                 dicts[cid] = new[cid]
                 dicts.move_to_end(cid)
             else:
                 dicts.pop(cid, None)
-        self.profiles = _trimmed(profiles, self.max_profiles)
+        kept = _trimmed(profiles, self.max_profiles)
+        if kept is not profiles:
+            held = sum(map(len, kept.values()))
+        self.profiles, self.profile_bytes = _trimmed_bytes(kept, self.max_bytes, held)
         while len(dicts) > self.max_decoded:
             dicts.popitem(last=False)
         self.aliases.update(changes.aliases)

@@ -16,7 +16,8 @@ import threading
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.profiles import StoreError, open_store
 from engine.profiles.events import validate_batch
@@ -314,6 +315,35 @@ def test_the_writer_maps_are_invisible_to_the_garbage_collector_and_bounded():
     assert "C1" not in state.profiles and "device_id:x" not in state.aliases
     assert list(state.aliases)[-1] == "device_id:d19"
     assert state.split_aliases(["device_id:d19", "device_id:d0"]) == ({"device_id:d19": "C19"}, ["device_id:d0"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABCDEFGHIJ"), st.integers(0, 70), st.booleans()), max_size=60))
+def test_the_writer_s_profile_bytes_are_bounded_in_bytes_too(writes):
+    """Past ``max_bytes`` of stored profiles the writer keeps the newest it
+    can within three quarters of it: its count of what it holds is exact,
+    never past the bound, and what it keeps is each profile's last bytes."""
+    from engine.profiles.ingest import Changes
+    from engine.profiles.sqlite_writer import WriterState
+    state = WriterState(max_profiles=6, max_bytes=100, decoded_min_bytes=10**6)
+    last, order = {}, []
+    for cid, size, delete in writes:
+        blob = cid.encode() * size
+        if delete:
+            state.wrote(Changes(deleted={cid}), {}, None)
+            last.pop(cid, None)
+        else:
+            state.wrote(Changes(profiles={cid: {}}), {cid: blob}, None)
+            last[cid] = blob
+        order = [c for c in order if c != cid] + ([] if delete else [cid])
+        held = state.profiles
+        assert state.profile_bytes == sum(map(len, held.values())) <= 100 and len(held) <= 6
+        assert all(last[c] == b for c, b in held.items())            # the last bytes written, only
+        assert list(held) == order[len(order) - len(held):]          # the newest, newest last
+        if not delete and size <= 75:
+            assert cid in held                                       # what was just written is kept
+    state.forget()
+    assert state.profile_bytes == 0 and not state.profiles
 
 
 def test_the_page_cache_is_bounded_per_connection_and_sqlite_s_memory_is_read(tmp_path):
