@@ -112,6 +112,8 @@ FEED_EVENTS = ("synced", "failed", "missed", "dropped")
 FEED_MAX_AGE = 60.0     # seconds an entry may live on the change feed's word (CachedStore.feed_max_age)
 SYNC_EVERY_MAX = 1.0    # seconds between two syncs at most (start_sync: a quarter ttl, or this)
 MAX_BYTES = 256 * 2**20     # the entries' memory as held_size counts it (CachedStore.max_bytes; --profile-cache-mib)
+MAX_ENTRIES = 100_000       # entries at most (CachedStore.maxsize; --profile-cache-size)
+TTL = 1.0                   # seconds an entry is served without the feed's word (CachedStore.ttl; --profile-cache-ttl)
 
 
 class ProfileRead(NamedTuple):
@@ -279,7 +281,7 @@ def _keys(keys) -> set:
 class CachedStore:
     """A profile store with a cache of hot profiles (see the module docstring)."""
 
-    def __init__(self, store: ProfileStore, *, maxsize: int = 100_000, ttl: float = 1.0,
+    def __init__(self, store: ProfileStore, *, maxsize: int = MAX_ENTRIES, ttl: float = TTL,
                  retry_after: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  feed_max_age: float = FEED_MAX_AGE, max_bytes: int | None = MAX_BYTES):
         self.store = store

@@ -12,6 +12,8 @@ import os
 import re
 from dataclasses import dataclass, fields
 
+from ..profiles.cache import MAX_BYTES, MAX_ENTRIES, TTL
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -20,9 +22,9 @@ class ServeConfig:
     admin_listen: str = "127.0.0.1:50052"
     workers: int = 0                     # 0: one per core
     store: str = ""                      # profile store URL ("" / none, sqlite:///PATH, redis://..., jsonl:PATH)
-    profile_cache_ttl: float = 1.0       # seconds a cached profile is served: the staleness bound
-    profile_cache_size: int = 100_000    # profiles cached per worker
-    profile_cache_mib: float = 256.0     # and their memory, at most (engine.profiles.cache.held_size)
+    profile_cache_ttl: float = TTL       # seconds a cached profile is served: the staleness bound
+    profile_cache_size: int = MAX_ENTRIES  # profiles cached per worker
+    profile_cache_mib: float = MAX_BYTES / 2**20   # and their memory, at most (engine.profiles.cache.held_size)
     profile_cache_feed: str = "on"       # keep cached profiles until the store's change feed says they changed
     data: str = ""                       # stores/catalogue/inventory files ("": RULES/data; "none")
     metrics_port: int | None = None      # None: no metrics endpoint

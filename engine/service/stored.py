@@ -32,7 +32,7 @@ import os
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from ..profiles.cache import MAX_BYTES, STALE, CachedStore
+from ..profiles.cache import MAX_BYTES, MAX_ENTRIES, STALE, TTL, CachedStore
 from ..profiles.events import ValidationConfig
 from ..profiles.fold import refresh
 from ..profiles.store import BatchResult, ProfileStore, StoreError, open_store
@@ -46,7 +46,7 @@ SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis-cluster", "rediss-cluster
 class StoredProfiles:
     """A profile store behind a cache, as a profile source and event sink."""
 
-    def __init__(self, store: ProfileStore, *, cache_ttl: float = 1.0, cache_size: int = 100_000,
+    def __init__(self, store: ProfileStore, *, cache_ttl: float = TTL, cache_size: int = MAX_ENTRIES,
                  cache_mib: float | None = MAX_BYTES / 2**20, retry_after: float = 1.0):
         self.cache = CachedStore(store, ttl=cache_ttl, maxsize=cache_size, retry_after=retry_after,
                                  max_bytes=None if cache_mib is None else int(cache_mib * 2**20))
