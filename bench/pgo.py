@@ -9,8 +9,9 @@ Three steps, each module rebuilt in place (``setup.py build_ext --inplace``):
 2. the training run, a child process (``--train``): the reference pack's
    Decides through the handler (inline snapshots, by customer id from the
    profile cache and from a SQLite store, DecideBatch of both), and
-   a month of events applied to a SQLite store; each module writes its
-   counts when the child exits;
+   a month of events recorded in a SQLite store as RecordEvents answers
+   them (the request read and the answer written in C); each module
+   writes its counts when the child exits;
 3. ``MAPLE_PGO=use``: the modules built again, laid out by those counts:
    GCC keeps the paths that ran together and moves the error paths away.
 
@@ -87,23 +88,37 @@ def train() -> None:
 
     sys.path.insert(0, str(ROOT))
     from bench.decide_cost import _stage_calls
-    from bench.profiles import NOW
-    from bench.profiles_bench import workload
+    from bench.profiles import NOW, event_requests
     from engine.profiles import open_store
+    from engine.server import wire
+    from engine.server.events import EventsServicer
+    from engine.service.events import EventRecorder
+    from engine.service.stored import StoredProfiles
 
     for stage in TRAIN_STAGES:
         fn, inputs = _stage_calls(stage, TRAIN_CUSTOMERS)
         for _ in range(TRAIN_PASSES):
             for x in inputs:
                 fn(x)
-    events = workload(TRAIN_EVENTS, TRAIN_EVENT_CUSTOMERS, NOW)
+    # RecordEvents as maple serve answers it: the request read in C, the month's events
+    # folded into SQLite, the answer written in C
+    requests = event_requests(TRAIN_EVENTS // 100, 100, TRAIN_EVENT_CUSTOMERS, NOW, 1, [])
     with tempfile.TemporaryDirectory(prefix="maple-pgo-") as tmp:
         store = open_store(f"sqlite://{tmp}/profiles.db")
         try:
-            for i in range(0, len(events), 100):
-                store.apply(events[i:i + 100], NOW)
+            servicer = EventsServicer(EventRecorder.for_source(StoredProfiles(store)))
+            for raw in requests:
+                servicer.record_events_bytes(wire.record_events_request(raw), _NoDeadline)
         finally:
             store.close()
+
+
+class _NoDeadline:
+    """The gRPC context of a call without a deadline, as the servicer reads it."""
+
+    @staticmethod
+    def time_remaining():
+        return None
 
 
 def say(step: str, t0: float) -> None:
