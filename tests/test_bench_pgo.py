@@ -102,3 +102,24 @@ def test_the_compilers_version_is_read(monkeypatch, version, major):
         return subprocess.CompletedProcess(cmd, 0, version, "")
     monkeypatch.setattr(pgo.subprocess, "run", run)
     assert pgo.gcc_major() == major and seen == [["cc", "--version"]]
+
+
+def test_the_training_workload_runs(monkeypatch):
+    """What the instrumented child runs (smaller here): a training that
+    raised would leave every install with a plain build and only a warning."""
+    from engine.server import events
+    monkeypatch.setattr(pgo, "TRAIN_CUSTOMERS", 20)
+    monkeypatch.setattr(pgo, "TRAIN_PASSES", 1)
+    monkeypatch.setattr(pgo, "TRAIN_EVENTS", 300)
+    answers = []
+    real = events.EventsServicer.record_events_bytes
+
+    def record(self, request, context):
+        answers.append(real(self, request, context))
+        return answers[-1]
+    monkeypatch.setattr(events.EventsServicer, "record_events_bytes", record)
+    pgo.train()
+    from engine.server.pb.maple.v1 import events_pb2 as epb
+    assert len(answers) == 3
+    stored = [r.status for a in answers for r in epb.RecordEventsResponse.FromString(a).results]
+    assert len(stored) == 300 and set(stored) == {epb.EVENT_STATUS_STORED}
