@@ -41,7 +41,8 @@ and sends them the same requests in a closed loop from this process,
 reading each server's CPU time (every thread) from /proc, and each server
 times its own handler call by call (from the request's bytes to the answer's,
 as ``maple_request_seconds`` does, to the nanosecond instead of in buckets;
-``maple_decide_seconds`` starts after the read):
+``maple_decide_seconds`` starts after the read, and the served layer's
+times from there are printed below the table):
 the table's p50 and p99 are the server-side time of every layer, the spin's
 and the probes' included, beside Decide's.  The servers
 take turns, in a new order each round, for ``--rounds`` rounds of
@@ -87,6 +88,7 @@ METHOD = "/maple.v1.DecisionService/Decide"
 #: environment variable, not an option: a --base-dir worktree's older
 #: bench.layers ignores it, and its columns are left empty)
 TIMES_ENV = "MAPLE_LAYERS_TIMES"
+PARSED_SUFFIX = ".parsed"        # beside it, the served layer's times from the request parsed
 
 
 # ---------------------------------------------------------------- one layer's server (a child process)
@@ -178,6 +180,28 @@ class HandlerTimes:
             self.times.tofile(f)
 
 
+class ParsedTimes:
+    """A recorder for ``raw_unary`` that keeps each answered Decide's time
+    from the request parsed (``maple_decide_seconds``' span, issue 3's
+    server-side time) in ns, and passes everything on to ``recorder``."""
+
+    def __init__(self, recorder):
+        self.recorder = recorder
+        self.times = array.array("q")
+
+    def request(self, rpc, code, seconds, decide_seconds=-1.0):
+        if decide_seconds >= 0:
+            self.times.append(round(decide_seconds * 1e9))
+        self.recorder.request(rpc, code, seconds, decide_seconds)
+
+    def __getattr__(self, name):
+        return getattr(self.recorder, name)
+
+    def write(self, path: str) -> None:
+        with open(path, "wb") as f:
+            self.times.tofile(f)
+
+
 def read_times(path: Path, skip: int) -> tuple[float, float] | None:
     """(p50, p99) in µs of a server's handler times, the first ``skip``
     calls (the warm-up) left out; None when the file holds none."""
@@ -210,8 +234,10 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
     decider = Decider(RulesetHolder(load(ROOT / "rules")),
                       stores=InventoryStores(InventoryHolder.open(ROOT / "rules" / "data")))
     announce = {}
+    parsed = None
     if layer == "served":                         # as DecisionNode wires it
-        handler = decision_handler(DecisionServicer(decider, _metrics_on_result(metrics)), metrics.RECORDER)
+        parsed = ParsedTimes(metrics.RECORDER)
+        handler = decision_handler(DecisionServicer(decider, _metrics_on_result(metrics)), parsed)
     else:
         servicer = DecisionServicer(decider)
 
@@ -258,6 +284,8 @@ def serve(layer: str, first: bytes, engine_dir: str) -> None:
     server.stop(0)
     if os.environ.get(TIMES_ENV):
         timer.write(os.environ[TIMES_ENV])
+        if parsed is not None:
+            parsed.write(os.environ[TIMES_ENV] + PARSED_SUFFIX)
 
 
 # ---------------------------------------------------------------- the measurement
@@ -366,7 +394,9 @@ def main(argv=None) -> int:
             proc.terminate()
             proc.wait()
         # the handlers' times, written as each server stopped; the warm-up's calls left out
-        served_times = {k: read_times(Path(tmp.name) / f"{k}.times", min(WARMUP_CALLS, len(payloads))) for k in targets}
+        skip = min(WARMUP_CALLS, len(payloads))
+        served_times = {k: read_times(Path(tmp.name) / f"{k}.times", skip) for k in targets}
+        parsed_times = {k: read_times(Path(tmp.name) / f"{k}.times{PARSED_SUFFIX}", skip) for k in targets}
         tmp.cleanup()
     how = "call by call (cold)" if args.interleave else "in turns"
     print(f"server CPU per call, {args.rounds} rounds of {args.requests} calls, servers {how} "
@@ -386,6 +416,10 @@ def main(argv=None) -> int:
         times_echo = f"{c / echo_cpu:>7.2f}" if echo_cpu else f"{'-':>7}"
         print(f"{k:12} {c:>7.0f} {adds:>6} {times_echo} {w:>8.0f} {side}")
         prev = c
+    for k, t in parsed_times.items():
+        if t is not None:
+            print(f"{k}, from the request parsed (maple_decide_seconds' span, issue 3's server-side time): "
+                  f"p50 {t[0]:.1f}, p99 {t[1]:.1f} µs")
     if spin:
         print(f"\nspin: sum(range({spin['spin_n']:,})) per call, {spin['spin_hot_us']:.1f} µs in process; "
               f"the whole Decide in process, hot: {spin['decide_hot_us']:.1f} µs (medians)")

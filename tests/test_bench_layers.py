@@ -1,5 +1,6 @@
 """bench.layers' probe layers do what docs/performance.md says they do."""
 import array
+import re
 
 import pytest
 
@@ -78,9 +79,15 @@ def test_a_short_run_reports_each_layers_server_side_time(capsys, monkeypatch, t
     if ticks == "none":                     # as when no server's CPU clock ticked during the run
         monkeypatch.setattr(server_cpu, "cpu_seconds", lambda pid: 0.0)
     assert main(["--requests", "30", "--rounds", "1"]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
             if line.split() and line.split()[0] in ("echo", "stack", "read", "decide", "encode", "served")}
     assert rows["echo"][-2:] == ["-", "-"]
     for layer in ("stack", "read", "decide", "encode", "served"):
         p50, p99 = map(float, rows[layer][-2:])
         assert 0 < p50 <= p99
+    # the served layer's Decides from the request parsed (maple_decide_seconds' span): the same calls, each
+    # inside its handler's time, so each percentile at most the handler's
+    [parsed] = re.findall(r"^served, from the request parsed.*p50 ([\d.]+), p99 ([\d.]+) µs$", out, re.M)
+    p50, p99 = map(float, parsed)
+    assert 0 < p50 <= p99 and p50 <= float(rows["served"][-2]) and p99 <= float(rows["served"][-1])
