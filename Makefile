@@ -13,7 +13,7 @@ $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
-	# the compiled modules rebuilt laid out by a profile of the reference pack's Decides (~1 min)
+	# the compiled modules rebuilt laid out by a profile of the reference pack's Decides and an event month (~1 min)
 	$(BIN)/python -m bench.pgo
 	touch $(STAMP)
 

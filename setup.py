@@ -110,26 +110,18 @@ def extensions():
         raise SystemExit(f"MAPLE_PGO={pgo}: expected one of {', '.join(PGO_FLAGS)}")
     pgo_compile, link = PGO_FLAGS.get(pgo, ([], []))
     flags += pgo_compile
-    exts = [Extension("engine.eval._kernel", ["engine/eval/_kernel.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link),
-            Extension("engine.inventory._nearby", ["engine/inventory/_nearby.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link),
-            Extension("engine.server._wire", ["engine/server/_wire.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link),
-            Extension("engine.service._assemble", ["engine/service/_assemble.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link),
-            Extension("engine.server._recording", ["engine/server/_recording.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link),
-            Extension("engine.service._decide", ["engine/service/_decide.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link),
-            Extension("engine.profiles._fastpaths", ["engine/profiles/_fastpaths.pyx"], define_macros=macros,
-                      extra_compile_args=flags, extra_link_args=link)]
+
+    def module(name: str, **extra) -> Extension:
+        return Extension(name, [name.replace(".", "/") + ".pyx"], define_macros=macros, extra_compile_args=flags,
+                         extra_link_args=link, **extra)
+
+    exts = [module(name) for name in ("engine.eval._kernel", "engine.inventory._nearby", "engine.server._wire",
+                                      "engine.service._assemble", "engine.server._recording",
+                                      "engine.service._decide", "engine.profiles._fastpaths")]
     if sys.platform.startswith("linux"):
         # the SQLite store's WAL-write VFS (engine/profiles/walbuf.py): no SQLite
         # headers needed, the functions are looked up in the loaded library
-        exts.append(Extension("engine.profiles._walbuf", ["engine/profiles/_walbuf.pyx"],
-                              define_macros=macros, extra_compile_args=flags, extra_link_args=link,
-                              libraries=["dl"]))
+        exts.append(module("engine.profiles._walbuf", libraries=["dl"]))
     return cythonize(exts, annotate=os.environ.get("MAPLE_CYTHON_ANNOTATE") == "1",
                      compiler_directives={"language_level": 3, "linetrace": linetrace})
 

@@ -143,14 +143,25 @@ def chase(head: list, n: int) -> list:
     return node
 
 
-class HandlerTimes:
+class _Times:
+    """Times in ns, written to a file at the end (``write``; read_times reads it)."""
+
+    def __init__(self):
+        self.times = array.array("q")
+
+    def write(self, path: str) -> None:
+        with open(path, "wb") as f:
+            self.times.tofile(f)
+
+
+class HandlerTimes(_Times):
     """The server-side time of each call of one method, in ns: wraps the
     method's handler (``timed``) as a generic handler that passes every other
     method through, and writes the times to a file at the end (``write``)."""
 
     def __init__(self, method: str):
+        super().__init__()
         self.method = method
-        self.times = array.array("q")
 
     def timed(self, generic):
         """``generic`` (a grpc.GenericRpcHandler) with this method's calls timed."""
@@ -175,19 +186,15 @@ class HandlerTimes:
                 return handler._replace(unary_unary=wrap(handler.unary_unary))
         return Timed()
 
-    def write(self, path: str) -> None:
-        with open(path, "wb") as f:
-            self.times.tofile(f)
 
-
-class ParsedTimes:
+class ParsedTimes(_Times):
     """A recorder for ``raw_unary`` that keeps each answered Decide's time
     from the request parsed (``maple_decide_seconds``' span, issue 3's
     server-side time) in ns, and passes everything on to ``recorder``."""
 
     def __init__(self, recorder):
+        super().__init__()
         self.recorder = recorder
-        self.times = array.array("q")
 
     def request(self, rpc, code, seconds, decide_seconds=-1.0):
         if decide_seconds >= 0:
@@ -196,10 +203,6 @@ class ParsedTimes:
 
     def __getattr__(self, name):
         return getattr(self.recorder, name)
-
-    def write(self, path: str) -> None:
-        with open(path, "wb") as f:
-            self.times.tofile(f)
 
 
 def read_times(path: Path, skip: int) -> tuple[float, float] | None:

@@ -87,7 +87,7 @@ def train() -> None:
     import tempfile
 
     sys.path.insert(0, str(ROOT))
-    from bench.decide_cost import _stage_calls
+    from bench.decide_cost import _NoDeadline, _stage_calls
     from bench.profiles import NOW, event_requests
     from engine.profiles import open_store
     from engine.server import wire
@@ -108,17 +108,9 @@ def train() -> None:
         try:
             servicer = EventsServicer(EventRecorder.for_source(StoredProfiles(store)))
             for raw in requests:
-                servicer.record_events_bytes(wire.record_events_request(raw), _NoDeadline)
+                servicer.record_events_bytes(wire.record_events_request(raw), _NoDeadline())
         finally:
             store.close()
-
-
-class _NoDeadline:
-    """The gRPC context of a call without a deadline, as the servicer reads it."""
-
-    @staticmethod
-    def time_remaining():
-        return None
 
 
 def say(step: str, t0: float) -> None:
