@@ -658,8 +658,25 @@ def log_loaded(rules: RulesManager, where: str) -> None:
                  ", ".join(f"{v} {k}" for k, v in rs.counts.items()))
 
 
+def keep_on_cpu(cfg: ServeConfig, index: int) -> tuple[tuple[int, ...] | None, int | None]:
+    """``--cpu-affinity``: keep this decision process (worker ``index``) on
+    its CPU; call it before the process starts its threads.  Returns the
+    CPUs it could run on before (for the children it starts, such as the
+    rules compiler, which should not share its CPU) and that CPU; (None,
+    None) when off.  See engine.server.affinity."""
+    cpus = cfg.cpus
+    if cpus is None:
+        return None, None
+    from .affinity import allowed, cpu_for, pin
+    before, cpu = allowed(), cpu_for(cpus, index)
+    pin(cpu)
+    log.info("decisions kept on CPU %d (--cpu-affinity %s)", cpu, cfg.cpu_affinity)
+    return before, cpu
+
+
 def serve_single(cfg: ServeConfig) -> int:
     """Decisions, admin and metrics in this one process."""
+    free, cpu = keep_on_cpu(cfg, 0)
     stop = stop_event()
     metrics_port = listener = None
     if cfg.metrics_port is not None:
@@ -669,7 +686,7 @@ def serve_single(cfg: ServeConfig) -> int:
     node = DecisionNode(cfg, metrics=metrics_port is not None)
     address = node.listen(cfg.listen)
     # reloads compile in a child process: this one answers decisions
-    rules = RulesManager(cfg.rules, LocalTarget(node.holder), store=open_state(cfg), compiler=ProcessCompiler(),
+    rules = RulesManager(cfg.rules, LocalTarget(node.holder), store=open_state(cfg), compiler=ProcessCompiler(free),
                          listener=listener, watch=cfg.watch)
     admin_server = admin_address = admin_health = None
     if cfg.admin_listen != "off":
@@ -682,7 +699,8 @@ def serve_single(cfg: ServeConfig) -> int:
         admin_server.start()
         set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
     node.start()
-    announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=1)
+    announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=1,
+             **({"worker_cpus": [[os.getpid(), cpu]]} if cpu is not None else {}))
     if hasattr(node.profiles, "schema_problems"):            # a jsonl: file, served as it is
         node.holder.on_swap(ProfileRecheck(lambda rs: log_profile_problems(node.profiles, rs)))
     rules.load_initial()

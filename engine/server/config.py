@@ -42,6 +42,14 @@ class ServeConfig:
     decision_log: str = ""               # sampled, masked decision log (JSON Lines); "" = none
     decision_log_rate: float = 0.01      # fraction of decisions logged
     cpu_latency_us: int | None = None    # None: leave the kernel's CPU idle states alone
+    cpu_affinity: str = "off"            # off, auto or a CPU list: each decision process kept on one CPU
+
+    @property
+    def cpus(self) -> tuple[int, ...] | None:
+        """The CPUs ``--cpu-affinity`` pins the decision processes to, in
+        order (worker i on the i-th, round robin); None for off."""
+        from .affinity import parse
+        return parse(self.cpu_affinity)
 
     @property
     def data_dir(self) -> str:
@@ -97,6 +105,10 @@ OPTIONS = [
     ("cpu_latency_us", "--cpu-latency-us", int,
      "while serving, hold the kernel's CPU wake-up latency limit (/dev/cpu_dma_latency) at this many µs; "
      "0: idle cores poll instead of halting (lowest latency, idle cores spin; needs root)"),
+    ("cpu_affinity", "--cpu-affinity", str,
+     "keep each decision process on one CPU (worker i on the i-th CPU of the list; the supervisor and the "
+     "rules compiler stay free): off, auto (the CPUs this process may run on) or a list such as 0,2-3. "
+     "For a host that runs one maple serve"),
 ]
 
 
@@ -223,6 +235,12 @@ def _checks(values: dict, name) -> None:
             bad(field, "must be a number of seconds >= 0")
     if values.get("cpu_latency_us") is not None and not 0 <= values["cpu_latency_us"] <= 0x7FFFFFFF:
         bad("cpu_latency_us", "must be a whole number of microseconds >= 0 (0: idle cores poll)")
+    if values.get("cpu_affinity") is not None:
+        from .affinity import parse
+        try:
+            parse(values["cpu_affinity"])
+        except ValueError as err:
+            bad("cpu_affinity", str(err))
     if values.get("watch_debounce_ms", 0) < 0:
         bad("watch_debounce_ms", "must be >= 0")
     rate = values.get("decision_log_rate", 0.01)

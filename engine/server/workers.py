@@ -29,6 +29,7 @@ import threading
 import time
 
 from ..service.reload import Bundle, ProcessCompiler, RulesManager
+from .affinity import cpu_for
 from .config import ServeConfig
 
 log = logging.getLogger("maple.supervisor")
@@ -41,9 +42,10 @@ def _load(node, blob: bytes) -> None:
 
 
 # ---------------------------------------------------------------- the worker
-def worker_main(cfg: ServeConfig, address: str, blob, conn) -> None:
-    from .app import DecisionNode, settle_heap, setup_logging, stop_event
+def worker_main(cfg: ServeConfig, address: str, blob, conn, index: int = 0) -> None:
+    from .app import DecisionNode, keep_on_cpu, settle_heap, setup_logging, stop_event
     setup_logging(cfg.log_level)
+    keep_on_cpu(cfg, index)             # (--cpu-affinity) before any thread starts
     stop = stop_event()
     node = DecisionNode(cfg, metrics=bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR")), report_data=False)
     try:
@@ -98,8 +100,9 @@ def _commands(node, conn, stop: threading.Event) -> None:
 
 # ---------------------------------------------------------------- the supervisor
 class Worker:
-    def __init__(self, process, conn, pid: int, version: str):
+    def __init__(self, process, conn, pid: int, version: str, cpu: int | None = None):
         self.process, self.conn, self.pid, self.version = process, conn, pid, version
+        self.cpu = cpu                  # the CPU it keeps to (--cpu-affinity), None: free
 
     def ask(self, msg) -> tuple:
         self.conn.send(msg)
@@ -127,9 +130,10 @@ class FanoutRules:
         self.on_install = None                # called with each ruleset installed
 
     # -- startup and supervision
-    def start_worker(self) -> Worker:
+    def start_worker(self, index: int) -> Worker:
+        """Worker ``index`` (its slot: a restarted worker keeps its CPU)."""
         parent, child = self._ctx.Pipe()
-        p = self._ctx.Process(target=worker_main, args=(self.cfg, self.address, self.blob, child),
+        p = self._ctx.Process(target=worker_main, args=(self.cfg, self.address, self.blob, child, index),
                               name="maple-worker", daemon=False)
         p.start()
         child.close()
@@ -147,15 +151,16 @@ class FanoutRules:
                 p.kill()
             p.join()
             raise
-        return Worker(p, parent, pid, info)
+        cpus = self.cfg.cpus
+        return Worker(p, parent, pid, info, None if cpus is None else cpu_for(cpus, index))
 
     def start(self, n: int) -> None:
         """Start ``n`` workers, one at a time; those started stay in
         ``workers`` if a later one fails (for :meth:`abort`)."""
         with self._lock:
             self.workers = []
-            for _ in range(n):
-                self.workers.append(self.start_worker())
+            for i in range(n):
+                self.workers.append(self.start_worker(i))
 
     def restart_dead(self) -> None:
         with self._lock:
@@ -164,7 +169,7 @@ class FanoutRules:
                     log.error("worker %d exited with code %s; restarting it", w.pid, w.process.exitcode)
                     from .metrics import mark_process_dead
                     mark_process_dead(w.pid)
-                    self.workers[i] = self.start_worker()
+                    self.workers[i] = self.start_worker(i)
                     if self.on_restart is not None:
                         self.on_restart(self.workers[i])
 
@@ -451,7 +456,8 @@ def supervise(cfg: ServeConfig) -> int:
         if admin_server is not None:
             admin_server.start()
             set_serving(admin_health, [ADMIN_SERVICE, INVENTORY_SERVICE], True)
-        announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers))
+        pinned = {"worker_cpus": [[w.pid, w.cpu] for w in fan.workers]} if cfg.cpus is not None else {}
+        announce(decisions=address, admin=admin_address, metrics=metrics_port, workers=len(fan.workers), **pinned)
         log_loaded(rules, f"{address} ({len(fan.workers)} workers)")
         rules.compiler.start()
         watcher = start_watcher(cfg, rules, [inventory_listener(stock.holder, stock.reload)])

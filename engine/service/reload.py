@@ -206,8 +206,10 @@ class InlineCompiler:
 COMPILER_NICE = 10
 
 
-def _child_init() -> None:
+def _child_init(cpus: tuple[int, ...] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the server's to handle
+    if cpus:        # the server kept itself on one CPU (--cpu-affinity): compile on any of these instead
+        os.sched_setaffinity(0, set(cpus))
     # A server killed outright (kill -9, OOM) cannot shut its pool down, and a
     # pool worker waiting for work never notices: leave with the parent.
     parent = multiprocessing.parent_process()
@@ -243,9 +245,14 @@ class ProcessCompiler:
     A single-process server answers decisions in this process; compiling here
     would hold its GIL for the whole compile (tens of ms for the reference
     pack, about a second for 1,000 rules); the supervisor of ``--workers N``
-    keeps its admin and health threads responsive the same way."""
+    keeps its admin and health threads responsive the same way.
 
-    def __init__(self):
+    ``cpus``: the CPUs the child may run on, for a server that keeps itself
+    on one (``maple serve --cpu-affinity``; the child would inherit that
+    one CPU and compete with the decisions on it); None: as this process."""
+
+    def __init__(self, cpus: tuple[int, ...] | None = None):
+        self._cpus = cpus
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
@@ -253,7 +260,8 @@ class ProcessCompiler:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_init)
+                    1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_init,
+                    initargs=(self._cpus,))
             return self._pool
 
     def start(self) -> None:

@@ -124,7 +124,7 @@ class Server:
                "--workers", "1", "--drain-seconds", "0", *defaults, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})}, cwd=ROOT)
-        info = self._read_announcement(deadline=time.monotonic() + 60)
+        self.info = info = self._read_announcement(deadline=time.monotonic() + 60)
         self.address, self.admin, self.metrics_port = info["decisions"], info["admin"], info["metrics"]
         self.channel = grpc.insecure_channel(self.address)
         self.admin_channel = grpc.insecure_channel(self.admin) if self.admin else None
