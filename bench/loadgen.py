@@ -290,12 +290,14 @@ def _read_announcement(proc: subprocess.Popen, what: str) -> dict:
 
 
 def start_maple(rules: str, workers: int, store: str | None, env: dict | None = None,
-                code: Path | None = None) -> tuple[subprocess.Popen, dict]:
+                code: Path | None = None, cpu_affinity: str = "off") -> tuple[subprocess.Popen, dict]:
     """``maple serve`` on a free loopback port; ``code``: a directory holding
-    another ``engine`` package to run instead of this checkout's."""
+    another ``engine`` package to run instead of this checkout's;
+    ``cpu_affinity``: its ``--cpu-affinity``."""
     cmd = [sys.executable, "-m", "engine", "serve", "--rules", rules, "--listen", "127.0.0.1:0",
            "--admin-listen", "off", "--metrics-port", "0", "--metrics-host", "127.0.0.1",
-           "--workers", str(workers), "--drain-seconds", "0", "--log-level", "WARNING"]
+           "--workers", str(workers), "--drain-seconds", "0", "--log-level", "WARNING",
+           "--cpu-affinity", cpu_affinity]
     if store:
         cmd += ["--store", store]
     env = {**os.environ, **(env or {})}
@@ -307,9 +309,12 @@ def start_maple(rules: str, workers: int, store: str | None, env: dict | None = 
     return proc, info
 
 
-def start_echo(workers: int) -> tuple[subprocess.Popen, str]:
+def start_echo(workers: int, cpu_affinity: str = "off") -> tuple[subprocess.Popen, str]:
+    """The echo floor on a free loopback port, its workers kept on CPUs as
+    ``maple serve --cpu-affinity`` keeps its own (``cpu_affinity``)."""
     proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--listen", "127.0.0.1:0",
-                             "--workers", str(workers)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+                             "--workers", str(workers), "--cpu-affinity", cpu_affinity],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
     address = _read_announcement(proc, "the echo server")["decisions"]
     import grpc
     with grpc.insecure_channel(address) as ch:
@@ -607,6 +612,9 @@ def parse_args(argv=None):
                    help="hold this machine's CPU wake-up latency limit (/dev/cpu_dma_latency, as maple serve "
                         "--cpu-latency-us does) for the whole run: client and both servers alike; 0: idle cores "
                         "poll instead of halting (needs root)")
+    p.add_argument("--cpu-affinity", default="off",
+                   help="the servers it starts keep each worker on one CPU, maple serve and the echo alike "
+                        "(maple serve --cpu-affinity): off, auto or a list such as 0,2-3")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="directory for JSON and PNG")
     args = p.parse_args(argv)
     if args.phases is None:
@@ -618,6 +626,11 @@ def parse_args(argv=None):
         p.error("--turns: 1 or more")
     if args.cpu_latency_us is not None and args.cpu_latency_us < 0:
         p.error("--cpu-latency-us: a whole number of microseconds >= 0 (0: idle cores poll)")
+    from engine.server import affinity
+    try:
+        affinity.parse(args.cpu_affinity)
+    except ValueError as err:
+        p.error(f"--cpu-affinity {args.cpu_affinity}: {err}")
     unknown = set(args.phases.split(",")) - set(PHASES)
     if unknown:
         p.error(f"--phases: unknown {', '.join(sorted(unknown))} (use {','.join(PHASES)})")
@@ -660,18 +673,19 @@ def main(argv=None) -> int:
         target = args.target
         rules = None if target else args.rules or default_pack()
         if not target and (single or batch_server(args) == "shared"):
-            proc, info = start_maple(rules, args.server_workers, store)
+            proc, info = start_maple(rules, args.server_workers, store, cpu_affinity=args.cpu_affinity)
             started.append(proc)
             target, metrics_port = info["decisions"], info["metrics"]
         echo = args.echo
         if not echo and single:
-            proc, echo = start_echo(args.server_workers)
+            proc, echo = start_echo(args.server_workers, args.cpu_affinity)
             started.append(proc)
         singles = prof.decide_requests(people, args.by_id)
         batches = prof.batch_requests(singles, args.batch_size)
         servers = ", ".join(f"{what} {where}" for what, where in (("decide", target), ("echo", echo)) if where)
         print(f"{servers or 'no server yet'}; {len(singles)} requests of ~{sum(map(len, singles)) // len(singles)} "
-              f"bytes; {os.cpu_count()} cores; CPU wake-up latency limit {latency_limit()}", file=sys.stderr)
+              f"bytes; {os.cpu_count()} cores; CPU wake-up latency limit {latency_limit()}; servers' CPU affinity "
+              f"{args.cpu_affinity}", file=sys.stderr)
         common = dict(duration=args.duration, warmup=args.warmup)       # batch, events: one turn
         results: list[Result] = []
         server_side = {}
@@ -737,7 +751,7 @@ def main(argv=None) -> int:
         if "batch" in phases:
             batch_target, batch_workers = target, decide_workers
             if batch_server(args) == "own":
-                proc, info = start_maple(rules, args.batch_workers, store)
+                proc, info = start_maple(rules, args.batch_workers, store, cpu_affinity=args.cpu_affinity)
                 started.append(proc)
                 batch_target, batch_workers = info["decisions"], args.batch_workers
             print(f"batch: DecideBatch against {batch_target}"
@@ -750,7 +764,8 @@ def main(argv=None) -> int:
             events_target, events_workers = target, decide_workers
             if not args.target:
                 events_db = Path(tempfile.mkdtemp(prefix="maple-bench-events-")) / "profiles.db"
-                proc, info = start_maple(rules, args.events_workers, f"sqlite://{events_db}")
+                proc, info = start_maple(rules, args.events_workers, f"sqlite://{events_db}",
+                                         cpu_affinity=args.cpu_affinity)
                 started.append(proc)
                 events_target, events_workers = info["decisions"], args.events_workers
             procs = min(args.procs, args.events_callers)
@@ -771,6 +786,7 @@ def main(argv=None) -> int:
                   "events_server_workers": events_workers,
                   "request_bytes": sum(map(len, singles)) // len(singles),
                   "cpu_latency_us": args.cpu_latency_us, "cpu_latency_in_force_us": cpu_latency.current(),
+                  "cpu_affinity": args.cpu_affinity,
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "ratios_per_turn": per_turn,
                   "server_side_decide": server_side, "server_side_read_included": read_included,

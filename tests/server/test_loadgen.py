@@ -53,12 +53,13 @@ def _fake(monkeypatch, tmp_path):
     """start_maple/start_echo/run_phase recorded, not run; returns the records."""
     started, phases, events_specs = [], [], []
 
-    def start_maple(rules, workers, store, env=None, code=None):
-        started.append(("maple", workers) if store is None else ("maple", workers, store.split(":")[0]))
+    def start_maple(rules, workers, store, env=None, code=None, cpu_affinity="off"):
+        pinned = () if cpu_affinity == "off" else (f"cpus {cpu_affinity}",)
+        started.append((("maple", workers) if store is None else ("maple", workers, store.split(":")[0])) + pinned)
         return _Proc(), {"decisions": f"maple-{workers}:1", "metrics": None}
 
-    def start_echo(workers):
-        started.append(("echo", workers))
+    def start_echo(workers, cpu_affinity="off"):
+        started.append(("echo", workers) + (() if cpu_affinity == "off" else (f"cpus {cpu_affinity}",)))
         return _Proc(), f"echo-{workers}:1"
 
     def run_phase(phase, name, target, method, payloads, **kw):
@@ -182,6 +183,18 @@ def test_a_target_elsewhere_serves_the_batch_phase(four_cores, monkeypatch, tmp_
     assert started == []
     assert phases == [("batch", "batch", "far:1", None)]
     assert _report(tmp_path)["batch_server_workers"] is None
+
+
+def test_every_server_it_starts_takes_the_cpu_affinity_the_echo_floor_too(four_cores, monkeypatch, tmp_path):
+    import shutil
+    shutil.copytree(loadgen.ROOT / "rules" / "data", tmp_path / "data")      # the reference stores
+    started, _phases = _fake(monkeypatch, tmp_path)
+    loadgen.main(["--phases", "c1,batch,events", "--turns", "1", "--customers", "20", "--cpu-affinity", "auto",
+                  "--out", str(tmp_path)])
+    assert started == [("maple", 1, "cpus auto"), ("echo", 1, "cpus auto"), ("maple", 4, "cpus auto"),
+                       ("maple", 1, "sqlite", "cpus auto")]
+    report = json.loads(next(tmp_path.glob("loadgen-*.json")).read_text())
+    assert report["cpu_affinity"] == "auto"
 
 
 def test_events_run_against_a_server_of_their_own_on_a_fresh_sqlite_file(four_cores, monkeypatch, tmp_path):
