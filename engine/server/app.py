@@ -544,12 +544,17 @@ class Stop:
             if remaining is not None and remaining <= 0:
                 return False
             select.select([self._wake_r], [], [], remaining)
-            try:                                # (a handler still pending runs on the way back here)
-                while os.read(self._wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
+            self.drain()
         return True
+
+    def drain(self) -> None:
+        """Empty the pipe after a select() on it (:meth:`fileno`) returned:
+        a signal's handler still pending runs on the way back to Python."""
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
 
     def fileno(self) -> int:
         """For select() and multiprocessing.connection.wait: readable once a signal came."""

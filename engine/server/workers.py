@@ -191,12 +191,22 @@ class FanoutRules:
                 self._signalled.add(w.pid)
                 os.kill(w.pid, signal.SIGTERM)
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, wake=None) -> bool:
         """Wait for the workers to exit, killing those still running after
-        ``timeout``; True when all exited 0."""
+        ``timeout``; True when all exited 0.  ``wake``: the supervisor's
+        Stop, so that a signal wakes the wait whichever thread the kernel
+        gave it to, and its handler runs now (the operator's second SIGTERM
+        cuts the workers' drain short) instead of when a join returns."""
         with self._lock:
             ok = True
             deadline = time.monotonic() + timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                alive = [w.process.sentinel for w in self.workers if w.process.is_alive()]
+                if not alive:
+                    break
+                ready = multiprocessing.connection.wait(alive + ([wake] if wake is not None else []), remaining)
+                if wake is not None and wake in ready:
+                    wake.drain()
             for w in self.workers:
                 w.process.join(max(0.0, deadline - time.monotonic()))
                 if w.process.is_alive():
@@ -322,17 +332,18 @@ def reserve_port(address: str) -> tuple[str, socket.socket | None]:
     return f"{host}:{s.getsockname()[1]}", s
 
 
-def shut_down(fan: FanoutRules, admin_health, watcher, rules: RulesManager, timeout: float) -> bool:
+def shut_down(fan: FanoutRules, admin_health, watcher, rules: RulesManager, timeout: float, wake=None) -> bool:
     """After SIGTERM: the workers first (each turns NOT_SERVING at once and
     starts its drain period), then the admin service's health, then the
-    watcher and the compiler (which may take a while); wait for the workers.
-    True when every worker exited 0."""
+    watcher and the compiler (which may take a while); wait for the workers
+    (woken by a signal: ``wake``, the supervisor's Stop).  True when every
+    worker exited 0."""
     fan.terminate()
     if admin_health is not None:
         admin_health.enter_graceful_shutdown()
     watcher.stop()
     rules.close()
-    return fan.wait(timeout)
+    return fan.wait(timeout, wake)
 
 
 # ---------------------------------------------------------------- the metrics directory
@@ -466,7 +477,7 @@ def supervise(cfg: ServeConfig) -> int:
             multiprocessing.connection.wait([*fan.sentinels(), stop], timeout=5.0)
             if not stop.is_set():
                 fan.restart_dead()
-        ok = shut_down(fan, admin_health, watcher, rules, cfg.drain_seconds + cfg.grace_seconds + 10)
+        ok = shut_down(fan, admin_health, watcher, rules, cfg.drain_seconds + cfg.grace_seconds + 10, stop)
         fan = None                              # stopped
         log.info("drained; exiting")
         return 0 if ok else 1

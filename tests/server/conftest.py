@@ -161,6 +161,14 @@ class Server:
             seen.append(err.code())
         raise AssertionError(f"health never became {status}; saw {seen}; the server's log:\n{self._log_now()}")
 
+    def wait_exit(self, timeout: float) -> int:
+        """The server's exit code once it exits; at ``timeout`` a failure
+        carrying its log."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"maple serve did not exit within {timeout} s; its log:\n{self._log_now()}")
+
     def _log_now(self) -> str:
         """The server's stderr so far, for a failure message: the server is
         killed to read it (a test that fails here is over anyway).  Workers

@@ -363,7 +363,7 @@ def test_two_workers_turn_not_serving_at_once_on_sigterm_and_drain(pack, start_s
     stub = decision_pb2_grpc.DecisionServiceStub(s.channel)
     assert stub.Decide(runner_request(), timeout=10).prefill_size.size == "42"
     s.proc.send_signal(signal.SIGTERM)
-    assert s.proc.wait(50) == 0                      # well inside the 60 s drain period
+    assert s.wait_exit(50) == 0                      # well inside the 60 s drain period
 
 
 def test_the_supervisor_signals_the_workers_before_stopping_the_watcher_and_compiler():

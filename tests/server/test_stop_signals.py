@@ -68,3 +68,40 @@ def test_a_flag_set_from_another_thread_wakes_the_wait_and_timeouts_hold():
         print(stop.wait(), stop.is_set(), flush=True)
     """)
     assert python(script) == "False False\nTrue True\n"
+
+
+def test_the_supervisor_waiting_for_its_workers_wakes_for_a_signal_another_thread_got():
+    """The operator's second SIGTERM reaches the workers at once while the
+    supervisor waits for them to drain, whichever thread the kernel gave it
+    to: the wait watches Stop's pipe, not only the workers' sentinels."""
+    script = textwrap.dedent(f"""
+        import multiprocessing, signal, sys, threading, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from engine.server.app import Stop
+        from engine.server.config import ServeConfig
+        from engine.server.workers import FanoutRules, Worker
+        stop = Stop()
+        fan = FanoutRules(ServeConfig(rules="rules"), "127.0.0.1:0")
+        worker = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(300,))
+        worker.start()                                   # a worker whose drain would outlast the test
+        fan.workers = [Worker(worker, None, worker.pid, "")]
+        stop.on_again = fan.signal_all                   # as supervise() wires it
+        idle_forever, waiting = threading.Event(), threading.Event()
+        other = threading.Thread(target=idle_forever.wait, daemon=True)
+        other.start()
+
+        def kill_other_thread():
+            for _ in range(2):
+                waiting.wait()
+                waiting.clear()
+                signal.pthread_kill(other.ident, signal.SIGTERM)   # not the main thread
+
+        threading.Thread(target=kill_other_thread, daemon=True).start()
+        waiting.set()
+        stop.wait()                                      # the first SIGTERM: drain
+        t0 = time.monotonic()
+        waiting.set()                                    # the second, while the supervisor waits
+        exited_0 = fan.wait(240, stop)
+        print("worker ended", not worker.is_alive(), exited_0, time.monotonic() - t0 < 120, flush=True)
+    """)
+    assert python(script) == "worker ended True False True\n"      # SIGTERMed: exit code -15
