@@ -148,7 +148,10 @@ class Inventory:
             version = snap.version
             if applied:
                 version += 1
-                self._snapshot = Snapshot(InventoryData(data.stores, data.catalog, stock), snap.geo, version)
+                new = InventoryData(data.stores, data.catalog, stock)
+                for key in copied:          # the changed items' indexes, before any Decide reads them
+                    _build_item_index(new, snap.geo, key, stock[key])
+                self._snapshot = Snapshot(new, snap.geo, version)
             return UpdateResult(applied, tuple(clamped), tuple(errors), version)
 
     # -- readers
@@ -251,25 +254,36 @@ def _open_only(hits: list, stores: dict, t: float) -> list:
 
 def _geo_of(data: InventoryData) -> GeoIndex:
     """The stores' geo index, with their compiled table (``geo.table``:
-    valid exactly as long as the index)."""
+    valid exactly as long as the index) and every item's ``ItemIndex``
+    (``geo.item_indexes``): built here, with the data, so that no Decide
+    builds one (the first Decide to ask for an item used to, ~25 µs hot
+    and several times that cold: the server-side p99 of a server's first
+    minutes was set by them; docs/inventory.md)."""
     geo = GeoIndex.of_stores(data.stores.values())
     geo.table = StoreTable(data.stores)
+    for key, by_store in data.stock.items():
+        _build_item_index(data, geo, key, by_store)
     return geo
 
 
+def _build_item_index(data: InventoryData, geo: GeoIndex, key: tuple[str, str], by_store: dict) -> ItemIndex:
+    """One item's compiled index, kept in ``geo.item_indexes`` with the
+    stock dict it was built from (its identity says when it is current)."""
+    stores = data.stores
+    index = ItemIndex([(stores[sid].lat, stores[sid].lon, sid, n) for sid, n in by_store.items() if sid in stores],
+                      geo.table)
+    geo.item_indexes[key] = (by_store, index)
+    return index
+
+
 def _item_index(snap: Snapshot, key: tuple[str, str], by_store: dict) -> ItemIndex:
-    """The compiled index of the stores holding one item, built on first use
-    and again when the item's stock changed (updates copy the item's dict,
-    so identity tells) or the stores did (a new snapshot.geo)."""
-    cache = snap.geo.item_indexes
-    hit = cache.get(key)
+    """The compiled index of the stores holding one item: the one built
+    with the snapshot's data or its last update, or else (a reader still
+    holding an older snapshot) built now."""
+    hit = snap.geo.item_indexes.get(key)
     if hit is not None and hit[0] is by_store:
         return hit[1]
-    stores = snap.data.stores
-    index = ItemIndex([(stores[sid].lat, stores[sid].lon, sid, n) for sid, n in by_store.items() if sid in stores],
-                      snap.geo.table)
-    cache[key] = (by_store, index)
-    return index
+    return _build_item_index(snap.data, snap.geo, key, by_store)
 
 
 def _check(u: StockUpdate, data: InventoryData) -> tuple[str, str] | None:

@@ -292,3 +292,31 @@ def test_with_a_time_each_store_says_whether_it_is_open(zoned):
     found = zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5, at=sunday_morning)
     assert [(a.store_id, a.open_now) for a in found] == [("s001", False), ("s003", None), ("s004", True)]
     assert all(a.open_now is None for a in zoned.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5))
+
+
+def test_every_item_s_index_is_built_with_the_data_and_its_updates_not_by_a_reader(small, monkeypatch, tmp_path):
+    """The compiled per-item indexes the decision path reads are built when
+    the data loads and when an update changes an item, so no Decide pays
+    for one; a reader still holding an older snapshot builds its own."""
+    from engine.inventory import availability
+
+    def current(snap):
+        return {key: entry[0] is snap.data.stock[key] for key, entry in snap.geo.item_indexes.items()}
+    assert current(small.snapshot) == dict.fromkeys(small.snapshot.data.stock, True)
+    before = small.snapshot
+    kept = dict(before.geo.item_indexes)
+    small.apply([StockUpdate("s001", "RUN-001", "42", quantity=9), StockUpdate("s002", "TEE-001", "XL", quantity=4)])
+    after = small.snapshot
+    assert current(after) == dict.fromkeys(after.data.stock, True)      # the new item (TEE-001, XL) too
+    assert all(after.geo.item_indexes[k] is v for k, v in kept.items() if k != ("RUN-001", "42"))
+
+    def no_building(*args):
+        raise AssertionError("a reader built an item index")
+    monkeypatch.setattr(availability, "_build_item_index", no_building)
+    for sku, size in after.data.stock:
+        small.nearby(*RIVERSIDE, sku, size, radius_km=50)
+    monkeypatch.undo()
+    old = availability.nearby_in(before, *RIVERSIDE, "RUN-001", "42", 5.0, 5, 1, 3, None)
+    assert {a.store_id: a.quantity for a in old}["s001"] == 1               # the old count, from its own index
+    new = small.nearby(*RIVERSIDE, "RUN-001", "42", radius_km=5)
+    assert {a.store_id: a.quantity for a in new}["s001"] == 9
