@@ -34,7 +34,10 @@ The table and the JSON say how many server workers each phase ran against.
 Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
 merged.  Results: a table on stdout, JSON and a latency-distribution PNG in --out.
 When the harness starts the server itself it also reads the server's own
-``maple_decide_seconds`` histogram (request parsed to response ready).
+``maple_decide_seconds`` histogram (request parsed to response ready), from
+the end of each turn's warm-up (once every client process's is over) to the
+turn's end: the calls the client-side percentiles count, give or take the
+few that one process made while another was still warming up.
 """
 from __future__ import annotations
 
@@ -58,6 +61,7 @@ DECIDE = "/maple.v1.DecisionService/Decide"
 BATCH = "/maple.v1.DecisionService/DecideBatch"
 EVENTS = "/maple.v1.DecisionService/RecordEvents"
 PHASES = ("c1", "max", "open", "batch", "events")
+WARM = "warm"           # a client process's message: its warm-up is over
 ECHO = "/maple.bench.Echo/Echo"
 LOWEST, HIGHEST, DIGITS = 1, 60_000_000, 3          # microseconds
 TURN_WARMUP = 0.25                                   # s before each turn after a target's first
@@ -103,6 +107,10 @@ def client_main(spec: dict, progress, out) -> None:
     start = time.perf_counter() + 0.05
     measure_from = start + spec["warmup"]
     end = measure_from + spec["duration"]
+    # tell run_phase when this process's warm-up is over (its on_warm: the server-side window starts there)
+    warm = threading.Timer(max(0.0, measure_from - time.perf_counter()), out.put, args=((WARM, spec["index"]),))
+    warm.daemon = True
+    warm.start()
 
     def record(t0: float, t1: float) -> None:
         if t0 >= measure_from:
@@ -227,7 +235,11 @@ class Result:
 
 def run_phase(phase: str, name: str, target: str, method: str, payloads: list[bytes], *, mode: str,
               procs: int, threads: int, rate: float, duration: float, warmup: float,
-              items_per_request: int = 1, server_workers: int | None = None, events: dict | None = None) -> Result:
+              items_per_request: int = 1, server_workers: int | None = None, events: dict | None = None,
+              on_warm=None) -> Result:
+    """One target's share of a phase from ``procs`` client processes;
+    ``on_warm()`` is called once every process's warm-up is over (the
+    measured calls begin), from this process."""
     from tqdm import tqdm
     ctx = multiprocessing.get_context("spawn")
     progress, out = ctx.Value("q", 0), ctx.Queue()
@@ -240,12 +252,18 @@ def run_phase(phase: str, name: str, target: str, method: str, payloads: list[by
         w.start()
     label = f"{phase:>5} {name:<6}" + (f" {rate:,.0f}/s" if mode == "open" else f" c={procs * threads}")
     with tqdm(total=None, desc=label, unit="req", leave=False, file=sys.stderr) as bar:
-        results = []
+        results, warm = [], 0
         while len(results) < procs:
             try:
-                results.append(out.get(timeout=0.25))
+                got = out.get(timeout=0.25)
             except Exception:
-                pass
+                got = None
+            if got is not None and got[0] == WARM:
+                warm += 1
+                if warm == procs and on_warm is not None:
+                    on_warm()
+            elif got is not None:
+                results.append(got)
             bar.n = progress.value
             bar.refresh()
     for w in workers:
@@ -713,11 +731,16 @@ def main(argv=None) -> int:
                         parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
                                                        server_workers=echo_workers))
                         continue
-                    text = scrape(metrics_port)
-                    before, reads_before = scrape_decide_buckets(metrics_port, text), cache_reads(text)
-                    handler_before = scrape_decide_buckets(metrics_port, text, READ_INCLUDED)
+                    marks = {}
+
+                    def warmed():       # the server's counts as the measured calls begin (warm-up left out)
+                        text = scrape(metrics_port)
+                        marks["at"] = (scrape_decide_buckets(metrics_port, text), cache_reads(text),
+                                       scrape_decide_buckets(metrics_port, text, READ_INCLUDED))
                     parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
-                                                     server_workers=decide_workers))
+                                                     server_workers=decide_workers,
+                                                     on_warm=warmed if metrics_port else None))
+                    before, reads_before, handler_before = marks.get("at", (None, None, None))
                     text = scrape(metrics_port)
                     after, reads_after = scrape_decide_buckets(metrics_port, text), cache_reads(text)
                     handler_after = scrape_decide_buckets(metrics_port, text, READ_INCLUDED)

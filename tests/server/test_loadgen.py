@@ -63,6 +63,8 @@ def _fake(monkeypatch, tmp_path):
         return _Proc(), f"echo-{workers}:1"
 
     def run_phase(phase, name, target, method, payloads, **kw):
+        if kw.get("on_warm") is not None:
+            kw["on_warm"]()
         phases.append((phase, name, target, kw["server_workers"]))
         if kw.get("events"):
             events_specs.append(kw["events"])
@@ -268,8 +270,10 @@ def test_by_id_from_a_sqlite_store_of_the_month(four_cores, monkeypatch, tmp_pat
     sent = {}
     fake_run_phase = loadgen.run_phase
 
-    def run_phase(phase, name, target, method, payloads, **kw):
+    def run_phase(phase, name, target, method, payloads, on_warm=None, **kw):
         sent[phase] = payloads
+        if on_warm is not None:                     # the measured calls begin
+            on_warm()
         if name == "decide":                        # each request twice: a miss, then a hit
             with grpc.insecure_channel(target) as channel:
                 call = channel.unary_unary(method)
@@ -379,3 +383,34 @@ def test_the_server_side_times_are_read_from_a_real_scrape():
                             loadgen.scrape_decide_buckets(None, after, metric))
         assert total[float("inf")] == 1                     # the answered Decide alone
         assert {b for b, n in total.items() if n} == {b for b in total if b >= le}
+
+
+def test_on_warm_marks_the_end_of_the_warm_up_so_the_server_side_counts_the_measured_calls():
+    """run_phase calls on_warm once, when the client's warm-up is over: what
+    a server counts after it is what the client-side percentiles count
+    (the load generator reads maple_decide_seconds from there)."""
+    from concurrent import futures
+
+    import grpc
+    served = [0]
+
+    def echo(request, context):
+        served[0] += 1
+        return request
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "t.T", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    marks = []
+    try:
+        result = loadgen.run_phase("c1", "echo", f"127.0.0.1:{port}", "/t.T/Echo", [b"x" * 100], mode="closed",
+                                   procs=1, threads=1, rate=0, duration=0.4, warmup=0.4,
+                                   on_warm=lambda: marks.append(served[0]))
+    finally:
+        server.stop(None)
+    [at_warm] = marks                                   # once
+    after = served[0] - at_warm
+    assert at_warm > 0 and result.requests > 0          # calls on both sides of the mark
+    assert after <= result.requests + 1                 # none of the warm-up's (one may be in flight)
+    assert after >= result.requests * 0.8               # the mark is taken as the measured calls begin
