@@ -138,6 +138,7 @@ cdef class Kernel:
     cdef list decisions
     cdef list experiments        # (salt, holdout_bp, variants) per experiment
     cdef list assignments        # per experiment: customer id -> variant string id (a bounded cache)
+    cdef list exp_prefix         # per experiment: (salt + ":") as UTF-8 bytes, what its bucket hashes first
     cdef object assign_variant
     cdef object parse_time
     cdef int max_attrs, max_words, max_top, max_set_words
@@ -158,6 +159,7 @@ cdef class Kernel:
     cdef inline int _set_num(self, _State st, int n, double v)
     cdef int _compute(self, _State st, int n) except -1
     cdef int _experiment(self, _State st, int n, int x) except -1
+    cdef object _assign(self, int x, cid)
     cdef bint _in_list(self, _State st, int a, int li)
     cdef object _map_get(self, _State st, int s, int key)
     cdef object _timeline(self, _State st, int s, int key)

@@ -49,6 +49,78 @@ cdef extern from *:
     void maple_vmul(double *out, const double *a, const double *b, int n, int va, int vb, double ca, double cb) nogil
     void maple_vdiv(double *out, const double *a, const double *b, int n, int va, int vb, double ca, double cb) nogil
 
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* SHA-256 (FIPS 180-4) of a || b, its first 8 bytes as a big-endian
+       integer: an experiment's bucket (engine.eval.values.bucket) without a
+       hashlib object per customer.  The tests hold it to hashlib. */
+    static const uint32_t maple_sha_k[64] = {
+        0x428a2f98,0x71374491,0xb5c0fbcf,0xe9b5dba5,0x3956c25b,0x59f111f1,0x923f82a4,0xab1c5ed5,
+        0xd807aa98,0x12835b01,0x243185be,0x550c7dc3,0x72be5d74,0x80deb1fe,0x9bdc06a7,0xc19bf174,
+        0xe49b69c1,0xefbe4786,0x0fc19dc6,0x240ca1cc,0x2de92c6f,0x4a7484aa,0x5cb0a9dc,0x76f988da,
+        0x983e5152,0xa831c66d,0xb00327c8,0xbf597fc7,0xc6e00bf3,0xd5a79147,0x06ca6351,0x14292967,
+        0x27b70a85,0x2e1b2138,0x4d2c6dfc,0x53380d13,0x650a7354,0x766a0abb,0x81c2c92e,0x92722c85,
+        0xa2bfe8a1,0xa81a664b,0xc24b8b70,0xc76c51a3,0xd192e819,0xd6990624,0xf40e3585,0x106aa070,
+        0x19a4c116,0x1e376c08,0x2748774c,0x34b0bcb5,0x391c0cb3,0x4ed8aa4a,0x5b9cca4f,0x682e6ff3,
+        0x748f82ee,0x78a5636f,0x84c87814,0x8cc70208,0x90befffa,0xa4506ceb,0xbef9a3f7,0xc67178f2};
+    #define MAPLE_ROTR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+    static void maple_sha_block(uint32_t *h, const unsigned char *p) {
+        uint32_t w[64], a, b, c, d, e, f, g, k, t1, t2;
+        for (int i = 0; i < 16; i++)
+            w[i] = ((uint32_t)p[4*i] << 24) | ((uint32_t)p[4*i+1] << 16) | ((uint32_t)p[4*i+2] << 8) | p[4*i+3];
+        for (int i = 16; i < 64; i++) {
+            uint32_t s0 = MAPLE_ROTR(w[i-15], 7) ^ MAPLE_ROTR(w[i-15], 18) ^ (w[i-15] >> 3);
+            uint32_t s1 = MAPLE_ROTR(w[i-2], 17) ^ MAPLE_ROTR(w[i-2], 19) ^ (w[i-2] >> 10);
+            w[i] = w[i-16] + s0 + w[i-7] + s1;
+        }
+        a = h[0]; b = h[1]; c = h[2]; d = h[3]; e = h[4]; f = h[5]; g = h[6]; k = h[7];
+        for (int i = 0; i < 64; i++) {
+            t1 = k + (MAPLE_ROTR(e, 6) ^ MAPLE_ROTR(e, 11) ^ MAPLE_ROTR(e, 25)) + ((e & f) ^ (~e & g))
+                 + maple_sha_k[i] + w[i];
+            t2 = (MAPLE_ROTR(a, 2) ^ MAPLE_ROTR(a, 13) ^ MAPLE_ROTR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+            k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+        }
+        h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+    }
+    static uint64_t maple_sha256_head64(const unsigned char *a, size_t na, const unsigned char *b, size_t nb) {
+        uint32_t h[8] = {0x6a09e667,0xbb67ae85,0x3c6ef372,0xa54ff53a,0x510e527f,0x9b05688c,0x1f83d9ab,0x5be0cd19};
+        unsigned char block[64];
+        size_t fill = 0, total = na + nb;
+        const unsigned char *parts[2] = {a, b};
+        size_t sizes[2] = {na, nb};
+        for (int j = 0; j < 2; j++) {
+            const unsigned char *p = parts[j];
+            size_t n = sizes[j];
+            while (n) {
+                size_t take = 64 - fill < n ? 64 - fill : n;
+                memcpy(block + fill, p, take);
+                fill += take; p += take; n -= take;
+                if (fill == 64) { maple_sha_block(h, block); fill = 0; }
+            }
+        }
+        block[fill++] = 0x80;
+        if (fill > 56) {
+            memset(block + fill, 0, 64 - fill);
+            maple_sha_block(h, block);
+            fill = 0;
+        }
+        memset(block + fill, 0, 56 - fill);
+        uint64_t bits = (uint64_t)total * 8;
+        for (int i = 0; i < 8; i++)
+            block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+        maple_sha_block(h, block);
+        return ((uint64_t)h[0] << 32) | h[1];
+    }
+    """
+    uint64_t maple_sha256_head64(const unsigned char *a, size_t na, const unsigned char *b, size_t nb) nogil
+
+cdef extern from "Python.h":
+    const char* _AsUTF8AndSize "PyUnicode_AsUTF8AndSize" (object text, Py_ssize_t *size) except NULL
+    char* PyBytes_AS_STRING(object b)
+    Py_ssize_t PyBytes_GET_SIZE(object b)
+
 cdef extern from "Python.h":
     # borrowed reference; NULL without an exception when the key is absent
     PyObject* _GetItem "PyDict_GetItemWithError" (object d, object key) except? NULL
@@ -96,6 +168,22 @@ compiled = True
 
 #: why a decision has no winner: nothing matched, held out, capped
 _STATUS = ("", "holdout", "capped")
+
+
+def sha256_head64(bytes a, bytes b):
+    """The first 8 bytes of SHA-256(a + b) as a big-endian integer, by the
+    kernel's own SHA-256 (what an experiment's bucket hashes; the tests hold
+    it to hashlib)."""
+    return maple_sha256_head64(<const unsigned char*>PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a),
+                               <const unsigned char*>PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+
+cdef object _utf8_or_none(str text):
+    """``text`` as UTF-8 bytes; None for a str that has none (a lone surrogate)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeError:
+        return None
 
 
 cdef void* _alloc(size_t n, size_t size) except NULL:
@@ -263,6 +351,7 @@ cdef class Kernel:
         self.geo_lat = _doubles([g[0] for g in program.geos])
         self.geo_lon = _doubles([g[1] for g in program.geos])
         self.experiments = [(x.salt, x.holdout_bp, x.variants) for x in program.experiments]
+        self.exp_prefix = [_utf8_or_none(x.salt + ":") for x in program.experiments]
         self.assignments = [{} for _ in program.experiments]
         self.assign_variant = _values.assign_variant
         self.parse_time = _values.to_timestamp
@@ -742,8 +831,7 @@ cdef class Kernel:
         if p != NULL:
             st.n_sid[n] = <int64_t>(<object>p)
             return 1
-        salt, holdout, variants = self.experiments[x]
-        name = self.assign_variant(salt, holdout, variants, cid)
+        name = self._assign(x, cid)
         if name is None:
             return 0
         sid = self._sid(st, name)          # variant names are interned by the program
@@ -752,6 +840,33 @@ cdef class Kernel:
         cache[cid] = sid
         st.n_sid[n] = sid
         return 1
+
+    cdef object _assign(self, int x, cid):
+        """``values.assign_variant(salt, holdout, variants, cid)`` for
+        experiment x, the bucket's SHA-256 computed in C over the salt's
+        UTF-8 (kept) and the id's (CPython's cached copy): on a customer's
+        first Decide in this process this was ~10k instructions of hashlib
+        calls.  Anything else (an id that is not a str, or cannot be UTF-8)
+        goes to the Python function, for its answer or its error."""
+        cdef const char *u
+        cdef Py_ssize_t nu
+        cdef uint64_t b
+        salt, holdout, variants = self.experiments[x]
+        prefix = self.exp_prefix[x]
+        if prefix is None or not PyUnicode_CheckExact(cid) or not cid:
+            return self.assign_variant(salt, holdout, variants, cid)
+        try:
+            u = _AsUTF8AndSize(cid, &nu)
+        except UnicodeError:
+            return self.assign_variant(salt, holdout, variants, cid)
+        b = maple_sha256_head64(<const unsigned char*>PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix),
+                                <const unsigned char*>u, nu) % 10000
+        if b < <uint64_t>holdout:
+            return "holdout"
+        for name, upper in variants:
+            if b < <uint64_t>upper:
+                return name
+        return variants[-1][0] if variants else None
 
     cdef bint _in_list(self, _State st, int a, int li):
         cdef int lo = 0, hi = self.list_len[li] - 1, mid

@@ -75,3 +75,50 @@ def test_same_variant_on_every_channel():
     for i in range(50):
         variants = {tuple(ev.run({}, {"channel": ch}, 0.0, f"c{i}")[1][3]) for ch in ("web", "app", "email", "pos")}
         assert len(variants) == 1
+
+
+# ---------------------------------------------------------------- the compiled kernel's own SHA-256
+import hashlib  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _head64(data: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_the_kernel_s_sha256_is_hashlib_s(a, b):
+    from engine.eval._kernel import sha256_head64
+    assert sha256_head64(a, b) == _head64(a + b)
+
+
+def test_the_kernel_s_sha256_at_every_padding_boundary():
+    from engine.eval._kernel import sha256_head64
+    for n in range(0, 200):                  # 55/56 and 63/64 bytes: where the length spills into a second block
+        data = bytes(range(256))[:n] if n <= 256 else b""
+        for cut in {0, n // 2, n}:
+            assert sha256_head64(data[:cut], data[cut:]) == _head64(data), (n, cut)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=120))
+def test_the_compiled_kernel_assigns_as_the_published_function(customer_id):
+    """Every evaluator's variant for any id (non-ASCII, longer than a block)
+    is values.assign_variant's; the compiled kernel hashes in C."""
+    result = compile_ok(PACK)
+    want = assign_variant("copy", 2000, [("short", 6000), ("long", 10000)], customer_id)
+    for name, ev in evaluators(result).items():
+        assert dict(ev.run({}, {}, 0.0, customer_id)[1][3])["copy"] == want, name
+
+
+def test_a_declared_salt_and_a_non_ascii_one_are_hashed_as_published():
+    for salt in ("spring-2027", "été☕"):
+        result = compile_ok(PACK.replace("experiment copy on nbo", f'experiment copy on nbo salt "{salt}"'))
+        ev = evaluators(result)["compiled"]
+        for i in range(300):
+            cid = f"c{i}é" if i % 2 else f"customer-{i:08d}-" + "x" * (i % 70)
+            want = assign_variant(salt, 2000, [("short", 6000), ("long", 10000)], cid)
+            assert dict(ev.run({}, {}, 0.0, cid)[1][3])["copy"] == want, (salt, cid)
