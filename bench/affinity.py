@@ -35,10 +35,6 @@ KINDS = ("inline", "by id")
 WARMUP = 300
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.affinity", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=6)
@@ -60,6 +56,7 @@ def main(argv=None) -> int:
 
     from bench import loadgen
     from bench import profiles as prof
+    from bench.idle_cores import one_caller_row
     from bench.server_cpu import cpu_seconds
 
     people = prof.synthetic(args.customers)
@@ -118,18 +115,11 @@ def main(argv=None) -> int:
     rows = []
     for setting in SETTINGS:
         for kind in KINDS:
-            echo_l = sorted(latency[(setting, "echo", kind)])
-            dec_l = sorted(latency[(setting, "decide", kind)])
-            srv = loadgen.bucket_percentiles({}, server_side[(setting, kind)])
-            e50, e99, d50, d99 = (percentile(v, p) * 1e6 for v, p in
-                                  ((echo_l, 50), (echo_l, 99), (dec_l, 50), (dec_l, 99)))
             rows.append({"servers": setting if setting == "free" else f"pinned ({args.cpus})", "profile": kind,
-                         "echo_p50_us": round(e50), "echo_p99_us": round(e99),
-                         "decide_p50_us": round(d50), "decide_p99_us": round(d99),
-                         "ratio_p50": round(d50 / e50, 3), "ratio_p99": round(d99 / e99, 3),
+                         **one_caller_row(latency[(setting, "echo", kind)], latency[(setting, "decide", kind)],
+                                          server_side[(setting, kind)], digits=3),
                          "echo_cpu_us": round(cpu[(setting, "echo", kind)] / calls * 1e6),
-                         "decide_cpu_us": round(cpu[(setting, "decide", kind)] / calls * 1e6),
-                         "server_p50_le_us": srv["p50_le_us"], "server_p99_le_us": srv["p99_le_us"]})
+                         "decide_cpu_us": round(cpu[(setting, "decide", kind)] / calls * 1e6)})
     print(f"one caller; {args.rounds} rounds x {args.calls} calls per server, in turns "
           f"({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores)\n")
     head = ("servers", "profile", "echo p50/p99", "Decide p50/p99", "Decide÷echo p50/p99", "CPU µs echo/Decide",

@@ -37,6 +37,20 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(p / 100 * len(sorted_values)))]
 
 
+def one_caller_row(echo: list[float], decide: list[float], buckets: dict, digits: int = 2) -> dict:
+    """A row's end-to-end figures from one caller's round trips (seconds):
+    the echo's and Decide's p50 and p99 in µs, Decide's ratios to the echo
+    (to ``digits``), and the server-side bucket bounds of ``buckets``
+    (maple_decide_seconds over the same calls)."""
+    from bench import loadgen
+    echo_l, dec_l = sorted(echo), sorted(decide)
+    srv = loadgen.bucket_percentiles({}, buckets)
+    e50, e99, d50, d99 = (percentile(v, p) * 1e6 for v, p in ((echo_l, 50), (echo_l, 99), (dec_l, 50), (dec_l, 99)))
+    return {"echo_p50_us": round(e50), "echo_p99_us": round(e99), "decide_p50_us": round(d50),
+            "decide_p99_us": round(d99), "ratio_p50": round(d50 / e50, digits), "ratio_p99": round(d99 / e99, digits),
+            "server_p50_le_us": srv["p50_le_us"], "server_p99_le_us": srv["p99_le_us"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.idle_cores", description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=4)
@@ -115,16 +129,9 @@ def main(argv=None) -> int:
     rows = []
     for mode in MODES:
         for kind in KINDS:
-            echo_l = sorted(latency[(mode, "echo", kind)])
-            dec_l = sorted(latency[(mode, "decide", kind)])
-            srv = loadgen.bucket_percentiles({}, server_side[(mode, kind)])
-            e50, e99, d50, d99 = (percentile(v, p) * 1e6 for v, p in
-                                  ((echo_l, 50), (echo_l, 99), (dec_l, 50), (dec_l, 99)))
             rows.append({"idle cores": mode if mode == "halt" else f"poll ({args.limit_us} µs)", "profile": kind,
-                         "echo_p50_us": round(e50), "echo_p99_us": round(e99),
-                         "decide_p50_us": round(d50), "decide_p99_us": round(d99),
-                         "ratio_p50": round(d50 / e50, 2), "ratio_p99": round(d99 / e99, 2),
-                         "server_p50_le_us": srv["p50_le_us"], "server_p99_le_us": srv["p99_le_us"]})
+                         **one_caller_row(latency[(mode, "echo", kind)], latency[(mode, "decide", kind)],
+                                          server_side[(mode, kind)])})
     print(f"one caller; {args.rounds} rounds x {args.calls} calls per target and setting, alternated "
           f"({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores)\n")
     head = ("idle cores", "profile", "echo p50/p99", "Decide p50/p99", "Decide÷echo p50/p99",
