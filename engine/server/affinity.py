@@ -80,11 +80,3 @@ def pin(cpu: int) -> None:
             os.sched_setaffinity(int(tid), {cpu})
         except (OSError, ValueError):       # a thread that exited meanwhile
             pass
-
-
-def restore(cpus: tuple[int, ...] | None) -> None:
-    """Let this process run on ``cpus`` again (a child of a pinned process,
-    such as the rules compiler, that should not share its core); None: leave
-    it as it is."""
-    if cpus:
-        os.sched_setaffinity(0, set(cpus))
