@@ -63,7 +63,17 @@ class ServeConfig:
 
     @property
     def worker_count(self) -> int:
-        return self.workers if self.workers > 0 else (os.cpu_count() or 1)
+        return self.workers if self.workers > 0 else cores()
+
+
+def cores() -> int:
+    """The CPUs this process may run on (``taskset``, a container's cpuset):
+    what "one worker per core" counts.  ``os.cpu_count()`` counts the
+    host's, so a container given 2 CPUs of 64 would start 64 workers."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:                  # no sched_getaffinity (not Linux)
+        return os.cpu_count() or 1
 
 
 #: (field, flag, type, help); the environment variable is MAPLE_<FIELD>.
@@ -73,7 +83,8 @@ OPTIONS = [
     ("rules", "--rules", str, "rules directory (required)"),
     ("listen", "--listen", str, "decision service address HOST:PORT (port 0: any free port)"),
     ("admin_listen", "--admin-listen", str, "admin service address HOST:PORT; 'off' disables it"),
-    ("workers", "--workers", int, "processes sharing the decision port (SO_REUSEPORT); 0: one per core"),
+    ("workers", "--workers", int,
+     "processes sharing the decision port (SO_REUSEPORT); 0: one per core this process may run on"),
     ("store", "--store", str, "profile store URL: sqlite://PATH (sqlite://.maple/profiles.db is relative, sqlite:///var/... absolute), redis://HOST:PORT/DB, redis-cluster://HOST:PORT, jsonl:PATH or none"),
     ("profile_cache_ttl", "--profile-cache-ttl", float,
      "seconds a cached profile is served without asking the store (the staleness bound across replicas)"),

@@ -209,3 +209,20 @@ def test_docs_table_lists_every_flag_with_its_variable():
     doc = (ROOT / "docs" / "service.md").read_text()
     for field, flag, _type, _help in OPTIONS:
         assert f"| `{flag}` | `{env_name(field)}` |" in doc, f"docs/service.md: the table lacks {flag}"
+
+
+def test_one_worker_per_core_counts_the_cores_this_process_may_use():
+    """A container's cpuset (or taskset) limits the cores: --workers 0 starts
+    one per core it may use, not one per core of the host."""
+    import textwrap
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from engine.server.config import ServeConfig
+        os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})   # as taskset -c N would
+        print(ServeConfig(rules="rules").worker_count, os.cpu_count() or 1)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    workers, host = map(int, out.stdout.split())
+    assert workers == 1 and host >= 1

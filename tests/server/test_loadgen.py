@@ -15,7 +15,7 @@ from bench import loadgen
 
 @pytest.fixture
 def four_cores(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    monkeypatch.setattr("engine.server.config.cores", lambda: 4)
 
 
 def test_batch_workers_default_to_maple_serves_default(four_cores):
