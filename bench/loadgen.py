@@ -422,6 +422,15 @@ def cache_hit_share(reads: dict) -> dict:
     return {**{k: int(v) for k, v in reads.items()}, "hit_share": round(spared / total, 4) if total else None}
 
 
+def server_counts(metrics_port: int | None) -> tuple:
+    """One scrape's (maple_decide_seconds buckets, the profile cache's
+    reads, maple_request_seconds' Decide buckets: READ_INCLUDED), each None
+    when absent."""
+    text = scrape(metrics_port)
+    return (scrape_decide_buckets(metrics_port, text), cache_reads(text),
+            scrape_decide_buckets(metrics_port, text, READ_INCLUDED))
+
+
 def add_buckets(total: dict, before: dict, after: dict) -> None:
     """Add to ``total`` what the histogram's buckets counted between two scrapes."""
     for le, count in after.items():
@@ -734,16 +743,12 @@ def main(argv=None) -> int:
                     marks = {}
 
                     def warmed():       # the server's counts as the measured calls begin (warm-up left out)
-                        text = scrape(metrics_port)
-                        marks["at"] = (scrape_decide_buckets(metrics_port, text), cache_reads(text),
-                                       scrape_decide_buckets(metrics_port, text, READ_INCLUDED))
+                        marks["at"] = server_counts(metrics_port)
                     parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
                                                      server_workers=decide_workers,
                                                      on_warm=warmed if metrics_port else None))
                     before, reads_before, handler_before = marks.get("at", (None, None, None))
-                    text = scrape(metrics_port)
-                    after, reads_after = scrape_decide_buckets(metrics_port, text), cache_reads(text)
-                    handler_after = scrape_decide_buckets(metrics_port, text, READ_INCLUDED)
+                    after, reads_after, handler_after = server_counts(metrics_port)
                     if before is not None and after:
                         add_buckets(decide_buckets, before, after)
                     if handler_before is not None and handler_after:
