@@ -10,7 +10,13 @@ request bytes:
 * ``max``    closed loop, --concurrency callers over --procs processes: top throughput
 * ``open``   open loop at --rate-fraction x the echo's top throughput; latency is
              measured from each request's *intended* send time, so a stall is
-             counted in full (no coordinated omission)
+             counted in full (no coordinated omission).  --concurrency callers
+             over --procs processes share the schedule, each blocking on its
+             sends (as wrk2's connections do): a send whose caller still waits
+             for its last answer goes out late and its lateness is counted.
+             (Until stop 33 one thread per process sent asynchronous calls:
+             ~1.5x the client CPU a request, and at half the echo's maximum
+             the client's own backlog gave the echo a p99 of 20-45 ms.)
 * ``batch``  DecideBatch of --batch-size items, closed loop: decisions per second,
              against ``maple serve`` with --batch-workers processes (default: one
              per core, as ``maple serve`` runs by default); when that differs from
@@ -164,43 +170,39 @@ def client_main(spec: dict, progress, out) -> None:
             record(t0, time.perf_counter())
             tick(i - offset + 1)
 
-    def open_loop(channels) -> None:
-        calls = [ch.unary_unary(spec["method"]) for ch in channels]
+    def scheduled(channel, k: int, every: int) -> None:
+        """Caller ``k`` of ``every``: the open loop's sends k, k + every, ...
+        each at its intended time (start + i / rate), the latency counted
+        from then; a send whose caller is still waiting for its last answer
+        goes out late, and its lateness is in its latency."""
+        call = channel.unary_unary(spec["method"])
         interval = 1.0 / spec["rate"]
-        pending = []
-        for i in itertools.count():
+        for i in itertools.count(k, every):
             intended = start + i * interval
             if intended >= end:
-                break
+                return
             delay = intended - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            fut = calls[i % len(calls)].future(payloads[i % n], timeout=30)
-
-            def done(f, intended=intended):
-                if f.exception() is not None:
-                    fail(f.exception())
-                record(intended, time.perf_counter())
-            fut.add_done_callback(done)
-            pending.append(fut)
-            tick(i + 1)
-        for f in pending:
             try:
-                f.result()
-            except Exception:
-                pass
+                call(payloads[i % n], timeout=30)
+            except Exception as err:
+                fail(err)
+            record(intended, time.perf_counter())
+            tick(i // every + 1)
 
     seed = spec["index"] * 7919
+    channels = _channels(spec["target"], spec["threads"])
     if spec["mode"] == "open":
-        open_loop(_channels(spec["target"], 4))
+        threads = [threading.Thread(target=scheduled, args=(ch, k, len(channels))) for k, ch in enumerate(channels)]
     else:
         threads = [threading.Thread(target=once, args=(ch, k)) if events else
                    threading.Thread(target=closed, args=(ch, seed + k * 104729))
-                   for k, ch in enumerate(_channels(spec["target"], spec["threads"]))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+                   for k, ch in enumerate(channels)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     out.put((hist.encode(), counted[0], errors))
 
 
@@ -250,7 +252,7 @@ def run_phase(phase: str, name: str, target: str, method: str, payloads: list[by
         for i in range(procs)]
     for w in workers:
         w.start()
-    label = f"{phase:>5} {name:<6}" + (f" {rate:,.0f}/s" if mode == "open" else f" c={procs * threads}")
+    label = f"{phase:>5} {name:<6}" + (f" {rate:,.0f}/s" if mode == "open" else "") + f" c={procs * threads}"
     with tqdm(total=None, desc=label, unit="req", leave=False, file=sys.stderr) as bar:
         results, warm = [], 0
         while len(results) < procs:
@@ -623,7 +625,7 @@ def parse_args(argv=None):
                    help="c1, max and open: the echo and Decide take this many turns each, in ABBA order, "
                         "--duration split between them, so the machine's drift falls on both alike")
     p.add_argument("--procs", type=int, default=2, help="client processes for max, open and batch")
-    p.add_argument("--concurrency", type=int, default=16, help="callers in max (over --procs)")
+    p.add_argument("--concurrency", type=int, default=16, help="callers in max and open (over --procs)")
     p.add_argument("--rate", type=float, help="open-loop rate (default: --rate-fraction x echo max)")
     p.add_argument("--rate-fraction", type=float, default=0.5)
     p.add_argument("--batch-size", type=int, default=100, help="items per DecideBatch and per RecordEvents")
@@ -774,7 +776,7 @@ def main(argv=None) -> int:
             decide_max = next(r.throughput for r in results if r.phase == "max" and r.target == "decide")
             rate = args.rate or args.rate_fraction * echo_max
             open_load = round(rate / decide_max, 3) if decide_max else None
-            both("open", mode="open", procs=args.procs, threads=1, rate=rate)
+            both("open", mode="open", procs=args.procs, threads=per_thread, rate=rate)
         batch_target = batch_workers = None
         if "batch" in phases:
             batch_target, batch_workers = target, decide_workers

@@ -7,6 +7,7 @@ against --server-workers (default 1) beside an echo of as many.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -414,3 +415,37 @@ def test_on_warm_marks_the_end_of_the_warm_up_so_the_server_side_counts_the_meas
     assert at_warm > 0 and result.requests > 0          # calls on both sides of the mark
     assert after <= result.requests + 1                 # none of the warm-up's (one may be in flight)
     assert after >= result.requests * 0.8               # the mark is taken as the measured calls begin
+
+
+def test_the_open_loop_counts_a_stall_in_full_from_each_intended_send_time():
+    """A server that answers nothing until the measured window is over:
+    every send the schedule intended in the window still goes out (late,
+    its callers busy) and counts, and its latency runs from its intended
+    time, so half of them waited at least half the window (no coordinated
+    omission). Both are bounds by construction, not speeds."""
+    from concurrent import futures
+
+    import grpc
+    gate = threading.Event()
+
+    def echo(request, context):
+        gate.wait(30)
+        return request
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "t.T", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    rate, duration = 200, 0.5
+    release = threading.Timer(duration, gate.set)      # from the window's start: it stalls the whole window
+    try:
+        result = loadgen.run_phase("open", "echo", f"127.0.0.1:{port}", "/t.T/Echo", [b"x" * 100], mode="open",
+                                   procs=1, threads=2, rate=rate, duration=duration, warmup=0.2,
+                                   on_warm=release.start)
+    finally:
+        gate.set()
+        release.cancel()
+        server.stop(None)
+    assert not result.errors
+    assert abs(result.requests - rate * duration) <= 1
+    assert result.pct(50) >= 0.45 * duration * 1e6
