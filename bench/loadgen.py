@@ -471,6 +471,36 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows)
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """The machine's CPU time so far, all CPUs, in ticks: (total, idle and
+    waiting on I/O), from /proc/stat; None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(ticks), ticks[3] + ticks[4]
+
+
+def busy_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time that was busy between two
+    ``cpu_ticks`` readings (client, servers and whatever else ran); None if
+    either is missing or no tick passed."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return 1.0 - (after[1] - before[1]) / (after[0] - before[0])
+
+
+def mean_of(xs: list) -> float | None:
+    """The mean of the numbers in ``xs`` (None left out), to 3 places; None if none."""
+    xs = [x for x in xs if x is not None]
+    return round(sum(xs) / len(xs), 3) if xs else None
+
+
+def share_text(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
 def turn_ratios(echo: list[Result], decide: list[Result]) -> dict:
     """Decide over echo in each turn (ABBA: a turn is one of each, run back
     to back), p50, p99 and throughput: how far the run's own drift moves the
@@ -720,6 +750,7 @@ def main(argv=None) -> int:
         server_side = {}
         read_included = {}              # by phase: the same from the request's bytes (maple_request_seconds)
         per_turn = {}                   # by phase: Decide / echo in each turn
+        machine_busy = {}               # by phase and target: the machine's busy CPU share, measured windows
         profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
         per_thread = max(1, args.concurrency // args.procs)
 
@@ -731,6 +762,7 @@ def main(argv=None) -> int:
             measured --duration split between them: a drift of this shared
             VM's speed during the phase falls on both alike."""
             parts = {"echo": [], "decide": []}
+            busy = {"echo": [], "decide": []}       # the machine's busy share in each turn's measured window
             decide_buckets: dict = {}
             handler_buckets: dict = {}
             reads: dict = {}
@@ -738,17 +770,20 @@ def main(argv=None) -> int:
                 timing = dict(duration=args.duration / args.turns,
                               warmup=args.warmup if turn == 0 else min(args.warmup, TURN_WARMUP))
                 for name in ("echo", "decide") if turn % 2 == 0 else ("decide", "echo"):
-                    if name == "echo":
-                        parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
-                                                       server_workers=echo_workers))
-                        continue
                     marks = {}
 
-                    def warmed():       # the server's counts as the measured calls begin (warm-up left out)
-                        marks["at"] = server_counts(metrics_port)
+                    def warmed(name=name):      # as the measured calls begin (warm-up left out): the
+                        marks["cpu"] = cpu_ticks()  # machine's CPU time, and Decide's server's counts
+                        if name == "decide" and metrics_port:
+                            marks["at"] = server_counts(metrics_port)
+                    if name == "echo":
+                        parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
+                                                       server_workers=echo_workers, on_warm=warmed))
+                        busy["echo"].append(busy_share(marks.get("cpu"), cpu_ticks()))
+                        continue
                     parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
-                                                     server_workers=decide_workers,
-                                                     on_warm=warmed if metrics_port else None))
+                                                     server_workers=decide_workers, on_warm=warmed))
+                    busy["decide"].append(busy_share(marks.get("cpu"), cpu_ticks()))
                     before, reads_before, handler_before = marks.get("at", (None, None, None))
                     after, reads_after, handler_after = server_counts(metrics_port)
                     if before is not None and after:
@@ -759,6 +794,7 @@ def main(argv=None) -> int:
                         add_buckets(reads, reads_before, reads_after)
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
             per_turn[phase] = turn_ratios(parts["echo"], parts["decide"])
+            machine_busy[phase] = {k: mean_of(v) for k, v in busy.items()}
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
             if handler_buckets:
@@ -819,6 +855,7 @@ def main(argv=None) -> int:
                   "cpu_affinity": args.cpu_affinity,
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "ratios_per_turn": per_turn,
+                  "machine_busy": machine_busy,
                   "server_side_decide": server_side, "server_side_read_included": read_included,
                   "open_rate_over_decide_max": open_load,
                   "profile_cache": profile_cache}
@@ -836,6 +873,10 @@ def main(argv=None) -> int:
                 keys = ("p50", "p99") if phase != "max" else ("throughput",)
                 print(f"  {phase}, each turn (the run's own drift): "
                       + "; ".join(f"{k} " + " ".join(f"{x:.2f}" for x in r[k]) for k in keys))
+        if any(v is not None for b in machine_busy.values() for v in b.values()):
+            print("the machine's CPU busy (all cores, client and servers, measured windows): " + "; ".join(
+                f"{phase} echo {share_text(b['echo'])} decide {share_text(b['decide'])}"
+                for phase, b in machine_busy.items()))
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds, from the request parsed):",
                   json.dumps(server_side))

@@ -449,3 +449,36 @@ def test_the_open_loop_counts_a_stall_in_full_from_each_intended_send_time():
     assert not result.errors
     assert abs(result.requests - rate * duration) <= 1
     assert result.pct(50) >= 0.45 * duration * 1e6
+
+
+def test_the_machine_s_busy_share_is_read_over_each_turn_s_measured_window(four_cores, monkeypatch, tmp_path,
+                                                                             capsys):
+    """Read at the end of the warm-up (on_warm) and at the turn's end, echo
+    and Decide apart: the echo's turns here find the machine 25 % idle, and
+    Decide's 50 %, so the report says 75 % and 50 %."""
+    _fake(monkeypatch, tmp_path)
+    order = []
+    real_run = loadgen.run_phase
+
+    def run_phase(phase, name, target, method, payloads, **kw):
+        order.append(name)
+        return real_run(phase, name, target, method, payloads, **kw)
+    monkeypatch.setattr(loadgen, "run_phase", run_phase)
+
+    readings = {"echo": iter([(0, 0), (100, 25)] * 4),          # (total, idle) at each turn's start and end
+                "decide": iter([(1000, 0), (1100, 50)] * 4)}
+
+    def cpu_ticks():
+        return next(readings[order[-1]])
+    monkeypatch.setattr(loadgen, "cpu_ticks", cpu_ticks)
+    assert loadgen.main(["--phases", "c1", "--out", str(tmp_path), "--duration", "1", "--warmup", "0"]) == 0
+    assert _report(tmp_path)["machine_busy"] == {"c1": {"echo": 0.75, "decide": 0.5}}
+    assert "c1 echo 75% decide 50%" in capsys.readouterr().out
+
+
+def test_a_busy_share_needs_two_readings_apart():
+    assert loadgen.busy_share((100, 40), (300, 90)) == 0.75
+    assert loadgen.busy_share(None, (300, 90)) is None
+    assert loadgen.busy_share((100, 40), (100, 40)) is None
+    total, idle = loadgen.cpu_ticks()
+    assert total > idle >= 0
