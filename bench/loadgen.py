@@ -326,6 +326,9 @@ def start_maple(rules: str, workers: int, store: str | None, env: dict | None = 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=code or ROOT, env=env)
     info = _read_announcement(proc, "maple serve")
     _wait_serving(info["decisions"])
+    if not settle(proc.pid):
+        print(f"loadgen: maple serve (pid {proc.pid}) still busy {SETTLE_TIMEOUT:g} s after it was SERVING; "
+              "measuring anyway", file=sys.stderr)
     return proc, info
 
 
@@ -340,6 +343,58 @@ def start_echo(workers: int, cpu_affinity: str = "off") -> tuple[subprocess.Pope
     with grpc.insecure_channel(address) as ch:
         grpc.channel_ready_future(ch).result(timeout=60)
     return proc, address
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (every thread's), from /proc; [] if it is gone."""
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return sorted(set(out))
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) that ``pid`` and its
+    descendants now running have used; 0 for what is gone or off Linux."""
+    tick, total, todo = os.sysconf("SC_CLK_TCK"), 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        todo += children(p)
+    return total
+
+
+SETTLE_WINDOW = 0.5             # seconds a started server must stay quiet before it is measured
+SETTLE_BUSY = 0.05              # ... using less than this share of one core
+SETTLE_TIMEOUT = 15.0
+
+
+def settle(pid: int, window: float = SETTLE_WINDOW, busy: float = SETTLE_BUSY,
+           timeout: float = SETTLE_TIMEOUT) -> bool:
+    """Wait until the server ``pid`` and its children use less than ``busy``
+    of a core over ``window`` seconds, at most ``timeout``; whether it did.
+    ``maple serve`` is SERVING before it is quiet: it then starts its rules
+    compiler's process, whose imports (~0.3 s of CPU, more when starved at
+    SCHED_IDLE by a load on every core) would otherwise fall on the first
+    turn measured on a two-core machine."""
+    deadline = time.monotonic() + timeout
+    before = tree_cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(window)
+        now = tree_cpu_seconds(pid)
+        if now - before < busy * window:
+            return True
+        before = now
+    return False
 
 
 def _wait_serving(address: str) -> None:

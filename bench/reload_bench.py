@@ -58,7 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import DECIDE, HIGHEST, LOWEST, _channels, _hist, _read_announcement, _wait_serving  # noqa: E402
+from bench.loadgen import (DECIDE, HIGHEST, LOWEST, _channels, _hist, _read_announcement, _wait_serving,  # noqa: E402
+                           children)
 
 PEERS = ROOT.parent / "shared" / "peers" / "gen_workload.py"
 MARKER_FILE = "bench_marker.rules"
@@ -160,16 +161,6 @@ def run_load(target: str, payloads: list[bytes], rate: float, duration: float, p
 
 
 # ---------------------------------------------------------------- CPU per role (Linux /proc)
-def _children(pid: int) -> list[int]:
-    try:
-        out = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            out += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
-        return out
-    except OSError:
-        return []
-
-
 def cpu_by_role(root: int) -> dict[str, float]:
     """CPU seconds so far of the server's processes: "decisions" (the
     process(es) answering Decide), "supervisor", "compiler" (niced)."""
@@ -194,12 +185,12 @@ def cpu_by_role(root: int) -> dict[str, float]:
         else:
             role = "decisions"
         roles[role] = roles.get(role, 0.0) + seconds
-        todo += [(c, False) for c in _children(pid)]
+        todo += [(c, False) for c in children(pid)]
     return roles
 
 
 def _children_are_workers(pid: int) -> bool:
-    for c in _children(pid):
+    for c in children(pid):
         try:
             fields = Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[16]) == 0 and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes():

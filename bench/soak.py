@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -85,17 +84,6 @@ def rss_mib(pid: int) -> float | None:
 def files_mib(*paths: Path) -> float:
     """The size of the files that exist among ``paths``, in MiB (the store and its WAL)."""
     return sum(p.stat().st_size for p in paths if p.exists()) / 2 ** 20
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    return sorted(set(out))
 
 
 def cmdline(pid: int) -> str:
@@ -337,7 +325,7 @@ def main(argv=None) -> int:
             """The server's processes now, each labelled when first seen: the
             supervisor, its workers, the rule compiler (started by the first
             reload) and multiprocessing's resource tracker."""
-            pids = [proc.pid] + children(proc.pid)
+            pids = [proc.pid] + loadgen.children(proc.pid)
             if any(str(p) not in labels for p in pids):
                 workers = callers.workers()
                 for p in pids:

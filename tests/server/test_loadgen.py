@@ -7,6 +7,7 @@ against --server-workers (default 1) beside an echo of as many.
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -482,3 +483,30 @@ def test_a_busy_share_needs_two_readings_apart():
     assert loadgen.busy_share((100, 40), (100, 40)) is None
     total, idle = loadgen.cpu_ticks()
     assert total > idle >= 0
+
+
+def test_a_server_is_measured_only_once_its_process_tree_is_quiet():
+    """settle waits out a started server's own work (maple serve's compiler
+    process importing after SERVING): a tree with a child spinning is
+    never quiet, and the child's CPU is counted to the parent; an idle one
+    is quiet at once."""
+    import subprocess
+    import sys
+
+    from tests.server.conftest import until
+    spin = "import sys, time\nwhile True: pass"
+    busy = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys, time\n"
+                             f"subprocess.Popen([sys.executable, '-c', {spin!r}])\ntime.sleep(300)"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        until(lambda: loadgen.children(busy.pid), "the spinning child")
+        until(lambda: loadgen.tree_cpu_seconds(busy.pid) > 0.2, "the child's CPU counted to the parent")
+        assert loadgen.settle(busy.pid, window=0.2, timeout=1.0) is False
+        assert loadgen.settle(idle.pid, window=0.2, timeout=30.0) is True
+    finally:
+        for c in loadgen.children(busy.pid):
+            os.kill(c, 9)
+        busy.kill()
+        idle.kill()
+        busy.wait()
+        idle.wait()
