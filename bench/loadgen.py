@@ -786,14 +786,17 @@ def main(argv=None) -> int:
         metrics_port = None
         target = args.target
         rules = None if target else args.rules or default_pack()
+        server_pid = {"echo": None, "decide": None}        # the servers it started: their CPU is read
         if not target and (single or batch_server(args) == "shared"):
             proc, info = start_maple(rules, args.server_workers, store, cpu_affinity=args.cpu_affinity)
             started.append(proc)
             target, metrics_port = info["decisions"], info["metrics"]
+            server_pid["decide"] = proc.pid
         echo = args.echo
         if not echo and single:
             proc, echo = start_echo(args.server_workers, args.cpu_affinity)
             started.append(proc)
+            server_pid["echo"] = proc.pid
         singles = prof.decide_requests(people, args.by_id)
         batches = prof.batch_requests(singles, args.batch_size)
         servers = ", ".join(f"{what} {where}" for what, where in (("decide", target), ("echo", echo)) if where)
@@ -806,6 +809,7 @@ def main(argv=None) -> int:
         read_included = {}              # by phase: the same from the request's bytes (maple_request_seconds)
         per_turn = {}                   # by phase: Decide / echo in each turn
         machine_busy = {}               # by phase and target: the machine's busy CPU share, measured windows
+        server_cpu_us = {}              # by phase and target: the server's CPU a request, µs (servers it started)
         profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
         per_thread = max(1, args.concurrency // args.procs)
 
@@ -818,6 +822,7 @@ def main(argv=None) -> int:
             VM's speed during the phase falls on both alike."""
             parts = {"echo": [], "decide": []}
             busy = {"echo": [], "decide": []}       # the machine's busy share in each turn's measured window
+            server_cpu = {"echo": [], "decide": []}  # the server's CPU µs a request, each turn
             decide_buckets: dict = {}
             handler_buckets: dict = {}
             reads: dict = {}
@@ -826,19 +831,25 @@ def main(argv=None) -> int:
                               warmup=args.warmup if turn == 0 else min(args.warmup, TURN_WARMUP))
                 for name in ("echo", "decide") if turn % 2 == 0 else ("decide", "echo"):
                     marks = {}
+                    pid = server_pid[name]
 
-                    def warmed(name=name):      # as the measured calls begin (warm-up left out): the
-                        marks["cpu"] = cpu_ticks()  # machine's CPU time, and Decide's server's counts
+                    def warmed(name=name, pid=pid):     # as the measured calls begin (warm-up left out): the
+                        marks["cpu"] = cpu_ticks()      # machine's CPU time, the server's, and Decide's counts
+                        marks["server_cpu"] = tree_cpu_seconds(pid) if pid else None
                         if name == "decide" and metrics_port:
                             marks["at"] = server_counts(metrics_port)
                     if name == "echo":
-                        parts["echo"].append(run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
-                                                       server_workers=echo_workers, on_warm=warmed))
-                        busy["echo"].append(busy_share(marks.get("cpu"), cpu_ticks()))
+                        part = run_phase(phase, "echo", echo, ECHO, singles, **kw, **timing,
+                                         server_workers=echo_workers, on_warm=warmed)
+                    else:
+                        part = run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
+                                         server_workers=decide_workers, on_warm=warmed)
+                    parts[name].append(part)
+                    busy[name].append(busy_share(marks.get("cpu"), cpu_ticks()))
+                    if marks.get("server_cpu") is not None and part.requests:
+                        server_cpu[name].append((tree_cpu_seconds(pid) - marks["server_cpu"]) / part.requests * 1e6)
+                    if name == "echo":
                         continue
-                    parts["decide"].append(run_phase(phase, "decide", target, DECIDE, singles, **kw, **timing,
-                                                     server_workers=decide_workers, on_warm=warmed))
-                    busy["decide"].append(busy_share(marks.get("cpu"), cpu_ticks()))
                     before, reads_before, handler_before = marks.get("at", (None, None, None))
                     after, reads_after, handler_after = server_counts(metrics_port)
                     if before is not None and after:
@@ -850,6 +861,9 @@ def main(argv=None) -> int:
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
             per_turn[phase] = turn_ratios(parts["echo"], parts["decide"])
             machine_busy[phase] = {k: mean_of(v) for k, v in busy.items()}
+            if server_cpu["echo"] or server_cpu["decide"]:
+                server_cpu_us[phase] = {k: None if (m := mean_of(v)) is None else round(m, 1)
+                                        for k, v in server_cpu.items()}
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
             if handler_buckets:
@@ -911,6 +925,7 @@ def main(argv=None) -> int:
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "ratios_per_turn": per_turn,
                   "machine_busy": machine_busy,
+                  "server_cpu_us_per_request": server_cpu_us,
                   "server_side_decide": server_side, "server_side_read_included": read_included,
                   "open_rate_over_decide_max": open_load,
                   "profile_cache": profile_cache}
@@ -932,6 +947,9 @@ def main(argv=None) -> int:
             print("the machine's CPU busy (all cores, client and servers, measured windows): " + "; ".join(
                 f"{phase} echo {share_text(b['echo'])} decide {share_text(b['decide'])}"
                 for phase, b in machine_busy.items()))
+        if server_cpu_us:
+            print("the server's CPU a request, µs (every thread and child, measured windows): " + "; ".join(
+                f"{phase} echo {c['echo']} decide {c['decide']}" for phase, c in server_cpu_us.items()))
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds, from the request parsed):",
                   json.dumps(server_side))

@@ -44,6 +44,8 @@ def test_negative_workers_are_refused():
 
 
 class _Proc:
+    pid = None                  # a fake: no /proc of its own to read
+
     def terminate(self):
         self.terminated = True
 
@@ -475,6 +477,31 @@ def test_the_machine_s_busy_share_is_read_over_each_turn_s_measured_window(four_
     assert loadgen.main(["--phases", "c1", "--out", str(tmp_path), "--duration", "1", "--warmup", "0"]) == 0
     assert _report(tmp_path)["machine_busy"] == {"c1": {"echo": 0.75, "decide": 0.5}}
     assert "c1 echo 75% decide 50%" in capsys.readouterr().out
+
+
+def test_the_server_s_cpu_a_request_is_read_over_each_turn_s_measured_window(four_cores, monkeypatch, tmp_path,
+                                                                               capsys):
+    """The servers it started, each read at the end of a turn's warm-up and
+    at its end (every thread and child: tree_cpu_seconds), over the
+    requests the client counted in the turn (one, from the fake); a server
+    elsewhere has no pid and is not read."""
+    started, _ = _fake(monkeypatch, tmp_path)
+    pids = {"maple": 101, "echo": 202}
+    real_maple, real_echo = loadgen.start_maple, loadgen.start_echo
+
+    def with_pid(start, pid):
+        def started_with_pid(*a, **kw):
+            proc, info = start(*a, **kw)
+            proc.pid = pid
+            return proc, info
+        return started_with_pid
+    monkeypatch.setattr(loadgen, "start_maple", with_pid(real_maple, pids["maple"]))
+    monkeypatch.setattr(loadgen, "start_echo", with_pid(real_echo, pids["echo"]))
+    seconds = {101: iter([0.0, 0.000450] * 4), 202: iter([0.0, 0.000400] * 4)}     # each turn's start, end
+    monkeypatch.setattr(loadgen, "tree_cpu_seconds", lambda pid: next(seconds[pid]))
+    assert loadgen.main(["--phases", "c1", "--out", str(tmp_path), "--duration", "1", "--warmup", "0"]) == 0
+    assert _report(tmp_path)["server_cpu_us_per_request"] == {"c1": {"echo": 400.0, "decide": 450.0}}
+    assert "c1 echo 400.0 decide 450.0" in capsys.readouterr().out
 
 
 def test_a_busy_share_needs_two_readings_apart():
