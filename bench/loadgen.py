@@ -14,9 +14,6 @@ request bytes:
              over --procs processes share the schedule, each blocking on its
              sends (as wrk2's connections do): a send whose caller still waits
              for its last answer goes out late and its lateness is counted.
-             (Until stop 33 one thread per process sent asynchronous calls:
-             ~1.5x the client CPU a request, and at half the echo's maximum
-             the client's own backlog gave the echo a p99 of 20-45 ms.)
 * ``batch``  DecideBatch of --batch-size items, closed loop: decisions per second,
              against ``maple serve`` with --batch-workers processes (default: one
              per core, as ``maple serve`` runs by default); when that differs from
@@ -43,7 +40,11 @@ When the harness starts the server itself it also reads the server's own
 ``maple_decide_seconds`` histogram (request parsed to response ready), from
 the end of each turn's warm-up (once every client process's is over) to the
 turn's end: the calls the client-side percentiles count, give or take the
-few that one process made while another was still warming up.
+few that one process made while another was still warming up.  Over the
+same windows it reads how busy the whole machine was (/proc/stat) and, for
+each server it started, its CPU a request (every thread and child): on a
+machine the client shares, they say whether a ratio measured latency or a
+queue.  A server it starts is measured only once it is quiet (``settle``).
 """
 from __future__ import annotations
 
