@@ -389,23 +389,30 @@ def test_the_server_side_times_are_read_from_a_real_scrape():
         assert {b for b, n in total.items() if n} == {b for b in total if b >= le}
 
 
+def _echo_server(echo, threads: int):
+    """A started gRPC server answering /t.T/Echo with ``echo`` on a free
+    loopback port: (server, port)."""
+    from concurrent import futures
+
+    import grpc
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "t.T", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
 def test_on_warm_marks_the_end_of_the_warm_up_so_the_server_side_counts_the_measured_calls():
     """run_phase calls on_warm once, when the client's warm-up is over: what
     a server counts after it is what the client-side percentiles count
     (the load generator reads maple_decide_seconds from there)."""
-    from concurrent import futures
-
-    import grpc
     served = [0]
 
     def echo(request, context):
         served[0] += 1
         return request
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "t.T", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = _echo_server(echo, threads=2)
     marks = []
     try:
         result = loadgen.run_phase("c1", "echo", f"127.0.0.1:{port}", "/t.T/Echo", [b"x" * 100], mode="closed",
@@ -426,19 +433,12 @@ def test_the_open_loop_counts_a_stall_in_full_from_each_intended_send_time():
     its callers busy) and counts, and its latency runs from its intended
     time, so half of them waited at least half the window (no coordinated
     omission). Both are bounds by construction, not speeds."""
-    from concurrent import futures
-
-    import grpc
     gate = threading.Event()
 
     def echo(request, context):
         gate.wait(30)
         return request
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "t.T", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = _echo_server(echo, threads=4)
     rate, duration = 200, 0.5
     release = threading.Timer(duration, gate.set)      # from the window's start: it stalls the whole window
     try:
