@@ -33,7 +33,7 @@ from grpc_reflection.v1alpha import reflection
 from ..service.decide import Decider
 from ..service.events import EventRecorder
 from ..service.inventory import InventoryHolder, InventoryStores, reload_logged
-from ..service.reload import LocalTarget, ProcessCompiler, RulesManager
+from ..service.reload import LocalTarget, ProcessCompiler, RulesManager, compiler_sched_from_env
 from ..service.rules import RulesetHolder
 from ..service.errors import ServiceError
 from ..service.sources import open_profile_source
@@ -586,6 +586,7 @@ def serve(cfg: ServeConfig) -> int:
     setup_logging(cfg.log_level)
     if encoder_from_env() != "wire":               # checked before any worker starts
         log.warning("MAPLE_ENCODER=runtime: answers are built by the protobuf runtime (slower)")
+    compiler_sched_from_env()                      # likewise, before the compiler process reads it
     qos = None
     if cfg.cpu_latency_us is not None:             # machine-wide while held: the workers need no copy
         from .cpu_latency import CpuLatency, CpuLatencyError

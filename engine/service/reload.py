@@ -204,6 +204,21 @@ class InlineCompiler:
 
 #: the compiler process's niceness: decisions come first, a reload waits for spare CPU
 COMPILER_NICE = 10
+#: MAPLE_COMPILER_SCHED's values: ``idle`` (the default; on Linux SCHED_IDLE as
+#: well as the nice value) or ``nice`` (the nice value alone)
+COMPILER_SCHEDS = ("idle", "nice")
+
+
+def compiler_sched_from_env() -> str:
+    """MAPLE_COMPILER_SCHED: ``idle`` (the default) runs the compiler process
+    at SCHED_IDLE too, so it gets only CPU no other thread wants and a host
+    whose decisions keep every core busy reloads only as fast as idle time
+    comes; ``nice`` leaves it at the nice value alone, a small but steady
+    share under full load. SystemExit naming the variable on anything else."""
+    name = os.environ.get("MAPLE_COMPILER_SCHED", "idle") or "idle"
+    if name not in COMPILER_SCHEDS:
+        raise SystemExit(f"maple serve: MAPLE_COMPILER_SCHED={name!r}: use one of {', '.join(COMPILER_SCHEDS)}")
+    return name
 
 
 def _child_init(cpus: tuple[int, ...] | None = None) -> None:
@@ -223,7 +238,7 @@ def _child_init(cpus: tuple[int, ...] | None = None) -> None:
     # SCHED_IDLE (Linux): the compiler runs only on a core nothing else wants,
     # and a waking decision thread preempts it at once; a nice value alone
     # still lets it hold a core for a few ms against the server's threads.
-    if os.environ.get("MAPLE_COMPILER_SCHED", "idle") == "idle" and hasattr(os, "SCHED_IDLE"):
+    if compiler_sched_from_env() == "idle" and hasattr(os, "SCHED_IDLE"):
         try:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         except OSError:

@@ -3,6 +3,7 @@ rollback against the watcher, the state-directory fallback, and rulesets
 assembled from a bundle compiled elsewhere."""
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 
@@ -10,7 +11,8 @@ import pytest
 
 from engine.ruleset import build, load
 from engine.service.errors import FailedPrecondition, NotFound
-from engine.service.reload import InlineCompiler, LocalTarget, ProcessCompiler, RulesManager, compile_pack, payload_of
+from engine.service.reload import (COMPILER_NICE, InlineCompiler, LocalTarget, ProcessCompiler, RulesManager,
+                                  compile_pack, compiler_sched_from_env, payload_of)
 from engine.service.rules import RulesetHolder
 from engine.versions import VersionStore
 
@@ -172,6 +174,35 @@ def test_the_compiler_process_gives_the_same_version(pack):
         assert bad.bundle is None and bad.error.diagnostics[0].span.path == "x.rules"
     finally:
         compiler.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+@pytest.mark.parametrize("setting, policy", [(None, "SCHED_IDLE"), ("idle", "SCHED_IDLE"), ("nice", "SCHED_OTHER")])
+def test_the_compiler_process_runs_below_decisions_as_maple_compiler_sched_says(monkeypatch, setting, policy):
+    """Nice 10 above this process's niceness either way; SCHED_IDLE too
+    unless MAPLE_COMPILER_SCHED=nice (a host whose decisions keep every
+    core busy, where a reload must still get a steady share)."""
+    if setting is None:
+        monkeypatch.delenv("MAPLE_COMPILER_SCHED", raising=False)
+    else:
+        monkeypatch.setenv("MAPLE_COMPILER_SCHED", setting)
+    compiler = ProcessCompiler()
+    try:
+        compiler.compile([("x.rules", 'decision d: string default "a"\n')], None, False)
+        [child] = compiler._pool._processes
+        assert os.sched_getscheduler(child) == getattr(os, policy)
+        assert os.getpriority(os.PRIO_PROCESS, child) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + COMPILER_NICE)
+    finally:
+        compiler.close()
+
+
+@pytest.mark.parametrize("value", ["Idle", "batch", "0"])
+def test_an_unknown_maple_compiler_sched_is_refused_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("MAPLE_COMPILER_SCHED", value)
+    with pytest.raises(SystemExit, match=f"MAPLE_COMPILER_SCHED='{value}': use one of idle, nice"):
+        compiler_sched_from_env()
+    monkeypatch.setenv("MAPLE_COMPILER_SCHED", "")
+    assert compiler_sched_from_env() == "idle"          # set but empty: the default
 
 
 KILLED_PARENT = """
