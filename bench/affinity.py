@@ -20,7 +20,6 @@ the next: two runs cannot be compared.  Linux only (/proc, sched_setaffinity).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -36,16 +35,11 @@ WARMUP = 300
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.affinity", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--calls", type=int, default=2000, help="calls per server per round")
-    ap.add_argument("--customers", type=int, default=2000)
-    ap.add_argument("--cpus", default="auto", help="the pinned servers' --cpu-affinity (auto or a CPU list)")
-    ap.add_argument("--json", help="also write the figures here")
-    args = ap.parse_args(argv)
-    if args.rounds < 1 or args.calls < 1 or args.customers < 1:
-        ap.error("--rounds, --calls and --customers: 1 or more")
     sys.path.insert(0, str(ROOT))
+    from bench.idle_cores import parse_rounds, rounds_parser
+    ap = rounds_parser("python -m bench.affinity", __doc__, 6, 2000, "calls per server per round")
+    ap.add_argument("--cpus", default="auto", help="the pinned servers' --cpu-affinity (auto or a CPU list)")
+    args = parse_rounds(ap, argv)
     from engine.server import affinity
     try:                                        # fail before starting anything
         if affinity.parse(args.cpus) is None:
@@ -56,7 +50,7 @@ def main(argv=None) -> int:
 
     from bench import loadgen
     from bench import profiles as prof
-    from bench.idle_cores import one_caller_row
+    from bench.idle_cores import close_all, one_caller_row, time_calls
     from bench.server_cpu import cpu_seconds
 
     people = prof.synthetic(args.customers)
@@ -89,27 +83,18 @@ def main(argv=None) -> int:
         cpu = {key: 0.0 for key in targets}
         server_side = {(setting, kind): {} for setting in SETTINGS for kind in KINDS}
         rng = random.Random(7)
-        perf = time.perf_counter
         for _ in range(args.rounds):
             for key in rng.sample(list(targets), len(targets)):
                 setting, server, kind = key
                 call, pid, port = targets[key]
                 bodies, out = payloads[kind], latency[key]
                 before, c0 = loadgen.scrape_decide_buckets(port), cpu_seconds(pid)
-                for i in range(args.calls):
-                    t0 = perf()
-                    call(bodies[i % len(bodies)], timeout=10)
-                    out.append(perf() - t0)
+                time_calls(call, bodies, args.calls, out)
                 cpu[key] += cpu_seconds(pid) - c0
                 if port is not None:
                     loadgen.add_buckets(server_side[(setting, kind)], before, loadgen.scrape_decide_buckets(port))
     finally:
-        for ch in channels:
-            ch.close()
-        for proc in procs:
-            proc.terminate()
-            proc.wait(30)
-        tmp.cleanup()
+        close_all(channels, procs, tmp)
 
     calls = args.rounds * args.calls
     rows = []

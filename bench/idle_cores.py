@@ -51,16 +51,48 @@ def one_caller_row(echo: list[float], decide: list[float], buckets: dict, digits
             "server_p50_le_us": srv["p50_le_us"], "server_p99_le_us": srv["p99_le_us"]}
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.idle_cores", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--calls", type=int, default=1500, help="calls per target per setting per round")
+def time_calls(call, bodies: list[bytes], n: int, out: list[float]) -> None:
+    """``n`` calls of ``call`` one after another over ``bodies`` in turn,
+    each one's seconds appended to ``out``."""
+    perf = time.perf_counter
+    for i in range(n):
+        t0 = perf()
+        call(bodies[i % len(bodies)], timeout=10)
+        out.append(perf() - t0)
+
+
+def close_all(channels, procs, tmp) -> None:
+    """A bench's channels closed, its servers stopped, its directory gone."""
+    for ch in channels:
+        ch.close()
+    for proc in procs:
+        proc.terminate()
+        proc.wait(30)
+    tmp.cleanup()
+
+
+def rounds_parser(prog: str, doc: str, rounds: int, calls: int, calls_help: str) -> argparse.ArgumentParser:
+    """The arguments this bench and bench.affinity share: --rounds, --calls,
+    --customers and --json (add the bench's own, then ``parse_rounds``)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=rounds)
+    ap.add_argument("--calls", type=int, default=calls, help=calls_help)
     ap.add_argument("--customers", type=int, default=2000)
-    ap.add_argument("--limit-us", type=int, default=0, help="the limit held in the 'poll' turns (µs)")
     ap.add_argument("--json", help="also write the figures here")
+    return ap
+
+
+def parse_rounds(ap: argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.calls < 1 or args.customers < 1:
         ap.error("--rounds, --calls and --customers: 1 or more")
+    return args
+
+
+def main(argv=None) -> int:
+    ap = rounds_parser("python -m bench.idle_cores", __doc__, 4, 1500, "calls per target per setting per round")
+    ap.add_argument("--limit-us", type=int, default=0, help="the limit held in the 'poll' turns (µs)")
+    args = parse_rounds(ap, argv)
     sys.path.insert(0, str(ROOT))
     import grpc
 
@@ -108,23 +140,14 @@ def main(argv=None) -> int:
                         call, bodies, out = calls[(target, kind)], payloads[kind], latency[(mode, target, kind)]
                         port = servers[kind]["metrics"] if target == "decide" else None
                         before = loadgen.scrape_decide_buckets(port)
-                        perf = time.perf_counter
-                        for i in range(args.calls):
-                            t0 = perf()
-                            call(bodies[i % len(bodies)], timeout=10)
-                            out.append(perf() - t0)
+                        time_calls(call, bodies, args.calls, out)
                         if port is not None:
                             loadgen.add_buckets(server_side[(mode, kind)], before, loadgen.scrape_decide_buckets(port))
                 finally:
                     if held is not None:
                         held.close()
     finally:
-        for ch in channels:
-            ch.close()
-        for proc in procs:
-            proc.terminate()
-            proc.wait(30)
-        tmp.cleanup()
+        close_all(channels, procs, tmp)
 
     rows = []
     for mode in MODES:
