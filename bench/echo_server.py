@@ -10,6 +10,19 @@ bytes it sends Decide, so the difference is what deciding costs.
 ``--cpu-affinity`` keeps each worker on one CPU as ``maple serve
 --cpu-affinity`` does (engine.server.affinity): the floor on the same
 footing as the Decide it is compared with.
+
+It answers ``DecisionService/Decide`` too, the same way, so it can stand
+in for Decide in the load generator (``python -m bench.loadgen --target``
+its address):
+
+* as it is, the floor measured against itself (an A/A run): how far this
+  machine's noise alone moves each ratio;
+* with ``--spin-us X``, each Decide first spends X µs of compact CPU work
+  (``sum(range(n))``, n set at start so that its median in process is X
+  µs; the Echo method does not spin): a Decide that did nothing but its
+  hot work, in a few cache lines, the best any decision path could do.
+  Set X to the whole Decide's hot time in process (``python
+  bench/profiles_bench.py --pack reference``'s bytes-to-bytes figure).
 """
 from __future__ import annotations
 
@@ -17,7 +30,9 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import threading
+import time
 
 import grpc
 
@@ -28,16 +43,51 @@ from engine.server.workers import reserve_port
 METHOD = "/maple.bench.Echo/Echo"
 
 
+DECIDE = "/maple.v1.DecisionService/Decide"
+SPIN_SAMPLES = 2000             # timed sum(range(n)) calls per step of spin_size
+
+
 def _echo(request: bytes, context) -> bytes:
     return request
 
 
-def _serve_one(address: str, threads: int, ready=None, cpu: int | None = None) -> None:
+def spin_size(us: float, passes: int = 4) -> int:
+    """n such that ``sum(range(n))`` takes ``us`` µs in process (the median
+    of SPIN_SAMPLES calls), found in ``passes`` steps, each correcting n by
+    the ratio found; 0 for ``us`` 0."""
+    if us <= 0:
+        return 0
+    n = 1000
+    for _ in range(passes):
+        times = []
+        for _ in range(SPIN_SAMPLES):
+            t0 = time.perf_counter_ns()
+            sum(range(n))
+            times.append(time.perf_counter_ns() - t0)
+        n = max(1, round(n * us * 1e3 / statistics.median(times)))
+    return n
+
+
+def _decide(n: int):
+    """The Decide stand-in: the request echoed, after ``sum(range(n))``."""
+    if n == 0:
+        return _echo
+
+    def decide(request: bytes, context) -> bytes:
+        sum(range(n))
+        return request
+    return decide
+
+
+def _serve_one(address: str, threads: int, ready=None, cpu: int | None = None, spin_n: int = 0) -> None:
     if cpu is not None:
         affinity.pin(cpu)                   # before the server starts its threads
     server = make_server(threads, 512, 4 * 1024 * 1024, reuseport=True)     # --workers share the port
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        "maple.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}),))
+    server.add_generic_rpc_handlers((
+        grpc.method_handlers_generic_handler("maple.bench.Echo",
+                                             {"Echo": grpc.unary_unary_rpc_method_handler(_echo)}),
+        grpc.method_handlers_generic_handler("maple.v1.DecisionService",
+                                             {"Decide": grpc.unary_unary_rpc_method_handler(_decide(spin_n))})))
     port = server.add_insecure_port(address)
     server.start()
     stop = stop_event()         # wakes for a signal whichever thread gets it (engine.server.app.Stop)
@@ -53,27 +103,34 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--cpu-affinity", default="off", help=f"each worker kept on one CPU: {affinity.SPEC_HELP}")
+    p.add_argument("--spin-us", type=float, default=0.0,
+                   help="µs of compact CPU work each Decide does before it echoes (default 0: none)")
     args = p.parse_args(argv)
+    if not 0 <= args.spin_us <= 1e6:
+        p.error(f"--spin-us {args.spin_us:g}: use 0 to 1000000 µs")
     try:
         cpus = affinity.parse(args.cpu_affinity)
     except ValueError as err:
         p.error(f"--cpu-affinity {args.cpu_affinity}: {err}")
     cpu_of = (lambda i: None) if cpus is None else (lambda i: affinity.cpu_for(cpus, i))   # noqa: E731
+    spin_n = spin_size(args.spin_us)
     address, holder = reserve_port(args.listen) if args.workers > 1 else (args.listen, None)
     if args.workers == 1:
         parent, child = multiprocessing.Pipe()
         t = threading.Thread(target=lambda: print(json.dumps({"event": "listening", "decisions":
-                                                              f"{address.rpartition(':')[0]}:{parent.recv()}"}),
+                                                              f"{address.rpartition(':')[0]}:{parent.recv()}",
+                                                              "spin_n": spin_n}),
                                                   flush=True), daemon=True)
         t.start()
-        _serve_one(address, args.threads, child, cpu_of(0))
+        _serve_one(address, args.threads, child, cpu_of(0), spin_n)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_serve_one, args=(address, args.threads, None, cpu_of(i)))
+    procs = [ctx.Process(target=_serve_one, args=(address, args.threads, None, cpu_of(i), spin_n))
              for i in range(args.workers)]
     for proc in procs:
         proc.start()
-    print(json.dumps({"event": "listening", "decisions": address, "pid": os.getpid()}), flush=True)
+    print(json.dumps({"event": "listening", "decisions": address, "pid": os.getpid(), "spin_n": spin_n}),
+          flush=True)
     stop = stop_event()
     stop.wait()
     for proc in procs:

@@ -33,6 +33,13 @@ order, the phase's --duration split between them): this shared VM's speed drifts
 by half within minutes, and alternating makes the drift fall on both alike.  The
 batch phase measures the service as it is deployed.
 The table and the JSON say how many server workers each phase ran against.
+Each ratio the targets judge comes with an interval: the run's turn pairs
+drawn again with replacement (a bootstrap, ``turn_intervals``) and the
+central 90 % of the ratios the draws give.  Where it reaches across a goal
+the verdict says "turns disagree": this run cannot tell the ratio from its
+own noise.  ``bench.echo_server`` answers Decide as well, so ``--target``
+at one measures the floor against itself (an A/A run), or against a Decide
+that does only compact work (its ``--spin-us``).
 
 Latencies are recorded in HdrHistograms (1 us .. 60 s, 3 digits) per process and
 merged.  Results: a table on stdout, JSON and a latency-distribution PNG in --out.
@@ -567,6 +574,43 @@ def turn_ratios(echo: list[Result], decide: list[Result]) -> dict:
             "throughput": [ratio(d.throughput, e.throughput) for e, d in pairs]}
 
 
+#: resamples of a phase's turns behind each ratio's interval, and the interval's coverage
+RESAMPLES = 1000
+COVERAGE = 0.90
+
+
+def turn_intervals(echo: list[Result], decide: list[Result], resamples: int = RESAMPLES,
+                   coverage: float = COVERAGE, seed: int = 0) -> dict | None:
+    """How far this run's turns could move Decide / echo: the run's ABBA turn
+    pairs drawn with replacement ``resamples`` times (a bootstrap), each
+    draw's turns merged as the report merges them, and the central
+    ``coverage`` of the ratios it gives, for p50, p99 and throughput:
+    ``{"p50": (lo, hi), ...}``.  None with fewer than two turns.  A wide
+    interval is a run whose turns disagree (a shared machine's stalls, which
+    fall on a p99 turn by turn); one that lies wholly on one side of a goal
+    is a verdict the turns agree on.  Seeded: the same turns give the same
+    interval."""
+    import random
+    pairs = list(zip(echo, decide))
+    if len(pairs) < 2:
+        return None
+    draw = random.Random(seed)
+    found: dict[str, list[float]] = {"p50": [], "p99": [], "throughput": []}
+    for _ in range(resamples):
+        picked = draw.choices(pairs, k=len(pairs))
+        e, d = merged([p[0] for p in picked]), merged([p[1] for p in picked])
+        found["p50"].append(ratio(d.pct(50), e.pct(50)))
+        found["p99"].append(ratio(d.pct(99), e.pct(99)))
+        found["throughput"].append(ratio(d.throughput, e.throughput))
+    tail = (1.0 - coverage) / 2
+    out = {}
+    for k, xs in found.items():
+        xs = sorted(x for x in xs if x == x)            # NaN (a turn without calls) left out
+        if xs:
+            out[k] = (xs[int(tail * len(xs))], xs[min(len(xs) - 1, int((1.0 - tail) * len(xs)))])
+    return out
+
+
 def ratios(results: list[Result]) -> dict:
     by = {(r.phase, r.target): r for r in results}
     out = {}
@@ -589,15 +633,26 @@ SERVER_P99_MAX_US = 100         # maple_decide_seconds p99 at one caller
 BUDGET_P99_US = 1_000           # the brief: one Decide over gRPC on loopback, p99 under 1 ms
 
 
-def targets(results: list[Result], server_side: dict, overload: bool = False) -> list[dict]:
+def targets(results: list[Result], server_side: dict, overload: bool = False,
+            intervals: dict | None = None) -> list[dict]:
     """Each target this run can speak to: what it asks, what was measured,
     and whether it was met (None: this run cannot tell, e.g. the open phase
     measured overload).  The server-side p99 is a histogram bucket's upper
-    bound: met when that bound is within the target (100 µs is a bound)."""
+    bound: met when that bound is within the target (100 µs is a bound).
+    ``intervals`` (by phase, ``turn_intervals``): a ratio's row also carries
+    its interval over the run's turns resampled, and ``clear``: whether the
+    whole interval lies on the verdict's side of the goal (False: the turns
+    disagree about it; None: no interval)."""
     rows = []
+    intervals = intervals or {}
 
-    def row(what: str, goal: str, measured: str, met) -> None:
-        rows.append({"target": what, "goal": goal, "measured": measured, "met": met})
+    def row(what: str, goal: str, measured: str, met, interval=None, within=None) -> None:
+        clear = None
+        if interval is not None and met is not None:
+            sides = {within(interval[0]), within(interval[1])}
+            clear = sides == {met}
+        rows.append({"target": what, "goal": goal, "measured": measured, "met": met,
+                     "interval": list(interval) if interval is not None else None, "clear": clear})
 
     c1 = (server_side or {}).get("c1")
     if c1 and c1.get("p99_le_us") is not None:
@@ -610,11 +665,15 @@ def targets(results: list[Result], server_side: dict, overload: bool = False) ->
             if phase in r:
                 x = r[phase][p]
                 met = None if phase == "open" and overload else x <= RATIO_MAX
+                span = (intervals.get(phase) or {}).get(p)
                 row(f"Decide / echo {p}, {label}", f"<= {RATIO_MAX:g}x",
-                    f"{x:.2f}x" + (" (overload)" if met is None else ""), met)
+                    f"{x:.2f}x" + (" (overload)" if met is None else "") + _span_text(span), met, span,
+                    lambda y: y <= RATIO_MAX)
     if "max" in r:
         x = r["max"]["throughput"]
-        row("Decide / echo maximum throughput", f">= {THROUGHPUT_MIN:.2f}x", f"{x:.2f}x", x >= THROUGHPUT_MIN)
+        span = (intervals.get("max") or {}).get("throughput")
+        row("Decide / echo maximum throughput", f">= {THROUGHPUT_MIN:.2f}x", f"{x:.2f}x" + _span_text(span),
+            x >= THROUGHPUT_MIN, span, lambda y: y >= THROUGHPUT_MIN)
     for b in (b for b in results if b.phase == "batch" and b.requests):
         x = b.throughput * b.items_per_request
         row("DecideBatch decisions/s", f">= {BATCH_MIN:,}", f"{x:,.0f}", x >= BATCH_MIN)
@@ -625,13 +684,21 @@ def targets(results: list[Result], server_side: dict, overload: bool = False) ->
     return rows
 
 
+def _span_text(span) -> str:
+    return "" if span is None else f" ({span[0]:.2f}-{span[1]:.2f})"
+
+
 def targets_table(rows: list[dict]) -> str:
     if not rows:
         return ""
     width = max(len(t["target"]) for t in rows)
     verdict = {True: "met", False: "NOT met", None: "cannot tell"}
     lines = ["targets, this run:"]
-    lines += [f"  {t['target']:<{width}}  {t['goal']:>11}  {t['measured']:>20}  {verdict[t['met']]}" for t in rows]
+    lines += [f"  {t['target']:<{width}}  {t['goal']:>11}  {t['measured']:>24}  {verdict[t['met']]}"
+              + (", turns disagree" if t.get("clear") is False else "") for t in rows]
+    if any(t.get("interval") for t in rows):
+        lines.append(f"  (in brackets: the ratio's central {COVERAGE:.0%} over this run's turns drawn again "
+                     f"{RESAMPLES:,} times; 'turns disagree': it reaches across the goal)")
     return "\n".join(lines)
 
 
@@ -809,6 +876,7 @@ def main(argv=None) -> int:
         server_side = {}
         read_included = {}              # by phase: the same from the request's bytes (maple_request_seconds)
         per_turn = {}                   # by phase: Decide / echo in each turn
+        intervals = {}                  # by phase: each ratio's interval over the turns resampled
         machine_busy = {}               # by phase and target: the machine's busy CPU share, measured windows
         server_cpu_us = {}              # by phase and target: the server's CPU a request, µs (servers it started)
         profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
@@ -861,6 +929,9 @@ def main(argv=None) -> int:
                         add_buckets(reads, reads_before, reads_after)
             results.extend((merged(parts["echo"]), merged(parts["decide"])))
             per_turn[phase] = turn_ratios(parts["echo"], parts["decide"])
+            spans = turn_intervals(parts["echo"], parts["decide"])
+            if spans:
+                intervals[phase] = spans
             machine_busy[phase] = {k: mean_of(v) for k, v in busy.items()}
             if server_cpu["echo"] or server_cpu["decide"]:
                 server_cpu_us[phase] = {k: None if (m := mean_of(v)) is None else round(m, 1)
@@ -925,13 +996,16 @@ def main(argv=None) -> int:
                   "cpu_affinity": args.cpu_affinity,
                   "results": [r.summary() for r in results], "ratios_decide_over_echo": ratios(results),
                   "ratios_per_turn": per_turn,
+                  "ratio_intervals": {phase: {k: list(v) for k, v in spans.items()}
+                                      for phase, spans in intervals.items()},
+                  "ratio_interval_coverage": COVERAGE,
                   "machine_busy": machine_busy,
                   "server_cpu_us_per_request": server_cpu_us,
                   "server_side_decide": server_side, "server_side_read_included": read_included,
                   "open_rate_over_decide_max": open_load,
                   "profile_cache": profile_cache}
         overload = open_load is not None and queued(results, open_load)
-        report["targets"] = targets(results, server_side, overload)
+        report["targets"] = targets(results, server_side, overload, intervals)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -353,6 +353,68 @@ def test_each_target_is_judged_from_the_run():
     assert loadgen.targets([], {}) == [] and loadgen.targets_table([]) == ""
 
 
+def test_turns_that_agree_give_an_interval_of_one_point():
+    """Every turn the same: however the turns are drawn, the ratio is the
+    merged rows' own."""
+    echo = [_result("c1", "echo", [500] * 100) for _ in range(4)]
+    decide = [_result("c1", "decide", [600] * 100, seconds=1.25) for _ in range(4)]
+    spans = loadgen.turn_intervals(echo, decide, resamples=200)
+    assert spans == {"p50": (1.2, 1.2), "p99": (1.2, 1.2), "throughput": (0.8, 0.8)}
+    assert loadgen.turn_intervals(echo[:1], decide[:1]) is None         # one turn: nothing to draw from
+
+
+def test_a_turn_that_disagrees_widens_the_interval_around_the_merged_ratio():
+    """Three turns at 1.0x and one whose p99 is 3x: the merged p99 ratio
+    lies inside the interval, which spans from the draws without that turn
+    (1.0x) to draws with it more than once; the p50, alike in every turn,
+    stays one point.  Seeded: the same turns give the same interval."""
+    echo = [_result("open", "echo", [500] * 100) for _ in range(4)]
+    decide = [_result("open", "decide", [500] * 100) for _ in range(3)]
+    decide.append(_result("open", "decide", [500] * 95 + [1_500] * 5))
+    spans = loadgen.turn_intervals(echo, decide, resamples=500)
+    merged_p99 = loadgen.ratios([loadgen.merged(echo), loadgen.merged(decide)])["open"]["p99"]
+    lo, hi = spans["p99"]
+    assert lo == 1.0 and hi == 3.0 and lo <= merged_p99 <= hi
+    assert spans["p50"] == (1.0, 1.0)
+    assert loadgen.turn_intervals(echo, decide, resamples=500) == spans
+
+
+@pytest.mark.parametrize("span, met, clear, verdict", [
+    ((1.02, 1.10), True, True, "met"),
+    ((1.05, 1.30), True, False, "met, turns disagree"),
+    ((1.10, 1.40), False, False, "NOT met, turns disagree"),
+    ((1.20, 1.40), False, True, "NOT met"),
+])
+def test_a_verdict_says_whether_the_run_s_turns_agree_on_it(span, met, clear, verdict):
+    """The verdict is the merged ratio's; ``clear`` says whether the turns'
+    whole interval lies on its side of the goal (1.15x at most)."""
+    x = 1.10 if met else 1.25
+    results = [_result("c1", "echo", [1000] * 100), _result("c1", "decide", [round(1000 * x)] * 100)]
+    rows = {t["target"]: t for t in loadgen.targets(results, {}, intervals={"c1": {"p50": span, "p99": span}})}
+    row = rows["Decide / echo p50, one caller"]
+    assert (row["met"], row["clear"], row["interval"]) == (met, clear, list(span))
+    assert row["measured"] == f"{x:.2f}x ({span[0]:.2f}-{span[1]:.2f})"
+    line = next(ln for ln in loadgen.targets_table([row]).splitlines() if "p50, one caller" in ln)
+    assert line.rstrip().endswith("  " + verdict)
+    # a throughput has its goal from below
+    maxed = [_result("max", "echo", [1], requests=1000), _result("max", "decide", [1], requests=820)]
+    [row] = loadgen.targets(maxed, {}, intervals={"max": {"throughput": (0.78, 0.86)}})
+    assert (row["met"], row["clear"]) == (True, False)
+    [row] = loadgen.targets(maxed, {})
+    assert (row["interval"], row["clear"]) == (None, None)
+
+
+def test_a_run_of_turns_reports_each_ratio_s_interval(four_cores, monkeypatch, tmp_path, capsys):
+    _fake(monkeypatch, tmp_path)
+    loadgen.main(["--phases", "c1", "--turns", "4", "--customers", "20", "--out", str(tmp_path)])
+    report = _report(tmp_path)
+    assert report["ratio_intervals"]["c1"] == {"p50": [1.0, 1.0], "p99": [1.0, 1.0], "throughput": [1.0, 1.0]}
+    assert report["ratio_interval_coverage"] == loadgen.COVERAGE
+    row = next(t for t in report["targets"] if t["target"] == "Decide / echo p50, one caller")
+    assert (row["interval"], row["clear"]) == ([1.0, 1.0], True)
+    assert "in brackets: the ratio's central 90%" in capsys.readouterr().out
+
+
 def test_the_report_carries_the_targets(four_cores, monkeypatch, tmp_path, capsys):
     _fake(monkeypatch, tmp_path)
     assert loadgen.main(["--phases", "c1,batch", "--out", str(tmp_path), "--duration", "1", "--warmup", "0"]) == 0
@@ -537,3 +599,37 @@ def test_a_server_is_measured_only_once_its_process_tree_is_quiet():
         idle.kill()
         busy.wait()
         idle.wait()
+
+
+def test_the_echo_floor_stands_in_for_decide_with_or_without_compact_work():
+    """bench.echo_server answers DecisionService/Decide with the request's
+    bytes too, so ``--target`` at it is an A/A run; with --spin-us it first
+    runs sum(range(n)), n found at start (a positive count for X > 0, none
+    for 0), and still echoes.  Its Echo method never spins."""
+    import subprocess
+    import sys
+
+    import grpc
+
+    from bench import echo_server
+    assert echo_server.spin_size(0) == 0
+    for spin_us, spins in (("0", False), ("10", True)):
+        proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--spin-us", spin_us],
+                                cwd=loadgen.ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            info = json.loads(proc.stdout.readline())
+            assert (info["spin_n"] > 0) is spins
+            with grpc.insecure_channel(info["decisions"]) as ch:
+                for method in (loadgen.DECIDE, loadgen.ECHO):
+                    assert ch.unary_unary(method)(b"r" * 600, timeout=30) == b"r" * 600
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def test_a_spin_out_of_range_is_refused():
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "bench.echo_server", "--spin-us", "-1"], cwd=loadgen.ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--spin-us -1: use 0 to 1000000 µs" in r.stderr
