@@ -41,9 +41,6 @@ from engine.server.app import make_server, stop_event
 from engine.server.workers import reserve_port
 
 METHOD = "/maple.bench.Echo/Echo"
-
-
-DECIDE = "/maple.v1.DecisionService/Decide"
 SPIN_SAMPLES = 2000             # timed sum(range(n)) calls per step of spin_size
 
 
