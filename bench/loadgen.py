@@ -702,17 +702,31 @@ def targets_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[Result], path: Path) -> None:
+#: the ratios the turns panel shows: (phase, statistic, label, goal, goal is a ceiling)
+JUDGED = (("c1", "p50", "one caller\np50", RATIO_MAX, True), ("c1", "p99", "one caller\np99", RATIO_MAX, True),
+          ("open", "p50", "open loop\np50", RATIO_MAX, True), ("open", "p99", "open loop\np99", RATIO_MAX, True),
+          ("max", "throughput", "maximum\nthroughput", THROUGHPUT_MIN, False))
+
+
+def plot(results: list[Result], path: Path, per_turn: dict | None = None, intervals: dict | None = None) -> None:
+    """The latency distributions, a panel per phase; with ``per_turn``
+    (turn_ratios by phase) a last panel of Decide / echo turn by turn for
+    each ratio the targets judge: each turn a dot, the merged ratio a bar,
+    ``intervals`` (turn_intervals by phase) as its whisker, the goal a red
+    line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     phases = [p for p in PHASES if any(r.phase == p for r in results)]
-    fig, axes = plt.subplots(1, len(phases), figsize=(5 * len(phases), 4), squeeze=False)
+    judged = [j for j in JUDGED if len((per_turn or {}).get(j[0], {}).get(j[1], ())) > 0]
+    fig, axes = plt.subplots(1, len(phases) + bool(judged), figsize=(5 * (len(phases) + bool(judged)), 4),
+                             squeeze=False)
     pcts = [0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99]
     for ax, phase in zip(axes[0], phases):
         for r in (r for r in results if r.phase == phase and r.requests):
             xs = [1 / (1 - p / 100) if p < 100 else 1e4 for p in pcts]
-            workers = "" if r.server_workers is None else f", {r.server_workers} workers"
+            workers = "" if r.server_workers is None else \
+                f", {r.server_workers} worker{'' if r.server_workers == 1 else 's'}"
             ax.plot(xs, [r.pct(p) / 1000 for p in pcts], marker=".",
                     label=f"{r.target} ({r.throughput:,.0f} req/s{workers})")
         ax.set_xscale("log")
@@ -723,9 +737,38 @@ def plot(results: list[Result], path: Path) -> None:
         ax.set_title(phase)
         ax.grid(True, alpha=0.3)
         ax.legend()
+    if judged:
+        _plot_turns(axes[0][-1], judged, per_turn, ratios(results), intervals or {})
     fig.suptitle("Maple vs gRPC echo floor (same server stack); batch: DecideBatch, events: RecordEvents")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _plot_turns(ax, judged: list, per_turn: dict, merged_ratios: dict, intervals: dict) -> None:
+    top = 0.0
+    for i, (phase, stat, _, goal, ceiling) in enumerate(judged):
+        turns = [x for x in per_turn[phase][stat] if x == x]
+        top = max([top, goal, *turns, *((intervals.get(phase) or {}).get(stat) or ())])
+        ax.scatter([i + 0.3 * (k / max(1, len(turns) - 1) - 0.5) for k in range(len(turns))], turns, s=12,
+                   color="tab:gray", zorder=3, label="a turn" if i == 0 else None)
+        x = merged_ratios.get(phase, {}).get(stat)
+        if x is not None and x == x:
+            met = x <= goal if ceiling else x >= goal
+            ax.bar(i, x, width=0.5, alpha=0.35, color="tab:green" if met else "tab:orange",
+                   label="the run (merged turns)" if i == 0 else None)
+        span = (intervals.get(phase) or {}).get(stat)
+        if span:                                # drawn as it is: it need not hold the merged ratio
+            ax.vlines(i, span[0], span[1], color="black", zorder=4,
+                      label=f"{COVERAGE:.0%} over the turns drawn again" if i == 0 else None)
+            ax.hlines(span, i - 0.08, i + 0.08, color="black", zorder=4)
+        ax.hlines(goal, i - 0.35, i + 0.35, color="tab:red", zorder=5, label="goal" if i == 0 else None)
+    ax.set_xticks(range(len(judged)))
+    ax.set_xticklabels([j[2] for j in judged], fontsize=8)
+    ax.set_ylabel("Decide / echo")
+    ax.set_title("the targets, turn by turn")
+    ax.set_ylim(0, 1.35 * top)             # room above for the legend
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
 
 
 # ---------------------------------------------------------------- main
@@ -1010,7 +1053,7 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         (out / f"loadgen-{stamp}.json").write_text(json.dumps(report, indent=2))
-        plot(results, out / f"loadgen-{stamp}.png")
+        plot(results, out / f"loadgen-{stamp}.png", per_turn=per_turn, intervals=intervals)
         print(table(results))
         print("\nDecide / echo:", json.dumps(report["ratios_decide_over_echo"]))
         for phase, r in per_turn.items():

@@ -79,7 +79,7 @@ def _fake(monkeypatch, tmp_path):
     monkeypatch.setattr(loadgen, "start_maple", start_maple)
     monkeypatch.setattr(loadgen, "start_echo", start_echo)
     monkeypatch.setattr(loadgen, "run_phase", run_phase)
-    monkeypatch.setattr(loadgen, "plot", lambda results, path: None)
+    monkeypatch.setattr(loadgen, "plot", lambda results, path, **kw: None)
     monkeypatch.setattr(loadgen, "default_pack", lambda: str(tmp_path))
     _fake.events_specs = events_specs
     return started, phases
@@ -413,6 +413,38 @@ def test_a_run_of_turns_reports_each_ratio_s_interval(four_cores, monkeypatch, t
     row = next(t for t in report["targets"] if t["target"] == "Decide / echo p50, one caller")
     assert (row["interval"], row["clear"]) == ([1.0, 1.0], True)
     assert "in brackets: the ratio's central 90%" in capsys.readouterr().out
+
+
+def test_the_plot_shows_the_targets_turn_by_turn_beside_the_distributions(tmp_path):
+    """A PNG with a panel per phase and, given the turns, one more: each
+    judged ratio's turns, merged ratio, interval and goal (matplotlib draws
+    it; the test reads the figure's axes back)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    results = [_result("c1", "echo", [500] * 100), _result("c1", "decide", [560] * 100),
+               _result("max", "echo", [900] * 10, requests=4_000), _result("max", "decide", [950] * 10, requests=3_400)]
+    per_turn = {"c1": {"p50": [1.1, 1.14], "p99": [1.0, float("nan")], "throughput": [1.0, 1.0]},
+                "max": {"p50": [1.0, 1.0], "p99": [1.0, 1.0], "throughput": [0.8, 0.9]}}
+    intervals = {"c1": {"p50": (1.1, 1.14), "p99": (1.0, 1.0)}, "max": {"throughput": (0.8, 0.9)}}
+    seen = []
+    real_savefig = plt.Figure.savefig
+
+    def savefig(fig, path, **kw):
+        seen.append([ax.get_title() for ax in fig.axes])
+        seen.append([t.get_text() for t in fig.axes[-1].get_xticklabels()])
+        return real_savefig(fig, path, **kw)
+    plt.Figure.savefig = savefig
+    try:
+        loadgen.plot(results, tmp_path / "with.png", per_turn=per_turn, intervals=intervals)
+        loadgen.plot(results, tmp_path / "without.png")
+    finally:
+        plt.Figure.savefig = real_savefig
+    assert seen[0] == ["c1", "max", "the targets, turn by turn"]
+    assert seen[1] == ["one caller\np50", "one caller\np99", "maximum\nthroughput"]   # no open phase: none of it
+    assert seen[2] == ["c1", "max"]
+    for name in ("with.png", "without.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_report_carries_the_targets(four_cores, monkeypatch, tmp_path, capsys):
