@@ -745,23 +745,30 @@ def plot(results: list[Result], path: Path, per_turn: dict | None = None, interv
 
 
 def _plot_turns(ax, judged: list, per_turn: dict, merged_ratios: dict, intervals: dict) -> None:
-    top = 0.0
+    top, labelled = 0.0, set()
+
+    def label(what: str) -> str | None:         # each kind of mark in the legend once
+        if what in labelled:
+            return None
+        labelled.add(what)
+        return what
     for i, (phase, stat, _, goal, ceiling) in enumerate(judged):
         turns = [x for x in per_turn[phase][stat] if x == x]
         top = max([top, goal, *turns, *((intervals.get(phase) or {}).get(stat) or ())])
         ax.scatter([i + 0.3 * (k / max(1, len(turns) - 1) - 0.5) for k in range(len(turns))], turns, s=12,
-                   color="tab:gray", zorder=3, label="a turn" if i == 0 else None)
+                   color="tab:gray", zorder=3, label=label("a turn"))
         x = merged_ratios.get(phase, {}).get(stat)
         if x is not None and x == x:
+            top = max(top, x)
             met = x <= goal if ceiling else x >= goal
             ax.bar(i, x, width=0.5, alpha=0.35, color="tab:green" if met else "tab:orange",
-                   label="the run (merged turns)" if i == 0 else None)
+                   label=label("the run (merged turns)"))
         span = (intervals.get(phase) or {}).get(stat)
         if span:                                # drawn as it is: it need not hold the merged ratio
             ax.vlines(i, span[0], span[1], color="black", zorder=4,
-                      label=f"{COVERAGE:.0%} over the turns drawn again" if i == 0 else None)
+                      label=label(f"{COVERAGE:.0%} over the turns drawn again"))
             ax.hlines(span, i - 0.08, i + 0.08, color="black", zorder=4)
-        ax.hlines(goal, i - 0.35, i + 0.35, color="tab:red", zorder=5, label="goal" if i == 0 else None)
+        ax.hlines(goal, i - 0.35, i + 0.35, color="tab:red", zorder=5, label=label("goal"))
     ax.set_xticks(range(len(judged)))
     ax.set_xticklabels([j[2] for j in judged], fontsize=8)
     ax.set_ylabel("Decide / echo")

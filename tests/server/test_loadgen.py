@@ -433,6 +433,8 @@ def test_the_plot_shows_the_targets_turn_by_turn_beside_the_distributions(tmp_pa
     def savefig(fig, path, **kw):
         seen.append([ax.get_title() for ax in fig.axes])
         seen.append([t.get_text() for t in fig.axes[-1].get_xticklabels()])
+        legend = fig.axes[-1].get_legend()
+        seen.append(sorted(t.get_text() for t in legend.get_texts()) if legend else None)
         return real_savefig(fig, path, **kw)
     plt.Figure.savefig = savefig
     try:
@@ -442,7 +444,8 @@ def test_the_plot_shows_the_targets_turn_by_turn_beside_the_distributions(tmp_pa
         plt.Figure.savefig = real_savefig
     assert seen[0] == ["c1", "max", "the targets, turn by turn"]
     assert seen[1] == ["one caller\np50", "one caller\np99", "maximum\nthroughput"]   # no open phase: none of it
-    assert seen[2] == ["c1", "max"]
+    assert seen[2] == ["90% over the turns drawn again", "a turn", "goal", "the run (merged turns)"]   # once each
+    assert seen[3] == ["c1", "max"]
     for name in ("with.png", "without.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
