@@ -640,7 +640,7 @@ def test_the_echo_floor_stands_in_for_decide_with_or_without_compact_work():
     """bench.echo_server answers DecisionService/Decide with the request's
     bytes too, so ``--target`` at it is an A/A run; with --spin-us it first
     runs sum(range(n)), n found at start (a positive count for X > 0, none
-    for 0), and still echoes.  Its Echo method never spins."""
+    for 0), and still echoes; the Echo method answers beside it."""
     import subprocess
     import sys
 
