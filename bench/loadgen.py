@@ -60,6 +60,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import random
 import re
 import subprocess
 import sys
@@ -590,7 +591,6 @@ def turn_intervals(echo: list[Result], decide: list[Result], resamples: int = RE
     fall on a p99 turn by turn); one that lies wholly on one side of a goal
     is a verdict the turns agree on.  Seeded: the same turns give the same
     interval."""
-    import random
     pairs = list(zip(echo, decide))
     if len(pairs) < 2:
         return None
