@@ -7,6 +7,7 @@ import shutil
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from engine.eval.values import to_geo
 from engine.inventory.availability import StockUpdate
 from engine.service.errors import FailedPrecondition
 from engine.service import results
@@ -222,7 +223,8 @@ def _query(sample, draw) -> NearbyQuery:
         lat, lon = draw(st.sampled_from(positions))
         return (lat + draw(st.floats(-0.2, 0.2)), lon + draw(st.floats(-0.2, 0.2)))
     where = draw(st.none() | st.builds(near))
-    home = draw(st.none() | st.builds(near) | st.just({"lat": 51.5, "lon": -0.1}) | st.just("garbage"))
+    home = draw(st.none() | st.builds(near) | st.builds(lambda p: {"lat": p[0], "lon": p[1]}, st.builds(near))
+                | st.fixed_dictionaries({}, optional={"lat": COORDINATE, "lon": COORDINATE}) | st.just("garbage"))
     preferred = draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown") | st.just(5))
     t = draw(st.none() | st.floats(1.7e9, 1.9e9) | st.sampled_from(CHRISTMAS))
     at = draw(st.just(t) | st.none() | st.floats(1.7e9, 1.9e9))       # a Decide's: the same as open_at
@@ -234,6 +236,11 @@ def _query(sample, draw) -> NearbyQuery:
                        draw(st.none() | st.sampled_from(store_ids) | st.just("s-unknown")))   # a till's store
 
 
+# a home's coordinate as a profile may hold it: compiled (``_decide._geo``) and ``values.to_geo`` alike
+COORDINATE = (st.floats() | st.integers(-200, 200) | st.floats(-90, 90).map(lambda x: round(x, 3))
+              | st.sampled_from([10**400, -(10**400), True, "51.5", None, [51.5]]))
+
+
 # the reference stores close early on Dec 24 and stay shut on the 25th
 CHRISTMAS = [1798106400.0 + h * 3600.0 for h in (-12, 0, 5, 6, 7, 8, 20, 30, 40)]
 
@@ -243,6 +250,25 @@ CHRISTMAS = [1798106400.0 + h * 3600.0 for h in (-12, 0, 5, 6, 7, 8, 20, 30, 40)
 def test_the_compiled_nearby_is_the_reference(sample, data):
     query = _query(sample, data.draw)
     assert _answer(nearby_compiled, sample[0], query) == _answer(reference_nearby, sample[0], query)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_a_home_held_as_a_dict_is_read_as_the_reference_reads_it(sample, data):
+    """The search from a profile's home (no location, store or preferred
+    store in the request): a ``{"lat": .., "lon": ..}`` home is read in C
+    (``_decide._geo``), as ``values.to_geo`` reads it, whatever the
+    coordinates hold."""
+    holder, items, _, positions = sample
+    lat, lon = data.draw(st.sampled_from(positions))
+    near = st.floats(-0.05, 0.05)
+    home = data.draw(st.builds(lambda a, b: {"lat": lat + a, "lon": lon + b}, near, near)
+                     | st.fixed_dictionaries({}, optional={"lat": COORDINATE, "lon": COORDINATE}))
+    sku, size = data.draw(st.sampled_from(items))
+    query = NearbyQuery(sku, size, None, None, home, 10.0, 3, 1, 2, None, None, None)
+    found = _answer(nearby_compiled, holder, query)
+    assert found == _answer(reference_nearby, holder, query)
+    assert (found.located_by == "home") == (to_geo(home) is not None)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
