@@ -10,7 +10,7 @@ import time
 
 from ..service._decide import answer
 from ..service.decide import Decider
-from ..service.errors import InvalidArgument, FieldViolation, ResourceExhausted
+from ..service.errors import InvalidArgument, FieldViolation, ResourceExhausted, ServiceError
 from ..service.model import DecideQuery, ItemError
 from ..service.validate import validate_batch_size
 from ..source import SourceFile
@@ -20,7 +20,8 @@ from .pb.maple.v1 import admin_pb2 as apb
 from .pb.maple.v1 import admin_pb2_grpc
 from .pb.maple.v1 import decision_pb2 as pb
 from .pb.maple.v1 import decision_pb2_grpc
-from .status import code_of, translated
+from ._recording import DecideBytes
+from .status import abort, code_of, internal_error, translated
 
 
 def deadline_of(context) -> float | None:
@@ -42,6 +43,11 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     def __init__(self, decider: Decider, on_result=None):
         self.decider = decider
         self.on_result = on_result            # called with each DecideResult (metrics)
+        # decide_bytes(request, context) -> bytes: what _decide does, then the encoder, in one compiled
+        # call (engine.service._decide.answer), translated as @translated does, itself compiled
+        # (engine.server._recording.DecideBytes); the request is what _decide takes
+        self.decide_bytes = DecideBytes(decider, on_result, answer, wire.encode_result, wire.encode_raw, DecideQuery,
+                                        convert.query_from_pb, ServiceError, abort, internal_error)
 
     def _decide(self, request: pb.DecideRequest | DecideQuery, context):
         # maple serve's handler hands over a DecideQuery its C decoder read (engine.server.wire)
@@ -78,13 +84,6 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     @translated
     def Decide(self, request: pb.DecideRequest, context) -> pb.DecideResponse:
         return convert.result_to_pb(self._decide(request, context))
-
-    @translated
-    def decide_bytes(self, request: pb.DecideRequest | DecideQuery, context) -> bytes:
-        # what _decide does, then the encoder, in one compiled call (engine.service._decide.answer)
-        q = request if type(request) is DecideQuery else convert.query_from_pb(request)
-        return answer(self.decider, q, context.time_remaining(), self.on_result, wire.encode_result,
-                      wire.encode_raw)
 
     @translated
     def DecideBatch(self, request: pb.DecideBatchRequest, context) -> pb.DecideBatchResponse:

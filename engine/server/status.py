@@ -67,9 +67,18 @@ def abort(context: grpc.ServicerContext, err: ServiceError):
     context.abort(status.code, status.details)
 
 
+def internal_error(context: grpc.ServicerContext, name: str):
+    """The answer to an exception servicer method ``name`` did not turn into
+    a ServiceError: a bug, logged and answered INTERNAL (never UNKNOWN).
+    Call it while handling the exception (it logs the traceback)."""
+    log.exception("%s failed", name)
+    context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
+
+
 def translated(method):
     """Servicer method decorator: ServiceError -> its status; anything else
-    is a bug, logged and answered INTERNAL (never UNKNOWN)."""
+    is a bug, logged and answered INTERNAL (never UNKNOWN).  (``maple
+    serve``'s Decide has it compiled: ``_recording.DecideBytes``.)"""
     @functools.wraps(method)
     def wrapper(self, request, context):
         try:
@@ -77,6 +86,5 @@ def translated(method):
         except ServiceError as err:
             abort(context, err)
         except Exception:
-            log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
+            internal_error(context, method.__name__)
     return wrapper

@@ -10,6 +10,7 @@ from google.rpc import error_details_pb2, status_pb2
 from engine.ruleset import load
 from engine.server.pb.maple.v1 import admin_pb2 as apb
 from engine.server.pb.maple.v1 import decision_pb2 as pb
+from engine.server import wire
 from engine.server.servicers import AdminServicer, DecisionServicer
 from engine.service import Decider, LocalRules, RulesetHolder
 from engine.server.status import to_status
@@ -214,3 +215,62 @@ def test_admin_reload_compare_and_swap_and_broken_pack(tmp_path):
     assert holder.current.version == v2               # the last good ruleset keeps serving
     resp, _, code, _ = admin_call(server, "GetRuleset", apb.GetRulesetRequest())
     assert resp.ruleset.version == v2 and resp.last_error.diagnostics[0].line == 1
+
+
+class _BytesContext:
+    """What ``decide_bytes`` asks of gRPC's context (``maple serve``'s
+    Decide calls it with the server's own)."""
+
+    def __init__(self, remaining=5.0):
+        self.remaining, self.trailing, self.aborted = remaining, None, None
+
+    def time_remaining(self):
+        return self.remaining
+
+    def set_trailing_metadata(self, metadata):
+        self.trailing = metadata
+
+    def abort(self, code, details):
+        self.aborted = (code, details)
+        raise RuntimeError(f"aborted: {code}")
+
+
+def _bytes_servicer(holder, decider=None):
+    stores = StaticStores([("s-city", "City", 51.50, -0.13, {"sku-1/42": 9})])
+    return DecisionServicer(decider or Decider(holder, profiles=StaticProfiles({"c-runner": RUNNER}), stores=stores))
+
+
+def test_decide_bytes_answers_what_decide_answers_from_a_message_or_a_read_query(ruleset):
+    """``maple serve``'s Decide (``decide_bytes``, compiled with its error
+    handling): the bytes of Decide's answer, from a DecideRequest or from
+    the DecideQuery the wire reader makes of its bytes."""
+    servicer = _bytes_servicer(RulesetHolder(ruleset))
+    req = pb.DecideRequest(customer_id="c-runner", context=ctx(channel=pb.CHANNEL_WEB, category="shoes", sku="sku-1"))
+    expected = servicer.Decide(req, _BytesContext())
+    assert expected.prefill_size.size == "42" and expected.nearby_stores.stores[0].store_id == "s-city"
+    for request in (req, wire.decide_request(req.SerializeToString())):
+        context = _BytesContext()
+        assert pb.DecideResponse.FromString(servicer.decide_bytes(request, context)) == expected
+        assert context.aborted is None
+
+
+def test_decide_bytes_answers_a_service_error_with_its_status_and_a_bug_with_internal(ruleset, caplog):
+    servicer = _bytes_servicer(RulesetHolder(ruleset))
+    bad = pb.DecideRequest(context=ctx(location=pb.GeoPoint(lat=91.0, lon=0.0)))
+    for request in (bad, wire.decide_request(bad.SerializeToString())):
+        context = _BytesContext()
+        with pytest.raises(RuntimeError, match="aborted"):
+            servicer.decide_bytes(request, context)
+        code, details = context.aborted
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and details.startswith("context.location.lat: ")
+        assert dict(context.trailing)["grpc-status-details-bin"]          # the BadRequest naming the field
+    context = _BytesContext(remaining=0.0)                                # a passed deadline
+    with pytest.raises(RuntimeError, match="aborted"):
+        servicer.decide_bytes(pb.DecideRequest(), context)
+    assert context.aborted[0] is grpc.StatusCode.DEADLINE_EXCEEDED
+    context = _BytesContext()
+    with pytest.raises(RuntimeError, match="aborted"):
+        _bytes_servicer(None, decider=object()).decide_bytes(pb.DecideRequest(), context)     # a bug
+    assert context.aborted == (grpc.StatusCode.INTERNAL, "internal error (logged on the server)")
+    assert [(r.name, r.getMessage(), r.exc_info[0]) for r in caplog.records if r.name == "maple.server"] == [
+        ("maple.server", "decide_bytes failed", AttributeError)]
