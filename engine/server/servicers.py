@@ -43,9 +43,10 @@ class DecisionServicer(decision_pb2_grpc.DecisionServiceServicer):
     def __init__(self, decider: Decider, on_result=None):
         self.decider = decider
         self.on_result = on_result            # called with each DecideResult (metrics)
-        # decide_bytes(request, context) -> bytes: what _decide does, then the encoder, in one compiled
-        # call (engine.service._decide.answer), translated as @translated does, itself compiled
-        # (engine.server._recording.DecideBytes); the request is what _decide takes
+        # decide_bytes(request, context) -> bytes, maple serve's Decide: what _decide does, then the
+        # encoder, in one compiled call (engine.service._decide.answer), its errors answered as
+        # @translated answers them; compiled too (engine.server._recording.DecideBytes), so a Decide
+        # runs no Python frame of ours; the request is what _decide takes
         self.decide_bytes = DecideBytes(decider, on_result, answer, wire.encode_result, wire.encode_raw, DecideQuery,
                                         convert.query_from_pb, ServiceError, abort, internal_error)
 
