@@ -38,6 +38,8 @@ import functools
 import logging
 import time
 
+import msgspec
+
 from ._fields cimport Slot, field, field_slot
 
 from ..eval.values import to_geo
@@ -59,8 +61,8 @@ from .errors import DeadlineExceeded, InvalidArgument, ServiceError
 from .model import (DecideQuery, DecideResult, EncodedAnswer, ItemError, NearbyStores, NearbyStoresPolicy, PendingJson,
                     ProfileStatus, RequestContext, StoreAvailability)
 from .sources import NearbyFound, NearbyQuery, NullProfiles, SourceUnavailable
-from .validate import (MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, decoded_snapshot, validate_batch_size,
-                       validate_query)
+from .validate import (MAX_ID, MAX_TEXT, MAX_TIME, MIN_TIME, SHAPE_CHECK_BYTES, decode_json, decoded_snapshot,
+                       validate_batch_size, validate_query)
 
 log = logging.getLogger("maple.service")
 
@@ -89,6 +91,8 @@ cdef str _HOME = HOME
 cdef object _INVENTORY_STORES = None     # service.inventory.InventoryStores (it imports this module)
 cdef object _STORED_PROFILES = None      # service.stored.StoredProfiles (imported when first needed)
 cdef object _PENDING_JSON = PendingJson  # a DecideBatch item's profile_json, decoded at its turn
+cdef object _DECODE_JSON = decode_json   # validate.decode_json (msgspec's JSON decoder)
+cdef object _replace = msgspec.structs.replace
 
 # the request's fields, read from their slots (engine/service/_fields.pxd)
 cdef list _GENERIC = []                 # fields without a slot (generic_fields)
@@ -99,6 +103,7 @@ cdef Slot Q_CONTEXT = field_slot(DecideQuery, "context", _GENERIC)
 cdef Slot Q_DECISIONS = field_slot(DecideQuery, "decisions", _GENERIC)
 cdef Slot Q_EXPLAIN = field_slot(DecideQuery, "explain", _GENERIC)
 cdef Slot Q_ALIASES = field_slot(DecideQuery, "aliases", _GENERIC)
+cdef Slot PENDING_RAW = field_slot(PendingJson, "raw", _GENERIC)
 cdef Slot E_BODY = field_slot(EncodedAnswer, "body", _GENERIC)
 cdef Slot E_DECIDED_BY = field_slot(EncodedAnswer, "decided_by", _GENERIC)
 cdef Slot E_DEGRADED = field_slot(EncodedAnswer, "degraded", _GENERIC)
@@ -233,8 +238,9 @@ def decide_batch(decider, queries, deadline=None, encode_raw=None):
         try:
             if isinstance(q, ServiceError):
                 raise q
-            if type(field(q, Q_PROFILE, "profile")) is _PENDING_JSON:
-                q = decoded_snapshot(q)         # decoded now, freed after the item (see PendingJson)
+            pending = field(q, Q_PROFILE, "profile")
+            if type(pending) is _PENDING_JSON:    # decoded now, freed after the item (see PendingJson)
+                q = _decoded(q, pending)
             out.append(decide_one(decider, rs, plan, q, deadline,
                                   None if encode_raw is None or field(q, Q_EXPLAIN, "explain") else encode_raw))
         except InvalidArgument as err:
@@ -245,6 +251,20 @@ def decide_batch(decider, queries, deadline=None, encode_raw=None):
             out.append(ItemError(err))
         i += 1
     return rs.version, out
+
+
+cdef object _decoded(q, pending):
+    """``validate.decoded_snapshot(q)`` for a ``q`` whose snapshot is
+    ``pending`` (a PendingJson): its common case, a JSON object, without
+    the two Python frames; anything else through ``decoded_snapshot``
+    itself, which decodes it again and raises what it must."""
+    try:
+        value = _DECODE_JSON(field(pending, PENDING_RAW, "raw"))
+    except (ValueError, RecursionError):
+        value = None
+    if type(value) is not dict:
+        return decoded_snapshot(q)
+    return _replace(q, profile=value)
 
 
 def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
