@@ -41,11 +41,18 @@ by at most the I1's 512 lines.  ``--breakdown`` adds each stage's compiled
 functions by LL misses, inclusive (``callgrind_annotate``); what no
 compiled function holds is the interpreter's own work.  Figures:
 bench/README.md, "Cold caches".
+
+``--python-calls`` (no valgrind) lists instead the Python functions each
+call of a stage still runs, the engine's and its libraries', and how
+often: in the server each is a frame run cold (its code object,
+bytecode, globals).  A Decide runs none (tests/test_bench_callgrind.py
+holds it so).
 """
 from __future__ import annotations
 
 import argparse
 import atexit
+import collections
 import functools
 import os
 import re
@@ -219,6 +226,37 @@ def _stage_calls(stage: str, customers: int, batch_size: int = 100):
     return fn, inputs
 
 
+def python_calls(stage: str, customers: int = 50, batch_size: int = 100) -> dict[str, float]:
+    """The Python functions one call of ``stage`` runs (the engine's and
+    the libraries'; the harness's own left out), each as ``path:line
+    name`` -> calls per call of the stage (a batch stage's call is a
+    batch): the stage's calls made once more, warm, under
+    ``sys.setprofile``.  Paths are the checkout's, or a library's from its
+    package on."""
+    fn, inputs = _stage_calls(stage, customers, batch_size)      # each input called once already
+    harness = str(ROOT / "bench") + os.sep
+    found: collections.Counter[str] = collections.Counter()
+
+    def hook(frame, event, arg):
+        if event != "call" or frame.f_code.co_filename.startswith(harness):
+            return
+        code = frame.f_code
+        path = Path(code.co_filename)
+        if "site-packages" in path.parts:
+            where = Path(*path.parts[path.parts.index("site-packages") + 1:])
+        else:
+            where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else Path(*path.parts[-2:])
+        found[f"{where}:{code.co_firstlineno} {code.co_name}"] += 1
+
+    sys.setprofile(hook)
+    try:
+        for x in inputs:
+            fn(x)
+    finally:
+        sys.setprofile(None)
+    return {name: n / len(inputs) for name, n in found.most_common()}
+
+
 def child(stage: str, customers: int, flush_kib: int = 0, batch_size: int = 100) -> None:
     fn, inputs = _stage_calls(stage, customers, batch_size)
     call = lambda _, x: fn(x)  # noqa: E731
@@ -378,14 +416,24 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=100,
                     help="items a DecideBatch call in the batch stages (default 100; --customers should be a "
                          "multiple: with --cold the caches are flushed before each call, not each item)")
+    ap.add_argument("--python-calls", action="store_true",
+                    help="instead: the Python functions each call of a stage runs (no valgrind)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--flush-kib", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         child(args.child, args.customers or 300, args.flush_kib, args.batch_size)
         return 0
-    require_valgrind("decide_cost")
     stages = args.stages.split(",")
+    if args.python_calls:
+        for stage in stages:
+            calls = python_calls(stage, args.customers or 50, args.batch_size)
+            print(f"{stage}: the Python functions a call runs"
+                  + ("" if calls else ": none"))
+            for name, n in calls.items():
+                print(f"  {n:8.2f}  {name}")
+        return 0
+    require_valgrind("decide_cost")
     if args.cold:
         return cold(args, stages)
     args.customers = args.customers or 300

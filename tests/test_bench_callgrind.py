@@ -136,3 +136,23 @@ def test_the_stored_batch_stage_answers_every_item_from_the_cache():
     assert not any(a.degraded for a in answers)
     asked = [r.customer_id for b in batches for r in pb.DecideBatchRequest.FromString(b).requests]
     assert [a.customer_id for a in answers] == asked
+
+
+def _without_lines(calls: dict[str, float]) -> dict[str, float]:
+    """python_calls' names as ``path name`` (line numbers move with edits)."""
+    return {f"{name.split(':')[0]} {name.split(' ', 1)[1]}": n for name, n in calls.items()}
+
+
+def test_the_decision_path_runs_no_python_function_of_the_engine():
+    """In the server each Python function on the path is a frame run with
+    cold caches (its code object, bytecode, globals): a Decide, inline or
+    by id, as maple serve's handler runs it, runs none of the engine's; a
+    DecideBatch runs a few a batch and, per item, only the reader's
+    PendingJson for an inline snapshot."""
+    from bench.decide_cost import python_calls
+    for stage in ("handled", "served_stored"):
+        assert python_calls(stage, 20) == {}, stage
+    for stage, expected in (("batch", {"engine/service/model.py __init__": 20.0}), ("batch_stored", {})):
+        calls = _without_lines(python_calls(stage, 20, batch_size=20))
+        assert {name: n for name, n in calls.items() if n >= 20} == expected, stage
+        assert "engine/server/servicers.py decide_batch_bytes" in calls         # (the hook sees the engine)
