@@ -147,7 +147,7 @@ from sys import intern as _intern
 
 from . import values as _values
 
-from ._geo cimport haversine_km
+from ._geo cimport as_number, haversine_km, point_of
 
 # slot kinds (engine/ir/program.py)
 DEF S_NUM = 0
@@ -191,24 +191,6 @@ cdef void* _alloc(size_t n, size_t size) except NULL:
     if p == NULL:
         raise MemoryError()
     return p
-
-
-cdef inline double _as_number(object v, bint *ok):
-    """values.to_number: exact int/float, finite."""
-    cdef double x
-    if PyFloat_CheckExact(v):
-        x = PyFloat_AS_DOUBLE(v)
-    elif PyLong_CheckExact(v):
-        try:
-            x = PyLong_AsDouble(v)
-        except OverflowError:
-            ok[0] = False
-            return 0.0
-    else:
-        ok[0] = False
-        return 0.0
-    ok[0] = isfinite(x)
-    return x
 
 
 cdef class _State:
@@ -511,22 +493,7 @@ cdef class Kernel:
         return v
 
     cdef bint _geo(self, object v, double *lat, double *lon) except -1:
-        cdef bint ok1 = True, ok2 = True
-        cdef PyObject* p
-        cdef PyObject* q
-        if PyDict_CheckExact(v):
-            p = _GetItem(v, "lat")
-            q = _GetItem(v, "lon")
-            if p == NULL or q == NULL:
-                return False
-            lat[0] = _as_number(<object>p, &ok1)
-            lon[0] = _as_number(<object>q, &ok2)
-        elif (PyList_CheckExact(v) or PyTuple_CheckExact(v)) and len(v) == 2:
-            lat[0] = _as_number(v[0], &ok1)
-            lon[0] = _as_number(v[1], &ok2)
-        else:
-            return False
-        return ok1 and ok2 and -90.0 <= lat[0] <= 90.0 and -180.0 <= lon[0] <= 180.0
+        return point_of(v, lat, lon)
 
     cdef inline double _time(self, object v, bint *ok) except? -1.0:
         cdef double x
@@ -537,7 +504,7 @@ cdef class Kernel:
                 return 0.0
             ok[0] = True
             return t
-        return _as_number(v, ok)
+        return as_number(v, ok)
 
     cdef int _scalar(self, _State st, object v, int kind, bint ts, double *num, double *num2,
                      int64_t *sid) except -1:
@@ -546,7 +513,7 @@ cdef class Kernel:
         if v is None:
             return 0
         if kind == S_NUM:
-            num[0] = self._time(v, &ok) if ts else _as_number(v, &ok)
+            num[0] = self._time(v, &ok) if ts else as_number(v, &ok)
             return ok
         if kind == S_STR:
             if PyUnicode_CheckExact(v):
@@ -1284,7 +1251,7 @@ cdef class Kernel:
         st.has_now = False
         if now is not None:
             ok = True
-            st.now = _as_number(now, &ok)
+            st.now = as_number(now, &ok)
             st.has_now = ok
         st.customer_id = customer_id
         if st.dyn_strs:

@@ -42,10 +42,8 @@ import msgspec
 
 from ._fields cimport Slot, field, field_slot
 
-from ..eval.values import to_geo
+from ..eval._geo cimport point_of
 from ..profiles.store import decode as _decode_profile
-from cpython.long cimport PyLong_AsDouble
-from libc.math cimport isfinite
 from libc.stdlib cimport free, malloc
 
 cdef extern from "Python.h":
@@ -810,26 +808,11 @@ cdef object _general(snap, lat, lon, sku, size, radius_km, max_stores, min_quant
     return NearbyFound((), located_by, "no_stock")
 
 
-cdef inline bint _number(v, double *x) except -1:
-    """``values.to_number`` into ``x``: whether ``v`` is an exact int or
-    float, finite."""
-    if type(v) is float:
-        x[0] = <double> v
-    elif type(v) is int:
-        try:
-            x[0] = PyLong_AsDouble(v)
-        except OverflowError:
-            return False
-    else:
-        return False
-    return isfinite(x[0])
-
-
 cdef inline object _geo(v):
-    """``values.to_geo``; a request's point (a tuple of two floats in range)
-    and a profile's ``{"lat": .., "lon": ..}`` (its home) in C, so that a
-    Decide runs no Python function for either; other shapes through
-    ``to_geo`` itself."""
+    """``values.to_geo`` in C: a request's point (a tuple of two floats in
+    range) as it is; a profile's ``{"lat": .., "lon": ..}`` (its home), or a
+    list or tuple of two numbers, as a new tuple (``_geo.point_of``); else
+    None.  A Decide runs no Python function for it."""
     cdef double lat, lon
     if type(v) is tuple and len(<tuple>v) == 2:
         a, b = (<tuple>v)[0], (<tuple>v)[1]
@@ -837,12 +820,9 @@ cdef inline object _geo(v):
             lat, lon = a, b
             if -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0:
                 return v
-    elif type(v) is dict:
-        if (_number((<dict>v).get("lat"), &lat) and _number((<dict>v).get("lon"), &lon)
-                and -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-            return (lat, lon)
-        return None
-    return to_geo(v)
+    if point_of(v, &lat, &lon):
+        return (lat, lon)
+    return None
 
 
 cdef object _place(StoreTable table, request_location, preferred_store, home, request_store,
