@@ -30,18 +30,16 @@ import argparse
 import json
 import multiprocessing
 import os
-import statistics
 import threading
-import time
 
 import grpc
 
+from bench.layers import hot_us
 from engine.server import affinity
 from engine.server.app import make_server, stop_event
 from engine.server.workers import reserve_port
 
 METHOD = "/maple.bench.Echo/Echo"
-SPIN_SAMPLES = 2000             # timed sum(range(n)) calls per step of spin_size
 
 
 def _echo(request: bytes, context) -> bytes:
@@ -49,19 +47,14 @@ def _echo(request: bytes, context) -> bytes:
 
 
 def spin_size(us: float, passes: int = 4) -> int:
-    """n such that ``sum(range(n))`` takes ``us`` µs in process (the median
-    of SPIN_SAMPLES calls), found in ``passes`` steps, each correcting n by
-    the ratio found; 0 for ``us`` 0."""
+    """n such that ``sum(range(n))`` takes ``us`` µs in process (its median,
+    ``bench.layers.hot_us``), found in ``passes`` steps, each correcting n
+    by the ratio found; 0 for ``us`` 0."""
     if us <= 0:
         return 0
     n = 1000
     for _ in range(passes):
-        times = []
-        for _ in range(SPIN_SAMPLES):
-            t0 = time.perf_counter_ns()
-            sum(range(n))
-            times.append(time.perf_counter_ns() - t0)
-        n = max(1, round(n * us * 1e3 / statistics.median(times)))
+        n = max(1, round(n * us / hot_us(lambda n=n: sum(range(n)))))
     return n
 
 
