@@ -143,7 +143,7 @@ cdef tuple record_of(DecisionMap D, object ranks, object outputs, object variant
         decided = D.undecided
         key = None
     try:
-        policy = D.policies.get(key)
+        policy = (<dict> D.policies).get(key)    # a results._Memo (a dict): dict.get, without its lookup
     except TypeError:                         # an unhashable output: worked out, not kept
         policy, key = None, ()
     if policy is None:
