@@ -48,7 +48,7 @@ from .location import Location, locate
 from .model import MAX_QUANTITY, InventoryData, StoreAvailability, local_weekday_minute
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
 class Snapshot:
     data: InventoryData
     geo: GeoIndex
@@ -87,6 +87,8 @@ class NearbyAnswer(msgspec.Struct):     # built on every nearby lookup: a Struct
 
 class Inventory:
     """Stores, catalogue and stock, updated live and queried by location."""
+
+    __slots__ = ("_write", "_snapshot", "__dict__", "__weakref__")
 
     def __init__(self, data: InventoryData):
         self._write = threading.Lock()

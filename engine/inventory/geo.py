@@ -84,6 +84,8 @@ class GeoIndex:
     """Points (store id, lat, lon) indexed for radius queries.  Immutable
     once built; build a new one to change the points."""
 
+    __slots__ = ("_entries", "item_indexes", "table", "_grids", "__dict__", "__weakref__")
+
     def __init__(self, points: Iterable[tuple[str, float, float]]):
         self._entries = [((float(lat), float(lon)), key) for key, lat, lon in points]
         #: per (sku, size): (its stock dict, its compiled ItemIndex); see

@@ -378,7 +378,7 @@ class StoreAvailability(msgspec.Struct):
     open_now: bool | None = None    # open at the query's time (None: not asked, or the store has no tz)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
 class InventoryData:
     """One loaded data set.  Never changed in place: updates build a new one
     that shares every untouched part with the old (see availability.py)."""

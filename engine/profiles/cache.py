@@ -151,6 +151,8 @@ class _Entries(Cache):
     cached under several (sets are objects
     the collector visits too)."""
 
+    __slots__ = ("table",)          # (cachetools' Cache has a __dict__ for the rest)
+
     def __init__(self, maxsize: int, max_bytes: int | None = None):
         super().__init__(maxsize)
         #: the entries' memory as :func:`held_size` counts it, and its bound (None: none)
@@ -280,6 +282,10 @@ def _keys(keys) -> set:
 
 class CachedStore:
     """A profile store with a cache of hot profiles (see the module docstring)."""
+
+    # what a Decide's cache hit reads (engine/service/_decide.pyx, stored_hit), in slots
+    __slots__ = ("ttl", "feed_max_age", "clock", "_entries", "_down_until", "_feed_since", "_feed_until", "reads",
+                 "__dict__", "__weakref__")
 
     def __init__(self, store: ProfileStore, *, maxsize: int = MAX_ENTRIES, ttl: float = TTL,
                  retry_after: float = 1.0, clock: Callable[[], float] = time.monotonic,

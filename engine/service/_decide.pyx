@@ -18,7 +18,10 @@ the parts it calls (frames, locals, two dozen small calls); in the server,
 where a Decide runs with cold caches, each Python function on the path
 also costs the cache lines of its code and data (``python -m
 bench.decide_cost --cold``).  The request's and the answer's msgspec
-fields are read from their slots (``_fields.pxd``).
+fields are read from their slots (``_fields.pxd``), and so are the
+attributes a Decide reads of the service's own objects (the Decider, its
+ruleset holder and plan, the profile cache, the inventory's snapshot),
+which their classes keep in ``__slots__``.
 
 ``decide``, ``decide_batch``, ``answer``, ``decide_one`` and ``nearby``
 have no Python twin: the Decider, the servicers and every test of them run
@@ -49,12 +52,16 @@ from libc.stdlib cimport free, malloc
 cdef extern from "Python.h":
     dict _PyDict_NewPresized(Py_ssize_t minused)
 from ..inventory._nearby cimport ItemIndex, StoreTable
-from ..inventory.availability import _item_index, nearby_in
+from ..inventory.availability import Inventory, Snapshot, _item_index, nearby_in
+from ..inventory.geo import GeoIndex
+from ..inventory.model import CatalogItem, InventoryData
 from ..inventory.model import StoreAvailability as FoundStore
 from ..inventory.location import HOME, PREFERRED_STORE, REQUEST, REQUEST_STORE
 from . import results
 from ._assemble import map_raw
 from .assemble import Plan
+from .rules import RulesetHolder
+from ..profiles.cache import CachedStore, _Entries
 from .errors import DeadlineExceeded, InvalidArgument, ServiceError
 from .model import (DecideQuery, DecideResult, EncodedAnswer, ItemError, NearbyStores, NearbyStoresPolicy, PendingJson,
                     ProfileStatus, RequestContext, StoreAvailability)
@@ -132,6 +139,64 @@ cdef Slot ROW_QUANTITY = field_slot(FoundStore, "quantity", _GENERIC)
 cdef Slot ROW_OPEN_NOW = field_slot(FoundStore, "open_now", _GENERIC)
 cdef Slot AVAIL_PREFERRED = field_slot(StoreAvailability, "preferred", _GENERIC)
 cdef Slot AVAIL_DISTANCE_KM = field_slot(StoreAvailability, "distance_km", _GENERIC)
+# the service's own objects a Decide reads (each class keeps these in __slots__): a
+# generic lookup costs a Decide in the server ~8 cache lines cold (the type's method
+# cache, its dict, the instance's dict), a slot one (bench.decide_cost --cold)
+cdef Slot PLAN_RULESET = field_slot(Plan, "ruleset", _GENERIC)
+cdef Slot PLAN_KERNEL = field_slot(Plan, "kernel", _GENERIC)
+cdef Slot PLAN_VERSION = field_slot(Plan, "version", _GENERIC)
+cdef Slot PLAN_DECISIONS = field_slot(Plan, "decisions", _GENERIC)
+cdef Slot PLAN_SIZE_POSITION = field_slot(Plan, "size_position", _GENERIC)
+cdef Slot PLAN_SIZE_DEFAULT = field_slot(Plan, "size_default", _GENERIC)
+cdef Slot HOLDER_CURRENT = field_slot(RulesetHolder, "current", _GENERIC)
+cdef Slot CACHE_TTL = field_slot(CachedStore, "ttl", _GENERIC)
+cdef Slot CACHE_FEED_MAX_AGE = field_slot(CachedStore, "feed_max_age", _GENERIC)
+cdef Slot CACHE_CLOCK = field_slot(CachedStore, "clock", _GENERIC)
+cdef Slot CACHE_ENTRIES = field_slot(CachedStore, "_entries", _GENERIC)
+cdef Slot CACHE_DOWN_UNTIL = field_slot(CachedStore, "_down_until", _GENERIC)
+cdef Slot CACHE_FEED_SINCE = field_slot(CachedStore, "_feed_since", _GENERIC)
+cdef Slot CACHE_FEED_UNTIL = field_slot(CachedStore, "_feed_until", _GENERIC)
+cdef Slot CACHE_READS = field_slot(CachedStore, "reads", _GENERIC)
+cdef Slot ENTRIES_TABLE = field_slot(_Entries, "table", _GENERIC)
+cdef Slot INV_SNAPSHOT = field_slot(Inventory, "_snapshot", _GENERIC)
+cdef Slot SNAP_GEO = field_slot(Snapshot, "geo", _GENERIC)
+cdef Slot SNAP_DATA = field_slot(Snapshot, "data", _GENERIC)
+cdef Slot GEO_TABLE = field_slot(GeoIndex, "table", _GENERIC)
+cdef Slot GEO_ITEM_INDEXES = field_slot(GeoIndex, "item_indexes", _GENERIC)
+cdef Slot DATA_STOCK = field_slot(InventoryData, "stock", _GENERIC)
+cdef Slot DATA_CATALOG = field_slot(InventoryData, "catalog", _GENERIC)
+cdef Slot ITEM_SIZES = field_slot(CatalogItem, "sizes", _GENERIC)
+# ... and those of classes that import this module: found at the first Decide (_late_slots)
+cdef bint _LATE = False
+cdef Slot DECIDER_HOLDER, DECIDER_PROFILES, DECIDER_STORES, DECIDER_CLOCK, DECIDER_DECISION_LOG, DECIDER_PLAN
+cdef Slot STORED_CACHE, STORED_FOLD_CONFIG, STORES_HOLDER, INV_HOLDER_INVENTORY
+DECIDER_HOLDER.owner = DECIDER_PROFILES.owner = DECIDER_STORES.owner = DECIDER_CLOCK.owner = NULL
+DECIDER_DECISION_LOG.owner = DECIDER_PLAN.owner = STORED_CACHE.owner = STORED_FOLD_CONFIG.owner = NULL
+STORES_HOLDER.owner = INV_HOLDER_INVENTORY.owner = NULL
+
+
+cdef void _late_slots() except *:
+    """The slots of the Decider, StoredProfiles, InventoryStores and
+    InventoryHolder (their modules import this one); until they are
+    found, ``field`` reads those attributes by the generic lookup."""
+    global _LATE, DECIDER_HOLDER, DECIDER_PROFILES, DECIDER_STORES, DECIDER_CLOCK, DECIDER_DECISION_LOG
+    global DECIDER_PLAN, STORED_CACHE, STORED_FOLD_CONFIG, STORES_HOLDER, INV_HOLDER_INVENTORY
+    if _LATE:
+        return
+    from .decide import Decider
+    from .inventory import InventoryHolder, InventoryStores
+    from .stored import StoredProfiles
+    DECIDER_HOLDER = field_slot(Decider, "holder", _GENERIC)
+    DECIDER_PROFILES = field_slot(Decider, "profiles", _GENERIC)
+    DECIDER_STORES = field_slot(Decider, "stores", _GENERIC)
+    DECIDER_CLOCK = field_slot(Decider, "clock", _GENERIC)
+    DECIDER_DECISION_LOG = field_slot(Decider, "decision_log", _GENERIC)
+    DECIDER_PLAN = field_slot(Decider, "_plan", _GENERIC)
+    STORED_CACHE = field_slot(StoredProfiles, "cache", _GENERIC)
+    STORED_FOLD_CONFIG = field_slot(StoredProfiles, "fold_config", _GENERIC)
+    STORES_HOLDER = field_slot(InventoryStores, "holder", _GENERIC)
+    INV_HOLDER_INVENTORY = field_slot(InventoryHolder, "inventory", _GENERIC)
+    _LATE = True
 
 
 cdef inline void _check_deadline(deadline) except *:
@@ -209,11 +274,13 @@ cdef void _prefetch(profiles, queries) except *:
 cdef tuple _current(decider):
     """The Decider's current ruleset and its plan (FailedPrecondition, in
     ``Decider.ruleset``'s words, when none is loaded)."""
-    rs = decider.holder.current
+    if not _LATE:
+        _late_slots()
+    rs = field(field(decider, DECIDER_HOLDER, "holder"), HOLDER_CURRENT, "current")
     if rs is None:
         rs = decider.ruleset()                # raises
-    plan = decider._plan
-    if plan is None or plan.ruleset is not rs:    # a swap this request raced with
+    plan = field(decider, DECIDER_PLAN, "_plan")
+    if plan is None or field(plan, PLAN_RULESET, "ruleset") is not rs:    # a swap this request raced with
         plan = Plan(rs)
     return rs, plan
 
@@ -227,7 +294,7 @@ def decide_batch(decider, queries, deadline=None, encode_raw=None):
     validate_batch_size(len(queries))
     _check_deadline(deadline)
     rs, plan = _current(decider)
-    _prefetch(decider.profiles, queries)
+    _prefetch(field(decider, DECIDER_PROFILES, "profiles"), queries)
     _check_deadline(deadline)
     cdef list out = []
     cdef Py_ssize_t i = 0
@@ -248,7 +315,7 @@ def decide_batch(decider, queries, deadline=None, encode_raw=None):
         except ServiceError as err:
             out.append(ItemError(err))
         i += 1
-    return rs.version, out
+    return field(plan, PLAN_VERSION, "version"), out
 
 
 cdef object _decoded(q, pending):
@@ -285,12 +352,12 @@ def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
         validate_query(q, rs.decision_names)
     now = field(ctx, C_TIMESTAMP, "timestamp")
     if now is None:
-        now = decider.clock()
+        now = field(decider, DECIDER_CLOCK, "clock")()
     # Decider._profile's first cases: no identifier, or a customer_id and no
     # profile store (every id unknown): the snapshot, or nothing
     given = field(q, Q_CUSTOMER_ID, "customer_id")
     aliases = field(q, Q_ALIASES, "aliases")
-    profiles = decider.profiles
+    profiles = field(decider, DECIDER_PROFILES, "profiles")
     if not aliases and (not given or type(profiles) is NullProfiles):
         snapshot = field(q, Q_PROFILE, "profile")
         degraded = []
@@ -331,16 +398,18 @@ def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
         raw = rs.run(profile, request, now, cid, wanted)
     else:                         # Ruleset.run without the names to look up
         wanted = None
-        raw = rs.kernel.run(profile if type(profile) is dict else {}, request, now, cid, None)
-    dlog = decider.decision_log
+        raw = field(plan, PLAN_KERNEL, "kernel").run(profile if type(profile) is dict else {}, request, now, cid,
+                                                     None)
+    version = field(plan, PLAN_VERSION, "version")      # (the plan's ruleset is rs: _current)
+    dlog = field(decider, DECIDER_DECISION_LOG, "decision_log")
     if dlog is not None:          # the outcomes are made on the log's thread, if sampled
-        dlog.offer(rs.version, given, profile, request, functools.partial(rs.decision_set, raw, now), status)
+        dlog.offer(version, given, profile, request, functools.partial(rs.decision_set, raw, now), status)
     asked = set(names) if names else None
     if encode_raw is not None:
         near = _Near(decider, q, plan, raw, profile, degraded, deadline, now)
-        out, decided_by = encode_raw(plan, raw, asked, near, rs.version, now, status, cid or "", degraded)
+        out, decided_by = encode_raw(plan, raw, asked, near, version, now, status, cid or "", degraded)
         return EncodedAnswer(out, tuple(decided_by), bool(degraded))
-    fields, generic, decided_by, found = map_raw(plan, plan.decisions, raw, asked)
+    fields, generic, decided_by, found = map_raw(plan, field(plan, PLAN_DECISIONS, "decisions"), raw, asked)
     if found is not None:
         fields[NEARBY] = nearby(decider, q, _size(plan, raw), found[0], found[1], profile, degraded, deadline, now)
     explanation = None
@@ -349,7 +418,7 @@ def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
         explanation = {name: e for name, e in explained.items()
                        if e is not None and (asked is None or name in asked)}
     get = fields.get
-    return DecideResult(rs.version, now, status, get(HOMEPAGE), get(SIZE), get(NEARBY), get(OFFER), generic,
+    return DecideResult(version, now, status, get(HOMEPAGE), get(SIZE), get(NEARBY), get(OFFER), generic,
                         bool(degraded), "; ".join(degraded) if degraded else "", explanation, tuple(decided_by),
                         cid or "")
 
@@ -445,14 +514,14 @@ cdef dict _request(ctx):
 
 cdef object _size(plan, raw):
     """``Plan.size``: the prefilled size the nearby-stores query needs."""
-    cdef Py_ssize_t at = plan.size_position
+    cdef Py_ssize_t at = field(plan, PLAN_SIZE_POSITION, "size_position")
     if at < 0:
         return None
     answer = raw[at]
     if answer is None:
         return None
     ranks, outputs = answer[0], answer[1]
-    value = outputs[0][0] if ranks else plan.ruleset.program.decisions[at].default
+    value = outputs[0][0] if ranks else field(plan, PLAN_SIZE_DEFAULT, "size_default")
     return value if isinstance(value, str) else None
 
 
@@ -476,26 +545,27 @@ cpdef object stored_hit(profiles, str customer_id, now):
     (``Decider._profile``, ``lookup_profile``, ``lookup``, ``fresh``,
     ``refresh``) and a ``ProfileLookup`` less.  A hypothesis test holds it
     to ``lookup`` (tests/profiles/test_profile_stored_hit.py)."""
-    cache = profiles.cache
-    until = cache._feed_until               # before the entry, until first (see CachedStore.fresh)
-    since = cache._feed_since
-    table = cache._entries.table            # cachetools' own dict of the entries
+    cache = field(profiles, STORED_CACHE, "cache")
+    until = field(cache, CACHE_FEED_UNTIL, "_feed_until")     # before the entry, until first (see CachedStore.fresh)
+    since = field(cache, CACHE_FEED_SINCE, "_feed_since")
+    table = field(field(cache, CACHE_ENTRIES, "_entries"), ENTRIES_TABLE, "table")  # cachetools' own dict
     if table is None:
         return None
     cached = (<dict>table).get(customer_id)
-    if cached is None or cache._down_until is not None:
+    if cached is None or field(cache, CACHE_DOWN_UNTIL, "_down_until") is not None:
         return None
     at = cached[1]
-    t = cache.clock()
-    if not (t - at < cache.ttl or (t < until and at > since and t - at < cache.feed_max_age)):
+    t = field(cache, CACHE_CLOCK, "clock")()
+    if not (t - at < field(cache, CACHE_TTL, "ttl")
+            or (t < until and at > since and t - at < field(cache, CACHE_FEED_MAX_AGE, "feed_max_age"))):
         return None                         # (CachedStore.fresh's rule: its ttl, or the change feed's)
     held = cached[0]
     if type(held) is bytes:                 # held encoded (past its first ttl, valid by the feed)
         held = _decode_profile(held)
     elif type(held) is not dict:            # a known miss
         return None
-    profile = refresh(held, now, profiles.fold_config)
-    reads = <list?> cache.reads             # CachedStore.reads[HIT] (no GIL switch in between)
+    profile = refresh(held, now, field(profiles, STORED_FOLD_CONFIG, "fold_config"))
+    reads = <list?> field(cache, CACHE_READS, "reads")            # CachedStore.reads[HIT] (no GIL switch in between)
     reads[0] += 1
     return profile
 
@@ -592,11 +662,11 @@ def nearby(decider, q, size, p, common, dict profile, list degraded, deadline, n
                 home = _geo(home)
         min_quantity, low = field(p, P_MIN_QUANTITY, "min_quantity"), field(p, P_LOW_STOCK_BELOW, "low_stock_below")
         open_at = now if field(p, P_OPEN_NOW, "open_now") else None
-        source = decider.stores
+        source = field(decider, DECIDER_STORES, "stores")
         try:
             if type(source) is _inventory_stores():     # InventoryStores.nearby, without the query object
-                return _stock(source.holder, sku, size, where, preferred, home, radius_km, max_stores,
-                              min_quantity, low, open_at, now, request_store, p, common)
+                return _stock(field(source, STORES_HOLDER, "holder"), sku, size, where, preferred, home, radius_km,
+                              max_stores, min_quantity, low, open_at, now, request_store, p, common)
             else:
                 query = NearbyQuery(sku, size, where, preferred, home, radius_km, max_stores, min_quantity, low,
                                     open_at, now, request_store)
@@ -711,14 +781,15 @@ cdef object _stock(holder, sku, size, request_location, preferred_store, home, r
     cdef int *out
     cdef int *opened
     cdef double *dist
-    inv = holder.inventory
+    inv = field(holder, INV_HOLDER_INVENTORY, "inventory")
     if inv is None:
         return _empty(p, common, None, "no_data")
-    snap = inv._snapshot                         # one state for every step (Inventory.snapshot's value)
-    geo = snap.geo
-    if geo.table is None:                        # (built with the index: availability._geo_of)
-        geo.table = StoreTable(snap.data.stores)
-    table = geo.table
+    snap = field(inv, INV_SNAPSHOT, "_snapshot")   # one state for every step (Inventory.snapshot's value)
+    geo = field(snap, SNAP_GEO, "geo")
+    t = field(geo, GEO_TABLE, "table")
+    if t is None:                                # (built with the index: availability._geo_of)
+        t = geo.table = StoreTable(field(snap, SNAP_DATA, "data").stores)
+    table = t
     located_by = _place(table, request_location, preferred_store, home, request_store, &lat, &lon)
     if located_by is None:
         return _empty(p, common, None, "no_location")
@@ -738,10 +809,10 @@ cdef object _stock(holder, sku, size, request_location, preferred_store, home, r
                          open_at, at, located_by)
         return found if p is None else nearby_answer(p, common, found, preferred)
     key = (sku, size)
-    by_store = snap.data.stock.get(key)
+    by_store = _get(field(field(snap, SNAP_DATA, "data"), DATA_STOCK, "stock"), key)
     if not by_store:
         return _empty(p, common, located_by, "no_stock")
-    hit = geo.item_indexes.get(key)
+    hit = _get(field(geo, GEO_ITEM_INDEXES, "item_indexes"), key)
     index = hit[1] if hit is not None and hit[0] is by_store else _item_index(snap, key, by_store)
     limit = min(max_stores, len(index))
     minq = min_quantity if min_quantity < _LARGE else _LARGE
@@ -853,14 +924,23 @@ cdef object _place(StoreTable table, request_location, preferred_store, home, re
     return None
 
 
+cdef inline object _get(m, key):
+    """``m.get(key)``, without the method's lookup when ``m`` is a dict."""
+    if type(m) is dict:
+        return (<dict> m).get(key)
+    return m.get(key)
+
+
 cdef object _one_size(snap, sku):
     """A product sold in a single size needs no size from the customer."""
-    item = snap.data.catalog.get(sku)
-    sizes = getattr(item, "sizes", ()) if item is not None else ()
+    item = _get(field(field(snap, SNAP_DATA, "data"), DATA_CATALOG, "catalog"), sku)
+    sizes = (field(item, ITEM_SIZES, "sizes") if type(item) is CatalogItem else getattr(item, "sizes", ())
+             if item is not None else ())
     return sizes[0] if len(sizes) == 1 else None
 
 
 def generic_fields():
     """The fields this module reads through the generic attribute lookup
     because their type keeps them in no object slot (tests: none)."""
+    _late_slots()
     return list(_GENERIC)

@@ -1,5 +1,5 @@
-# A msgspec Struct's field read straight from its slot, for the compiled
-# decision path.  ``obj.field`` from Cython is the generic attribute lookup:
+# A msgspec Struct's field (or an attribute a class keeps in __slots__) read
+# straight from its slot, for the compiled decision path.  ``obj.field`` from Cython is the generic attribute lookup:
 # the type's method cache (_PyType_Lookup), the member descriptor, its getter,
 # ~180 instructions and, in the server where a Decide runs with cold caches,
 # a cache line of the method cache per distinct (type, name).  A Struct keeps

@@ -73,15 +73,22 @@ class _Decision(DecisionMap):
 
 
 class Plan:
-    """How one ruleset's raw answers become typed results."""
+    """How one ruleset's raw answers become typed results.  What a Decide
+    reads of it and of its ruleset is in slots, read from there by the
+    compiled path (engine/service/_decide.pyx)."""
+
+    __slots__ = ("ruleset", "kernel", "version", "decisions", "size_position", "size_default", "__dict__")
 
     def __init__(self, rs: Ruleset):
         self.ruleset = rs
+        self.kernel = rs.kernel
+        self.version = rs.version
         self.decisions = tuple(_Decision(rs, d) for d in rs.program.decisions)
         size = rs._by_name.get(results.SIZE)
         # only a single value can be a size (a pick-all list, a record or offers never are)
         single = size is not None and size.kind == "value" and size.policy != "all"
         self.size_position = size.position if single else -1
+        self.size_default = rs.program.decisions[size.position].default if single else None
 
     def size(self, raw: list) -> str | None:
         """The prefilled size the nearby-stores query needs (None: none)."""
@@ -89,7 +96,7 @@ class Plan:
         if at < 0 or raw[at] is None:
             return None
         ranks, outputs, _, _, _ = raw[at]
-        value = outputs[0][0] if ranks else self.ruleset.program.decisions[at].default
+        value = outputs[0][0] if ranks else self.size_default
         return value if isinstance(value, str) else None
 
     def map(self, raw: list, asked) -> tuple[dict, dict, list, tuple | None]:

@@ -44,6 +44,10 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 class Decider:
+    # the attributes a Decide reads, in slots: the compiled path reads them
+    # from there (_decide's field slots), not by the generic attribute lookup
+    __slots__ = ("holder", "profiles", "stores", "clock", "decision_log", "_plan", "__dict__", "__weakref__")
+
     def __init__(self, holder: RulesetHolder, profiles: ProfileSource | None = None,
                  stores: StoresSource | None = None, clock=time.time):
         self.holder = holder

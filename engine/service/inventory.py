@@ -81,6 +81,8 @@ def log_load(what: str, info: InventoryInfo, report: LoadReport | None, logger: 
 
 
 class InventoryHolder:
+    __slots__ = ("directory", "inventory", "loaded_at", "signature", "__dict__", "__weakref__")
+
     def __init__(self, directory: str | Path, inventory: Inventory | None, loaded_at: float,
                  signature: tuple = ()):
         self.directory = str(directory)
@@ -168,6 +170,8 @@ def reload_logged(holder: InventoryHolder, reload, trigger: str, logger: logging
 
 class InventoryStores:
     """The decision service's StoresSource over an InventoryHolder."""
+
+    __slots__ = ("holder", "__dict__", "__weakref__")          # read by the compiled Decide
 
     def __init__(self, holder: InventoryHolder):
         self.holder = holder

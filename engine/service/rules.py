@@ -70,7 +70,10 @@ class ReloadResult:
 
 
 class RulesetHolder:
-    """One process's current ruleset.  Reads are a plain attribute load."""
+    """One process's current ruleset.  Reads are a plain attribute load
+    (a slot: the compiled Decide reads it there)."""
+
+    __slots__ = ("current", "last_error", "_lock", "_listeners", "__dict__", "__weakref__")
 
     def __init__(self, ruleset: Ruleset | None = None):
         self.current: Ruleset | None = ruleset

@@ -46,6 +46,8 @@ SCHEMES = ("sqlite", "redis", "rediss", "unix", "redis-cluster", "rediss-cluster
 class StoredProfiles:
     """A profile store behind a cache, as a profile source and event sink."""
 
+    __slots__ = ("cache", "store", "fold_config", "__dict__", "__weakref__")   # read by the compiled Decide
+
     def __init__(self, store: ProfileStore, *, cache_ttl: float = TTL, cache_size: int = MAX_ENTRIES,
                  cache_mib: float | None = MAX_BYTES / 2**20, retry_after: float = 1.0):
         self.cache = CachedStore(store, ttl=cache_ttl, maxsize=cache_size, retry_after=retry_after,
