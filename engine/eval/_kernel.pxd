@@ -177,3 +177,4 @@ cdef class Kernel:
     cdef tuple _result(self, _State st, _Decision D, int n)
     cdef _State _begin(self, profile, request, now, customer_id)
     cdef void _end(self, _State st)
+    cpdef list run(self, profile, request, now, customer_id=*, wanted=*)

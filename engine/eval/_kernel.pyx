@@ -1265,8 +1265,9 @@ cdef class Kernel:
         st.customer_id = None
         self.state = st
 
-    def run(self, profile, request, now, customer_id=None, wanted=None):
-        """See PyKernel.run: one (winners, outputs, scores, variants, status) per decision."""
+    cpdef list run(self, profile, request, now, customer_id=None, wanted=None):
+        """See PyKernel.run: one (winners, outputs, scores, variants, status) per decision.
+        (cpdef: the compiled Decide calls it in C, without the method's lookup.)"""
         cdef _State st = self._begin(profile, request, now, customer_id)
         cdef _Decision D
         try:

@@ -202,7 +202,7 @@ cdef int _close(Buf *b, Py_ssize_t start) except -1:
 
 
 # ---------------------------------------------------------------- the parts
-cdef object SOURCES = None           # source name -> enum number (convert.SOURCES)
+cdef dict SOURCES = None             # source name -> enum number (convert.SOURCES)
 cdef object PROFILE_STATUS = None    # ProfileStatus -> enum number (convert.PROFILE_STATUS)
 cdef object RENDER = None            # engine.eval.values.render_value
 cdef object PLAIN = None             # convert._plain
@@ -736,8 +736,8 @@ def encode_batch(version, list results, error_type, error_bytes):
 
 
 # ---------------------------------------------------------------- decoding
-cdef object CHANNELS = None          # enum number -> channel name (convert.CHANNELS)
-cdef object DEVICES = None           # enum number -> device name (convert.DEVICES)
+cdef dict CHANNELS = None            # enum number -> channel name (convert.CHANNELS)
+cdef dict DEVICES = None             # enum number -> device name (convert.DEVICES)
 cdef object DECODE_JSON = None       # engine.service.validate.decode_json
 cdef object QUERY = None             # engine.service.model.DecideQuery
 cdef object CONTEXT = None           # engine.service.model.RequestContext
@@ -808,7 +808,7 @@ cdef double _fixed64_double(Reader *r) except? -1.0:
     return v
 
 
-cdef object _enum_name(uint64_t v, object names):
+cdef object _enum_name(uint64_t v, dict names):
     """An open proto3 enum (int32): 0 is None; a number the table does not
     know is the runtime path's to report."""
     cdef int32_t n = <int32_t> v
@@ -1003,8 +1003,8 @@ def batch_queries(bytes raw):
 
 
 # ---------------------------------------------------------------- RecordEvents
-cdef object EVENT_TYPES = None       # enum number -> type name (engine.server.events.TYPES)
-cdef object EVENT_CHANNELS = None    # enum number -> channel name (engine.server.events.CHANNELS)
+cdef dict EVENT_TYPES = None         # enum number -> type name (engine.server.events.TYPES)
+cdef dict EVENT_CHANNELS = None      # enum number -> channel name (engine.server.events.CHANNELS)
 
 
 cdef object EVENT_STATUS = None      # EventStatus -> wire number (engine.server.events.STATUS)

@@ -46,6 +46,7 @@ import msgspec
 from ._fields cimport Slot, field, field_slot
 
 from ..eval._geo cimport point_of
+from ..eval._kernel cimport Kernel
 from ..profiles.store import decode as _decode_profile
 from libc.stdlib cimport free, malloc
 
@@ -390,7 +391,7 @@ def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
     request = _request(ctx)
     # experiments assign by the profile's own id: a merged customer asked for
     # by any of its ids (the survivor's or an alias) keeps one variant
-    cid = profile.get("customer_id")
+    cid = _get(profile, "customer_id")
     if type(cid) is not str or not cid:
         cid = given or None
     if names:
@@ -398,8 +399,12 @@ def decide_one(decider, rs, plan, q, deadline, encode_raw=None):
         raw = rs.run(profile, request, now, cid, wanted)
     else:                         # Ruleset.run without the names to look up
         wanted = None
-        raw = field(plan, PLAN_KERNEL, "kernel").run(profile if type(profile) is dict else {}, request, now, cid,
-                                                     None)
+        kernel = field(plan, PLAN_KERNEL, "kernel")
+        given_profile = profile if type(profile) is dict else {}
+        if type(kernel) is Kernel:      # (a C call, without the method's lookup)
+            raw = (<Kernel> kernel).run(given_profile, request, now, cid, None)
+        else:
+            raw = kernel.run(given_profile, request, now, cid, None)
     version = field(plan, PLAN_VERSION, "version")      # (the plan's ruleset is rs: _current)
     dlog = field(decider, DECIDER_DECISION_LOG, "decision_log")
     if dlog is not None:          # the outcomes are made on the log's thread, if sampled
