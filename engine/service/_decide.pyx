@@ -167,13 +167,11 @@ cdef Slot GEO_ITEM_INDEXES = field_slot(GeoIndex, "item_indexes", _GENERIC)
 cdef Slot DATA_STOCK = field_slot(InventoryData, "stock", _GENERIC)
 cdef Slot DATA_CATALOG = field_slot(InventoryData, "catalog", _GENERIC)
 cdef Slot ITEM_SIZES = field_slot(CatalogItem, "sizes", _GENERIC)
-# ... and those of classes that import this module: found at the first Decide (_late_slots)
+# ... and those of classes that import this module: found at the first Decide (_late_slots);
+# until then zeroed (C statics), so field() takes the generic lookup
 cdef bint _LATE = False
 cdef Slot DECIDER_HOLDER, DECIDER_PROFILES, DECIDER_STORES, DECIDER_CLOCK, DECIDER_DECISION_LOG, DECIDER_PLAN
 cdef Slot STORED_CACHE, STORED_FOLD_CONFIG, STORES_HOLDER, INV_HOLDER_INVENTORY
-DECIDER_HOLDER.owner = DECIDER_PROFILES.owner = DECIDER_STORES.owner = DECIDER_CLOCK.owner = NULL
-DECIDER_DECISION_LOG.owner = DECIDER_PLAN.owner = STORED_CACHE.owner = STORED_FOLD_CONFIG.owner = NULL
-STORES_HOLDER.owner = INV_HOLDER_INVENTORY.owner = NULL
 
 
 cdef void _late_slots() except *:
