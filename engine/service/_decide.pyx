@@ -141,7 +141,7 @@ cdef Slot ROW_OPEN_NOW = field_slot(FoundStore, "open_now", _GENERIC)
 cdef Slot AVAIL_PREFERRED = field_slot(StoreAvailability, "preferred", _GENERIC)
 cdef Slot AVAIL_DISTANCE_KM = field_slot(StoreAvailability, "distance_km", _GENERIC)
 # the service's own objects a Decide reads (each class keeps these in __slots__): a
-# generic lookup costs a Decide in the server ~8 cache lines cold (the type's method
+# generic lookup costs a Decide in the server ~6 cache lines cold (the type's method
 # cache, its dict, the instance's dict), a slot one (bench.decide_cost --cold)
 cdef Slot PLAN_RULESET = field_slot(Plan, "ruleset", _GENERIC)
 cdef Slot PLAN_KERNEL = field_slot(Plan, "kernel", _GENERIC)
