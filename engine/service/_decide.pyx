@@ -937,8 +937,12 @@ cdef inline object _get(m, key):
 cdef object _one_size(snap, sku):
     """A product sold in a single size needs no size from the customer."""
     item = _get(field(field(snap, SNAP_DATA, "data"), DATA_CATALOG, "catalog"), sku)
-    sizes = (field(item, ITEM_SIZES, "sizes") if type(item) is CatalogItem else getattr(item, "sizes", ())
-             if item is not None else ())
+    if item is None:
+        sizes = ()
+    elif type(item) is CatalogItem:
+        sizes = field(item, ITEM_SIZES, "sizes")
+    else:
+        sizes = getattr(item, "sizes", ())
     return sizes[0] if len(sizes) == 1 else None
 
 
