@@ -565,6 +565,29 @@ def share_text(share: float | None) -> str:
     return "-" if share is None else f"{share:.0%}"
 
 
+def core_busy(cpu_us: float | None, result: Result) -> float | None:
+    """How busy a server kept each of its worker processes' cores: its CPU
+    a request (µs) times the requests a second it answered, over its
+    workers; None for a server running elsewhere or not read.  At the open
+    loop's rate it says how fast a queue drains: a stall of the shared
+    machine queues every call behind it, and the queue empties at the idle
+    share of the core (``drain_ratio``)."""
+    if cpu_us is None or not result.server_workers or not result.requests:
+        return None
+    return round(cpu_us * result.throughput / 1e6 / result.server_workers, 3)
+
+
+def drain_ratio(busy: dict) -> float | None:
+    """The echo's idle share of its core over Decide's, (1 - echo) / (1 -
+    Decide): how much slower a queue behind a stall drains on Decide's
+    server, and so about how much longer a tail made of stalls is; None
+    unless both are known and below 1."""
+    echo, decide = busy.get("echo"), busy.get("decide")
+    if echo is None or decide is None or echo >= 1 or decide >= 1:
+        return None
+    return round((1 - echo) / (1 - decide), 2)
+
+
 def turn_ratios(echo: list[Result], decide: list[Result]) -> dict:
     """Decide over echo in each turn (ABBA: a turn is one of each, run back
     to back), p50, p99 and throughput: how far the run's own drift moves the
@@ -929,6 +952,7 @@ def main(argv=None) -> int:
         intervals = {}                  # by phase: each ratio's interval over the turns resampled
         machine_busy = {}               # by phase and target: the machine's busy CPU share, measured windows
         server_cpu_us = {}              # by phase and target: the server's CPU a request, µs (servers it started)
+        server_busy = {}                # by phase and target: how busy each server kept its cores (core_busy)
         profile_cache = {}              # by phase: the profile cache's reads (--by-id with a store behind a cache)
         per_thread = max(1, args.concurrency // args.procs)
 
@@ -977,7 +1001,8 @@ def main(argv=None) -> int:
                         add_buckets(handler_buckets, handler_before, handler_after)
                     if reads_before is not None and reads_after:
                         add_buckets(reads, reads_before, reads_after)
-            results.extend((merged(parts["echo"]), merged(parts["decide"])))
+            echo_row, decide_row = merged(parts["echo"]), merged(parts["decide"])
+            results.extend((echo_row, decide_row))
             per_turn[phase] = turn_ratios(parts["echo"], parts["decide"])
             spans = turn_intervals(parts["echo"], parts["decide"])
             if spans:
@@ -986,6 +1011,8 @@ def main(argv=None) -> int:
             if server_cpu["echo"] or server_cpu["decide"]:
                 server_cpu_us[phase] = {k: None if (m := mean_of(v)) is None else round(m, 1)
                                         for k, v in server_cpu.items()}
+                server_busy[phase] = {k: core_busy(server_cpu_us[phase][k], row)
+                                      for k, row in (("echo", echo_row), ("decide", decide_row))}
             if decide_buckets:
                 server_side[phase] = bucket_percentiles({}, decide_buckets)
             if handler_buckets:
@@ -1051,6 +1078,8 @@ def main(argv=None) -> int:
                   "ratio_interval_coverage": COVERAGE,
                   "machine_busy": machine_busy,
                   "server_cpu_us_per_request": server_cpu_us,
+                  "server_core_busy": server_busy,
+                  "open_drain_ratio": drain_ratio(server_busy.get("open", {})),
                   "server_side_decide": server_side, "server_side_read_included": read_included,
                   "open_rate_over_decide_max": open_load,
                   "profile_cache": profile_cache}
@@ -1075,6 +1104,14 @@ def main(argv=None) -> int:
         if server_cpu_us:
             print("the server's CPU a request, µs (every thread and child, measured windows): " + "; ".join(
                 f"{phase} echo {c['echo']} decide {c['decide']}" for phase, c in server_cpu_us.items()))
+        if any(v is not None for b in server_busy.values() for v in b.values()):
+            print("each server's cores busy (its CPU a request x requests a second / its workers): " + "; ".join(
+                f"{phase} echo {share_text(b['echo'])} decide {share_text(b['decide'])}"
+                for phase, b in server_busy.items()))
+            if report["open_drain_ratio"] is not None:
+                print(f"  open loop: the echo's idle share over Decide's {report['open_drain_ratio']:.2f}x: a queue "
+                      "behind a stall of the machine drains that much slower on Decide's server, and a tail made "
+                      "of such stalls is about that much longer")
         if server_side:
             print("server-side Decide (maple_decide_seconds bucket bounds, from the request parsed):",
                   json.dumps(server_side))

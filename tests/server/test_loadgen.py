@@ -601,6 +601,55 @@ def test_the_server_s_cpu_a_request_is_read_over_each_turn_s_measured_window(fou
     assert "c1 echo 400.0 decide 450.0" in capsys.readouterr().out
 
 
+def test_each_server_s_cores_busy_and_how_much_slower_decide_s_queue_drains_in_the_open_loop(
+        four_cores, monkeypatch, tmp_path, capsys):
+    """Each server's CPU a request times the requests a second it answered,
+    over its workers: at the open loop's rate (half the echo's 4,000/s)
+    400 and 560 µs a request keep a worker's core 80 % and 112 % busy with
+    one worker, 40 % and 56 % with two; the echo's idle share over Decide's
+    is how much slower a queue behind a stall drains."""
+    _fake(monkeypatch, tmp_path)
+
+    def run_phase(phase, name, target, method, payloads, **kw):
+        if kw.get("on_warm") is not None:
+            kw["on_warm"]()
+        hist = loadgen._hist()
+        hist.record_value(100)
+        per_s = 4000.0 if phase == "max" else kw["rate"]
+        return loadgen.Result(phase, name, int(per_s * kw["duration"]), kw["duration"], {}, hist, 1,
+                              kw["server_workers"])
+    monkeypatch.setattr(loadgen, "run_phase", run_phase)
+    real_maple, real_echo = loadgen.start_maple, loadgen.start_echo
+
+    def with_pid(start, pid):
+        def started_with_pid(*a, **kw):
+            proc, info = start(*a, **kw)
+            proc.pid = pid
+            return proc, info
+        return started_with_pid
+    monkeypatch.setattr(loadgen, "start_maple", with_pid(real_maple, 101))
+    monkeypatch.setattr(loadgen, "start_echo", with_pid(real_echo, 202))
+    per_request = {101: 560e-6, 202: 400e-6}
+    clock = {101: 0.0, 202: 0.0}
+
+    def tree_cpu_seconds(pid):          # each reading after the first: one turn's requests more
+        clock[pid] += per_request[pid] * 1000       # 2,000/s for the 0.5 s of each open turn
+        return clock[pid]
+    monkeypatch.setattr(loadgen, "tree_cpu_seconds", tree_cpu_seconds)
+    for workers, busy, drain in ((1, {"echo": 0.8, "decide": 1.12}, None), (2, {"echo": 0.4, "decide": 0.56}, 1.36)):
+        for old in tmp_path.glob("loadgen-*"):
+            old.unlink()
+        assert loadgen.main(["--phases", "max,open", "--turns", "1", "--duration", "0.5", "--warmup", "0",
+                             "--customers", "20", "--server-workers", str(workers), "--out", str(tmp_path)]) == 0
+        report = _report(tmp_path)
+        assert report["server_cpu_us_per_request"]["open"] == {"echo": 400.0, "decide": 560.0}
+        assert report["server_core_busy"]["open"] == busy
+        assert report["open_drain_ratio"] == drain
+        out = capsys.readouterr().out
+        assert f"open echo {busy['echo']:.0%} decide {busy['decide']:.0%}" in out
+        assert ("drains that much slower" in out) is (drain is not None)
+
+
 def test_a_busy_share_needs_two_readings_apart():
     assert loadgen.busy_share((100, 40), (300, 90)) == 0.75
     assert loadgen.busy_share(None, (300, 90)) is None
