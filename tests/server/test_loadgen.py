@@ -689,7 +689,8 @@ def test_the_echo_floor_stands_in_for_decide_with_or_without_compact_work():
     """bench.echo_server answers DecisionService/Decide with the request's
     bytes too, so ``--target`` at it is an A/A run; with --spin-us it first
     runs sum(range(n)), n found at start (a positive count for X > 0, none
-    for 0), and still echoes; the Echo method answers beside it."""
+    for 0), and still echoes, with --spin-p99-us too (n drawn per call);
+    the Echo method answers beside it."""
     import subprocess
     import sys
 
@@ -697,12 +698,13 @@ def test_the_echo_floor_stands_in_for_decide_with_or_without_compact_work():
 
     from bench import echo_server
     assert echo_server.spin_size(0) == 0
-    for spin_us, spins in (("0", False), ("10", True)):
-        proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--spin-us", spin_us],
+    for spin_us, spread, spins in (("0", [], False), ("10", [], True), ("10", ["--spin-p99-us", "30"], True)):
+        proc = subprocess.Popen([sys.executable, "-m", "bench.echo_server", "--spin-us", spin_us, *spread],
                                 cwd=loadgen.ROOT, stdout=subprocess.PIPE, text=True)
         try:
             info = json.loads(proc.stdout.readline())
             assert (info["spin_n"] > 0) is spins
+            assert info["spin_p99_ratio"] == (3.0 if spread else 1.0)
             with grpc.insecure_channel(info["decisions"]) as ch:
                 for method in (loadgen.DECIDE, loadgen.ECHO):
                     assert ch.unary_unary(method)(b"r" * 600, timeout=30) == b"r" * 600
@@ -717,3 +719,29 @@ def test_a_spin_out_of_range_is_refused():
     r = subprocess.run([sys.executable, "-m", "bench.echo_server", "--spin-us", "-1"], cwd=loadgen.ROOT,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "--spin-us -1: use 0 to 1000000 µs" in r.stderr
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--spin-p99-us", "50"], "--spin-p99-us 50: use --spin-us (0) to 1000000 µs, with --spin-us above 0"),
+    (["--spin-us", "30", "--spin-p99-us", "20"], "--spin-p99-us 20: use --spin-us (30) to 1000000 µs"),
+])
+def test_a_spread_without_a_median_or_below_it_is_refused(argv, says):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "bench.echo_server", *argv], cwd=loadgen.ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and says in r.stderr
+
+
+def test_a_varied_spin_has_the_median_and_p99_asked_for_and_repeats_with_its_seed():
+    """--spin-p99-us: each call's n from a log-normal of median n and p99
+    n x ratio; a ratio of 1 (or no spin) is the same n every call."""
+    from bench import echo_server
+    draw = echo_server.spin_draw(1000, 10 / 3, seed=7)
+    ns = sorted(draw() for _ in range(40_000))
+    assert 960 <= ns[len(ns) // 2] <= 1040
+    assert 3150 <= ns[int(len(ns) * 0.99)] <= 3520
+    again = echo_server.spin_draw(1000, 10 / 3, seed=7)
+    assert sorted(again() for _ in range(40_000)) == ns
+    assert {echo_server.spin_draw(1000, 1.0)() for _ in range(50)} == {1000}
+    assert echo_server.spin_draw(0, 5.0)() == 0
