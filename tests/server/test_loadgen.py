@@ -85,6 +85,18 @@ def _fake(monkeypatch, tmp_path):
     return started, phases
 
 
+def _with_pids(monkeypatch, maple: int, echo: int) -> None:
+    """The faked servers (_fake's) started with these pids, for the readings of their CPU."""
+    def with_pid(start, pid):
+        def started_with_pid(*a, **kw):
+            proc, info = start(*a, **kw)
+            proc.pid = pid
+            return proc, info
+        return started_with_pid
+    monkeypatch.setattr(loadgen, "start_maple", with_pid(loadgen.start_maple, maple))
+    monkeypatch.setattr(loadgen, "start_echo", with_pid(loadgen.start_echo, echo))
+
+
 def _report(tmp_path) -> dict:
     [path] = tmp_path.glob("loadgen-*.json")
     return json.loads(path.read_text())
@@ -582,18 +594,8 @@ def test_the_server_s_cpu_a_request_is_read_over_each_turn_s_measured_window(fou
     at its end (every thread and child: tree_cpu_seconds), over the
     requests the client counted in the turn (one, from the fake); a server
     elsewhere has no pid and is not read."""
-    started, _ = _fake(monkeypatch, tmp_path)
-    pids = {"maple": 101, "echo": 202}
-    real_maple, real_echo = loadgen.start_maple, loadgen.start_echo
-
-    def with_pid(start, pid):
-        def started_with_pid(*a, **kw):
-            proc, info = start(*a, **kw)
-            proc.pid = pid
-            return proc, info
-        return started_with_pid
-    monkeypatch.setattr(loadgen, "start_maple", with_pid(real_maple, pids["maple"]))
-    monkeypatch.setattr(loadgen, "start_echo", with_pid(real_echo, pids["echo"]))
+    _fake(monkeypatch, tmp_path)
+    _with_pids(monkeypatch, maple=101, echo=202)
     seconds = {101: iter([0.0, 0.000450] * 4), 202: iter([0.0, 0.000400] * 4)}     # each turn's start, end
     monkeypatch.setattr(loadgen, "tree_cpu_seconds", lambda pid: next(seconds[pid]))
     assert loadgen.main(["--phases", "c1", "--out", str(tmp_path), "--duration", "1", "--warmup", "0"]) == 0
@@ -619,16 +621,7 @@ def test_each_server_s_cores_busy_and_how_much_slower_decide_s_queue_drains_in_t
         return loadgen.Result(phase, name, int(per_s * kw["duration"]), kw["duration"], {}, hist, 1,
                               kw["server_workers"])
     monkeypatch.setattr(loadgen, "run_phase", run_phase)
-    real_maple, real_echo = loadgen.start_maple, loadgen.start_echo
-
-    def with_pid(start, pid):
-        def started_with_pid(*a, **kw):
-            proc, info = start(*a, **kw)
-            proc.pid = pid
-            return proc, info
-        return started_with_pid
-    monkeypatch.setattr(loadgen, "start_maple", with_pid(real_maple, 101))
-    monkeypatch.setattr(loadgen, "start_echo", with_pid(real_echo, 202))
+    _with_pids(monkeypatch, maple=101, echo=202)
     per_request = {101: 560e-6, 202: 400e-6}
     clock = {101: 0.0, 202: 0.0}
 
